@@ -1,0 +1,104 @@
+/*
+ * Shared helpers: allocation wrappers (with the torture build's failure injection), logging
+ * through the user's log_fn, and deadline conversion. The only mutable state is the
+ * injection counter of the torture build, which exists only when TC_ALLOC_FAIL is defined.
+ */
+#include "config.h"
+
+#include "common.h"
+
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef TC_ALLOC_FAIL
+/* Torture build only: the countdown to the allocation that fails (0: none) and the count
+ * of allocations made, process-wide on purpose (tests are single-threaded there). */
+static atomic_uint_fast64_t alloc_countdown;
+static atomic_uint_fast64_t alloc_count;
+
+static bool alloc_should_fail(void)
+{
+    atomic_fetch_add(&alloc_count, 1);
+    uint_fast64_t left = atomic_load(&alloc_countdown);
+    while (left > 0) {
+        if (atomic_compare_exchange_weak(&alloc_countdown, &left, left - 1))
+            return left == 1;
+    }
+    return false;
+}
+
+uint64_t tc__alloc_fail_at(uint64_t nth)
+{
+    atomic_store(&alloc_countdown, nth);
+    return atomic_exchange(&alloc_count, 0);
+}
+#else
+static inline bool alloc_should_fail(void)
+{
+    return false;
+}
+
+uint64_t tc__alloc_fail_at(uint64_t nth)
+{
+    TC_UNUSED(nth);
+    return 0;
+}
+#endif
+
+void *tc__malloc(size_t n)
+{
+    return alloc_should_fail() ? NULL : malloc(n ? n : 1);
+}
+
+void *tc__calloc(size_t n, size_t size)
+{
+    return alloc_should_fail() ? NULL : calloc(n ? n : 1, size ? size : 1);
+}
+
+void *tc__realloc(void *p, size_t n)
+{
+    return alloc_should_fail() ? NULL : realloc(p, n ? n : 1);
+}
+
+char *tc__strdup(const char *s)
+{
+    return tc__strndup(s, strlen(s));
+}
+
+char *tc__strndup(const char *s, size_t n)
+{
+    size_t len = strnlen(s, n);
+    char *d = tc__malloc(len + 1);
+    if (d) {
+        memcpy(d, s, len);
+        d[len] = '\0';
+    }
+    return d;
+}
+
+void tc__free(void *p)
+{
+    free(p);
+}
+
+void tc__log(const tc_logger *lg, int level, const char *fmt, ...)
+{
+    if (!lg || !lg->fn)
+        return;
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    lg->fn(lg->arg, level, msg);
+}
+
+void tc__deadline_to_timespec(int64_t deadline_ns, struct timespec *ts)
+{
+    if (deadline_ns < 0)
+        deadline_ns = 0;
+    ts->tv_sec = (time_t)(deadline_ns / 1000000000);
+    ts->tv_nsec = (long)(deadline_ns % 1000000000);
+}

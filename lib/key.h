@@ -1,0 +1,22 @@
+/*
+ * Key rules and key building: validation of callers' keys (the memcached-safe rule), the
+ * Redis key "<prefix>:<version>:<key>", and the 64-bit key hash that indexes the local tier.
+ */
+#ifndef TC_KEY_H
+#define TC_KEY_H
+
+#include "common.h"
+
+/* True if key is 1..max_len bytes with no byte below 33 and no byte 127; *len gets strlen.
+ * NULL key is false. Reads at most max_len + 1 bytes of key. */
+bool tc__key_valid(const char *key, size_t max_len, size_t *len);
+
+/* XXH3-64 of the key bytes. */
+uint64_t tc__key_hash(const void *key, size_t len);
+
+/* Writes "<prefix><key>" into buf where prefix is the precomputed "<key_prefix>:<version>:"
+ * string. Returns the length, or 0 if it does not fit (cap includes the NUL). */
+size_t tc__key_redis(char *buf, size_t cap, const char *prefix, size_t prefix_len,
+                     const char *key, size_t klen);
+
+#endif /* TC_KEY_H */

@@ -1,0 +1,106 @@
+/*
+ * The local tier: an in-process cache of reference-counted values, split into shards
+ * (a power of two, each with its own mutex), each a hash table (uthash) keyed by the 64-bit
+ * hash of the caller's key, an eviction list and a byte budget.
+ *
+ * Coherence support: every shard keeps an array of invalidation sequences ("slots", chosen
+ * by hash) and the whole tier has a flush epoch. A reader takes a ticket before it fetches
+ * from Redis and may store what it fetched only if neither its slot's sequence nor the epoch
+ * moved meanwhile (the fill guard). Invalidations and write-through stores bump the slot.
+ *
+ * Thread safety: every function may be called from any thread. Lock order: a shard mutex is
+ * a leaf lock (nothing else is taken while it is held). No callback is called.
+ */
+#ifndef TC_LOCAL_H
+#define TC_LOCAL_H
+
+#include <stdatomic.h>
+
+#include "common.h"
+
+/* A reference-counted, immutable value. tc_value.priv points at one. The bytes the caller
+ * sees are data[0..len); they live inside the same allocation (buf), possibly after a
+ * stored-format header. */
+typedef struct tc_ref {
+    atomic_uint refs;
+    uint32_t flags;       /* TC_REF_* */
+    size_t len;           /* length of the caller-visible value */
+    size_t alloc;         /* bytes allocated for buf */
+    const unsigned char *data; /* points into buf */
+    int64_t meta_expiry_ms;    /* wall-clock expiry in Redis as the writer saw it; 0: none
+                                  known (used by early refresh; may stay 0) */
+    uint32_t meta_delta_ms;    /* how long the value took to compute; 0: unknown */
+    uint32_t reserved;
+    unsigned char buf[];
+} tc_ref;
+
+#define TC_REF_NEGATIVE 0x1u /* a cached "does not exist" */
+
+/* A new reference (refs = 1) with room for cap bytes in buf; data = buf, len = 0.
+ * NULL on allocation failure. */
+tc_ref *tc__ref_new(size_t cap);
+/* A new reference holding a copy of len bytes at src (src may be NULL when len is 0). */
+tc_ref *tc__ref_copy(const void *src, size_t len);
+/* Adds a reference. */
+void tc__ref_hold(tc_ref *r);
+/* Drops a reference; frees at zero. NULL is a no-op. */
+void tc__ref_drop(tc_ref *r);
+
+typedef struct tc_local tc_local;
+
+/* A snapshot taken before a Redis fetch, for the fill guard. */
+typedef struct tc_ticket {
+    uint64_t epoch;
+    uint64_t seq;
+} tc_ticket;
+
+typedef struct tc_local_stats {
+    uint64_t hits, misses, evictions, expirations, entries, bytes, stores, store_rejects;
+} tc_local_stats;
+
+/* max_bytes: the budget for keys + values + per-entry overhead across all shards; 0 makes
+ * a tier that stores nothing (every get misses). nshards: a power of two, or 0 for the
+ * default (64). On success *out is the new tier. */
+tc_status tc__local_new(size_t max_bytes, unsigned nshards, tc_local **out);
+/* Frees the tier and drops its references (values still held by callers stay valid). */
+void tc__local_free(tc_local *l);
+
+/* Looks up key (full key compared; a hash collision never returns another key's value).
+ * On a live hit sets *out to the value with one new reference for the caller and returns
+ * true. Expired entries and entries from before the last flush are misses (and are removed
+ * lazily). now_ns: tc__now_ns() of the caller. One shard lock, no allocation, no syscall. */
+bool tc__local_get(tc_local *l, uint64_t h, const char *key, size_t klen, int64_t now_ns,
+                   tc_ref **out);
+
+/* The fill-guard ticket for hash h. Take it before the Redis fetch begins. */
+tc_ticket tc__local_ticket(tc_local *l, uint64_t h);
+
+/* Stores v (the tier takes its own reference) under key until expires_ns (monotonic),
+ * unless the ticket is stale: its slot's sequence or the flush epoch moved since it was
+ * taken. Then nothing is stored. Returns true if stored. Replaces an entry for the same
+ * hash. Evicts to stay within the byte budget; a value too large for a shard is not
+ * stored. */
+bool tc__local_store_if_fresh(tc_local *l, uint64_t h, const char *key, size_t klen,
+                              tc_ref *v, int64_t expires_ns, tc_ticket t);
+
+/* As tc__local_store_if_fresh, for a value this process has just written: also bumps the
+ * slot's sequence, so that a concurrent reader's fill that started before cannot overwrite
+ * it with an older value. If the ticket is stale the entry is removed instead. */
+bool tc__local_store_write(tc_local *l, uint64_t h, const char *key, size_t klen, tc_ref *v,
+                           int64_t expires_ns, tc_ticket t);
+
+/* Removes the entry for hash h (whatever its key: a hash names the slot it lives in) and
+ * bumps the slot's sequence, so fills in flight for it are not stored. */
+void tc__local_invalidate(tc_local *l, uint64_t h);
+
+/* Makes every entry stale at once (O(1): an epoch bump; entries are reclaimed lazily or
+ * when evicted) and makes every ticket taken before it stale. */
+void tc__local_flush(tc_local *l);
+
+/* Counters and current size, summed over shards. */
+void tc__local_stats(tc_local *l, tc_local_stats *out);
+
+/* The number of live entries (walks every shard; for tests). */
+size_t tc__local_count(tc_local *l);
+
+#endif /* TC_LOCAL_H */

@@ -1,0 +1,129 @@
+/*
+ * The Redis tier: URL parsing, a pool of hiredis connections usable from any thread, connect
+ * and command timeouts, AUTH/SELECT, pipelining, and the Lua scripts (loaded once, run by
+ * EVALSHA with a NOSCRIPT fallback to EVAL). It knows Redis keys and bytes only; the stored
+ * value format and the local tier are the caller's business.
+ *
+ * Every write takes an optional publication (channel + payload) that reaches Redis in the
+ * same atomic unit as the write (MULTI/EXEC or inside the script), so that no failure between
+ * the two can leave other processes' local tiers stale.
+ *
+ * Thread safety: every function may be called from any thread. The pool mutex is a leaf lock
+ * and is never held during I/O.
+ */
+#ifndef TC_REMOTE_H
+#define TC_REMOTE_H
+
+#include "common.h"
+#include "local.h"
+
+/* ------------------------------------------------------------------ URLs */
+
+typedef enum tc_url_kind { TC_URL_TCP = 0, TC_URL_UNIX = 1 } tc_url_kind;
+
+typedef struct tc_url {
+    tc_url_kind kind;
+    char *host;     /* TCP: host name or address (IPv6 without brackets) */
+    int port;       /* TCP: default 6379 */
+    char *path;     /* UNIX: socket path */
+    int db;         /* default 0 */
+    char *user;     /* NULL: none (AUTH <password> only) */
+    char *password; /* NULL: no AUTH */
+} tc_url;
+
+/* Parses "redis://[user[:password]@]host[:port][/db]" (host may be "[v6addr]"), and
+ * "unix:///path[?db=N]" (also "unix://[user[:password]@]/path[?db=N]" with credentials).
+ * User and password may be percent-encoded. TC_ERR_ARG on an unknown scheme or bad syntax
+ * (empty host, port outside 1..65535, db not a non-negative integer, trailing garbage).
+ * TC_ERR_NOMEM. On success the caller frees with tc__url_free. */
+tc_status tc__url_parse(const char *s, tc_url *out);
+void tc__url_free(tc_url *u);
+
+/* ------------------------------------------------------------------ the pool */
+
+typedef struct tc_remote tc_remote;
+
+typedef struct tc_remote_config {
+    const char *url;          /* not NULL */
+    int pool_size;            /* >= 1 */
+    int connect_timeout_ms;   /* > 0 */
+    int command_timeout_ms;   /* > 0 */
+    tc_logger log;
+} tc_remote_config;
+
+/* Parses the URL, connects one connection (AUTH, SELECT, PING) to report problems now, and
+ * loads the scripts. TC_ERR_ARG (bad URL), TC_ERR_IO, TC_ERR_TIMEOUT, TC_ERR_AUTH. */
+tc_status tc__remote_open(const tc_remote_config *cfg, tc_remote **out);
+/* Closes every connection. No call may be running. */
+void tc__remote_close(tc_remote *r);
+
+/* Counters. round_trips: replies waited for in batches (a pipeline counts once). */
+typedef struct tc_remote_stats {
+    uint64_t round_trips, commands, errors, reconnects;
+} tc_remote_stats;
+void tc__remote_stats(tc_remote *r, tc_remote_stats *out);
+
+/* ------------------------------------------------------------------ operations
+ *
+ * Keys are Redis keys (already prefixed). ttl_ms is > 0 or TC_TTL_FOREVER; the caller turns
+ * ttl 0 into a delete and TC_TTL_DEFAULT into its default. pub may be NULL (nothing
+ * published). Errors: TC_ERR_IO (connection lost or refused), TC_ERR_TIMEOUT (no reply within
+ * command_timeout_ms, or no free connection in that time), TC_ERR_PROTO (error reply or
+ * unexpected reply), TC_ERR_NOMEM. A connection that failed is discarded and replaced by a
+ * new one on a later call. */
+
+typedef struct tc_pub {
+    const char *channel;
+    size_t channel_len;
+    const void *payload;
+    size_t payload_len;
+} tc_pub;
+
+/* GET + PTTL in one round trip. TC_OK: *val holds the bytes (a new reference, data = buf,
+ * len = the stored length) and *pttl_ms the remaining TTL (-1 none). TC_MISS: absent. */
+tc_status tc__remote_get(tc_remote *r, const char *rkey, size_t rklen, tc_ref **val,
+                         int64_t *pttl_ms);
+
+/* n GETs + PTTLs in one round trip. st[i] is TC_OK (vals[i], pttls[i] set) or TC_MISS
+ * (vals[i] NULL). Returns TC_OK if the batch ran; on error nothing is returned (all NULL). */
+tc_status tc__remote_get_many(tc_remote *r, size_t n, const char *const *rkeys,
+                              const size_t *rklens, tc_ref **vals, int64_t *pttls,
+                              tc_status *st);
+
+/* SET each key to its value with the TTL (PX, or none for FOREVER), and PUBLISH pub, in one
+ * MULTI/EXEC round trip. */
+tc_status tc__remote_set(tc_remote *r, size_t n, const char *const *rkeys,
+                         const size_t *rklens, const void *const *vals, const size_t *lens,
+                         int ttl_ms, const tc_pub *pub);
+
+/* SET NX with the TTL; publishes only if it stored. TC_OK stored, TC_EXISTS present. */
+tc_status tc__remote_add(tc_remote *r, const char *rkey, size_t rklen, const void *val,
+                         size_t len, int ttl_ms, const tc_pub *pub);
+
+/* UNLINK the keys and PUBLISH pub in one MULTI/EXEC round trip. *deleted (may be NULL)
+ * gets how many existed. */
+tc_status tc__remote_delete(tc_remote *r, size_t n, const char *const *rkeys,
+                            const size_t *rklens, const tc_pub *pub, size_t *deleted);
+
+/* Sets the TTL of an existing key (PEXPIRE, or PERSIST for FOREVER); publishes only if the
+ * key exists. TC_OK, or TC_MISS if absent. */
+tc_status tc__remote_touch(tc_remote *r, const char *rkey, size_t rklen, int ttl_ms,
+                           const tc_pub *pub);
+
+/* Adds delta to the decimal integer at rkey, keeping its TTL, and publishes; a value of
+ * "<header><digits>" written with a stored-format header (hdr_magic, its length in bytes
+ * 4..5 little-endian) is first rewritten as the plain integer. TC_OK with *result, TC_MISS
+ * if absent (nothing created), TC_ERR_NOT_INT if not an integer or on overflow. */
+tc_status tc__remote_incr(tc_remote *r, const char *rkey, size_t rklen, int64_t delta,
+                          const void *hdr_magic, size_t hdr_magic_len, const tc_pub *pub,
+                          int64_t *result);
+
+/* SCAN MATCH pattern (COUNT 1000) and UNLINK each batch until the cursor returns to 0, then
+ * PUBLISH pub. The pattern is passed as is (the caller escapes glob characters). Not
+ * atomic: keys written during the scan may survive. */
+tc_status tc__remote_clear(tc_remote *r, const char *pattern, const tc_pub *pub);
+
+/* PUBLISH alone. */
+tc_status tc__remote_publish(tc_remote *r, const tc_pub *pub);
+
+#endif /* TC_REMOTE_H */

@@ -1,0 +1,39 @@
+/*
+ * Raw access to Redis for the other Redis modules (coherence, lock): one command on a
+ * pooled connection, and dedicated connections (for the subscriber) that are set up like the
+ * pool's (timeouts, AUTH, SELECT) but not pooled. Includes hiredis: only Redis modules may
+ * include this header.
+ */
+#ifndef TC_REMOTE_CONN_H
+#define TC_REMOTE_CONN_H
+
+#include <hiredis/hiredis.h>
+
+#include "remote.h"
+
+/* Runs one command on a pooled connection. TC_OK: *reply is the reply (the caller frees it
+ * with freeReplyObject), which may be an error reply: the caller maps it. Errors as the
+ * other remote operations (I/O, timeout, no connection). */
+tc_status tc__remote_command(tc_remote *r, int argc, const char **argv, const size_t *lens,
+                             redisReply **reply);
+
+/* Runs a Lua script given by its source (a string literal or other storage that outlives r):
+ * EVALSHA with the SHA1 that SCRIPT LOAD returned the first time r saw this source (cached
+ * in r), and EVAL on a NOSCRIPT error (after a SCRIPT FLUSH or a failover). argv holds
+ * numkeys, the keys, then the arguments, as EVAL takes them after the script. Reply as
+ * tc__remote_command. */
+tc_status tc__remote_script(tc_remote *r, const char *source, int argc, const char **argv,
+                            const size_t *lens, redisReply **reply);
+
+/* A new connection, set up like the pool's (AUTH, SELECT, read/write timeout = timeout_ms,
+ * or none if timeout_ms <= 0), owned by the caller (redisFree). Errors as tc__remote_open. */
+tc_status tc__remote_connect(tc_remote *r, int timeout_ms, redisContext **out);
+
+/* Maps a failed hiredis context (ctx->err) to a status: timeouts (EAGAIN) to
+ * TC_ERR_TIMEOUT, everything else to TC_ERR_IO. */
+tc_status tc__remote_ctx_status(const redisContext *ctx);
+
+/* The configuration the remote was opened with (timeouts, logger). */
+const tc_remote_config *tc__remote_config(tc_remote *r);
+
+#endif /* TC_REMOTE_CONN_H */

@@ -1,0 +1,74 @@
+/* Shared test helpers (see testutil.h). */
+#include "config.h"
+
+#include "testutil.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+tcf_redis tct_redis;
+
+int tct_main(Suite *s, bool need_redis)
+{
+    if (need_redis) {
+        if (tcf_redis_start(&tct_redis, NULL) != 0) {
+            fprintf(stderr, "cannot start the test Redis: failing\n");
+            return EXIT_FAILURE;
+        }
+        setenv("TC_REDIS_URL", tct_redis.url, 1);
+    }
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    if (need_redis)
+        tcf_redis_stop(&tct_redis);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
+
+void tct_options(tc_options *o)
+{
+    static char prefix[64];
+    tc_options_init(o);
+    o->redis_url = tct_redis.url;
+    o->key_prefix = tcf_unique_prefix(prefix, sizeof prefix);
+}
+
+tc_cache *tct_open(const tc_options *o)
+{
+    tc_cache *c = NULL;
+    tc_status st = tc_open(o, &c);
+    ck_assert_msg(st == TC_OK, "tc_open: %s", tc_strerror(st));
+    ck_assert_ptr_nonnull(c);
+    return c;
+}
+
+tc_cache *tct_open_default(void)
+{
+    tc_options o;
+    tct_options(&o);
+    return tct_open(&o);
+}
+
+void tct_sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+void tct_expect(tc_cache *c, const char *key, tc_status want, const char *want_value)
+{
+    tc_value v;
+    tc_status st = tc_get(c, key, &v);
+    ck_assert_msg(st == want, "get %s: got %s, want %s", key, tc_strerror(st),
+                  tc_strerror(want));
+    if (st == TC_OK && want_value) {
+        ck_assert_uint_eq(v.len, strlen(want_value));
+        ck_assert_int_eq(memcmp(v.data, want_value, v.len), 0);
+    }
+    tc_value_release(&v);
+}
