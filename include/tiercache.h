@@ -116,6 +116,11 @@ typedef struct tc_options {
     void (*log_fn)(void *arg, int level, const char *msg); /* NULL: quiet. Called from any
                                  thread, never with a lock of the cache held. */
     void *log_arg;
+    /* Fields below were added after the first layout; tc_open reads them only when
+       struct_size covers them. */
+    int heartbeat_ms;         /* default 250: the invalidation link is pinged this often and
+                                 declared dead when a ping has no answer for as long again;
+                                 while dead, reads bypass the local tier */
 } tc_options;
 
 /* Fills o with the defaults above and sets struct_size. Thread-safe (touches only o). */

@@ -28,13 +28,17 @@ typedef struct tc_url {
     char *path;     /* UNIX: socket path */
     int db;         /* default 0 */
     char *user;     /* NULL: none (AUTH <password> only) */
-    char *password; /* NULL: no AUTH */
+    char *password; /* NULL: no AUTH, unless user is set (then AUTH <user> "", which an ACL
+                       user marked nopass accepts) */
 } tc_url;
 
 /* Parses "redis://[user[:password]@]host[:port][/db]" (host may be "[v6addr]"), and
  * "unix:///path[?db=N]" (also "unix://[user[:password]@]/path[?db=N]" with credentials).
- * User and password may be percent-encoded. TC_ERR_ARG on an unknown scheme or bad syntax
- * (empty host, port outside 1..65535, db not a non-negative integer, trailing garbage).
+ * User and password may be percent-encoded; an empty one is absent. TC_ERR_ARG on an
+ * unknown scheme (also "rediss://": hiredis 0.14 has no TLS) or bad syntax (empty host,
+ * port outside 1..65535, db not a non-negative integer, trailing garbage, a character a
+ * URL must percent-encode, an escape decoding to NUL, an IPv6 zone id, a socket path
+ * longer than sun_path allows).
  * TC_ERR_NOMEM. On success the caller frees with tc__url_free. */
 tc_status tc__url_parse(const char *s, tc_url *out);
 void tc__url_free(tc_url *u);
@@ -80,7 +84,8 @@ typedef struct tc_pub {
 } tc_pub;
 
 /* GET + PTTL in one round trip. TC_OK: *val holds the bytes (a new reference, data = buf,
- * len = the stored length) and *pttl_ms the remaining TTL (-1 none). TC_MISS: absent. */
+ * len = the stored length) and *pttl_ms (may be NULL) the remaining TTL (-1 none; 0 if the
+ * key expired between the two commands). TC_MISS: absent. */
 tc_status tc__remote_get(tc_remote *r, const char *rkey, size_t rklen, tc_ref **val,
                          int64_t *pttl_ms);
 

@@ -228,7 +228,7 @@ char *tcf_redis_cmd(const tcf_redis *r, const char *const *argv)
     char *out = NULL;
     if (c && !c->err) {
         redisSetTimeout(c, tv);
-        redisReply *rep = redisCommandArgv(c, argc, argv, NULL);
+        redisReply *rep = redisCommandArgv(c, argc, (const char **)argv, NULL);
         if (rep) {
             char buf[64];
             switch (rep->type) {

@@ -1,0 +1,932 @@
+/*
+ * The public operations, orchestrated across the tiers.
+ *
+ * Reads go local tier -> Redis, and store what Redis returned in the local tier under the
+ * fill guard (a ticket taken before the fetch; the store is dropped if an invalidation for
+ * the slot, or a flush, came in meanwhile). Local expiry is min(local_ttl_ms, the remaining
+ * Redis TTL measured from before the request was sent), so a local copy never outlives its
+ * Redis TTL.
+ *
+ * Every write goes through the same steps (write_begin / write_end): invalidate the local
+ * copies and take tickets; do the Redis write together with its invalidation message in one
+ * atomic round trip; then either keep the new value locally (write-through, guarded by the
+ * ticket) or invalidate again, so that a read in this process after the write returns never
+ * sees the old value, even if a concurrent fill fetched it during the write.
+ *
+ * Locks: this module takes none itself; the local tier's shard locks and the remote pool's
+ * lock are leaves taken inside those modules. No user callback runs under any lock.
+ */
+#include "config.h"
+
+#include "cache.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "coherence.h"
+#include "format.h"
+#include "key.h"
+
+#define RKEY_STACK 512
+
+/* ------------------------------------------------------------------ small helpers */
+
+TC_API const char *tc_strerror(tc_status s)
+{
+    switch (s) {
+    case TC_OK:
+        return "ok";
+    case TC_MISS:
+        return "miss: key absent";
+    case TC_EXISTS:
+        return "key already exists";
+    case TC_ERR_ARG:
+        return "invalid argument";
+    case TC_ERR_NOMEM:
+        return "out of memory";
+    case TC_ERR_IO:
+        return "Redis unreachable or connection lost";
+    case TC_ERR_TIMEOUT:
+        return "deadline passed";
+    case TC_ERR_PROTO:
+        return "Redis error reply or protocol error";
+    case TC_ERR_TOO_BIG:
+        return "value larger than max_value_bytes";
+    case TC_ERR_LOADER:
+        return "loader failed";
+    case TC_ERR_AUTH:
+        return "authentication refused";
+    case TC_ERR_NOT_INT:
+        return "value is not an integer";
+    case TC_ERR_CLOSED:
+        return "cache is closing";
+    }
+    return "unknown status";
+}
+
+tc_status tc__random_bytes(void *buf, size_t n)
+{
+    unsigned char *p = buf;
+    while (n > 0) {
+        ssize_t got = getrandom(p, n, 0);
+        if (got < 0) {
+            if (errno == EINTR)
+                continue;
+            return TC_ERR_IO;
+        }
+        p += got;
+        n -= (size_t)got;
+    }
+    return TC_OK;
+}
+
+/* A Redis key built on the stack when it fits, on the heap otherwise. */
+typedef struct rkey {
+    char *s;
+    size_t len;
+    char small[RKEY_STACK];
+} rkey;
+
+static tc_status rkey_build(const tc_cache *c, const char *key, size_t klen, rkey *rk)
+{
+    size_t need = c->rprefix_len + klen + 1;
+    rk->s = need <= sizeof rk->small ? rk->small : tc__malloc(need);
+    if (!rk->s)
+        return TC_ERR_NOMEM;
+    rk->len = tc__key_redis(rk->s, need, c->rprefix, c->rprefix_len, key, klen);
+    return TC_OK;
+}
+
+static void rkey_done(rkey *rk)
+{
+    if (rk->s && rk->s != rk->small)
+        tc__free(rk->s);
+    rk->s = NULL;
+}
+
+static void value_from_ref(tc_value *out, tc_ref *r)
+{
+    out->data = r->data;
+    out->len = r->len;
+    out->priv = r;
+}
+
+TC_API void tc_value_release(tc_value *v)
+{
+    if (!v)
+        return;
+    tc__ref_drop(v->priv);
+    memset(v, 0, sizeof *v);
+}
+
+static tc_status check_open(const tc_cache *c)
+{
+    if (!c)
+        return TC_ERR_ARG;
+    if (atomic_load_explicit(&c->closing, memory_order_relaxed))
+        return TC_ERR_CLOSED;
+    return TC_OK;
+}
+
+static bool key_ok(const tc_cache *c, const char *key, size_t *klen)
+{
+    return tc__key_valid(key, c->opt.max_key_len, klen);
+}
+
+/* Resolves a caller's TTL: > 0 or TC_TTL_FOREVER for Redis, 0 for "expire at once", and
+ * TC_ERR_ARG for other negatives. */
+static tc_status ttl_resolve(const tc_cache *c, int ttl_ms, int *out)
+{
+    if (ttl_ms == TC_TTL_DEFAULT)
+        ttl_ms = c->opt.remote_ttl_ms;
+    if (ttl_ms < 0 && ttl_ms != TC_TTL_FOREVER)
+        return TC_ERR_ARG;
+    *out = ttl_ms;
+    return TC_OK;
+}
+
+/* The monotonic deadline of a local copy of a value with `remote_ms` left in Redis (< 0:
+ * no expiry), measured from t0_ns, taken before the Redis request was sent. */
+static int64_t local_expiry(const tc_cache *c, int64_t t0_ns, int64_t remote_ms)
+{
+    int64_t ms = c->opt.local_ttl_ms;
+    if (remote_ms >= 0 && remote_ms < ms)
+        ms = remote_ms;
+    return t0_ns + ms * 1000000;
+}
+
+static bool local_readable(const tc_cache *c)
+{
+    return c->local_enabled && tc__coherence_local_usable(c);
+}
+
+static void note_remote_error(tc_cache *c, tc_status st)
+{
+    if (st < 0 && st != TC_ERR_ARG && st != TC_ERR_NOT_INT && st != TC_ERR_TOO_BIG)
+        TC_COUNT(&c->counters, remote_errors);
+}
+
+/* ------------------------------------------------------------------ options and lifetime */
+
+TC_API void tc_options_init(tc_options *o)
+{
+    if (!o)
+        return;
+    memset(o, 0, sizeof *o);
+    o->struct_size = sizeof *o;
+    o->redis_url = NULL;
+    o->key_prefix = "";
+    o->version = 1;
+    o->remote_ttl_ms = 300000;
+    o->local_ttl_ms = 60000;
+    o->local_max_bytes = (size_t)64 << 20;
+    o->max_value_bytes = (size_t)1 << 20;
+    o->max_key_len = 250;
+    o->pool_size = 8;
+    o->connect_timeout_ms = 500;
+    o->command_timeout_ms = 250;
+    o->coherence = TC_COHERENCE_BROADCAST;
+    o->log_fn = NULL;
+    o->log_arg = NULL;
+    o->heartbeat_ms = 250;
+}
+
+/* The oldest options layout a caller may pass: everything up to log_arg. */
+#define OPTIONS_V1_SIZE (offsetof(tc_options, log_arg) + sizeof(void *))
+#define MAX_KEY_LEN_LIMIT ((size_t)64 << 10)
+#define MAX_VALUE_LIMIT ((size_t)512 << 20) /* Redis's own limit for a string */
+
+static bool prefix_valid(const char *p)
+{
+    size_t len;
+    return *p == '\0' || tc__key_valid(p, 1024, &len);
+}
+
+static tc_status options_copy(const tc_options *in, tc_options *o)
+{
+    if (in->struct_size < OPTIONS_V1_SIZE)
+        return TC_ERR_ARG;
+    tc_options_init(o);
+    memcpy(o, in, in->struct_size < sizeof *o ? in->struct_size : sizeof *o);
+    o->struct_size = sizeof *o;
+    if (!o->key_prefix)
+        o->key_prefix = "";
+    if (!prefix_valid(o->key_prefix) || o->remote_ttl_ms <= 0 || o->local_ttl_ms < 0 ||
+        o->max_value_bytes == 0 || o->max_value_bytes > MAX_VALUE_LIMIT ||
+        o->max_key_len == 0 || o->max_key_len > MAX_KEY_LEN_LIMIT || o->pool_size < 1 ||
+        o->pool_size > 1024 || o->heartbeat_ms < 10 || o->connect_timeout_ms <= 0 || o->command_timeout_ms <= 0 ||
+        (o->coherence != TC_COHERENCE_BROADCAST && o->coherence != TC_COHERENCE_TRACKING &&
+         o->coherence != TC_COHERENCE_NONE))
+        return TC_ERR_ARG;
+    return TC_OK;
+}
+
+/* "<a><mid><n><end>" in a new string; NULL on allocation failure. */
+static char *join_str(const char *a, const char *mid, int n, const char *end)
+{
+    char num[16] = "";
+    if (end)
+        snprintf(num, sizeof num, "%d", n);
+    size_t len = strlen(a) + strlen(mid) + strlen(num) + (end ? strlen(end) : 0);
+    char *s = tc__malloc(len + 1);
+    if (s)
+        snprintf(s, len + 1, "%s%s%s%s", a, mid, num, end ? end : "");
+    return s;
+}
+
+static tc_status cache_strings(tc_cache *c)
+{
+    const char *url = c->opt.redis_url;
+    if (!url)
+        url = getenv("TC_REDIS_URL");
+    if (!url || !*url)
+        url = "redis://127.0.0.1:6379/0";
+    c->url = tc__strdup(url);
+    c->key_prefix = tc__strdup(c->opt.key_prefix);
+    c->rprefix = join_str(c->opt.key_prefix, ":", c->opt.version, ":");
+    c->channel = join_str(c->opt.key_prefix, ":__tc:inval", 0, NULL);
+    if (!c->url || !c->key_prefix || !c->rprefix || !c->channel)
+        return TC_ERR_NOMEM;
+    c->opt.redis_url = c->url;
+    c->opt.key_prefix = c->key_prefix;
+    c->key_prefix_len = strlen(c->key_prefix);
+    c->rprefix_len = strlen(c->rprefix);
+    c->channel_len = strlen(c->channel);
+    return TC_OK;
+}
+
+static void cache_free(tc_cache *c)
+{
+    tc__coherence_stop(c);
+    tc__remote_close(c->remote);
+    tc__local_free(c->local);
+    tc__free(c->url);
+    tc__free(c->key_prefix);
+    tc__free(c->rprefix);
+    tc__free(c->channel);
+    tc__free(c);
+}
+
+TC_API tc_status tc_open(const tc_options *o, tc_cache **out)
+{
+    if (out)
+        *out = NULL;
+    if (!o || !out)
+        return TC_ERR_ARG;
+    tc_cache *c = tc__calloc(1, sizeof *c);
+    if (!c)
+        return TC_ERR_NOMEM;
+    tc_status st = options_copy(o, &c->opt);
+    if (st == TC_OK)
+        st = cache_strings(c);
+    if (st == TC_OK)
+        st = tc__random_bytes(&c->origin, sizeof c->origin);
+    if (st != TC_OK) {
+        cache_free(c);
+        return st;
+    }
+    c->log.fn = c->opt.log_fn;
+    c->log.arg = c->opt.log_arg;
+    c->local_enabled = c->opt.local_max_bytes > 0 && c->opt.local_ttl_ms > 0;
+    st = tc__local_new(c->local_enabled ? c->opt.local_max_bytes : 0, 0, &c->local);
+    if (st == TC_OK) {
+        tc_remote_config rc = {
+            .url = c->url,
+            .pool_size = c->opt.pool_size,
+            .connect_timeout_ms = c->opt.connect_timeout_ms,
+            .command_timeout_ms = c->opt.command_timeout_ms,
+            .log = c->log,
+        };
+        st = tc__remote_open(&rc, &c->remote);
+    }
+    if (st == TC_OK)
+        st = tc__coherence_start(c);
+    if (st != TC_OK) {
+        tc__log(&c->log, TC_LOG_ERROR, "tc_open failed: %s", tc_strerror(st));
+        cache_free(c);
+        return st;
+    }
+    *out = c;
+    return TC_OK;
+}
+
+TC_API void tc_close(tc_cache *c)
+{
+    if (!c)
+        return;
+    atomic_store(&c->closing, true);
+    cache_free(c);
+}
+
+/* ------------------------------------------------------------------ reads */
+
+/* Keeps a value fetched from Redis in the local tier, unless the fill guard says an
+ * invalidation or flush came in since the ticket was taken. */
+static void fill_local(tc_cache *c, uint64_t h, const char *key, size_t klen, tc_ref *r,
+                       int64_t pttl_ms, int64_t t0_ns, tc_ticket t)
+{
+    if (!c->local_enabled || pttl_ms == 0)
+        return;
+    if (c->fill_hook)
+        c->fill_hook(c->fill_hook_arg, key);
+    tc__local_store_if_fresh(c->local, h, key, klen, r, local_expiry(c, t0_ns, pttl_ms), t);
+}
+
+/* Reads key from Redis and keeps it locally. TC_OK with *out (a reference the caller
+ * owns), TC_MISS, or an error. Negative entries are returned as TC_OK with the flag set:
+ * the caller decides what they mean. */
+static tc_status fetch_one(tc_cache *c, uint64_t h, const char *key, size_t klen,
+                           tc_ref **out)
+{
+    rkey rk;
+    tc_status st = rkey_build(c, key, klen, &rk);
+    if (st != TC_OK)
+        return st;
+    tc_ticket t = tc__local_ticket(c->local, h);
+    int64_t t0 = tc__now_ns();
+    int64_t pttl = -1;
+    tc_ref *r = NULL;
+    st = tc__remote_get(c->remote, rk.s, rk.len, &r, &pttl);
+    rkey_done(&rk);
+    if (st != TC_OK) {
+        note_remote_error(c, st);
+        return st;
+    }
+    tc__fmt_decode(r);
+    fill_local(c, h, key, klen, r, pttl, t0, t);
+    *out = r;
+    return TC_OK;
+}
+
+/* Turns a fetched or local reference into the caller's answer: a negative entry is a miss
+ * for plain reads. */
+static tc_status answer(tc_ref *r, tc_value *out)
+{
+    if (r->flags & TC_REF_NEGATIVE) {
+        tc__ref_drop(r);
+        return TC_MISS;
+    }
+    value_from_ref(out, r);
+    return TC_OK;
+}
+
+TC_API tc_status tc_get(tc_cache *c, const char *key, tc_value *out)
+{
+    if (out)
+        memset(out, 0, sizeof *out);
+    tc_status st = check_open(c);
+    if (st != TC_OK)
+        return st;
+    size_t klen;
+    if (!out || !key_ok(c, key, &klen))
+        return TC_ERR_ARG;
+    uint64_t h = tc__key_hash(key, klen);
+    tc_ref *r = NULL;
+    if (local_readable(c)) {
+        if (tc__local_get(c->local, h, key, klen, tc__now_ns(), &r))
+            return answer(r, out);
+    } else if (c->local_enabled) {
+        TC_COUNT(&c->counters, local_bypasses);
+    }
+    st = fetch_one(c, h, key, klen, &r);
+    if (st == TC_MISS) {
+        TC_COUNT(&c->counters, misses);
+        return TC_MISS;
+    }
+    if (st != TC_OK)
+        return st;
+    TC_COUNT(&c->counters, remote_hits);
+    return answer(r, out);
+}
+
+/* Per-batch scratch for tc_get_many: the keys that missed locally and their Redis keys. */
+typedef struct batch {
+    size_t n;
+    size_t *idx;       /* index in the caller's arrays */
+    size_t *klens;     /* caller key lengths, by caller index */
+    uint64_t *hashes;  /* by caller index */
+    char **rkeys;      /* by miss index */
+    size_t *rklens;
+    tc_ref **vals;
+    int64_t *pttls;
+    tc_status *st;
+    tc_ticket *tickets;
+} batch;
+
+static void batch_free(batch *b)
+{
+    if (b->rkeys)
+        for (size_t i = 0; i < b->n; i++)
+            tc__free(b->rkeys[i]);
+    tc__free(b->idx);
+    tc__free(b->klens);
+    tc__free(b->hashes);
+    tc__free(b->rkeys);
+    tc__free(b->rklens);
+    tc__free(b->vals);
+    tc__free(b->pttls);
+    tc__free(b->st);
+    tc__free(b->tickets);
+}
+
+static tc_status batch_alloc(batch *b, size_t n)
+{
+    memset(b, 0, sizeof *b);
+    b->idx = tc__calloc(n, sizeof *b->idx);
+    b->klens = tc__calloc(n, sizeof *b->klens);
+    b->hashes = tc__calloc(n, sizeof *b->hashes);
+    b->rkeys = tc__calloc(n, sizeof *b->rkeys);
+    b->rklens = tc__calloc(n, sizeof *b->rklens);
+    b->vals = tc__calloc(n, sizeof *b->vals);
+    b->pttls = tc__calloc(n, sizeof *b->pttls);
+    b->st = tc__calloc(n, sizeof *b->st);
+    b->tickets = tc__calloc(n, sizeof *b->tickets);
+    if (!b->idx || !b->klens || !b->hashes || !b->rkeys || !b->rklens || !b->vals ||
+        !b->pttls || !b->st || !b->tickets)
+        return TC_ERR_NOMEM;
+    return TC_OK;
+}
+
+/* Validates every key of a batch (the whole batch fails on one bad key) and hashes them. */
+static tc_status batch_keys(const tc_cache *c, const char *const *keys, size_t n, batch *b)
+{
+    if (!keys)
+        return TC_ERR_ARG;
+    for (size_t i = 0; i < n; i++) {
+        if (!key_ok(c, keys[i], &b->klens[i]))
+            return TC_ERR_ARG;
+        b->hashes[i] = tc__key_hash(keys[i], b->klens[i]);
+    }
+    return TC_OK;
+}
+
+/* Adds caller key i to the batch's Redis keys. */
+static tc_status batch_add_rkey(const tc_cache *c, batch *b, const char *key, size_t i)
+{
+    size_t klen = b->klens[i];
+    size_t m = b->n;
+    b->rkeys[m] = tc__malloc(c->rprefix_len + klen + 1);
+    if (!b->rkeys[m])
+        return TC_ERR_NOMEM;
+    b->rklens[m] = tc__key_redis(b->rkeys[m], c->rprefix_len + klen + 1, c->rprefix,
+                                 c->rprefix_len, key, klen);
+    b->idx[m] = i;
+    b->n++;
+    return TC_OK;
+}
+
+static void release_all(tc_value *out, tc_status *st, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        tc_value_release(&out[i]);
+        if (st)
+            st[i] = TC_MISS;
+    }
+}
+
+TC_API tc_status tc_get_many(tc_cache *c, const char *const *keys, size_t n, tc_value *out,
+                             tc_status *st)
+{
+    if (out && n)
+        memset(out, 0, n * sizeof *out);
+    tc_status rc = check_open(c);
+    if (rc != TC_OK)
+        return rc;
+    if (n == 0)
+        return TC_OK;
+    if (!out || !st || !keys)
+        return TC_ERR_ARG;
+    batch b;
+    rc = batch_alloc(&b, n);
+    if (rc == TC_OK)
+        rc = batch_keys(c, keys, n, &b);
+    bool readable = local_readable(c);
+    for (size_t i = 0; rc == TC_OK && i < n; i++) {
+        tc_ref *r;
+        if (readable && tc__local_get(c->local, b.hashes[i], keys[i], b.klens[i],
+                                      tc__now_ns(), &r)) {
+            st[i] = answer(r, &out[i]);
+            continue;
+        }
+        b.tickets[b.n] = tc__local_ticket(c->local, b.hashes[i]);
+        rc = batch_add_rkey(c, &b, keys[i], i);
+    }
+    if (rc == TC_OK && b.n > 0) {
+        int64_t t0 = tc__now_ns();
+        rc = tc__remote_get_many(c->remote, b.n, (const char *const *)b.rkeys, b.rklens,
+                                 b.vals, b.pttls, b.st);
+        note_remote_error(c, rc);
+        for (size_t m = 0; rc == TC_OK && m < b.n; m++) {
+            size_t i = b.idx[m];
+            if (b.st[m] != TC_OK) {
+                st[i] = TC_MISS;
+                TC_COUNT(&c->counters, misses);
+                continue;
+            }
+            tc_ref *r = b.vals[m];
+            b.vals[m] = NULL;
+            tc__fmt_decode(r);
+            fill_local(c, b.hashes[i], keys[i], b.klens[i], r, b.pttls[m], t0, b.tickets[m]);
+            TC_COUNT(&c->counters, remote_hits);
+            st[i] = answer(r, &out[i]);
+        }
+    }
+    if (rc != TC_OK)
+        release_all(out, st, n);
+    batch_free(&b);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ writes
+ *
+ * The one write path. write_begin invalidates the local copies of the keys and takes their
+ * tickets; the caller then does its Redis write with the invalidation message of the batch;
+ * write_end keeps the written values locally (write-through) or invalidates the keys again.
+ */
+
+typedef struct write_ctx {
+    size_t n;
+    const char *const *keys;
+    const size_t *klens;
+    const uint64_t *hashes;
+    tc_ticket *tickets;
+    tc_ticket one_ticket;
+    tc_inval_msg msg;
+} write_ctx;
+
+static tc_status write_begin(tc_cache *c, write_ctx *w, size_t n, const char *const *keys,
+                             const size_t *klens, const uint64_t *hashes, tc_ticket *tickets)
+{
+    w->n = n;
+    w->keys = keys;
+    w->klens = klens;
+    w->hashes = hashes;
+    w->tickets = tickets ? tickets : &w->one_ticket;
+    for (size_t i = 0; i < n; i++) {
+        tc__local_invalidate(c->local, hashes[i]);
+        w->tickets[i] = tc__local_ticket(c->local, hashes[i]);
+    }
+    return tc__inval_keys(c, n, keys, klens, &w->msg);
+}
+
+/* vals[i] (may be NULL): the value written for key i, kept locally until local_expiry when
+ * the mode allows write-through; NULL or a failed write invalidates the key again. */
+static void write_end(tc_cache *c, write_ctx *w, tc_status st, tc_ref *const *vals,
+                      int ttl_ms)
+{
+    bool through = st == TC_OK && vals && c->local_enabled && tc__coherence_write_through(c);
+    int64_t exp = local_expiry(c, tc__now_ns(), ttl_ms == TC_TTL_FOREVER ? -1 : ttl_ms);
+    for (size_t i = 0; i < w->n; i++) {
+        if (through && vals[i])
+            tc__local_store_write(c->local, w->hashes[i], w->keys[i], w->klens[i], vals[i],
+                                  exp, w->tickets[i]);
+        else
+            tc__local_invalidate(c->local, w->hashes[i]);
+    }
+    if (st == TC_OK && w->msg.active)
+        TC_COUNT(&c->counters, inval_sent);
+    tc__inval_done(&w->msg);
+    note_remote_error(c, st);
+}
+
+/* The bytes to store for a value: the value itself, or a copy behind a header when it needs
+ * one. *owned is set when the caller must free *bytes. */
+static tc_status encode_value(const void *data, size_t len, const tc_fmt_meta *meta,
+                              const void **bytes, size_t *blen, void **owned)
+{
+    *owned = NULL;
+    size_t hlen = tc__fmt_header_len(data, len, meta);
+    if (hlen == 0) {
+        *bytes = data ? data : "";
+        *blen = len;
+        return TC_OK;
+    }
+    unsigned char *buf = tc__malloc(hlen + len);
+    if (!buf)
+        return TC_ERR_NOMEM;
+    tc__fmt_write_header(buf, hlen, meta);
+    if (len)
+        memcpy(buf + hlen, data, len);
+    *bytes = buf;
+    *blen = hlen + len;
+    *owned = buf;
+    return TC_OK;
+}
+
+static tc_status value_args_ok(const tc_cache *c, const void *data, size_t len)
+{
+    if (!data && len > 0)
+        return TC_ERR_ARG;
+    if (len > c->opt.max_value_bytes)
+        return TC_ERR_TOO_BIG;
+    return TC_OK;
+}
+
+/* Deletes keys (already validated and hashed) through the write path. *deleted may be
+ * NULL. */
+static tc_status delete_keys(tc_cache *c, size_t n, const char *const *keys,
+                             const size_t *klens, const uint64_t *hashes, tc_ticket *tickets,
+                             char **rkeys, const size_t *rklens, size_t *deleted)
+{
+    write_ctx w;
+    tc_status st = write_begin(c, &w, n, keys, klens, hashes, tickets);
+    if (st == TC_OK)
+        st = tc__remote_delete(c->remote, n, (const char *const *)rkeys, rklens,
+                               tc__inval_pub(&w.msg), deleted);
+    write_end(c, &w, st, NULL, 0);
+    if (st == TC_OK)
+        TC_COUNT(&c->counters, deletes);
+    return st;
+}
+
+static tc_status delete_one(tc_cache *c, const char *key, size_t klen, uint64_t h,
+                            size_t *deleted)
+{
+    rkey rk;
+    tc_status st = rkey_build(c, key, klen, &rk);
+    if (st != TC_OK)
+        return st;
+    st = delete_keys(c, 1, &key, &klen, &h, NULL, &rk.s, &rk.len, deleted);
+    rkey_done(&rk);
+    return st;
+}
+
+typedef enum set_mode { SET_ALWAYS, SET_IF_ABSENT } set_mode;
+
+/* tc_set and tc_add for one key with a resolved TTL > 0 or FOREVER. */
+static tc_status store_one(tc_cache *c, set_mode mode, const char *key, size_t klen,
+                           const void *data, size_t len, int ttl)
+{
+    uint64_t h = tc__key_hash(key, klen);
+    const void *bytes;
+    size_t blen;
+    void *owned = NULL;
+    rkey rk = {.s = NULL};
+    tc_ref *local_copy = NULL;
+    tc_status st = encode_value(data, len, NULL, &bytes, &blen, &owned);
+    if (st == TC_OK)
+        st = rkey_build(c, key, klen, &rk);
+    if (st == TC_OK && c->local_enabled && tc__coherence_write_through(c))
+        local_copy = tc__ref_copy(data, len); /* NULL only costs the write-through */
+    write_ctx w;
+    if (st == TC_OK)
+        st = write_begin(c, &w, 1, &key, &klen, &h, NULL);
+    else
+        w.n = 0;
+    if (st == TC_OK) {
+        if (mode == SET_ALWAYS)
+            st = tc__remote_set(c->remote, 1, (const char *const *)&rk.s, &rk.len, &bytes,
+                                &blen, ttl, tc__inval_pub(&w.msg));
+        else
+            st = tc__remote_add(c->remote, rk.s, rk.len, bytes, blen, ttl,
+                                tc__inval_pub(&w.msg));
+    }
+    if (w.n)
+        write_end(c, &w, st, &local_copy, ttl);
+    if (st == TC_OK)
+        TC_COUNT(&c->counters, sets);
+    tc__ref_drop(local_copy);
+    rkey_done(&rk);
+    tc__free(owned);
+    return st;
+}
+
+TC_API tc_status tc_set(tc_cache *c, const char *key, const void *data, size_t len,
+                        int ttl_ms)
+{
+    tc_status st = check_open(c);
+    size_t klen;
+    int ttl;
+    if (st != TC_OK)
+        return st;
+    if (!key_ok(c, key, &klen) || ttl_resolve(c, ttl_ms, &ttl) != TC_OK)
+        return TC_ERR_ARG;
+    if ((st = value_args_ok(c, data, len)) != TC_OK)
+        return st;
+    if (ttl == 0) { /* expire at once: the key is deleted, as Django does */
+        st = delete_one(c, key, klen, tc__key_hash(key, klen), NULL);
+        return st;
+    }
+    return store_one(c, SET_ALWAYS, key, klen, data, len, ttl);
+}
+
+TC_API tc_status tc_add(tc_cache *c, const char *key, const void *data, size_t len,
+                        int ttl_ms)
+{
+    tc_status st = check_open(c);
+    size_t klen;
+    int ttl;
+    if (st != TC_OK)
+        return st;
+    if (!key_ok(c, key, &klen) || ttl_resolve(c, ttl_ms, &ttl) != TC_OK)
+        return TC_ERR_ARG;
+    if ((st = value_args_ok(c, data, len)) != TC_OK)
+        return st;
+    if (ttl > 0 || ttl == TC_TTL_FOREVER)
+        return store_one(c, SET_IF_ABSENT, key, klen, data, len, ttl);
+    /* ttl 0: as Django, report whether the add would have happened, and keep nothing. A
+     * 1 ms TTL makes the probe vanish by itself even if the delete is lost. */
+    st = store_one(c, SET_IF_ABSENT, key, klen, data, len, 1);
+    if (st == TC_OK)
+        (void)delete_one(c, key, klen, tc__key_hash(key, klen), NULL);
+    return st;
+}
+
+TC_API tc_status tc_delete(tc_cache *c, const char *key)
+{
+    tc_status st = check_open(c);
+    size_t klen;
+    if (st != TC_OK)
+        return st;
+    if (!key_ok(c, key, &klen))
+        return TC_ERR_ARG;
+    size_t deleted = 0;
+    st = delete_one(c, key, klen, tc__key_hash(key, klen), &deleted);
+    if (st != TC_OK)
+        return st;
+    return deleted ? TC_OK : TC_MISS;
+}
+
+TC_API tc_status tc_touch(tc_cache *c, const char *key, int ttl_ms)
+{
+    tc_status st = check_open(c);
+    size_t klen;
+    int ttl;
+    if (st != TC_OK)
+        return st;
+    if (!key_ok(c, key, &klen) || ttl_resolve(c, ttl_ms, &ttl) != TC_OK)
+        return TC_ERR_ARG;
+    uint64_t h = tc__key_hash(key, klen);
+    if (ttl == 0) {
+        size_t deleted = 0;
+        st = delete_one(c, key, klen, h, &deleted);
+        return st != TC_OK ? st : deleted ? TC_OK : TC_MISS;
+    }
+    rkey rk;
+    if ((st = rkey_build(c, key, klen, &rk)) != TC_OK)
+        return st;
+    write_ctx w;
+    st = write_begin(c, &w, 1, &key, &klen, &h, NULL);
+    if (st == TC_OK)
+        st = tc__remote_touch(c->remote, rk.s, rk.len, ttl, tc__inval_pub(&w.msg));
+    write_end(c, &w, st, NULL, 0);
+    rkey_done(&rk);
+    return st;
+}
+
+TC_API tc_status tc_incr(tc_cache *c, const char *key, int64_t delta, int64_t *result)
+{
+    tc_status st = check_open(c);
+    size_t klen;
+    if (st != TC_OK)
+        return st;
+    if (!key_ok(c, key, &klen))
+        return TC_ERR_ARG;
+    uint64_t h = tc__key_hash(key, klen);
+    rkey rk;
+    if ((st = rkey_build(c, key, klen, &rk)) != TC_OK)
+        return st;
+    write_ctx w;
+    int64_t value = 0;
+    st = write_begin(c, &w, 1, &key, &klen, &h, NULL);
+    if (st == TC_OK)
+        st = tc__remote_incr(c->remote, rk.s, rk.len, delta, TC_FMT_MAGIC, TC_FMT_MAGIC_LEN,
+                             tc__inval_pub(&w.msg), &value);
+    write_end(c, &w, st, NULL, 0);
+    rkey_done(&rk);
+    if (st == TC_OK) {
+        TC_COUNT(&c->counters, sets);
+        if (result)
+            *result = value;
+    }
+    return st;
+}
+
+TC_API tc_status tc_set_many(tc_cache *c, const char *const *keys, const void *const *data,
+                             const size_t *lens, size_t n, int ttl_ms)
+{
+    tc_status st = check_open(c);
+    int ttl;
+    if (st != TC_OK)
+        return st;
+    if (n == 0)
+        return TC_OK;
+    if (!keys || !data || !lens || ttl_resolve(c, ttl_ms, &ttl) != TC_OK)
+        return TC_ERR_ARG;
+    batch b;
+    st = batch_alloc(&b, n);
+    if (st == TC_OK)
+        st = batch_keys(c, keys, n, &b);
+    for (size_t i = 0; st == TC_OK && i < n; i++)
+        st = value_args_ok(c, data[i], lens[i]);
+    for (size_t i = 0; st == TC_OK && i < n; i++)
+        st = batch_add_rkey(c, &b, keys[i], i);
+    if (st != TC_OK) {
+        batch_free(&b);
+        return st;
+    }
+    if (ttl == 0) {
+        st = delete_keys(c, n, keys, b.klens, b.hashes, b.tickets, b.rkeys, b.rklens, NULL);
+        batch_free(&b);
+        return st;
+    }
+    /* Encoded bytes per key (b.vals holds the local copies for write-through). */
+    const void **bytes = tc__calloc(n, sizeof *bytes);
+    size_t *blens = tc__calloc(n, sizeof *blens);
+    void **owned = tc__calloc(n, sizeof *owned);
+    bool through = c->local_enabled && tc__coherence_write_through(c);
+    if (!bytes || !blens || !owned)
+        st = TC_ERR_NOMEM;
+    for (size_t i = 0; st == TC_OK && i < n; i++) {
+        st = encode_value(data[i], lens[i], NULL, &bytes[i], &blens[i], &owned[i]);
+        if (st == TC_OK && through)
+            b.vals[i] = tc__ref_copy(data[i], lens[i]);
+    }
+    write_ctx w;
+    w.n = 0;
+    if (st == TC_OK)
+        st = write_begin(c, &w, n, keys, b.klens, b.hashes, b.tickets);
+    if (st == TC_OK)
+        st = tc__remote_set(c->remote, n, (const char *const *)b.rkeys, b.rklens, bytes,
+                            blens, ttl, tc__inval_pub(&w.msg));
+    if (w.n)
+        write_end(c, &w, st, b.vals, ttl);
+    if (st == TC_OK)
+        TC_COUNT_N(&c->counters, sets, n);
+    for (size_t i = 0; i < n; i++) {
+        tc__ref_drop(b.vals[i]);
+        b.vals[i] = NULL;
+        if (owned)
+            tc__free(owned[i]);
+    }
+    tc__free(bytes);
+    tc__free(blens);
+    tc__free(owned);
+    batch_free(&b);
+    return st;
+}
+
+TC_API tc_status tc_delete_many(tc_cache *c, const char *const *keys, size_t n)
+{
+    tc_status st = check_open(c);
+    if (st != TC_OK)
+        return st;
+    if (n == 0)
+        return TC_OK;
+    if (!keys)
+        return TC_ERR_ARG;
+    batch b;
+    st = batch_alloc(&b, n);
+    if (st == TC_OK)
+        st = batch_keys(c, keys, n, &b);
+    for (size_t i = 0; st == TC_OK && i < n; i++)
+        st = batch_add_rkey(c, &b, keys[i], i);
+    if (st == TC_OK)
+        st = delete_keys(c, n, keys, b.klens, b.hashes, b.tickets, b.rkeys, b.rklens, NULL);
+    batch_free(&b);
+    return st;
+}
+
+/* "<key_prefix>:*" with the prefix's glob characters escaped, so clear matches exactly
+ * this prefix's keys, every version. */
+static char *clear_pattern(const tc_cache *c)
+{
+    char *p = tc__malloc(c->key_prefix_len * 2 + 3);
+    if (!p)
+        return NULL;
+    size_t j = 0;
+    for (size_t i = 0; i < c->key_prefix_len; i++) {
+        char ch = c->key_prefix[i];
+        if (ch == '*' || ch == '?' || ch == '[' || ch == ']' || ch == '\\')
+            p[j++] = '\\';
+        p[j++] = ch;
+    }
+    memcpy(p + j, ":*", 3);
+    return p;
+}
+
+TC_API tc_status tc_clear(tc_cache *c)
+{
+    tc_status st = check_open(c);
+    if (st != TC_OK)
+        return st;
+    char *pattern = clear_pattern(c);
+    if (!pattern)
+        return TC_ERR_NOMEM;
+    tc_inval_msg m;
+    tc__local_flush(c->local);
+    st = tc__inval_flush(c, &m);
+    if (st == TC_OK)
+        st = tc__remote_clear(c->remote, pattern, tc__inval_pub(&m));
+    /* Again after: fills that raced with the scan may hold values it has since removed. */
+    tc__local_flush(c->local);
+    if (st == TC_OK && m.active)
+        TC_COUNT(&c->counters, inval_sent);
+    note_remote_error(c, st);
+    tc__inval_done(&m);
+    tc__free(pattern);
+    return st;
+}

@@ -1,0 +1,604 @@
+/*
+ * Coherence: invalidation messages and the subscriber that applies them.
+ *
+ * Broadcast mode: every write publishes, in the same MULTI/EXEC or script as the write, a
+ * message on "<key_prefix>:__tc:inval":
+ *     "TC1 K <origin> <version> <key> <key> ..."   these caller keys changed
+ *     "TC1 F <origin>"                              everything under the prefix changed
+ * <origin> is the writer's random 64-bit instance id in 16 lowercase hex digits; <version>
+ * the writer's key version in decimal. Keys cannot hold spaces (the key rule), so a single
+ * space separates them. A receiver ignores its own messages (its writes already updated its
+ * local tier) and those of another version (they name other Redis keys). Anything that does
+ * not parse is counted and ignored: anyone can PUBLISH.
+ *
+ * Tracking mode: a dedicated "tracker" connection runs CLIENT TRACKING ON REDIRECT <sub>
+ * BCAST PREFIX "<key_prefix>:", so Redis itself reports writes by any client to the
+ * subscriber's "__redis__:invalidate" channel (full Redis keys; nil after FLUSHALL/FLUSHDB).
+ *
+ * The subscriber thread owns its connections. It pings every heartbeat_ms and declares the
+ * link dead when a ping has had no answer for heartbeat_ms more (in tracking mode it also
+ * checks CLIENT TRACKINGINFO for a broken redirect). While the link is not known healthy the
+ * local tier is bypassed; after every (re)subscription it flushes the local tier (an epoch
+ * bump) BEFORE declaring the link healthy, because messages sent during the outage are lost.
+ *
+ * Locks: start_mu guards the start handshake only. healthy is an atomic read on every local
+ * read; it is written by the subscriber thread alone.
+ */
+#include "config.h"
+
+#include "coherence.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "key.h"
+#include "remote_conn.h"
+
+#define MSG_MAGIC "TC1 "
+#define MSG_MAGIC_LEN 4
+#define ORIGIN_HEX 16
+#define BACKOFF_MIN_MS 50
+#define BACKOFF_MAX_MS 2000
+#define TRACKING_CHANNEL "__redis__:invalidate"
+
+struct tc_coherence_state {
+    tc_cache *c;
+    pthread_t thread;
+    bool thread_started;
+    int wake[2];          /* a pipe: a byte written to wake[1] stops the thread */
+    atomic_bool healthy;  /* the local tier may be trusted */
+    atomic_bool stopping;
+    pthread_mutex_t start_mu;
+    pthread_cond_t start_cv;
+    int start_state;      /* 0 pending, 1 subscribed, < 0 the tc_status of the failure */
+    int heartbeat_ms;
+};
+
+/* ------------------------------------------------------------------ messages */
+
+static void hex64(char *out, uint64_t v)
+{
+    static const char digits[] = "0123456789abcdef";
+    for (int i = ORIGIN_HEX - 1; i >= 0; i--, v >>= 4)
+        out[i] = digits[v & 0xf];
+}
+
+static bool parse_hex64(const char *p, size_t len, uint64_t *out)
+{
+    if (len != ORIGIN_HEX)
+        return false;
+    uint64_t v = 0;
+    for (size_t i = 0; i < len; i++) {
+        char ch = p[i];
+        unsigned d = ch >= '0' && ch <= '9'   ? (unsigned)(ch - '0')
+                     : ch >= 'a' && ch <= 'f' ? (unsigned)(ch - 'a' + 10)
+                                              : 16u;
+        if (d > 15)
+            return false;
+        v = (v << 4) | d;
+    }
+    *out = v;
+    return true;
+}
+
+static tc_status msg_alloc(tc_cache *c, size_t body, tc_inval_msg *m)
+{
+    m->buf = tc__malloc(body);
+    if (!m->buf)
+        return TC_ERR_NOMEM;
+    m->active = true;
+    m->pub.channel = c->channel;
+    m->pub.channel_len = c->channel_len;
+    m->pub.payload = m->buf;
+    return TC_OK;
+}
+
+tc_status tc__inval_keys(tc_cache *c, size_t n, const char *const *keys, const size_t *klens,
+                         tc_inval_msg *m)
+{
+    memset(m, 0, sizeof *m);
+    if (c->opt.coherence != TC_COHERENCE_BROADCAST)
+        return TC_OK;
+    char version[16];
+    int vlen = snprintf(version, sizeof version, "%d", c->opt.version);
+    size_t size = MSG_MAGIC_LEN + 2 + ORIGIN_HEX + 1 + (size_t)vlen;
+    for (size_t i = 0; i < n; i++)
+        size += 1 + klens[i];
+    if (msg_alloc(c, size, m) != TC_OK)
+        return TC_ERR_NOMEM;
+    char *p = m->buf;
+    memcpy(p, MSG_MAGIC "K ", MSG_MAGIC_LEN + 2);
+    p += MSG_MAGIC_LEN + 2;
+    hex64(p, c->origin);
+    p += ORIGIN_HEX;
+    *p++ = ' ';
+    memcpy(p, version, (size_t)vlen);
+    p += vlen;
+    for (size_t i = 0; i < n; i++) {
+        *p++ = ' ';
+        memcpy(p, keys[i], klens[i]);
+        p += klens[i];
+    }
+    m->pub.payload_len = (size_t)(p - m->buf);
+    return TC_OK;
+}
+
+tc_status tc__inval_flush(tc_cache *c, tc_inval_msg *m)
+{
+    memset(m, 0, sizeof *m);
+    if (c->opt.coherence != TC_COHERENCE_BROADCAST)
+        return TC_OK;
+    if (msg_alloc(c, MSG_MAGIC_LEN + 2 + ORIGIN_HEX, m) != TC_OK)
+        return TC_ERR_NOMEM;
+    memcpy(m->buf, MSG_MAGIC "F ", MSG_MAGIC_LEN + 2);
+    hex64(m->buf + MSG_MAGIC_LEN + 2, c->origin);
+    m->pub.payload_len = MSG_MAGIC_LEN + 2 + ORIGIN_HEX;
+    return TC_OK;
+}
+
+const tc_pub *tc__inval_pub(const tc_inval_msg *m)
+{
+    return m->active ? &m->pub : NULL;
+}
+
+void tc__inval_done(tc_inval_msg *m)
+{
+    tc__free(m->buf);
+    memset(m, 0, sizeof *m);
+}
+
+/* The next space-separated token of [*p, end): sets *tok and *len and advances *p past
+ * it and one separator. False at the end. Empty tokens (two spaces) are malformed. */
+static bool next_token(const char **p, const char *end, const char **tok, size_t *len)
+{
+    if (*p >= end)
+        return false;
+    const char *s = *p;
+    const char *e = memchr(s, ' ', (size_t)(end - s));
+    if (!e)
+        e = end;
+    *tok = s;
+    *len = (size_t)(e - s);
+    *p = e < end ? e + 1 : end;
+    return *len > 0;
+}
+
+static bool parse_int(const char *s, size_t len, long long *out)
+{
+    if (len == 0 || len > 11)
+        return false;
+    long long v = 0;
+    size_t i = 0;
+    bool neg = s[0] == '-';
+    if (neg && len == 1)
+        return false;
+    for (i = neg ? 1 : 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+        v = v * 10 + (s[i] - '0');
+    }
+    *out = neg ? -v : v;
+    return true;
+}
+
+static void invalidate_key(tc_cache *c, const char *key, size_t klen)
+{
+    tc__local_invalidate(c->local, tc__key_hash(key, klen));
+}
+
+bool tc__inval_apply(tc_cache *c, const char *payload, size_t len)
+{
+    const char *p = payload, *end = payload + len;
+    const char *tok;
+    size_t tlen;
+    uint64_t origin;
+    long long version;
+    if (len < MSG_MAGIC_LEN + 1 || memcmp(p, MSG_MAGIC, MSG_MAGIC_LEN) != 0 ||
+        payload[len - 1] == ' ')
+        goto malformed;
+    p += MSG_MAGIC_LEN;
+    if (!next_token(&p, end, &tok, &tlen) || tlen != 1 || (tok[0] != 'K' && tok[0] != 'F'))
+        goto malformed;
+    char op = tok[0];
+    if (!next_token(&p, end, &tok, &tlen) || !parse_hex64(tok, tlen, &origin))
+        goto malformed;
+    if (op == 'F') {
+        if (p != end)
+            goto malformed;
+        TC_COUNT(&c->counters, inval_received);
+        if (origin != c->origin)
+            tc__local_flush(c->local);
+        return true;
+    }
+    if (!next_token(&p, end, &tok, &tlen) || !parse_int(tok, tlen, &version) || p == end)
+        goto malformed;
+    /* Validate every key before applying any, so a malformed message changes nothing. */
+    for (const char *q = p; q < end;) {
+        if (!next_token(&q, end, &tok, &tlen))
+            goto malformed;
+    }
+    TC_COUNT(&c->counters, inval_received);
+    if (origin == c->origin || version != c->opt.version)
+        return true;
+    while (next_token(&p, end, &tok, &tlen))
+        invalidate_key(c, tok, tlen);
+    return true;
+malformed:
+    TC_COUNT(&c->counters, inval_malformed);
+    return false;
+}
+
+/* A tracking message's payload: an array of full Redis keys, or nil for a flush. */
+static void apply_tracking(tc_cache *c, const redisReply *keys)
+{
+    TC_COUNT(&c->counters, inval_received);
+    if (keys->type == REDIS_REPLY_NIL) {
+        tc__local_flush(c->local);
+        return;
+    }
+    if (keys->type != REDIS_REPLY_ARRAY) {
+        TC_COUNT(&c->counters, inval_malformed);
+        tc__local_flush(c->local); /* unknown content: the safe answer */
+        return;
+    }
+    for (size_t i = 0; i < keys->elements; i++) {
+        const redisReply *k = keys->element[i];
+        if (k->type != REDIS_REPLY_STRING)
+            continue;
+        if ((size_t)k->len > c->rprefix_len &&
+            memcmp(k->str, c->rprefix, c->rprefix_len) == 0)
+            invalidate_key(c, k->str + c->rprefix_len, (size_t)k->len - c->rprefix_len);
+    }
+}
+
+/* ------------------------------------------------------------------ the subscriber */
+
+static bool reply_is_str(const redisReply *r, const char *s)
+{
+    return r && (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS) &&
+           (size_t)r->len == strlen(s) && strncasecmp(r->str, s, (size_t)r->len) == 0;
+}
+
+/* What a reply in subscribed mode means for the loop. */
+typedef enum sub_event { EV_NONE, EV_PONG, EV_SUBSCRIBED } sub_event;
+
+static sub_event handle_reply(tc_coherence_state *cs, const redisReply *r)
+{
+    tc_cache *c = cs->c;
+    if (r->type != REDIS_REPLY_ARRAY || r->elements < 1)
+        return EV_NONE;
+    const redisReply *kind = r->element[0];
+    if (reply_is_str(kind, "pong"))
+        return EV_PONG;
+    if (reply_is_str(kind, "subscribe"))
+        return EV_SUBSCRIBED;
+    if (!reply_is_str(kind, "message") || r->elements != 3)
+        return EV_NONE;
+    const redisReply *payload = r->element[2];
+    if (c->opt.coherence == TC_COHERENCE_TRACKING) {
+        apply_tracking(c, payload);
+    } else if (payload->type == REDIS_REPLY_STRING) {
+        tc__inval_apply(c, payload->str, (size_t)payload->len);
+    } else {
+        TC_COUNT(&c->counters, inval_malformed);
+    }
+    return EV_NONE;
+}
+
+static void set_start_state(tc_coherence_state *cs, int state)
+{
+    pthread_mutex_lock(&cs->start_mu);
+    if (cs->start_state == 0) {
+        cs->start_state = state;
+        pthread_cond_broadcast(&cs->start_cv);
+    }
+    pthread_mutex_unlock(&cs->start_mu);
+}
+
+/* Runs one command on ctx and checks for an error reply; *out (may be NULL) gets the
+ * reply. */
+static tc_status run(redisContext *ctx, redisReply **out, int argc, const char **argv)
+{
+    redisReply *r = redisCommandArgv(ctx, argc, argv, NULL);
+    if (!r)
+        return tc__remote_ctx_status(ctx);
+    tc_status st = r->type == REDIS_REPLY_ERROR ? TC_ERR_PROTO : TC_OK;
+    if (out && st == TC_OK)
+        *out = r;
+    else
+        freeReplyObject(r);
+    return st;
+}
+
+/* Tracking mode: learns the subscriber's client id and makes the tracker redirect Redis's
+ * invalidations for our prefix to it. */
+static tc_status tracking_setup(tc_coherence_state *cs, redisContext *sub,
+                                redisContext **tracker)
+{
+    tc_cache *c = cs->c;
+    redisReply *r = NULL;
+    const char *id_argv[] = {"CLIENT", "ID"};
+    tc_status st = run(sub, &r, 2, id_argv);
+    if (st != TC_OK)
+        return st;
+    char id[32];
+    snprintf(id, sizeof id, "%lld", r->type == REDIS_REPLY_INTEGER ? r->integer : -1LL);
+    freeReplyObject(r);
+    st = tc__remote_connect(c->remote, c->opt.command_timeout_ms, tracker);
+    if (st != TC_OK)
+        return st;
+    char prefix[1100];
+    snprintf(prefix, sizeof prefix, "%s:", c->key_prefix);
+    const char *argv[] = {"CLIENT", "TRACKING", "ON", "REDIRECT", id, "BCAST", "PREFIX", prefix};
+    st = run(*tracker, NULL, 8, argv);
+    if (st != TC_OK)
+        tc__log(&c->log, TC_LOG_ERROR, "CLIENT TRACKING refused (Redis >= 6 needed)");
+    return st;
+}
+
+/* Tracking mode heartbeat: the redirect must still point at a live subscriber. */
+static bool tracker_healthy(redisContext *tracker)
+{
+    const char *argv[] = {"CLIENT", "TRACKINGINFO"};
+    redisReply *r = NULL;
+    if (run(tracker, &r, 2, argv) != TC_OK)
+        return false;
+    bool ok = r->type == REDIS_REPLY_ARRAY;
+    for (size_t i = 0; ok && i + 1 < r->elements; i += 2) {
+        const redisReply *v = r->element[i + 1];
+        if (!reply_is_str(r->element[i], "flags") || v->type != REDIS_REPLY_ARRAY)
+            continue;
+        bool on = false;
+        for (size_t j = 0; j < v->elements; j++) {
+            on = on || reply_is_str(v->element[j], "on");
+            ok = ok && !reply_is_str(v->element[j], "broken_redirect");
+        }
+        ok = ok && on;
+    }
+    freeReplyObject(r);
+    return ok;
+}
+
+static bool send_ping(redisContext *ctx)
+{
+    const char *argv[] = {"PING"};
+    if (redisAppendCommandArgv(ctx, 1, argv, NULL) != REDIS_OK)
+        return false;
+    int done = 0;
+    while (!done)
+        if (redisBufferWrite(ctx, &done) != REDIS_OK)
+            return false;
+    return true;
+}
+
+/* Reads and applies every complete reply in ctx's buffer. False if the stream is broken. */
+static bool drain(tc_coherence_state *cs, redisContext *ctx, int64_t *last_pong,
+                  bool *subscribed)
+{
+    for (;;) {
+        void *reply = NULL;
+        if (redisGetReplyFromReader(ctx, &reply) != REDIS_OK)
+            return false;
+        if (!reply)
+            return true;
+        sub_event ev = handle_reply(cs, reply);
+        if (ev == EV_PONG)
+            *last_pong = tc__now_ns();
+        if (ev == EV_SUBSCRIBED)
+            *subscribed = true;
+        freeReplyObject(reply);
+    }
+}
+
+/* The subscribed loop: returns when the link fails or the cache stops. */
+static void listen_loop(tc_coherence_state *cs, redisContext *ctx, redisContext *tracker)
+{
+    tc_cache *c = cs->c;
+    const int64_t beat = (int64_t)cs->heartbeat_ms * 1000000;
+    int64_t last_pong = tc__now_ns(), ping_sent = 0;
+    bool subscribed = false;
+    const int64_t sub_deadline = tc__deadline_after_ms(c->opt.command_timeout_ms +
+                                                       c->opt.connect_timeout_ms);
+    while (!atomic_load(&cs->stopping)) {
+        int64_t now = tc__now_ns();
+        if (!subscribed && now > sub_deadline)
+            return;
+        bool outstanding = ping_sent > last_pong;
+        if (outstanding && now - ping_sent > beat) {
+            tc__log(&c->log, TC_LOG_WARN, "invalidation link: heartbeat missed");
+            return;
+        }
+        if (subscribed && !outstanding && now - last_pong >= beat) {
+            if (tracker && !tracker_healthy(tracker)) {
+                tc__log(&c->log, TC_LOG_WARN, "tracking redirect broken");
+                return;
+            }
+            if (!send_ping(ctx))
+                return;
+            ping_sent = tc__now_ns();
+            continue;
+        }
+        int64_t next = outstanding ? ping_sent + beat : last_pong + beat;
+        int wait_ms = (int)((next - now) / 1000000) + 1;
+        struct pollfd fds[2] = {{.fd = ctx->fd, .events = POLLIN},
+                                {.fd = cs->wake[0], .events = POLLIN}};
+        int n = poll(fds, 2, wait_ms < 1 ? 1 : wait_ms);
+        if (n < 0 && errno != EINTR)
+            return;
+        if (n <= 0)
+            continue;
+        if (fds[1].revents)
+            return;
+        if (fds[0].revents) {
+            bool was_subscribed = subscribed;
+            if (redisBufferRead(ctx) != REDIS_OK || !drain(cs, ctx, &last_pong, &subscribed))
+                return;
+            if (subscribed && !was_subscribed) {
+                /* Messages from before this point are lost: forget everything first. */
+                tc__local_flush(c->local);
+                atomic_store(&cs->healthy, true);
+                set_start_state(cs, 1);
+                last_pong = tc__now_ns();
+            }
+        }
+    }
+}
+
+/* One connection's life: connect, subscribe, listen until the link fails. */
+static tc_status session(tc_coherence_state *cs)
+{
+    tc_cache *c = cs->c;
+    redisContext *ctx = NULL, *tracker = NULL;
+    tc_status st = tc__remote_connect(c->remote, c->opt.command_timeout_ms, &ctx);
+    if (st == TC_OK && c->opt.coherence == TC_COHERENCE_TRACKING)
+        st = tracking_setup(cs, ctx, &tracker);
+    if (st == TC_OK) {
+        const char *channel = c->opt.coherence == TC_COHERENCE_TRACKING ? TRACKING_CHANNEL
+                                                                         : c->channel;
+        const char *argv[] = {"SUBSCRIBE", channel};
+        int done = 0;
+        if (redisAppendCommandArgv(ctx, 2, argv, NULL) != REDIS_OK)
+            st = TC_ERR_NOMEM;
+        while (st == TC_OK && !done)
+            if (redisBufferWrite(ctx, &done) != REDIS_OK)
+                st = tc__remote_ctx_status(ctx);
+    }
+    if (st == TC_OK)
+        listen_loop(cs, ctx, tracker);
+    atomic_store(&cs->healthy, false);
+    if (tracker)
+        redisFree(tracker);
+    if (ctx)
+        redisFree(ctx);
+    return st;
+}
+
+/* Waits ms milliseconds or until woken by stop. True if stopping. */
+static bool wait_or_stop(tc_coherence_state *cs, int ms)
+{
+    struct pollfd p = {.fd = cs->wake[0], .events = POLLIN};
+    int n = poll(&p, 1, ms);
+    return n > 0 || atomic_load(&cs->stopping);
+}
+
+static void *subscriber_main(void *arg)
+{
+    tc_coherence_state *cs = arg;
+    int backoff = BACKOFF_MIN_MS;
+    while (!atomic_load(&cs->stopping)) {
+        int64_t began = tc__now_ns();
+        tc_status st = session(cs);
+        if (atomic_load(&cs->stopping))
+            break;
+        TC_COUNT(&cs->c->counters, link_failures);
+        if (st != TC_OK)
+            set_start_state(cs, st);
+        else
+            set_start_state(cs, TC_ERR_TIMEOUT);
+        tc__log(&cs->c->log, TC_LOG_WARN, "invalidation link down (%s); local tier bypassed",
+                tc_strerror(st));
+        /* A link that stayed up a while earns a quick retry; a flapping one backs off. */
+        if (tc__now_ns() - began > (int64_t)BACKOFF_MAX_MS * 1000000)
+            backoff = BACKOFF_MIN_MS;
+        if (wait_or_stop(cs, backoff))
+            break;
+        backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
+    }
+    atomic_store(&cs->healthy, false);
+    return NULL;
+}
+
+static void state_free(tc_coherence_state *cs)
+{
+    if (cs->wake[0] >= 0)
+        close(cs->wake[0]);
+    if (cs->wake[1] >= 0)
+        close(cs->wake[1]);
+    pthread_mutex_destroy(&cs->start_mu);
+    pthread_cond_destroy(&cs->start_cv);
+    tc__free(cs);
+}
+
+/* Waits for the subscriber's first subscription, up to the connect + command timeouts. */
+static tc_status wait_started(tc_coherence_state *cs)
+{
+    const tc_options *o = &cs->c->opt;
+    struct timespec ts;
+    tc__deadline_to_timespec(tc__deadline_after_ms(o->connect_timeout_ms +
+                                                   o->command_timeout_ms * 2),
+                             &ts);
+    pthread_mutex_lock(&cs->start_mu);
+    while (cs->start_state == 0)
+        if (pthread_cond_timedwait(&cs->start_cv, &cs->start_mu, &ts) == ETIMEDOUT)
+            break;
+    int state = cs->start_state;
+    pthread_mutex_unlock(&cs->start_mu);
+    return state == 1 ? TC_OK : state < 0 ? (tc_status)state : TC_ERR_TIMEOUT;
+}
+
+tc_status tc__coherence_start(tc_cache *c)
+{
+    if (c->opt.coherence == TC_COHERENCE_NONE)
+        return TC_OK;
+    tc_coherence_state *cs = tc__calloc(1, sizeof *cs);
+    if (!cs)
+        return TC_ERR_NOMEM;
+    cs->c = c;
+    cs->wake[0] = cs->wake[1] = -1;
+    cs->heartbeat_ms = c->opt.heartbeat_ms;
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&cs->start_cv, &ca);
+    pthread_condattr_destroy(&ca);
+    pthread_mutex_init(&cs->start_mu, NULL);
+    if (pipe2(cs->wake, O_CLOEXEC | O_NONBLOCK) != 0) {
+        state_free(cs);
+        return TC_ERR_IO;
+    }
+    c->coh = cs;
+    if (pthread_create(&cs->thread, NULL, subscriber_main, cs) != 0) {
+        c->coh = NULL;
+        state_free(cs);
+        return TC_ERR_NOMEM;
+    }
+    cs->thread_started = true;
+    return wait_started(cs);
+}
+
+void tc__coherence_stop(tc_cache *c)
+{
+    tc_coherence_state *cs = c->coh;
+    if (!cs)
+        return;
+    atomic_store(&cs->stopping, true);
+    if (cs->thread_started) {
+        ssize_t w = write(cs->wake[1], "x", 1);
+        (void)w; /* a full pipe already wakes the thread */
+        pthread_join(cs->thread, NULL);
+    }
+    c->coh = NULL;
+    state_free(cs);
+}
+
+bool tc__coherence_local_usable(const tc_cache *c)
+{
+    const tc_coherence_state *cs = c->coh;
+    if (c->opt.coherence == TC_COHERENCE_NONE)
+        return true;
+    return cs && atomic_load_explicit(&((tc_coherence_state *)cs)->healthy,
+                                      memory_order_acquire);
+}
+
+bool tc__coherence_write_through(const tc_cache *c)
+{
+    /* In tracking mode our own writes come back as invalidations and would evict the
+     * copy at once; there is no origin to tell them apart. */
+    return c->opt.coherence != TC_COHERENCE_TRACKING;
+}

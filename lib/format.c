@@ -1,0 +1,86 @@
+/*
+ * The stored value format (see format.h): plain bytes unless a header is needed. Decoding
+ * is strict: a header whose length field does not fit the value, or whose flags announce
+ * fields it does not hold, is not a header, and the bytes are returned as they are.
+ */
+#include "config.h"
+
+#include "format.h"
+
+#include <string.h>
+
+#define XFETCH_FIELDS_LEN 12
+
+static void put_u16(unsigned char *p, uint16_t v)
+{
+    p[0] = (unsigned char)v;
+    p[1] = (unsigned char)(v >> 8);
+}
+
+static uint16_t get_u16(const unsigned char *p)
+{
+    return (uint16_t)(p[0] | (p[1] << 8));
+}
+
+static void put_u64(unsigned char *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static uint64_t get_u64(const unsigned char *p)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+static bool starts_with_magic(const void *data, size_t len)
+{
+    return len >= TC_FMT_MAGIC_LEN && memcmp(data, TC_FMT_MAGIC, TC_FMT_MAGIC_LEN) == 0;
+}
+
+size_t tc__fmt_header_len(const void *data, size_t len, const tc_fmt_meta *meta)
+{
+    unsigned flags = meta ? meta->flags : 0;
+    if (flags == 0 && !starts_with_magic(data, len))
+        return 0;
+    return TC_FMT_BASE_LEN + ((flags & TC_FMT_XFETCH) ? XFETCH_FIELDS_LEN : 0);
+}
+
+void tc__fmt_write_header(unsigned char *out, size_t hlen, const tc_fmt_meta *meta)
+{
+    unsigned flags = meta ? meta->flags : 0;
+    memcpy(out, TC_FMT_MAGIC, TC_FMT_MAGIC_LEN);
+    put_u16(out + 4, (uint16_t)hlen);
+    out[6] = (unsigned char)flags;
+    out[7] = 0;
+    if (flags & TC_FMT_XFETCH) {
+        put_u64(out + 8, (uint64_t)meta->expiry_ms);
+        uint32_t d = meta->delta_ms;
+        put_u16(out + 16, (uint16_t)d);
+        put_u16(out + 18, (uint16_t)(d >> 16));
+    }
+}
+
+void tc__fmt_decode(tc_ref *r)
+{
+    const unsigned char *p = r->buf;
+    size_t total = r->len;
+    if (!starts_with_magic(p, total) || total < TC_FMT_BASE_LEN)
+        return;
+    size_t hlen = get_u16(p + 4);
+    unsigned flags = p[6];
+    size_t need = TC_FMT_BASE_LEN + ((flags & TC_FMT_XFETCH) ? XFETCH_FIELDS_LEN : 0);
+    if (hlen < need || hlen > total || (flags & ~(TC_FMT_NEGATIVE | TC_FMT_XFETCH)))
+        return;
+    if (flags & TC_FMT_XFETCH) {
+        r->meta_expiry_ms = (int64_t)get_u64(p + 8);
+        r->meta_delta_ms = (uint32_t)get_u16(p + 16) | ((uint32_t)get_u16(p + 18) << 16);
+    }
+    if (flags & TC_FMT_NEGATIVE)
+        r->flags |= TC_REF_NEGATIVE;
+    r->data = p + hlen;
+    r->len = total - hlen;
+}

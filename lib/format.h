@@ -1,0 +1,47 @@
+/*
+ * The stored value format. A value is stored in Redis as its plain bytes, so that other
+ * clients (redis-cli, a Python service) read and write the same keys, and tc_incr counters
+ * are plain Redis integers. A header is added only when a value needs one: when it carries
+ * metadata (a cached "does not exist", early-refresh timing, tags), or when its own bytes
+ * begin with the header's magic and would otherwise be ambiguous.
+ *
+ * Header (all integers little-endian), documented in docs/design/stored-format.md:
+ *   0  4  magic "\xF8TC\x01" (0xF8 never occurs in UTF-8 text, so no text value starts so)
+ *   4  2  header length in bytes, including the magic (the value follows it)
+ *   6  1  flags: TC_FMT_NEGATIVE, TC_FMT_XFETCH, TC_FMT_TAGS
+ *   7  1  reserved, 0
+ *   then, if TC_FMT_XFETCH: 8 bytes expiry (wall-clock ms, 0 none), 4 bytes delta (ms)
+ * A reader that finds no valid header treats the bytes as a plain value.
+ */
+#ifndef TC_FORMAT_H
+#define TC_FORMAT_H
+
+#include "common.h"
+#include "local.h"
+
+#define TC_FMT_MAGIC "\xF8TC\x01"
+#define TC_FMT_MAGIC_LEN 4
+#define TC_FMT_BASE_LEN 8
+
+#define TC_FMT_NEGATIVE 0x01u
+#define TC_FMT_XFETCH 0x02u
+
+typedef struct tc_fmt_meta {
+    unsigned flags;
+    int64_t expiry_ms; /* TC_FMT_XFETCH */
+    uint32_t delta_ms; /* TC_FMT_XFETCH */
+} tc_fmt_meta;
+
+/* The header length encode will write for this value and metadata: 0 when the value is
+ * stored plain. */
+size_t tc__fmt_header_len(const void *data, size_t len, const tc_fmt_meta *meta);
+
+/* Writes the header (hlen bytes, as tc__fmt_header_len returned) into out. */
+void tc__fmt_write_header(unsigned char *out, size_t hlen, const tc_fmt_meta *meta);
+
+/* Interprets the bytes of r (as fetched, data = buf) in place: on a valid header, points
+ * r->data past it, sets r->len, r->flags and the metadata fields. Plain bytes are left as
+ * they are. */
+void tc__fmt_decode(tc_ref *r);
+
+#endif /* TC_FORMAT_H */

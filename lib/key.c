@@ -1,0 +1,88 @@
+/*
+ * Key rules and key building. The rule is memcached's (and Django's validate_key): 1..max
+ * bytes, none below 33 (space and control characters) and none equal to 127 (DEL). Keys are
+ * hashed with XXH3-64, whose high and low bits are both good, so the local tier can take
+ * shard and slot from different bits of one hash.
+ */
+#include "config.h"
+
+#include "key.h"
+
+#include <string.h>
+#include <xxhash.h>
+
+static inline bool key_byte_ok(unsigned char b)
+{
+    return b >= 33 && b != 127;
+}
+
+bool tc__key_valid(const char *key, size_t max_len, size_t *len)
+{
+    if (!key)
+        return false;
+    size_t i = 0;
+    for (; key[i]; i++) {
+        if (i >= max_len || !key_byte_ok((unsigned char)key[i]))
+            return false;
+    }
+    if (i == 0)
+        return false;
+    if (len)
+        *len = i;
+    return true;
+}
+
+uint64_t tc__key_hash(const void *key, size_t len)
+{
+    return XXH3_64bits(key, len);
+}
+
+size_t tc__key_redis(char *buf, size_t cap, const char *prefix, size_t prefix_len,
+                     const char *key, size_t klen)
+{
+    if (prefix_len + klen + 1 > cap)
+        return 0;
+    memcpy(buf, prefix, prefix_len);
+    memcpy(buf + prefix_len, key, klen);
+    buf[prefix_len + klen] = '\0';
+    return prefix_len + klen;
+}
+
+TC_API int tc_key(char *buf, size_t cap, const char *part, ...)
+{
+    if (!buf || cap == 0 || !part)
+        return -1;
+    va_list ap;
+    va_start(ap, part);
+    size_t pos = 0;
+    int result = 0;
+    for (const char *p = part; p; p = va_arg(ap, const char *)) {
+        if (pos > 0) {
+            if (pos + 1 >= cap) {
+                result = -1;
+                break;
+            }
+            buf[pos++] = ':';
+        }
+        if (!*p) {
+            result = -1;
+            break;
+        }
+        for (; *p; p++) {
+            if (!key_byte_ok((unsigned char)*p) || pos + 1 >= cap) {
+                result = -1;
+                break;
+            }
+            buf[pos++] = *p;
+        }
+        if (result < 0)
+            break;
+    }
+    va_end(ap);
+    if (result < 0 || pos > (size_t)INT32_MAX) {
+        buf[0] = '\0';
+        return -1;
+    }
+    buf[pos] = '\0';
+    return (int)pos;
+}

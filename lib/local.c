@@ -1,0 +1,495 @@
+/*
+ * The local tier: reference-counted values in a power-of-two number of cache-line aligned
+ * shards, each with its own mutex, uthash table, CLOCK eviction list, byte budget, counters
+ * and fill-guard slot sequences. The tier owns one reference to each value it stores.
+ *
+ * Locks: a shard mutex is a leaf lock and guards all of its shard, except that the slot
+ * sequences are atomics, bumped only under it, so tickets are read without it. The flush
+ * epoch is one atomic per tier, bumped without a lock. Entries removed under a lock are
+ * freed after it is released.
+ *
+ * Invariants (shard lock held): bytes is the sum of the entries' charges and never above
+ * the budget; entries counts the table and the list alike; an entry is live only while its
+ * epoch (its ticket's) is the tier's and its expiry is in the future; dead ones are misses
+ * and are reclaimed lazily. Hash bits: 48..63 pick the shard, 32..39 the slot, 0..31 the
+ * uthash bucket, so the three are independent.
+ */
+#include "config.h"
+
+#include "local.h"
+
+#include <pthread.h>
+#include <stdalign.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <string.h>
+
+/* uthash allocates through our wrappers (so the torture build can fail its allocations)
+ * and reports an allocation failure instead of exiting: an add that could not allocate
+ * leaves the table unchanged and sets the element's hh.tbl to NULL, which we check. */
+#define HASH_NONFATAL_OOM 1
+#define uthash_malloc(sz) tc__malloc(sz)
+#define uthash_free(ptr, sz) tc__free(ptr)
+/* The table's key is already a good 64-bit hash: its low 32 bits are the bucket hash, not
+ * Jenkins run over the hash a second time. We always pass the hash value explicitly (the
+ * _BYHASHVALUE macros); this keeps any other use consistent with them. */
+#define HASH_FUNCTION(keyptr, keylen, hashv)                                               \
+    do {                                                                                 \
+        uint64_t hf_k_;                                                                  \
+        memcpy(&hf_k_, (keyptr), sizeof hf_k_);                                          \
+        (hashv) = (unsigned)hf_k_;                                                       \
+        (void)(keylen);                                                                  \
+    } while (0)
+#include <uthash.h>
+
+#define CACHE_LINE 64
+#define DEFAULT_SHARDS 64u
+#define MAX_SHARDS 65536u
+#define SHARD_SHIFT 48
+/* Slots per shard. A fill is refused when any hash of its slot is invalidated during the
+ * fetch, so more slots mean fewer needless refusals; 256 costs 2 KiB per shard, and with
+ * 64 shards a busy invalidation stream (10k/s) refuses well under 0.1% of 1 ms fills. */
+#define SLOTS 256u
+#define SLOT_SHIFT 32
+
+typedef struct entry {
+    UT_hash_handle hh; /* keyed by h */
+    uint64_t h;
+    tc_ref *val;        /* the tier's own reference */
+    int64_t expires_ns; /* monotonic */
+    uint64_t epoch;     /* the flush epoch of the ticket it was stored with */
+    size_t charge;      /* bytes counted against the shard budget */
+    struct entry *prev, *next; /* LRU list (head: newest); next also chains victims */
+    size_t klen;
+    bool referenced; /* hit since it last passed the eviction hand */
+    char key[];      /* klen bytes and a NUL */
+} entry;
+
+typedef struct shard {
+    /* Aligning the first member aligns the struct and rounds its size up to whole cache
+     * lines, so two shards' locks and counters never share a line. */
+    alignas(CACHE_LINE) pthread_mutex_t mu;
+    entry *table; /* uthash head */
+    entry *head, *tail;
+    size_t bytes;
+    uint64_t entries;
+    uint64_t hits, misses, evictions, expirations, stores, store_rejects;
+    /* Fill-guard sequences: read anywhere, bumped only with mu held. */
+    atomic_uint_fast64_t seq[SLOTS];
+} shard;
+
+struct tc_local {
+    shard *shards;    /* nshards, cache-line aligned inside shards_mem */
+    void *shards_mem; /* the allocation, over-sized for the alignment */
+    unsigned mask;    /* nshards - 1 */
+    size_t budget;    /* per shard: max_bytes / nshards */
+    atomic_uint_fast64_t epoch;
+};
+
+/* ---------------------------------------------------------------------------------------
+ * References
+ * ------------------------------------------------------------------------------------- */
+
+tc_ref *tc__ref_new(size_t cap)
+{
+    if (cap > SIZE_MAX - sizeof(tc_ref))
+        return NULL;
+    tc_ref *r = tc__malloc(sizeof(tc_ref) + cap);
+    if (!r)
+        return NULL;
+    atomic_init(&r->refs, 1);
+    r->flags = 0;
+    r->len = 0;
+    r->alloc = cap;
+    r->data = r->buf;
+    r->meta_expiry_ms = 0;
+    r->meta_delta_ms = 0;
+    r->reserved = 0;
+    return r;
+}
+
+tc_ref *tc__ref_copy(const void *src, size_t len)
+{
+    tc_ref *r = tc__ref_new(len);
+    if (!r)
+        return NULL;
+    if (len)
+        memcpy(r->buf, src, len);
+    r->len = len;
+    return r;
+}
+
+void tc__ref_hold(tc_ref *r)
+{
+    /* Relaxed is enough: whoever passes r on to another thread does so through a lock or
+     * another synchronising operation, which orders this increment before any drop. */
+    atomic_fetch_add_explicit(&r->refs, 1, memory_order_relaxed);
+}
+
+void tc__ref_drop(tc_ref *r)
+{
+    if (!r)
+        return;
+    /* Release so this holder's reads of the value happen before the free; acquire so the
+     * thread that frees sees every other holder's release. */
+    if (atomic_fetch_sub_explicit(&r->refs, 1, memory_order_acq_rel) == 1)
+        tc__free(r);
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Shards and entries
+ * ------------------------------------------------------------------------------------- */
+
+static inline shard *shard_of(tc_local *l, uint64_t h)
+{
+    return &l->shards[(unsigned)(h >> SHARD_SHIFT) & l->mask];
+}
+
+static inline atomic_uint_fast64_t *slot_of(shard *s, uint64_t h)
+{
+    return &s->seq[(unsigned)(h >> SLOT_SHIFT) & (SLOTS - 1)];
+}
+
+/* a + b, or SIZE_MAX if that overflows (then it exceeds any budget). */
+static inline size_t add_sat(size_t a, size_t b)
+{
+    return a > SIZE_MAX - b ? SIZE_MAX : a + b;
+}
+
+/* What an entry costs the budget: the entry with its key and NUL, and the whole value
+ * allocation (header and buf), also when the value is shared with callers. */
+static size_t entry_charge(size_t klen, const tc_ref *v)
+{
+    return add_sat(add_sat(sizeof(entry) + 1 + sizeof(tc_ref), klen), v->alloc);
+}
+
+static void lru_unlink_locked(shard *s, entry *e)
+{
+    if (e->prev)
+        e->prev->next = e->next;
+    else
+        s->head = e->next;
+    if (e->next)
+        e->next->prev = e->prev;
+    else
+        s->tail = e->prev;
+    e->prev = e->next = NULL;
+}
+
+static void lru_push_head_locked(shard *s, entry *e)
+{
+    e->prev = NULL;
+    e->next = s->head;
+    if (s->head)
+        s->head->prev = e;
+    else
+        s->tail = e;
+    s->head = e;
+}
+
+/* Takes e out of the table, the list and the accounting and chains it on *victims, to be
+ * freed by free_victims once the lock is released. */
+static void remove_locked(shard *s, entry *e, entry **victims)
+{
+    HASH_DELETE(hh, s->table, e);
+    lru_unlink_locked(s, e);
+    s->bytes -= e->charge;
+    s->entries--;
+    e->next = *victims;
+    *victims = e;
+}
+
+/* Drops the tier's references and frees the entries chained by remove_locked. Called with
+ * no lock held. */
+static void free_victims(entry *v)
+{
+    while (v) {
+        entry *next = v->next;
+        tc__ref_drop(v->val);
+        tc__free(v);
+        v = next;
+    }
+}
+
+static inline entry *find_locked(shard *s, uint64_t h)
+{
+    entry *e;
+    HASH_FIND_BYHASHVALUE(hh, s->table, &h, sizeof h, (unsigned)h, e);
+    return e;
+}
+
+static inline bool dead(const entry *e, uint64_t epoch, int64_t now_ns)
+{
+    return e->epoch != epoch || e->expires_ns <= now_ns;
+}
+
+/* Removes entries from the tail until need more bytes fit in the budget (the caller has
+ * checked that need alone fits). CLOCK: an entry hit since the hand last passed it gets a
+ * second chance (moved to the head, bit cleared) instead of being evicted, so hits cost
+ * one store of a flag and no list surgery. Dead entries go first and count as expirations
+ * when expired. Terminates: every entry is passed over at most once, its bit then clear. */
+static void make_room_locked(tc_local *l, shard *s, size_t need, entry **victims)
+{
+    if (s->bytes + need <= l->budget)
+        return;
+    uint64_t epoch = atomic_load_explicit(&l->epoch, memory_order_acquire);
+    int64_t now = tc__now_ns();
+    while (s->bytes + need > l->budget) {
+        entry *e = s->tail;
+        if (!e)
+            break; /* unreachable: bytes is 0 when the list is empty, and need fits */
+        if (dead(e, epoch, now)) {
+            if (e->epoch == epoch)
+                s->expirations++;
+            remove_locked(s, e, victims);
+        } else if (e->referenced) {
+            e->referenced = false;
+            lru_unlink_locked(s, e);
+            lru_push_head_locked(s, e);
+        } else {
+            s->evictions++;
+            remove_locked(s, e, victims);
+        }
+    }
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Lifetime
+ * ------------------------------------------------------------------------------------- */
+
+tc_status tc__local_new(size_t max_bytes, unsigned nshards, tc_local **out)
+{
+    if (!out)
+        return TC_ERR_ARG;
+    *out = NULL;
+    if (nshards == 0)
+        nshards = DEFAULT_SHARDS;
+    if (nshards > MAX_SHARDS || (nshards & (nshards - 1)) != 0)
+        return TC_ERR_ARG;
+
+    tc_local *l = tc__calloc(1, sizeof *l);
+    if (!l)
+        return TC_ERR_NOMEM;
+    l->shards_mem = tc__calloc(1, (size_t)nshards * sizeof(shard) + CACHE_LINE - 1);
+    if (!l->shards_mem) {
+        tc__free(l);
+        return TC_ERR_NOMEM;
+    }
+    uintptr_t p = ((uintptr_t)l->shards_mem + CACHE_LINE - 1) & ~(uintptr_t)(CACHE_LINE - 1);
+    l->shards = (shard *)p;
+    l->mask = nshards - 1;
+    l->budget = max_bytes / nshards;
+    atomic_init(&l->epoch, 1);
+
+    for (unsigned i = 0; i < nshards; i++) {
+        shard *s = &l->shards[i];
+        for (unsigned j = 0; j < SLOTS; j++)
+            atomic_init(&s->seq[j], 0);
+        if (pthread_mutex_init(&s->mu, NULL) != 0) {
+            while (i-- > 0)
+                pthread_mutex_destroy(&l->shards[i].mu);
+            tc__free(l->shards_mem);
+            tc__free(l);
+            return TC_ERR_NOMEM;
+        }
+    }
+    *out = l;
+    return TC_OK;
+}
+
+void tc__local_free(tc_local *l)
+{
+    if (!l)
+        return;
+    for (unsigned i = 0; i <= l->mask; i++) {
+        shard *s = &l->shards[i];
+        entry *victims = NULL;
+        while (s->head)
+            remove_locked(s, s->head, &victims);
+        free_victims(victims);
+        pthread_mutex_destroy(&s->mu);
+    }
+    tc__free(l->shards_mem);
+    tc__free(l);
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Operations
+ * ------------------------------------------------------------------------------------- */
+
+bool tc__local_get(tc_local *l, uint64_t h, const char *key, size_t klen, int64_t now_ns,
+                   tc_ref **out)
+{
+    *out = NULL;
+    shard *s = shard_of(l, h);
+    uint64_t epoch = atomic_load_explicit(&l->epoch, memory_order_acquire);
+    entry *victims = NULL;
+
+    pthread_mutex_lock(&s->mu);
+    entry *e = find_locked(s, h);
+    if (e && dead(e, epoch, now_ns)) {
+        if (e->epoch == epoch)
+            s->expirations++;
+        remove_locked(s, e, &victims);
+        e = NULL;
+    }
+    /* The table is keyed by hash: an entry for another key with the same hash is a miss,
+     * and stays (it is valid for its own key). */
+    if (!e || e->klen != klen || (klen && memcmp(e->key, key, klen) != 0)) {
+        s->misses++;
+        pthread_mutex_unlock(&s->mu);
+        free_victims(victims);
+        return false;
+    }
+    /* Test before setting, so a hot entry's line is not dirtied by every hit. */
+    if (!e->referenced)
+        e->referenced = true;
+    s->hits++;
+    tc__ref_hold(e->val);
+    *out = e->val;
+    pthread_mutex_unlock(&s->mu);
+    return true;
+}
+
+tc_ticket tc__local_ticket(tc_local *l, uint64_t h)
+{
+    /* No lock: a sequence read here can only be older than the one a later store sees
+     * under the lock, and an older ticket is refused, never wrongly accepted. */
+    tc_ticket t;
+    t.epoch = atomic_load_explicit(&l->epoch, memory_order_acquire);
+    t.seq = atomic_load_explicit(slot_of(shard_of(l, h), h), memory_order_acquire);
+    return t;
+}
+
+/* The common store. write: the value comes from this process's own write, so bump the
+ * slot (refusing older fills in flight) and, if the ticket is stale, remove the entry,
+ * since what is cached for the key predates a write. */
+static bool local_store(tc_local *l, uint64_t h, const char *key, size_t klen, tc_ref *v,
+                  int64_t expires_ns, tc_ticket t, bool write)
+{
+    shard *s = shard_of(l, h);
+    size_t need = entry_charge(klen, v);
+    entry *e = NULL;
+
+    /* Allocate before taking the lock: the critical section stays short, and a value too
+     * large for the budget costs nothing. */
+    if (need <= l->budget) {
+        e = tc__malloc(sizeof(entry) + klen + 1);
+        if (e) {
+            memset(e, 0, sizeof *e);
+            e->h = h;
+            e->val = v;
+            e->expires_ns = expires_ns;
+            e->epoch = t.epoch;
+            e->charge = need;
+            e->klen = klen;
+            if (klen)
+                memcpy(e->key, key, klen);
+            e->key[klen] = '\0';
+        }
+    }
+
+    entry *victims = NULL;
+    bool stored = false;
+    pthread_mutex_lock(&s->mu);
+    atomic_uint_fast64_t *slot = slot_of(s, h);
+    uint64_t seq = atomic_load_explicit(slot, memory_order_relaxed);
+    bool fresh = seq == t.seq &&
+                 atomic_load_explicit(&l->epoch, memory_order_acquire) == t.epoch;
+    if (write)
+        atomic_store_explicit(slot, seq + 1, memory_order_release);
+
+    entry *old = find_locked(s, h);
+    /* A stale fill leaves the entry alone: it may be newer than the fill. Otherwise the
+     * old entry goes (replaced, or not worth keeping once its key was written or
+     * refetched), whatever key it holds. */
+    if (old && (fresh || write))
+        remove_locked(s, old, &victims);
+
+    if (fresh && e) {
+        make_room_locked(l, s, need, &victims);
+        HASH_ADD_BYHASHVALUE(hh, s->table, h, sizeof e->h, (unsigned)h, e);
+        if (e->hh.tbl) {
+            tc__ref_hold(v);
+            lru_push_head_locked(s, e);
+            s->bytes += need;
+            s->entries++;
+            s->stores++;
+            stored = true;
+        }
+    }
+    if (!stored)
+        s->store_rejects++;
+    pthread_mutex_unlock(&s->mu);
+
+    if (!stored)
+        tc__free(e);
+    free_victims(victims);
+    return stored;
+}
+
+bool tc__local_store_if_fresh(tc_local *l, uint64_t h, const char *key, size_t klen,
+                              tc_ref *v, int64_t expires_ns, tc_ticket t)
+{
+    return local_store(l, h, key, klen, v, expires_ns, t, false);
+}
+
+bool tc__local_store_write(tc_local *l, uint64_t h, const char *key, size_t klen, tc_ref *v,
+                           int64_t expires_ns, tc_ticket t)
+{
+    return local_store(l, h, key, klen, v, expires_ns, t, true);
+}
+
+void tc__local_invalidate(tc_local *l, uint64_t h)
+{
+    shard *s = shard_of(l, h);
+    entry *victims = NULL;
+    pthread_mutex_lock(&s->mu);
+    atomic_uint_fast64_t *slot = slot_of(s, h);
+    atomic_store_explicit(slot, atomic_load_explicit(slot, memory_order_relaxed) + 1,
+                          memory_order_release);
+    entry *e = find_locked(s, h);
+    if (e)
+        remove_locked(s, e, &victims);
+    pthread_mutex_unlock(&s->mu);
+    free_victims(victims);
+}
+
+void tc__local_flush(tc_local *l)
+{
+    atomic_fetch_add_explicit(&l->epoch, 1, memory_order_acq_rel);
+}
+
+void tc__local_stats(tc_local *l, tc_local_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    for (unsigned i = 0; i <= l->mask; i++) {
+        shard *s = &l->shards[i];
+        pthread_mutex_lock(&s->mu);
+        out->hits += s->hits;
+        out->misses += s->misses;
+        out->evictions += s->evictions;
+        out->expirations += s->expirations;
+        out->entries += s->entries;
+        out->bytes += s->bytes;
+        out->stores += s->stores;
+        out->store_rejects += s->store_rejects;
+        pthread_mutex_unlock(&s->mu);
+    }
+}
+
+size_t tc__local_count(tc_local *l)
+{
+    size_t n = 0;
+    uint64_t epoch = atomic_load_explicit(&l->epoch, memory_order_acquire);
+    int64_t now = tc__now_ns();
+    for (unsigned i = 0; i <= l->mask; i++) {
+        shard *s = &l->shards[i];
+        pthread_mutex_lock(&s->mu);
+        for (entry *e = s->head; e; e = e->next)
+            if (!dead(e, epoch, now))
+                n++;
+        pthread_mutex_unlock(&s->mu);
+    }
+    return n;
+}

@@ -1,0 +1,801 @@
+/*
+ * The core API against a real Redis: what Django's cache backend tests cover, translated to
+ * this API, plus the local tier's behaviour through the public calls.
+ */
+#include "config.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cache.h"
+#include "format.h"
+#include "testutil.h"
+
+/* Runs a Redis command on the suite's server; returns its reply as a string (freed by the
+ * caller). */
+static char *redis(const char *a0, const char *a1, const char *a2, const char *a3)
+{
+    const char *argv[] = {a0, a1, a2, a3, NULL};
+    return tcf_redis_cmd(&tct_redis, argv);
+}
+
+static void expect_redis(const char *want, const char *a0, const char *a1, const char *a2)
+{
+    char *got = redis(a0, a1, a2, NULL);
+    ck_assert_ptr_nonnull(got);
+    ck_assert_str_eq(got, want);
+    free(got);
+}
+
+/* "<prefix>:1:<key>" for the cache's default version. */
+static const char *rkey_of(tc_cache *c, const char *key)
+{
+    static char buf[512];
+    snprintf(buf, sizeof buf, "%s%s", c->rprefix, key);
+    return buf;
+}
+
+static uint64_t remote_commands(tc_cache *c)
+{
+    tc_remote_stats rs;
+    tc__remote_stats(c->remote, &rs);
+    return rs.commands;
+}
+
+/* ------------------------------------------------------------------ round trips */
+
+START_TEST(test_cache_set_get_round_trip)
+{
+    tc_cache *c = tct_open_default();
+    ck_assert_int_eq(tc_set(c, "k", "value", 5, TC_TTL_DEFAULT), TC_OK);
+    tct_expect(c, "k", TC_OK, "value");
+    tct_expect(c, "absent", TC_MISS, NULL);
+    tc_close(c);
+}
+END_TEST
+
+START_TEST(test_cache_binary_and_empty_values)
+{
+    tc_cache *c = tct_open_default();
+    const unsigned char bin[] = {0, 1, 2, 0xff, 0, 0xf8, 'T', 'C', 1, 0};
+    ck_assert_int_eq(tc_set(c, "bin", bin, sizeof bin, TC_TTL_DEFAULT), TC_OK);
+    ck_assert_int_eq(tc_set(c, "empty", NULL, 0, TC_TTL_DEFAULT), TC_OK);
+    for (int pass = 0; pass < 2; pass++) { /* remote, then local */
+        tc_value v;
+        ck_assert_int_eq(tc_get(c, "bin", &v), TC_OK);
+        ck_assert_uint_eq(v.len, sizeof bin);
+        ck_assert_int_eq(memcmp(v.data, bin, sizeof bin), 0);
+        tc_value_release(&v);
+        ck_assert_int_eq(tc_get(c, "empty", &v), TC_OK);
+        ck_assert_uint_eq(v.len, 0);
+        tc_value_release(&v);
+        tc__local_flush(c->local);
+    }
+    tc_close(c);
+}
+END_TEST
+
+START_TEST(test_cache_magic_prefixed_value_round_trips)
+{
+    tc_cache *c = tct_open_default();
+    const char v[] = TC_FMT_MAGIC "\x08\x00\x00\x00looks like a header";
+    ck_assert_int_eq(tc_set(c, "m", v, sizeof v - 1, TC_TTL_DEFAULT), TC_OK);
+    tc__local_flush(c->local);
+    tc_value out;
+    ck_assert_int_eq(tc_get(c, "m", &out), TC_OK);
+    ck_assert_uint_eq(out.len, sizeof v - 1);
+    ck_assert_int_eq(memcmp(out.data, v, out.len), 0);
+    tc_value_release(&out);
+    tc_close(c);
+}
+END_TEST
+
+START_TEST(test_cache_values_are_plain_in_redis)
+{
+    tc_cache *c = tct_open_default();
+    ck_assert_int_eq(tc_set(c, "plain", "hello", 5, TC_TTL_DEFAULT), TC_OK);
+    expect_redis("hello", "GET", rkey_of(c, "plain"), NULL);
+    /* A value written by another client is read as it is. */
+    char *ok = redis("SET", rkey_of(c, "foreign"), "from-python", NULL);
+    free(ok);
+    tct_expect(c, "foreign", TC_OK, "from-python");
+    tc_close(c);
+}
+END_TEST
+
+START_TEST(test_cache_overwrite_read_your_writes)
+{
+    tc_cache *c = tct_open_default();
+    for (int i = 0; i < 50; i++) {
+        char v[16];
+        snprintf(v, sizeof v, "v%d", i);
+        ck_assert_int_eq(tc_set(c, "rw", v, strlen(v), TC_TTL_DEFAULT), TC_OK);
+        tct_expect(c, "rw", TC_OK, v);
+        tct_expect(c, "rw", TC_OK, v);
+    }
+    ck_assert_int_eq(tc_delete(c, "rw"), TC_OK);
+    tct_expect(c, "rw", TC_MISS, NULL);
+    tc_close(c);
+}
+END_TEST
+
+START_TEST(test_cache_value_outlives_replacement)
+{
+    tc_cache *c = tct_open_default();
+    ck_assert_int_eq(tc_set(c, "k", "first", 5, TC_TTL_DEFAULT), TC_OK);
+    tc_value held;
+    ck_assert_int_eq(tc_get(c, "k", &held), TC_OK);
+    ck_assert_int_eq(tc_set(c, "k", "second", 6, TC_TTL_DEFAULT), TC_OK);
+    ck_assert_int_eq(tc_delete(c, "k"), TC_OK);
+    tc__local_flush(c->local);
+    ck_assert_uint_eq(held.len, 5);
+    ck_assert_int_eq(memcmp(held.data, "first", 5), 0);
+    tc_close(c);
+    ck_assert_int_eq(memcmp(held.data, "first", 5), 0); /* valid after close too */
+    tc_value_release(&held);
+    tc_value_release(&held); /* zeroed: a second release is harmless */
+}
+END_TEST
+
+/* ------------------------------------------------------------------ add, delete, touch */
+
+START_TEST(test_cache_add_semantics)
+{
+    tc_cache *c = tct_open_default();
+    ck_assert_int_eq(tc_add(c, "a", "one", 3, TC_TTL_DEFAULT), TC_OK);
+    ck_assert_int_eq(tc_add(c, "a", "two", 3, TC_TTL_DEFAULT), TC_EXISTS);
+    tct_expect(c, "a", TC_OK, "one");
+    tc__local_flush(c->local);
+    tct_expect(c, "a", TC_OK, "one");
+    tc_close(c);
+}
+END_TEST
+
+START_TEST(test_cache_delete_semantics)
+{
+    tc_cache *c = tct_open_default();
+    ck_assert_int_eq(tc_delete(c, "nothing"), TC_MISS);
+    ck_assert_int_eq(tc_set(c, "d", "x", 1, TC_TTL_DEFAULT), TC_OK);
+    tct_expect(c, "d", TC_OK, "x");
+    ck_assert_int_eq(tc_delete(c, "d"), TC_OK);
+    tct_expect(c, "d", TC_MISS, NULL);
+    ck_assert_int_eq(tc_delete(c, "d"), TC_MISS);
+    tc_close(c);
+}
+END_TEST
+
+START_TEST(test_cache_touch)
+{
+    tc_cache *c = tct_open_default();
+    ck_assert_int_eq(tc_touch(c, "absent", 1000), TC_MISS);
+    ck_assert_int_eq(tc_set(c, "t", "x", 1, 300), TC_OK);
+    ck_assert_int_eq(tc_touch(c, "t", 5000), TC_OK);
+    tct_sleep_ms(400);
+    tct_expect(c, "t", TC_OK, "x");
+    ck_assert_int_eq(tc_touch(c, "t", TC_TTL_FOREVER), TC_OK);
+    expect_redis("-1", "PTTL", rkey_of(c, "t"), NULL);
+    ck_assert_int_eq(tc_touch(c, "t", 0), TC_OK);
+    tct_expect(c, "t", TC_MISS, NULL);
+    ck_assert_int_eq(tc_touch(c, "t", 0), TC_MISS);
+    ck_assert_int_eq(tc_touch(c, "t", -5), TC_ERR_ARG);
+    tc_close(c);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ incr */
+
+START_TEST(test_cache_incr)
+{
+    tc_cache *c = tct_open_default();
+    int64_t r = 0;
+    ck_assert_int_eq(tc_incr(c, "n", 1, &r), TC_MISS);
+    tct_expect(c, "n", TC_MISS, NULL); /* nothing created, as Django */
+    ck_assert_int_eq(tc_set(c, "n", "41", 2, TC_TTL_DEFAULT), TC_OK);
+    tct_expect(c, "n", TC_OK, "41"); /* now held locally */
+    ck_assert_int_eq(tc_incr(c, "n", 1, &r), TC_OK);
+    ck_assert_int_eq(r, 42);
+    tct_expect(c, "n", TC_OK, "42"); /* the local copy was invalidated */
+    ck_assert_int_eq(tc_incr(c, "n", -50, &r), TC_OK);
+    ck_assert_int_eq(r, -8);
+    ck_assert_int_eq(tc_incr(c, "n", 10, NULL), TC_OK);
+    tct_expect(c, "n", TC_OK, "2");
+    expect_redis("2", "GET", rkey_of(c, "n"), NULL); /* a plain Redis integer */
+    tc_close(c);
+}
+END_TEST
+
+START_TEST(test_cache_incr_not_int)
+{
+    tc_cache *c = tct_open_default();
+    int64_t r = 7;
+    ck_assert_int_eq(tc_set(c, "s", "abc", 3, TC_TTL_DEFAULT), TC_OK);
+    ck_assert_int_eq(tc_incr(c, "s", 1, &r), TC_ERR_NOT_INT);
+    ck_assert_int_eq(r, 7);
+    ck_assert_int_eq(tc_set(c, "e", "", 0, TC_TTL_DEFAULT), TC_OK);
+    ck_assert_int_eq(tc_incr(c, "e", 1, &r), TC_ERR_NOT_INT);
+    ck_assert_int_eq(tc_set(c, "big", "9223372036854775807", 19, TC_TTL_DEFAULT), TC_OK);
+    ck_assert_int_eq(tc_incr(c, "big", 1, &r), TC_ERR_NOT_INT); /* overflow */
+    tct_expect(c, "s", TC_OK, "abc");
+    tc_close(c);
+}
+END_TEST
+
+START_TEST(test_cache_incr_keeps_ttl)
+{
+    tc_cache *c = tct_open_default();
+    ck_assert_int_eq(tc_set(c, "ttl", "1", 1, 60000), TC_OK);
+    ck_assert_int_eq(tc_incr(c, "ttl", 1, NULL), TC_OK);
+    char *pttl = redis("PTTL", rkey_of(c, "ttl"), NULL, NULL);
+    ck_assert_int_gt(atoll(pttl), 50000);
+    free(pttl);
+    tc_close(c);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ many */
+
+START_TEST(test_cache_get_many_mixed)
+{
+    tc_cache *c = tct_open_default();
+    ck_assert_int_eq(tc_set(c, "a", "A", 1, TC_TTL_DEFAULT), TC_OK);
+    ck_assert_int_eq(tc_set(c, "c", "C", 1, TC_TTL_DEFAULT), TC_OK);
+    char *ok = redis("SET", rkey_of(c, "d"), "D", NULL); /* only in Redis */
+    free(ok);
+    const char *keys[] = {"a", "b", "c", "d"};
+    tc_value v[4];
+    tc_status st[4];
+    ck_assert_int_eq(tc_get_many(c, keys, 4, v, st), TC_OK);
+    ck_assert_int_eq(st[0], TC_OK);
+    ck_assert_int_eq(st[1], TC_MISS);
+    ck_assert_int_eq(st[2], TC_OK);
+    ck_assert_int_eq(st[3], TC_OK);
+    ck_assert_int_eq(memcmp(v[0].data, "A", 1), 0);
+    ck_assert_ptr_null(v[1].priv);
+    ck_assert_int_eq(memcmp(v[2].data, "C", 1), 0);
+    ck_assert_int_eq(memcmp(v[3].data, "D", 1), 0);
+    for (int i = 0; i < 4; i++)
+        tc_value_release(&v[i]);
+    ck_assert_int_eq(tc_get_many(c, keys, 0, v, st), TC_OK);
+    tc_close(c);
+}
+END_TEST
+
+START_TEST(test_cache_get_many_one_round_trip)
+{
+    tc_cache *c = tct_open_default();
+    const char *keys[] = {"x1", "x2", "x3", "x4", "x5"};
+    tc_remote_stats before, after;
+    tc__remote_stats(c->remote, &before);
+    tc_value v[5];
+    tc_status st[5];
+    ck_assert_int_eq(tc_get_many(c, keys, 5, v, st), TC_OK);
+    tc__remote_stats(c->remote, &after);
+    ck_assert_uint_eq(after.round_trips - before.round_trips, 1);
+    tc_close(c);
+}
+END_TEST
+
+START_TEST(test_cache_set_many_delete_many)
+{
+    tc_cache *c = tct_open_default();
+    const char *keys[] = {"k1", "k2", "k3"};
+    const void *data[] = {"one", "", "three"};
+    size_t lens[] = {3, 0, 5};
+    ck_assert_int_eq(tc_set_many(c, keys, data, lens, 3, TC_TTL_DEFAULT), TC_OK);
+    tct_expect(c, "k1", TC_OK, "one");
+    tct_expect(c, "k2", TC_OK, "");
+    tct_expect(c, "k3", TC_OK, "three");
+    tc__local_flush(c->local);
+    tct_expect(c, "k3", TC_OK, "three");
+    ck_assert_int_eq(tc_delete_many(c, keys, 2), TC_OK);
+    tct_expect(c, "k1", TC_MISS, NULL);
+    tct_expect(c, "k2", TC_MISS, NULL);
+    tct_expect(c, "k3", TC_OK, "three");
+    tc_close(c);
+}
+END_TEST
+
+START_TEST(test_cache_many_bad_key_writes_nothing)
+{
+    tc_cache *c = tct_open_default();
+    const char *keys[] = {"good1", "bad key", "good2"};
+    const void *data[] = {"1", "2", "3"};
+    size_t lens[] = {1, 1, 1};
+    uint64_t cmds = remote_commands(c);
+    ck_assert_int_eq(tc_set_many(c, keys, data, lens, 3, TC_TTL_DEFAULT), TC_ERR_ARG);
+    ck_assert_int_eq(tc_delete_many(c, keys, 3), TC_ERR_ARG);
+    tc_value v[3];
+    tc_status st[3];
+    ck_assert_int_eq(tc_get_many(c, keys, 3, v, st), TC_ERR_ARG);
+    ck_assert_uint_eq(remote_commands(c), cmds);
+    tct_expect(c, "good1", TC_MISS, NULL);
+    size_t big[] = {1, 1u << 21, 1};
+    ck_assert_int_eq(tc_set_many(c, (const char *[]){"a", "b", "c"}, data, big, 3,
+                                 TC_TTL_DEFAULT),
+                     TC_ERR_TOO_BIG);
+    tct_expect(c, "a", TC_MISS, NULL);
+    tc_close(c);
+}
+END_TEST
+
+START_TEST(test_cache_set_many_expiry)
+{
+    tc_cache *c = tct_open_default();
+    const char *keys[] = {"e1", "e2"};
+    const void *data[] = {"1", "2"};
+    size_t lens[] = {1, 1};
+    ck_assert_int_eq(tc_set_many(c, keys, data, lens, 2, 200), TC_OK);
+    tct_expect(c, "e1", TC_OK, "1");
+    tct_sleep_ms(300);
+    tct_expect(c, "e1", TC_MISS, NULL);
+    tct_expect(c, "e2", TC_MISS, NULL);
+    ck_assert_int_eq(tc_set_many(c, keys, data, lens, 2, 0), TC_OK); /* 0: deleted */
+    tct_expect(c, "e1", TC_MISS, NULL);
+    tc_close(c);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ isolation and clear */
+
+START_TEST(test_cache_prefix_isolation)
+{
+    tc_options o;
+    tct_options(&o);
+    tc_cache *a = tct_open(&o);
+    char other[64];
+    snprintf(other, sizeof other, "%s_other", o.key_prefix);
+    o.key_prefix = other;
+    tc_cache *b = tct_open(&o);
+    ck_assert_int_eq(tc_set(a, "k", "A", 1, TC_TTL_DEFAULT), TC_OK);
+    tct_expect(b, "k", TC_MISS, NULL);
+    ck_assert_int_eq(tc_set(b, "k", "B", 1, TC_TTL_DEFAULT), TC_OK);
+    tct_expect(a, "k", TC_OK, "A");
+    tc_close(a);
+    tc_close(b);
+}
+END_TEST
+
+START_TEST(test_cache_version_isolation)
+{
+    tc_options o;
+    tct_options(&o);
+    tc_cache *v1 = tct_open(&o);
+    o.version = 2;
+    tc_cache *v2 = tct_open(&o);
+    ck_assert_int_eq(tc_set(v1, "k", "one", 3, TC_TTL_DEFAULT), TC_OK);
+    tct_expect(v2, "k", TC_MISS, NULL);
+    ck_assert_int_eq(tc_set(v2, "k", "two", 3, TC_TTL_DEFAULT), TC_OK);
+    tct_expect(v1, "k", TC_OK, "one");
+    tct_expect(v2, "k", TC_OK, "two");
+    char want[128];
+    snprintf(want, sizeof want, "%s:2:k", o.key_prefix);
+    expect_redis("two", "GET", want, NULL);
+    tc_close(v1);
+    tc_close(v2);
+}
+END_TEST
+
+START_TEST(test_cache_clear_only_its_prefix)
+{
+    tc_options o;
+    tct_options(&o);
+    tc_cache *a = tct_open(&o);
+    char other[64];
+    snprintf(other, sizeof other, "%sX", o.key_prefix);
+    o.key_prefix = other;
+    tc_cache *b = tct_open(&o);
+    for (int i = 0; i < 2500; i++) { /* more than one SCAN batch */
+        char k[32];
+        snprintf(k, sizeof k, "k%d", i);
+        ck_assert_int_eq(tc_set(a, k, "a", 1, TC_TTL_DEFAULT), TC_OK);
+    }
+    ck_assert_int_eq(tc_set(b, "k1", "b", 1, TC_TTL_DEFAULT), TC_OK);
+    char *unrelated = redis("SET", "unrelated", "u", NULL);
+    free(unrelated);
+    ck_assert_int_eq(tc_clear(a), TC_OK);
+    tct_expect(a, "k1", TC_MISS, NULL);
+    tct_expect(a, "k2499", TC_MISS, NULL);
+    tct_expect(b, "k1", TC_OK, "b");
+    expect_redis("u", "GET", "unrelated", NULL);
+    tc_close(a);
+    tc_close(b);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ TTLs */
+
+START_TEST(test_cache_expiry_both_tiers)
+{
+    tc_cache *c = tct_open_default();
+    ck_assert_int_eq(tc_set(c, "short", "x", 1, 250), TC_OK);
+    tct_expect(c, "short", TC_OK, "x"); /* local */
+    tc_stats s;
+    tc_stats_get(c, &s);
+    ck_assert_uint_ge(s.local_hits, 1);
+    tct_sleep_ms(350);
+    tct_expect(c, "short", TC_MISS, NULL);
+    /* A key with a TTL set by someone else: the local copy follows the Redis TTL. */
+    char *ok = redis("SET", rkey_of(c, "ext"), "y", NULL);
+    free(ok);
+    ok = redis("PEXPIRE", rkey_of(c, "ext"), "250", NULL);
+    free(ok);
+    tct_expect(c, "ext", TC_OK, "y");
+    tct_expect(c, "ext", TC_OK, "y");
+    tct_sleep_ms(350);
+    tct_expect(c, "ext", TC_MISS, NULL);
+    tc_close(c);
+}
+END_TEST
+
+START_TEST(test_cache_local_ttl_bounds_local_copy)
+{
+    tc_options o;
+    tct_options(&o);
+    o.local_ttl_ms = 150;
+    tc_cache *c = tct_open(&o);
+    ck_assert_int_eq(tc_set(c, "k", "v", 1, TC_TTL_DEFAULT), TC_OK);
+    tct_expect(c, "k", TC_OK, "v");
+    tc_stats s0, s1;
+    tc_stats_get(c, &s0);
+    tct_sleep_ms(250);
+    tct_expect(c, "k", TC_OK, "v"); /* still in Redis, but no longer local */
+    tc_stats_get(c, &s1);
+    ck_assert_uint_eq(s1.remote_hits, s0.remote_hits + 1);
+    tc_close(c);
+}
+END_TEST
+
+START_TEST(test_cache_ttl_semantics)
+{
+    tc_cache *c = tct_open_default();
+    ck_assert_int_eq(tc_set(c, "forever", "f", 1, TC_TTL_FOREVER), TC_OK);
+    expect_redis("-1", "PTTL", rkey_of(c, "forever"), NULL);
+    ck_assert_int_eq(tc_set(c, "default", "d", 1, TC_TTL_DEFAULT), TC_OK);
+    char *pttl = redis("PTTL", rkey_of(c, "default"), NULL, NULL);
+    ck_assert_int_gt(atoll(pttl), 290000);
+    ck_assert_int_le(atoll(pttl), 300000);
+    free(pttl);
+    ck_assert_int_eq(tc_set(c, "zero", "z", 1, 10000), TC_OK);
+    ck_assert_int_eq(tc_set(c, "zero", "z", 1, 0), TC_OK); /* expire at once */
+    tct_expect(c, "zero", TC_MISS, NULL);
+    expect_redis("0", "EXISTS", rkey_of(c, "zero"), NULL);
+    ck_assert_int_eq(tc_add(c, "zadd", "z", 1, 0), TC_OK);
+    tct_expect(c, "zadd", TC_MISS, NULL);
+    ck_assert_int_eq(tc_set(c, "neg", "n", 1, -3), TC_ERR_ARG);
+    ck_assert_int_eq(tc_add(c, "neg", "n", 1, -100), TC_ERR_ARG);
+    tc_close(c);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ bad input */
+
+START_TEST(test_cache_invalid_keys_send_nothing)
+{
+    tc_cache *c = tct_open_default();
+    char longkey[300];
+    memset(longkey, 'k', sizeof longkey);
+    longkey[251] = '\0';
+    const char *bad[] = {"", "a b", "tab\t", "nl\n", "del\x7f", "\x01", longkey, NULL};
+    uint64_t cmds = remote_commands(c);
+    for (int i = 0; bad[i]; i++) {
+        tc_value v;
+        ck_assert_int_eq(tc_get(c, bad[i], &v), TC_ERR_ARG);
+        ck_assert_int_eq(tc_set(c, bad[i], "x", 1, TC_TTL_DEFAULT), TC_ERR_ARG);
+        ck_assert_int_eq(tc_add(c, bad[i], "x", 1, TC_TTL_DEFAULT), TC_ERR_ARG);
+        ck_assert_int_eq(tc_delete(c, bad[i]), TC_ERR_ARG);
+        ck_assert_int_eq(tc_touch(c, bad[i], 100), TC_ERR_ARG);
+        ck_assert_int_eq(tc_incr(c, bad[i], 1, NULL), TC_ERR_ARG);
+    }
+    ck_assert_uint_eq(remote_commands(c), cmds);
+    longkey[250] = '\0'; /* exactly max_key_len: fine */
+    ck_assert_int_eq(tc_set(c, longkey, "x", 1, TC_TTL_DEFAULT), TC_OK);
+    tct_expect(c, longkey, TC_OK, "x");
+    tc_close(c);
+}
+END_TEST
+
+START_TEST(test_cache_null_arguments)
+{
+    tc_cache *c = tct_open_default();
+    tc_value v;
+    tc_status st;
+    const char *k = "k";
+    ck_assert_int_eq(tc_get(NULL, "k", &v), TC_ERR_ARG);
+    ck_assert_int_eq(tc_get(c, NULL, &v), TC_ERR_ARG);
+    ck_assert_int_eq(tc_get(c, "k", NULL), TC_ERR_ARG);
+    ck_assert_int_eq(tc_set(NULL, "k", "x", 1, 0), TC_ERR_ARG);
+    ck_assert_int_eq(tc_set(c, NULL, "x", 1, 0), TC_ERR_ARG);
+    ck_assert_int_eq(tc_set(c, "k", NULL, 1, TC_TTL_DEFAULT), TC_ERR_ARG);
+    ck_assert_int_eq(tc_add(c, "k", NULL, 3, TC_TTL_DEFAULT), TC_ERR_ARG);
+    ck_assert_int_eq(tc_delete(NULL, "k"), TC_ERR_ARG);
+    ck_assert_int_eq(tc_touch(NULL, "k", 1), TC_ERR_ARG);
+    ck_assert_int_eq(tc_incr(NULL, "k", 1, NULL), TC_ERR_ARG);
+    ck_assert_int_eq(tc_get_many(c, NULL, 1, &v, &st), TC_ERR_ARG);
+    ck_assert_int_eq(tc_get_many(c, &k, 1, NULL, &st), TC_ERR_ARG);
+    ck_assert_int_eq(tc_get_many(c, &k, 1, &v, NULL), TC_ERR_ARG);
+    ck_assert_int_eq(tc_set_many(c, NULL, NULL, NULL, 1, 0), TC_ERR_ARG);
+    ck_assert_int_eq(tc_delete_many(c, NULL, 1), TC_ERR_ARG);
+    ck_assert_int_eq(tc_clear(NULL), TC_ERR_ARG);
+    ck_assert_int_eq(tc_open(NULL, NULL), TC_ERR_ARG);
+    tc_stats_get(NULL, NULL);
+    tc_stats s;
+    tc_stats_get(NULL, &s);
+    ck_assert_uint_eq(s.sets, 0);
+    tc_value_release(NULL);
+    tc_close(NULL);
+    ck_assert_ptr_nonnull(tc_strerror((tc_status)12345));
+    ck_assert_str_eq(tc_strerror((tc_status)-99), "unknown status");
+    tc_close(c);
+}
+END_TEST
+
+START_TEST(test_cache_value_size_limit)
+{
+    tc_options o;
+    tct_options(&o);
+    o.max_value_bytes = 1000;
+    tc_cache *c = tct_open(&o);
+    char *buf = calloc(1, 1001);
+    ck_assert_int_eq(tc_set(c, "big", buf, 1001, TC_TTL_DEFAULT), TC_ERR_TOO_BIG);
+    ck_assert_int_eq(tc_add(c, "big", buf, 1001, TC_TTL_DEFAULT), TC_ERR_TOO_BIG);
+    tct_expect(c, "big", TC_MISS, NULL);
+    ck_assert_int_eq(tc_set(c, "big", buf, 1000, TC_TTL_DEFAULT), TC_OK);
+    tc_value v;
+    ck_assert_int_eq(tc_get(c, "big", &v), TC_OK);
+    ck_assert_uint_eq(v.len, 1000);
+    tc_value_release(&v);
+    free(buf);
+    tc_close(c);
+}
+END_TEST
+
+START_TEST(test_cache_large_value_default_limit)
+{
+    tc_cache *c = tct_open_default();
+    size_t n = (size_t)1 << 20;
+    unsigned char *buf = malloc(n);
+    for (size_t i = 0; i < n; i++)
+        buf[i] = (unsigned char)(i * 31);
+    ck_assert_int_eq(tc_set(c, "mb", buf, n, TC_TTL_DEFAULT), TC_OK);
+    tc__local_flush(c->local);
+    tc_value v;
+    ck_assert_int_eq(tc_get(c, "mb", &v), TC_OK);
+    ck_assert_uint_eq(v.len, n);
+    ck_assert_int_eq(memcmp(v.data, buf, n), 0);
+    tc_value_release(&v);
+    ck_assert_int_eq(tc_set(c, "mb", buf, n + 1, TC_TTL_DEFAULT), TC_ERR_TOO_BIG);
+    free(buf);
+    tc_close(c);
+}
+END_TEST
+
+START_TEST(test_cache_bad_options)
+{
+    tc_options o;
+    tc_cache *c = (tc_cache *)0x1;
+    tct_options(&o);
+    o.redis_url = "http://127.0.0.1:1/";
+    ck_assert_int_eq(tc_open(&o, &c), TC_ERR_ARG);
+    ck_assert_ptr_null(c);
+    tct_options(&o);
+    o.pool_size = 0;
+    ck_assert_int_eq(tc_open(&o, &c), TC_ERR_ARG);
+    tct_options(&o);
+    o.remote_ttl_ms = 0;
+    ck_assert_int_eq(tc_open(&o, &c), TC_ERR_ARG);
+    tct_options(&o);
+    o.key_prefix = "bad prefix";
+    ck_assert_int_eq(tc_open(&o, &c), TC_ERR_ARG);
+    tct_options(&o);
+    o.coherence = (tc_coherence)7;
+    ck_assert_int_eq(tc_open(&o, &c), TC_ERR_ARG);
+    tct_options(&o);
+    o.struct_size = 8;
+    ck_assert_int_eq(tc_open(&o, &c), TC_ERR_ARG);
+}
+END_TEST
+
+START_TEST(test_cache_old_options_layout)
+{
+    /* A program built against the first layout passes a smaller struct: the newer fields
+     * take their defaults. */
+    tc_options o;
+    tct_options(&o);
+    o.heartbeat_ms = -77; /* beyond struct_size: must not be read */
+    o.struct_size = offsetof(tc_options, heartbeat_ms);
+    tc_cache *c = NULL;
+    ck_assert_int_eq(tc_open(&o, &c), TC_OK);
+    ck_assert_int_eq(c->opt.heartbeat_ms, 250);
+    tc_close(c);
+}
+END_TEST
+
+START_TEST(test_cache_unreachable)
+{
+    tc_options o;
+    tct_options(&o);
+    char url[64];
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d/0", tcf_free_port());
+    o.redis_url = url;
+    tc_cache *c = NULL;
+    ck_assert_int_eq(tc_open(&o, &c), TC_ERR_IO);
+    ck_assert_ptr_null(c);
+}
+END_TEST
+
+START_TEST(test_cache_env_url)
+{
+    tc_options o;
+    tct_options(&o);
+    o.redis_url = NULL; /* $TC_REDIS_URL, set by the test main */
+    tc_cache *c = tct_open(&o);
+    ck_assert_int_eq(tc_set(c, "env", "e", 1, TC_TTL_DEFAULT), TC_OK);
+    tc_close(c);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ stats and local tier */
+
+START_TEST(test_cache_stats_move)
+{
+    tc_cache *c = tct_open_default();
+    tc_stats s;
+    ck_assert_int_eq(tc_set(c, "s", "v", 1, TC_TTL_DEFAULT), TC_OK);
+    tct_expect(c, "s", TC_OK, "v");   /* local (write-through) */
+    tct_expect(c, "nope", TC_MISS, NULL);
+    tc__local_flush(c->local);
+    tct_expect(c, "s", TC_OK, "v");   /* remote */
+    ck_assert_int_eq(tc_delete(c, "s"), TC_OK);
+    tc_stats_get(c, &s);
+    ck_assert_uint_eq(s.sets, 1);
+    ck_assert_uint_eq(s.local_hits, 1);
+    ck_assert_uint_eq(s.remote_hits, 1);
+    ck_assert_uint_eq(s.misses, 1);
+    ck_assert_uint_eq(s.deletes, 1);
+    ck_assert_uint_eq(s.inval_sent, 2);
+    tc_close(c);
+}
+END_TEST
+
+START_TEST(test_cache_local_disabled)
+{
+    tc_options o;
+    tct_options(&o);
+    o.local_max_bytes = 0;
+    tc_cache *c = tct_open(&o);
+    ck_assert_int_eq(tc_set(c, "k", "v", 1, TC_TTL_DEFAULT), TC_OK);
+    tct_expect(c, "k", TC_OK, "v");
+    tct_expect(c, "k", TC_OK, "v");
+    tc_stats s;
+    tc_stats_get(c, &s);
+    ck_assert_uint_eq(s.local_hits, 0);
+    ck_assert_uint_eq(s.remote_hits, 2);
+    ck_assert_uint_eq(s.local_entries, 0);
+    tc_close(c);
+}
+END_TEST
+
+START_TEST(test_cache_local_byte_budget)
+{
+    tc_options o;
+    tct_options(&o);
+    o.local_max_bytes = 256 * 1024;
+    tc_cache *c = tct_open(&o);
+    char val[1000];
+    memset(val, 'v', sizeof val);
+    for (int i = 0; i < 2000; i++) {
+        char k[32];
+        snprintf(k, sizeof k, "k%d", i);
+        ck_assert_int_eq(tc_set(c, k, val, sizeof val, TC_TTL_DEFAULT), TC_OK);
+    }
+    tc_stats s;
+    tc_stats_get(c, &s);
+    ck_assert_uint_le(s.local_bytes, o.local_max_bytes);
+    ck_assert_uint_gt(s.local_evictions, 0);
+    ck_assert_uint_gt(s.local_entries, 50);
+    tct_expect(c, "k0", TC_OK, NULL); /* evicted locally, still in Redis */
+    tc_close(c);
+}
+END_TEST
+
+/* Threads hammering one cache: values must always be one that some thread wrote. */
+typedef struct hammer_arg {
+    tc_cache *c;
+    int id;
+    int errors;
+} hammer_arg;
+
+static void *hammer(void *p)
+{
+    hammer_arg *a = p;
+    for (int i = 0; i < 400; i++) {
+        char k[16], v[32];
+        snprintf(k, sizeof k, "h%d", i % 8);
+        snprintf(v, sizeof v, "val-%d-%d", a->id, i);
+        tc_value out;
+        switch (i % 4) {
+        case 0:
+            if (tc_set(a->c, k, v, strlen(v), TC_TTL_DEFAULT) != TC_OK)
+                a->errors++;
+            break;
+        case 3:
+            if (tc_delete(a->c, k) < 0)
+                a->errors++;
+            break;
+        default:
+            if (tc_get(a->c, k, &out) == TC_OK) {
+                if (out.len < 4 || memcmp(out.data, "val-", 4) != 0)
+                    a->errors++;
+                tc_value_release(&out);
+            }
+        }
+    }
+    return NULL;
+}
+
+START_TEST(test_cache_threads_share_one_cache)
+{
+    tc_cache *c = tct_open_default();
+    pthread_t th[8];
+    hammer_arg args[8];
+    for (int i = 0; i < 8; i++) {
+        args[i] = (hammer_arg){.c = c, .id = i};
+        pthread_create(&th[i], NULL, hammer, &args[i]);
+    }
+    for (int i = 0; i < 8; i++) {
+        pthread_join(th[i], NULL);
+        ck_assert_int_eq(args[i].errors, 0);
+    }
+    tc_close(c);
+}
+END_TEST
+
+static Suite *cache_suite(void)
+{
+    Suite *s = suite_create("cache");
+    struct {
+        const char *name;
+        const TTest *tests[12];
+    } groups[] = {
+        {"round_trip",
+         {test_cache_set_get_round_trip, test_cache_binary_and_empty_values,
+          test_cache_magic_prefixed_value_round_trips, test_cache_values_are_plain_in_redis,
+          test_cache_overwrite_read_your_writes, test_cache_value_outlives_replacement}},
+        {"add_delete_touch",
+         {test_cache_add_semantics, test_cache_delete_semantics, test_cache_touch}},
+        {"incr", {test_cache_incr, test_cache_incr_not_int, test_cache_incr_keeps_ttl}},
+        {"many",
+         {test_cache_get_many_mixed, test_cache_get_many_one_round_trip,
+          test_cache_set_many_delete_many, test_cache_many_bad_key_writes_nothing,
+          test_cache_set_many_expiry}},
+        {"isolation",
+         {test_cache_prefix_isolation, test_cache_version_isolation,
+          test_cache_clear_only_its_prefix}},
+        {"ttl",
+         {test_cache_expiry_both_tiers, test_cache_local_ttl_bounds_local_copy,
+          test_cache_ttl_semantics}},
+        {"bad_input",
+         {test_cache_invalid_keys_send_nothing, test_cache_null_arguments,
+          test_cache_value_size_limit, test_cache_large_value_default_limit,
+          test_cache_bad_options, test_cache_old_options_layout, test_cache_unreachable,
+          test_cache_env_url}},
+        {"local",
+         {test_cache_stats_move, test_cache_local_disabled, test_cache_local_byte_budget,
+          test_cache_threads_share_one_cache}},
+    };
+    for (size_t g = 0; g < sizeof groups / sizeof groups[0]; g++) {
+        TCase *tc = tcase_create(groups[g].name);
+        tcase_set_timeout(tc, 30);
+        for (int i = 0; groups[g].tests[i]; i++)
+            tcase_add_test(tc, groups[g].tests[i]);
+        suite_add_tcase(s, tc);
+    }
+    return s;
+}
+
+int main(void)
+{
+    return tct_main(cache_suite(), true);
+}

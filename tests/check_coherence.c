@@ -1,0 +1,677 @@
+/*
+ * Coherence across processes: every test forks children that each open their own tc_cache
+ * on the suite's Redis with the same key prefix, and talk to the parent over pipes.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <semaphore.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "cache.h"
+#include "coherence.h"
+#include "testutil.h"
+
+/* Generous: the healthy-link delay is milliseconds; sanitizer builds are slow. */
+#define BOUND_MS 1000
+
+static char prefix[64];
+
+static void fresh_prefix(void)
+{
+    tcf_unique_prefix(prefix, sizeof prefix);
+}
+
+static tc_cache *open_mode(tc_coherence mode)
+{
+    tc_options o;
+    tc_options_init(&o);
+    o.redis_url = tct_redis.url;
+    o.key_prefix = prefix;
+    o.coherence = mode;
+    return tct_open(&o);
+}
+
+/* ------------------------------------------------------------------ child processes */
+
+typedef struct proc {
+    pid_t pid;
+    FILE *to;   /* parent -> child */
+    FILE *from; /* child -> parent */
+} proc;
+
+typedef int (*child_fn)(FILE *in, FILE *out, void *arg);
+
+static void proc_start(proc *p, child_fn fn, void *arg)
+{
+    int down[2], up[2];
+    ck_assert_int_eq(pipe(down), 0);
+    ck_assert_int_eq(pipe(up), 0);
+    fflush(NULL);
+    p->pid = fork();
+    ck_assert_int_ge(p->pid, 0);
+    if (p->pid == 0) {
+        close(down[1]);
+        close(up[0]);
+        FILE *in = fdopen(down[0], "r"), *out = fdopen(up[1], "w");
+        setvbuf(out, NULL, _IOLBF, 0);
+        int rc = fn(in, out, arg);
+        fflush(out);
+        _exit(rc);
+    }
+    close(down[0]);
+    close(up[1]);
+    p->to = fdopen(down[1], "w");
+    p->from = fdopen(up[0], "r");
+    setvbuf(p->to, NULL, _IOLBF, 0);
+}
+
+/* Reads one line from the child and asserts it starts with want. */
+static void proc_expect(proc *p, const char *want)
+{
+    char line[256] = "";
+    ck_assert_msg(fgets(line, sizeof line, p->from) != NULL, "child %d said nothing (want %s)",
+                  (int)p->pid, want);
+    ck_assert_msg(strncmp(line, want, strlen(want)) == 0, "child said '%s', want '%s'", line,
+                  want);
+}
+
+static void proc_say(proc *p, const char *msg)
+{
+    fprintf(p->to, "%s\n", msg);
+}
+
+static void proc_finish(proc *p)
+{
+    char line[256];
+    while (fgets(line, sizeof line, p->from)) /* drain, showing the child's report */
+        fprintf(stderr, "child %d: %s", (int)p->pid, line);
+    int status = 0;
+    ck_assert_int_eq(waitpid(p->pid, &status, 0), p->pid);
+    fclose(p->to);
+    fclose(p->from);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                  "child %d failed (status %d)", (int)p->pid, status);
+}
+
+static void wait_line(FILE *in, const char *want)
+{
+    char line[256];
+    while (fgets(line, sizeof line, in))
+        if (strncmp(line, want, strlen(want)) == 0)
+            return;
+}
+
+static int child_fail(FILE *out, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(out, "FAIL ");
+    vfprintf(out, fmt, ap);
+    fprintf(out, "\n");
+    va_end(ap);
+    return 1;
+}
+
+/* Reads key into buf (NUL-terminated; "" for a miss) and returns the status. */
+static tc_status read_str(tc_cache *c, const char *key, char *buf, size_t cap)
+{
+    tc_value v;
+    tc_status st = tc_get(c, key, &v);
+    buf[0] = '\0';
+    if (st == TC_OK) {
+        size_t n = v.len < cap - 1 ? v.len : cap - 1;
+        memcpy(buf, v.data, n);
+        buf[n] = '\0';
+        tc_value_release(&v);
+    }
+    return st;
+}
+
+/* Polls key until it reads as want (NULL: a miss) or BOUND_MS passes; returns the delay
+ * in microseconds, or -1. */
+static long wait_for(tc_cache *c, const char *key, const char *want)
+{
+    int64_t t0 = tc__now_ns();
+    char buf[128];
+    while (tc__now_ns() - t0 < (int64_t)BOUND_MS * 1000000) {
+        tc_status st = read_str(c, key, buf, sizeof buf);
+        if (want ? (st == TC_OK && strcmp(buf, want) == 0) : st == TC_MISS)
+            return (long)((tc__now_ns() - t0) / 1000);
+    }
+    return -1;
+}
+
+/* ------------------------------------------------------------------ a hot key is replaced */
+
+typedef enum op { OP_SET, OP_DELETE, OP_INCR, OP_TOUCH, OP_SET_MANY, OP_DELETE_MANY, OP_CLEAR } op;
+static const char *const op_names[] = {"set", "delete", "incr", "touch", "set_many",
+                                       "delete_many", "clear"};
+
+/* What the key reads as in the other process after the op. NULL: a miss. For touch the
+ * value is unchanged and the local copy must be gone (seen as a remote hit). */
+static const char *const after_op[] = {"20", NULL, "11", "10", "30", NULL, NULL};
+
+static int reader_child(FILE *in, FILE *out, void *arg)
+{
+    op o = (op)(intptr_t)arg;
+    tc_cache *c = open_mode(TC_COHERENCE_BROADCAST);
+    char buf[64];
+    if (read_str(c, "hot", buf, sizeof buf) != TC_OK || strcmp(buf, "10") != 0)
+        return child_fail(out, "initial read: '%s'", buf);
+    tc_stats s0, s1;
+    tc_stats_get(c, &s0);
+    read_str(c, "hot", buf, sizeof buf);
+    tc_stats_get(c, &s1);
+    if (s1.local_hits != s0.local_hits + 1)
+        return child_fail(out, "the value was not served locally");
+    fprintf(out, "ready\n");
+    wait_line(in, "done");
+    long us;
+    if (o == OP_TOUCH) {
+        int64_t t0 = tc__now_ns();
+        us = -1;
+        while (tc__now_ns() - t0 < (int64_t)BOUND_MS * 1000000 && us < 0) {
+            tc_stats_get(c, &s0);
+            read_str(c, "hot", buf, sizeof buf);
+            tc_stats_get(c, &s1);
+            if (s1.remote_hits > s0.remote_hits)
+                us = (long)((tc__now_ns() - t0) / 1000);
+        }
+    } else {
+        us = wait_for(c, "hot", after_op[o]);
+    }
+    if (us < 0)
+        return child_fail(out, "%s: still stale after %d ms", op_names[o], BOUND_MS);
+    fprintf(out, "ok %s seen after %ld us\n", op_names[o], us);
+    tc_close(c);
+    return 0;
+}
+
+static void run_op(tc_cache *w, op o)
+{
+    const char *keys[] = {"hot", "other"};
+    const void *data[] = {"30", "x"};
+    size_t lens[] = {2, 1};
+    switch (o) {
+    case OP_SET:
+        ck_assert_int_eq(tc_set(w, "hot", "20", 2, TC_TTL_DEFAULT), TC_OK);
+        break;
+    case OP_DELETE:
+        ck_assert_int_eq(tc_delete(w, "hot"), TC_OK);
+        break;
+    case OP_INCR:
+        ck_assert_int_eq(tc_incr(w, "hot", 1, NULL), TC_OK);
+        break;
+    case OP_TOUCH:
+        ck_assert_int_eq(tc_touch(w, "hot", 100000), TC_OK);
+        break;
+    case OP_SET_MANY:
+        ck_assert_int_eq(tc_set_many(w, keys, data, lens, 2, TC_TTL_DEFAULT), TC_OK);
+        break;
+    case OP_DELETE_MANY:
+        ck_assert_int_eq(tc_delete_many(w, keys, 2), TC_OK);
+        break;
+    case OP_CLEAR:
+        ck_assert_int_eq(tc_clear(w), TC_OK);
+        break;
+    }
+}
+
+START_TEST(test_coherence_write_reaches_other_process)
+{
+    for (op o = OP_SET; o <= OP_CLEAR; o++) {
+        fresh_prefix();
+        tc_cache *w = open_mode(TC_COHERENCE_BROADCAST);
+        ck_assert_int_eq(tc_set(w, "hot", "10", 2, TC_TTL_DEFAULT), TC_OK);
+        proc p;
+        proc_start(&p, reader_child, (void *)(intptr_t)o);
+        proc_expect(&p, "ready");
+        run_op(w, o);
+        proc_say(&p, "done");
+        proc_finish(&p);
+        tc_close(w);
+    }
+}
+END_TEST
+
+/* ------------------------------------------------------------------ the fill race */
+
+typedef struct fill_race {
+    sem_t reached;  /* the reader has its Redis reply and waits before storing */
+    sem_t release;  /* the test lets it store */
+    tc_cache *c;
+    char got[32];
+} fill_race;
+
+static void hold_fill(void *arg, const char *key)
+{
+    fill_race *fr = arg;
+    if (strcmp(key, "race") != 0)
+        return;
+    sem_post(&fr->reached);
+    sem_wait(&fr->release);
+}
+
+static void *race_reader(void *arg)
+{
+    fill_race *fr = arg;
+    read_str(fr->c, "race", fr->got, sizeof fr->got);
+    return NULL;
+}
+
+START_TEST(test_coherence_fill_guard_race)
+{
+    fresh_prefix();
+    fill_race fr;
+    sem_init(&fr.reached, 0, 0);
+    sem_init(&fr.release, 0, 0);
+    tc_cache *victim = open_mode(TC_COHERENCE_BROADCAST);
+    tc_cache *writer = open_mode(TC_COHERENCE_BROADCAST);
+    ck_assert_int_eq(tc_set(writer, "race", "old", 3, TC_TTL_DEFAULT), TC_OK);
+    fr.c = victim;
+    victim->fill_hook_arg = &fr;
+    victim->fill_hook = hold_fill;
+    pthread_t th;
+    pthread_create(&th, NULL, race_reader, &fr);
+    sem_wait(&fr.reached); /* the reader holds "old", fetched before the write */
+    tc_stats s0, s1;
+    tc_stats_get(victim, &s0);
+    ck_assert_int_eq(tc_set(writer, "race", "new", 3, TC_TTL_DEFAULT), TC_OK);
+    int64_t t0 = tc__now_ns();
+    do { /* wait until the victim has processed the invalidation */
+        tct_sleep_ms(1);
+        tc_stats_get(victim, &s1);
+    } while (s1.inval_received == s0.inval_received && tc__now_ns() - t0 < 2000000000LL);
+    ck_assert_uint_gt(s1.inval_received, s0.inval_received);
+    sem_post(&fr.release);
+    pthread_join(th, NULL);
+    victim->fill_hook = NULL;
+    ck_assert_str_eq(fr.got, "old"); /* the read itself began before the write */
+    char buf[32];
+    ck_assert_int_eq(read_str(victim, "race", buf, sizeof buf), TC_OK);
+    ck_assert_str_eq(buf, "new"); /* and no stale copy was kept */
+    tc_close(victim);
+    tc_close(writer);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ the storm */
+
+#define STORM_KEYS 64
+
+typedef struct storm_reader {
+    tc_cache *c;
+    atomic_bool *stop;
+    long reads;
+} storm_reader;
+
+static void *storm_read(void *arg)
+{
+    storm_reader *r = arg;
+    char buf[32], key[16];
+    while (!atomic_load(r->stop)) {
+        snprintf(key, sizeof key, "s%ld", r->reads % STORM_KEYS);
+        read_str(r->c, key, buf, sizeof buf);
+        r->reads++;
+    }
+    return NULL;
+}
+
+static int storm_child(FILE *in, FILE *out, void *arg)
+{
+    TC_UNUSED(arg);
+    tc_cache *c = open_mode(TC_COHERENCE_BROADCAST);
+    atomic_bool stop = false;
+    storm_reader r[2] = {{c, &stop, 0}, {c, &stop, 0}};
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++)
+        pthread_create(&th[i], NULL, storm_read, &r[i]);
+    fprintf(out, "ready\n");
+    char line[64];
+    long final = -1;
+    while (fgets(line, sizeof line, in))
+        if (sscanf(line, "final %ld", &final) == 1)
+            break;
+    atomic_store(&stop, true);
+    for (int i = 0; i < 2; i++)
+        pthread_join(th[i], NULL);
+    char want[32], key[16];
+    snprintf(want, sizeof want, "%ld", final);
+    long worst = 0;
+    for (int k = 0; k < STORM_KEYS; k++) {
+        snprintf(key, sizeof key, "s%d", k);
+        long us = wait_for(c, key, want);
+        if (us < 0)
+            return child_fail(out, "%s never reached %s", key, want);
+        worst = us > worst ? us : worst;
+    }
+    tc_stats s;
+    tc_stats_get(c, &s);
+    fprintf(out, "ok reads %ld, local hits %llu, converged within %ld us\n",
+            r[0].reads + r[1].reads, (unsigned long long)s.local_hits, worst);
+    tc_close(c);
+    return s.local_hits > 0 ? 0 : child_fail(out, "no local hits: the local tier was never used");
+}
+
+START_TEST(test_coherence_storm_converges)
+{
+    fresh_prefix();
+    tc_cache *w = open_mode(TC_COHERENCE_BROADCAST);
+    char key[16];
+    for (int k = 0; k < STORM_KEYS; k++) {
+        snprintf(key, sizeof key, "s%d", k);
+        ck_assert_int_eq(tc_set(w, key, "0", 1, TC_TTL_DEFAULT), TC_OK);
+    }
+    proc p[2];
+    for (int i = 0; i < 2; i++)
+        proc_start(&p[i], storm_child, NULL);
+    for (int i = 0; i < 2; i++)
+        proc_expect(&p[i], "ready");
+    const int rounds = 30;
+    for (int round = 1; round <= rounds; round++)
+        for (int k = 0; k < STORM_KEYS; k++) {
+            snprintf(key, sizeof key, "s%d", k);
+            int64_t v;
+            ck_assert_int_eq(tc_incr(w, key, 1, &v), TC_OK);
+            ck_assert_int_eq(v, round);
+        }
+    char final[32];
+    snprintf(final, sizeof final, "final %d", rounds);
+    for (int i = 0; i < 2; i++)
+        proc_say(&p[i], final);
+    for (int i = 0; i < 2; i++)
+        proc_finish(&p[i]);
+    tc_close(w);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ a killed subscriber */
+
+static int kill_victim_child(FILE *in, FILE *out, void *arg)
+{
+    TC_UNUSED(arg);
+    tc_cache *c = open_mode(TC_COHERENCE_BROADCAST);
+    char buf[32];
+    read_str(c, "k", buf, sizeof buf);
+    read_str(c, "k", buf, sizeof buf); /* hot locally */
+    fprintf(out, "ready\n");
+    wait_line(in, "written");
+    /* From here on the old value must never be returned, however the link recovers. */
+    int64_t t0 = tc__now_ns();
+    long reads = 0;
+    bool seen_new = false;
+    while (tc__now_ns() - t0 < 1500LL * 1000000) {
+        tc_status st = read_str(c, "k", buf, sizeof buf);
+        reads++;
+        if (st == TC_OK && strcmp(buf, "before") == 0 && seen_new)
+            return child_fail(out, "old value returned after the new one");
+        if (st == TC_OK && strcmp(buf, "after") == 0)
+            seen_new = true;
+    }
+    if (!seen_new)
+        return child_fail(out, "never saw the new value");
+    /* The link came back: the local tier is in use again. */
+    tc_stats s0, s1;
+    read_str(c, "k", buf, sizeof buf);
+    tc_stats_get(c, &s0);
+    read_str(c, "k", buf, sizeof buf);
+    tc_stats_get(c, &s1);
+    fprintf(out, "ok %ld reads, local tier back: %d\n", reads, s1.local_hits > s0.local_hits);
+    tc_close(c);
+    return strcmp(buf, "after") == 0 && s1.local_hits > s0.local_hits ? 0 : 1;
+}
+
+START_TEST(test_coherence_killed_subscriber_never_stale)
+{
+    fresh_prefix();
+    tc_cache *pub = open_mode(TC_COHERENCE_BROADCAST);
+    ck_assert_int_eq(tc_set(pub, "k", "before", 6, TC_TTL_DEFAULT), TC_OK);
+    proc p;
+    proc_start(&p, kill_victim_child, NULL);
+    proc_expect(&p, "ready");
+    const char *kill_argv[] = {"CLIENT", "KILL", "TYPE", "pubsub", NULL};
+    char *killed = tcf_redis_cmd(&tct_redis, kill_argv);
+    ck_assert_ptr_nonnull(killed);
+    ck_assert_int_ge(atoi(killed), 1);
+    free(killed);
+    /* Written while the victim is cut off: its invalidation is lost to it. */
+    ck_assert_int_eq(tc_set(pub, "k", "after", 5, TC_TTL_DEFAULT), TC_OK);
+    proc_say(&p, "written");
+    proc_finish(&p);
+    tc_close(pub);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ heartbeat */
+
+START_TEST(test_coherence_heartbeat_bypasses_then_recovers)
+{
+    fresh_prefix();
+    tc_options o;
+    tc_options_init(&o);
+    o.redis_url = tct_redis.url;
+    o.key_prefix = prefix;
+    o.heartbeat_ms = 50;
+    tc_cache *c = tct_open(&o);
+    ck_assert(tc__coherence_local_usable(c));
+    kill(tct_redis.pid, SIGSTOP);
+    tct_sleep_ms(300); /* > 2 heartbeats with no answer */
+    bool usable_while_stopped = tc__coherence_local_usable(c);
+    kill(tct_redis.pid, SIGCONT);
+    ck_assert(!usable_while_stopped);
+    int64_t t0 = tc__now_ns();
+    while (!tc__coherence_local_usable(c) && tc__now_ns() - t0 < 5000000000LL)
+        tct_sleep_ms(10);
+    ck_assert(tc__coherence_local_usable(c));
+    ck_assert_int_eq(tc_set(c, "k", "v", 1, TC_TTL_DEFAULT), TC_OK);
+    tct_expect(c, "k", TC_OK, "v");
+    tc_close(c);
+}
+END_TEST
+
+START_TEST(test_coherence_output_buffer_cutoff)
+{
+    fresh_prefix();
+    tc_cache *victim = open_mode(TC_COHERENCE_BROADCAST);
+    tc_cache *w = open_mode(TC_COHERENCE_BROADCAST);
+    ck_assert_int_eq(tc_set(w, "k", "old", 3, TC_TTL_DEFAULT), TC_OK);
+    tct_expect(victim, "k", TC_OK, "old");
+    tct_expect(victim, "k", TC_OK, "old");
+    const char *tight[] = {"CONFIG", "SET", "client-output-buffer-limit", "pubsub 1 1 0", NULL};
+    const char *normal[] = {"CONFIG", "SET", "client-output-buffer-limit",
+                            "pubsub 33554432 8388608 60", NULL};
+    free(tcf_redis_cmd(&tct_redis, tight));
+    /* A message bigger than a client's 16 KiB reply buffer overflows the limit: Redis
+     * drops every subscriber of the channel. */
+    size_t big_len = 100 * 1024;
+    char *big = malloc(big_len + 1);
+    memset(big, 'x', big_len);
+    big[big_len] = '\0';
+    const char *pub_argv[] = {"PUBLISH", victim->channel, big, NULL};
+    free(tcf_redis_cmd(&tct_redis, pub_argv));
+    free(big);
+    /* Written while the victim is cut off: its invalidation is lost to the victim. */
+    ck_assert_int_eq(tc_set(w, "k", "new", 3, TC_TTL_DEFAULT), TC_OK);
+    free(tcf_redis_cmd(&tct_redis, normal));
+    ck_assert_int_ge(wait_for(victim, "k", "new"), 0);
+    ck_assert_uint_ge(TC_READ(&victim->counters, link_failures), 1);
+    int64_t t0 = tc__now_ns();
+    while (!tc__coherence_local_usable(victim) && tc__now_ns() - t0 < 5000000000LL)
+        tct_sleep_ms(10);
+    ck_assert(tc__coherence_local_usable(victim));
+    tct_expect(victim, "k", TC_OK, "new"); /* resubscribed, and never the old value */
+    tct_expect(victim, "k", TC_OK, "new");
+    tc_close(victim);
+    tc_close(w);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ tracking and none */
+
+START_TEST(test_coherence_tracking_sees_foreign_write)
+{
+    fresh_prefix();
+    tc_cache *c = open_mode(TC_COHERENCE_TRACKING);
+    tc_stats s0, s1;
+    tc_stats_get(c, &s0);
+    ck_assert_int_eq(tc_set(c, "t", "mine", 4, TC_TTL_DEFAULT), TC_OK);
+    /* Redis reports our own write too: once that has arrived, the value stays local. */
+    int64_t t0 = tc__now_ns();
+    do {
+        tc_stats_get(c, &s1);
+    } while (s1.inval_received == s0.inval_received && tc__now_ns() - t0 < 2000000000LL);
+    ck_assert_uint_gt(s1.inval_received, s0.inval_received);
+    tct_expect(c, "t", TC_OK, "mine");
+    tc_stats_get(c, &s0);
+    tct_expect(c, "t", TC_OK, "mine");
+    tc_stats_get(c, &s1);
+    ck_assert_uint_eq(s1.local_hits, s0.local_hits + 1);
+    char rkey[128];
+    snprintf(rkey, sizeof rkey, "%s:1:t", prefix);
+    const char *set_argv[] = {"SET", rkey, "theirs", NULL};
+    free(tcf_redis_cmd(&tct_redis, set_argv)); /* a plain client, not the library */
+    ck_assert_int_ge(wait_for(c, "t", "theirs"), 0);
+    const char *flush_argv[] = {"FLUSHDB", NULL};
+    tct_expect(c, "t", TC_OK, "theirs");
+    free(tcf_redis_cmd(&tct_redis, flush_argv));
+    ck_assert_int_ge(wait_for(c, "t", NULL), 0);
+    tc_close(c);
+}
+END_TEST
+
+START_TEST(test_coherence_none_mode_bounded_by_local_ttl)
+{
+    fresh_prefix();
+    tc_options o;
+    tc_options_init(&o);
+    o.redis_url = tct_redis.url;
+    o.key_prefix = prefix;
+    o.coherence = TC_COHERENCE_NONE;
+    o.local_ttl_ms = 200;
+    tc_cache *a = tct_open(&o);
+    tc_cache *b = tct_open(&o);
+    ck_assert_int_eq(tc_set(a, "k", "1", 1, TC_TTL_DEFAULT), TC_OK);
+    tct_expect(b, "k", TC_OK, "1");
+    ck_assert_int_eq(tc_set(a, "k", "2", 1, TC_TTL_DEFAULT), TC_OK);
+    tct_expect(b, "k", TC_OK, "1"); /* no invalidation in this mode */
+    tct_sleep_ms(250);
+    tct_expect(b, "k", TC_OK, "2");
+    tc_close(a);
+    tc_close(b);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ hostile messages */
+
+START_TEST(test_coherence_garbage_messages_ignored)
+{
+    fresh_prefix();
+    tc_cache *c = open_mode(TC_COHERENCE_BROADCAST);
+    ck_assert_int_eq(tc_set(c, "g", "keep", 4, TC_TTL_DEFAULT), TC_OK);
+    tct_expect(c, "g", TC_OK, "keep");
+    static const char *garbage[] = {
+        "", "TC1", "TC1 ", "TC1 K", "TC1 K 0123", "TC1 X 0123456789abcdef",
+        "TC1 K 0123456789abcdef", "TC1 K 0123456789abcdef 1", "TC1 K 0123456789abcdeg 1 g",
+        "TC1 K 0123456789abcdef x g", "TC1 K 0123456789abcdef 1  g", "TC1 F 0123456789abcdef junk",
+        "TC2 K 0123456789abcdef 1 g", "\xff\xfe\x00garbage", "TC1 K 0123456789abcdef 99999999999 g",
+    };
+    size_t n = sizeof garbage / sizeof garbage[0];
+    for (size_t i = 0; i < n; i++) {
+        const char *argv[] = {"PUBLISH", c->channel, garbage[i], NULL};
+        free(tcf_redis_cmd(&tct_redis, argv));
+    }
+    /* A well-formed message from another origin is applied (it can only evict). */
+    const char *valid[] = {"PUBLISH", c->channel, "TC1 K 0123456789abcdef 1 other", NULL};
+    free(tcf_redis_cmd(&tct_redis, valid));
+    int64_t t0 = tc__now_ns();
+    tc_stats s;
+    do {
+        tct_sleep_ms(5);
+        tc_stats_get(c, &s);
+    } while (s.inval_received < 1 && tc__now_ns() - t0 < 2000000000LL);
+    ck_assert_uint_eq(TC_READ(&c->counters, inval_malformed), n - 1); /* "" is not sent */
+    tc_stats s0;
+    tc_stats_get(c, &s0);
+    tct_expect(c, "g", TC_OK, "keep");
+    tc_stats_get(c, &s);
+    ck_assert_uint_eq(s.local_hits, s0.local_hits + 1); /* still served locally */
+    tc_close(c);
+}
+END_TEST
+
+START_TEST(test_coherence_parser_direct)
+{
+    fresh_prefix();
+    tc_cache *c = open_mode(TC_COHERENCE_NONE);
+    ck_assert_int_eq(tc_set(c, "p", "v", 1, TC_TTL_DEFAULT), TC_OK);
+    ck_assert(!tc__inval_apply(c, "TC1 K", 5));
+    ck_assert(!tc__inval_apply(c, "TC1 K 0123456789abcdef 1 p ", 27)); /* trailing space */
+    tc_stats s0, s1;
+    tc_stats_get(c, &s0);
+    tct_expect(c, "p", TC_OK, "v");
+    tc_stats_get(c, &s1);
+    ck_assert_uint_eq(s1.local_hits, s0.local_hits + 1);
+    /* Other version: ignored. Own origin: ignored. Other origin: evicts. */
+    ck_assert(tc__inval_apply(c, "TC1 K 0123456789abcdef 2 p", 26));
+    char own[64];
+    snprintf(own, sizeof own, "TC1 K %016llx 1 p", (unsigned long long)c->origin);
+    ck_assert(tc__inval_apply(c, own, strlen(own)));
+    tc_stats_get(c, &s0);
+    tct_expect(c, "p", TC_OK, "v");
+    tc_stats_get(c, &s1);
+    ck_assert_uint_eq(s1.local_hits, s0.local_hits + 1);
+    ck_assert(tc__inval_apply(c, "TC1 K 0123456789abcdef 1 x p", 28));
+    tc_stats_get(c, &s0);
+    tct_expect(c, "p", TC_OK, "v");
+    tc_stats_get(c, &s1);
+    ck_assert_uint_eq(s1.local_hits, s0.local_hits);
+    ck_assert_uint_eq(s1.remote_hits, s0.remote_hits + 1);
+    ck_assert(tc__inval_apply(c, "TC1 F 0123456789abcdef", 22));
+    tc_stats_get(c, &s0);
+    tct_expect(c, "p", TC_OK, "v");
+    tc_stats_get(c, &s1);
+    ck_assert_uint_eq(s1.remote_hits, s0.remote_hits + 1);
+    tc_close(c);
+}
+END_TEST
+
+static Suite *coherence_suite(void)
+{
+    Suite *s = suite_create("coherence");
+    struct {
+        const char *name;
+        const TTest *tests[4];
+    } groups[] = {
+        {"cross_process", {test_coherence_write_reaches_other_process}},
+        {"fill_guard", {test_coherence_fill_guard_race}},
+        {"storm", {test_coherence_storm_converges}},
+        {"link_failure",
+         {test_coherence_killed_subscriber_never_stale,
+          test_coherence_heartbeat_bypasses_then_recovers, test_coherence_output_buffer_cutoff}},
+        {"modes",
+         {test_coherence_tracking_sees_foreign_write,
+          test_coherence_none_mode_bounded_by_local_ttl}},
+        {"hostile", {test_coherence_garbage_messages_ignored, test_coherence_parser_direct}},
+    };
+    for (size_t g = 0; g < sizeof groups / sizeof groups[0]; g++) {
+        TCase *tc = tcase_create(groups[g].name);
+        tcase_set_timeout(tc, 60);
+        for (int i = 0; groups[g].tests[i]; i++)
+            tcase_add_test(tc, groups[g].tests[i]);
+        suite_add_tcase(s, tc);
+    }
+    return s;
+}
+
+int main(void)
+{
+    return tct_main(coherence_suite(), true);
+}

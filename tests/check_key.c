@@ -1,0 +1,170 @@
+/* Key rules, key building, the stored format and the invalidation message parser. */
+#include "config.h"
+
+#include <string.h>
+
+#include "format.h"
+#include "key.h"
+#include "testutil.h"
+
+START_TEST(test_key_valid_rules)
+{
+    size_t len = 0;
+    ck_assert(tc__key_valid("a", 250, &len));
+    ck_assert_uint_eq(len, 1);
+    ck_assert(tc__key_valid("grades:gpa:student:123", 250, &len));
+    ck_assert(tc__key_valid("caf\xc3\xa9", 250, &len)); /* UTF-8 bytes are >= 128: allowed */
+    ck_assert(!tc__key_valid(NULL, 250, &len));
+    ck_assert(!tc__key_valid("", 250, &len));
+    ck_assert(!tc__key_valid("has space", 250, &len));
+    ck_assert(!tc__key_valid("tab\there", 250, &len));
+    ck_assert(!tc__key_valid("nl\n", 250, &len));
+    ck_assert(!tc__key_valid("del\x7f", 250, &len));
+    ck_assert(!tc__key_valid("\x01", 250, &len));
+}
+END_TEST
+
+START_TEST(test_key_valid_length)
+{
+    char k[300];
+    memset(k, 'k', sizeof k);
+    k[250] = '\0';
+    ck_assert(tc__key_valid(k, 250, NULL));
+    k[250] = 'k';
+    k[251] = '\0';
+    ck_assert(!tc__key_valid(k, 250, NULL));
+}
+END_TEST
+
+START_TEST(test_key_build_joins_parts)
+{
+    char buf[64];
+    int n = tc_key(buf, sizeof buf, "grades", "gpa", "student", "123", NULL);
+    ck_assert_int_eq(n, 22);
+    ck_assert_str_eq(buf, "grades:gpa:student:123");
+    ck_assert_int_eq(tc_key(buf, sizeof buf, "one", NULL), 3);
+    ck_assert_str_eq(buf, "one");
+}
+END_TEST
+
+START_TEST(test_key_build_rejects)
+{
+    char buf[8];
+    ck_assert_int_eq(tc_key(buf, sizeof buf, "toolong", "x", NULL), -1);
+    ck_assert_int_eq(tc_key(buf, sizeof buf, "a b", NULL), -1);
+    ck_assert_int_eq(tc_key(buf, sizeof buf, "a", "", NULL), -1);
+    ck_assert_int_eq(tc_key(buf, sizeof buf, NULL), -1);
+    ck_assert_int_eq(tc_key(NULL, 8, "a", NULL), -1);
+    ck_assert_int_eq(tc_key(buf, 0, "a", NULL), -1);
+    ck_assert_int_eq(tc_key(buf, sizeof buf, "1234567", NULL), 7); /* exactly fits */
+    ck_assert_int_eq(tc_key(buf, sizeof buf, "12345678", NULL), -1);
+}
+END_TEST
+
+START_TEST(test_key_redis_prefix)
+{
+    char buf[32];
+    ck_assert_uint_eq(tc__key_redis(buf, sizeof buf, "app:1:", 6, "k", 1), 7);
+    ck_assert_str_eq(buf, "app:1:k");
+    ck_assert_uint_eq(tc__key_redis(buf, 7, "app:1:", 6, "k", 1), 0);
+}
+END_TEST
+
+START_TEST(test_key_hash_stable)
+{
+    ck_assert_uint_eq(tc__key_hash("abc", 3), tc__key_hash("abc", 3));
+    ck_assert_uint_ne(tc__key_hash("abc", 3), tc__key_hash("abd", 3));
+}
+END_TEST
+
+static tc_ref *stored(const void *data, size_t len, const tc_fmt_meta *meta)
+{
+    size_t h = tc__fmt_header_len(data, len, meta);
+    tc_ref *r = tc__ref_new(h + len);
+    ck_assert_ptr_nonnull(r);
+    if (h)
+        tc__fmt_write_header(r->buf, h, meta);
+    memcpy(r->buf + h, data, len);
+    r->len = h + len;
+    return r;
+}
+
+START_TEST(test_format_plain_values_stay_plain)
+{
+    ck_assert_uint_eq(tc__fmt_header_len("41", 2, NULL), 0);
+    ck_assert_uint_eq(tc__fmt_header_len("", 0, NULL), 0);
+    tc_ref *r = stored("hello", 5, NULL);
+    tc__fmt_decode(r);
+    ck_assert_uint_eq(r->len, 5);
+    ck_assert_int_eq(memcmp(r->data, "hello", 5), 0);
+    tc__ref_drop(r);
+}
+END_TEST
+
+START_TEST(test_format_magic_escaped)
+{
+    const char v[] = TC_FMT_MAGIC "payload";
+    size_t vlen = sizeof v - 1;
+    ck_assert_uint_eq(tc__fmt_header_len(v, vlen, NULL), TC_FMT_BASE_LEN);
+    tc_ref *r = stored(v, vlen, NULL);
+    ck_assert_uint_eq(r->len, vlen + TC_FMT_BASE_LEN);
+    tc__fmt_decode(r);
+    ck_assert_uint_eq(r->len, vlen);
+    ck_assert_int_eq(memcmp(r->data, v, vlen), 0);
+    tc__ref_drop(r);
+}
+END_TEST
+
+START_TEST(test_format_meta_round_trip)
+{
+    tc_fmt_meta m = {.flags = TC_FMT_NEGATIVE | TC_FMT_XFETCH,
+                     .expiry_ms = 1700000000123LL,
+                     .delta_ms = 70000};
+    tc_ref *r = stored("", 0, &m);
+    tc__fmt_decode(r);
+    ck_assert_uint_eq(r->len, 0);
+    ck_assert(r->flags & TC_REF_NEGATIVE);
+    ck_assert_int_eq(r->meta_expiry_ms, 1700000000123LL);
+    ck_assert_uint_eq(r->meta_delta_ms, 70000);
+    tc__ref_drop(r);
+}
+END_TEST
+
+START_TEST(test_format_bad_header_is_plain)
+{
+    /* Magic but a length beyond the value: not a header, returned as is. */
+    const char v[] = TC_FMT_MAGIC "\xff\x00\x00\x00xyz";
+    tc_ref *r = tc__ref_copy(v, sizeof v - 1);
+    tc__fmt_decode(r);
+    ck_assert_uint_eq(r->len, sizeof v - 1);
+    ck_assert_ptr_eq(r->data, r->buf);
+    tc__ref_drop(r);
+}
+END_TEST
+
+static Suite *key_suite(void)
+{
+    Suite *s = suite_create("key");
+    TCase *tc = tcase_create("rules");
+    tcase_add_test(tc, test_key_valid_rules);
+    tcase_add_test(tc, test_key_valid_length);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("build");
+    tcase_add_test(tc, test_key_build_joins_parts);
+    tcase_add_test(tc, test_key_build_rejects);
+    tcase_add_test(tc, test_key_redis_prefix);
+    tcase_add_test(tc, test_key_hash_stable);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("format");
+    tcase_add_test(tc, test_format_plain_values_stay_plain);
+    tcase_add_test(tc, test_format_magic_escaped);
+    tcase_add_test(tc, test_format_meta_round_trip);
+    tcase_add_test(tc, test_format_bad_header_is_plain);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    return tct_main(key_suite(), false);
+}

@@ -1,0 +1,860 @@
+/*
+ * Tests of the local tier (lib/local.c) on its own: no Redis. Keys are hashed with XXH3 as
+ * the library does, except where a test needs two keys with one hash.
+ */
+#include "config.h"
+
+#include <check.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <xxhash.h>
+
+#include "local.h"
+#include "testutil.h"
+
+#define NEVER INT64_MAX
+
+static uint64_t hash_of(const char *k)
+{
+    return XXH3_64bits(k, strlen(k));
+}
+
+static tc_local *new_local(size_t max_bytes, unsigned nshards)
+{
+    tc_local *l = NULL;
+    ck_assert_int_eq(tc__local_new(max_bytes, nshards, &l), TC_OK);
+    ck_assert_ptr_nonnull(l);
+    return l;
+}
+
+static tc_ref *ref_of(const char *s)
+{
+    tc_ref *r = tc__ref_copy(s, strlen(s));
+    ck_assert_ptr_nonnull(r);
+    return r;
+}
+
+/* A reader's fill: ticket, then store; the caller keeps no reference. */
+static bool put_until(tc_local *l, const char *k, const char *v, int64_t expires_ns)
+{
+    uint64_t h = hash_of(k);
+    tc_ticket t = tc__local_ticket(l, h);
+    tc_ref *r = ref_of(v);
+    bool ok = tc__local_store_if_fresh(l, h, k, strlen(k), r, expires_ns, t);
+    tc__ref_drop(r);
+    return ok;
+}
+
+static bool put(tc_local *l, const char *k, const char *v)
+{
+    return put_until(l, k, v, NEVER);
+}
+
+static bool get_at(tc_local *l, const char *k, int64_t now_ns, tc_ref **out)
+{
+    return tc__local_get(l, hash_of(k), k, strlen(k), now_ns, out);
+}
+
+static bool get(tc_local *l, const char *k, tc_ref **out)
+{
+    return get_at(l, k, tc__now_ns(), out);
+}
+
+static bool has(tc_local *l, const char *k)
+{
+    tc_ref *r;
+    bool hit = get(l, k, &r);
+    tc__ref_drop(r);
+    return hit;
+}
+
+/* Asserts a hit on k holding exactly want. */
+static void expect(tc_local *l, const char *k, const char *want)
+{
+    tc_ref *r;
+    ck_assert_msg(get(l, k, &r), "expected a hit on %s", k);
+    ck_assert_uint_eq(r->len, strlen(want));
+    ck_assert_int_eq(memcmp(r->data, want, r->len), 0);
+    tc__ref_drop(r);
+}
+
+static tc_local_stats stats_of(tc_local *l)
+{
+    tc_local_stats st;
+    tc__local_stats(l, &st);
+    return st;
+}
+
+/* The budget charge of one entry with a klen-byte key and a vlen-byte value, measured
+ * through the stats of a roomy tier (the formula is the tier's business). */
+static size_t charge_of(size_t klen, size_t vlen)
+{
+    tc_local *l = new_local(1u << 20, 1);
+    char k[256], v[4096];
+    ck_assert_uint_lt(klen, sizeof k);
+    ck_assert_uint_lt(vlen, sizeof v);
+    memset(k, 'k', klen);
+    k[klen] = '\0';
+    memset(v, 'v', vlen);
+    v[vlen] = '\0';
+    ck_assert(put(l, k, v));
+    size_t c = stats_of(l).bytes;
+    ck_assert_uint_gt(c, klen + vlen);
+    tc__local_free(l);
+    return c;
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Round trip and references
+ * ------------------------------------------------------------------------------------- */
+
+START_TEST(test_local_roundtrip)
+{
+    tc_local *l = new_local(1u << 20, 0);
+    tc_ref *r = (tc_ref *)1;
+
+    ck_assert(!get(l, "absent", &r));
+    ck_assert_ptr_null(r);
+
+    ck_assert(put(l, "k1", "hello"));
+    expect(l, "k1", "hello");
+
+    /* Zero-length values are values, not misses. */
+    uint64_t h = hash_of("empty");
+    tc_ref *z = tc__ref_copy(NULL, 0);
+    ck_assert_ptr_nonnull(z);
+    ck_assert(tc__local_store_if_fresh(l, h, "empty", 5, z, NEVER, tc__local_ticket(l, h)));
+    ck_assert(get(l, "empty", &r));
+    /* A hit hands out the stored value itself: no copy. */
+    ck_assert_ptr_eq(r, z);
+    ck_assert_uint_eq(r->len, 0);
+    tc__ref_drop(r);
+    tc__ref_drop(z);
+
+    /* A second store replaces the value. */
+    ck_assert(put(l, "k1", "world!"));
+    expect(l, "k1", "world!");
+
+    tc_local_stats st = stats_of(l);
+    ck_assert_uint_eq(st.entries, 2);
+    ck_assert_uint_eq(tc__local_count(l), 2);
+    ck_assert_uint_eq(st.stores, 3);
+    ck_assert_uint_eq(st.hits, 3);
+    ck_assert_uint_eq(st.misses, 1);
+    tc__local_free(l);
+}
+END_TEST
+
+START_TEST(test_local_refcount)
+{
+    /* A held value survives invalidation. */
+    tc_local *l = new_local(1u << 20, 1);
+    uint64_t h = hash_of("k");
+    tc_ref *v = ref_of("payload");
+    ck_assert(tc__local_store_if_fresh(l, h, "k", 1, v, NEVER, tc__local_ticket(l, h)));
+    ck_assert_uint_eq(atomic_load(&v->refs), 2); /* ours and the tier's */
+    tc_ref *g;
+    ck_assert(get(l, "k", &g));
+    ck_assert_uint_eq(atomic_load(&v->refs), 3);
+    tc__local_invalidate(l, h);
+    ck_assert(!has(l, "k"));
+    ck_assert_uint_eq(atomic_load(&v->refs), 2); /* the tier dropped its own */
+    ck_assert_int_eq(memcmp(g->data, "payload", 7), 0);
+    tc__ref_drop(g);
+    ck_assert_uint_eq(atomic_load(&v->refs), 1);
+    tc__ref_drop(v);
+
+    /* A held value survives eviction and the tier's end. */
+    size_t c = charge_of(2, 7);
+    tc_local *small = new_local(4 * c, 1);
+    ck_assert(put(small, "v0", "payload"));
+    ck_assert(get(small, "v0", &g));
+    ck_assert_uint_eq(atomic_load(&g->refs), 2);
+    char k[16];
+    for (int i = 1; i < 20; i++) {
+        snprintf(k, sizeof k, "v%d", i % 10);
+        ck_assert(put(small, k, "PAYLOAD"));
+    }
+    ck_assert_uint_gt(stats_of(small).evictions, 0);
+    ck_assert_uint_eq(atomic_load(&g->refs), 1);
+    ck_assert_int_eq(memcmp(g->data, "payload", 7), 0);
+    tc__ref_drop(g);
+
+    ck_assert(get(small, "v9", &g));
+    tc__local_free(small);
+    ck_assert_uint_eq(atomic_load(&g->refs), 1);
+    ck_assert_int_eq(memcmp(g->data, "PAYLOAD", 7), 0);
+    tc__ref_drop(g);
+    tc__local_free(l);
+}
+END_TEST
+
+/* ---------------------------------------------------------------------------------------
+ * Hash collisions
+ * ------------------------------------------------------------------------------------- */
+
+START_TEST(test_local_collision)
+{
+    tc_local *l = new_local(1u << 20, 0);
+    uint64_t h = hash_of("a"); /* "b" is given the same hash: a collision */
+    tc_ref *va = ref_of("value of a"), *vb = ref_of("value of b"), *r;
+
+    ck_assert(tc__local_store_if_fresh(l, h, "a", 1, va, NEVER, tc__local_ticket(l, h)));
+    ck_assert(!tc__local_get(l, h, "b", 1, tc__now_ns(), &r));
+    ck_assert_ptr_null(r);
+    /* Same length, same first byte, longer: all misses. */
+    ck_assert(!tc__local_get(l, h, "ab", 2, tc__now_ns(), &r));
+    ck_assert(!tc__local_get(l, h, "", 0, tc__now_ns(), &r));
+    /* The miss did not disturb a's entry. */
+    ck_assert(tc__local_get(l, h, "a", 1, tc__now_ns(), &r));
+    ck_assert_ptr_eq(r, va);
+    tc__ref_drop(r);
+
+    /* Storing b under the same hash replaces a. */
+    ck_assert(tc__local_store_if_fresh(l, h, "b", 1, vb, NEVER, tc__local_ticket(l, h)));
+    ck_assert(!tc__local_get(l, h, "a", 1, tc__now_ns(), &r));
+    ck_assert(tc__local_get(l, h, "b", 1, tc__now_ns(), &r));
+    ck_assert_ptr_eq(r, vb);
+    tc__ref_drop(r);
+    ck_assert_uint_eq(tc__local_count(l), 1);
+    ck_assert_uint_eq(stats_of(l).entries, 1);
+    ck_assert_uint_eq(atomic_load(&va->refs), 1); /* the tier let go of a */
+
+    tc__ref_drop(va);
+    tc__ref_drop(vb);
+    tc__local_free(l);
+}
+END_TEST
+
+/* ---------------------------------------------------------------------------------------
+ * Eviction
+ * ------------------------------------------------------------------------------------- */
+
+START_TEST(test_local_eviction_budget)
+{
+    /* One shard, room for exactly 10 equal entries. */
+    size_t c = charge_of(4, 16);
+    size_t max = 10 * c + c / 2;
+    tc_local *l = new_local(max, 1);
+    char k[16];
+    for (int i = 0; i < 100; i++) {
+        snprintf(k, sizeof k, "k%03d", i);
+        ck_assert(put(l, k, "0123456789abcdef"));
+        ck_assert_uint_le(stats_of(l).bytes, max);
+    }
+    tc_local_stats st = stats_of(l);
+    ck_assert_uint_eq(st.entries, 10);
+    ck_assert_uint_eq(st.bytes, 10 * c);
+    ck_assert_uint_eq(st.evictions, 90);
+    ck_assert_uint_eq(st.stores, 100);
+    for (int i = 0; i < 100; i++) {
+        snprintf(k, sizeof k, "k%03d", i);
+        ck_assert_msg(has(l, k) == (i >= 90), "%s", k);
+    }
+    tc__local_free(l);
+
+    /* Many shards, keys of many sizes: every shard keeps within its share. */
+    max = 64 * 1024;
+    l = new_local(max, 0);
+    char key[64], val[600];
+    memset(val, 'x', sizeof val - 1);
+    val[sizeof val - 1] = '\0';
+    for (int i = 0; i < 5000; i++) {
+        snprintf(key, sizeof key, "user:%d:profile", i);
+        put(l, key, val + (size_t)(i * 37) % (sizeof val - 1));
+    }
+    st = stats_of(l);
+    ck_assert_uint_le(st.bytes, max);
+    ck_assert_uint_gt(st.evictions, 0);
+    ck_assert_uint_eq(st.entries + st.evictions, st.stores);
+    ck_assert_uint_eq(tc__local_count(l), st.entries);
+    tc__local_free(l);
+}
+END_TEST
+
+START_TEST(test_local_too_big)
+{
+    /* A value larger than a shard's budget is refused and evicts nothing for it. */
+    size_t c = charge_of(2, 8);
+    tc_local *l = new_local(4 * (4 * c), 4); /* four shards of four entries each */
+    ck_assert(put(l, "k1", "01234567"));
+    ck_assert(put(l, "k2", "01234567"));
+    tc_local_stats before = stats_of(l);
+
+    tc_ref *big = tc__ref_new(4 * c);
+    ck_assert_ptr_nonnull(big);
+    uint64_t h = hash_of("big");
+    ck_assert(!tc__local_store_if_fresh(l, h, "big", 3, big, NEVER, tc__local_ticket(l, h)));
+    ck_assert_uint_eq(atomic_load(&big->refs), 1);
+    tc__ref_drop(big);
+
+    tc_local_stats after = stats_of(l);
+    ck_assert_uint_eq(after.store_rejects, before.store_rejects + 1);
+    ck_assert_uint_eq(after.entries, 2);
+    ck_assert_uint_eq(after.bytes, before.bytes);
+    ck_assert_uint_eq(after.evictions, 0);
+    ck_assert(!has(l, "big"));
+    expect(l, "k1", "01234567");
+    expect(l, "k2", "01234567");
+    tc__local_free(l);
+}
+END_TEST
+
+/* ---------------------------------------------------------------------------------------
+ * LRU behaviour
+ * ------------------------------------------------------------------------------------- */
+
+START_TEST(test_local_lru_scan)
+{
+    /* Fill a 100-entry shard, hit the older half, then store 50 new keys. LRU keeps the
+     * hit half and drops the untouched one; FIFO (hits ignored) would do the opposite. */
+    size_t c = charge_of(6, 10);
+    tc_local *l = new_local(100 * c + c / 2, 1);
+    char k[16];
+    for (int i = 0; i < 100; i++) {
+        snprintf(k, sizeof k, "k%05d", i);
+        ck_assert(put(l, k, "0123456789"));
+    }
+    for (int i = 0; i < 50; i++) {
+        snprintf(k, sizeof k, "k%05d", i);
+        ck_assert(has(l, k));
+    }
+    for (int i = 0; i < 50; i++) {
+        snprintf(k, sizeof k, "n%05d", i);
+        ck_assert(put(l, k, "0123456789"));
+    }
+    int hot = 0, cold = 0;
+    for (int i = 0; i < 100; i++) {
+        snprintf(k, sizeof k, "k%05d", i);
+        if (has(l, k))
+            *(i < 50 ? &hot : &cold) += 1;
+    }
+    ck_assert_int_eq(hot, 50);
+    ck_assert_int_eq(cold, 0);
+    ck_assert_uint_eq(stats_of(l).evictions, 50);
+    tc__local_free(l);
+}
+END_TEST
+
+static uint64_t rng_next(uint64_t *s)
+{
+    /* splitmix64: deterministic, so the measured ratios do not vary between runs. */
+    uint64_t z = (*s += 0x9e3779b97f4a7c15u);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
+    return z ^ (z >> 31);
+}
+
+/* An exact LRU of cap entries over keys 0..n-1 (doubly linked through arrays). */
+typedef struct lru_sim {
+    int *prev, *next;
+    char *in;
+    int head, tail, size, cap;
+} lru_sim;
+
+static void lru_unlink(lru_sim *s, int k)
+{
+    if (s->prev[k] >= 0)
+        s->next[s->prev[k]] = s->next[k];
+    else
+        s->head = s->next[k];
+    if (s->next[k] >= 0)
+        s->prev[s->next[k]] = s->prev[k];
+    else
+        s->tail = s->prev[k];
+}
+
+static bool lru_access(lru_sim *s, int k)
+{
+    bool hit = s->in[k];
+    if (hit) {
+        lru_unlink(s, k);
+    } else {
+        if (s->size == s->cap) {
+            int v = s->tail;
+            lru_unlink(s, v);
+            s->in[v] = 0;
+            s->size--;
+        }
+        s->in[k] = 1;
+        s->size++;
+    }
+    s->prev[k] = -1;
+    s->next[k] = s->head;
+    if (s->head >= 0)
+        s->prev[s->head] = k;
+    else
+        s->tail = k;
+    s->head = k;
+    return hit;
+}
+
+START_TEST(test_local_lru_ratio)
+{
+    /* On a Zipf(1) trace the tier's hit ratio is that of an exact LRU of the same
+     * capacity (within sampling noise from sharding), and clearly above FIFO's. */
+    enum { NKEYS = 20000, OPS = 300000, CAP = 2000, SHARDS = 4 };
+    double *cdf = malloc(NKEYS * sizeof *cdf);
+    lru_sim s = {malloc(NKEYS * sizeof(int)), malloc(NKEYS * sizeof(int)), calloc(NKEYS, 1),
+                 -1, -1, 0, CAP};
+    int *fifo = malloc(CAP * sizeof *fifo);
+    char *fifo_in = calloc(NKEYS, 1);
+    ck_assert(cdf && s.prev && s.next && s.in && fifo && fifo_in);
+    double sum = 0;
+    for (int i = 0; i < NKEYS; i++) {
+        sum += 1.0 / (i + 1); /* Zipf with s = 1 */
+        cdf[i] = sum;
+    }
+
+    size_t c = charge_of(10, 16);
+    tc_local *l = new_local(CAP * c, SHARDS);
+    uint64_t seed = 42;
+    long hits = 0, lru_hits = 0, fifo_hits = 0;
+    int fifo_pos = 0, fifo_size = 0;
+    char k[16];
+    for (int op = 0; op < OPS; op++) {
+        double u = (double)(rng_next(&seed) >> 11) / 9007199254740992.0 * sum;
+        int lo = 0, hi = NKEYS - 1;
+        while (lo < hi) {
+            int mid = (lo + hi) / 2;
+            if (cdf[mid] < u)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        snprintf(k, sizeof k, "key:%06d", lo);
+        if (has(l, k))
+            hits++;
+        else
+            put(l, k, "0123456789abcdef");
+        lru_hits += lru_access(&s, lo);
+        if (fifo_in[lo]) {
+            fifo_hits++;
+        } else {
+            if (fifo_size == CAP)
+                fifo_in[fifo[fifo_pos]] = 0;
+            else
+                fifo_size++;
+            fifo[fifo_pos] = lo;
+            fifo_pos = (fifo_pos + 1) % CAP;
+            fifo_in[lo] = 1;
+        }
+    }
+    double ratio = (double)hits / OPS, lru = (double)lru_hits / OPS,
+           fifo_r = (double)fifo_hits / OPS;
+    ck_assert_msg(ratio > lru - 0.025 && ratio < lru + 0.025,
+                  "hit ratio %.4f, exact LRU %.4f, FIFO %.4f", ratio, lru, fifo_r);
+    ck_assert_msg(ratio > fifo_r + 0.025, "hit ratio %.4f, exact LRU %.4f, FIFO %.4f", ratio,
+                  lru, fifo_r);
+    tc__local_free(l);
+    free(cdf);
+    free(s.prev);
+    free(s.next);
+    free(s.in);
+    free(fifo);
+    free(fifo_in);
+}
+END_TEST
+
+/* ---------------------------------------------------------------------------------------
+ * Expiry
+ * ------------------------------------------------------------------------------------- */
+
+START_TEST(test_local_expiry)
+{
+    tc_local *l = new_local(1u << 20, 0);
+    int64_t now = tc__now_ns();
+    tc_ref *r;
+
+    /* Already expired: a miss, removed on lookup. */
+    ck_assert(put_until(l, "past", "v", now - 1));
+    ck_assert(!get_at(l, "past", now, &r));
+    tc_local_stats st = stats_of(l);
+    ck_assert_uint_eq(st.expirations, 1);
+    ck_assert_uint_eq(st.entries, 0);
+
+    /* Live until its expiry, then a miss. */
+    int64_t exp = now + 50 * 1000000;
+    ck_assert(put_until(l, "soon", "v", exp));
+    ck_assert(get_at(l, "soon", exp - 1, &r));
+    tc__ref_drop(r);
+    ck_assert(!get_at(l, "soon", exp, &r));
+    st = stats_of(l);
+    ck_assert_uint_eq(st.expirations, 2);
+    ck_assert_uint_eq(st.entries, 0);
+    ck_assert_uint_eq(st.bytes, 0);
+    tc__local_free(l);
+}
+END_TEST
+
+START_TEST(test_local_expiry_reclaim)
+{
+    /* Eviction takes expired entries (counted as expirations) before any live one. */
+    size_t c = charge_of(3, 4);
+    tc_local *l = new_local(10 * c, 1);
+    char k[16];
+    int64_t now = tc__now_ns();
+    for (int i = 0; i < 5; i++) {
+        snprintf(k, sizeof k, "e%02d", i);
+        ck_assert(put_until(l, k, "dead", now));
+    }
+    for (int i = 0; i < 10; i++) {
+        snprintf(k, sizeof k, "l%02d", i);
+        ck_assert(put(l, k, "live"));
+    }
+    tc_local_stats st = stats_of(l);
+    ck_assert_uint_eq(st.expirations, 5);
+    ck_assert_uint_eq(st.evictions, 0);
+    for (int i = 0; i < 10; i++) {
+        snprintf(k, sizeof k, "l%02d", i);
+        ck_assert(has(l, k));
+    }
+    tc__local_free(l);
+}
+END_TEST
+
+/* ---------------------------------------------------------------------------------------
+ * Fill guard
+ * ------------------------------------------------------------------------------------- */
+
+static bool store_with(tc_local *l, const char *k, const char *v, tc_ticket t, bool write)
+{
+    tc_ref *r = ref_of(v);
+    bool ok = write ? tc__local_store_write(l, hash_of(k), k, strlen(k), r, NEVER, t)
+                    : tc__local_store_if_fresh(l, hash_of(k), k, strlen(k), r, NEVER, t);
+    tc__ref_drop(r);
+    return ok;
+}
+
+START_TEST(test_local_fill_guard)
+{
+    tc_local *l = new_local(1u << 20, 1);
+    uint64_t h = hash_of("k");
+
+    /* An invalidation during the fetch refuses the fill. */
+    tc_ticket t = tc__local_ticket(l, h);
+    tc__local_invalidate(l, h);
+    ck_assert(!store_with(l, "k", "old", t, false));
+    ck_assert(!has(l, "k"));
+    ck_assert_uint_eq(stats_of(l).store_rejects, 1);
+    /* A ticket taken after it is fine. */
+    ck_assert(store_with(l, "k", "new", tc__local_ticket(l, h), false));
+    expect(l, "k", "new");
+
+    /* So does a flush. */
+    t = tc__local_ticket(l, h);
+    tc__local_flush(l);
+    ck_assert(!store_with(l, "k", "old", t, false));
+    ck_assert(!has(l, "k"));
+
+    /* An invalidation of another slot (same shard: there is one) leaves a fill alone. */
+    bool found = false;
+    char other[32];
+    for (int i = 0; i < 100 && !found; i++) {
+        snprintf(other, sizeof other, "other%d", i);
+        tc_ticket to = tc__local_ticket(l, hash_of(other));
+        tc__local_invalidate(l, h);
+        found = store_with(l, other, "v", to, false);
+    }
+    ck_assert_msg(found, "every slot moved with one invalidation");
+    expect(l, other, "v");
+
+    /* ... but the invalidated slot itself refuses. */
+    t = tc__local_ticket(l, h);
+    tc__local_invalidate(l, h);
+    ck_assert(!store_with(l, "k", "old", t, false));
+    tc__local_free(l);
+}
+END_TEST
+
+START_TEST(test_local_store_write)
+{
+    tc_local *l = new_local(1u << 20, 1);
+    uint64_t h = hash_of("k");
+
+    /* A reader's fetch starts (it will bring "v1"), this process writes "v2" meanwhile:
+     * the reader's late fill must not overwrite the write. */
+    tc_ticket reader = tc__local_ticket(l, h);
+    ck_assert(store_with(l, "k", "v2", tc__local_ticket(l, h), true));
+    ck_assert(!store_with(l, "k", "v1", reader, false));
+    expect(l, "k", "v2");
+
+    /* A write whose ticket went stale (an invalidation crossed it) removes what is cached
+     * instead of storing, whatever filled the entry meanwhile. */
+    tc_ticket w = tc__local_ticket(l, h);
+    tc__local_invalidate(l, h);
+    ck_assert(store_with(l, "k", "v0", tc__local_ticket(l, h), false));
+    expect(l, "k", "v0");
+    ck_assert(!store_with(l, "k", "v3", w, true));
+    ck_assert(!has(l, "k"));
+
+    /* Two writes racing: the second to reach the tier with an older ticket removes. */
+    tc_ticket w1 = tc__local_ticket(l, h), w2 = tc__local_ticket(l, h);
+    ck_assert(store_with(l, "k", "w2", w2, true));
+    ck_assert(!store_with(l, "k", "w1", w1, true));
+    ck_assert(!has(l, "k"));
+    tc__local_free(l);
+}
+END_TEST
+
+/* ---------------------------------------------------------------------------------------
+ * Flush
+ * ------------------------------------------------------------------------------------- */
+
+START_TEST(test_local_flush)
+{
+    tc_local *l = new_local(1u << 20, 0);
+    char k[16];
+    for (int i = 0; i < 200; i++) {
+        snprintf(k, sizeof k, "f%d", i);
+        ck_assert(put(l, k, "v"));
+    }
+    ck_assert_uint_eq(tc__local_count(l), 200);
+    tc__local_flush(l);
+    ck_assert_uint_eq(tc__local_count(l), 0);
+    for (int i = 0; i < 200; i++) {
+        snprintf(k, sizeof k, "f%d", i);
+        ck_assert_msg(!has(l, k), "%s survived the flush", k);
+    }
+    /* Stale entries went on lookup and are not expirations. */
+    tc_local_stats st = stats_of(l);
+    ck_assert_uint_eq(st.entries, 0);
+    ck_assert_uint_eq(st.bytes, 0);
+    ck_assert_uint_eq(st.expirations, 0);
+    /* The tier works after it. */
+    ck_assert(put(l, "f1", "again"));
+    expect(l, "f1", "again");
+    tc__local_free(l);
+}
+END_TEST
+
+/* ---------------------------------------------------------------------------------------
+ * Threads
+ * ------------------------------------------------------------------------------------- */
+
+enum { T_THREADS = 8, T_OPS = 20000, T_KEYS = 64 };
+
+typedef struct worker {
+    pthread_t tid;
+    tc_local *l;
+    size_t max_bytes;
+    uint64_t seed;
+    long gets, stores, hits, bad;
+} worker;
+
+static void *worker_run(void *arg)
+{
+    worker *w = arg;
+    char k[16], v[400];
+    tc_ref *held = NULL; /* dropped one operation later, to interleave with evictions */
+    for (int op = 0; op < T_OPS; op++) {
+        uint64_t x = rng_next(&w->seed);
+        int n = snprintf(k, sizeof k, "t%02d", (int)(x % T_KEYS));
+        uint64_t h = hash_of(k);
+        unsigned what = (unsigned)(x >> 32) % 100;
+        tc__ref_drop(held);
+        held = NULL;
+        if (what < 50) {
+            w->gets++;
+            if (tc__local_get(w->l, h, k, (size_t)n, tc__now_ns(), &held)) {
+                w->hits++;
+                /* Every value starts with its key: a hit on another key's value shows. */
+                if (held->len < (size_t)n + 1 || memcmp(held->data, k, (size_t)n) != 0 ||
+                    held->data[n] != ':')
+                    w->bad++;
+            }
+        } else if (what < 85) {
+            tc_ticket t = tc__local_ticket(w->l, h);
+            size_t len = (size_t)n + 1 + (size_t)(x >> 40) % 300;
+            memset(v, 'x', len);
+            memcpy(v, k, (size_t)n);
+            v[n] = ':';
+            tc_ref *r = tc__ref_copy(v, len);
+            int64_t exp = (x & 0x100) ? tc__now_ns() + 1000000 : NEVER;
+            w->stores++;
+            if (what < 75)
+                tc__local_store_if_fresh(w->l, h, k, (size_t)n, r, exp, t);
+            else
+                tc__local_store_write(w->l, h, k, (size_t)n, r, exp, t);
+            tc__ref_drop(r);
+        } else if (what < 98) {
+            tc__local_invalidate(w->l, h);
+        } else if (what < 99) {
+            tc__local_flush(w->l);
+        } else {
+            tc_local_stats st;
+            tc__local_stats(w->l, &st);
+            if (st.bytes > w->max_bytes)
+                w->bad++;
+        }
+    }
+    tc__ref_drop(held);
+    return NULL;
+}
+
+START_TEST(test_local_threads)
+{
+    size_t max = 8 * 1024;
+    tc_local *l = new_local(max, 4);
+    worker w[T_THREADS];
+    for (int i = 0; i < T_THREADS; i++) {
+        w[i] = (worker){.l = l, .max_bytes = max, .seed = (uint64_t)i * 7919 + 1};
+        ck_assert_int_eq(pthread_create(&w[i].tid, NULL, worker_run, &w[i]), 0);
+    }
+    long gets = 0, stores = 0, hits = 0, bad = 0;
+    for (int i = 0; i < T_THREADS; i++) {
+        ck_assert_int_eq(pthread_join(w[i].tid, NULL), 0);
+        gets += w[i].gets;
+        stores += w[i].stores;
+        hits += w[i].hits;
+        bad += w[i].bad;
+    }
+    tc_local_stats st = stats_of(l);
+    ck_assert_int_eq(bad, 0);
+    ck_assert_uint_eq(st.hits, (uint64_t)hits);
+    ck_assert_uint_eq(st.hits + st.misses, (uint64_t)gets);
+    ck_assert_uint_eq(st.stores + st.store_rejects, (uint64_t)stores);
+    ck_assert_uint_le(st.bytes, max);
+    ck_assert_uint_ge(st.stores, st.entries + st.evictions + st.expirations);
+    ck_assert_uint_le(tc__local_count(l), st.entries);
+    /* Not vacuous: the run hit, stored, refused and evicted. */
+    ck_assert_uint_gt(st.hits, 0);
+    ck_assert_uint_gt(st.stores, 0);
+    ck_assert_uint_gt(st.store_rejects, 0);
+    ck_assert_uint_gt(st.evictions, 0);
+    tc__local_free(l);
+}
+END_TEST
+
+/* ---------------------------------------------------------------------------------------
+ * Configuration
+ * ------------------------------------------------------------------------------------- */
+
+START_TEST(test_local_disabled)
+{
+    /* max_bytes 0: a valid tier that stores nothing. */
+    tc_local *l = new_local(0, 0);
+    ck_assert(!put(l, "k", "v"));
+    ck_assert(!has(l, "k"));
+    uint64_t h = hash_of("k");
+    tc_ref *r = ref_of("v");
+    ck_assert(!tc__local_store_write(l, h, "k", 1, r, NEVER, tc__local_ticket(l, h)));
+    ck_assert_uint_eq(atomic_load(&r->refs), 1);
+    tc__ref_drop(r);
+    tc_local_stats st = stats_of(l);
+    ck_assert_uint_eq(st.stores, 0);
+    ck_assert_uint_eq(st.store_rejects, 2);
+    ck_assert_uint_eq(st.entries, 0);
+    ck_assert_uint_eq(st.bytes, 0);
+    ck_assert_uint_eq(st.misses, 1);
+    ck_assert_uint_eq(tc__local_count(l), 0);
+    tc__local_free(l);
+}
+END_TEST
+
+START_TEST(test_local_new_args)
+{
+    tc_local *l = (tc_local *)1;
+    ck_assert_int_eq(tc__local_new(1024, 3, &l), TC_ERR_ARG);
+    ck_assert_ptr_null(l);
+    ck_assert_int_eq(tc__local_new(1024, 1u << 17, &l), TC_ERR_ARG);
+    ck_assert_int_eq(tc__local_new(1024, 0, NULL), TC_ERR_ARG);
+    ck_assert_int_eq(tc__local_new(1024, 1, &l), TC_OK);
+    tc__local_free(l);
+    tc__local_free(NULL);
+    tc__ref_drop(NULL);
+}
+END_TEST
+
+#ifdef TC_ALLOC_FAIL
+START_TEST(test_local_alloc_fail)
+{
+    /* Fail each allocation of a run of stores in turn (the entries and uthash's table and
+     * bucket growth): exactly that store is refused, the tier stays consistent, and
+     * nothing leaks (LeakSanitizer). */
+    enum { N = 400 };
+    tc_ref *v = ref_of("value");
+    char k[16];
+    tc_local *l = new_local(1u << 24, 1);
+    tc__alloc_fail_at(0);
+    for (int i = 0; i < N; i++) {
+        snprintf(k, sizeof k, "a%d", i);
+        ck_assert(tc__local_store_if_fresh(l, hash_of(k), k, strlen(k), v, NEVER,
+                                           tc__local_ticket(l, hash_of(k))));
+    }
+    uint64_t total = tc__alloc_fail_at(0);
+    tc__local_free(l);
+    ck_assert_uint_gt(total, N); /* the table's own allocations were counted too */
+
+    for (uint64_t nth = 1; nth <= total; nth++) {
+        l = new_local(1u << 24, 1);
+        tc__alloc_fail_at(nth);
+        int failed = -1, stored = 0;
+        for (int i = 0; i < N; i++) {
+            snprintf(k, sizeof k, "a%d", i);
+            if (tc__local_store_if_fresh(l, hash_of(k), k, strlen(k), v, NEVER,
+                                         tc__local_ticket(l, hash_of(k))))
+                stored++;
+            else
+                failed = i;
+        }
+        tc__alloc_fail_at(0);
+        ck_assert_int_eq(stored, N - 1);
+        ck_assert_int_ge(failed, 0);
+        ck_assert_uint_eq(tc__local_count(l), (size_t)stored);
+        for (int i = 0; i < N; i++) {
+            snprintf(k, sizeof k, "a%d", i);
+            ck_assert(has(l, k) == (i != failed));
+        }
+        tc__local_free(l);
+    }
+    ck_assert_uint_eq(atomic_load(&v->refs), 1);
+    tc__ref_drop(v);
+}
+END_TEST
+#endif
+
+static Suite *local_suite(void)
+{
+    Suite *s = suite_create("local");
+    struct {
+        const char *name;
+        const TTest *test;
+        int timeout;
+    } cases[] = {
+        {"roundtrip", test_local_roundtrip, 0},
+        {"refcount", test_local_refcount, 0},
+        {"collision", test_local_collision, 0},
+        {"eviction_budget", test_local_eviction_budget, 0},
+        {"too_big", test_local_too_big, 0},
+        {"lru_scan", test_local_lru_scan, 0},
+        {"lru_ratio", test_local_lru_ratio, 60},
+        {"expiry", test_local_expiry, 0},
+        {"expiry_reclaim", test_local_expiry_reclaim, 0},
+        {"fill_guard", test_local_fill_guard, 0},
+        {"store_write", test_local_store_write, 0},
+        {"flush", test_local_flush, 0},
+        {"threads", test_local_threads, 120},
+        {"disabled", test_local_disabled, 0},
+        {"new_args", test_local_new_args, 0},
+#ifdef TC_ALLOC_FAIL
+        {"alloc_fail", test_local_alloc_fail, 300},
+#endif
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        TCase *tc = tcase_create(cases[i].name);
+        if (cases[i].timeout)
+            tcase_set_timeout(tc, cases[i].timeout);
+        tcase_add_test(tc, cases[i].test);
+        suite_add_tcase(s, tc);
+    }
+    return s;
+}
+
+int main(void)
+{
+    return tct_main(local_suite(), false);
+}

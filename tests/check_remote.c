@@ -1,0 +1,1374 @@
+/*
+ * The Redis tier (lib/remote.c): URL parsing, the handshake and its error mapping, every
+ * operation against the suite's private Redis, failure behaviour (refused, silent server,
+ * stalled server, dead and restarted server, the circuit breaker) and the pool under
+ * concurrency. Servers other than the suite's are started here through the fixture and
+ * stopped by the test that started them.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <hiredis/hiredis.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "remote.h"
+#include "remote_conn.h"
+#include "testutil.h"
+
+/* ------------------------------------------------------------------ helpers */
+
+static atomic_int log_connect_failures;
+static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
+static char log_all[4096];
+
+/* Records what the library logs, and counts connection attempts that failed, which is how
+ * the breaker test sees whether a connect was attempted at all. */
+static void test_log(void *arg, int level, const char *msg)
+{
+    (void)arg;
+    (void)level;
+    if (strstr(msg, "cannot connect"))
+        atomic_fetch_add(&log_connect_failures, 1);
+    pthread_mutex_lock(&log_mu);
+    size_t used = strlen(log_all);
+    snprintf(log_all + used, sizeof log_all - used, "%s\n", msg);
+    pthread_mutex_unlock(&log_mu);
+}
+
+static bool logged(const char *needle)
+{
+    pthread_mutex_lock(&log_mu);
+    bool found = strstr(log_all, needle) != NULL;
+    pthread_mutex_unlock(&log_mu);
+    return found;
+}
+
+static tc_remote_config config(const char *url, int pool, int connect_ms, int command_ms)
+{
+    tc_remote_config c = {
+        .url = url,
+        .pool_size = pool,
+        .connect_timeout_ms = connect_ms,
+        .command_timeout_ms = command_ms,
+        .log = {.fn = test_log, .arg = NULL},
+    };
+    return c;
+}
+
+static tc_status try_open(const char *url, int pool, int connect_ms, int command_ms,
+                          tc_remote **out)
+{
+    tc_remote_config c = config(url, pool, connect_ms, command_ms);
+    return tc__remote_open(&c, out);
+}
+
+static tc_remote *open_remote(const char *url, int pool, int connect_ms, int command_ms)
+{
+    tc_remote *r = NULL;
+    tc_status st = try_open(url, pool, connect_ms, command_ms, &r);
+    ck_assert_msg(st == TC_OK, "open %s: %s", url, tc_strerror(st));
+    ck_assert_ptr_nonnull(r);
+    return r;
+}
+
+static tc_remote *open_default(void)
+{
+    return open_remote(tct_redis.url, 2, 500, 1000);
+}
+
+static int64_t ms_since(int64_t t0)
+{
+    return (tc__now_ns() - t0) / 1000000;
+}
+
+/* A key unique to this test: "<prefix>:<name>". */
+static const char *tkey(char *buf, size_t cap, const char *name)
+{
+    char p[64];
+    snprintf(buf, cap, "%s:%s", tcf_unique_prefix(p, sizeof p), name);
+    return buf;
+}
+
+static tc_status set1(tc_remote *r, const char *k, const void *v, size_t len, int ttl,
+                      const tc_pub *pub)
+{
+    size_t kl = strlen(k);
+    return tc__remote_set(r, 1, &k, &kl, &v, &len, ttl, pub);
+}
+
+static tc_status set_str(tc_remote *r, const char *k, const char *v, int ttl)
+{
+    return set1(r, k, v, strlen(v), ttl, NULL);
+}
+
+/* GET through the library; asserts the status and, on a hit, the bytes. */
+static void expect_get(tc_remote *r, const char *k, tc_status want, const void *v, size_t len)
+{
+    tc_ref *val = NULL;
+    int64_t pttl = 0;
+    tc_status st = tc__remote_get(r, k, strlen(k), &val, &pttl);
+    ck_assert_msg(st == want, "get %s: %s, want %s", k, tc_strerror(st), tc_strerror(want));
+    if (st == TC_OK) {
+        ck_assert_uint_eq(val->len, len);
+        ck_assert_int_eq(memcmp(val->data, v, len), 0);
+    } else {
+        ck_assert_ptr_null(val);
+    }
+    tc__ref_drop(val);
+}
+
+/* One command on the suite's Redis, outside the library; the reply as a string. */
+static char *raw(const char *a0, const char *a1, const char *a2)
+{
+    const char *argv[] = {a0, a1, a2, NULL};
+    char *s = tcf_redis_cmd(&tct_redis, argv);
+    ck_assert_ptr_nonnull(s);
+    return s;
+}
+
+static long long raw_int(const char *a0, const char *a1)
+{
+    char *s = raw(a0, a1, NULL);
+    long long v = atoll(s);
+    free(s);
+    return v;
+}
+
+/* A plain hiredis connection to port, outside the library, with a 1 s timeout. */
+static redisContext *raw_connect(int port)
+{
+    struct timeval tv = {1, 0};
+    redisContext *c = redisConnectWithTimeout("127.0.0.1", port, tv);
+    ck_assert_ptr_nonnull(c);
+    ck_assert_int_eq(c->err, 0);
+    redisSetTimeout(c, tv);
+    return c;
+}
+
+/* GET key on a raw connection; returns the malloc'd bytes (NULL if absent) and *len. */
+static char *raw_get_bin(redisContext *c, const char *k, size_t *len)
+{
+    const char *argv[2] = {"GET", k};
+    redisReply *x = redisCommandArgv(c, 2, argv, NULL);
+    ck_assert_ptr_nonnull(x);
+    char *out = NULL;
+    if (x->type == REDIS_REPLY_STRING) {
+        out = malloc(x->len + 1);
+        memcpy(out, x->str, x->len);
+        out[x->len] = '\0';
+        *len = x->len;
+    } else {
+        ck_assert_int_eq(x->type, REDIS_REPLY_NIL);
+    }
+    freeReplyObject(x);
+    return out;
+}
+
+/* A subscriber on channel (a raw connection), for checking what operations publish. */
+static redisContext *subscribe(const char *channel)
+{
+    redisContext *c = raw_connect(tct_redis.port);
+    redisReply *x = redisCommand(c, "SUBSCRIBE %s", channel);
+    ck_assert_ptr_nonnull(x);
+    ck_assert_int_eq(x->type, REDIS_REPLY_ARRAY);
+    freeReplyObject(x);
+    struct timeval tv = {0, 300000};
+    redisSetTimeout(c, tv);
+    return c;
+}
+
+/* The next message's payload on a subscriber, or NULL if none arrives within 300 ms. */
+static char *next_message(redisContext *c)
+{
+    void *v = NULL;
+    if (redisGetReply(c, &v) != REDIS_OK || !v)
+        return NULL;
+    redisReply *x = v;
+    ck_assert_int_eq(x->type, REDIS_REPLY_ARRAY);
+    ck_assert_uint_eq(x->elements, 3);
+    ck_assert_str_eq(x->element[0]->str, "message");
+    char *s = strndup(x->element[2]->str, x->element[2]->len);
+    freeReplyObject(x);
+    return s;
+}
+
+static tc_pub make_pub(const char *channel, const char *payload)
+{
+    tc_pub p = {channel, strlen(channel), payload, strlen(payload)};
+    return p;
+}
+
+/* ------------------------------------------------------------------ URL parsing */
+
+typedef struct url_case {
+    const char *s;
+    tc_status want;
+    tc_url_kind kind;
+    const char *host; /* or path for UNIX */
+    int port;
+    int db;
+    const char *user, *password;
+} url_case;
+
+static const url_case url_cases[] = {
+    {"redis://127.0.0.1:6380/2", TC_OK, TC_URL_TCP, "127.0.0.1", 6380, 2, NULL, NULL},
+    {"redis://localhost", TC_OK, TC_URL_TCP, "localhost", 6379, 0, NULL, NULL},
+    {"redis://localhost/", TC_OK, TC_URL_TCP, "localhost", 6379, 0, NULL, NULL},
+    {"REDIS://Cache-1.example_x:65535/0", TC_OK, TC_URL_TCP, "Cache-1.example_x", 65535, 0,
+     NULL, NULL},
+    {"redis://[::1]:7000/3", TC_OK, TC_URL_TCP, "::1", 7000, 3, NULL, NULL},
+    {"redis://[2001:db8::1]", TC_OK, TC_URL_TCP, "2001:db8::1", 6379, 0, NULL, NULL},
+    {"redis://:secret@h", TC_OK, TC_URL_TCP, "h", 6379, 0, NULL, "secret"},
+    {"redis://alice:p%40ss%3Aw%2Frd@h:1/15", TC_OK, TC_URL_TCP, "h", 1, 15, "alice",
+     "p@ss:w/rd"},
+    {"redis://al%69ce:a:b@[::1]:2", TC_OK, TC_URL_TCP, "::1", 2, 0, "alice", "a:b"},
+    {"redis://alice@h", TC_OK, TC_URL_TCP, "h", 6379, 0, "alice", NULL},
+    {"redis://@h", TC_OK, TC_URL_TCP, "h", 6379, 0, NULL, NULL},
+    {"unix:///tmp/redis.sock", TC_OK, TC_URL_UNIX, "/tmp/redis.sock", 0, 0, NULL, NULL},
+    {"unix:///tmp/redis.sock?db=5", TC_OK, TC_URL_UNIX, "/tmp/redis.sock", 0, 5, NULL, NULL},
+    {"unix://u:p%21@/var/run/r.sock?db=1", TC_OK, TC_URL_UNIX, "/var/run/r.sock", 0, 1, "u",
+     "p!"},
+    {"unix:///tmp/my%20sock", TC_OK, TC_URL_UNIX, "/tmp/my sock", 0, 0, NULL, NULL},
+    {"", TC_ERR_ARG, 0, NULL, 0, 0, NULL, NULL},
+    {"localhost:6379", TC_ERR_ARG, 0, NULL, 0, 0, NULL, NULL},
+    {"http://h", TC_ERR_ARG, 0, NULL, 0, 0, NULL, NULL},
+    {"rediss://h:6380", TC_ERR_ARG, 0, NULL, 0, 0, NULL, NULL},
+    {"redis:/h", TC_ERR_ARG, 0, NULL, 0, 0, NULL, NULL},
+    {"redis://", TC_ERR_ARG, 0, NULL, 0, 0, NULL, NULL},
+    {"redis://:6379", TC_ERR_ARG, 0, NULL, 0, 0, NULL, NULL},
+    {"redis://u:p@", TC_ERR_ARG, 0, NULL, 0, 0, NULL, NULL},
+    {"redis://h:0", TC_ERR_ARG, 0, NULL, 0, 0, NULL, NULL},
+    {"redis://h:65536", TC_ERR_ARG, 0, NULL, 0, 0, NULL, NULL},
+    {"redis://h:", TC_ERR_ARG, 0, NULL, 0, 0, NULL, NULL},
+    {"redis://h:12a", TC_ERR_ARG, 0, NULL, 0, 0, NULL, NULL},
+    {"redis://h:-1", TC_ERR_ARG, 0, NULL, 0, 0, NULL, NULL},
+    {"redis://h/x", TC_ERR_ARG, 0, NULL, 0, 0, NULL, NULL},
+    {"redis://h/-1", TC_ERR_ARG, 0, NULL, 0, 0, NULL, NULL},
+    {"redis://h/1/", TC_ERR_ARG, 0, NULL, 0, 0, NULL, NULL},
+    {"redis://h/1 ", TC_ERR_ARG, 0, NULL, 0, 0, NULL, NULL},
+    {"redis://h/99999999999", TC_ERR_ARG, 0, NULL, 0, 0, NULL, NULL},
+    {"redis://h?db=1", TC_ERR_ARG, 0, NULL, 0, 0, NULL, NULL},
+    {"redis://h/1#frag", TC_ERR_ARG, 0, NULL, 0, 0, NULL, NULL},
+    {"redis://[::1", TC_ERR_ARG, 0, NULL, 0, 0, NULL, NULL},
+    {"redis://[]:1", TC_ERR_ARG, 0, NULL, 0, 0, NULL, NULL},
+    {"redis://[g::1]", TC_ERR_ARG, 0, NULL, 0, 0, NULL, NULL},
+    {"redis://[127.0.0.1]", TC_ERR_ARG, 0, NULL, 0, 0, NULL, NULL},
+    {"redis://[::1]x", TC_ERR_ARG, 0, NULL, 0, 0, NULL, NULL},
+    {"redis://[fe80::1%25eth0]", TC_ERR_ARG, 0, NULL, 0, 0, NULL, NULL},
+    {"redis://::1:6379", TC_ERR_ARG, 0, NULL, 0, 0, NULL, NULL},
+    {"redis://h h", TC_ERR_ARG, 0, NULL, 0, 0, NULL, NULL},
+    {"redis://a@b@h", TC_ERR_ARG, 0, NULL, 0, 0, NULL, NULL},
+    {"redis://u:p w@h", TC_ERR_ARG, 0, NULL, 0, 0, NULL, NULL},
+    {"redis://u:p%4@h", TC_ERR_ARG, 0, NULL, 0, 0, NULL, NULL},
+    {"redis://u:p%4", TC_ERR_ARG, 0, NULL, 0, 0, NULL, NULL},
+    {"redis://u:p%zz@h", TC_ERR_ARG, 0, NULL, 0, 0, NULL, NULL},
+    {"redis://u:%00@h", TC_ERR_ARG, 0, NULL, 0, 0, NULL, NULL},
+    {"unix://", TC_ERR_ARG, 0, NULL, 0, 0, NULL, NULL},
+    {"unix:///", TC_ERR_ARG, 0, NULL, 0, 0, NULL, NULL},
+    {"unix://tmp/s", TC_ERR_ARG, 0, NULL, 0, 0, NULL, NULL},
+    {"unix://host/tmp/s", TC_ERR_ARG, 0, NULL, 0, 0, NULL, NULL},
+    {"unix://u:p@x/tmp/s", TC_ERR_ARG, 0, NULL, 0, 0, NULL, NULL},
+    {"unix:///tmp/s?db=x", TC_ERR_ARG, 0, NULL, 0, 0, NULL, NULL},
+    {"unix:///tmp/s?db=", TC_ERR_ARG, 0, NULL, 0, 0, NULL, NULL},
+    {"unix:///tmp/s?foo=1", TC_ERR_ARG, 0, NULL, 0, 0, NULL, NULL},
+    {"unix:///tmp/s?db=1&x=2", TC_ERR_ARG, 0, NULL, 0, 0, NULL, NULL},
+    {"unix:///tmp/dir/", TC_ERR_ARG, 0, NULL, 0, 0, NULL, NULL},
+    {"unix:///tmp/s#x", TC_ERR_ARG, 0, NULL, 0, 0, NULL, NULL},
+    {"unix:///tmp/a b", TC_ERR_ARG, 0, NULL, 0, 0, NULL, NULL},
+    {"unix:///tmp/a%00b", TC_ERR_ARG, 0, NULL, 0, 0, NULL, NULL},
+};
+
+static void expect_str(const char *what, const char *s, const char *got, const char *want)
+{
+    if (!want) {
+        ck_assert_msg(got == NULL, "%s: %s is \"%s\", want none", s, what, got);
+        return;
+    }
+    ck_assert_msg(got != NULL, "%s: no %s, want \"%s\"", s, what, want);
+    ck_assert_msg(strcmp(got, want) == 0, "%s: %s \"%s\", want \"%s\"", s, what, got, want);
+}
+
+START_TEST(test_remote_url_parse)
+{
+    for (size_t i = 0; i < sizeof url_cases / sizeof url_cases[0]; i++) {
+        const url_case *c = &url_cases[i];
+        tc_url u;
+        tc_status st = tc__url_parse(c->s, &u);
+        ck_assert_msg(st == c->want, "\"%s\": %s, want %s", c->s, tc_strerror(st),
+                      tc_strerror(c->want));
+        if (st != TC_OK) {
+            ck_assert_ptr_null(u.host);
+            ck_assert_ptr_null(u.user);
+            ck_assert_ptr_null(u.password);
+            continue;
+        }
+        ck_assert_int_eq(u.kind, c->kind);
+        if (c->kind == TC_URL_TCP) {
+            expect_str("host", c->s, u.host, c->host);
+            ck_assert_int_eq(u.port, c->port);
+            ck_assert_ptr_null(u.path);
+        } else {
+            expect_str("path", c->s, u.path, c->host);
+            ck_assert_ptr_null(u.host);
+        }
+        ck_assert_int_eq(u.db, c->db);
+        expect_str("user", c->s, u.user, c->user);
+        expect_str("password", c->s, u.password, c->password);
+        tc__url_free(&u);
+    }
+
+    /* A socket path must fit in sun_path (108 bytes with its NUL). */
+    char longpath[160];
+    snprintf(longpath, sizeof longpath, "unix:///%0*d", 110, 0);
+    tc_url u;
+    ck_assert_int_eq(tc__url_parse(longpath, &u), TC_ERR_ARG);
+    snprintf(longpath, sizeof longpath, "unix:///%0*d", 100, 0);
+    ck_assert_int_eq(tc__url_parse(longpath, &u), TC_OK);
+    tc__url_free(&u);
+    ck_assert_int_eq(tc__url_parse(NULL, &u), TC_ERR_ARG);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ open */
+
+START_TEST(test_remote_open)
+{
+    tc_remote *r = open_default();
+    tc_remote_stats s;
+    tc__remote_stats(r, &s);
+    /* The eager connection: handshake and script preload happened at open. */
+    ck_assert_uint_ge(s.round_trips, 2);
+    ck_assert_uint_eq(s.errors, 0);
+    ck_assert_int_eq(tc__remote_config(r)->pool_size, 2);
+    ck_assert_str_eq(tc__remote_config(r)->url, tct_redis.url);
+    tc__remote_close(r);
+    tc__remote_close(NULL);
+
+    /* A bad URL is refused before any I/O; rediss:// with a word about TLS. */
+    tc_remote *bad = (tc_remote *)1;
+    ck_assert_int_eq(try_open("redis://h:0", 1, 100, 100, &bad), TC_ERR_ARG);
+    ck_assert_ptr_null(bad);
+    ck_assert_int_eq(try_open("rediss://127.0.0.1:6380", 1, 100, 100, &bad), TC_ERR_ARG);
+    ck_assert(logged("TLS"));
+    ck_assert_int_eq(try_open(tct_redis.url, 0, 100, 100, &bad), TC_ERR_ARG);
+    ck_assert_int_eq(try_open(tct_redis.url, 1, 0, 100, &bad), TC_ERR_ARG);
+}
+END_TEST
+
+START_TEST(test_remote_db_select)
+{
+    /* redis://.../3 selects db 3: the key lands there and not in db 0. */
+    char url[160], k[96];
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d/3", tct_redis.port);
+    tc_remote *r = open_remote(url, 1, 500, 1000);
+    tkey(k, sizeof k, "in3");
+    ck_assert_int_eq(set_str(r, k, "three", 60000), TC_OK);
+    expect_get(r, k, TC_OK, "three", 5);
+    char *s = raw("EXISTS", k, NULL);
+    ck_assert_str_eq(s, "0");
+    free(s);
+    redisContext *c = raw_connect(tct_redis.port);
+    redisReply *x = redisCommand(c, "SELECT 3");
+    freeReplyObject(x);
+    size_t len = 0;
+    char *v = raw_get_bin(c, k, &len);
+    ck_assert_ptr_nonnull(v);
+    ck_assert_str_eq(v, "three");
+    free(v);
+    redisFree(c);
+    tc__remote_close(r);
+}
+END_TEST
+
+START_TEST(test_remote_unix_socket)
+{
+    char dir[] = "/tmp/tcsockXXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char sock[128], url[192];
+    snprintf(sock, sizeof sock, "%s/r.sock", dir);
+    const char *args[] = {"--unixsocket", sock, "--unixsocketperm", "700", NULL};
+    tcf_redis s;
+    ck_assert_int_eq(tcf_redis_start(&s, args), 0);
+    snprintf(url, sizeof url, "unix://%s?db=2", sock);
+    tc_remote *r = NULL;
+    tc_status st = try_open(url, 1, 500, 1000, &r);
+    tc_status set_st = TC_ERR_IO;
+    char *in2 = NULL, *in0 = NULL;
+    if (st == TC_OK) {
+        set_st = set_str(r, "ukey", "over-unix", 60000);
+        tc__remote_close(r);
+        /* Over TCP to the same server: the key is in db 2 only. */
+        redisContext *c = raw_connect(s.port);
+        size_t len;
+        in0 = raw_get_bin(c, "ukey", &len);
+        freeReplyObject(redisCommand(c, "SELECT 2"));
+        in2 = raw_get_bin(c, "ukey", &len);
+        redisFree(c);
+    }
+    tcf_redis_stop(&s);
+    unlink(sock);
+    rmdir(dir);
+    ck_assert_int_eq(st, TC_OK);
+    ck_assert_int_eq(set_st, TC_OK);
+    ck_assert_ptr_null(in0);
+    ck_assert_ptr_nonnull(in2);
+    ck_assert_str_eq(in2, "over-unix");
+    free(in2);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ get / set */
+
+START_TEST(test_remote_get_set)
+{
+    tc_remote *r = open_default();
+    char k[96], k2[96], k3[96];
+    tkey(k, sizeof k, "bin");
+    tkey(k2, sizeof k2, "forever");
+    tkey(k3, sizeof k3, "empty");
+
+    expect_get(r, k, TC_MISS, NULL, 0);
+
+    /* Binary bytes, NULs included, come back exactly, with the TTL that remains. */
+    static const char bin[] = {'a', '\0', 'b', '\0', '\xff', '\x01', '\0'};
+    ck_assert_int_eq(set1(r, k, bin, sizeof bin, 5000, NULL), TC_OK);
+    tc_ref *v = NULL;
+    int64_t pttl = 0;
+    ck_assert_int_eq(tc__remote_get(r, k, strlen(k), &v, &pttl), TC_OK);
+    ck_assert_uint_eq(v->len, sizeof bin);
+    ck_assert_int_eq(memcmp(v->data, bin, sizeof bin), 0);
+    ck_assert_int_eq(atomic_load(&v->refs), 1);
+    ck_assert(pttl > 4000 && pttl <= 5000);
+    tc__ref_drop(v);
+
+    /* FOREVER: no TTL in Redis, reported as -1. */
+    ck_assert_int_eq(set_str(r, k2, "x", TC_TTL_FOREVER), TC_OK);
+    ck_assert_int_eq(tc__remote_get(r, k2, strlen(k2), &v, &pttl), TC_OK);
+    ck_assert_int_eq(pttl, -1);
+    tc__ref_drop(v);
+    ck_assert_int_eq(raw_int("PTTL", k2), -1);
+
+    /* A zero-length value is a hit of length 0. */
+    ck_assert_int_eq(set1(r, k3, "", 0, 60000, NULL), TC_OK);
+    expect_get(r, k3, TC_OK, "", 0);
+
+    /* An overwrite replaces the value and its TTL. */
+    ck_assert_int_eq(set_str(r, k2, "y", 1500), TC_OK);
+    expect_get(r, k2, TC_OK, "y", 1);
+    long long t = raw_int("PTTL", k2);
+    ck_assert(t > 0 && t <= 1500);
+
+    /* Invalid TTLs are refused before any I/O. */
+    ck_assert_int_eq(set_str(r, k, "z", 0), TC_ERR_ARG);
+    ck_assert_int_eq(set_str(r, k, "z", -7), TC_ERR_ARG);
+    tc__remote_close(r);
+}
+END_TEST
+
+START_TEST(test_remote_get_many)
+{
+    tc_remote *r = open_default();
+    char keys[5][96];
+    const char *kp[5];
+    size_t kl[5];
+    for (int i = 0; i < 5; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "m%d", i);
+        kp[i] = tkey(keys[i], sizeof keys[i], name);
+        kl[i] = strlen(kp[i]);
+    }
+    /* Keys 0, 2, 4 present (4 without a TTL); 1 and 3 absent. */
+    ck_assert_int_eq(set_str(r, kp[0], "zero", 60000), TC_OK);
+    ck_assert_int_eq(set1(r, kp[2], "t\0o", 3, 60000, NULL), TC_OK);
+    ck_assert_int_eq(set_str(r, kp[4], "four", TC_TTL_FOREVER), TC_OK);
+
+    tc_ref *vals[5];
+    int64_t pttls[5];
+    tc_status st[5];
+    tc_remote_stats before, after;
+    tc__remote_stats(r, &before);
+    ck_assert_int_eq(tc__remote_get_many(r, 5, kp, kl, vals, pttls, st), TC_OK);
+    tc__remote_stats(r, &after);
+    ck_assert_uint_eq(after.round_trips - before.round_trips, 1);
+    ck_assert_uint_eq(after.commands - before.commands, 10);
+
+    ck_assert_int_eq(st[0], TC_OK);
+    ck_assert_int_eq(st[1], TC_MISS);
+    ck_assert_int_eq(st[2], TC_OK);
+    ck_assert_int_eq(st[3], TC_MISS);
+    ck_assert_int_eq(st[4], TC_OK);
+    ck_assert_ptr_null(vals[1]);
+    ck_assert_ptr_null(vals[3]);
+    ck_assert_uint_eq(vals[0]->len, 4);
+    ck_assert_int_eq(memcmp(vals[0]->data, "zero", 4), 0);
+    ck_assert_uint_eq(vals[2]->len, 3);
+    ck_assert_int_eq(memcmp(vals[2]->data, "t\0o", 3), 0);
+    ck_assert(pttls[0] > 50000 && pttls[0] <= 60000);
+    ck_assert_int_eq(pttls[4], -1);
+    for (int i = 0; i < 5; i++)
+        tc__ref_drop(vals[i]);
+
+    ck_assert_int_eq(tc__remote_get_many(r, 0, NULL, NULL, NULL, NULL, NULL), TC_OK);
+    tc__remote_close(r);
+}
+END_TEST
+
+START_TEST(test_remote_set_many)
+{
+    tc_remote *r = open_default();
+    char keys[3][96];
+    const char *kp[3];
+    size_t kl[3];
+    const void *vp[3] = {"a", "bb", "ccc"};
+    size_t vl[3] = {1, 2, 3};
+    for (int i = 0; i < 3; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "s%d", i);
+        kp[i] = tkey(keys[i], sizeof keys[i], name);
+        kl[i] = strlen(kp[i]);
+    }
+    tc_remote_stats before, after;
+    tc__remote_stats(r, &before);
+    ck_assert_int_eq(tc__remote_set(r, 3, kp, kl, vp, vl, 9000, NULL), TC_OK);
+    tc__remote_stats(r, &after);
+    ck_assert_uint_eq(after.round_trips - before.round_trips, 1);
+    for (int i = 0; i < 3; i++) {
+        expect_get(r, kp[i], TC_OK, vp[i], vl[i]);
+        long long t = raw_int("PTTL", kp[i]);
+        ck_assert(t > 0 && t <= 9000);
+    }
+    tc__remote_close(r);
+
+    /* All or nothing: an ACL user allowed only "<prefix>:ok*" keys writes a batch with one
+     * forbidden key. The refusal aborts the transaction, so the allowed key is not written
+     * either (pipelined plain SETs would have written it). */
+    char pfx[64], user[80], keypat[96], url[256];
+    tcf_unique_prefix(pfx, sizeof pfx);
+    snprintf(user, sizeof user, "u%s", pfx);
+    snprintf(keypat, sizeof keypat, "~%s:ok*", pfx);
+    const char *acl[] = {"ACL", "SETUSER", user, "on", ">pw", keypat, "&*", "+@all", NULL};
+    char *s = tcf_redis_cmd(&tct_redis, acl);
+    ck_assert_ptr_nonnull(s);
+    ck_assert_str_eq(s, "OK");
+    free(s);
+    snprintf(url, sizeof url, "redis://%s:pw@127.0.0.1:%d", user, tct_redis.port);
+    r = open_remote(url, 1, 500, 1000);
+    char ok[96], no[96];
+    snprintf(ok, sizeof ok, "%s:ok1", pfx);
+    snprintf(no, sizeof no, "%s:no1", pfx);
+    const char *bk[2] = {ok, no};
+    size_t bl[2] = {strlen(ok), strlen(no)};
+    const void *bv[2] = {"1", "2"};
+    size_t bvl[2] = {1, 1};
+    ck_assert_int_eq(tc__remote_set(r, 2, bk, bl, bv, bvl, 60000, NULL), TC_ERR_PROTO);
+    ck_assert_int_eq(raw_int("EXISTS", ok), 0);
+    ck_assert_int_eq(raw_int("EXISTS", no), 0);
+    /* The connection is still good after the refused transaction. */
+    ck_assert_int_eq(tc__remote_set(r, 1, bk, bl, bv, bvl, 60000, NULL), TC_OK);
+    ck_assert_int_eq(raw_int("EXISTS", ok), 1);
+    tc_remote_stats rs;
+    tc__remote_stats(r, &rs);
+    ck_assert_uint_eq(rs.errors, 1);
+    ck_assert_uint_eq(rs.reconnects, 0);
+    tc__remote_close(r);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ add / delete / touch */
+
+START_TEST(test_remote_add)
+{
+    tc_remote *r = open_default();
+    char k[96], k2[96], ch[96];
+    tkey(k, sizeof k, "add");
+    tkey(k2, sizeof k2, "addforever");
+    tkey(ch, sizeof ch, "chan");
+    redisContext *sub = subscribe(ch);
+    tc_pub pub = make_pub(ch, "added");
+
+    ck_assert_int_eq(tc__remote_add(r, k, strlen(k), "v\0one", 5, 4000, &pub), TC_OK);
+    expect_get(r, k, TC_OK, "v\0one", 5);
+    long long t = raw_int("PTTL", k);
+    ck_assert(t > 0 && t <= 4000);
+    char *m = next_message(sub);
+    ck_assert_ptr_nonnull(m);
+    ck_assert_str_eq(m, "added");
+    free(m);
+
+    /* Present: nothing stored, nothing published. */
+    ck_assert_int_eq(tc__remote_add(r, k, strlen(k), "two", 3, 4000, &pub), TC_EXISTS);
+    expect_get(r, k, TC_OK, "v\0one", 5);
+    ck_assert_ptr_null(next_message(sub));
+
+    ck_assert_int_eq(tc__remote_add(r, k2, strlen(k2), "f", 1, TC_TTL_FOREVER, NULL), TC_OK);
+    ck_assert_int_eq(raw_int("PTTL", k2), -1);
+    redisFree(sub);
+    tc__remote_close(r);
+}
+END_TEST
+
+START_TEST(test_remote_delete)
+{
+    tc_remote *r = open_default();
+    char keys[3][96], ch[96];
+    const char *kp[3];
+    size_t kl[3];
+    for (int i = 0; i < 3; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "d%d", i);
+        kp[i] = tkey(keys[i], sizeof keys[i], name);
+        kl[i] = strlen(kp[i]);
+    }
+    tkey(ch, sizeof ch, "chan");
+    ck_assert_int_eq(set_str(r, kp[0], "a", 60000), TC_OK);
+    ck_assert_int_eq(set_str(r, kp[2], "c", 60000), TC_OK);
+    redisContext *sub = subscribe(ch);
+    tc_pub pub = make_pub(ch, "deleted");
+
+    size_t deleted = 99;
+    tc_remote_stats before, after;
+    tc__remote_stats(r, &before);
+    ck_assert_int_eq(tc__remote_delete(r, 3, kp, kl, &pub, &deleted), TC_OK);
+    tc__remote_stats(r, &after);
+    ck_assert_uint_eq(after.round_trips - before.round_trips, 1);
+    ck_assert_uint_eq(deleted, 2);
+    for (int i = 0; i < 3; i++)
+        expect_get(r, kp[i], TC_MISS, NULL, 0);
+    char *m = next_message(sub);
+    ck_assert_ptr_nonnull(m);
+    ck_assert_str_eq(m, "deleted");
+    free(m);
+
+    ck_assert_int_eq(tc__remote_delete(r, 1, kp, kl, NULL, &deleted), TC_OK);
+    ck_assert_uint_eq(deleted, 0);
+    redisFree(sub);
+    tc__remote_close(r);
+}
+END_TEST
+
+START_TEST(test_remote_touch)
+{
+    tc_remote *r = open_default();
+    char k[96], ch[96];
+    tkey(k, sizeof k, "touch");
+    tkey(ch, sizeof ch, "chan");
+    redisContext *sub = subscribe(ch);
+    tc_pub pub = make_pub(ch, "touched");
+
+    /* Absent: TC_MISS, nothing created, nothing published. */
+    ck_assert_int_eq(tc__remote_touch(r, k, strlen(k), 5000, &pub), TC_MISS);
+    ck_assert_int_eq(raw_int("EXISTS", k), 0);
+    ck_assert_ptr_null(next_message(sub));
+
+    ck_assert_int_eq(set_str(r, k, "v", 2000), TC_OK);
+    ck_assert_int_eq(tc__remote_touch(r, k, strlen(k), 30000, &pub), TC_OK);
+    long long t = raw_int("PTTL", k);
+    ck_assert(t > 20000 && t <= 30000);
+    char *m = next_message(sub);
+    ck_assert_ptr_nonnull(m);
+    ck_assert_str_eq(m, "touched");
+    free(m);
+
+    /* FOREVER removes the TTL; and touching a key that has no TTL is still TC_OK (PERSIST
+     * alone would answer 0 and make it look absent). */
+    ck_assert_int_eq(tc__remote_touch(r, k, strlen(k), TC_TTL_FOREVER, NULL), TC_OK);
+    ck_assert_int_eq(raw_int("PTTL", k), -1);
+    ck_assert_int_eq(tc__remote_touch(r, k, strlen(k), TC_TTL_FOREVER, &pub), TC_OK);
+    ck_assert_int_eq(raw_int("PTTL", k), -1);
+    m = next_message(sub);
+    ck_assert_ptr_nonnull(m);
+    free(m);
+    expect_get(r, k, TC_OK, "v", 1);
+    redisFree(sub);
+    tc__remote_close(r);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ incr */
+
+#define MAGIC "\xF8TC\x01"
+
+START_TEST(test_remote_incr)
+{
+    tc_remote *r = open_default();
+    char k[96], ch[96];
+    int64_t res = 0;
+    tkey(k, sizeof k, "ctr");
+    tkey(ch, sizeof ch, "chan");
+    redisContext *sub = subscribe(ch);
+    tc_pub pub = make_pub(ch, "incr");
+
+    /* Absent: a miss, and nothing is created (as Django). */
+    ck_assert_int_eq(tc__remote_incr(r, k, strlen(k), 1, MAGIC, 4, &pub, &res), TC_MISS);
+    ck_assert_int_eq(raw_int("EXISTS", k), 0);
+    ck_assert_ptr_null(next_message(sub));
+
+    /* A plain integer, its TTL kept. */
+    ck_assert_int_eq(set_str(r, k, "41", 60000), TC_OK);
+    ck_assert_int_eq(tc__remote_incr(r, k, strlen(k), 1, MAGIC, 4, &pub, &res), TC_OK);
+    ck_assert_int_eq(res, 42);
+    ck_assert_int_eq(tc__remote_incr(r, k, strlen(k), -50, MAGIC, 4, NULL, &res), TC_OK);
+    ck_assert_int_eq(res, -8);
+    long long t = raw_int("PTTL", k);
+    ck_assert(t > 50000 && t <= 60000);
+    char *m = next_message(sub);
+    ck_assert_ptr_nonnull(m);
+    ck_assert_str_eq(m, "incr");
+    free(m);
+
+    /* Beyond 2^53, where a Lua number would round. */
+    ck_assert_int_eq(set_str(r, k, "9007199254740993", 60000), TC_OK);
+    ck_assert_int_eq(tc__remote_incr(r, k, strlen(k), 2, MAGIC, 4, NULL, &res), TC_OK);
+    ck_assert(res == INT64_C(9007199254740995));
+
+    /* Not an integer, and overflow: TC_ERR_NOT_INT, value unchanged, nothing published. */
+    ck_assert_int_eq(set_str(r, k, "abc", 60000), TC_OK);
+    ck_assert_int_eq(tc__remote_incr(r, k, strlen(k), 1, MAGIC, 4, &pub, &res),
+                     TC_ERR_NOT_INT);
+    expect_get(r, k, TC_OK, "abc", 3);
+    ck_assert_ptr_null(next_message(sub));
+    ck_assert_int_eq(set_str(r, k, "", 60000), TC_OK);
+    ck_assert_int_eq(tc__remote_incr(r, k, strlen(k), 1, MAGIC, 4, NULL, &res),
+                     TC_ERR_NOT_INT);
+    ck_assert_int_eq(set_str(r, k, "9223372036854775807", 60000), TC_OK);
+    ck_assert_int_eq(tc__remote_incr(r, k, strlen(k), 1, MAGIC, 4, NULL, &res),
+                     TC_ERR_NOT_INT);
+    expect_get(r, k, TC_OK, "9223372036854775807", 19);
+
+    /* A value written with a 16-byte stored-format header: the header goes, the plain
+     * integer stays, with its TTL. */
+    unsigned char hv[18];
+    memset(hv, 0, sizeof hv);
+    memcpy(hv, MAGIC, 4);
+    hv[4] = 16;
+    hv[5] = 0;
+    hv[6] = 0x02;
+    memcpy(hv + 16, "41", 2);
+    ck_assert_int_eq(set1(r, k, hv, sizeof hv, 60000, NULL), TC_OK);
+    ck_assert_int_eq(tc__remote_incr(r, k, strlen(k), 1, MAGIC, 4, NULL, &res), TC_OK);
+    ck_assert_int_eq(res, 42);
+    expect_get(r, k, TC_OK, "42", 2);
+    t = raw_int("PTTL", k);
+    ck_assert(t > 50000 && t <= 60000);
+
+    /* A header around a non-integer: refused, and the stored bytes are left as they were. */
+    memcpy(hv + 16, "4x", 2);
+    ck_assert_int_eq(set1(r, k, hv, sizeof hv, 60000, NULL), TC_OK);
+    ck_assert_int_eq(tc__remote_incr(r, k, strlen(k), 1, MAGIC, 4, NULL, &res),
+                     TC_ERR_NOT_INT);
+    expect_get(r, k, TC_OK, hv, sizeof hv);
+
+    /* A header length past the value is malformed: not an integer. */
+    hv[4] = 40;
+    memcpy(hv + 16, "41", 2);
+    ck_assert_int_eq(set1(r, k, hv, sizeof hv, 60000, NULL), TC_OK);
+    ck_assert_int_eq(tc__remote_incr(r, k, strlen(k), 1, MAGIC, 4, NULL, &res),
+                     TC_ERR_NOT_INT);
+
+    /* A caller error is not a Redis error. */
+    tc_remote_stats s;
+    tc__remote_stats(r, &s);
+    ck_assert_uint_eq(s.errors, 0);
+    redisFree(sub);
+    tc__remote_close(r);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ clear / publish */
+
+START_TEST(test_remote_clear)
+{
+    tc_remote *r = open_default();
+    char pfx[64], pattern[96], other[96], ch[96];
+    tcf_unique_prefix(pfx, sizeof pfx);
+    snprintf(pattern, sizeof pattern, "%s:c:*", pfx);
+    snprintf(other, sizeof other, "%s:keep", pfx);
+    tkey(ch, sizeof ch, "chan");
+
+    /* More keys than one SCAN batch, so the loop must run several times. */
+    enum { N = 2500 };
+    static char names[N][64];
+    static const char *kp[N];
+    static size_t kl[N];
+    static const void *vp[N];
+    static size_t vl[N];
+    for (int i = 0; i < N; i++) {
+        snprintf(names[i], sizeof names[i], "%s:c:%d", pfx, i);
+        kp[i] = names[i];
+        kl[i] = strlen(names[i]);
+        vp[i] = "v";
+        vl[i] = 1;
+    }
+    ck_assert_int_eq(tc__remote_set(r, N, kp, kl, vp, vl, 60000, NULL), TC_OK);
+    ck_assert_int_eq(set_str(r, other, "k", 60000), TC_OK);
+    ck_assert_int_eq(raw_int("EXISTS", kp[N - 1]), 1);
+
+    redisContext *sub = subscribe(ch);
+    tc_pub pub = make_pub(ch, "flush");
+    ck_assert_int_eq(tc__remote_clear(r, pattern, &pub), TC_OK);
+    char *m = next_message(sub);
+    ck_assert_ptr_nonnull(m);
+    ck_assert_str_eq(m, "flush");
+    free(m);
+
+    const char *scan[] = {"EVAL",
+                          "return #redis.call('KEYS', ARGV[1])", "0", pattern, NULL};
+    char *left = tcf_redis_cmd(&tct_redis, scan);
+    ck_assert_ptr_nonnull(left);
+    ck_assert_str_eq(left, "0");
+    free(left);
+    expect_get(r, other, TC_OK, "k", 1);
+
+    /* Nothing to clear is fine too. */
+    ck_assert_int_eq(tc__remote_clear(r, pattern, NULL), TC_OK);
+    redisFree(sub);
+    tc__remote_close(r);
+}
+END_TEST
+
+START_TEST(test_remote_publish)
+{
+    tc_remote *r = open_default();
+    char k[96], ch[96];
+    tkey(k, sizeof k, "pub");
+    tkey(ch, sizeof ch, "chan");
+    redisContext *sub = subscribe(ch);
+
+    /* A set carries its publication in the same transaction. */
+    tc_pub pub = {ch, strlen(ch), "inv\0al", 6};
+    ck_assert_int_eq(set_str(r, k, "v", 60000) , TC_OK);
+    ck_assert_ptr_null(next_message(sub));
+    const char *kp = k;
+    size_t kl = strlen(k);
+    const void *vp = "w";
+    size_t vl = 1;
+    ck_assert_int_eq(tc__remote_set(r, 1, &kp, &kl, &vp, &vl, 60000, &pub), TC_OK);
+    void *v = NULL;
+    ck_assert_int_eq(redisGetReply(sub, &v), REDIS_OK);
+    redisReply *x = v;
+    ck_assert_int_eq(x->type, REDIS_REPLY_ARRAY);
+    ck_assert_str_eq(x->element[1]->str, ch);
+    ck_assert_uint_eq(x->element[2]->len, 6);
+    ck_assert_int_eq(memcmp(x->element[2]->str, "inv\0al", 6), 0);
+    freeReplyObject(x);
+
+    tc_pub alone = make_pub(ch, "alone");
+    ck_assert_int_eq(tc__remote_publish(r, &alone), TC_OK);
+    char *m = next_message(sub);
+    ck_assert_ptr_nonnull(m);
+    ck_assert_str_eq(m, "alone");
+    free(m);
+    redisFree(sub);
+    tc__remote_close(r);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ raw access */
+
+START_TEST(test_remote_command)
+{
+    tc_remote *r = open_default();
+    const char *argv[2] = {"ECHO", "he\0llo"};
+    size_t lens[2] = {4, 6};
+    redisReply *x = NULL;
+    ck_assert_int_eq(tc__remote_command(r, 2, argv, lens, &x), TC_OK);
+    ck_assert_int_eq(x->type, REDIS_REPLY_STRING);
+    ck_assert_uint_eq(x->len, 6);
+    ck_assert_int_eq(memcmp(x->str, "he\0llo", 6), 0);
+    freeReplyObject(x);
+
+    /* An error reply is handed to the caller, and the connection stays usable. */
+    const char *bad[1] = {"NOSUCHCOMMAND"};
+    ck_assert_int_eq(tc__remote_command(r, 1, bad, NULL, &x), TC_OK);
+    ck_assert_int_eq(x->type, REDIS_REPLY_ERROR);
+    freeReplyObject(x);
+
+    /* A dedicated connection: set up (it answers) and owned by the caller. */
+    redisContext *c = NULL;
+    ck_assert_int_eq(tc__remote_connect(r, 0, &c), TC_OK);
+    x = redisCommand(c, "PING");
+    ck_assert_ptr_nonnull(x);
+    ck_assert_str_eq(x->str, "PONG");
+    freeReplyObject(x);
+    redisFree(c);
+
+    /* A dedicated connection with a timeout reports it as TC_ERR_TIMEOUT. */
+    ck_assert_int_eq(tc__remote_connect(r, 150, &c), TC_OK);
+    x = redisCommand(c, "BLPOP %s 1", "tc-no-such-list");
+    ck_assert_ptr_null(x);
+    ck_assert_int_eq(tc__remote_ctx_status(c), TC_ERR_TIMEOUT);
+    redisFree(c);
+
+    tc_remote_stats s;
+    tc__remote_stats(r, &s);
+    ck_assert_uint_eq(s.reconnects, 0);
+    tc__remote_close(r);
+}
+END_TEST
+
+START_TEST(test_remote_noscript)
+{
+    tc_remote *r = open_default();
+    char k[96], k2[96];
+    tkey(k, sizeof k, "ns1");
+    tkey(k2, sizeof k2, "ns2");
+    char *s = raw("SCRIPT", "FLUSH", NULL);
+    ck_assert_str_eq(s, "OK");
+    free(s);
+
+    /* EVALSHA meets NOSCRIPT and falls back to EVAL: two round trips, a correct answer. */
+    tc_remote_stats a, b, c;
+    tc__remote_stats(r, &a);
+    ck_assert_int_eq(tc__remote_add(r, k, strlen(k), "v", 1, 60000, NULL), TC_OK);
+    tc__remote_stats(r, &b);
+    ck_assert_uint_eq(b.round_trips - a.round_trips, 2);
+    expect_get(r, k, TC_OK, "v", 1);
+    /* The EVAL cached it on the server again: back to one EVALSHA. */
+    tc__remote_stats(r, &b);
+    ck_assert_int_eq(tc__remote_add(r, k2, strlen(k2), "v", 1, 60000, NULL), TC_OK);
+    tc__remote_stats(r, &c);
+    ck_assert_uint_eq(c.round_trips - b.round_trips, 1);
+    ck_assert_uint_eq(c.commands - b.commands, 1);
+
+    /* A caller's script: loaded and run in one round trip the first time, by EVALSHA after
+     * that, and by EVAL again after a flush. */
+    static const char src[] = "return ARGV[1] .. KEYS[1]";
+    const char *argv[3] = {"1", "k", "x"};
+    size_t lens[3] = {1, 1, 1};
+    redisReply *x = NULL;
+    for (int round = 0; round < 3; round++) {
+        if (round == 2) {
+            s = raw("SCRIPT", "FLUSH", NULL);
+            free(s);
+        }
+        ck_assert_int_eq(tc__remote_script(r, src, 3, argv, lens, &x), TC_OK);
+        ck_assert_int_eq(x->type, REDIS_REPLY_STRING);
+        ck_assert_str_eq(x->str, "xk");
+        freeReplyObject(x);
+    }
+    tc__remote_stats(r, &a);
+    ck_assert_uint_eq(a.errors, 0);
+    tc__remote_close(r);
+}
+END_TEST
+
+START_TEST(test_remote_error_replies)
+{
+    tc_remote *r = open_default();
+    char k[96];
+    tkey(k, sizeof k, "hash");
+    const char *argv[] = {"HSET", k, "f", "v", NULL};
+    char *s = tcf_redis_cmd(&tct_redis, argv);
+    free(s);
+    /* WRONGTYPE everywhere: an error status, never a crash, and the pool stays healthy. */
+    tc_ref *v = NULL;
+    int64_t res;
+    ck_assert_int_eq(tc__remote_get(r, k, strlen(k), &v, NULL), TC_ERR_PROTO);
+    ck_assert_ptr_null(v);
+    ck_assert_int_eq(tc__remote_incr(r, k, strlen(k), 1, MAGIC, 4, NULL, &res), TC_ERR_PROTO);
+    const char *kp = k;
+    size_t kl = strlen(k);
+    tc_ref *vals[1] = {(tc_ref *)1};
+    tc_status st[1];
+    ck_assert_int_eq(tc__remote_get_many(r, 1, &kp, &kl, vals, NULL, st), TC_ERR_PROTO);
+    ck_assert_ptr_null(vals[0]);
+    tc_remote_stats stats;
+    tc__remote_stats(r, &stats);
+    ck_assert_uint_eq(stats.errors, 3);
+    ck_assert_uint_eq(stats.reconnects, 0);
+    ck_assert(logged("WRONGTYPE"));
+    tc__remote_close(r);
+}
+END_TEST
+
+START_TEST(test_remote_oom)
+{
+    /* A server out of memory refuses writes: TC_ERR_PROTO for the transaction and for the
+     * script, while reads go on. */
+    tcf_redis s;
+    ck_assert_int_eq(tcf_redis_start(&s, NULL), 0);
+    tc_remote *r = open_remote(s.url, 1, 500, 1000);
+    ck_assert_int_eq(set_str(r, "before", "v", 60000), TC_OK);
+    const char *cfg[] = {"CONFIG", "SET", "maxmemory", "1", NULL};
+    char *out = tcf_redis_cmd(&s, cfg);
+    tc_status set_st = set_str(r, "k", "v", 60000);
+    tc_status add_st = tc__remote_add(r, "k2", 2, "v", 1, 60000, NULL);
+    tc_ref *v = NULL;
+    tc_status get_st = tc__remote_get(r, "before", 6, &v, NULL);
+    tc__ref_drop(v);
+    tc__remote_close(r);
+    tcf_redis_stop(&s);
+    ck_assert_ptr_nonnull(out);
+    ck_assert_str_eq(out, "OK");
+    free(out);
+    ck_assert_int_eq(set_st, TC_ERR_PROTO);
+    ck_assert_int_eq(add_st, TC_ERR_PROTO);
+    ck_assert_int_eq(get_st, TC_OK);
+    ck_assert(logged("OOM"));
+}
+END_TEST
+
+/* ------------------------------------------------------------------ auth */
+
+START_TEST(test_remote_auth_password)
+{
+    const char *args[] = {"--requirepass", "secret", NULL};
+    tcf_redis s;
+    ck_assert_int_eq(tcf_redis_start(&s, args), 0);
+    char none[128], wrong[128], right[128];
+    snprintf(none, sizeof none, "redis://127.0.0.1:%d", s.port);
+    snprintf(wrong, sizeof wrong, "redis://:nope@127.0.0.1:%d", s.port);
+    snprintf(right, sizeof right, "redis://:secret@127.0.0.1:%d/1", s.port);
+    tc_remote *r = NULL;
+    tc_status st_none = try_open(none, 1, 500, 1000, &r);
+    tc_status st_wrong = try_open(wrong, 1, 500, 1000, &r);
+    tc_status st_right = try_open(right, 1, 500, 1000, &r);
+    tc_status st_set = TC_ERR_IO;
+    if (st_right == TC_OK) {
+        st_set = set_str(r, "k", "v", 60000);
+        tc__remote_close(r);
+    }
+    tcf_redis_stop(&s);
+    ck_assert_int_eq(st_none, TC_ERR_AUTH);
+    ck_assert_int_eq(st_wrong, TC_ERR_AUTH);
+    ck_assert_int_eq(st_right, TC_OK);
+    ck_assert_int_eq(st_set, TC_OK);
+
+    /* A password for a server that has none is refused too, not silently ignored. */
+    char extra[128];
+    snprintf(extra, sizeof extra, "redis://:secret@127.0.0.1:%d", tct_redis.port);
+    ck_assert_int_eq(try_open(extra, 1, 500, 1000, &r), TC_ERR_AUTH);
+}
+END_TEST
+
+START_TEST(test_remote_auth_acl)
+{
+    char pfx[64], user[80], url[256];
+    tcf_unique_prefix(pfx, sizeof pfx);
+    snprintf(user, sizeof user, "alice%s", pfx);
+    /* The password "p@ss:w/rd" must arrive percent-decoded. */
+    const char *acl[] = {"ACL", "SETUSER", user, "on", ">p@ss:w/rd", "~*", "&*", "+@all",
+                         NULL};
+    char *s = tcf_redis_cmd(&tct_redis, acl);
+    ck_assert_ptr_nonnull(s);
+    ck_assert_str_eq(s, "OK");
+    free(s);
+    tc_remote *r = NULL;
+    snprintf(url, sizeof url, "redis://%s:p%%40ss%%3Aw%%2Frd@127.0.0.1:%d", user,
+             tct_redis.port);
+    ck_assert_int_eq(try_open(url, 1, 500, 1000, &r), TC_OK);
+    const char *argv[2] = {"ACL", "WHOAMI"};
+    redisReply *x = NULL;
+    ck_assert_int_eq(tc__remote_command(r, 2, argv, NULL, &x), TC_OK);
+    ck_assert_str_eq(x->str, user);
+    freeReplyObject(x);
+    tc__remote_close(r);
+
+    snprintf(url, sizeof url, "redis://%s:pw@127.0.0.1:%d", user, tct_redis.port);
+    ck_assert_int_eq(try_open(url, 1, 500, 1000, &r), TC_ERR_AUTH);
+    snprintf(url, sizeof url, "redis://nobody%s:pw@127.0.0.1:%d", pfx, tct_redis.port);
+    ck_assert_int_eq(try_open(url, 1, 500, 1000, &r), TC_ERR_AUTH);
+    /* A user without a password is not quietly the default user. */
+    snprintf(url, sizeof url, "redis://%s@127.0.0.1:%d", user, tct_redis.port);
+    ck_assert_int_eq(try_open(url, 1, 500, 1000, &r), TC_ERR_AUTH);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ failures */
+
+START_TEST(test_remote_refused)
+{
+    char url[128];
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d", tcf_free_port());
+    tc_remote *r = (tc_remote *)1;
+    int64_t t0 = tc__now_ns();
+    ck_assert_int_eq(try_open(url, 1, 1000, 1000, &r), TC_ERR_IO);
+    ck_assert_int_lt(ms_since(t0), 200);
+    ck_assert_ptr_null(r);
+    ck_assert(logged("cannot connect"));
+}
+END_TEST
+
+/* A listening socket on 127.0.0.1 that nobody serves: the kernel completes connections
+ * into its backlog, and nothing ever answers. */
+static int silent_listener(int *port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    ck_assert_int_ge(fd, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    ck_assert_int_eq(listen(fd, 16), 0);
+    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    *port = ntohs(a.sin_port);
+    return fd;
+}
+
+START_TEST(test_remote_silent_server)
+{
+    int port;
+    int fd = silent_listener(&port);
+    char url[128];
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d", port);
+    tc_remote *r = NULL;
+    int64_t t0 = tc__now_ns();
+    tc_status st = try_open(url, 1, 200, 300, &r);
+    int64_t took = ms_since(t0);
+    ck_assert_int_eq(st, TC_ERR_TIMEOUT);
+    ck_assert_int_ge(took, 250);
+    ck_assert_int_lt(took, 200 + 300 + 300);
+
+    /* Accepted, read from, never answered: the same. */
+    int peer = -1;
+    t0 = tc__now_ns();
+    tc_remote_config cfg = config(url, 1, 200, 300);
+    st = tc__remote_open(&cfg, &r);
+    peer = accept(fd, NULL, NULL);
+    ck_assert_int_eq(st, TC_ERR_TIMEOUT);
+    ck_assert_int_lt(ms_since(t0), 200 + 300 + 300);
+    if (peer >= 0)
+        close(peer);
+    close(fd);
+}
+END_TEST
+
+START_TEST(test_remote_stall_recovery)
+{
+    tc_remote *r = open_remote(tct_redis.url, 1, 200, 200);
+    char k[96];
+    tkey(k, sizeof k, "stall");
+    ck_assert_int_eq(set_str(r, k, "v", 60000), TC_OK);
+
+    /* Everything is measured with the server stopped and asserted after SIGCONT, so that
+     * a failure cannot leave the suite's server stopped. */
+    kill(tct_redis.pid, SIGSTOP);
+    int64_t t0 = tc__now_ns();
+    tc_ref *v = NULL;
+    tc_status st1 = tc__remote_get(r, k, strlen(k), &v, NULL); /* pooled conn times out */
+    int64_t took1 = ms_since(t0);
+    tc__ref_drop(v);
+    v = NULL;
+    tc_status st2 = tc__remote_get(r, k, strlen(k), &v, NULL); /* new conn: no PONG */
+    tc__ref_drop(v);
+    v = NULL;
+    t0 = tc__now_ns();
+    tc_status st3 = tc__remote_get(r, k, strlen(k), &v, NULL); /* breaker: fail fast */
+    int64_t took3 = ms_since(t0);
+    tc__ref_drop(v);
+    v = NULL;
+    kill(tct_redis.pid, SIGCONT);
+
+    ck_assert_int_eq(st1, TC_ERR_TIMEOUT);
+    ck_assert_int_ge(took1, 150);
+    ck_assert_int_lt(took1, 600);
+    ck_assert_int_eq(st2, TC_ERR_TIMEOUT);
+    ck_assert_int_eq(st3, TC_ERR_IO);
+    ck_assert_int_lt(took3, 50);
+
+    /* The pool recovers by itself once the breaker's window has passed. */
+    t0 = tc__now_ns();
+    tc_status st = TC_ERR_IO;
+    while (ms_since(t0) < 2500) {
+        st = tc__remote_get(r, k, strlen(k), &v, NULL);
+        if (st == TC_OK)
+            break;
+        tct_sleep_ms(20);
+    }
+    ck_assert_int_eq(st, TC_OK);
+    ck_assert_uint_eq(v->len, 1);
+    tc__ref_drop(v);
+    ck_assert_int_lt(ms_since(t0), 1000);
+    tc_remote_stats s;
+    tc__remote_stats(r, &s);
+    ck_assert_uint_ge(s.reconnects, 1);
+    ck_assert_uint_ge(s.errors, 3);
+    tc__remote_close(r);
+}
+END_TEST
+
+START_TEST(test_remote_breaker)
+{
+    tcf_redis s;
+    ck_assert_int_eq(tcf_redis_start(&s, NULL), 0);
+    tc_remote *r = open_remote(s.url, 1, 200, 200);
+    ck_assert_int_eq(set_str(r, "k", "v", 60000), TC_OK);
+    tcf_redis_kill(&s);
+
+    /* The pooled connection finds the server gone; the next call's connect is refused
+     * and opens the breaker; the calls after that fail without trying to connect. */
+    tc_ref *v = NULL;
+    ck_assert_int_eq(tc__remote_get(r, "k", 1, &v, NULL), TC_ERR_IO);
+    atomic_store(&log_connect_failures, 0);
+    ck_assert_int_eq(tc__remote_get(r, "k", 1, &v, NULL), TC_ERR_IO);
+    ck_assert_int_eq(atomic_load(&log_connect_failures), 1);
+    for (int i = 0; i < 20; i++)
+        ck_assert_int_eq(tc__remote_get(r, "k", 1, &v, NULL), TC_ERR_IO);
+    ck_assert_int_eq(atomic_load(&log_connect_failures), 1);
+    ck_assert(logged("fail fast for 100 ms"));
+
+    /* Once the window has passed one probe goes out, is refused, and doubles it. */
+    tct_sleep_ms(120);
+    ck_assert_int_eq(tc__remote_get(r, "k", 1, &v, NULL), TC_ERR_IO);
+    ck_assert_int_eq(atomic_load(&log_connect_failures), 2);
+    ck_assert(logged("fail fast for 200 ms"));
+
+    /* Back up: the pool reconnects by itself within the backoff. */
+    ck_assert_int_eq(tcf_redis_restart(&s, NULL), 0);
+    int64_t t0 = tc__now_ns();
+    tc_status st = TC_ERR_IO;
+    while (ms_since(t0) < 2500) {
+        st = tc__remote_get(r, "k", 1, &v, NULL);
+        if (st != TC_ERR_IO)
+            break;
+        tct_sleep_ms(10);
+    }
+    tc__remote_close(r);
+    tcf_redis_stop(&s);
+    ck_assert_int_eq(st, TC_MISS); /* the restarted server is empty */
+    ck_assert_int_lt(ms_since(t0), 2100);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ concurrency */
+
+enum { THREADS = 8, OPS = 2000 };
+
+typedef struct worker {
+    tc_remote *r;
+    const char *prefix;
+    int id;
+    int failures;
+    char first_error[128];
+} worker;
+
+static void *work(void *arg)
+{
+    worker *w = arg;
+    char k[128], ctr[128], val[32];
+    snprintf(ctr, sizeof ctr, "%s:ctr", w->prefix);
+    for (int i = 0; i < OPS; i++) {
+        tc_status st = TC_OK;
+        snprintf(k, sizeof k, "%s:w%d:%d", w->prefix, w->id, i % 16);
+        switch (i % 4) {
+        case 0: {
+            int64_t res;
+            st = tc__remote_incr(w->r, ctr, strlen(ctr), 1, MAGIC, 4, NULL, &res);
+            break;
+        }
+        case 1:
+        case 2: {
+            int n = snprintf(val, sizeof val, "%d:%d", w->id, i);
+            st = set1(w->r, k, val, (size_t)n, 60000, NULL);
+            if (st != TC_OK)
+                break;
+            tc_ref *v = NULL;
+            st = tc__remote_get(w->r, k, strlen(k), &v, NULL);
+            if (st == TC_OK && (v->len != (size_t)n || memcmp(v->data, val, v->len) != 0))
+                st = TC_ERR_PROTO; /* another thread's reply: a shared connection */
+            tc__ref_drop(v);
+            break;
+        }
+        default: {
+            size_t deleted;
+            const char *kp = k;
+            size_t kl = strlen(k);
+            st = tc__remote_delete(w->r, 1, &kp, &kl, NULL, &deleted);
+            if (st == TC_OK && deleted != 1)
+                st = TC_ERR_PROTO;
+            break;
+        }
+        }
+        if (st != TC_OK && w->failures++ == 0)
+            snprintf(w->first_error, sizeof w->first_error, "op %d: %s", i, tc_strerror(st));
+    }
+    return NULL;
+}
+
+START_TEST(test_remote_pool_concurrency)
+{
+    tc_remote *r = open_remote(tct_redis.url, 2, 500, 2000);
+    char pfx[64], ctr[96];
+    tcf_unique_prefix(pfx, sizeof pfx);
+    snprintf(ctr, sizeof ctr, "%s:ctr", pfx);
+    ck_assert_int_eq(set_str(r, ctr, "0", 60000), TC_OK);
+    pthread_t t[THREADS];
+    worker w[THREADS];
+    for (int i = 0; i < THREADS; i++) {
+        w[i] = (worker){.r = r, .prefix = pfx, .id = i};
+        ck_assert_int_eq(pthread_create(&t[i], NULL, work, &w[i]), 0);
+    }
+    for (int i = 0; i < THREADS; i++)
+        pthread_join(t[i], NULL);
+    for (int i = 0; i < THREADS; i++)
+        ck_assert_msg(w[i].failures == 0, "thread %d: %d failures, first %s", i,
+                      w[i].failures, w[i].first_error);
+    char *s = raw("GET", ctr, NULL);
+    ck_assert_int_eq(atoi(s), THREADS * OPS / 4);
+    free(s);
+    tc_remote_stats st;
+    tc__remote_stats(r, &st);
+    ck_assert_uint_eq(st.errors, 0);
+    ck_assert_uint_eq(st.reconnects, 0);
+    ck_assert_uint_ge(st.round_trips, (uint64_t)THREADS * OPS);
+    tc__remote_close(r);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ suite */
+
+static Suite *remote_suite(void)
+{
+    Suite *s = suite_create("remote");
+    struct {
+        const char *name;
+        const TTest *test;
+        int timeout;
+    } cases[] = {
+        {"url_parse", test_remote_url_parse, 0},
+        {"open", test_remote_open, 0},
+        {"db_select", test_remote_db_select, 0},
+        {"unix_socket", test_remote_unix_socket, 0},
+        {"get_set", test_remote_get_set, 0},
+        {"get_many", test_remote_get_many, 0},
+        {"set_many", test_remote_set_many, 0},
+        {"add", test_remote_add, 0},
+        {"delete", test_remote_delete, 0},
+        {"touch", test_remote_touch, 0},
+        {"incr", test_remote_incr, 0},
+        {"clear", test_remote_clear, 0},
+        {"publish", test_remote_publish, 0},
+        {"command", test_remote_command, 0},
+        {"noscript", test_remote_noscript, 0},
+        {"error_replies", test_remote_error_replies, 0},
+        {"oom", test_remote_oom, 0},
+        {"auth_password", test_remote_auth_password, 0},
+        {"auth_acl", test_remote_auth_acl, 0},
+        {"refused", test_remote_refused, 0},
+        {"silent_server", test_remote_silent_server, 0},
+        {"stall_recovery", test_remote_stall_recovery, 10},
+        {"breaker", test_remote_breaker, 10},
+        {"pool_concurrency", test_remote_pool_concurrency, 30},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        TCase *tc = tcase_create(cases[i].name);
+        if (cases[i].timeout)
+            tcase_set_timeout(tc, cases[i].timeout);
+        tcase_add_test(tc, cases[i].test);
+        suite_add_tcase(s, tc);
+    }
+    return s;
+}
+
+int main(void)
+{
+    return tct_main(remote_suite(), true);
+}
