@@ -335,11 +335,8 @@ static void fill_local(tc_cache *c, uint64_t h, const char *key, size_t klen, tc
     tc__local_store_if_fresh(c->local, h, key, klen, r, local_expiry(c, t0_ns, pttl_ms), t);
 }
 
-/* Reads key from Redis and keeps it locally. TC_OK with *out (a reference the caller
- * owns), TC_MISS, or an error. Negative entries are returned as TC_OK with the flag set:
- * the caller decides what they mean. */
-static tc_status fetch_one(tc_cache *c, uint64_t h, const char *key, size_t klen,
-                           tc_ref **out)
+tc_status tc__cache_fetch(tc_cache *c, uint64_t h, const char *key, size_t klen,
+                          tc_ref **out)
 {
     rkey rk;
     tc_status st = rkey_build(c, key, klen, &rk);
@@ -373,6 +370,15 @@ static tc_status answer(tc_ref *r, tc_value *out)
     return TC_OK;
 }
 
+bool tc__cache_local_get(tc_cache *c, uint64_t h, const char *key, size_t klen, tc_ref **out)
+{
+    if (local_readable(c))
+        return tc__local_get(c->local, h, key, klen, tc__now_ns(), out);
+    if (c->local_enabled)
+        TC_COUNT(&c->counters, local_bypasses);
+    return false;
+}
+
 TC_API tc_status tc_get(tc_cache *c, const char *key, tc_value *out)
 {
     if (out)
@@ -385,13 +391,9 @@ TC_API tc_status tc_get(tc_cache *c, const char *key, tc_value *out)
         return TC_ERR_ARG;
     uint64_t h = tc__key_hash(key, klen);
     tc_ref *r = NULL;
-    if (local_readable(c)) {
-        if (tc__local_get(c->local, h, key, klen, tc__now_ns(), &r))
-            return answer(r, out);
-    } else if (c->local_enabled) {
-        TC_COUNT(&c->counters, local_bypasses);
-    }
-    st = fetch_one(c, h, key, klen, &r);
+    if (tc__cache_local_get(c, h, key, klen, &r))
+        return answer(r, out);
+    st = tc__cache_fetch(c, h, key, klen, &r);
     if (st == TC_MISS) {
         TC_COUNT(&c->counters, misses);
         return TC_MISS;
@@ -656,9 +658,25 @@ static tc_status delete_one(tc_cache *c, const char *key, size_t klen, uint64_t 
 
 typedef enum set_mode { SET_ALWAYS, SET_IF_ABSENT } set_mode;
 
+/* A write-through copy of a value as a reader would decode it. NULL costs only the
+ * write-through. */
+static tc_ref *local_copy_of(const void *data, size_t len, const tc_fmt_meta *meta)
+{
+    tc_ref *r = tc__ref_copy(data, len);
+    if (r && meta) {
+        if (meta->flags & TC_FMT_NEGATIVE)
+            r->flags |= TC_REF_NEGATIVE;
+        if (meta->flags & TC_FMT_XFETCH) {
+            r->meta_expiry_ms = meta->expiry_ms;
+            r->meta_delta_ms = meta->delta_ms;
+        }
+    }
+    return r;
+}
+
 /* tc_set and tc_add for one key with a resolved TTL > 0 or FOREVER. */
 static tc_status store_one(tc_cache *c, set_mode mode, const char *key, size_t klen,
-                           const void *data, size_t len, int ttl)
+                           const void *data, size_t len, const tc_fmt_meta *meta, int ttl)
 {
     uint64_t h = tc__key_hash(key, klen);
     const void *bytes;
@@ -666,11 +684,11 @@ static tc_status store_one(tc_cache *c, set_mode mode, const char *key, size_t k
     void *owned = NULL;
     rkey rk = {.s = NULL};
     tc_ref *local_copy = NULL;
-    tc_status st = encode_value(data, len, NULL, &bytes, &blen, &owned);
+    tc_status st = encode_value(data, len, meta, &bytes, &blen, &owned);
     if (st == TC_OK)
         st = rkey_build(c, key, klen, &rk);
     if (st == TC_OK && c->local_enabled && tc__coherence_write_through(c))
-        local_copy = tc__ref_copy(data, len); /* NULL only costs the write-through */
+        local_copy = local_copy_of(data, len, meta);
     write_ctx w;
     if (st == TC_OK)
         st = write_begin(c, &w, 1, &key, &klen, &h, NULL);
@@ -694,6 +712,20 @@ static tc_status store_one(tc_cache *c, set_mode mode, const char *key, size_t k
     return st;
 }
 
+tc_status tc__cache_store(tc_cache *c, const char *key, size_t klen, const void *data,
+                          size_t len, const tc_fmt_meta *meta, int ttl_ms)
+{
+    int ttl;
+    if (ttl_resolve(c, ttl_ms, &ttl) != TC_OK)
+        return TC_ERR_ARG;
+    tc_status st = value_args_ok(c, data, len);
+    if (st != TC_OK)
+        return st;
+    if (ttl == 0)
+        return delete_one(c, key, klen, tc__key_hash(key, klen), NULL);
+    return store_one(c, SET_ALWAYS, key, klen, data, len, meta, ttl);
+}
+
 TC_API tc_status tc_set(tc_cache *c, const char *key, const void *data, size_t len,
                         int ttl_ms)
 {
@@ -710,7 +742,7 @@ TC_API tc_status tc_set(tc_cache *c, const char *key, const void *data, size_t l
         st = delete_one(c, key, klen, tc__key_hash(key, klen), NULL);
         return st;
     }
-    return store_one(c, SET_ALWAYS, key, klen, data, len, ttl);
+    return store_one(c, SET_ALWAYS, key, klen, data, len, NULL, ttl);
 }
 
 TC_API tc_status tc_add(tc_cache *c, const char *key, const void *data, size_t len,
@@ -726,10 +758,10 @@ TC_API tc_status tc_add(tc_cache *c, const char *key, const void *data, size_t l
     if ((st = value_args_ok(c, data, len)) != TC_OK)
         return st;
     if (ttl > 0 || ttl == TC_TTL_FOREVER)
-        return store_one(c, SET_IF_ABSENT, key, klen, data, len, ttl);
+        return store_one(c, SET_IF_ABSENT, key, klen, data, len, NULL, ttl);
     /* ttl 0: as Django, report whether the add would have happened, and keep nothing. A
      * 1 ms TTL makes the probe vanish by itself even if the delete is lost. */
-    st = store_one(c, SET_IF_ABSENT, key, klen, data, len, 1);
+    st = store_one(c, SET_IF_ABSENT, key, klen, data, len, NULL, 1);
     if (st == TC_OK)
         (void)delete_one(c, key, klen, tc__key_hash(key, klen), NULL);
     return st;

@@ -39,6 +39,27 @@ struct tc_cache {
     void *fill_hook_arg;
 };
 
+/* For the modules built on the core operations (loading, namespaces, tags). Keys are
+ * already validated; h is tc__key_hash(key, klen). */
+
+/* The local tier's live copy of key when the local tier may answer (counts a bypass when
+ * it may not). On true *out holds a new reference, negative entries included. */
+bool tc__cache_local_get(tc_cache *c, uint64_t h, const char *key, size_t klen,
+                         tc_ref **out);
+
+/* Reads key from Redis and keeps it locally under the fill guard. TC_OK with *out (a
+ * reference the caller owns; a negative entry has TC_REF_NEGATIVE), TC_MISS, or an error.
+ * Counts nothing in the hit/miss counters: the caller does. */
+tc_status tc__cache_fetch(tc_cache *c, uint64_t h, const char *key, size_t klen,
+                          tc_ref **out);
+
+struct tc_fmt_meta;
+/* Writes a value with its metadata (stored-format header) through the one write path:
+ * local invalidation, SET + invalidation message in one round trip, write-through.
+ * ttl_ms as the public API (0 deletes). */
+tc_status tc__cache_store(tc_cache *c, const char *key, size_t klen, const void *data,
+                          size_t len, const struct tc_fmt_meta *meta, int ttl_ms);
+
 /* Fills buf with cryptographically random bytes (getrandom). TC_ERR_IO if unavailable. */
 tc_status tc__random_bytes(void *buf, size_t n);
 
