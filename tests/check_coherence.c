@@ -39,7 +39,11 @@ static tc_cache *open_mode(tc_coherence mode)
     return tct_open(&o);
 }
 
-/* ------------------------------------------------------------------ child processes */
+/* ------------------------------------------------------------------ child processes
+ *
+ * Children are forked while the test process has no thread of its own yet (before it opens
+ * a cache): a child of a multi-threaded process may not start threads under ThreadSanitizer,
+ * and POSIX only promises async-signal-safe calls there. Each child waits for "go". */
 
 typedef struct proc {
     pid_t pid;
@@ -162,6 +166,7 @@ static const char *const after_op[] = {"20", NULL, "11", "10", "30", NULL, NULL}
 static int reader_child(FILE *in, FILE *out, void *arg)
 {
     op o = (op)(intptr_t)arg;
+    wait_line(in, "go");
     tc_cache *c = open_mode(TC_COHERENCE_BROADCAST);
     char buf[64];
     if (read_str(c, "hot", buf, sizeof buf) != TC_OK || strcmp(buf, "10") != 0)
@@ -229,10 +234,11 @@ START_TEST(test_coherence_write_reaches_other_process)
 {
     for (op o = OP_SET; o <= OP_CLEAR; o++) {
         fresh_prefix();
+        proc p;
+        proc_start(&p, reader_child, (void *)(intptr_t)o); /* before any thread exists */
         tc_cache *w = open_mode(TC_COHERENCE_BROADCAST);
         ck_assert_int_eq(tc_set(w, "hot", "10", 2, TC_TTL_DEFAULT), TC_OK);
-        proc p;
-        proc_start(&p, reader_child, (void *)(intptr_t)o);
+        proc_say(&p, "go");
         proc_expect(&p, "ready");
         run_op(w, o);
         proc_say(&p, "done");
@@ -328,6 +334,7 @@ static void *storm_read(void *arg)
 static int storm_child(FILE *in, FILE *out, void *arg)
 {
     TC_UNUSED(arg);
+    wait_line(in, "go");
     tc_cache *c = open_mode(TC_COHERENCE_BROADCAST);
     atomic_bool stop = false;
     storm_reader r[2] = {{c, &stop, 0}, {c, &stop, 0}};
@@ -364,15 +371,17 @@ static int storm_child(FILE *in, FILE *out, void *arg)
 START_TEST(test_coherence_storm_converges)
 {
     fresh_prefix();
+    proc p[2];
+    for (int i = 0; i < 2; i++)
+        proc_start(&p[i], storm_child, NULL); /* before any thread exists */
     tc_cache *w = open_mode(TC_COHERENCE_BROADCAST);
     char key[16];
     for (int k = 0; k < STORM_KEYS; k++) {
         snprintf(key, sizeof key, "s%d", k);
         ck_assert_int_eq(tc_set(w, key, "0", 1, TC_TTL_DEFAULT), TC_OK);
     }
-    proc p[2];
     for (int i = 0; i < 2; i++)
-        proc_start(&p[i], storm_child, NULL);
+        proc_say(&p[i], "go");
     for (int i = 0; i < 2; i++)
         proc_expect(&p[i], "ready");
     const int rounds = 30;
@@ -398,6 +407,7 @@ END_TEST
 static int kill_victim_child(FILE *in, FILE *out, void *arg)
 {
     TC_UNUSED(arg);
+    wait_line(in, "go");
     tc_cache *c = open_mode(TC_COHERENCE_BROADCAST);
     char buf[32];
     read_str(c, "k", buf, sizeof buf);
@@ -432,10 +442,11 @@ static int kill_victim_child(FILE *in, FILE *out, void *arg)
 START_TEST(test_coherence_killed_subscriber_never_stale)
 {
     fresh_prefix();
+    proc p;
+    proc_start(&p, kill_victim_child, NULL); /* before any thread exists */
     tc_cache *pub = open_mode(TC_COHERENCE_BROADCAST);
     ck_assert_int_eq(tc_set(pub, "k", "before", 6, TC_TTL_DEFAULT), TC_OK);
-    proc p;
-    proc_start(&p, kill_victim_child, NULL);
+    proc_say(&p, "go");
     proc_expect(&p, "ready");
     const char *kill_argv[] = {"CLIENT", "KILL", "TYPE", "pubsub", NULL};
     char *killed = tcf_redis_cmd(&tct_redis, kill_argv);
