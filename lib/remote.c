@@ -17,12 +17,25 @@
  * cannot resynchronise a context after a read timeout (a late reply would be taken as the
  * answer to the next command) and redisReconnect drops the read timeout, so such a
  * context is freed and its slot refilled later with a brand-new one.
+ *
+ * Deadlines: waiting for a free slot is bounded by command_timeout_ms; a new connection
+ * by connect_timeout_ms for the TCP/unix connect plus command_timeout_ms for each read or
+ * write of the handshake; a command by command_timeout_ms per read or write (the socket
+ * timeouts SO_RCVTIMEO/SO_SNDTIMEO, which is what a blocking hiredis context offers: a
+ * server that trickles a large reply byte by byte can take longer in total).
+ *
+ * Circuit breaker: a connect that fails because the server is absent or silent
+ * (TC_ERR_IO, TC_ERR_TIMEOUT) opens it for 100 ms; while open, calls that need a new
+ * connection fail at once with TC_ERR_IO, and calls that find an idle one still run. When
+ * the window has passed one caller probes; its failure doubles the window (up to 2 s), any
+ * successful connect closes the breaker.
  */
 #include "config.h"
 
 #include "remote.h"
 #include "remote_conn.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -355,7 +368,7 @@ static struct timeval tv_from_ms(int ms)
     struct timeval tv = {0, 0};
     if (ms > 0) {
         tv.tv_sec = ms / 1000;
-        tv.tv_usec = (ms % 1000) * 1000;
+        tv.tv_usec = (suseconds_t)(ms % 1000) * 1000;
     }
     return tv;
 }
@@ -511,29 +524,28 @@ static tc_status ex_send(exch *e, int argc, const char **argv, const size_t *len
  * broken: TC_ERR_TIMEOUT (a read or write timed out) or TC_ERR_IO. */
 static tc_status ex_recv(exch *e, size_t n, redisReply **rep)
 {
+    assert(n > 0); /* every exchange waits for something */
     atomic_fetch_add(&e->r->round_trips, 1);
     sigpipe_guard g;
     sigpipe_block(&g);
-    tc_status st = TC_OK;
     size_t i;
     for (i = 0; i < n; i++) {
         void *x = NULL;
-        if (redisGetReply(e->c, &x) != REDIS_OK || !x) {
-            st = tc__remote_ctx_status(e->c);
+        if (redisGetReply(e->c, &x) != REDIS_OK || !x)
             break;
-        }
         rep[i] = x;
         e->owed--;
     }
-    sigpipe_restore(&g, st != TC_OK);
-    if (st != TC_OK) {
-        e->broken = true;
-        while (i > 0) {
-            freeReplyObject(rep[--i]);
-            rep[i] = NULL;
-        }
+    bool failed = i < n;
+    sigpipe_restore(&g, failed);
+    if (!failed)
+        return TC_OK;
+    e->broken = true;
+    while (i > 0) {
+        freeReplyObject(rep[--i]);
+        rep[i] = NULL;
     }
-    return st;
+    return tc__remote_ctx_status(e->c) == TC_ERR_TIMEOUT ? TC_ERR_TIMEOUT : TC_ERR_IO;
 }
 
 static void free_replies(redisReply **rep, size_t n)
@@ -636,9 +648,11 @@ static tc_status conn_new(tc_remote *r, int io_timeout_ms, redisContext **out)
     if (c->err) {
         /* Refused, unreachable or a connect timeout: the server is not there. */
         st = TC_ERR_IO;
-        RLOG(r, TC_LOG_WARN, "cannot connect to Redis at %s%s%d: %s",
-             u->kind == TC_URL_TCP ? u->host : u->path, u->kind == TC_URL_TCP ? ":" : "",
-             u->kind == TC_URL_TCP ? u->port : 0, c->errstr);
+        if (u->kind == TC_URL_TCP)
+            RLOG(r, TC_LOG_WARN, "cannot connect to Redis at %s port %d: %s", u->host,
+                 u->port, c->errstr);
+        else
+            RLOG(r, TC_LOG_WARN, "cannot connect to Redis at %s: %s", u->path, c->errstr);
     } else if (redisSetTimeout(c, r->command_tv) != REDIS_OK ||
                (u->kind == TC_URL_TCP && redisEnableKeepAlive(c) != REDIS_OK)) {
         st = TC_ERR_IO;
@@ -660,16 +674,20 @@ static tc_status conn_new(tc_remote *r, int io_timeout_ms, redisContext **out)
 }
 
 /* Notes the outcome of a connect for the breaker. Only "the server is not there or does
- * not answer" opens it; a refused password or an error reply prove the server alive.
- * Takes pool_mu. */
-static void breaker_record(tc_remote *r, tc_status st)
+ * not answer" opens it; a refused password or an error reply prove the server alive. A
+ * failure opens a closed breaker; once open, only the failure of its probe doubles the
+ * backoff, so that connects already under way when it opened (a whole pool losing its
+ * server at once) do not push it to the maximum together. A success closes it. Takes
+ * pool_mu. */
+static void breaker_record(tc_remote *r, tc_status st, bool probe)
 {
     int backoff = -1;
     pthread_mutex_lock(&r->pool_mu);
     if (st == TC_OK) {
         r->breaker_backoff_ms = 0;
         r->breaker_until_ns = 0;
-    } else if (st == TC_ERR_IO || st == TC_ERR_TIMEOUT) {
+    } else if ((st == TC_ERR_IO || st == TC_ERR_TIMEOUT) &&
+               (r->breaker_backoff_ms == 0 || probe)) {
         int b = r->breaker_backoff_ms;
         b = b == 0 ? BREAKER_MIN_MS : b >= BREAKER_MAX_MS / 2 ? BREAKER_MAX_MS : b * 2;
         r->breaker_backoff_ms = b;
@@ -683,16 +701,19 @@ static void breaker_record(tc_remote *r, tc_status st)
 }
 
 /* Whether a new connection may be attempted now. While the breaker is open, no; once its
- * window has passed, this caller becomes the probe and the window is re-armed, so that
- * the others keep failing fast until the probe's outcome is known. Caller holds pool_mu. */
-static bool breaker_allows_locked(tc_remote *r)
+ * window has passed, this caller becomes the probe (*probe) and the window is re-armed, so
+ * that the others keep failing fast until the probe's outcome is known. Caller holds
+ * pool_mu. */
+static bool breaker_allows_locked(tc_remote *r, bool *probe)
 {
+    *probe = false;
     if (r->breaker_backoff_ms == 0)
         return true;
     int64_t now = tc__now_ns();
     if (now < r->breaker_until_ns)
         return false;
     r->breaker_until_ns = now + (int64_t)r->breaker_backoff_ms * 1000000;
+    *probe = true;
     return true;
 }
 
@@ -723,14 +744,15 @@ static tc_status pool_acquire(tc_remote *r, redisContext **out)
     pthread_mutex_lock(&r->pool_mu);
     while (r->nfree == 0) {
         int rc = pthread_cond_timedwait(&r->pool_cv, &r->pool_mu, &ts);
-        if (rc == ETIMEDOUT && r->nfree == 0) {
+        if (rc != 0 && r->nfree == 0) {
             pthread_mutex_unlock(&r->pool_mu);
             return TC_ERR_TIMEOUT;
         }
     }
     r->nfree--;
     redisContext *c = r->nidle > 0 ? r->idle[--r->nidle] : NULL;
-    bool may_connect = c || breaker_allows_locked(r);
+    bool probe = false;
+    bool may_connect = c || breaker_allows_locked(r, &probe);
     pthread_mutex_unlock(&r->pool_mu);
     if (c) {
         *out = c;
@@ -741,7 +763,7 @@ static tc_status pool_acquire(tc_remote *r, redisContext **out)
         return TC_ERR_IO;
     }
     tc_status st = conn_new(r, r->cfg.command_timeout_ms, &c);
-    breaker_record(r, st);
+    breaker_record(r, st, probe);
     if (st != TC_OK) {
         pool_release(r, NULL, false);
         return st;
@@ -997,7 +1019,7 @@ void tc__remote_close(tc_remote *r)
 {
     if (!r)
         return;
-    for (int i = 0; i < r->nidle; i++)
+    for (int i = 0; r->idle && i < r->nidle; i++)
         redisFree(r->idle[i]);
     tc__free(r->idle);
     script_sha *s = r->scripts;
@@ -1102,7 +1124,7 @@ tc_status tc__remote_connect(tc_remote *r, int timeout_ms, redisContext **out)
     /* Not gated by the breaker: the caller (a subscriber) paces its own retries and must
      * learn promptly that Redis is back. Its outcome still informs the pool. */
     tc_status st = conn_new(r, timeout_ms, out);
-    breaker_record(r, st);
+    breaker_record(r, st, false);
     return st;
 }
 
@@ -1506,6 +1528,13 @@ static tc_status ex_unlink_batch(exch *e, const redisReply *keys, bool *sent)
     return st;
 }
 
+static tc_status ex_scan(exch *e, const char *cursor, const char *pattern)
+{
+    const char *argv[6] = {"SCAN", cursor, "MATCH", pattern, "COUNT", CLEAR_SCAN_COUNT};
+    size_t lens[6] = {4, strlen(cursor), 5, strlen(pattern), 5, sizeof CLEAR_SCAN_COUNT - 1};
+    return ex_send(e, 6, argv, lens);
+}
+
 /* A well-formed SCAN reply: [cursor digits, [key strings]]. */
 static bool scan_reply_ok(const redisReply *x)
 {
@@ -1539,11 +1568,8 @@ tc_status tc__remote_clear(tc_remote *r, const char *pattern, const tc_pub *pub)
     while (st == TC_OK && !done) {
         bool unlinking = false;
         st = ex_unlink_batch(&e, prev ? prev->element[1] : NULL, &unlinking);
-        const char *argv[6] = {"SCAN", cursor, "MATCH", pattern, "COUNT", CLEAR_SCAN_COUNT};
-        size_t lens[6] = {4, strlen(cursor), 5, strlen(pattern), 5,
-                          sizeof CLEAR_SCAN_COUNT - 1};
         if (st == TC_OK)
-            st = ex_send(&e, 6, argv, lens);
+            st = ex_scan(&e, cursor, pattern);
         if (prev)
             freeReplyObject(prev);
         prev = NULL;
