@@ -10,21 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 top=$(pwd)
 
-DEPS="build-essential autoconf automake libtool pkg-config clang libhiredis-dev uthash-dev
-      check libxxhash-dev libjansson-dev redis-server gnuplot-nox"
-
-install_deps() {
-  local missing=()
-  for p in $DEPS; do
-    dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
-  done
-  [ ${#missing[@]} -eq 0 ] && return 0
-  local sudo=""
-  [ "$(id -u)" -ne 0 ] && sudo="sudo"
-  echo "== installing: ${missing[*]}"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
-}
+. "$top/scripts/deps.sh" # DEPS, install_deps
 
 command -v apt-get >/dev/null 2>&1 && install_deps
 [ -x configure ] && [ configure -nt configure.ac ] && [ Makefile.in -nt Makefile.am ] || ./autogen.sh >/dev/null 2>&1

@@ -121,6 +121,23 @@ typedef struct tc_options {
     int heartbeat_ms;         /* default 250: the invalidation link is pinged this often and
                                  declared dead when a ping has no answer for as long again;
                                  while dead, reads bypass the local tier */
+    /* Stampede protection (tc_get_or_set; see docs/stampede.md). */
+    int lock_ttl_ms;          /* default 10000: TTL of the Redis lock a process holds while
+                                 it loads a key; a process that dies while loading blocks
+                                 others' loads of that key for at most this long. Keep it
+                                 above your slowest loader: when it runs out mid-load,
+                                 another process may load the same key */
+    int flight_wait_ms;       /* default 5000: how long a caller waits for a load run by
+                                 another thread or process before TC_ERR_TIMEOUT */
+    double xfetch_beta;       /* default 1.0: early refresh eagerness (XFetch beta); > 1
+                                 refreshes earlier, 0 disables early refresh */
+    int stale_if_error_ms;    /* default 0 (off): when a reload fails, tc_get_or_set may
+                                 return a value that expired less than this long ago.
+                                 Values written by tc_get_or_set stay in Redis this much
+                                 longer than their TTL to make that possible, and tc_get
+                                 still returns them during that window */
+    int negative_ttl_ms;      /* default 30000: how long a loader's "does not exist"
+                                 (TC_MISS) is cached, capped by the call's TTL; 0: never */
 } tc_options;
 
 /* Fills o with the defaults above and sets struct_size. Thread-safe (touches only o). */
@@ -207,6 +224,168 @@ TC_API tc_status tc_delete_many(tc_cache *c, const char *const *keys, size_t n);
 /* Deletes every key under this cache's key_prefix (all versions) by SCAN + UNLINK, never
  * KEYS, and empties every local tier sharing the prefix. Not for hot paths. */
 TC_API tc_status tc_clear(tc_cache *c);
+
+/* ---------------------------------------------------------------------------------------
+ * Response caching helpers
+ *
+ * For caching whole responses (a GraphQL result, an HTTP body) under a key derived from the
+ * request. They touch no tc_cache; see docs/graphql.md.
+ * ------------------------------------------------------------------------------------- */
+
+/* A stable key for a GraphQL response: equal for documents that differ only in insignificant
+ * whitespace, commas and comments, and for variables JSON that differs only in member order
+ * or spacing. scope: "public", or the viewer's identity for per-user responses.
+ * Writes "gql:<scope>:<hex digest>": 32 lowercase hex digits of XXH3-128 over the scope, the
+ * normalised document, the operation name and the canonical variables, so the key is
+ * strlen(scope) + 37 bytes and cap must be at least one more.
+ *
+ * The document is tokenised by the GraphQL lexical grammar (October 2021): spaces, tabs, line
+ * terminators, commas, comments and byte order marks are dropped; every other token is kept
+ * byte for byte (string and block string contents, escapes included, are never touched).
+ * Tokens are not parsed further: documents that differ in anything else (field order, alias
+ * or fragment names, a 1 written as 1.0) get different keys. A byte that starts no GraphQL
+ * token is kept as a token of its own, so an invalid document still gets a key.
+ * The variables are any JSON text (normally an object); members are sorted at every level,
+ * escapes decoded ("\u00e9" and "é" are equal), and numbers read as jansson does: integers
+ * within int64, other numbers as doubles (two reals equal as doubles are equal here).
+ * NULL operation_name or variables_json means absent, which differs from "" and "{}".
+ *
+ * TC_ERR_ARG: scope, document or buf NULL; scope empty or holding a byte a key may not hold
+ * (the key rules); a string or block string in the document left open; variables_json not
+ * valid JSON (UTF-8 only), nested deeper than 2048, holding an integer outside int64, a
+ * number beyond the double range, "\u0000" in a member name, or a member name twice in one
+ * object (which one a server keeps varies); cap too small for the key. buf is set to "" on
+ * every error (when cap > 0). TC_ERR_NOMEM. The digest is not cryptographic: it makes
+ * accidental collisions negligible, not crafted ones impossible. The key must also fit the
+ * cache's max_key_len (default 250: a scope of up to 213 bytes). Thread-safe (no state;
+ * touches only buf). */
+TC_API tc_status tc_gql_key(const char *scope, const char *document,
+                            const char *operation_name, const char *variables_json,
+                            char *buf, size_t cap);
+
+/* A Cache-Control header value for a response cached for remaining_ttl_ms more: writes
+ * "public, max-age=N" when scope is exactly "public", "private, max-age=N" for any other
+ * scope, where N is the remaining whole seconds (rounded down; 0 for a negative TTL).
+ * 25 bytes always suffice. TC_ERR_ARG: scope or buf NULL, or cap too small (buf is then set
+ * to "" when cap > 0). Thread-safe (touches only buf). */
+TC_API tc_status tc_cache_control(int remaining_ttl_ms, const char *scope, char *buf,
+                                  size_t cap);
+
+/* ---------------------------------------------------------------------------------------
+ * Loading with stampede protection
+ *
+ * tc_get_or_set reads the local tier, then Redis, and only on a miss calls the loader. All
+ * callers of one key in a process share one load (single-flight), and all processes share
+ * one load through a Redis lock ("<key_prefix>:<version>:<key>:lock"). See docs/stampede.md.
+ * ------------------------------------------------------------------------------------- */
+
+/* Where a loader writes the value. Opaque; owned by the library and valid only during the
+ * loader call that received it. */
+typedef struct tc_buf tc_buf;
+
+/* Appends len bytes at data (copied; data may be NULL when len is 0) to the value being
+ * loaded. TC_OK. TC_ERR_TOO_BIG: the value would exceed max_value_bytes (nothing is
+ * appended, and the load fails with TC_ERR_TOO_BIG whatever the loader returns).
+ * TC_ERR_NOMEM (the load fails with it). TC_ERR_ARG: NULL b, or NULL data with len > 0.
+ * Thread-safe: appends to one buffer from several threads are serialised (in the order
+ * they take the buffer), as long as they all finish before the loader returns. */
+TC_API tc_status tc_buf_append(tc_buf *b, const void *data, size_t len);
+
+/* A loader: computes the value of key (borrowed, valid during the call) and appends it to
+ * out. Returns TC_OK after appending the value (appending nothing is the empty value);
+ * TC_MISS for "does not exist" (cached as a negative entry for min(ttl, negative_ttl_ms),
+ * and tc_get_or_set returns TC_MISS; anything appended is discarded); any other value is a
+ * failure: nothing is cached and tc_get_or_set returns TC_ERR_LOADER. Called with no lock
+ * of the cache held, from the thread of one of the callers; it may call the cache (but a
+ * tc_get_or_set of the same key from inside its own loader waits for itself until
+ * flight_wait_ms and gets TC_ERR_TIMEOUT). */
+typedef tc_status (*tc_loader_fn)(void *arg, const char *key, tc_buf *out);
+
+/* Reads key as tc_get does; on a miss, calls fn(arg, key, buf) to compute the value,
+ * stores it with ttl_ms (as tc_set: TC_TTL_DEFAULT, TC_TTL_FOREVER; 0 returns the value and
+ * deletes the key) and returns it. Concurrent callers of one key share one load: one per process (the others
+ * wait for it, at most flight_wait_ms), and one across processes (a Redis lock taken with
+ * SET NX PX lock_ttl_ms; processes that lose it wait for the winner's value, woken by the
+ * invalidation its write publishes, re-reading Redis every 50 ms as a fallback, and take
+ * over if the lock expires without a value).
+ *
+ * Early refresh: a value loaded here records how long its load took and when it expires; a
+ * hit shortly before expiry (with a probability that rises as expiry nears, scaled by the
+ * load time and xfetch_beta) makes that one caller reload it synchronously and return the
+ * new value, while every concurrent caller keeps getting the current one without waiting.
+ *
+ * Returns TC_OK with *out set (release it with tc_value_release); TC_MISS (the loader said
+ * the key does not exist, now or within negative_ttl_ms; *out zeroed). Errors (with *out
+ * zeroed): TC_ERR_ARG (NULL c, fn or out, invalid key, bad TTL); TC_ERR_LOADER (the loader
+ * failed; also shared by every caller that waited for that load); TC_ERR_TOO_BIG (the value
+ * exceeded max_value_bytes); TC_ERR_TIMEOUT (waited flight_wait_ms for another thread's or
+ * process's load); TC_ERR_NOMEM; TC_ERR_CLOSED. A failed load caches nothing: the next
+ * call tries again. With stale_if_error_ms > 0, a failed reload returns TC_OK with the
+ * value that expired less than stale_if_error_ms ago, if there is one, instead of the
+ * error. When Redis is unreachable the loader is still called (without the cross-process
+ * lock) and its value returned: Redis errors are not returned by this function.
+ * Thread-safe. arg is passed to fn untouched. */
+TC_API tc_status tc_get_or_set(tc_cache *c, const char *key, tc_loader_fn fn, void *arg,
+                               int ttl_ms, tc_value *out);
+
+/* ---------------------------------------------------------------------------------------
+ * Distributed lock
+ *
+ * A lease in Redis: SET "<key_prefix>:<version>:<name>" <random token> NX PX ttl_ms, and a
+ * compare-and-delete release. Names share the key space of the cache: pick names that are
+ * not cache keys (e.g. tc_key(buf, cap, "lock", "nightly-report", NULL)). A lock is a
+ * lease: when its TTL runs out while its holder still works, another process may take it.
+ * ------------------------------------------------------------------------------------- */
+
+/* Opaque handle of a held lock. */
+typedef struct tc_lock tc_lock;
+
+/* Takes the lock name (key rules) for ttl_ms (> 0). wait_ms: 0 tries once; > 0 retries
+ * (every 2 ms at first, backing off to every 50 ms) until it is taken or wait_ms has
+ * passed. TC_OK: held; *out is the handle (release it with tc_lock_release, before
+ * tc_close). TC_ERR_TIMEOUT: not acquired within wait_ms. TC_ERR_ARG: NULL c or out, bad
+ * name, ttl_ms <= 0 or wait_ms < 0. TC_ERR_IO, TC_ERR_TIMEOUT, TC_ERR_PROTO: Redis
+ * trouble. TC_ERR_NOMEM, TC_ERR_CLOSED. *out is NULL on every error. Thread-safe. */
+TC_API tc_status tc_lock_acquire(tc_cache *c, const char *name, int ttl_ms, int wait_ms,
+                                 tc_lock **out);
+
+/* Gives the lock back and frees l, whatever the outcome. TC_OK: released. TC_MISS: it had
+ * expired, or another owner holds it now (that owner's lock is left alone). TC_ERR_ARG:
+ * NULL l. TC_ERR_IO, TC_ERR_TIMEOUT, TC_ERR_PROTO: Redis trouble (the lock then ends with
+ * its TTL). Thread-safe; l itself must be released once, by one thread. */
+TC_API tc_status tc_lock_release(tc_lock *l);
+
+/* ---------------------------------------------------------------------------------------
+ * Bulk invalidation: versioned namespaces and tags
+ *
+ * Invalidate many keys at once without scanning or pattern-deleting them. A namespace or
+ * tag has a version counter in Redis, read through the local tier and bumped atomically with
+ * an invalidation broadcast, so every process sees a bump at once. ns, suffix and tags
+ * follow the key rules (TC_ERR_ARG otherwise).
+ * ------------------------------------------------------------------------------------- */
+
+/* Writes "<ns>:v<version>:<suffix>" into buf (cap bytes with the NUL), where version is the
+ * namespace's current version (0 if never bumped), read through the local tier. Use the
+ * result as a key. TC_ERR_ARG also when the result does not fit in cap (buf is then "").
+ * Errors reading the version: as tc_get. Thread-safe. */
+TC_API tc_status tc_ns_key(tc_cache *c, const char *ns, const char *suffix, char *buf,
+                           size_t cap);
+
+/* Increments the namespace version (new = old + 1; a namespace never bumped is version 0):
+ * every key built before by tc_ns_key for ns is stale at once, in every instance, with no
+ * key scan; the old keys age out by their TTL. *new_version (may be NULL) gets the new
+ * version. Errors: as tc_incr. Thread-safe. */
+TC_API tc_status tc_ns_bump(tc_cache *c, const char *ns, int64_t *new_version);
+
+/* As tc_set, and the value records the current version of each of its ntags tags (at most
+ * 64): a read after any of them is invalidated is TC_MISS, in every process. ntags 0 is a
+ * plain tc_set. A tagged local hit stays a local hit (the tag versions are local too).
+ * Thread-safe. */
+TC_API tc_status tc_set_tagged(tc_cache *c, const char *key, const void *data, size_t len,
+                               int ttl_ms, const char *const *tags, size_t ntags);
+
+/* Invalidates every value tagged with tag, everywhere. Errors: as tc_incr. Thread-safe. */
+TC_API tc_status tc_tag_invalidate(tc_cache *c, const char *tag);
 
 /* ---------------------------------------------------------------------------------------
  * Metrics

@@ -27,8 +27,10 @@
 #include <sys/random.h>
 
 #include "coherence.h"
+#include "flight.h"
 #include "format.h"
 #include "key.h"
+#include "tags.h"
 
 #define RKEY_STACK 512
 
@@ -192,6 +194,11 @@ TC_API void tc_options_init(tc_options *o)
     o->log_fn = NULL;
     o->log_arg = NULL;
     o->heartbeat_ms = 250;
+    o->lock_ttl_ms = 10000;
+    o->flight_wait_ms = 5000;
+    o->xfetch_beta = 1.0;
+    o->stale_if_error_ms = 0;
+    o->negative_ttl_ms = 30000;
 }
 
 /* The oldest options layout a caller may pass: everything up to log_arg. */
@@ -220,6 +227,10 @@ static tc_status options_copy(const tc_options *in, tc_options *o)
         o->pool_size > 1024 || o->heartbeat_ms < 10 || o->connect_timeout_ms <= 0 || o->command_timeout_ms <= 0 ||
         (o->coherence != TC_COHERENCE_BROADCAST && o->coherence != TC_COHERENCE_TRACKING &&
          o->coherence != TC_COHERENCE_NONE))
+        return TC_ERR_ARG;
+    /* Stampede protection; !(beta >= 0) also refuses NaN. */
+    if (o->lock_ttl_ms <= 0 || o->flight_wait_ms <= 0 || !(o->xfetch_beta >= 0) ||
+        o->xfetch_beta > 1e6 || o->stale_if_error_ms < 0 || o->negative_ttl_ms < 0)
         return TC_ERR_ARG;
     return TC_OK;
 }
@@ -260,7 +271,8 @@ static tc_status cache_strings(tc_cache *c)
 
 static void cache_free(tc_cache *c)
 {
-    tc__coherence_stop(c);
+    tc__coherence_stop(c); /* before the flights: the subscriber wakes them */
+    tc__flights_free(c->flights);
     tc__remote_close(c->remote);
     tc__local_free(c->local);
     tc__free(c->url);
@@ -291,7 +303,9 @@ TC_API tc_status tc_open(const tc_options *o, tc_cache **out)
     c->log.fn = c->opt.log_fn;
     c->log.arg = c->opt.log_arg;
     c->local_enabled = c->opt.local_max_bytes > 0 && c->opt.local_ttl_ms > 0;
-    st = tc__local_new(c->local_enabled ? c->opt.local_max_bytes : 0, 0, &c->local);
+    st = tc__flights_new(&c->flights);
+    if (st == TC_OK)
+        st = tc__local_new(c->local_enabled ? c->opt.local_max_bytes : 0, 0, &c->local);
     if (st == TC_OK) {
         tc_remote_config rc = {
             .url = c->url,
@@ -360,11 +374,16 @@ tc_status tc__cache_fetch(tc_cache *c, uint64_t h, const char *key, size_t klen,
 
 /* Turns a fetched or local reference into the caller's answer: a negative entry is a miss
  * for plain reads. */
-static tc_status answer(tc_ref *r, tc_value *out)
+static tc_status answer(tc_cache *c, tc_ref *r, tc_value *out)
 {
-    if (r->flags & TC_REF_NEGATIVE) {
+    tc_status st = TC_OK;
+    if (r->flags & TC_REF_NEGATIVE)
+        st = TC_MISS;
+    else if (r->flags & TC_REF_TAGGED)
+        st = tc__tags_current(c, r); /* a tag moved on: the value is stale everywhere */
+    if (st != TC_OK) {
         tc__ref_drop(r);
-        return TC_MISS;
+        return st;
     }
     value_from_ref(out, r);
     return TC_OK;
@@ -392,7 +411,7 @@ TC_API tc_status tc_get(tc_cache *c, const char *key, tc_value *out)
     uint64_t h = tc__key_hash(key, klen);
     tc_ref *r = NULL;
     if (tc__cache_local_get(c, h, key, klen, &r))
-        return answer(r, out);
+        return answer(c, r, out);
     st = tc__cache_fetch(c, h, key, klen, &r);
     if (st == TC_MISS) {
         TC_COUNT(&c->counters, misses);
@@ -401,7 +420,7 @@ TC_API tc_status tc_get(tc_cache *c, const char *key, tc_value *out)
     if (st != TC_OK)
         return st;
     TC_COUNT(&c->counters, remote_hits);
-    return answer(r, out);
+    return answer(c, r, out);
 }
 
 /* Per-batch scratch for tc_get_many: the keys that missed locally and their Redis keys. */
@@ -510,7 +529,7 @@ TC_API tc_status tc_get_many(tc_cache *c, const char *const *keys, size_t n, tc_
         tc_ref *r;
         if (readable && tc__local_get(c->local, b.hashes[i], keys[i], b.klens[i],
                                       tc__now_ns(), &r)) {
-            st[i] = answer(r, &out[i]);
+            st[i] = answer(c, r, &out[i]) == TC_OK ? TC_OK : TC_MISS;
             continue;
         }
         b.tickets[b.n] = tc__local_ticket(c->local, b.hashes[i]);
@@ -533,7 +552,7 @@ TC_API tc_status tc_get_many(tc_cache *c, const char *const *keys, size_t n, tc_
             tc__fmt_decode(r);
             fill_local(c, b.hashes[i], keys[i], b.klens[i], r, b.pttls[m], t0, b.tickets[m]);
             TC_COUNT(&c->counters, remote_hits);
-            st[i] = answer(r, &out[i]);
+            st[i] = answer(c, r, &out[i]) == TC_OK ? TC_OK : TC_MISS;
         }
     }
     if (rc != TC_OK)
@@ -658,19 +677,14 @@ static tc_status delete_one(tc_cache *c, const char *key, size_t klen, uint64_t 
 
 typedef enum set_mode { SET_ALWAYS, SET_IF_ABSENT } set_mode;
 
-/* A write-through copy of a value as a reader would decode it. NULL costs only the
- * write-through. */
-static tc_ref *local_copy_of(const void *data, size_t len, const tc_fmt_meta *meta)
+/* A write-through copy of a value: the bytes as stored, decoded as a reader would, so a
+ * copy carries its header (tags, early-refresh timing) like a fetched one. NULL only costs
+ * the write-through. */
+static tc_ref *local_copy_of(const void *stored, size_t len)
 {
-    tc_ref *r = tc__ref_copy(data, len);
-    if (r && meta) {
-        if (meta->flags & TC_FMT_NEGATIVE)
-            r->flags |= TC_REF_NEGATIVE;
-        if (meta->flags & TC_FMT_XFETCH) {
-            r->meta_expiry_ms = meta->expiry_ms;
-            r->meta_delta_ms = meta->delta_ms;
-        }
-    }
+    tc_ref *r = tc__ref_copy(stored, len);
+    if (r)
+        tc__fmt_decode(r);
     return r;
 }
 
@@ -688,7 +702,7 @@ static tc_status store_one(tc_cache *c, set_mode mode, const char *key, size_t k
     if (st == TC_OK)
         st = rkey_build(c, key, klen, &rk);
     if (st == TC_OK && c->local_enabled && tc__coherence_write_through(c))
-        local_copy = local_copy_of(data, len, meta);
+        local_copy = local_copy_of(bytes, blen);
     write_ctx w;
     if (st == TC_OK)
         st = write_begin(c, &w, 1, &key, &klen, &h, NULL);

@@ -33,6 +33,7 @@ struct tc_cache {
     tc_local *local;
     tc_remote *remote;
     tc_coherence_state *coh; /* NULL in TC_COHERENCE_NONE */
+    struct tc_flights *flights; /* single-flight table of tc_get_or_set (flight.h) */
     tc_counters counters;
     atomic_bool closing;
     tc_fill_hook_fn fill_hook; /* tests only; NULL otherwise */

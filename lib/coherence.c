@@ -22,7 +22,9 @@
  * bump) BEFORE declaring the link healthy, because messages sent during the outage are lost.
  *
  * Locks: start_mu guards the start handshake only. healthy is an atomic read on every local
- * read; it is written by the subscriber thread alone.
+ * read; it is written by the subscriber thread alone. Applying a key invalidation also wakes
+ * a tc_get_or_set flight waiting for that key (flight.h), taking the flight table's leaf
+ * mutex only while some flight is in progress.
  */
 #include "config.h"
 
@@ -33,10 +35,12 @@
 #include <inttypes.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "flight.h"
 #include "key.h"
 #include "remote_conn.h"
 
@@ -189,7 +193,12 @@ static bool parse_int(const char *s, size_t len, long long *out)
 
 static void invalidate_key(tc_cache *c, const char *key, size_t klen)
 {
-    tc__local_invalidate(c->local, tc__key_hash(key, klen));
+    uint64_t h = tc__key_hash(key, klen);
+    tc__local_invalidate(c->local, h);
+    /* A tc_get_or_set in this process may be waiting for another process to load key:
+     * this message may be that load's write, so wake it to re-read Redis now. One atomic
+     * load when nothing is in flight. */
+    tc__flights_notify(c->flights, h, key, klen);
 }
 
 bool tc__inval_apply(tc_cache *c, const char *payload, size_t len)
@@ -563,7 +572,15 @@ tc_status tc__coherence_start(tc_cache *c)
         return TC_ERR_IO;
     }
     c->coh = cs;
-    if (pthread_create(&cs->thread, NULL, subscriber_main, cs) != 0) {
+    /* The thread starts with every signal blocked: process signals belong to the
+     * application's threads, and a SIGPIPE from writing to a connection Redis has closed
+     * stays pending on this thread instead of killing the process. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int created = pthread_create(&cs->thread, NULL, subscriber_main, cs);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (created != 0) {
         c->coh = NULL;
         state_free(cs);
         return TC_ERR_NOMEM;

@@ -41,12 +41,21 @@ static bool starts_with_magic(const void *data, size_t len)
     return len >= TC_FMT_MAGIC_LEN && memcmp(data, TC_FMT_MAGIC, TC_FMT_MAGIC_LEN) == 0;
 }
 
+static size_t tags_len(const tc_fmt_meta *meta)
+{
+    size_t n = 2;
+    for (size_t i = 0; i < meta->ntags; i++)
+        n += 2 + meta->tags[i].len + 8;
+    return n;
+}
+
 size_t tc__fmt_header_len(const void *data, size_t len, const tc_fmt_meta *meta)
 {
     unsigned flags = meta ? meta->flags : 0;
     if (flags == 0 && !starts_with_magic(data, len))
         return 0;
-    return TC_FMT_BASE_LEN + ((flags & TC_FMT_XFETCH) ? XFETCH_FIELDS_LEN : 0);
+    return TC_FMT_BASE_LEN + ((flags & TC_FMT_XFETCH) ? XFETCH_FIELDS_LEN : 0) +
+           ((flags & TC_FMT_TAGS) ? tags_len(meta) : 0);
 }
 
 void tc__fmt_write_header(unsigned char *out, size_t hlen, const tc_fmt_meta *meta)
@@ -56,12 +65,64 @@ void tc__fmt_write_header(unsigned char *out, size_t hlen, const tc_fmt_meta *me
     put_u16(out + 4, (uint16_t)hlen);
     out[6] = (unsigned char)flags;
     out[7] = 0;
+    unsigned char *p = out + TC_FMT_BASE_LEN;
     if (flags & TC_FMT_XFETCH) {
-        put_u64(out + 8, (uint64_t)meta->expiry_ms);
+        put_u64(p, (uint64_t)meta->expiry_ms);
         uint32_t d = meta->delta_ms;
-        put_u16(out + 16, (uint16_t)d);
-        put_u16(out + 18, (uint16_t)(d >> 16));
+        put_u16(p + 8, (uint16_t)d);
+        put_u16(p + 10, (uint16_t)(d >> 16));
+        p += XFETCH_FIELDS_LEN;
     }
+    if (flags & TC_FMT_TAGS) {
+        put_u16(p, (uint16_t)meta->ntags);
+        p += 2;
+        for (size_t i = 0; i < meta->ntags; i++) {
+            put_u16(p, (uint16_t)meta->tags[i].len);
+            memcpy(p + 2, meta->tags[i].name, meta->tags[i].len);
+            p += 2 + meta->tags[i].len;
+            put_u64(p, (uint64_t)meta->tags[i].version);
+            p += 8;
+        }
+    }
+}
+
+/* Checks the tag section at p (end: the header's end); its offset after it, or 0. */
+static size_t check_tags(const unsigned char *p, size_t off, size_t end)
+{
+    if (off + 2 > end)
+        return 0;
+    size_t n = get_u16(p + off);
+    off += 2;
+    if (n == 0 || n > TC_FMT_MAX_TAGS)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        if (off + 2 > end)
+            return 0;
+        size_t len = get_u16(p + off);
+        if (len == 0 || off + 2 + len + 8 > end)
+            return 0;
+        off += 2 + len + 8;
+    }
+    return off;
+}
+
+bool tc__fmt_next_tag(const tc_ref *r, size_t *pos, tc_fmt_tag *tag)
+{
+    if (!(r->flags & TC_REF_TAGGED))
+        return false;
+    const unsigned char *p = r->buf;
+    size_t off = TC_FMT_BASE_LEN + ((p[6] & TC_FMT_XFETCH) ? XFETCH_FIELDS_LEN : 0);
+    size_t n = get_u16(p + off);
+    if (*pos >= n)
+        return false;
+    off += 2;
+    for (size_t i = 0; i < *pos; i++) /* tags are few: a walk is cheaper than an index */
+        off += 2 + get_u16(p + off) + 8;
+    tag->len = get_u16(p + off);
+    tag->name = (const char *)p + off + 2;
+    tag->version = (int64_t)get_u64(p + off + 2 + tag->len);
+    (*pos)++;
+    return true;
 }
 
 void tc__fmt_decode(tc_ref *r)
@@ -73,7 +134,10 @@ void tc__fmt_decode(tc_ref *r)
     size_t hlen = get_u16(p + 4);
     unsigned flags = p[6];
     size_t need = TC_FMT_BASE_LEN + ((flags & TC_FMT_XFETCH) ? XFETCH_FIELDS_LEN : 0);
-    if (hlen < need || hlen > total || (flags & ~(TC_FMT_NEGATIVE | TC_FMT_XFETCH)))
+    if (hlen < need || hlen > total ||
+        (flags & ~(TC_FMT_NEGATIVE | TC_FMT_XFETCH | TC_FMT_TAGS)))
+        return;
+    if ((flags & TC_FMT_TAGS) && check_tags(p, need, hlen) == 0)
         return;
     if (flags & TC_FMT_XFETCH) {
         r->meta_expiry_ms = (int64_t)get_u64(p + 8);
@@ -81,6 +145,8 @@ void tc__fmt_decode(tc_ref *r)
     }
     if (flags & TC_FMT_NEGATIVE)
         r->flags |= TC_REF_NEGATIVE;
+    if (flags & TC_FMT_TAGS)
+        r->flags |= TC_REF_TAGGED;
     r->data = p + hlen;
     r->len = total - hlen;
 }

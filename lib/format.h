@@ -11,6 +11,8 @@
  *   6  1  flags: TC_FMT_NEGATIVE, TC_FMT_XFETCH, TC_FMT_TAGS
  *   7  1  reserved, 0
  *   then, if TC_FMT_XFETCH: 8 bytes expiry (wall-clock ms, 0 none), 4 bytes delta (ms)
+ *   then, if TC_FMT_TAGS: 2 bytes count, and per tag 2 bytes length, the name, 8 bytes
+ *   version (signed)
  * A reader that finds no valid header treats the bytes as a plain value.
  */
 #ifndef TC_FORMAT_H
@@ -25,11 +27,22 @@
 
 #define TC_FMT_NEGATIVE 0x01u
 #define TC_FMT_XFETCH 0x02u
+#define TC_FMT_TAGS 0x04u
+#define TC_FMT_MAX_TAGS 64
+
+/* One tag of a tagged value: its name and the version it had when the value was written. */
+typedef struct tc_fmt_tag {
+    const char *name;
+    size_t len;
+    int64_t version;
+} tc_fmt_tag;
 
 typedef struct tc_fmt_meta {
     unsigned flags;
     int64_t expiry_ms; /* TC_FMT_XFETCH */
     uint32_t delta_ms; /* TC_FMT_XFETCH */
+    size_t ntags;      /* TC_FMT_TAGS: 1..TC_FMT_MAX_TAGS */
+    const tc_fmt_tag *tags;
 } tc_fmt_meta;
 
 /* The header length encode will write for this value and metadata: 0 when the value is
@@ -40,8 +53,12 @@ size_t tc__fmt_header_len(const void *data, size_t len, const tc_fmt_meta *meta)
 void tc__fmt_write_header(unsigned char *out, size_t hlen, const tc_fmt_meta *meta);
 
 /* Interprets the bytes of r (as fetched, data = buf) in place: on a valid header, points
- * r->data past it, sets r->len, r->flags and the metadata fields. Plain bytes are left as
- * they are. */
+ * r->data past it, sets r->len, r->flags (TC_REF_NEGATIVE, TC_REF_TAGGED) and the metadata
+ * fields. Plain bytes are left as they are. */
 void tc__fmt_decode(tc_ref *r);
+
+/* Iterates over the tags of a decoded value with a header (TC_REF_TAGGED): start with
+ * *pos = 0; returns false after the last tag. */
+bool tc__fmt_next_tag(const tc_ref *r, size_t *pos, tc_fmt_tag *tag);
 
 #endif /* TC_FORMAT_H */

@@ -35,6 +35,7 @@ typedef struct tc_ref {
 } tc_ref;
 
 #define TC_REF_NEGATIVE 0x1u /* a cached "does not exist" */
+#define TC_REF_TAGGED 0x2u   /* carries tags (in its stored-format header, at buf) */
 
 /* A new reference (refs = 1) with room for cap bytes in buf; data = buf, len = 0.
  * NULL on allocation failure. */

@@ -15,6 +15,9 @@ typedef struct tc_counters {
     atomic_uint_fast64_t remote_hits, misses, sets, deletes, loads, load_errors,
         flight_waits, inval_sent, inval_received, inval_malformed, remote_errors,
         local_bypasses, link_failures;
+    /* tc_get_or_set: stale values served because a reload failed (stale_if_error_ms), and
+     * early refreshes (XFetch) that called the loader before the value expired. */
+    atomic_uint_fast64_t stale_served, early_refreshes;
 } tc_counters;
 
 #define TC_COUNT(c, field) atomic_fetch_add_explicit(&(c)->field, 1, memory_order_relaxed)

@@ -45,74 +45,6 @@ static tc_cache *open_mode(tc_coherence mode)
  * a cache): a child of a multi-threaded process may not start threads under ThreadSanitizer,
  * and POSIX only promises async-signal-safe calls there. Each child waits for "go". */
 
-typedef struct proc {
-    pid_t pid;
-    FILE *to;   /* parent -> child */
-    FILE *from; /* child -> parent */
-} proc;
-
-typedef int (*child_fn)(FILE *in, FILE *out, void *arg);
-
-static void proc_start(proc *p, child_fn fn, void *arg)
-{
-    int down[2], up[2];
-    ck_assert_int_eq(pipe(down), 0);
-    ck_assert_int_eq(pipe(up), 0);
-    fflush(NULL);
-    p->pid = fork();
-    ck_assert_int_ge(p->pid, 0);
-    if (p->pid == 0) {
-        close(down[1]);
-        close(up[0]);
-        FILE *in = fdopen(down[0], "r"), *out = fdopen(up[1], "w");
-        setvbuf(out, NULL, _IOLBF, 0);
-        int rc = fn(in, out, arg);
-        fflush(out);
-        _exit(rc);
-    }
-    close(down[0]);
-    close(up[1]);
-    p->to = fdopen(down[1], "w");
-    p->from = fdopen(up[0], "r");
-    setvbuf(p->to, NULL, _IOLBF, 0);
-}
-
-/* Reads one line from the child and asserts it starts with want. */
-static void proc_expect(proc *p, const char *want)
-{
-    char line[256] = "";
-    ck_assert_msg(fgets(line, sizeof line, p->from) != NULL, "child %d said nothing (want %s)",
-                  (int)p->pid, want);
-    ck_assert_msg(strncmp(line, want, strlen(want)) == 0, "child said '%s', want '%s'", line,
-                  want);
-}
-
-static void proc_say(proc *p, const char *msg)
-{
-    fprintf(p->to, "%s\n", msg);
-}
-
-static void proc_finish(proc *p)
-{
-    char line[256];
-    while (fgets(line, sizeof line, p->from)) /* drain, showing the child's report */
-        fprintf(stderr, "child %d: %s", (int)p->pid, line);
-    int status = 0;
-    ck_assert_int_eq(waitpid(p->pid, &status, 0), p->pid);
-    fclose(p->to);
-    fclose(p->from);
-    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
-                  "child %d failed (status %d)", (int)p->pid, status);
-}
-
-static void wait_line(FILE *in, const char *want)
-{
-    char line[256];
-    while (fgets(line, sizeof line, in))
-        if (strncmp(line, want, strlen(want)) == 0)
-            return;
-}
-
 static int child_fail(FILE *out, const char *fmt, ...)
 {
     va_list ap;
@@ -166,7 +98,7 @@ static const char *const after_op[] = {"20", NULL, "11", "10", "30", NULL, NULL}
 static int reader_child(FILE *in, FILE *out, void *arg)
 {
     op o = (op)(intptr_t)arg;
-    wait_line(in, "go");
+    tct_wait_line(in, "go");
     tc_cache *c = open_mode(TC_COHERENCE_BROADCAST);
     char buf[64];
     if (read_str(c, "hot", buf, sizeof buf) != TC_OK || strcmp(buf, "10") != 0)
@@ -178,7 +110,7 @@ static int reader_child(FILE *in, FILE *out, void *arg)
     if (s1.local_hits != s0.local_hits + 1)
         return child_fail(out, "the value was not served locally");
     fprintf(out, "ready\n");
-    wait_line(in, "done");
+    tct_wait_line(in, "done");
     long us;
     if (o == OP_TOUCH) {
         int64_t t0 = tc__now_ns();
@@ -234,15 +166,15 @@ START_TEST(test_coherence_write_reaches_other_process)
 {
     for (op o = OP_SET; o <= OP_CLEAR; o++) {
         fresh_prefix();
-        proc p;
-        proc_start(&p, reader_child, (void *)(intptr_t)o); /* before any thread exists */
+        tct_proc p;
+        tct_proc_start(&p, reader_child, (void *)(intptr_t)o); /* before any thread exists */
         tc_cache *w = open_mode(TC_COHERENCE_BROADCAST);
         ck_assert_int_eq(tc_set(w, "hot", "10", 2, TC_TTL_DEFAULT), TC_OK);
-        proc_say(&p, "go");
-        proc_expect(&p, "ready");
+        tct_proc_say(&p, "go");
+        tct_proc_expect(&p, "ready");
         run_op(w, o);
-        proc_say(&p, "done");
-        proc_finish(&p);
+        tct_proc_say(&p, "done");
+        tct_proc_finish(&p);
         tc_close(w);
     }
 }
@@ -334,7 +266,7 @@ static void *storm_read(void *arg)
 static int storm_child(FILE *in, FILE *out, void *arg)
 {
     TC_UNUSED(arg);
-    wait_line(in, "go");
+    tct_wait_line(in, "go");
     tc_cache *c = open_mode(TC_COHERENCE_BROADCAST);
     atomic_bool stop = false;
     storm_reader r[2] = {{c, &stop, 0}, {c, &stop, 0}};
@@ -371,9 +303,9 @@ static int storm_child(FILE *in, FILE *out, void *arg)
 START_TEST(test_coherence_storm_converges)
 {
     fresh_prefix();
-    proc p[2];
+    tct_proc p[2];
     for (int i = 0; i < 2; i++)
-        proc_start(&p[i], storm_child, NULL); /* before any thread exists */
+        tct_proc_start(&p[i], storm_child, NULL); /* before any thread exists */
     tc_cache *w = open_mode(TC_COHERENCE_BROADCAST);
     char key[16];
     for (int k = 0; k < STORM_KEYS; k++) {
@@ -381,9 +313,9 @@ START_TEST(test_coherence_storm_converges)
         ck_assert_int_eq(tc_set(w, key, "0", 1, TC_TTL_DEFAULT), TC_OK);
     }
     for (int i = 0; i < 2; i++)
-        proc_say(&p[i], "go");
+        tct_proc_say(&p[i], "go");
     for (int i = 0; i < 2; i++)
-        proc_expect(&p[i], "ready");
+        tct_proc_expect(&p[i], "ready");
     const int rounds = 30;
     for (int round = 1; round <= rounds; round++)
         for (int k = 0; k < STORM_KEYS; k++) {
@@ -395,9 +327,9 @@ START_TEST(test_coherence_storm_converges)
     char final[32];
     snprintf(final, sizeof final, "final %d", rounds);
     for (int i = 0; i < 2; i++)
-        proc_say(&p[i], final);
+        tct_proc_say(&p[i], final);
     for (int i = 0; i < 2; i++)
-        proc_finish(&p[i]);
+        tct_proc_finish(&p[i]);
     tc_close(w);
 }
 END_TEST
@@ -407,13 +339,13 @@ END_TEST
 static int kill_victim_child(FILE *in, FILE *out, void *arg)
 {
     TC_UNUSED(arg);
-    wait_line(in, "go");
+    tct_wait_line(in, "go");
     tc_cache *c = open_mode(TC_COHERENCE_BROADCAST);
     char buf[32];
     read_str(c, "k", buf, sizeof buf);
     read_str(c, "k", buf, sizeof buf); /* hot locally */
     fprintf(out, "ready\n");
-    wait_line(in, "written");
+    tct_wait_line(in, "written");
     /* From here on the old value must never be returned, however the link recovers. */
     int64_t t0 = tc__now_ns();
     long reads = 0;
@@ -442,12 +374,12 @@ static int kill_victim_child(FILE *in, FILE *out, void *arg)
 START_TEST(test_coherence_killed_subscriber_never_stale)
 {
     fresh_prefix();
-    proc p;
-    proc_start(&p, kill_victim_child, NULL); /* before any thread exists */
+    tct_proc p;
+    tct_proc_start(&p, kill_victim_child, NULL); /* before any thread exists */
     tc_cache *pub = open_mode(TC_COHERENCE_BROADCAST);
     ck_assert_int_eq(tc_set(pub, "k", "before", 6, TC_TTL_DEFAULT), TC_OK);
-    proc_say(&p, "go");
-    proc_expect(&p, "ready");
+    tct_proc_say(&p, "go");
+    tct_proc_expect(&p, "ready");
     const char *kill_argv[] = {"CLIENT", "KILL", "TYPE", "pubsub", NULL};
     char *killed = tcf_redis_cmd(&tct_redis, kill_argv);
     ck_assert_ptr_nonnull(killed);
@@ -455,8 +387,8 @@ START_TEST(test_coherence_killed_subscriber_never_stale)
     free(killed);
     /* Written while the victim is cut off: its invalidation is lost to it. */
     ck_assert_int_eq(tc_set(pub, "k", "after", 5, TC_TTL_DEFAULT), TC_OK);
-    proc_say(&p, "written");
-    proc_finish(&p);
+    tct_proc_say(&p, "written");
+    tct_proc_finish(&p);
     tc_close(pub);
 }
 END_TEST

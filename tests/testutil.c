@@ -7,7 +7,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 tcf_redis tct_redis;
 
@@ -71,4 +73,63 @@ void tct_expect(tc_cache *c, const char *key, tc_status want, const char *want_v
         ck_assert_int_eq(memcmp(v.data, want_value, v.len), 0);
     }
     tc_value_release(&v);
+}
+
+void tct_proc_start(tct_proc *p, tct_child_fn fn, void *arg)
+{
+    int down[2], up[2];
+    ck_assert_int_eq(pipe(down), 0);
+    ck_assert_int_eq(pipe(up), 0);
+    fflush(NULL);
+    p->pid = fork();
+    ck_assert_int_ge(p->pid, 0);
+    if (p->pid == 0) {
+        close(down[1]);
+        close(up[0]);
+        FILE *in = fdopen(down[0], "r"), *out = fdopen(up[1], "w");
+        setvbuf(out, NULL, _IOLBF, 0);
+        int rc = fn(in, out, arg);
+        fflush(out);
+        _exit(rc);
+    }
+    close(down[0]);
+    close(up[1]);
+    p->to = fdopen(down[1], "w");
+    p->from = fdopen(up[0], "r");
+    setvbuf(p->to, NULL, _IOLBF, 0);
+}
+
+void tct_proc_expect(tct_proc *p, const char *want)
+{
+    char line[256] = "";
+    ck_assert_msg(fgets(line, sizeof line, p->from) != NULL, "child %d said nothing (want %s)",
+                  (int)p->pid, want);
+    ck_assert_msg(strncmp(line, want, strlen(want)) == 0, "child said '%s', want '%s'", line,
+                  want);
+}
+
+void tct_proc_say(tct_proc *p, const char *msg)
+{
+    fprintf(p->to, "%s\n", msg);
+}
+
+void tct_proc_finish(tct_proc *p)
+{
+    char line[256];
+    while (fgets(line, sizeof line, p->from))
+        fprintf(stderr, "child %d: %s", (int)p->pid, line);
+    int status = 0;
+    ck_assert_int_eq(waitpid(p->pid, &status, 0), p->pid);
+    fclose(p->to);
+    fclose(p->from);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                  "child %d failed (status %d)", (int)p->pid, status);
+}
+
+void tct_wait_line(FILE *in, const char *want)
+{
+    char line[256];
+    while (fgets(line, sizeof line, in))
+        if (strncmp(line, want, strlen(want)) == 0)
+            return;
 }

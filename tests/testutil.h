@@ -35,4 +35,33 @@ void tct_sleep_ms(int ms);
 /* Reads key and asserts the status and, for TC_OK, the bytes. */
 void tct_expect(tc_cache *c, const char *key, tc_status want, const char *want_value);
 
+/* ---------------------------------------------------------------- child processes
+ *
+ * Multi-process tests fork children that open their own cache and talk to the parent over
+ * line-based pipes. Fork while the test process has no thread of its own yet (before it
+ * opens a cache): a child of a multi-threaded process may not start threads under
+ * ThreadSanitizer. */
+
+#include <stdio.h>
+#include <sys/types.h>
+
+typedef struct tct_proc {
+    pid_t pid;
+    FILE *to;   /* parent -> child */
+    FILE *from; /* child -> parent */
+} tct_proc;
+
+/* The child's body: reads lines from in, writes lines to out; its return value is its exit
+ * status (0: passed). */
+typedef int (*tct_child_fn)(FILE *in, FILE *out, void *arg);
+
+void tct_proc_start(tct_proc *p, tct_child_fn fn, void *arg);
+/* Reads one line from the child and asserts it starts with want. */
+void tct_proc_expect(tct_proc *p, const char *want);
+void tct_proc_say(tct_proc *p, const char *msg);
+/* Shows what the child still has to say, waits for it and asserts it exited with 0. */
+void tct_proc_finish(tct_proc *p);
+/* In a child: reads lines until one starts with want (or the parent closes the pipe). */
+void tct_wait_line(FILE *in, const char *want);
+
 #endif /* TC_TESTUTIL_H */

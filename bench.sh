@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Builds tiercache optimised (build/release) and runs its benchmark, tc-bench.
+#
+#   ./bench.sh            the default suite (< 1 min): starts its own redis-server on a free
+#                         127.0.0.1 port, prints the tables and stops it; replays the shared
+#                         trace ../shared/traces/cloudphysics-io.txt when it exists
+#   ./bench.sh ARGS...    tc-bench ARGS, e.g. `mrc --trace FILE --plot mrc.png`, `zipf
+#                         --threads 1,2 --json out.jsonl`, `--redis-url URL` (see --help)
+#
+# On Debian it first installs what the build needs (as root, or through sudo).
+set -euo pipefail
+cd "$(dirname "$0")"
+top=$(pwd)
+
+. "$top/scripts/deps.sh" # DEPS, install_deps, autogen_if_needed
+command -v apt-get >/dev/null 2>&1 && install_deps
+autogen_if_needed
+
+dir=$top/build/release
+mkdir -p "$dir"
+(
+  cd "$dir"
+  [ -f Makefile ] || "$top/configure" CFLAGS="-g -O2" >configure.out 2>&1 ||
+    { cat configure.out; exit 1; }
+  echo "== building bench/tc-bench in build/release" >&2
+  make -j"$(nproc)" bench/tc-bench >build.out 2>&1 || { tail -50 build.out; exit 1; }
+)
+bench=$dir/bench/tc-bench
+
+# The suite (no workload named) replays the shared trace too, when it exists and no --trace
+# was given.
+suite=1
+for a in "$@"; do
+  case $a in
+    hotpath | zipf | trace | stampede | coherence | mrc | -h | --help | --trace | --trace=*) suite=0 ;;
+  esac
+done
+if [ $suite -eq 1 ]; then
+  trace=$(cd "$top/.." && pwd)/shared/traces/cloudphysics-io.txt
+  if [ -r "$trace" ]; then
+    exec "$bench" "$@" --trace "$trace"
+  fi
+  echo "== note: $trace not found: the suite runs without the trace replay" >&2
+fi
+exec "$bench" "$@"

@@ -1,0 +1,1201 @@
+/*
+ * The measured workloads (see workloads.h), written against the public API only.
+ *
+ * A read workload pre-generates each thread's operations (key indices, the top bit marking
+ * a write) so that generating them costs nothing inside the timed loop and every mode runs
+ * exactly the same operations: tiercache, redis-only (local_max_bytes = 0) and the floor.
+ * Each thread times every operation into its own histogram (one clock read per operation);
+ * the hot path also times whole loops, which is what its ratios use.
+ *
+ * Processes: the coherence workload forks a writer and a reader, each with its own
+ * tc_cache, sharing timestamps through an anonymous shared mapping. Children leave only by
+ * _exit, so they never run the bench's cleanup (which stops the embedded Redis).
+ */
+#include "config.h"
+
+#include "workloads.h"
+
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "gen.h"
+#include "keys.h"
+#include "tiercache.h"
+
+#define WRITE_BIT 0x80000000u
+#define POPULATE_BATCH 1000
+
+typedef enum mode { MODE_TIER, MODE_REDIS, MODE_FLOOR, NMODES } mode;
+
+static const char *const mode_names[NMODES] = {"tiercache", "redis-only (local off)",
+                                               "floor (hash+memcpy)"};
+
+/* ------------------------------------------------------------------ caches */
+
+static tc_cache *open_cache(const bench_cfg *cfg, const char *prefix, size_t local_bytes)
+{
+    tc_options o;
+    tc_options_init(&o);
+    o.redis_url = cfg->redis_url;
+    o.key_prefix = prefix;
+    o.local_max_bytes = local_bytes;
+    o.remote_ttl_ms = 3600 * 1000;
+    o.local_ttl_ms = 3600 * 1000;
+    /* Generous: two loaded cores, other work on the machine; errors are counted anyway. */
+    o.command_timeout_ms = 2000;
+    o.connect_timeout_ms = 2000;
+    tc_cache *c = NULL;
+    tc_status st = tc_open(&o, &c);
+    if (st != TC_OK)
+        bench_die("tc_open(%s): %s", cfg->redis_url, tc_strerror(st));
+    return c;
+}
+
+/* Stores every key of ks with a value_size-byte value, in batches, local tier off. */
+static void populate(const bench_cfg *cfg, const char *prefix, const keyset *ks, size_t vsize)
+{
+    tc_cache *c = open_cache(cfg, prefix, 0);
+    unsigned char *val = malloc(vsize ? vsize : 1);
+    const void **data = malloc(POPULATE_BATCH * sizeof *data);
+    size_t *lens = malloc(POPULATE_BATCH * sizeof *lens);
+    if (!val || !data || !lens)
+        bench_die("out of memory");
+    memset(val, 'v', vsize);
+    for (size_t i = 0; i < POPULATE_BATCH; i++) {
+        data[i] = val;
+        lens[i] = vsize;
+    }
+    for (size_t i = 0; i < ks->n; i += POPULATE_BATCH) {
+        size_t n = ks->n - i < POPULATE_BATCH ? ks->n - i : POPULATE_BATCH;
+        tc_status st = tc_set_many(c, (const char *const *)ks->k + i, data, lens, n,
+                                   TC_TTL_FOREVER);
+        if (st != TC_OK)
+            bench_die("populating Redis: tc_set_many: %s", tc_strerror(st));
+    }
+    free(val);
+    free(data);
+    free(lens);
+    tc_close(c);
+}
+
+/* Removes the workload's keys from an external Redis (the embedded one dies with the run). */
+static void unpopulate(const bench_cfg *cfg, const char *prefix)
+{
+    if (cfg->embedded)
+        return;
+    tc_cache *c = open_cache(cfg, prefix, 0);
+    tc_status st = tc_clear(c);
+    if (st != TC_OK)
+        fprintf(stderr, "tc-bench: warning: tc_clear(%s): %s\n", prefix, tc_strerror(st));
+    tc_close(c);
+}
+
+/* What one local entry of this key length and value size costs the local tier's budget,
+ * read from tc_stats after storing one (public API only). */
+static size_t local_charge(const bench_cfg *cfg, const char *prefix, const char *key,
+                           size_t vsize)
+{
+    tc_cache *c = open_cache(cfg, prefix, (size_t)64 << 20);
+    unsigned char *val = calloc(1, vsize ? vsize : 1);
+    tc_value v;
+    tc_stats s;
+    size_t charge = 0;
+    if (val && tc_set(c, key, val, vsize, TC_TTL_FOREVER) == TC_OK) {
+        for (int i = 0; i < 2; i++)
+            if (tc_get(c, key, &v) == TC_OK)
+                tc_value_release(&v);
+        tc_stats_get(c, &s);
+        if (s.local_entries)
+            charge = (size_t)(s.local_bytes / s.local_entries);
+    }
+    free(val);
+    tc_close(c);
+    return charge ? charge : 200 + strlen(key) + vsize; /* a guess if it did not stay */
+}
+
+static size_t local_budget(const bench_cfg *cfg, size_t charge, size_t nkeys)
+{
+    if (cfg->local_bytes)
+        return cfg->local_bytes;
+    return (size_t)(cfg->local_pct / 100.0 * (double)nkeys * (double)charge);
+}
+
+/* ------------------------------------------------------------------ threaded runs */
+
+typedef struct run {
+    mode m;
+    tc_cache *c;
+    const ftab *ft;
+    const keyset *ks;
+    size_t vsize;
+    const unsigned char *wval;
+    bool fill_on_miss;
+    pthread_barrier_t bar;
+} run;
+
+typedef struct worker {
+    run *r;
+    const uint32_t *seq;
+    size_t nwarm, nops;
+    hist h;
+    uint64_t errors, t_end;
+    uint64_t sink;
+    pthread_t tid;
+} worker;
+
+/* One operation; returns 1 on an error. The value read is copied out, as a caller would,
+ * so tiercache and the floor both end with the bytes in the caller's buffer. The floor
+ * treats a write as a read. */
+static inline int do_op(const run *r, uint32_t x, unsigned char *buf)
+{
+    const char *key = r->ks->k[x & ~WRITE_BIT];
+    if (r->m == MODE_FLOOR)
+        return ftab_get(r->ft, key, buf) ? 0 : 1;
+    if (x & WRITE_BIT)
+        return tc_set(r->c, key, r->wval, r->vsize, TC_TTL_FOREVER) == TC_OK ? 0 : 1;
+    tc_value v;
+    tc_status st = tc_get(r->c, key, &v);
+    if (st == TC_OK) {
+        memcpy(buf, v.data, v.len < r->vsize ? v.len : r->vsize);
+        tc_value_release(&v);
+        return 0;
+    }
+    if (st == TC_MISS) {
+        if (r->fill_on_miss)
+            return tc_set(r->c, key, r->wval, r->vsize, TC_TTL_FOREVER) == TC_OK ? 0 : 1;
+        return 0;
+    }
+    return 1;
+}
+
+static void *worker_main(void *arg)
+{
+    worker *w = arg;
+    run *r = w->r;
+    unsigned char *buf = malloc(r->vsize ? r->vsize : 1);
+    if (!buf)
+        bench_die("out of memory");
+    memset(buf, 0, r->vsize ? r->vsize : 1);
+    for (size_t i = 0; i < w->nwarm; i++)
+        (void)do_op(r, w->seq[i], buf);
+    pthread_barrier_wait(&r->bar); /* warmed up: the main thread snapshots the counters */
+    pthread_barrier_wait(&r->bar); /* go */
+    const uint32_t *s = w->seq + w->nwarm;
+    uint64_t errors = 0, t = now_ns();
+    for (size_t i = 0; i < w->nops; i++) {
+        errors += (uint64_t)do_op(r, s[i], buf);
+        uint64_t t2 = now_ns();
+        hist_record(&w->h, t2 - t);
+        t = t2;
+    }
+    w->t_end = t;
+    w->errors = errors;
+    w->sink = buf[0];
+    free(buf);
+    return NULL;
+}
+
+/* Runs threads workers over seqs (each nwarm + nops long) in mode m and fills res. */
+static void run_threads(run *r, int threads, uint32_t *const *seqs, const size_t *nwarm,
+                        const size_t *nops, result *res)
+{
+    worker *w = calloc((size_t)threads, sizeof *w);
+    if (!w)
+        bench_die("out of memory");
+    if (pthread_barrier_init(&r->bar, NULL, (unsigned)threads + 1) != 0)
+        bench_die("pthread_barrier_init failed");
+    for (int i = 0; i < threads; i++) {
+        w[i].r = r;
+        w[i].seq = seqs[i];
+        w[i].nwarm = nwarm[i];
+        w[i].nops = nops[i];
+        hist_init(&w[i].h);
+        if (pthread_create(&w[i].tid, NULL, worker_main, &w[i]) != 0)
+            bench_die("pthread_create failed");
+    }
+    tc_stats s0, s1;
+    memset(&s0, 0, sizeof s0);
+    memset(&s1, 0, sizeof s1);
+    pthread_barrier_wait(&r->bar);
+    if (r->c)
+        tc_stats_get(r->c, &s0);
+    uint64_t t0 = now_ns();
+    pthread_barrier_wait(&r->bar);
+    uint64_t t1 = t0, ops = 0, writes = 0;
+    hist *h = malloc(sizeof *h);
+    if (!h)
+        bench_die("out of memory");
+    hist_init(h);
+    for (int i = 0; i < threads; i++) {
+        pthread_join(w[i].tid, NULL);
+        if (w[i].t_end > t1)
+            t1 = w[i].t_end;
+        hist_merge(h, &w[i].h);
+        ops += w[i].nops;
+        res->errors += w[i].errors;
+        for (size_t j = 0; j < w[i].nops; j++)
+            writes += (seqs[i][w[i].nwarm + j] & WRITE_BIT) != 0;
+    }
+    if (r->c)
+        tc_stats_get(r->c, &s1);
+    pthread_barrier_destroy(&r->bar);
+    free(w);
+
+    res->threads = threads;
+    res->ops = ops;
+    res->seconds = (double)(t1 - t0) / 1e9;
+    res->ops_s = (double)ops / res->seconds;
+    result_latency(res, h);
+    res->h = h;
+    if (r->c) {
+        uint64_t reads = ops - writes;
+        double lh = (double)(s1.local_hits - s0.local_hits);
+        double rh = (double)(s1.remote_hits - s0.remote_hits);
+        double mi = (double)(s1.misses - s0.misses);
+        double rts = rh + mi + (double)(s1.sets - s0.sets) + (double)(s1.deletes - s0.deletes);
+        if (reads) {
+            res->local_hit = lh / (double)reads;
+            res->remote_hit = rh / (double)reads;
+            res->miss = mi / (double)reads;
+        }
+        res->rt_per_op = ops ? rts / (double)ops : NAN;
+        res->loads = s1.loads - s0.loads;
+    } else {
+        res->rt_per_op = 0;
+    }
+}
+
+/* The three modes over the same operations; results in res[NMODES], ratios filled. */
+typedef struct modeset {
+    const bench_cfg *cfg;
+    const char *workload;
+    const char *prefix;
+    const keyset *ks;
+    const ftab *ft;
+    size_t vsize;
+    size_t local_bytes;
+    bool fill_on_miss;
+} modeset;
+
+static void run_modes(const modeset *ms, int threads, uint32_t *const *seqs,
+                      const size_t *nwarm_tier, const size_t *nwarm_base, const size_t *nops,
+                      const char *params, result res[NMODES])
+{
+    unsigned char *wval = malloc(ms->vsize ? ms->vsize : 1);
+    if (!wval)
+        bench_die("out of memory");
+    memset(wval, 'w', ms->vsize);
+    for (int m = 0; m < NMODES; m++) {
+        result_init(&res[m], ms->workload, mode_names[m]);
+        snprintf(res[m].params, sizeof res[m].params, "%s", params);
+        res[m].keys = ms->ks->n;
+        res[m].value_size = ms->vsize;
+        run r = {.m = (mode)m, .ft = ms->ft, .ks = ms->ks, .vsize = ms->vsize, .wval = wval,
+                 .fill_on_miss = ms->fill_on_miss};
+        if (m == MODE_TIER)
+            r.c = open_cache(ms->cfg, ms->prefix, ms->local_bytes);
+        else if (m == MODE_REDIS)
+            r.c = open_cache(ms->cfg, ms->prefix, 0);
+        run_threads(&r, threads, seqs, m == MODE_TIER ? nwarm_tier : nwarm_base, nops, &res[m]);
+        tc_close(r.c);
+    }
+    for (int m = 0; m < NMODES; m++) {
+        res[m].vs_redis = res[m].ops_s / res[MODE_REDIS].ops_s;
+        res[m].vs_floor = res[m].ops_s / res[MODE_FLOOR].ops_s;
+    }
+    free(wval);
+}
+
+static void print_modes(result res[NMODES])
+{
+    for (int m = 0; m < NMODES; m++)
+        report_latency_row(&res[m]);
+}
+
+static int plot_groups(const bench_cfg *cfg, const char *title, result *all, size_t n)
+{
+    if (!cfg->plot)
+        return 0;
+    return report_plot_cdf(cfg->plot, title, all, n);
+}
+
+/* ------------------------------------------------------------------ zipf */
+
+static int zipf_runs(const bench_cfg *cfg, const int *thr, int nthr, uint64_t ops_default,
+                     const char *title_extra)
+{
+    size_t nkeys = cfg->keys ? cfg->keys : 100000;
+    size_t vsize = cfg->value_size;
+    uint64_t ops = cfg->ops ? cfg->ops : ops_default;
+    if (nkeys > WRITE_BIT - 1)
+        bench_die("--keys too large");
+    char prefix[80];
+    snprintf(prefix, sizeof prefix, "%sz", cfg->prefix);
+
+    keyset ks;
+    if (keyset_numbered(&ks, "k:", nkeys) != 0)
+        bench_die("out of memory");
+    zipf z;
+    if (zipf_init(&z, nkeys, cfg->zipf_s, cfg->seed) != 0)
+        bench_die("out of memory");
+    ftab *ft = ftab_new(&ks, vsize);
+    if (!ft)
+        bench_die("out of memory");
+    populate(cfg, prefix, &ks, vsize);
+    size_t charge = local_charge(cfg, prefix, ks.k[0], vsize);
+    size_t budget = local_budget(cfg, charge, nkeys);
+
+    char title[256], params[160];
+    snprintf(params, sizeof params, "s=%.2f write_frac=%.2f local_bytes=%zu", cfg->zipf_s,
+             cfg->write_frac, budget);
+    snprintf(title, sizeof title,
+             "zipf%s: s=%.2f, %zu keys, %zu-byte values, %.0f%% writes, %llu ops per run; "
+             "local tier %.2f MB (~%.1f%% of keys at %zu B/entry)",
+             title_extra, cfg->zipf_s, nkeys, vsize, cfg->write_frac * 100,
+             (unsigned long long)ops, (double)budget / 1e6,
+             100.0 * (double)budget / (double)charge / (double)nkeys, charge);
+    report_section(title);
+    report_latency_head();
+
+    modeset ms = {.cfg = cfg, .workload = "zipf", .prefix = prefix, .ks = &ks, .ft = ft,
+                  .vsize = vsize, .local_bytes = budget};
+    result *all = calloc((size_t)nthr * NMODES, sizeof *all);
+    if (!all)
+        bench_die("out of memory");
+    for (int ti = 0; ti < nthr; ti++) {
+        int threads = thr[ti];
+        uint32_t *seqs[TCB_MAX_THREADS];
+        size_t nwarm_tier[TCB_MAX_THREADS], nwarm_base[TCB_MAX_THREADS], nops[TCB_MAX_THREADS];
+        for (int t = 0; t < threads; t++) {
+            nops[t] = ops / (uint64_t)threads;
+            /* Warm the local tier to its steady state before measuring: by default twice as
+             * many reads as it holds entries, at least half the measured ops. */
+            size_t w = cfg->warmup >= 0 ? (size_t)cfg->warmup / (size_t)threads
+                                        : (size_t)(budget / charge * 2) / (size_t)threads;
+            if (cfg->warmup < 0 && w < nops[t] / 2)
+                w = nops[t] / 2;
+            nwarm_tier[t] = w;
+            nwarm_base[t] = w < 2000 ? w : 2000;
+            seqs[t] = malloc((w + nops[t]) * sizeof *seqs[t]);
+            if (!seqs[t])
+                bench_die("out of memory");
+            rng g;
+            rng_seed(&g, cfg->seed * 1000003u + (uint64_t)t);
+            for (size_t i = 0; i < w + nops[t]; i++) {
+                uint32_t k = zipf_next(&z, &g);
+                if (cfg->write_frac > 0 && rng_double(&g) < cfg->write_frac)
+                    k |= WRITE_BIT;
+                seqs[t][i] = k;
+            }
+        }
+        result *res = &all[ti * NMODES];
+        run_modes(&ms, threads, seqs, nwarm_tier, nwarm_base, nops, params, res);
+        print_modes(res);
+        if (g_summary.nzipf < TCB_MAX_THREADS) {
+            int k = g_summary.nzipf++;
+            g_summary.zipf_threads[k] = threads;
+            g_summary.zipf_speedup[k] = res[MODE_TIER].vs_redis;
+            g_summary.zipf_floor[k] = res[MODE_TIER].vs_floor;
+        }
+        if (threads == 1)
+            g_summary.zipf_local_hit = res[MODE_TIER].local_hit;
+        for (int t = 0; t < threads; t++)
+            free(seqs[t]);
+    }
+    report_printf("  (warmup not counted: tiercache %s ops, baselines up to 2000 per thread; "
+                  "rt/op = (remote hits + misses + sets + deletes) / ops from tc_stats)\n",
+                  cfg->warmup >= 0 ? "--warmup" : "max(2x local entries, ops/2)");
+    for (int ti = 0; ti < nthr; ti++) {
+        result *res = &all[ti * NMODES];
+        report_printf("  %d thr: tiercache %.2fx redis-only throughput, %.3fx the floor's; "
+                      "p50 %.0f ns vs redis-only %.0f ns\n",
+                      res[0].threads, res[MODE_TIER].vs_redis, res[MODE_TIER].vs_floor,
+                      res[MODE_TIER].p50, res[MODE_REDIS].p50);
+    }
+    int rc = plot_groups(cfg, "zipf read latency CDF: tiercache vs redis-only vs floor", all,
+                         (size_t)nthr * NMODES);
+    for (size_t i = 0; i < (size_t)nthr * NMODES; i++)
+        result_free(&all[i]);
+    free(all);
+    unpopulate(cfg, prefix);
+    ftab_free(ft);
+    zipf_free(&z);
+    keyset_free(&ks);
+    return rc;
+}
+
+int wl_zipf(const bench_cfg *cfg)
+{
+    static const int def[] = {1, 2};
+    if (cfg->nthreads)
+        return zipf_runs(cfg, cfg->threads, cfg->nthreads, 200000, "");
+    return zipf_runs(cfg, def, 2, cfg->quick ? 100000 : 200000, "");
+}
+
+/* ------------------------------------------------------------------ trace */
+
+int wl_trace(const bench_cfg *cfg)
+{
+    if (!cfg->trace)
+        bench_die("trace: no trace file given");
+    keyset ks;
+    uint32_t *seq;
+    size_t n, skipped;
+    if (trace_load(cfg->trace, cfg->ops, &ks, &seq, &n, &skipped) != 0)
+        return 1;
+    size_t vsize = cfg->value_size;
+    char prefix[80];
+    snprintf(prefix, sizeof prefix, "%st", cfg->prefix);
+    ftab *ft = ftab_new(&ks, vsize);
+    if (!ft)
+        bench_die("out of memory");
+    populate(cfg, prefix, &ks, vsize);
+    size_t charge = local_charge(cfg, prefix, ks.k[0], vsize);
+    size_t budget = local_budget(cfg, charge, ks.n);
+
+    const char *base = strrchr(cfg->trace, '/');
+    base = base ? base + 1 : cfg->trace;
+    char title[320], params[160];
+    snprintf(params, sizeof params, "trace=%s local_bytes=%zu", base, budget);
+    snprintf(title, sizeof title,
+             "trace %s: %zu accesses (%zu skipped lines), %zu distinct keys, %zu-byte values; "
+             "local tier %.2f MB (~%.1f%% of keys at %zu B/entry); replayed cold, no warmup",
+             base, n, skipped, ks.n, vsize, (double)budget / 1e6,
+             100.0 * (double)budget / (double)charge / (double)ks.n, charge);
+    report_section(title);
+    report_latency_head();
+
+    static const int def[] = {1};
+    const int *thr = cfg->nthreads ? cfg->threads : def;
+    int nthr = cfg->nthreads ? cfg->nthreads : 1;
+    modeset ms = {.cfg = cfg, .workload = "trace", .prefix = prefix, .ks = &ks, .ft = ft,
+                  .vsize = vsize, .local_bytes = budget, .fill_on_miss = true};
+    result *all = calloc((size_t)nthr * NMODES, sizeof *all);
+    if (!all)
+        bench_die("out of memory");
+    for (int ti = 0; ti < nthr; ti++) {
+        int threads = thr[ti];
+        /* Thread t replays accesses t, t + threads, ...: the trace's order, interleaved. */
+        uint32_t *seqs[TCB_MAX_THREADS];
+        size_t nwarm[TCB_MAX_THREADS], nops[TCB_MAX_THREADS];
+        for (int t = 0; t < threads; t++) {
+            size_t cnt = n / (size_t)threads + ((size_t)t < n % (size_t)threads);
+            size_t w = cfg->warmup > 0 ? (size_t)cfg->warmup / (size_t)threads : 0;
+            seqs[t] = malloc((w + cnt + 1) * sizeof *seqs[t]);
+            if (!seqs[t])
+                bench_die("out of memory");
+            /* A warmup (only with --warmup) replays the trace's start before measuring. */
+            for (size_t i = 0; i < w; i++)
+                seqs[t][i] = seq[(i * (size_t)threads + (size_t)t) % n];
+            for (size_t i = 0; i < cnt; i++)
+                seqs[t][w + i] = seq[i * (size_t)threads + (size_t)t];
+            nwarm[t] = w;
+            nops[t] = cnt;
+        }
+        result *res = &all[ti * NMODES];
+        run_modes(&ms, threads, seqs, nwarm, nwarm, nops, params, res);
+        print_modes(res);
+        report_printf("  %d thr: tiercache %.2fx redis-only throughput, %.3fx the floor's\n",
+                      threads, res[MODE_TIER].vs_redis, res[MODE_TIER].vs_floor);
+        for (int t = 0; t < threads; t++)
+            free(seqs[t]);
+    }
+    int rc = plot_groups(cfg, "trace replay latency CDF: tiercache vs redis-only vs floor", all,
+                         (size_t)nthr * NMODES);
+    for (size_t i = 0; i < (size_t)nthr * NMODES; i++)
+        result_free(&all[i]);
+    free(all);
+    unpopulate(cfg, prefix);
+    ftab_free(ft);
+    free(seq);
+    keyset_free(&ks);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ hot path */
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+#define HOT_REPS 5
+
+/* The timed loops. Each is its own function, never inlined, so that a profiler can count
+ * one alone (docs/performance.md: valgrind --tool=callgrind --toggle-collect=hot_local_loop).
+ * They read the same keys round-robin and copy the value out. */
+static inline int hot_get(tc_cache *c, const char *key, unsigned char *buf, size_t vsize)
+{
+    tc_value v;
+    if (tc_get(c, key, &v) != TC_OK)
+        return 1;
+    memcpy(buf, v.data, v.len < vsize ? v.len : vsize);
+    tc_value_release(&v);
+    return 0;
+}
+
+/* Local hits (the cache's local tier holds every key). */
+static __attribute__((noinline)) uint64_t hot_local_loop(tc_cache *c, const keyset *ks,
+                                                         size_t iters, unsigned char *buf,
+                                                         size_t vsize)
+{
+    uint64_t errors = 0;
+    size_t nk = ks->n, j = 0;
+    for (size_t i = 0; i < iters; i++) {
+        errors += (uint64_t)hot_get(c, ks->k[j], buf, vsize);
+        j = j + 1 == nk ? 0 : j + 1;
+    }
+    return errors;
+}
+
+/* Redis GETs (the cache's local tier is off); gives up after 100 errors, which at the
+ * command timeout would take long. */
+static __attribute__((noinline)) uint64_t hot_redis_loop(tc_cache *c, const keyset *ks,
+                                                         size_t iters, unsigned char *buf,
+                                                         size_t vsize)
+{
+    uint64_t errors = 0;
+    size_t nk = ks->n, j = 0;
+    for (size_t i = 0; i < iters && errors < 100; i++) {
+        errors += (uint64_t)hot_get(c, ks->k[j], buf, vsize);
+        j = j + 1 == nk ? 0 : j + 1;
+    }
+    return errors;
+}
+
+static __attribute__((noinline)) uint64_t hot_floor_loop(const ftab *ft, const keyset *ks,
+                                                         size_t iters, unsigned char *buf)
+{
+    uint64_t errors = 0;
+    size_t nk = ks->n, j = 0;
+    for (size_t i = 0; i < iters; i++) {
+        const char *key = ks->k[j];
+        j = j + 1 == nk ? 0 : j + 1;
+        errors += !ftab_get(ft, key, buf);
+    }
+    return errors;
+}
+
+enum { HOT_LOCAL, HOT_FLOOR, HOT_REDIS };
+
+/* The median over HOT_REPS timed loops of iters operations, in ns per operation. */
+static double hot_loop(int which, tc_cache *c, const ftab *ft, const keyset *ks, size_t iters,
+                       unsigned char *buf, size_t vsize, uint64_t *errors)
+{
+    double per[HOT_REPS];
+    for (int rep = 0; rep < HOT_REPS; rep++) {
+        uint64_t t0 = now_ns();
+        if (which == HOT_LOCAL)
+            *errors += hot_local_loop(c, ks, iters, buf, vsize);
+        else if (which == HOT_REDIS)
+            *errors += hot_redis_loop(c, ks, iters, buf, vsize);
+        else
+            *errors += hot_floor_loop(ft, ks, iters, buf);
+        per[rep] = (double)(now_ns() - t0) / (double)iters;
+    }
+    qsort(per, HOT_REPS, sizeof per[0], cmp_double);
+    return per[HOT_REPS / 2];
+}
+
+/* The same operations timed one by one (latency percentiles; includes a clock read). */
+static void hot_hist(tc_cache *c, const ftab *ft, const keyset *ks, size_t iters,
+                     unsigned char *buf, size_t vsize, hist *h)
+{
+    size_t nk = ks->n, j = 0;
+    uint64_t t = now_ns();
+    for (size_t i = 0; i < iters; i++) {
+        const char *key = ks->k[j];
+        j = j + 1 == nk ? 0 : j + 1;
+        if (ft) {
+            (void)ftab_get(ft, key, buf);
+        } else {
+            tc_value v;
+            if (tc_get(c, key, &v) == TC_OK) {
+                memcpy(buf, v.data, v.len < vsize ? v.len : vsize);
+                tc_value_release(&v);
+            }
+        }
+        uint64_t t2 = now_ns();
+        hist_record(h, t2 - t);
+        t = t2;
+    }
+}
+
+int wl_hotpath(const bench_cfg *cfg, bool with_zipf)
+{
+    size_t nk = cfg->hot_keys > 0 ? (size_t)cfg->hot_keys : 8;
+    size_t vsize = cfg->value_size;
+    size_t iters = cfg->ops ? cfg->ops : (cfg->quick ? 500000 : 1000000);
+    size_t riters = iters / 100 < 5000 ? 5000 : iters / 100;
+    char prefix[80];
+    snprintf(prefix, sizeof prefix, "%sh", cfg->prefix);
+    keyset ks;
+    if (keyset_numbered(&ks, "hot:", nk) != 0)
+        bench_die("out of memory");
+    ftab *ft = ftab_new(&ks, vsize);
+    unsigned char *buf = calloc(1, vsize ? vsize : 1);
+    if (!ft || !buf)
+        bench_die("out of memory");
+    populate(cfg, prefix, &ks, vsize);
+
+    char title[256];
+    snprintf(title, sizeof title,
+             "hot path: single thread, %zu hot keys round-robin, %zu-byte values; ns/op = "
+             "median of %d timed loops of %zu ops (Redis GET: %zu ops)",
+             nk, vsize, HOT_REPS, iters, riters);
+    report_section(title);
+    report_printf("  %-34s %9s %8s %8s %8s %8s %6s\n", "operation", "ns/op", "p50", "p99",
+                  "p99.9", "max", "err");
+
+    tc_cache *tier = open_cache(cfg, prefix, (size_t)64 << 20);
+    tc_cache *redis = open_cache(cfg, prefix, 0);
+    uint64_t err[3] = {0, 0, 0};
+    /* Prime the local tier: the first read of each key goes to Redis. */
+    for (size_t i = 0; i < nk * 2; i++) {
+        tc_value v;
+        if (tc_get(tier, ks.k[i % nk], &v) == TC_OK)
+            tc_value_release(&v);
+    }
+    tc_stats s0, s1;
+    tc_stats_get(tier, &s0);
+    double ns[3];
+    ns[0] = hot_loop(HOT_LOCAL, tier, NULL, &ks, iters, buf, vsize, &err[0]);
+    tc_stats_get(tier, &s1);
+    uint64_t local = s1.local_hits - s0.local_hits, reads = (uint64_t)iters * HOT_REPS;
+    ns[1] = hot_loop(HOT_FLOOR, NULL, ft, &ks, iters, buf, vsize, &err[1]);
+    ns[2] = hot_loop(HOT_REDIS, redis, NULL, &ks, riters / HOT_REPS, buf, vsize, &err[2]);
+
+    static const char *const names[3] = {"local hit (tc_get+copy+release)",
+                                         "floor (hash lookup+memcpy)",
+                                         "Redis GET (tc_get, local tier off)"};
+    static const char *const modes[3] = {"local-hit", "floor", "redis-get"};
+    result res[3];
+    for (int i = 0; i < 3; i++) {
+        hist *h = malloc(sizeof *h);
+        if (!h)
+            bench_die("out of memory");
+        hist_init(h);
+        size_t n = i == 2 ? riters : iters / 2;
+        hot_hist(i == 0 ? tier : i == 2 ? redis : NULL, i == 1 ? ft : NULL, &ks, n, buf, vsize,
+                 h);
+        result_init(&res[i], "hotpath", modes[i]);
+        snprintf(res[i].params, sizeof res[i].params, "hot_keys=%zu", nk);
+        res[i].threads = 1;
+        res[i].keys = nk;
+        res[i].value_size = vsize;
+        res[i].ops = i == 2 ? riters : iters;
+        res[i].errors = err[i];
+        result_latency(&res[i], h);
+        res[i].mean_ns = ns[i];
+        res[i].ops_s = 1e9 / ns[i];
+        res[i].rt_per_op = i == 2 ? 1 : 0;
+        res[i].h = h;
+    }
+    for (int i = 0; i < 3; i++) {
+        res[i].vs_redis = res[i].ops_s / res[2].ops_s;
+        res[i].vs_floor = res[i].ops_s / res[1].ops_s;
+        char a[16], b[16], c[16], d[16];
+        report_printf("  %-34s %9.1f %8s %8s %8s %8s %6llu\n", names[i], ns[i],
+                      report_fmt_ns(res[i].p50, a, sizeof a),
+                      report_fmt_ns(res[i].p99, b, sizeof b),
+                      report_fmt_ns(res[i].p999, c, sizeof c),
+                      report_fmt_ns(res[i].max_ns, d, sizeof d), (unsigned long long)err[i]);
+        report_record(&res[i]);
+    }
+    report_printf("  local hit / floor     = %.2fx   (target: within 3x)\n", ns[0] / ns[1]);
+    report_printf("  Redis GET / local hit = %.0fx    (target: at least 100x)\n", ns[2] / ns[0]);
+    report_printf("  (both copy the value out; the local tier answered %.2f%% of the local-hit "
+                  "loop's reads; percentiles from %zu separately timed ops, each including a "
+                  "clock read)\n",
+                  100.0 * (double)local / (double)reads, iters / 2);
+    g_summary.hit_ns = ns[0];
+    g_summary.floor_ns = ns[1];
+    g_summary.redis_get_ns = ns[2];
+    for (int i = 0; i < 3; i++)
+        result_free(&res[i]);
+    tc_close(tier);
+    tc_close(redis);
+    unpopulate(cfg, prefix);
+    ftab_free(ft);
+    free(buf);
+    keyset_free(&ks);
+    if (with_zipf) {
+        static const int thr[] = {1, 2};
+        return zipf_runs(cfg, thr, 2, cfg->quick ? 100000 : 200000, " (hot path throughput)");
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------ coherence */
+
+/* Shared between the bench and its writer and reader processes (MAP_SHARED|MAP_ANONYMOUS,
+ * mapped before the forks). The atomics are lock-free, hence address-free: they work across
+ * processes. Timestamps are CLOCK_MONOTONIC, the same clock in every process. */
+typedef struct coh_shm {
+    atomic_int writer_up, reader_up, abort;
+    atomic_llong ready;   /* the last version the reader holds (locally, when its tier is on) */
+    int64_t n;            /* versions to write: 1..n */
+    uint64_t writer_errors, reader_errors, reader_reads, timeouts;
+    tc_stats reader_stats;
+    uint64_t t_start[];   /* then t_ret[n + 1], t_seen[n + 1] */
+} coh_shm;
+
+#define COH_WAIT_NS (3ull * 1000000000ull)
+
+static void sleep_ns(uint64_t ns)
+{
+    struct timespec ts = {(time_t)(ns / 1000000000u), (long)(ns % 1000000000u)};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+static int64_t parse_version(const tc_value *v)
+{
+    char tmp[32];
+    size_t n = v->len < sizeof tmp - 1 ? v->len : sizeof tmp - 1;
+    memcpy(tmp, v->data, n);
+    tmp[n] = '\0';
+    return strtoll(tmp, NULL, 10);
+}
+
+/* Reads the hot key; the version it holds, or -1. */
+static int64_t coh_read(tc_cache *c, const char *key)
+{
+    tc_value v;
+    if (tc_get(c, key, &v) != TC_OK)
+        return -1;
+    int64_t ver = parse_version(&v);
+    tc_value_release(&v);
+    return ver;
+}
+
+/* True once a read of key is answered by c's local tier (checked through tc_stats). */
+static bool coh_wait_local(tc_cache *c, const char *key, uint64_t deadline)
+{
+    while (now_ns() < deadline) {
+        tc_stats a, b;
+        tc_stats_get(c, &a);
+        (void)coh_read(c, key);
+        tc_stats_get(c, &b);
+        if (b.local_hits > a.local_hits)
+            return true;
+    }
+    return false;
+}
+
+static void coh_writer(const bench_cfg *cfg, const char *prefix, coh_shm *m)
+{
+    uint64_t *t_ret = m->t_start + m->n + 1;
+    tc_cache *c = open_cache(cfg, prefix, (size_t)1 << 20);
+    const char *key = "coh:hot";
+    if (tc_set(c, key, "0", 1, TC_TTL_FOREVER) != TC_OK)
+        m->writer_errors++;
+    atomic_store(&m->writer_up, 1);
+    uint64_t deadline = now_ns() + 10 * COH_WAIT_NS;
+    while (!atomic_load(&m->reader_up) && !atomic_load(&m->abort) && now_ns() < deadline)
+        sleep_ns(20000);
+    rng g;
+    rng_seed(&g, cfg->seed ^ 0xc0ffeeull);
+    for (int64_t i = 1; i <= m->n && !atomic_load(&m->abort); i++) {
+        /* Wait (without spinning: the reader and Redis need the cores) until the reader
+         * holds version i - 1, then let it settle into local hits for 100..600 us. */
+        uint64_t until = now_ns() + COH_WAIT_NS;
+        while (atomic_load(&m->ready) < i - 1 && !atomic_load(&m->abort) && now_ns() < until)
+            sleep_ns(20000);
+        if (atomic_load(&m->ready) < i - 1) {
+            m->timeouts++;
+            atomic_store(&m->abort, 1);
+            break;
+        }
+        sleep_ns(100000 + rng_next(&g) % 500000);
+        char val[24];
+        int len = snprintf(val, sizeof val, "%lld", (long long)i);
+        m->t_start[i] = now_ns();
+        tc_status st = tc_set(c, key, val, (size_t)len, TC_TTL_FOREVER);
+        t_ret[i] = now_ns();
+        if (st != TC_OK)
+            m->writer_errors++;
+    }
+    tc_close(c);
+}
+
+static void coh_reader(const bench_cfg *cfg, const char *prefix, coh_shm *m, bool local)
+{
+    uint64_t *t_seen = m->t_start + 2 * (m->n + 1);
+    uint64_t deadline = now_ns() + 10 * COH_WAIT_NS;
+    while (!atomic_load(&m->writer_up) && !atomic_load(&m->abort) && now_ns() < deadline)
+        sleep_ns(20000);
+    tc_cache *c = open_cache(cfg, prefix, local ? (size_t)1 << 20 : 0);
+    const char *key = "coh:hot";
+    while (coh_read(c, key) != 0 && now_ns() < deadline)
+        sleep_ns(1000);
+    if (local && !coh_wait_local(c, key, deadline))
+        atomic_store(&m->abort, 1);
+    atomic_store(&m->ready, 0);
+    atomic_store(&m->reader_up, 1);
+    int64_t last = 0;
+    uint64_t reads = 0, errors = 0, progress = now_ns();
+    while (last < m->n && !atomic_load(&m->abort)) {
+        int64_t v = coh_read(c, key);
+        uint64_t t = now_ns();
+        reads++;
+        if (v < 0) {
+            errors++;
+        } else if (v > last) {
+            t_seen[v] = t;
+            last = v;
+            progress = t;
+            /* The next write waits until this version is held locally, so every write
+             * is measured against a live local copy. */
+            if (local && !coh_wait_local(c, key, t + COH_WAIT_NS))
+                break;
+            atomic_store(&m->ready, v);
+        } else if (t - progress > 2 * COH_WAIT_NS) {
+            m->timeouts++;
+            atomic_store(&m->abort, 1);
+        }
+    }
+    tc_stats_get(c, &m->reader_stats);
+    m->reader_reads = reads;
+    m->reader_errors = errors;
+    tc_close(c);
+}
+
+static pid_t coh_fork(void)
+{
+    fflush(NULL);
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid < 0)
+        bench_die("fork: %s", strerror(errno));
+    if (pid == 0) {
+        /* Die with the bench, whatever way it ends. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(3);
+    } else {
+        bench_child_add(pid);
+    }
+    return pid;
+}
+
+/* Waits for pid until deadline, then kills it. Returns its exit status or -1. */
+static int coh_reap(pid_t pid, uint64_t deadline)
+{
+    int status = 0;
+    for (;;) {
+        pid_t r = waitpid(pid, &status, WNOHANG);
+        if (r == pid)
+            break;
+        if (r < 0 && errno != EINTR)
+            return -1;
+        if (now_ns() > deadline) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            status = -1;
+            break;
+        }
+        sleep_ns(1000000);
+    }
+    bench_child_remove(pid);
+    return status >= 0 && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+static int coh_run(const bench_cfg *cfg, int64_t n, bool local, result *res, uint64_t *early,
+                   uint64_t *lost)
+{
+    char prefix[80];
+    snprintf(prefix, sizeof prefix, "%sc%d", cfg->prefix, local);
+    size_t size = sizeof(coh_shm) + 3 * (size_t)(n + 1) * sizeof(uint64_t);
+    coh_shm *m = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED)
+        bench_die("mmap: %s", strerror(errno));
+    memset(m, 0, size);
+    m->n = n;
+    atomic_store(&m->ready, -1);
+
+    pid_t w = coh_fork();
+    if (w == 0) {
+        coh_writer(cfg, prefix, m);
+        _exit(0);
+    }
+    pid_t r = coh_fork();
+    if (r == 0) {
+        coh_reader(cfg, prefix, m, local);
+        _exit(0);
+    }
+    uint64_t deadline = now_ns() + 30ull * 1000000000u + (uint64_t)n * 20000000u;
+    int ws = coh_reap(w, deadline);
+    int rs = coh_reap(r, deadline);
+
+    uint64_t *t_ret = m->t_start + n + 1, *t_seen = m->t_start + 2 * (n + 1);
+    hist *h = malloc(sizeof *h);
+    if (!h)
+        bench_die("out of memory");
+    hist_init(h);
+    *early = *lost = 0;
+    for (int64_t i = 1; i <= n; i++) {
+        if (!t_ret[i] || !t_seen[i]) {
+            (*lost)++;
+            continue;
+        }
+        /* The reader may see the new value before the writer's call has returned (the
+         * invalidation travels with the write): that is a delay of zero. */
+        if (t_seen[i] < t_ret[i])
+            (*early)++;
+        hist_record(h, t_seen[i] > t_ret[i] ? t_seen[i] - t_ret[i] : 0);
+    }
+    result_init(res, "coherence", local ? "tiercache (broadcast)" : "redis-only (local off)");
+    snprintf(res->params, sizeof res->params,
+             "delay = reader sees new value - writer's tc_set returned; early=%llu lost=%llu",
+             (unsigned long long)*early, (unsigned long long)*lost);
+    res->threads = 1;
+    res->keys = 1;
+    res->value_size = 0;
+    res->ops = (uint64_t)n;
+    res->errors = m->writer_errors + m->reader_errors + m->timeouts + (ws != 0) + (rs != 0);
+    result_latency(res, h);
+    res->h = h;
+    if (m->reader_reads) {
+        const tc_stats *s = &m->reader_stats;
+        double reads = (double)(s->local_hits + s->remote_hits + s->misses);
+        if (reads > 0) {
+            res->local_hit = (double)s->local_hits / reads;
+            res->remote_hit = (double)s->remote_hits / reads;
+            res->miss = (double)s->misses / reads;
+        }
+    }
+    munmap(m, size);
+    unpopulate(cfg, prefix);
+    return (ws != 0 || rs != 0) ? 1 : 0;
+}
+
+int wl_coherence(const bench_cfg *cfg)
+{
+    int64_t n = cfg->ops ? (int64_t)cfg->ops : (cfg->quick ? 200 : 500);
+    char title[256];
+    snprintf(title, sizeof title,
+             "coherence: a writer and a reader process, each with its own tc_cache; %lld "
+             "writes of one hot key, the reader polling tc_get",
+             (long long)n);
+    report_section(title);
+    report_printf("  %-24s %6s %8s %8s %8s %8s %6s %5s %7s %5s\n", "reader", "writes",
+                  "p50", "p99", "p99.9", "max", "early", "lost", "local", "err");
+    result res[2];
+    uint64_t early[2], lost[2];
+    int rc = 0;
+    for (int i = 0; i < 2; i++) {
+        rc |= coh_run(cfg, n, i == 0, &res[i], &early[i], &lost[i]);
+        char a[16], b[16], c[16], d[16];
+        report_printf("  %-24s %6llu %8s %8s %8s %8s %6llu %5llu %6.1f%% %5llu\n", res[i].mode,
+                      (unsigned long long)res[i].ops, report_fmt_ns(res[i].p50, a, sizeof a),
+                      report_fmt_ns(res[i].p99, b, sizeof b),
+                      report_fmt_ns(res[i].p999, c, sizeof c),
+                      report_fmt_ns(res[i].max_ns, d, sizeof d), (unsigned long long)early[i],
+                      (unsigned long long)lost[i],
+                      isnan(res[i].local_hit) ? 0.0 : res[i].local_hit * 100,
+                      (unsigned long long)res[i].errors);
+    }
+    res[0].vs_redis = res[0].p50 / res[1].p50;
+    res[1].vs_redis = 1;
+    for (int i = 0; i < 2; i++)
+        report_record(&res[i]);
+    report_printf("  delay: from the writer's tc_set returning to the reader's tc_get returning "
+                  "the new value (CLOCK_MONOTONIC across processes; 'early': seen before the "
+                  "write returned, counted as 0; 'local': the reader's local hit ratio). "
+                  "tiercache p50 = %.2fx redis-only's\n",
+                  res[0].vs_redis);
+    g_summary.coh_p50 = res[0].p50;
+    g_summary.coh_p99 = res[0].p99;
+    g_summary.coh_max = res[0].max_ns;
+    if (cfg->plot)
+        rc |= report_plot_cdf(cfg->plot, "invalidation delay CDF (write returned -> reader sees it)",
+                              res, 2);
+    for (int i = 0; i < 2; i++)
+        result_free(&res[i]);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ stampede */
+
+/* Every thread asks for the same cold key at the same moment (a barrier per key); the
+ * loader takes load_ns. With single-flight, one load per key; without (the naive
+ * cache-aside baseline: tc_get, on a miss load and tc_set), one per thread. */
+typedef enum st_mode { ST_TIER, ST_REDIS, ST_NAIVE, NST } st_mode;
+
+static const char *const st_names[NST] = {"get_or_set", "get_or_set (local off)",
+                                          "naive get+load+set"};
+
+typedef struct st_run {
+    st_mode m;
+    tc_cache *c;
+    const keyset *ks;
+    const unsigned char *val;
+    size_t vsize;
+    uint64_t load_ns;
+    atomic_ullong loads;
+    pthread_barrier_t bar;
+} st_run;
+
+typedef struct st_worker {
+    st_run *r;
+    hist h;
+    uint64_t errors, t_end;
+    pthread_t tid;
+} st_worker;
+
+static tc_status st_loader(void *arg, const char *key, tc_buf *out)
+{
+    st_run *r = arg;
+    (void)key;
+    atomic_fetch_add(&r->loads, 1);
+    sleep_ns(r->load_ns);
+    return tc_buf_append(out, r->val, r->vsize);
+}
+
+static void *st_worker_main(void *arg)
+{
+    st_worker *w = arg;
+    st_run *r = w->r;
+    for (size_t i = 0; i < r->ks->n; i++) {
+        const char *key = r->ks->k[i];
+        pthread_barrier_wait(&r->bar);
+        uint64_t t0 = now_ns();
+        tc_value v;
+        tc_status st;
+        if (r->m == ST_NAIVE) {
+            st = tc_get(r->c, key, &v);
+            if (st == TC_MISS) {
+                atomic_fetch_add(&r->loads, 1);
+                sleep_ns(r->load_ns);
+                st = tc_set(r->c, key, r->val, r->vsize, TC_TTL_DEFAULT);
+                memset(&v, 0, sizeof v);
+            }
+        } else {
+            st = tc_get_or_set(r->c, key, st_loader, r, TC_TTL_DEFAULT, &v);
+        }
+        uint64_t t1 = now_ns();
+        hist_record(&w->h, t1 - t0);
+        if (st == TC_OK)
+            tc_value_release(&v);
+        else
+            w->errors++;
+        w->t_end = t1;
+    }
+    return NULL;
+}
+
+int wl_stampede(const bench_cfg *cfg)
+{
+    size_t nkeys = cfg->keys ? cfg->keys : 100;
+    int threads = cfg->nthreads ? cfg->threads[0] : TCB_MAX_THREADS;
+    uint64_t load_ns = 1000000;
+    size_t vsize = cfg->value_size;
+    char title[256];
+    snprintf(title, sizeof title,
+             "stampede: %d threads call for the same cold key at once (a barrier per key), "
+             "%zu keys, loader takes %.1f ms",
+             threads, nkeys, (double)load_ns / 1e6);
+    report_section(title);
+    report_printf("  %-24s %3s %6s %8s %8s %8s %8s %8s %7s %6s %5s\n", "mode", "thr", "keys",
+                  "loads", "per key", "p50", "p99", "max", "waits", "rt/op", "err");
+    keyset ks;
+    unsigned char *val = malloc(vsize ? vsize : 1);
+    if (keyset_numbered(&ks, "cold:", nkeys) != 0 || !val)
+        bench_die("out of memory");
+    memset(val, 's', vsize);
+    result res[NST];
+    for (int m = 0; m < NST; m++) {
+        char prefix[80];
+        snprintf(prefix, sizeof prefix, "%ss%d", cfg->prefix, m);
+        st_run r = {.m = (st_mode)m, .ks = &ks, .val = val, .vsize = vsize,
+                    .load_ns = load_ns};
+        atomic_init(&r.loads, 0);
+        r.c = open_cache(cfg, prefix, m == ST_REDIS ? 0 : (size_t)64 << 20);
+        st_worker *w = calloc((size_t)threads, sizeof *w);
+        if (!w || pthread_barrier_init(&r.bar, NULL, (unsigned)threads) != 0)
+            bench_die("out of memory");
+        uint64_t t0 = now_ns();
+        for (int i = 0; i < threads; i++) {
+            w[i].r = &r;
+            hist_init(&w[i].h);
+            if (pthread_create(&w[i].tid, NULL, st_worker_main, &w[i]) != 0)
+                bench_die("pthread_create failed");
+        }
+        hist *h = malloc(sizeof *h);
+        if (!h)
+            bench_die("out of memory");
+        hist_init(h);
+        uint64_t t1 = t0, errors = 0;
+        for (int i = 0; i < threads; i++) {
+            pthread_join(w[i].tid, NULL);
+            hist_merge(h, &w[i].h);
+            errors += w[i].errors;
+            if (w[i].t_end > t1)
+                t1 = w[i].t_end;
+        }
+        tc_stats s;
+        tc_stats_get(r.c, &s);
+        pthread_barrier_destroy(&r.bar);
+        free(w);
+        tc_close(r.c);
+        unpopulate(cfg, prefix);
+
+        result *x = &res[m];
+        result_init(x, "stampede", st_names[m]);
+        snprintf(x->params, sizeof x->params, "load_ms=%.1f flight_waits=%llu",
+                 (double)load_ns / 1e6, (unsigned long long)s.flight_waits);
+        x->threads = threads;
+        x->keys = nkeys;
+        x->value_size = vsize;
+        x->ops = h->count;
+        x->seconds = (double)(t1 - t0) / 1e9;
+        x->ops_s = (double)x->ops / x->seconds;
+        x->errors = errors;
+        x->loads = (uint64_t)atomic_load(&r.loads);
+        result_latency(x, h);
+        x->h = h;
+        double reads = (double)(s.local_hits + s.remote_hits + s.misses);
+        if (reads > 0) {
+            x->local_hit = (double)s.local_hits / reads;
+            x->remote_hit = (double)s.remote_hits / reads;
+            x->miss = (double)s.misses / reads;
+        }
+        x->rt_per_op = (double)(s.remote_hits + s.misses + s.sets + s.deletes) / (double)x->ops;
+        char a[16], b[16], c[16];
+        report_printf("  %-24s %3d %6zu %8llu %8.2f %8s %8s %8s %7llu %6.2f %5llu\n", x->mode,
+                      threads, nkeys, (unsigned long long)x->loads,
+                      (double)x->loads / (double)nkeys, report_fmt_ns(x->p50, a, sizeof a),
+                      report_fmt_ns(x->p99, b, sizeof b), report_fmt_ns(x->max_ns, c, sizeof c),
+                      (unsigned long long)s.flight_waits, x->rt_per_op,
+                      (unsigned long long)errors);
+    }
+    for (int m = 0; m < NST; m++) {
+        res[m].vs_redis = res[m].ops_s / res[ST_REDIS].ops_s;
+        report_record(&res[m]);
+    }
+    report_printf("  loads: loader calls counted by the bench (ideal: 1 per key); waits: "
+                  "tc_stats flight_waits; rt/op counts only reads and sets from tc_stats (the "
+                  "lock round trips of get_or_set are not in it)\n");
+    g_summary.st_loads_per_key = (double)res[ST_TIER].loads / (double)nkeys;
+    g_summary.st_naive_per_key = (double)res[ST_NAIVE].loads / (double)nkeys;
+    int rc = 0;
+    if (cfg->plot)
+        rc = report_plot_cdf(cfg->plot, "stampede: latency of the calls for a cold key", res,
+                             NST);
+    for (int m = 0; m < NST; m++)
+        result_free(&res[m]);
+    free(val);
+    keyset_free(&ks);
+    return rc;
+}
