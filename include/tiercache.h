@@ -404,6 +404,22 @@ typedef struct tc_stats {
  * Thread-safe. */
 TC_API void tc_stats_get(tc_cache *c, tc_stats *out);
 
+/* Per key type: the first two ':' parts of the key ("notifications:unread_count" for
+ * "notifications:unread_count:user:7"; the whole key if it has fewer). The first 128 types
+ * seen are tracked; keys of further types count under "other". key_type is valid only
+ * during the call. local_entries and local_bytes are 0 per type (they are cache-wide). */
+typedef void (*tc_stats_fn)(void *arg, const char *key_type, const tc_stats *s);
+
+/* Calls fn once per key type seen, with its counters. fn runs on the calling thread with no
+ * lock of the cache held (it may call the cache). Thread-safe. */
+TC_API void tc_stats_foreach(tc_cache *c, tc_stats_fn fn, void *arg);
+
+/* The counters per key type, and the cache-wide gauges, in the Prometheus text exposition
+ * format (version 0.0.4): counters named tiercache_<field>_total with a key_type label,
+ * HELP and TYPE lines, label values escaped. *text is malloc'd: free() it. TC_ERR_ARG (NULL
+ * c or text), TC_ERR_NOMEM. Thread-safe. */
+TC_API tc_status tc_stats_prometheus(tc_cache *c, char **text);
+
 #ifdef __cplusplus
 }
 #endif

@@ -165,10 +165,16 @@ static bool local_readable(const tc_cache *c)
     return c->local_enabled && tc__coherence_local_usable(c);
 }
 
-static void note_remote_error(tc_cache *c, tc_status st)
+tc_counters *tc__key_counters(tc_cache *c, const char *key, size_t klen)
 {
-    if (st < 0 && st != TC_ERR_ARG && st != TC_ERR_NOT_INT && st != TC_ERR_TOO_BIG)
-        TC_COUNT(&c->counters, remote_errors);
+    return tc__type_counters(c->types, tc__type_of(c->types, key, klen));
+}
+
+static void note_remote_error(tc_cache *c, const char *key, size_t klen, tc_status st)
+{
+    if (st < 0 && st != TC_ERR_ARG && st != TC_ERR_NOT_INT && st != TC_ERR_TOO_BIG &&
+        st != TC_ERR_NOMEM)
+        TC_COUNT(key ? tc__key_counters(c, key, klen) : &c->counters, remote_errors);
 }
 
 /* ------------------------------------------------------------------ options and lifetime */
@@ -273,6 +279,7 @@ static void cache_free(tc_cache *c)
 {
     tc__coherence_stop(c); /* before the flights: the subscriber wakes them */
     tc__flights_free(c->flights);
+    tc__types_free(c->types);
     tc__remote_close(c->remote);
     tc__local_free(c->local);
     tc__free(c->url);
@@ -304,6 +311,8 @@ TC_API tc_status tc_open(const tc_options *o, tc_cache **out)
     c->log.arg = c->opt.log_arg;
     c->local_enabled = c->opt.local_max_bytes > 0 && c->opt.local_ttl_ms > 0;
     st = tc__flights_new(&c->flights);
+    if (st == TC_OK)
+        st = tc__types_new(&c->types);
     if (st == TC_OK)
         st = tc__local_new(c->local_enabled ? c->opt.local_max_bytes : 0, 0, &c->local);
     if (st == TC_OK) {
@@ -346,6 +355,7 @@ static void fill_local(tc_cache *c, uint64_t h, const char *key, size_t klen, tc
         return;
     if (c->fill_hook)
         c->fill_hook(c->fill_hook_arg, key);
+    r->type_id = tc__type_of(c->types, key, klen);
     tc__local_store_if_fresh(c->local, h, key, klen, r, local_expiry(c, t0_ns, pttl_ms), t);
 }
 
@@ -363,7 +373,7 @@ tc_status tc__cache_fetch(tc_cache *c, uint64_t h, const char *key, size_t klen,
     st = tc__remote_get(c->remote, rk.s, rk.len, &r, &pttl);
     rkey_done(&rk);
     if (st != TC_OK) {
-        note_remote_error(c, st);
+        note_remote_error(c, key, klen, st);
         return st;
     }
     tc__fmt_decode(r);
@@ -414,12 +424,12 @@ TC_API tc_status tc_get(tc_cache *c, const char *key, tc_value *out)
         return answer(c, r, out);
     st = tc__cache_fetch(c, h, key, klen, &r);
     if (st == TC_MISS) {
-        TC_COUNT(&c->counters, misses);
+        TC_COUNT(tc__key_counters(c, key, klen), misses);
         return TC_MISS;
     }
     if (st != TC_OK)
         return st;
-    TC_COUNT(&c->counters, remote_hits);
+    TC_COUNT(tc__key_counters(c, key, klen), remote_hits);
     return answer(c, r, out);
 }
 
@@ -539,19 +549,19 @@ TC_API tc_status tc_get_many(tc_cache *c, const char *const *keys, size_t n, tc_
         int64_t t0 = tc__now_ns();
         rc = tc__remote_get_many(c->remote, b.n, (const char *const *)b.rkeys, b.rklens,
                                  b.vals, b.pttls, b.st);
-        note_remote_error(c, rc);
+        note_remote_error(c, keys[b.idx[0]], b.klens[b.idx[0]], rc);
         for (size_t m = 0; rc == TC_OK && m < b.n; m++) {
             size_t i = b.idx[m];
             if (b.st[m] != TC_OK) {
                 st[i] = TC_MISS;
-                TC_COUNT(&c->counters, misses);
+                TC_COUNT(tc__key_counters(c, keys[i], b.klens[i]), misses);
                 continue;
             }
             tc_ref *r = b.vals[m];
             b.vals[m] = NULL;
             tc__fmt_decode(r);
             fill_local(c, b.hashes[i], keys[i], b.klens[i], r, b.pttls[m], t0, b.tickets[m]);
-            TC_COUNT(&c->counters, remote_hits);
+            TC_COUNT(tc__key_counters(c, keys[i], b.klens[i]), remote_hits);
             st[i] = answer(c, r, &out[i]) == TC_OK ? TC_OK : TC_MISS;
         }
     }
@@ -601,16 +611,22 @@ static void write_end(tc_cache *c, write_ctx *w, tc_status st, tc_ref *const *va
     bool through = st == TC_OK && vals && c->local_enabled && tc__coherence_write_through(c);
     int64_t exp = local_expiry(c, tc__now_ns(), ttl_ms == TC_TTL_FOREVER ? -1 : ttl_ms);
     for (size_t i = 0; i < w->n; i++) {
-        if (through && vals[i])
+        uint32_t type = tc__type_of(c->types, w->keys[i], w->klens[i]);
+        if (through && vals[i]) {
+            vals[i]->type_id = type;
             tc__local_store_write(c->local, w->hashes[i], w->keys[i], w->klens[i], vals[i],
                                   exp, w->tickets[i]);
-        else
+        } else {
             tc__local_invalidate(c->local, w->hashes[i]);
+        }
+        tc_counters *k = tc__type_counters(c->types, type);
+        if (st == TC_OK && w->msg.active)
+            TC_COUNT(k, inval_sent);
+        if (st == TC_OK && vals)
+            TC_COUNT(k, sets);
     }
-    if (st == TC_OK && w->msg.active)
-        TC_COUNT(&c->counters, inval_sent);
     tc__inval_done(&w->msg);
-    note_remote_error(c, st);
+    note_remote_error(c, w->n ? w->keys[0] : NULL, w->n ? w->klens[0] : 0, st);
 }
 
 /* The bytes to store for a value: the value itself, or a copy behind a header when it needs
@@ -658,8 +674,8 @@ static tc_status delete_keys(tc_cache *c, size_t n, const char *const *keys,
         st = tc__remote_delete(c->remote, n, (const char *const *)rkeys, rklens,
                                tc__inval_pub(&w.msg), deleted);
     write_end(c, &w, st, NULL, 0);
-    if (st == TC_OK)
-        TC_COUNT(&c->counters, deletes);
+    for (size_t i = 0; st == TC_OK && i < n; i++)
+        TC_COUNT(tc__key_counters(c, keys[i], klens[i]), deletes);
     return st;
 }
 
@@ -717,9 +733,7 @@ static tc_status store_one(tc_cache *c, set_mode mode, const char *key, size_t k
                                 tc__inval_pub(&w.msg));
     }
     if (w.n)
-        write_end(c, &w, st, &local_copy, ttl);
-    if (st == TC_OK)
-        TC_COUNT(&c->counters, sets);
+        write_end(c, &w, st, &local_copy, ttl); /* counts the set */
     tc__ref_drop(local_copy);
     rkey_done(&rk);
     tc__free(owned);
@@ -844,7 +858,7 @@ TC_API tc_status tc_incr(tc_cache *c, const char *key, int64_t delta, int64_t *r
     write_end(c, &w, st, NULL, 0);
     rkey_done(&rk);
     if (st == TC_OK) {
-        TC_COUNT(&c->counters, sets);
+        TC_COUNT(tc__key_counters(c, key, klen), sets);
         if (result)
             *result = value;
     }
@@ -899,9 +913,7 @@ TC_API tc_status tc_set_many(tc_cache *c, const char *const *keys, const void *c
         st = tc__remote_set(c->remote, n, (const char *const *)b.rkeys, b.rklens, bytes,
                             blens, ttl, tc__inval_pub(&w.msg));
     if (w.n)
-        write_end(c, &w, st, b.vals, ttl);
-    if (st == TC_OK)
-        TC_COUNT_N(&c->counters, sets, n);
+        write_end(c, &w, st, b.vals, ttl); /* counts the sets */
     for (size_t i = 0; i < n; i++) {
         tc__ref_drop(b.vals[i]);
         b.vals[i] = NULL;
@@ -971,7 +983,7 @@ TC_API tc_status tc_clear(tc_cache *c)
     tc__local_flush(c->local);
     if (st == TC_OK && m.active)
         TC_COUNT(&c->counters, inval_sent);
-    note_remote_error(c, st);
+    note_remote_error(c, NULL, 0, st);
     tc__inval_done(&m);
     tc__free(pattern);
     return st;

@@ -34,7 +34,8 @@ struct tc_cache {
     tc_remote *remote;
     tc_coherence_state *coh; /* NULL in TC_COHERENCE_NONE */
     struct tc_flights *flights; /* single-flight table of tc_get_or_set (flight.h) */
-    tc_counters counters;
+    tc_counters counters;   /* cache-wide: what belongs to no key type */
+    tc_types *types;        /* counters per key type */
     atomic_bool closing;
     tc_fill_hook_fn fill_hook; /* tests only; NULL otherwise */
     void *fill_hook_arg;
@@ -60,6 +61,9 @@ struct tc_fmt_meta;
  * ttl_ms as the public API (0 deletes). */
 tc_status tc__cache_store(tc_cache *c, const char *key, size_t klen, const void *data,
                           size_t len, const struct tc_fmt_meta *meta, int ttl_ms);
+
+/* The counters of key's type (registering the type if there is room). */
+tc_counters *tc__key_counters(tc_cache *c, const char *key, size_t klen);
 
 /* Fills buf with cryptographically random bytes (getrandom). TC_ERR_IO if unavailable. */
 tc_status tc__random_bytes(void *buf, size_t n);

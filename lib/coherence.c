@@ -199,6 +199,7 @@ static void invalidate_key(tc_cache *c, const char *key, size_t klen)
      * this message may be that load's write, so wake it to re-read Redis now. One atomic
      * load when nothing is in flight. */
     tc__flights_notify(c->flights, h, key, klen);
+    TC_COUNT(tc__key_counters(c, key, klen), inval_received);
 }
 
 bool tc__inval_apply(tc_cache *c, const char *payload, size_t len)
@@ -232,9 +233,8 @@ bool tc__inval_apply(tc_cache *c, const char *payload, size_t len)
         if (!next_token(&q, end, &tok, &tlen))
             goto malformed;
     }
-    TC_COUNT(&c->counters, inval_received);
     if (origin == c->origin || version != c->opt.version)
-        return true;
+        return true; /* well formed, not for us: counted nowhere */
     while (next_token(&p, end, &tok, &tlen))
         invalidate_key(c, tok, tlen);
     return true;
@@ -246,8 +246,8 @@ malformed:
 /* A tracking message's payload: an array of full Redis keys, or nil for a flush. */
 static void apply_tracking(tc_cache *c, const redisReply *keys)
 {
-    TC_COUNT(&c->counters, inval_received);
     if (keys->type == REDIS_REPLY_NIL) {
+        TC_COUNT(&c->counters, inval_received);
         tc__local_flush(c->local);
         return;
     }

@@ -74,6 +74,8 @@ typedef struct shard {
     size_t bytes;
     uint64_t entries;
     uint64_t hits, misses, evictions, expirations, stores, store_rejects;
+    /* Per key type (tc_ref.type_id), for per-type metrics; under mu like the rest. */
+    uint64_t type_hits[TC_LOCAL_TYPES], type_evictions[TC_LOCAL_TYPES];
     /* Fill-guard sequences: read anywhere, bumped only with mu held. */
     atomic_uint_fast64_t seq[SLOTS];
 } shard;
@@ -85,6 +87,11 @@ struct tc_local {
     size_t budget;    /* per shard: max_bytes / nshards */
     atomic_uint_fast64_t epoch;
 };
+
+static inline unsigned type_slot(const tc_ref *r)
+{
+    return r->type_id < TC_LOCAL_TYPES ? r->type_id : 0;
+}
 
 /* ---------------------------------------------------------------------------------------
  * References
@@ -104,7 +111,7 @@ tc_ref *tc__ref_new(size_t cap)
     r->data = r->buf;
     r->meta_expiry_ms = 0;
     r->meta_delta_ms = 0;
-    r->reserved = 0;
+    r->type_id = 0;
     return r;
 }
 
@@ -248,6 +255,7 @@ static void make_room_locked(tc_local *l, shard *s, size_t need, entry **victims
             lru_push_head_locked(s, e);
         } else {
             s->evictions++;
+            s->type_evictions[type_slot(e->val)]++;
             remove_locked(s, e, victims);
         }
     }
@@ -345,6 +353,7 @@ bool tc__local_get(tc_local *l, uint64_t h, const char *key, size_t klen, int64_
     if (!e->referenced)
         e->referenced = true;
     s->hits++;
+    s->type_hits[type_slot(e->val)]++;
     tc__ref_hold(e->val);
     *out = e->val;
     pthread_mutex_unlock(&s->mu);
@@ -474,6 +483,21 @@ void tc__local_stats(tc_local *l, tc_local_stats *out)
         out->bytes += s->bytes;
         out->stores += s->stores;
         out->store_rejects += s->store_rejects;
+        pthread_mutex_unlock(&s->mu);
+    }
+}
+
+void tc__local_type_stats(tc_local *l, uint64_t *hits, uint64_t *evictions)
+{
+    memset(hits, 0, TC_LOCAL_TYPES * sizeof *hits);
+    memset(evictions, 0, TC_LOCAL_TYPES * sizeof *evictions);
+    for (unsigned i = 0; i <= l->mask; i++) {
+        shard *s = &l->shards[i];
+        pthread_mutex_lock(&s->mu);
+        for (unsigned t = 0; t < TC_LOCAL_TYPES; t++) {
+            hits[t] += s->type_hits[t];
+            evictions[t] += s->type_evictions[t];
+        }
         pthread_mutex_unlock(&s->mu);
     }
 }

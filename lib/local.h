@@ -30,7 +30,7 @@ typedef struct tc_ref {
     int64_t meta_expiry_ms;    /* wall-clock expiry in Redis as the writer saw it; 0: none
                                   known (used by early refresh; may stay 0) */
     uint32_t meta_delta_ms;    /* how long the value took to compute; 0: unknown */
-    uint32_t reserved;
+    uint32_t type_id;          /* the key's type, for per-type metrics (stats.h); 0: other */
     unsigned char buf[];
 } tc_ref;
 
@@ -100,6 +100,11 @@ void tc__local_flush(tc_local *l);
 
 /* Counters and current size, summed over shards. */
 void tc__local_stats(tc_local *l, tc_local_stats *out);
+
+/* Local hits and evictions per key type id (tc_ref.type_id), summed over shards into
+ * arrays of TC_LOCAL_TYPES (ids at or above it count as 0, "other"). */
+#define TC_LOCAL_TYPES 129
+void tc__local_type_stats(tc_local *l, uint64_t *hits, uint64_t *evictions);
 
 /* The number of live entries (walks every shard; for tests). */
 size_t tc__local_count(tc_local *l);
