@@ -151,13 +151,15 @@ static tc_status ttl_resolve(const tc_cache *c, int ttl_ms, int *out)
 }
 
 /* The monotonic deadline of a local copy of a value with `remote_ms` left in Redis (< 0:
- * no expiry), measured from t0_ns, taken before the Redis request was sent. */
+ * no expiry), measured from t0_ns, taken before the Redis request was sent. Local hits
+ * check it against the coarse clock, which may lag by up to its resolution: the deadline is
+ * shortened by that much, so a local copy never outlives its Redis TTL. */
 static int64_t local_expiry(const tc_cache *c, int64_t t0_ns, int64_t remote_ms)
 {
     int64_t ms = c->opt.local_ttl_ms;
     if (remote_ms >= 0 && remote_ms < ms)
         ms = remote_ms;
-    return t0_ns + ms * 1000000;
+    return t0_ns + ms * 1000000 - c->coarse_res_ns;
 }
 
 static bool local_readable(const tc_cache *c)
@@ -310,6 +312,7 @@ TC_API tc_status tc_open(const tc_options *o, tc_cache **out)
     c->log.fn = c->opt.log_fn;
     c->log.arg = c->opt.log_arg;
     c->local_enabled = c->opt.local_max_bytes > 0 && c->opt.local_ttl_ms > 0;
+    c->coarse_res_ns = tc__coarse_res_ns();
     st = tc__flights_new(&c->flights);
     if (st == TC_OK)
         st = tc__types_new(&c->types);
@@ -402,7 +405,7 @@ static tc_status answer(tc_cache *c, tc_ref *r, tc_value *out)
 bool tc__cache_local_get(tc_cache *c, uint64_t h, const char *key, size_t klen, tc_ref **out)
 {
     if (local_readable(c))
-        return tc__local_get(c->local, h, key, klen, tc__now_ns(), out);
+        return tc__local_get(c->local, h, key, klen, tc__now_coarse_ns(), out);
     if (c->local_enabled)
         TC_COUNT(&c->counters, local_bypasses);
     return false;
@@ -538,7 +541,7 @@ TC_API tc_status tc_get_many(tc_cache *c, const char *const *keys, size_t n, tc_
     for (size_t i = 0; rc == TC_OK && i < n; i++) {
         tc_ref *r;
         if (readable && tc__local_get(c->local, b.hashes[i], keys[i], b.klens[i],
-                                      tc__now_ns(), &r)) {
+                                      tc__now_coarse_ns(), &r)) {
             st[i] = answer(c, r, &out[i]) == TC_OK ? TC_OK : TC_MISS;
             continue;
         }

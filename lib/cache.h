@@ -29,6 +29,7 @@ struct tc_cache {
     size_t channel_len;
     uint64_t origin;        /* random id of this instance, carried by its invalidations */
     bool local_enabled;     /* local_max_bytes > 0 and local_ttl_ms > 0 */
+    int64_t coarse_res_ns;  /* local expiries are shortened by this: see local_expiry */
     tc_logger log;
     tc_local *local;
     tc_remote *remote;

@@ -26,6 +26,25 @@ static inline int64_t tc__now_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+/* The same monotonic clock at tick resolution (CLOCK_MONOTONIC_COARSE): a few ns to read
+ * instead of tens, never ahead of tc__now_ns and behind it by at most the clock's
+ * resolution (tc__coarse_res_ns). For expiry checks on the local-hit path. */
+static inline int64_t tc__now_coarse_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* The resolution of tc__now_coarse_ns. */
+static inline int64_t tc__coarse_res_ns(void)
+{
+    struct timespec ts;
+    if (clock_getres(CLOCK_MONOTONIC_COARSE, &ts) != 0)
+        return 10000000; /* 10 ms: coarser than any tick Linux uses */
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
 /* Wall-clock milliseconds since the epoch, for values shared between hosts. */
 static inline int64_t tc__wall_ms(void)
 {

@@ -16,16 +16,23 @@ static inline bool key_byte_ok(unsigned char b)
     return b >= 33 && b != 127;
 }
 
+/* 1 for the bytes a key may hold, 0 for the others (the NUL among them): the validation
+ * loop is one load and one test per byte. */
+static const unsigned char key_byte_table[256] = {
+    [33 ... 126] = 1, /* printable ASCII but space */
+    [128 ... 255] = 1, /* any byte of a multi-byte UTF-8 sequence (or other 8-bit data) */
+};
+
 bool tc__key_valid(const char *key, size_t max_len, size_t *len)
 {
     if (!key)
         return false;
+    const unsigned char *p = (const unsigned char *)key;
     size_t i = 0;
-    for (; key[i]; i++) {
-        if (i >= max_len || !key_byte_ok((unsigned char)key[i]))
-            return false;
-    }
-    if (i == 0)
+    while (key_byte_table[p[i]] && i < max_len)
+        i++;
+    /* Stopped on the NUL (valid if not empty), a bad byte, or the length limit. */
+    if (p[i] != '\0' || i == 0)
         return false;
     if (len)
         *len = i;
