@@ -138,6 +138,9 @@ typedef struct tc_options {
                                  still returns them during that window */
     int negative_ttl_ms;      /* default 30000: how long a loader's "does not exist"
                                  (TC_MISS) is cached, capped by the call's TTL; 0: never */
+    int check_redis_config;   /* default 1: at tc_open, warn through log_fn when Redis has
+                                 no maxmemory, an eviction policy other than allkeys-*, or
+                                 no password; 0 skips the check */
 } tc_options;
 
 /* Fills o with the defaults above and sets struct_size. Thread-safe (touches only o). */

@@ -207,6 +207,7 @@ TC_API void tc_options_init(tc_options *o)
     o->xfetch_beta = 1.0;
     o->stale_if_error_ms = 0;
     o->negative_ttl_ms = 30000;
+    o->check_redis_config = 1;
 }
 
 /* The oldest options layout a caller may pass: everything up to log_arg. */
@@ -328,6 +329,8 @@ TC_API tc_status tc_open(const tc_options *o, tc_cache **out)
         };
         st = tc__remote_open(&rc, &c->remote);
     }
+    if (st == TC_OK && c->opt.check_redis_config)
+        tc__remote_check_config(c->remote);
     if (st == TC_OK)
         st = tc__coherence_start(c);
     if (st != TC_OK) {
@@ -380,6 +383,10 @@ tc_status tc__cache_fetch(tc_cache *c, uint64_t h, const char *key, size_t klen,
         return st;
     }
     tc__fmt_decode(r);
+    if ((r->flags & TC_REF_TAGGED) && (st = tc__tags_current(c, r)) != TC_OK) {
+        tc__ref_drop(r); /* a tag moved on: stale everywhere, not worth keeping */
+        return st;
+    }
     fill_local(c, h, key, klen, r, pttl, t0, t);
     *out = r;
     return TC_OK;
@@ -387,16 +394,11 @@ tc_status tc__cache_fetch(tc_cache *c, uint64_t h, const char *key, size_t klen,
 
 /* Turns a fetched or local reference into the caller's answer: a negative entry is a miss
  * for plain reads. */
-static tc_status answer(tc_cache *c, tc_ref *r, tc_value *out)
+static tc_status answer(tc_ref *r, tc_value *out)
 {
-    tc_status st = TC_OK;
-    if (r->flags & TC_REF_NEGATIVE)
-        st = TC_MISS;
-    else if (r->flags & TC_REF_TAGGED)
-        st = tc__tags_current(c, r); /* a tag moved on: the value is stale everywhere */
-    if (st != TC_OK) {
+    if (r->flags & TC_REF_NEGATIVE) {
         tc__ref_drop(r);
-        return st;
+        return TC_MISS;
     }
     value_from_ref(out, r);
     return TC_OK;
@@ -404,8 +406,17 @@ static tc_status answer(tc_cache *c, tc_ref *r, tc_value *out)
 
 bool tc__cache_local_get(tc_cache *c, uint64_t h, const char *key, size_t klen, tc_ref **out)
 {
-    if (local_readable(c))
-        return tc__local_get(c->local, h, key, klen, tc__now_coarse_ns(), out);
+    if (local_readable(c)) {
+        if (!tc__local_get(c->local, h, key, klen, tc__now_coarse_ns(), out))
+            return false;
+        if (!((*out)->flags & TC_REF_TAGGED) || tc__tags_current(c, *out) == TC_OK)
+            return true;
+        /* A tag moved on: drop the copy so later reads don't check it again. */
+        tc__ref_drop(*out);
+        *out = NULL;
+        tc__local_invalidate(c->local, h);
+        return false;
+    }
     if (c->local_enabled)
         TC_COUNT(&c->counters, local_bypasses);
     return false;
@@ -424,7 +435,7 @@ TC_API tc_status tc_get(tc_cache *c, const char *key, tc_value *out)
     uint64_t h = tc__key_hash(key, klen);
     tc_ref *r = NULL;
     if (tc__cache_local_get(c, h, key, klen, &r))
-        return answer(c, r, out);
+        return answer(r, out);
     st = tc__cache_fetch(c, h, key, klen, &r);
     if (st == TC_MISS) {
         TC_COUNT(tc__key_counters(c, key, klen), misses);
@@ -433,7 +444,7 @@ TC_API tc_status tc_get(tc_cache *c, const char *key, tc_value *out)
     if (st != TC_OK)
         return st;
     TC_COUNT(tc__key_counters(c, key, klen), remote_hits);
-    return answer(c, r, out);
+    return answer(r, out);
 }
 
 /* Per-batch scratch for tc_get_many: the keys that missed locally and their Redis keys. */
@@ -537,12 +548,10 @@ TC_API tc_status tc_get_many(tc_cache *c, const char *const *keys, size_t n, tc_
     rc = batch_alloc(&b, n);
     if (rc == TC_OK)
         rc = batch_keys(c, keys, n, &b);
-    bool readable = local_readable(c);
     for (size_t i = 0; rc == TC_OK && i < n; i++) {
         tc_ref *r;
-        if (readable && tc__local_get(c->local, b.hashes[i], keys[i], b.klens[i],
-                                      tc__now_coarse_ns(), &r)) {
-            st[i] = answer(c, r, &out[i]) == TC_OK ? TC_OK : TC_MISS;
+        if (tc__cache_local_get(c, b.hashes[i], keys[i], b.klens[i], &r)) {
+            st[i] = answer(r, &out[i]) == TC_OK ? TC_OK : TC_MISS;
             continue;
         }
         b.tickets[b.n] = tc__local_ticket(c->local, b.hashes[i]);
@@ -563,9 +572,15 @@ TC_API tc_status tc_get_many(tc_cache *c, const char *const *keys, size_t n, tc_
             tc_ref *r = b.vals[m];
             b.vals[m] = NULL;
             tc__fmt_decode(r);
+            if ((r->flags & TC_REF_TAGGED) && tc__tags_current(c, r) != TC_OK) {
+                tc__ref_drop(r);
+                st[i] = TC_MISS;
+                TC_COUNT(tc__key_counters(c, keys[i], b.klens[i]), misses);
+                continue;
+            }
             fill_local(c, b.hashes[i], keys[i], b.klens[i], r, b.pttls[m], t0, b.tickets[m]);
             TC_COUNT(tc__key_counters(c, keys[i], b.klens[i]), remote_hits);
-            st[i] = answer(c, r, &out[i]) == TC_OK ? TC_OK : TC_MISS;
+            st[i] = answer(r, &out[i]) == TC_OK ? TC_OK : TC_MISS;
         }
     }
     if (rc != TC_OK)

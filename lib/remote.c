@@ -1630,3 +1630,52 @@ tc_status tc__remote_publish(tc_remote *r, const tc_pub *pub)
         freeReplyObject(x);
     return op_finish(&e, st);
 }
+
+/* ------------------------------------------------------------------ configuration check */
+
+/* The value of one CONFIG GET parameter into buf ("" if unavailable: CONFIG may be
+ * renamed or forbidden by an ACL). */
+static bool config_get(tc_remote *r, const char *name, char *buf, size_t cap)
+{
+    const char *argv[] = {"CONFIG", "GET", name};
+    redisReply *rep = NULL;
+    buf[0] = '\0';
+    if (tc__remote_command(r, 3, argv, NULL, &rep) != TC_OK)
+        return false;
+    bool ok = rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 &&
+              rep->element[1]->type == REDIS_REPLY_STRING;
+    if (ok)
+        snprintf(buf, cap, "%.*s", (int)rep->element[1]->len, rep->element[1]->str);
+    freeReplyObject(rep);
+    return ok;
+}
+
+int tc__remote_check_config(tc_remote *r)
+{
+    char maxmemory[32], policy[64];
+    int warnings = 0;
+    if (!config_get(r, "maxmemory", maxmemory, sizeof maxmemory) ||
+        !config_get(r, "maxmemory-policy", policy, sizeof policy)) {
+        RLOG(r, TC_LOG_INFO, "Redis configuration not checked: CONFIG GET is not allowed");
+        return 0;
+    }
+    if (strcmp(maxmemory, "0") == 0) {
+        RLOG(r, TC_LOG_WARN, "Redis has no maxmemory: as a cache it grows until the system "
+                             "runs out of memory; set maxmemory and maxmemory-policy "
+                             "allkeys-lru (docs/operations.md)");
+        warnings++;
+    }
+    if (strncmp(policy, "allkeys-", 8) != 0) {
+        RLOG(r, TC_LOG_WARN, "Redis maxmemory-policy is %s: keys without a TTL are never "
+                             "evicted and writes fail when memory is full; use allkeys-lru "
+                             "or allkeys-lfu (docs/operations.md)", policy);
+        warnings++;
+    }
+    if (!r->url.password) {
+        RLOG(r, TC_LOG_WARN, "connected to Redis without a password: anyone who reaches it "
+                             "can read the cache and forge invalidations "
+                             "(docs/security.md)");
+        warnings++;
+    }
+    return warnings;
+}

@@ -128,6 +128,11 @@ tc_status tc__remote_incr(tc_remote *r, const char *rkey, size_t rklen, int64_t 
  * atomic: keys written during the scan may survive. */
 tc_status tc__remote_clear(tc_remote *r, const char *pattern, const tc_pub *pub);
 
+/* Warns through the logger when the server is not configured as a cache should be: no
+ * maxmemory, a maxmemory-policy other than allkeys-*, or no password in the URL. Returns
+ * the number of warnings (0 also when CONFIG GET is refused). */
+int tc__remote_check_config(tc_remote *r);
+
 /* PUBLISH alone. */
 tc_status tc__remote_publish(tc_remote *r, const tc_pub *pub);
 

@@ -752,6 +752,56 @@ START_TEST(test_cache_threads_share_one_cache)
 }
 END_TEST
 
+typedef struct log_capture {
+    int warnings;
+    char last[512];
+} log_capture;
+
+static void capture_log(void *arg, int level, const char *msg)
+{
+    log_capture *lc = arg;
+    if (level == TC_LOG_WARN) {
+        lc->warnings++;
+        snprintf(lc->last, sizeof lc->last, "%s", msg);
+    }
+}
+
+START_TEST(test_cache_config_check_warns)
+{
+    tc_options o;
+    log_capture lc = {0};
+    tct_options(&o);
+    o.log_fn = capture_log;
+    o.log_arg = &lc;
+    tc_cache *c = tct_open(&o); /* the test server: no maxmemory, noeviction, no password */
+    ck_assert_int_eq(lc.warnings, 3);
+    tc_close(c);
+    memset(&lc, 0, sizeof lc);
+    o.check_redis_config = 0;
+    c = tct_open(&o);
+    ck_assert_int_eq(lc.warnings, 0);
+    tc_close(c);
+    /* A server set up as docs/operations.md says: nothing to warn about. */
+    const char *args[] = {"--maxmemory", "64mb", "--maxmemory-policy", "allkeys-lru",
+                          "--requirepass", "s3cret", NULL};
+    tcf_redis good;
+    ck_assert_int_eq(tcf_redis_start(&good, args), 0);
+    char url[128];
+    snprintf(url, sizeof url, "redis://:s3cret@127.0.0.1:%d/0", good.port);
+    tct_options(&o);
+    o.redis_url = url;
+    o.log_fn = capture_log;
+    o.log_arg = &lc;
+    tc_cache *g = NULL;
+    tc_status st = tc_open(&o, &g);
+    int warnings = lc.warnings;
+    tc_close(g);
+    tcf_redis_stop(&good);
+    ck_assert_int_eq(st, TC_OK);
+    ck_assert_msg(warnings == 0, "unexpected warning: %s", lc.last);
+}
+END_TEST
+
 static Suite *cache_suite(void)
 {
     Suite *s = suite_create("cache");
@@ -780,7 +830,7 @@ static Suite *cache_suite(void)
          {test_cache_invalid_keys_send_nothing, test_cache_null_arguments,
           test_cache_value_size_limit, test_cache_large_value_default_limit,
           test_cache_bad_options, test_cache_old_options_layout, test_cache_unreachable,
-          test_cache_env_url}},
+          test_cache_env_url, test_cache_config_check_warns}},
         {"local",
          {test_cache_stats_move, test_cache_local_disabled, test_cache_local_byte_budget,
           test_cache_threads_share_one_cache}},

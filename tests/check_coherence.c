@@ -591,7 +591,7 @@ static Suite *coherence_suite(void)
     Suite *s = suite_create("coherence");
     struct {
         const char *name;
-        const TTest *tests[4];
+        const TTest *tests[8];
     } groups[] = {
         {"cross_process", {test_coherence_write_reaches_other_process}},
         {"fill_guard", {test_coherence_fill_guard_race}},

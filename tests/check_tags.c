@@ -252,19 +252,52 @@ START_TEST(test_tags_invalidation_seen_by_other_process)
 }
 END_TEST
 
+static tc_status load_fresh(void *arg, const char *key, tc_buf *out)
+{
+    TC_UNUSED(key);
+    (*(int *)arg)++;
+    return tc_buf_append(out, "fresh", 5);
+}
+
+START_TEST(test_tags_get_or_set_respects_tags)
+{
+    tcf_unique_prefix(prefix, sizeof prefix);
+    tc_cache *c = open_shared();
+    ck_assert_int_eq(tc_set_tagged(c, "k", "tagged", 6, TC_TTL_DEFAULT, student_tags, 2), TC_OK);
+    int calls = 0;
+    tc_value v;
+    ck_assert_int_eq(tc_get_or_set(c, "k", load_fresh, &calls, TC_TTL_DEFAULT, &v), TC_OK);
+    ck_assert_int_eq(calls, 0);
+    ck_assert_int_eq(memcmp(v.data, "tagged", 6), 0);
+    tc_value_release(&v);
+    ck_assert_int_eq(tc_tag_invalidate(c, "student:1"), TC_OK);
+    ck_assert_int_eq(tc_get_or_set(c, "k", load_fresh, &calls, TC_TTL_DEFAULT, &v), TC_OK);
+    ck_assert_int_eq(calls, 1);
+    ck_assert_int_eq(memcmp(v.data, "fresh", 5), 0);
+    tc_value_release(&v);
+    const char *keys[] = {"k"};
+    ck_assert_int_eq(tc_set_tagged(c, "k", "tagged", 6, TC_TTL_DEFAULT, student_tags, 2), TC_OK);
+    ck_assert_int_eq(tc_tag_invalidate(c, "course:2"), TC_OK);
+    tc_status st;
+    ck_assert_int_eq(tc_get_many(c, keys, 1, &v, &st), TC_OK);
+    ck_assert_int_eq(st, TC_MISS);
+    tc_close(c);
+}
+END_TEST
+
 static Suite *tags_suite(void)
 {
     Suite *s = suite_create("tags");
     struct {
         const char *name;
-        const TTest *tests[4];
+        const TTest *tests[8];
     } groups[] = {
         {"namespaces",
          {test_tags_ns_key_and_bump, test_tags_ns_version_is_local, test_tags_ns_bad_arguments}},
         {"ns_cross_process", {test_tags_ns_bump_seen_by_other_process}},
         {"tags",
          {test_tags_invalidate_makes_tagged_miss, test_tags_tagged_hit_stays_local,
-          test_tags_bad_arguments}},
+          test_tags_bad_arguments, test_tags_get_or_set_respects_tags}},
         {"tags_cross_process", {test_tags_invalidation_seen_by_other_process}},
     };
     for (size_t g = 0; g < sizeof groups / sizeof groups[0]; g++) {
