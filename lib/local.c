@@ -62,18 +62,31 @@ typedef struct entry {
     struct entry *prev, *next; /* LRU list (head: newest); next also chains victims */
     size_t klen;
     bool referenced; /* hit since it last passed the eviction hand */
+    bool in_window;  /* in the admission window, not yet admitted to the main region */
     char key[];      /* klen bytes and a NUL */
 } entry;
+
+typedef struct list {
+    struct entry *head, *tail;
+    size_t bytes;
+} list;
 
 typedef struct shard {
     /* Aligning the first member aligns the struct and rounds its size up to whole cache
      * lines, so two shards' locks and counters never share a line. */
     alignas(CACHE_LINE) pthread_mutex_t mu;
     entry *table; /* uthash head */
-    entry *head, *tail;
-    size_t bytes;
+    list main;    /* admitted entries, CLOCK order (head: newest) */
+    list window;  /* W-TinyLFU's admission window, FIFO (head: newest) */
+    size_t bytes; /* main.bytes + window.bytes */
     uint64_t entries;
     uint64_t hits, misses, evictions, expirations, stores, store_rejects;
+    /* TinyLFU's frequency sketch: SKETCH_ROWS rows of width 8-bit counters (a count-min
+     * sketch), halved every sample_size increments so old popularity fades. */
+    uint8_t *sketch;
+    uint32_t sketch_mask; /* width - 1 */
+    uint32_t increments, sample_size;
+    uint64_t admission_rejects;
     /* Per key type (tc_ref.type_id), for per-type metrics; under mu like the rest. */
     uint64_t type_hits[TC_LOCAL_TYPES], type_evictions[TC_LOCAL_TYPES];
     /* Fill-guard sequences: read anywhere, bumped only with mu held. */
@@ -85,6 +98,7 @@ struct tc_local {
     void *shards_mem; /* the allocation, over-sized for the alignment */
     unsigned mask;    /* nshards - 1 */
     size_t budget;    /* per shard: max_bytes / nshards */
+    size_t window_budget; /* per shard: the admission window's share (0: no admission) */
     atomic_uint_fast64_t epoch;
 };
 
@@ -170,28 +184,37 @@ static size_t entry_charge(size_t klen, const tc_ref *v)
     return add_sat(add_sat(sizeof(entry) + 1 + sizeof(tc_ref), klen), v->alloc);
 }
 
+static inline list *list_of(shard *s, const entry *e)
+{
+    return e->in_window ? &s->window : &s->main;
+}
+
 static void lru_unlink_locked(shard *s, entry *e)
 {
+    list *li = list_of(s, e);
     if (e->prev)
         e->prev->next = e->next;
     else
-        s->head = e->next;
+        li->head = e->next;
     if (e->next)
         e->next->prev = e->prev;
     else
-        s->tail = e->prev;
+        li->tail = e->prev;
     e->prev = e->next = NULL;
+    li->bytes -= e->charge;
 }
 
 static void lru_push_head_locked(shard *s, entry *e)
 {
+    list *li = list_of(s, e);
     e->prev = NULL;
-    e->next = s->head;
-    if (s->head)
-        s->head->prev = e;
+    e->next = li->head;
+    if (li->head)
+        li->head->prev = e;
     else
-        s->tail = e;
-    s->head = e;
+        li->tail = e;
+    li->head = e;
+    li->bytes += e->charge;
 }
 
 /* Takes e out of the table, the list and the accounting and chains it on *victims, to be
@@ -230,21 +253,68 @@ static inline bool dead(const entry *e, uint64_t epoch, int64_t now_ns)
     return e->epoch != epoch || e->expires_ns <= now_ns;
 }
 
-/* Removes entries from the tail until need more bytes fit in the budget (the caller has
- * checked that need alone fits). CLOCK: an entry hit since the hand last passed it gets a
- * second chance (moved to the head, bit cleared) instead of being evicted, so hits cost
- * one store of a flag and no list surgery. Dead entries go first and count as expirations
- * when expired. Terminates: every entry is passed over at most once, its bit then clear. */
-static void make_room_locked(tc_local *l, shard *s, size_t need, entry **victims)
+/* ---------------------------------------------------------------------------------------
+ * Eviction and admission (W-TinyLFU over CLOCK)
+ *
+ * A new entry enters a small FIFO window (1% of the shard's budget). Entries pushed out of
+ * the window compete for the main region: when it is full, the window's candidate is
+ * admitted only if the frequency sketch says it was asked for more often than the entry
+ * the CLOCK hand would evict. One-hit wonders thus pass through the window without
+ * flushing popular entries out, while the window still catches bursts of recency.
+ * ------------------------------------------------------------------------------------- */
+
+#define SKETCH_ROWS 4
+#define SKETCH_MAX 15 /* counters saturate: popularity is relative */
+
+static inline uint32_t sketch_index(const shard *s, uint64_t h, unsigned row)
 {
-    if (s->bytes + need <= l->budget)
+    /* Remix so rows use bits independent of the shard, slot and bucket bits. */
+    uint64_t g = (h ^ (h >> 29)) * 0xbf58476d1ce4e5b9ULL;
+    return (uint32_t)(g >> (16 * row)) & s->sketch_mask;
+}
+
+static void sketch_increment_locked(shard *s, uint64_t h)
+{
+    if (!s->sketch)
         return;
+    uint32_t width = s->sketch_mask + 1;
+    for (unsigned r = 0; r < SKETCH_ROWS; r++) {
+        uint8_t *c = &s->sketch[r * width + sketch_index(s, h, r)];
+        if (*c < SKETCH_MAX)
+            (*c)++;
+    }
+    if (++s->increments >= s->sample_size) { /* age: halve every counter */
+        for (uint32_t i = 0; i < SKETCH_ROWS * width; i++)
+            s->sketch[i] >>= 1;
+        s->increments /= 2;
+    }
+}
+
+static unsigned sketch_frequency_locked(const shard *s, uint64_t h)
+{
+    uint32_t width = s->sketch_mask + 1;
+    unsigned f = SKETCH_MAX;
+    for (unsigned r = 0; r < SKETCH_ROWS; r++) {
+        unsigned c = s->sketch[r * width + sketch_index(s, h, r)];
+        f = c < f ? c : f;
+    }
+    return f;
+}
+
+static void evict_locked(shard *s, entry *e, entry **victims)
+{
+    s->evictions++;
+    s->type_evictions[type_slot(e->val)]++;
+    remove_locked(s, e, victims);
+}
+
+/* The entry the CLOCK hand of list li would evict: dead entries on the way are removed
+ * (expirations), referenced ones get their second chance. NULL if li empties. */
+static entry *clock_victim_locked(tc_local *l, shard *s, list *li, entry **victims)
+{
     uint64_t epoch = atomic_load_explicit(&l->epoch, memory_order_acquire);
     int64_t now = tc__now_ns();
-    while (s->bytes + need > l->budget) {
-        entry *e = s->tail;
-        if (!e)
-            break; /* unreachable: bytes is 0 when the list is empty, and need fits */
+    for (entry *e = li->tail; e; e = li->tail) {
         if (dead(e, epoch, now)) {
             if (e->epoch == epoch)
                 s->expirations++;
@@ -254,10 +324,50 @@ static void make_room_locked(tc_local *l, shard *s, size_t need, entry **victims
             lru_unlink_locked(s, e);
             lru_push_head_locked(s, e);
         } else {
-            s->evictions++;
-            s->type_evictions[type_slot(e->val)]++;
-            remove_locked(s, e, victims);
+            return e;
         }
+    }
+    return NULL;
+}
+
+/* Moves the window's oldest entry c into the main region, through the admission filter
+ * when the main region is full: c replaces the CLOCK victim only if it is more popular. */
+static void promote_locked(tc_local *l, shard *s, entry *c, entry **victims)
+{
+    size_t main_budget = l->budget - l->window_budget;
+    while (s->main.bytes + c->charge > main_budget) {
+        entry *v = clock_victim_locked(l, s, &s->main, victims);
+        if (!v || s->main.bytes + c->charge <= main_budget)
+            break; /* the hand reclaimed dead entries on its way: room enough */
+        if (sketch_frequency_locked(s, c->h) <= sketch_frequency_locked(s, v->h)) {
+            s->admission_rejects++;
+            evict_locked(s, c, victims);
+            return;
+        }
+        evict_locked(s, v, victims);
+    }
+    lru_unlink_locked(s, c);
+    c->in_window = false;
+    lru_push_head_locked(s, c);
+}
+
+/* After e (already counted in bytes and on its list) was stored: brings the shard back
+ * within budget. With admission, the window's overflow is promoted through the filter;
+ * then (or without admission) CLOCK evicts from the main region, and last from the
+ * window; e itself goes last (it fits the budget alone). */
+static void make_room_locked(tc_local *l, shard *s, entry *e, entry **victims)
+{
+    while (s->window.bytes > l->window_budget && s->window.tail != e)
+        promote_locked(l, s, s->window.tail, victims);
+    while (s->bytes > l->budget) {
+        entry *v = clock_victim_locked(l, s, &s->main, victims);
+        if (s->bytes <= l->budget)
+            break; /* dead entries reclaimed were enough */
+        if (!v && s->window.tail != e)
+            v = s->window.tail;
+        if (!v)
+            break; /* only e is left, and it fits */
+        evict_locked(s, v, victims);
     }
 }
 
@@ -289,13 +399,32 @@ tc_status tc__local_new(size_t max_bytes, unsigned nshards, tc_local **out)
     l->budget = max_bytes / nshards;
     atomic_init(&l->epoch, 1);
 
+    l->window_budget = l->budget / 100;
+    uint32_t width = 16; /* about one counter per entry a shard can hold (~256 B each) */
+    while (width < (1u << 16) && width < l->budget / 128)
+        width <<= 1;
     for (unsigned i = 0; i < nshards; i++) {
         shard *s = &l->shards[i];
         for (unsigned j = 0; j < SLOTS; j++)
             atomic_init(&s->seq[j], 0);
-        if (pthread_mutex_init(&s->mu, NULL) != 0) {
+        if (l->budget > 0) {
+            s->sketch = tc__calloc(SKETCH_ROWS, width);
+            s->sketch_mask = width - 1;
+            s->sample_size = 10 * width;
+        }
+        if (l->budget > 0 && !s->sketch) {
             while (i-- > 0)
+                tc__free(l->shards[i].sketch);
+            tc__free(l->shards_mem);
+            tc__free(l);
+            return TC_ERR_NOMEM;
+        }
+        if (pthread_mutex_init(&s->mu, NULL) != 0) {
+            tc__free(s->sketch);
+            while (i-- > 0) {
                 pthread_mutex_destroy(&l->shards[i].mu);
+                tc__free(l->shards[i].sketch);
+            }
             tc__free(l->shards_mem);
             tc__free(l);
             return TC_ERR_NOMEM;
@@ -312,8 +441,11 @@ void tc__local_free(tc_local *l)
     for (unsigned i = 0; i <= l->mask; i++) {
         shard *s = &l->shards[i];
         entry *victims = NULL;
-        while (s->head)
-            remove_locked(s, s->head, &victims);
+        while (s->main.head)
+            remove_locked(s, s->main.head, &victims);
+        while (s->window.head)
+            remove_locked(s, s->window.head, &victims);
+        tc__free(s->sketch);
         free_victims(victims);
         pthread_mutex_destroy(&s->mu);
     }
@@ -334,6 +466,7 @@ bool tc__local_get(tc_local *l, uint64_t h, const char *key, size_t klen, int64_
     entry *victims = NULL;
 
     pthread_mutex_lock(&s->mu);
+    sketch_increment_locked(s, h);
     entry *e = find_locked(s, h);
     if (e && dead(e, epoch, now_ns)) {
         if (e->epoch == epoch)
@@ -415,16 +548,19 @@ static bool local_store(tc_local *l, uint64_t h, const char *key, size_t klen, t
     if (old && (fresh || write))
         remove_locked(s, old, &victims);
 
+    if (write)
+        sketch_increment_locked(s, h); /* a write-through value counts as one access */
     if (fresh && e) {
-        make_room_locked(l, s, need, &victims);
         HASH_ADD_BYHASHVALUE(hh, s->table, h, sizeof e->h, (unsigned)h, e);
         if (e->hh.tbl) {
             tc__ref_hold(v);
+            e->in_window = l->window_budget > 0;
             lru_push_head_locked(s, e);
             s->bytes += need;
             s->entries++;
             s->stores++;
             stored = true;
+            make_room_locked(l, s, e, &victims);
         }
     }
     if (!stored)
@@ -462,6 +598,11 @@ void tc__local_invalidate(tc_local *l, uint64_t h)
         remove_locked(s, e, &victims);
     pthread_mutex_unlock(&s->mu);
     free_victims(victims);
+}
+
+void tc__local_set_admission(tc_local *l, bool on)
+{
+    l->window_budget = on ? l->budget / 100 : 0;
 }
 
 void tc__local_flush(tc_local *l)
@@ -510,9 +651,10 @@ size_t tc__local_count(tc_local *l)
     for (unsigned i = 0; i <= l->mask; i++) {
         shard *s = &l->shards[i];
         pthread_mutex_lock(&s->mu);
-        for (entry *e = s->head; e; e = e->next)
-            if (!dead(e, epoch, now))
-                n++;
+        for (entry *e = s->main.head; e; e = e->next)
+            n += !dead(e, epoch, now);
+        for (entry *e = s->window.head; e; e = e->next)
+            n += !dead(e, epoch, now);
         pthread_mutex_unlock(&s->mu);
     }
     return n;

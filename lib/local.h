@@ -63,6 +63,11 @@ typedef struct tc_local_stats {
  * a tier that stores nothing (every get misses). nshards: a power of two, or 0 for the
  * default (64). On success *out is the new tier. */
 tc_status tc__local_new(size_t max_bytes, unsigned nshards, tc_local **out);
+/* Admission (W-TinyLFU, on by default): a new entry waits in a window of 1% of the budget
+ * and then enters the main region only if it is more popular than what it would evict.
+ * Off: plain CLOCK. Call before the tier is shared (not thread-safe). */
+void tc__local_set_admission(tc_local *l, bool on);
+
 /* Frees the tier and drops its references (values still held by callers stay valid). */
 void tc__local_free(tc_local *l);
 
