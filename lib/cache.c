@@ -404,7 +404,9 @@ static tc_status answer(tc_ref *r, tc_value *out)
     return TC_OK;
 }
 
-bool tc__cache_local_get(tc_cache *c, uint64_t h, const char *key, size_t klen, tc_ref **out)
+/* tc__cache_local_get, inlined into the read paths of this file. */
+static inline bool local_get(tc_cache *c, uint64_t h, const char *key, size_t klen,
+                             tc_ref **out)
 {
     if (local_readable(c)) {
         if (!tc__local_get(c->local, h, key, klen, tc__now_coarse_ns(), out))
@@ -422,6 +424,11 @@ bool tc__cache_local_get(tc_cache *c, uint64_t h, const char *key, size_t klen, 
     return false;
 }
 
+bool tc__cache_local_get(tc_cache *c, uint64_t h, const char *key, size_t klen, tc_ref **out)
+{
+    return local_get(c, h, key, klen, out);
+}
+
 TC_API tc_status tc_get(tc_cache *c, const char *key, tc_value *out)
 {
     if (out)
@@ -434,7 +441,7 @@ TC_API tc_status tc_get(tc_cache *c, const char *key, tc_value *out)
         return TC_ERR_ARG;
     uint64_t h = tc__key_hash(key, klen);
     tc_ref *r = NULL;
-    if (tc__cache_local_get(c, h, key, klen, &r))
+    if (local_get(c, h, key, klen, &r))
         return answer(r, out);
     st = tc__cache_fetch(c, h, key, klen, &r);
     if (st == TC_MISS) {
@@ -550,7 +557,7 @@ TC_API tc_status tc_get_many(tc_cache *c, const char *const *keys, size_t n, tc_
         rc = batch_keys(c, keys, n, &b);
     for (size_t i = 0; rc == TC_OK && i < n; i++) {
         tc_ref *r;
-        if (tc__cache_local_get(c, b.hashes[i], keys[i], b.klens[i], &r)) {
+        if (local_get(c, b.hashes[i], keys[i], b.klens[i], &r)) {
             st[i] = answer(r, &out[i]) == TC_OK ? TC_OK : TC_MISS;
             continue;
         }

@@ -266,25 +266,27 @@ static inline bool dead(const entry *e, uint64_t epoch, int64_t now_ns)
 #define SKETCH_ROWS 4
 #define SKETCH_MAX 15 /* counters saturate: popularity is relative */
 
-static inline uint32_t sketch_index(const shard *s, uint64_t h, unsigned row)
-{
-    /* Remix so rows use bits independent of the shard, slot and bucket bits. */
-    uint64_t g = (h ^ (h >> 29)) * 0xbf58476d1ce4e5b9ULL;
-    return (uint32_t)(g >> (16 * row)) & s->sketch_mask;
-}
+/* The four counters of h, one per row: four 16-bit slices of one remix of h, so the rows
+ * use bits independent of the shard, slot and bucket bits, and one multiply serves all. */
+#define SKETCH_CELLS(s, h, c)                                                              \
+    uint64_t g_ = ((h) ^ ((h) >> 29)) * 0xbf58476d1ce4e5b9ULL;                             \
+    uint32_t m_ = (s)->sketch_mask;                                                        \
+    uint8_t *c[SKETCH_ROWS] = {(s)->sketch + ((uint32_t)g_ & m_),                          \
+                               (s)->sketch + (m_ + 1) + ((uint32_t)(g_ >> 16) & m_),       \
+                               (s)->sketch + 2 * (m_ + 1) + ((uint32_t)(g_ >> 32) & m_),   \
+                               (s)->sketch + 3 * (m_ + 1) + ((uint32_t)(g_ >> 48) & m_)}
 
 static void sketch_increment_locked(shard *s, uint64_t h)
 {
     if (!s->sketch)
         return;
-    uint32_t width = s->sketch_mask + 1;
-    for (unsigned r = 0; r < SKETCH_ROWS; r++) {
-        uint8_t *c = &s->sketch[r * width + sketch_index(s, h, r)];
-        if (*c < SKETCH_MAX)
-            (*c)++;
-    }
-    if (++s->increments >= s->sample_size) { /* age: halve every counter */
-        for (uint32_t i = 0; i < SKETCH_ROWS * width; i++)
+    SKETCH_CELLS(s, h, c);
+    *c[0] += *c[0] < SKETCH_MAX;
+    *c[1] += *c[1] < SKETCH_MAX;
+    *c[2] += *c[2] < SKETCH_MAX;
+    *c[3] += *c[3] < SKETCH_MAX;
+    if (TC_UNLIKELY(++s->increments >= s->sample_size)) { /* age: halve every counter */
+        for (uint32_t i = 0; i < SKETCH_ROWS * (m_ + 1); i++)
             s->sketch[i] >>= 1;
         s->increments /= 2;
     }
@@ -292,12 +294,10 @@ static void sketch_increment_locked(shard *s, uint64_t h)
 
 static unsigned sketch_frequency_locked(const shard *s, uint64_t h)
 {
-    uint32_t width = s->sketch_mask + 1;
-    unsigned f = SKETCH_MAX;
-    for (unsigned r = 0; r < SKETCH_ROWS; r++) {
-        unsigned c = s->sketch[r * width + sketch_index(s, h, r)];
-        f = c < f ? c : f;
-    }
+    SKETCH_CELLS(s, h, c);
+    unsigned f = *c[0];
+    for (unsigned r = 1; r < SKETCH_ROWS; r++)
+        f = *c[r] < f ? *c[r] : f;
     return f;
 }
 
@@ -466,7 +466,6 @@ bool tc__local_get(tc_local *l, uint64_t h, const char *key, size_t klen, int64_
     entry *victims = NULL;
 
     pthread_mutex_lock(&s->mu);
-    sketch_increment_locked(s, h);
     entry *e = find_locked(s, h);
     if (e && dead(e, epoch, now_ns)) {
         if (e->epoch == epoch)
@@ -477,14 +476,20 @@ bool tc__local_get(tc_local *l, uint64_t h, const char *key, size_t klen, int64_
     /* The table is keyed by hash: an entry for another key with the same hash is a miss,
      * and stays (it is valid for its own key). */
     if (!e || e->klen != klen || (klen && memcmp(e->key, key, klen) != 0)) {
+        sketch_increment_locked(s, h);
         s->misses++;
         pthread_mutex_unlock(&s->mu);
         free_victims(victims);
         return false;
     }
-    /* Test before setting, so a hot entry's line is not dirtied by every hit. */
-    if (!e->referenced)
+    /* Test before setting, so a hot entry's line is not dirtied by every hit. The sketch
+     * counts the first hit after each pass of the hand: only unreferenced entries are ever
+     * compared with a candidate, so the hits in between would change no decision, and
+     * skipping them keeps the common hit short. */
+    if (!e->referenced) {
         e->referenced = true;
+        sketch_increment_locked(s, h);
+    }
     s->hits++;
     s->type_hits[type_slot(e->val)]++;
     tc__ref_hold(e->val);
