@@ -110,6 +110,12 @@ typedef struct req {
 
 typedef tc_flight_result result;
 
+/* The counters of the request's key type: what tc_stats reports per type. */
+static tc_counters *type_counters(const req *q)
+{
+    return tc__key_counters(q->c, q->key, q->klen);
+}
+
 static result res_of(tc_status st, tc_ref *val)
 {
     result r = {.st = st, .val = val, .stale = false};
@@ -211,7 +217,7 @@ static tc_status load_value(req *q, tc_ref **out, uint32_t *delta_ms)
     tc_cache *c = q->c;
     tc_buf b = {.r = NULL, .max = c->opt.max_value_bytes, .st = TC_OK};
     pthread_mutex_init(&b.mu, NULL);
-    TC_COUNT(&c->counters, loads);
+    TC_COUNT(type_counters(q), loads);
     int64_t t0 = tc__now_ns();
     tc_status ls = q->fn(q->arg, q->key, &b);
     int64_t ms = (tc__now_ns() - t0) / 1000000;
@@ -226,7 +232,7 @@ static tc_status load_value(req *q, tc_ref **out, uint32_t *delta_ms)
     tc__ref_drop(b.r);
     if (ls == TC_MISS)
         return TC_MISS;
-    TC_COUNT(&c->counters, load_errors);
+    TC_COUNT(type_counters(q), load_errors);
     if (ls == TC_OK)
         return b.st; /* TC_ERR_TOO_BIG or TC_ERR_NOMEM */
     tc__log(&c->log, TC_LOG_WARN, "get_or_set %s: loader failed (%d)", q->key, (int)ls);
@@ -361,7 +367,7 @@ static result fill_with_lock(req *q, tc_flight *f)
         }
         /* Another process loads: wait for its write's invalidation, or poll. */
         if (!waited) {
-            TC_COUNT(&c->counters, flight_waits);
+            TC_COUNT(type_counters(q), flight_waits);
             waited = true;
         }
         int64_t now = tc__now_ns();
@@ -437,15 +443,15 @@ static result lead(req *q, tc_flight *f, bool *refresh)
     tc_status err;
     switch (fetch_fresh(q, &r, &err)) {
     case F_VALUE:
-        TC_COUNT(&c->counters, remote_hits);
+        TC_COUNT(type_counters(q), remote_hits);
         *refresh = judge(c, r) == V_REFRESH;
         return res_of(TC_OK, r);
     case F_NEGATIVE:
-        TC_COUNT(&c->counters, remote_hits);
+        TC_COUNT(type_counters(q), remote_hits);
         return res_of(TC_MISS, NULL);
     case F_EXPIRED:
     case F_ABSENT:
-        TC_COUNT(&c->counters, misses);
+        TC_COUNT(type_counters(q), misses);
         return fill_with_lock(q, f);
     case F_ERROR:
         break;
@@ -559,7 +565,7 @@ TC_API tc_status tc_get_or_set(tc_cache *c, const char *key, tc_loader_fn fn, vo
          * copy a round trip before the new value arrives: this is that window.) */
         found fd = fetch_fresh(&q, &r, &res.st);
         if (fd == F_VALUE || fd == F_NEGATIVE) {
-            TC_COUNT(&c->counters, remote_hits);
+            TC_COUNT(type_counters(&q), remote_hits);
             keep_stale(&q, NULL);
             return fd == F_VALUE ? give(out, r) : TC_MISS;
         }
@@ -576,7 +582,7 @@ TC_API tc_status tc_get_or_set(tc_cache *c, const char *key, tc_loader_fn fn, vo
             return refresh_from_hit(&q, res.val, out);
         }
     } else {
-        TC_COUNT(&c->counters, flight_waits);
+        TC_COUNT(type_counters(&q), flight_waits);
         tc__flight_wait(c->flights, f, tc__deadline_after_ms(c->opt.flight_wait_ms), &res);
         res = stale_fallback(&q, res);
     }

@@ -18,17 +18,26 @@
  * answer to the next command) and redisReconnect drops the read timeout, so such a
  * context is freed and its slot refilled later with a brand-new one.
  *
- * Deadlines: waiting for a free slot is bounded by command_timeout_ms; a new connection
- * by connect_timeout_ms for the TCP/unix connect plus command_timeout_ms for each read or
- * write of the handshake; a command by command_timeout_ms per read or write (the socket
- * timeouts SO_RCVTIMEO/SO_SNDTIMEO, which is what a blocking hiredis context offers: a
- * server that trickles a large reply byte by byte can take longer in total).
+ * Deadlines: an operation has one deadline, command_timeout_ms after it starts, shared by
+ * its wait for a free slot and its round trips (all of its reads and writes: the socket
+ * timeouts alone would let a server that trickles its reply a byte at a time hold a call
+ * for ever, so before each blocking read or write they are lowered to what is left). A new
+ * connection made on the way takes connect_timeout_ms at most for the TCP/unix connect and
+ * command_timeout_ms for the handshake, and pushes the operation's deadline back by the time
+ * it took. So one operation takes at most command_timeout_ms, or connect_timeout_ms +
+ * 2 x command_timeout_ms when it opens a connection; a DNS lookup of a host name is the one
+ * wait outside these bounds (use an address or /etc/hosts where it matters).
  *
  * Circuit breaker: a connect that fails because the server is absent or silent
- * (TC_ERR_IO, TC_ERR_TIMEOUT) opens it for 100 ms; while open, calls that need a new
- * connection fail at once with TC_ERR_IO, and calls that find an idle one still run. When
- * the window has passed one caller probes; its failure doubles the window (up to 2 s), any
- * successful connect closes the breaker.
+ * (TC_ERR_IO, TC_ERR_TIMEOUT), or an operation whose round trip timed out on an
+ * established connection (a server that accepts and even answers the handshake but not
+ * the commands: a long DEBUG SLEEP, paused writes, a stuck proxy), opens it for 100 ms;
+ * while open, every operation fails at once with TC_ERR_IO without touching the network.
+ * When the window has passed one caller probes with its own operation; its failure
+ * doubles the window (up to 2 s), and any reply from Redis (an error reply too: it proves
+ * the server alive) closes the breaker. A lost connection (the server closed it) neither
+ * opens nor closes it: after a restart every pooled connection fails once while the
+ * server is back, and the next connect tells.
  */
 #include "config.h"
 
@@ -351,7 +360,7 @@ struct tc_remote {
     redisContext **idle;    /* idle[0..nidle): connected, set up, unused */
     int nidle;
     int nfree;              /* slots not checked out (idle or empty) */
-    int breaker_backoff_ms; /* 0: closed (connects allowed) */
+    int breaker_backoff_ms; /* 0: closed (operations allowed) */
     int64_t breaker_until_ns;
 
     pthread_mutex_t script_mu;
@@ -505,9 +514,31 @@ static void sigpipe_restore(sigpipe_guard *g, bool io_failed)
 typedef struct exch {
     tc_remote *r;
     redisContext *c;
-    size_t owed;  /* commands appended whose replies were not read */
-    bool broken;  /* do not reuse the context */
+    size_t owed;           /* commands appended whose replies were not read */
+    bool broken;           /* do not reuse the context */
+    bool probe;            /* this operation is the breaker's probe */
+    bool answered;         /* a round trip completed: the server answers */
+    bool timed_out;        /* a round trip ran out of time on an established connection */
+    int64_t deadline_ns;   /* when the operation's time is up (monotonic) */
+    int64_t sock_timeout_ns; /* the context's socket timeouts now (command_timeout_ms unless
+                                lowered by ex_clamp; restored before it is pooled again) */
 } exch;
+
+/* Lowering the socket timeouts costs two setsockopt calls: skipped when they would
+ * overshoot the deadline by less than this, which spares the usual exchange (started a few
+ * microseconds into its operation) any extra syscall. */
+#define CLAMP_SLACK_NS 2000000
+
+/* An exchange on context c (already checked out or just connected), with the deadline
+ * of an operation starting now. */
+static void ex_init(exch *e, tc_remote *r, redisContext *c)
+{
+    memset(e, 0, sizeof *e);
+    e->r = r;
+    e->c = c;
+    e->deadline_ns = tc__deadline_after_ms(r->cfg.command_timeout_ms);
+    e->sock_timeout_ns = (int64_t)r->cfg.command_timeout_ms * 1000000;
+}
 
 static tc_status ex_send(exch *e, int argc, const char **argv, const size_t *lens)
 {
@@ -520,32 +551,76 @@ static tc_status ex_send(exch *e, int argc, const char **argv, const size_t *len
     return TC_OK;
 }
 
-/* Flushes and reads n replies into rep. On failure nothing is returned and the context is
- * broken: TC_ERR_TIMEOUT (a read or write timed out) or TC_ERR_IO. */
+/* Called before each blocking read or write: false if the deadline has passed; else makes
+ * sure the read or write cannot block past it, by lowering the socket timeouts to what is
+ * left when they would overshoot. */
+static bool ex_clamp(exch *e)
+{
+    int64_t left = e->deadline_ns - tc__now_ns();
+    if (left <= 0)
+        return false;
+    if (left + CLAMP_SLACK_NS >= e->sock_timeout_ns)
+        return true;
+    int64_t us = (left + 999) / 1000; /* > 0: a zero timeval would mean "no timeout" */
+    struct timeval tv = {.tv_sec = (time_t)(us / 1000000), .tv_usec = (suseconds_t)(us % 1000000)};
+    if (redisSetTimeout(e->c, tv) != REDIS_OK)
+        return false;
+    e->sock_timeout_ns = left;
+    return true;
+}
+
+/* Flushes what was appended and reads n replies into rep, all before the deadline. On
+ * failure nothing is returned and the context is broken: TC_ERR_TIMEOUT (the deadline
+ * passed, or a read or write timed out), TC_ERR_PROTO (the server sent bytes that are not
+ * RESP) or TC_ERR_IO. (This is redisGetReply's loop with a deadline check before each
+ * blocking call.) */
 static tc_status ex_recv(exch *e, size_t n, redisReply **rep)
 {
     assert(n > 0); /* every exchange waits for something */
     atomic_fetch_add(&e->r->round_trips, 1);
     sigpipe_guard g;
     sigpipe_block(&g);
+    bool late = false, ok = true;
+    int done = 0;
+    while (ok && !done) {
+        if (!ex_clamp(e))
+            late = true, ok = false;
+        else
+            ok = redisBufferWrite(e->c, &done) == REDIS_OK;
+    }
     size_t i;
-    for (i = 0; i < n; i++) {
+    for (i = 0; ok && i < n; i++) {
         void *x = NULL;
-        if (redisGetReply(e->c, &x) != REDIS_OK || !x)
+        while (ok) {
+            if (redisGetReplyFromReader(e->c, &x) != REDIS_OK)
+                ok = false;
+            else if (x)
+                break;
+            else if (!ex_clamp(e))
+                late = true, ok = false;
+            else
+                ok = redisBufferRead(e->c) == REDIS_OK;
+        }
+        if (!ok)
             break;
         rep[i] = x;
         e->owed--;
     }
-    bool failed = i < n;
-    sigpipe_restore(&g, failed);
-    if (!failed)
+    sigpipe_restore(&g, !ok);
+    if (ok) {
+        e->answered = true;
         return TC_OK;
+    }
     e->broken = true;
     while (i > 0) {
         freeReplyObject(rep[--i]);
         rep[i] = NULL;
     }
-    return tc__remote_ctx_status(e->c) == TC_ERR_TIMEOUT ? TC_ERR_TIMEOUT : TC_ERR_IO;
+    if (late || tc__remote_ctx_status(e->c) == TC_ERR_TIMEOUT) {
+        e->timed_out = true;
+        return TC_ERR_TIMEOUT;
+    }
+    return e->c->err == REDIS_ERR_PROTOCOL ? TC_ERR_PROTO : TC_ERR_IO;
 }
 
 static void free_replies(redisReply **rep, size_t n)
@@ -557,10 +632,16 @@ static void free_replies(redisReply **rep, size_t n)
     }
 }
 
-/* Whether an exchange's context may be pooled again. */
-static bool ex_reusable(const exch *e)
+/* Whether an exchange's context may be pooled again, with the socket timeouts of a pooled
+ * context (restored here if ex_clamp lowered them). */
+static bool ex_reusable(exch *e)
 {
-    return !e->broken && e->owed == 0 && e->c->err == 0;
+    if (e->broken || e->owed != 0 || e->c->err != 0)
+        return false;
+    if (e->sock_timeout_ns != (int64_t)e->r->cfg.command_timeout_ms * 1000000 &&
+        redisSetTimeout(e->c, e->r->command_tv) != REDIS_OK)
+        return false;
+    return true;
 }
 
 /* ------------------------------------------------------------------ connections */
@@ -570,7 +651,8 @@ static bool ex_reusable(const exch *e)
  * TC_ERR_PROTO, timeouts -> TC_ERR_TIMEOUT, I/O -> TC_ERR_IO. */
 static tc_status handshake(tc_remote *r, redisContext *c)
 {
-    exch e = {.r = r, .c = c};
+    exch e;
+    ex_init(&e, r, c);
     const tc_url *u = &r->url;
     const char *argv[3];
     size_t lens[3];
@@ -673,37 +755,53 @@ static tc_status conn_new(tc_remote *r, int io_timeout_ms, redisContext **out)
     return TC_OK;
 }
 
-/* Notes the outcome of a connect for the breaker. Only "the server is not there or does
- * not answer" opens it; a refused password or an error reply prove the server alive. A
- * failure opens a closed breaker; once open, only the failure of its probe doubles the
- * backoff, so that connects already under way when it opened (a whole pool losing its
- * server at once) do not push it to the maximum together. A success closes it. Takes
- * pool_mu. */
-static void breaker_record(tc_remote *r, tc_status st, bool probe)
+/* Moves the breaker after an outcome: `alive` (Redis answered) closes it; `down` (absent
+ * or silent) opens a closed breaker, or doubles the backoff when it is the probe's
+ * outcome, so that operations already under way when it opened (a whole pool losing its
+ * server at once) do not push it to the maximum together. Takes pool_mu; logs after. */
+static void breaker_note(tc_remote *r, bool alive, bool down, bool probe, const char *why)
 {
-    int backoff = -1;
+    int opened = 0;
+    bool closed = false;
     pthread_mutex_lock(&r->pool_mu);
-    if (st == TC_OK) {
+    if (alive) {
+        closed = r->breaker_backoff_ms != 0;
         r->breaker_backoff_ms = 0;
         r->breaker_until_ns = 0;
-    } else if ((st == TC_ERR_IO || st == TC_ERR_TIMEOUT) &&
-               (r->breaker_backoff_ms == 0 || probe)) {
+    } else if (down && (r->breaker_backoff_ms == 0 || probe)) {
         int b = r->breaker_backoff_ms;
         b = b == 0 ? BREAKER_MIN_MS : b >= BREAKER_MAX_MS / 2 ? BREAKER_MAX_MS : b * 2;
         r->breaker_backoff_ms = b;
         r->breaker_until_ns = tc__deadline_after_ms(b);
-        backoff = b;
+        opened = b;
     }
     pthread_mutex_unlock(&r->pool_mu);
-    if (backoff > 0)
-        RLOG(r, TC_LOG_WARN, "Redis connect failed: new connections fail fast for %d ms",
-             backoff);
+    if (opened > 0)
+        RLOG(r, TC_LOG_WARN, "%s: operations fail fast for %d ms", why, opened);
+    else if (closed)
+        RLOG(r, TC_LOG_INFO, "Redis answers again: operations resume");
 }
 
-/* Whether a new connection may be attempted now. While the breaker is open, no; once its
- * window has passed, this caller becomes the probe (*probe) and the window is re-armed, so
- * that the others keep failing fast until the probe's outcome is known. Caller holds
- * pool_mu. */
+/* Notes the outcome of a connect for the breaker. Only "the server is not there or does
+ * not answer" (TC_ERR_IO, TC_ERR_TIMEOUT) counts against it; a refused password or an
+ * error reply prove the server alive but close nothing. A success closes it, except for a
+ * probe's connect: a server may accept connections and answer the handshake but not the
+ * probe's command, so the probe's operation decides (op_finish). */
+static void breaker_record(tc_remote *r, tc_status st, bool probe)
+{
+    breaker_note(r, st == TC_OK && !probe, st == TC_ERR_IO || st == TC_ERR_TIMEOUT, probe,
+                 "Redis connect failed");
+}
+
+/* Whether the breaker is open now (and no probe is due). Caller holds pool_mu. */
+static bool breaker_open_locked(const tc_remote *r)
+{
+    return r->breaker_backoff_ms != 0 && tc__now_ns() < r->breaker_until_ns;
+}
+
+/* Whether an operation may go to Redis now. While the breaker is open, no; once its window
+ * has passed, this caller becomes the probe (*probe) and the window is re-armed, so that
+ * the others keep failing fast until the probe's outcome is known. Caller holds pool_mu. */
 static bool breaker_allows_locked(tc_remote *r, bool *probe)
 {
     *probe = false;
@@ -734,14 +832,18 @@ static void pool_release(tc_remote *r, redisContext *c, bool reusable)
     pthread_mutex_unlock(&r->pool_mu);
 }
 
-/* Takes a slot, waiting at most command_timeout_ms for one, and returns its context,
- * connecting a new one (outside the lock) if the slot is empty. */
-static tc_status pool_acquire(tc_remote *r, redisContext **out)
+/* Takes a slot for e, waiting for one until e's deadline, and sets e->c to its context,
+ * connecting a new one (outside the lock) if the slot is empty; the connection's time
+ * pushes e's deadline back. TC_ERR_IO at once while the breaker is open. */
+static tc_status pool_acquire(tc_remote *r, exch *e)
 {
-    *out = NULL;
     struct timespec ts;
-    tc__deadline_to_timespec(tc__deadline_after_ms(r->cfg.command_timeout_ms), &ts);
+    tc__deadline_to_timespec(e->deadline_ns, &ts);
     pthread_mutex_lock(&r->pool_mu);
+    if (breaker_open_locked(r)) {
+        pthread_mutex_unlock(&r->pool_mu);
+        return TC_ERR_IO; /* no wait for a slot to learn that */
+    }
     while (r->nfree == 0) {
         int rc = pthread_cond_timedwait(&r->pool_cv, &r->pool_mu, &ts);
         if (rc != 0 && r->nfree == 0) {
@@ -749,29 +851,31 @@ static tc_status pool_acquire(tc_remote *r, redisContext **out)
             return TC_ERR_TIMEOUT;
         }
     }
-    r->nfree--;
-    redisContext *c = r->nidle > 0 ? r->idle[--r->nidle] : NULL;
     bool probe = false;
-    bool may_connect = c || breaker_allows_locked(r, &probe);
-    pthread_mutex_unlock(&r->pool_mu);
-    if (c) {
-        *out = c;
-        return TC_OK;
-    }
-    if (!may_connect) {
-        pool_release(r, NULL, false);
+    if (!breaker_allows_locked(r, &probe)) { /* it opened while we waited */
+        pthread_mutex_unlock(&r->pool_mu);
         return TC_ERR_IO;
     }
+    r->nfree--;
+    redisContext *c = r->nidle > 0 ? r->idle[--r->nidle] : NULL;
+    pthread_mutex_unlock(&r->pool_mu);
+    e->probe = probe;
+    if (c) {
+        e->c = c;
+        return TC_OK;
+    }
+    int64_t t0 = tc__now_ns();
     tc_status st = conn_new(r, r->cfg.command_timeout_ms, &c);
     breaker_record(r, st, probe);
     if (st != TC_OK) {
         pool_release(r, NULL, false);
         return st;
     }
+    e->deadline_ns += tc__now_ns() - t0;
     /* Slots start empty; a connection beyond the first pool_size replaces a lost one. */
     if (atomic_fetch_add(&r->created, 1) >= (uint_fast64_t)r->cfg.pool_size)
         atomic_fetch_add(&r->reconnects, 1);
-    *out = c;
+    e->c = c;
     return TC_OK;
 }
 
@@ -779,19 +883,31 @@ static tc_status pool_acquire(tc_remote *r, redisContext **out)
 
 static tc_status op_start(tc_remote *r, exch *e)
 {
-    memset(e, 0, sizeof *e);
-    e->r = r;
-    return pool_acquire(r, &e->c);
+    ex_init(e, r, NULL);
+    return pool_acquire(r, e);
 }
 
-/* Returns the connection and counts a failed operation. Returns st. A caller error
- * (TC_ERR_ARG) or a non-integer for incr (TC_ERR_NOT_INT) says nothing about Redis and is
- * not counted. */
+/* A fresh deadline for the next round trip of an operation that makes many (clear). */
+static void ex_rearm(exch *e)
+{
+    e->deadline_ns = tc__deadline_after_ms(e->r->cfg.command_timeout_ms);
+    if (e->sock_timeout_ns != (int64_t)e->r->cfg.command_timeout_ms * 1000000 &&
+        redisSetTimeout(e->c, e->r->command_tv) == REDIS_OK)
+        e->sock_timeout_ns = (int64_t)e->r->cfg.command_timeout_ms * 1000000;
+}
+
+/* Returns the connection, tells the breaker what the operation learnt about the server
+ * (a round trip timed out; or Redis answered), and counts a failed operation. Returns st.
+ * A caller error (TC_ERR_ARG) or a non-integer for incr (TC_ERR_NOT_INT) says nothing
+ * about Redis and is not counted. */
 static tc_status op_finish(exch *e, tc_status st)
 {
     if (e->c)
         pool_release(e->r, e->c, ex_reusable(e));
     e->c = NULL;
+    if (e->timed_out || e->answered)
+        breaker_note(e->r, !e->timed_out, e->timed_out, e->probe,
+                     "Redis did not answer in time");
     if (st < 0 && st != TC_ERR_ARG && st != TC_ERR_NOT_INT)
         atomic_fetch_add(&e->r->errors, 1);
     return st;
@@ -993,7 +1109,8 @@ static const char *const own_scripts[] = {script_add, script_touch, script_incr}
 static tc_status preload_scripts(tc_remote *r, redisContext *c)
 {
     enum { N = sizeof own_scripts / sizeof own_scripts[0] };
-    exch e = {.r = r, .c = c};
+    exch e;
+    ex_init(&e, r, c);
     redisReply *rep[N] = {NULL};
     tc_status st = TC_OK;
     for (size_t i = 0; i < N && st == TC_OK; i++) {
@@ -1574,8 +1691,10 @@ tc_status tc__remote_clear(tc_remote *r, const char *pattern, const tc_pub *pub)
             freeReplyObject(prev);
         prev = NULL;
         redisReply *rep[2] = {NULL, NULL};
-        if (st == TC_OK)
+        if (st == TC_OK) {
+            ex_rearm(&e); /* each batch has command_timeout_ms */
             st = ex_recv(&e, unlinking ? 2 : 1, rep);
+        }
         if (st == TC_OK && unlinking && rep[0]->type != REDIS_REPLY_INTEGER)
             st = bad_reply(r, rep[0], "UNLINK");
         redisReply *scan = unlinking ? rep[1] : rep[0];
@@ -1600,8 +1719,10 @@ tc_status tc__remote_clear(tc_remote *r, const char *pattern, const tc_pub *pub)
         if (st == TC_OK && pub)
             st = ex_publish(&e, pub);
         redisReply *rep[2] = {NULL, NULL};
-        if (st == TC_OK && n > 0)
+        if (st == TC_OK && n > 0) {
+            ex_rearm(&e);
             st = ex_recv(&e, n, rep);
+        }
         for (size_t i = 0; st == TC_OK && i < n; i++) {
             if (rep[i]->type != REDIS_REPLY_INTEGER)
                 st = bad_reply(r, rep[i], i == 0 && unlinking ? "UNLINK" : "PUBLISH");

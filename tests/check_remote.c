@@ -1185,11 +1185,14 @@ START_TEST(test_remote_stall_recovery)
     int64_t took1 = ms_since(t0);
     tc__ref_drop(v);
     v = NULL;
-    tc_status st2 = tc__remote_get(r, k, strlen(k), &v, NULL); /* new conn: no PONG */
+    /* The timeout opened the breaker: no second timeout, no new connection. */
+    t0 = tc__now_ns();
+    tc_status st2 = tc__remote_get(r, k, strlen(k), &v, NULL);
+    int64_t took2 = ms_since(t0);
     tc__ref_drop(v);
     v = NULL;
     t0 = tc__now_ns();
-    tc_status st3 = tc__remote_get(r, k, strlen(k), &v, NULL); /* breaker: fail fast */
+    tc_status st3 = tc__remote_get(r, k, strlen(k), &v, NULL);
     int64_t took3 = ms_since(t0);
     tc__ref_drop(v);
     v = NULL;
@@ -1198,9 +1201,11 @@ START_TEST(test_remote_stall_recovery)
     ck_assert_int_eq(st1, TC_ERR_TIMEOUT);
     ck_assert_int_ge(took1, 150);
     ck_assert_int_lt(took1, 600);
-    ck_assert_int_eq(st2, TC_ERR_TIMEOUT);
+    ck_assert_int_eq(st2, TC_ERR_IO);
+    ck_assert_int_lt(took2, 50);
     ck_assert_int_eq(st3, TC_ERR_IO);
     ck_assert_int_lt(took3, 50);
+    ck_assert(logged("Redis did not answer in time: operations fail fast for 100 ms"));
 
     /* The pool recovers by itself once the breaker's window has passed. */
     t0 = tc__now_ns();
@@ -1264,6 +1269,516 @@ START_TEST(test_remote_breaker)
     tcf_redis_stop(&s);
     ck_assert_int_eq(st, TC_MISS); /* the restarted server is empty */
     ck_assert_int_lt(ms_since(t0), 2100);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ deadlines */
+
+START_TEST(test_remote_deadline_trickle)
+{
+    /* A server that answers one byte every 40 ms never lets a 200 ms socket timeout fire.
+     * Before the operation deadline, a GET + PTTL took the whole trickle (over a second)
+     * and tc_open 2.7 s: the deadline now ends each at command_timeout_ms. */
+    tcf_proxy *px = tcf_proxy_start(tct_redis.port);
+    ck_assert_ptr_nonnull(px);
+    char url[128], k[96];
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d", tcf_proxy_port(px));
+    tc_remote *r = open_remote(url, 1, 200, 200);
+    tkey(k, sizeof k, "trickle");
+    ck_assert_int_eq(set_str(r, k, "a value of some length", 60000), TC_OK);
+    tcf_proxy_set_mode(px, TCF_PROXY_TRICKLE, 40);
+    int64_t t0 = tc__now_ns();
+    tc_ref *v = NULL;
+    tc_status st = tc__remote_get(r, k, strlen(k), &v, NULL);
+    int64_t took = ms_since(t0);
+    tc__ref_drop(v);
+    tc_remote *r2 = NULL;
+    int64_t t1 = tc__now_ns();
+    tc_status st_open = try_open(url, 1, 200, 200, &r2); /* the handshake trickles */
+    int64_t took_open = ms_since(t1);
+    tcf_proxy_set_mode(px, TCF_PROXY_PASS, 0);
+    tc__remote_close(r);
+    tcf_proxy_stop(px);
+    ck_assert_int_eq(st, TC_ERR_TIMEOUT);
+    ck_assert_int_ge(took, 190);
+    ck_assert_int_lt(took, 200 + 150);
+    ck_assert_int_eq(st_open, TC_ERR_TIMEOUT);
+    ck_assert_ptr_null(r2);
+    ck_assert_int_lt(took_open, 200 + 150);
+}
+END_TEST
+
+typedef struct blpop_arg {
+    tc_remote *r;
+    const char *key, *secs;
+    tc_status st;
+} blpop_arg;
+
+/* BLPOP key secs on a pooled connection: a command Redis answers (nil) after secs. */
+static void *blpop(void *arg)
+{
+    blpop_arg *a = arg;
+    const char *argv[3] = {"BLPOP", a->key, a->secs};
+    redisReply *x = NULL;
+    a->st = tc__remote_command(a->r, 3, argv, NULL, &x);
+    if (x)
+        freeReplyObject(x);
+    return NULL;
+}
+
+START_TEST(test_remote_deadline_covers_slot_wait)
+{
+    /* One operation, one deadline: a caller that waited for a free connection has only
+     * what is left of command_timeout_ms for its round trip. With one connection, A holds
+     * it 250 ms; B, starting 50 ms later, waits 200 ms for it, then needs 200 ms more.
+     * Before, B took 400 ms and succeeded; now it ends at its 300 ms deadline. */
+    const char *args[] = {"--hz", "500", NULL}; /* BLPOP timeouts to within 2 ms */
+    tcf_redis s;
+    ck_assert_int_eq(tcf_redis_start(&s, args), 0);
+    tc_remote *r = open_remote(s.url, 1, 300, 300);
+    char k[96];
+    tkey(k, sizeof k, "emptylist");
+    blpop_arg a = {r, k, "0.25", TC_ERR_IO}, b = {r, k, "0.2", TC_ERR_IO};
+    pthread_t ta;
+    ck_assert_int_eq(pthread_create(&ta, NULL, blpop, &a), 0);
+    tct_sleep_ms(50);
+    int64_t t0 = tc__now_ns();
+    blpop(&b);
+    int64_t took = ms_since(t0);
+    pthread_join(ta, NULL);
+    tc__remote_close(r);
+    tcf_redis_stop(&s);
+    ck_assert_int_eq(a.st, TC_OK);
+    ck_assert_int_eq(b.st, TC_ERR_TIMEOUT);
+    ck_assert_int_lt(took, 300 + 60);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ the breaker, extended */
+
+START_TEST(test_remote_breaker_command_timeouts)
+{
+    /* A server that accepts connections but answers no command (here a proxy that
+     * swallows everything): one timeout opens the breaker, and until its window has
+     * passed nothing is sent and no connection is made. Before, every call paid a full
+     * timeout and a new connection. */
+    tcf_proxy *px = tcf_proxy_start(tct_redis.port);
+    ck_assert_ptr_nonnull(px);
+    char url[128];
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d", tcf_proxy_port(px));
+    tc_remote *r = open_remote(url, 2, 200, 200);
+    ck_assert_int_eq(set_str(r, "bk", "v", 60000), TC_OK);
+    int accepted = tcf_proxy_accepted(px);
+    tcf_proxy_set_mode(px, TCF_PROXY_MUTE, 0);
+    tc_ref *v = NULL;
+    int64_t t0 = tc__now_ns();
+    tc_status first = tc__remote_get(r, "bk", 2, &v, NULL);
+    int64_t first_ms = ms_since(t0);
+    int fast_fail = 0;
+    int64_t slowest = 0;
+    for (int i = 0; i < 30; i++) {
+        int64_t t = tc__now_ns();
+        if (set_str(r, "bk", "w", 60000) == TC_ERR_IO)
+            fast_fail++;
+        slowest = ms_since(t) > slowest ? ms_since(t) : slowest;
+    }
+    int accepted_while_open = tcf_proxy_accepted(px) - accepted;
+    /* The window passes: one probe, still unanswered, doubles it. */
+    tct_sleep_ms(120);
+    tc_status probe = tc__remote_get(r, "bk", 2, &v, NULL);
+    bool doubled = logged("fail fast for 200 ms");
+    /* Healed: the next probe gets an answer and closes the breaker. */
+    tcf_proxy_set_mode(px, TCF_PROXY_PASS, 0);
+    tct_sleep_ms(220);
+    tc_status healed = tc__remote_get(r, "bk", 2, &v, NULL);
+    tc__ref_drop(v);
+    v = NULL;
+    tc_status after = tc__remote_get(r, "bk", 2, &v, NULL);
+    tc__ref_drop(v);
+    tc__remote_close(r);
+    tcf_proxy_stop(px);
+    ck_assert_int_eq(first, TC_ERR_TIMEOUT);
+    ck_assert_int_lt(first_ms, 200 + 150);
+    ck_assert(logged("Redis did not answer in time: operations fail fast for 100 ms"));
+    ck_assert_int_eq(fast_fail, 30);
+    ck_assert_int_lt(slowest, 20);
+    ck_assert_int_eq(accepted_while_open, 0);
+    ck_assert_int_eq(probe, TC_ERR_TIMEOUT);
+    ck_assert(doubled);
+    ck_assert_int_eq(healed, TC_OK);
+    ck_assert_int_eq(after, TC_OK);
+    ck_assert(logged("Redis answers again"));
+}
+END_TEST
+
+START_TEST(test_remote_lost_connection_keeps_breaker_closed)
+{
+    /* Connections the server closes (a restart, CLIENT KILL) fail their next operation
+     * once; that is no reason to stop talking to a server that is there. */
+    tcf_proxy *px = tcf_proxy_start(tct_redis.port);
+    ck_assert_ptr_nonnull(px);
+    char url[128];
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d", tcf_proxy_port(px));
+    tc_remote *r = open_remote(url, 1, 200, 200);
+    ck_assert_int_eq(set_str(r, "lk", "v", 60000), TC_OK);
+    tcf_proxy_drop_all(px);
+    tc_ref *v = NULL;
+    tc_status lost = tc__remote_get(r, "lk", 2, &v, NULL);
+    int64_t t0 = tc__now_ns();
+    tc_status next = tc__remote_get(r, "lk", 2, &v, NULL);
+    int64_t took = ms_since(t0);
+    tc__ref_drop(v);
+    tc__remote_close(r);
+    tcf_proxy_stop(px);
+    ck_assert_int_eq(lost, TC_ERR_IO);
+    ck_assert_int_eq(next, TC_OK);
+    ck_assert_int_lt(took, 100);
+    ck_assert(!logged("fail fast"));
+}
+END_TEST
+
+/* ------------------------------------------------------------------ through tc_open */
+
+START_TEST(test_remote_open_auth_password)
+{
+    const char *args[] = {"--requirepass", "s3cr:t", NULL};
+    tcf_redis s;
+    ck_assert_int_eq(tcf_redis_start(&s, args), 0);
+    char none[128], wrong[128], right[128];
+    snprintf(none, sizeof none, "redis://127.0.0.1:%d", s.port);
+    snprintf(wrong, sizeof wrong, "redis://:nope@127.0.0.1:%d", s.port);
+    snprintf(right, sizeof right, "redis://:s3cr%%3At@127.0.0.1:%d/2", s.port);
+    tc_options o;
+    tc_options_init(&o);
+    o.key_prefix = "auth";
+    o.log_fn = test_log;
+    tc_cache *c = (tc_cache *)1;
+    o.redis_url = none;
+    tc_status st_none = tc_open(&o, &c);
+    tc_cache *c_none = c;
+    o.redis_url = wrong;
+    tc_status st_wrong = tc_open(&o, &c);
+    tc_cache *c_wrong = c;
+    o.redis_url = right;
+    tc_status st_right = tc_open(&o, &c);
+    tc_status st_set = TC_ERR_IO, st_get = TC_ERR_IO, st_sub = TC_ERR_IO;
+    if (st_right == TC_OK) {
+        st_set = tc_set(c, "k", "v", 1, TC_TTL_DEFAULT);
+        tc_value v;
+        st_get = tc_get(c, "k", &v);
+        tc_value_release(&v);
+        /* The subscriber authenticated too: a second instance's write reaches c. */
+        tc_cache *c2 = NULL;
+        if (tc_open(&o, &c2) == TC_OK) {
+            st_sub = tc_set(c2, "k", "w", 1, TC_TTL_DEFAULT);
+            int64_t t0 = tc__now_ns();
+            while (st_sub == TC_OK && ms_since(t0) < 2000) {
+                st_sub = tc_get(c, "k", &v);
+                bool seen = st_sub == TC_OK && v.len == 1 && memcmp(v.data, "w", 1) == 0;
+                tc_value_release(&v);
+                if (seen)
+                    break;
+                tct_sleep_ms(5);
+            }
+            tc_close(c2);
+        }
+        tc_close(c);
+    }
+    tcf_redis_stop(&s);
+    ck_assert_int_eq(st_none, TC_ERR_AUTH);
+    ck_assert_ptr_null(c_none);
+    ck_assert_int_eq(st_wrong, TC_ERR_AUTH);
+    ck_assert_ptr_null(c_wrong);
+    ck_assert_int_eq(st_right, TC_OK);
+    ck_assert_int_eq(st_set, TC_OK);
+    ck_assert_int_eq(st_get, TC_OK);
+    ck_assert_int_eq(st_sub, TC_OK);
+    ck_assert(!logged("s3cr")); /* the password is never logged */
+}
+END_TEST
+
+START_TEST(test_remote_open_auth_acl)
+{
+    char pfx[64], user[80], url[256];
+    tcf_unique_prefix(pfx, sizeof pfx);
+    snprintf(user, sizeof user, "bob%s", pfx);
+    const char *acl[] = {"ACL", "SETUSER", user, "on", ">pw", "~*", "&*", "+@all", NULL};
+    char *s = tcf_redis_cmd(&tct_redis, acl);
+    ck_assert_ptr_nonnull(s);
+    ck_assert_str_eq(s, "OK");
+    free(s);
+    tc_options o;
+    tc_options_init(&o);
+    o.key_prefix = pfx;
+    o.log_fn = test_log;
+    tc_cache *c = NULL;
+    snprintf(url, sizeof url, "redis://%s:pw@127.0.0.1:%d", user, tct_redis.port);
+    o.redis_url = url;
+    ck_assert_int_eq(tc_open(&o, &c), TC_OK);
+    ck_assert_int_eq(tc_set(c, "k", "v", 1, TC_TTL_DEFAULT), TC_OK);
+    tc_close(c);
+    snprintf(url, sizeof url, "redis://%s:bad@127.0.0.1:%d", user, tct_redis.port);
+    ck_assert_int_eq(tc_open(&o, &c), TC_ERR_AUTH);
+    ck_assert_ptr_null(c);
+    snprintf(url, sizeof url, "redis://%s@127.0.0.1:%d", user, tct_redis.port);
+    ck_assert_int_eq(tc_open(&o, &c), TC_ERR_AUTH);
+    /* A user switched off is refused as well. */
+    const char *off[] = {"ACL", "SETUSER", user, "off", NULL};
+    free(tcf_redis_cmd(&tct_redis, off));
+    snprintf(url, sizeof url, "redis://%s:pw@127.0.0.1:%d", user, tct_redis.port);
+    ck_assert_int_eq(tc_open(&o, &c), TC_ERR_AUTH);
+    ck_assert(!logged(":pw@"));
+}
+END_TEST
+
+/* The ACL rule of docs/security.md, from the document itself, with its placeholders
+ * (user tiercache, password CHANGE-ME, prefix myapp) replaced. argv points into store. */
+static int acl_rule_from_doc(const char *user, const char *pw, const char *prefix,
+                             const char **argv, int max, char *store, size_t cap)
+{
+    FILE *f = fopen(TC_SRCDIR "/docs/security.md", "r");
+    ck_assert_msg(f != NULL, "cannot read %s/docs/security.md", TC_SRCDIR);
+    char line[2048];
+    bool marker = false, in_block = false;
+    size_t used = 0;
+    int argc = 0;
+    while (fgets(line, sizeof line, f)) {
+        if (!marker) {
+            marker = strstr(line, "<!-- acl-rule") != NULL;
+            continue;
+        }
+        if (strncmp(line, "```", 3) == 0) {
+            if (in_block)
+                break;
+            in_block = true;
+            continue;
+        }
+        if (!in_block)
+            continue;
+        for (char *tok = strtok(line, " \t\r\n\\"); tok; tok = strtok(NULL, " \t\r\n\\")) {
+            char word[512] = "";
+            if (strcmp(tok, "tiercache") == 0)
+                snprintf(word, sizeof word, "%s", user);
+            else if (strcmp(tok, ">CHANGE-ME") == 0)
+                snprintf(word, sizeof word, ">%s", pw);
+            else {
+                const char *m = strstr(tok, "myapp");
+                if (m)
+                    snprintf(word, sizeof word, "%.*s%s%s", (int)(m - tok), tok, prefix,
+                             m + 5);
+                else
+                    snprintf(word, sizeof word, "%s", tok);
+            }
+            size_t n = strlen(word) + 1;
+            ck_assert(used + n <= cap && argc + 1 < max);
+            memcpy(store + used, word, n);
+            argv[argc++] = store + used;
+            used += n;
+        }
+    }
+    fclose(f);
+    argv[argc] = NULL;
+    ck_assert_msg(argc > 10 && strcmp(argv[0], "ACL") == 0, "no ACL rule in security.md");
+    return argc;
+}
+
+/* A value read through c must be want (NULL: a miss). */
+static void expect_value(tc_cache *c, const char *key, const char *want)
+{
+    tc_value v;
+    tc_status st = tc_get(c, key, &v);
+    ck_assert_msg(st == (want ? TC_OK : TC_MISS), "get %s: %s", key, tc_strerror(st));
+    if (want) {
+        ck_assert_uint_eq(v.len, strlen(want));
+        ck_assert_int_eq(memcmp(v.data, want, v.len), 0);
+    }
+    tc_value_release(&v);
+}
+
+static tc_status acl_loader(void *arg, const char *key, tc_buf *out)
+{
+    (void)key;
+    ++*(int *)arg;
+    return tc_buf_append(out, "loaded", 6);
+}
+
+/* Waits until c reads want for key (another instance wrote it). */
+static bool converges(tc_cache *c, const char *key, const char *want)
+{
+    int64_t t0 = tc__now_ns();
+    while (ms_since(t0) < 3000) {
+        tc_value v;
+        bool ok = tc_get(c, key, &v) == TC_OK && v.len == strlen(want) &&
+                  memcmp(v.data, want, v.len) == 0;
+        tc_value_release(&v);
+        if (ok)
+            return true;
+        tct_sleep_ms(5);
+    }
+    return false;
+}
+
+/* The operation set of check_cache and friends, through the public API. */
+static void run_operation_set(tc_cache *a, tc_cache *b)
+{
+    int64_t n = 0;
+    /* basic operations */
+    ck_assert_int_eq(tc_set(a, "k", "v1", 2, TC_TTL_DEFAULT), TC_OK);
+    expect_value(a, "k", "v1");
+    expect_value(b, "k", "v1");
+    expect_value(b, "k", "v1"); /* now a local copy in b */
+    ck_assert_int_eq(tc_set(a, "k", "v2", 2, TC_TTL_FOREVER), TC_OK);
+    ck_assert(converges(b, "k", "v2")); /* b's subscriber got a's invalidation */
+    ck_assert_int_eq(tc_set(a, "empty", NULL, 0, 60000), TC_OK);
+    expect_value(a, "empty", "");
+    ck_assert_int_eq(tc_add(a, "k", "x", 1, TC_TTL_DEFAULT), TC_EXISTS);
+    ck_assert_int_eq(tc_add(a, "new", "n", 1, TC_TTL_DEFAULT), TC_OK);
+    ck_assert_int_eq(tc_add(a, "zero", "z", 1, 0), TC_OK);
+    ck_assert_int_eq(tc_touch(a, "new", 60000), TC_OK);
+    ck_assert_int_eq(tc_touch(a, "new", TC_TTL_FOREVER), TC_OK);
+    ck_assert_int_eq(tc_touch(a, "absent", 60000), TC_MISS);
+    ck_assert_int_eq(tc_delete(a, "new"), TC_OK);
+    ck_assert_int_eq(tc_delete(a, "new"), TC_MISS);
+    expect_value(a, "new", NULL);
+    ck_assert_int_eq(tc_set(a, "ctr", "41", 2, TC_TTL_DEFAULT), TC_OK);
+    ck_assert_int_eq(tc_incr(a, "ctr", 1, &n), TC_OK);
+    ck_assert_int_eq(n, 42);
+    ck_assert_int_eq(tc_incr(a, "absent", 1, &n), TC_MISS);
+    ck_assert_int_eq(tc_incr(a, "k", 1, &n), TC_ERR_NOT_INT);
+    ck_assert(converges(b, "ctr", "42"));
+    /* batches */
+    const char *keys[] = {"m1", "m2", "m3"};
+    const void *data[] = {"1", "2", "3"};
+    const size_t lens[] = {1, 1, 1};
+    ck_assert_int_eq(tc_set_many(a, keys, data, lens, 3, TC_TTL_DEFAULT), TC_OK);
+    tc_value vals[3];
+    tc_status st[3];
+    ck_assert_int_eq(tc_get_many(b, keys, 3, vals, st), TC_OK);
+    for (int i = 0; i < 3; i++) {
+        ck_assert_int_eq(st[i], TC_OK);
+        tc_value_release(&vals[i]);
+    }
+    ck_assert_int_eq(tc_delete_many(a, keys, 3), TC_OK);
+    ck_assert_int_eq(tc_get_many(a, keys, 3, vals, st), TC_OK);
+    ck_assert_int_eq(st[0], TC_MISS);
+    /* loading, locks, namespaces and tags */
+    int loads = 0;
+    tc_value v;
+    ck_assert_int_eq(tc_get_or_set(a, "lazy", acl_loader, &loads, 60000, &v), TC_OK);
+    tc_value_release(&v);
+    ck_assert_int_eq(tc_get_or_set(b, "lazy", acl_loader, &loads, 60000, &v), TC_OK);
+    tc_value_release(&v);
+    ck_assert_int_eq(loads, 1);
+    tc_lock *l = NULL;
+    ck_assert_int_eq(tc_lock_acquire(a, "job", 5000, 0, &l), TC_OK);
+    tc_lock *l2 = NULL;
+    ck_assert_int_eq(tc_lock_acquire(b, "job", 5000, 0, &l2), TC_ERR_TIMEOUT);
+    ck_assert_int_eq(tc_lock_release(l), TC_OK);
+    char nk[128], nk2[128];
+    ck_assert_int_eq(tc_ns_key(a, "users", "7", nk, sizeof nk), TC_OK);
+    ck_assert_int_eq(tc_ns_bump(a, "users", &n), TC_OK);
+    ck_assert_int_eq(tc_ns_key(a, "users", "7", nk2, sizeof nk2), TC_OK);
+    ck_assert_str_ne(nk, nk2);
+    const char *tags[] = {"t1", "t2"};
+    ck_assert_int_eq(tc_set_tagged(a, "tagged", "tv", 2, TC_TTL_DEFAULT, tags, 2), TC_OK);
+    expect_value(b, "tagged", "tv");
+    ck_assert_int_eq(tc_tag_invalidate(a, "t2"), TC_OK);
+    expect_value(a, "tagged", NULL);
+    ck_assert(converges(b, "k", "v2"));
+    /* clear and metrics */
+    ck_assert_int_eq(tc_clear(a), TC_OK);
+    expect_value(a, "k", NULL);
+    int64_t t0 = tc__now_ns();
+    tc_status bs = TC_OK;
+    while (ms_since(t0) < 3000 && (bs = tc_get(b, "k", &v)) == TC_OK) {
+        tc_value_release(&v);
+        tct_sleep_ms(5);
+    }
+    ck_assert_int_eq(bs, TC_MISS);
+    char *text = NULL;
+    ck_assert_int_eq(tc_stats_prometheus(a, &text), TC_OK);
+    free(text);
+    tc_stats sa, sb;
+    tc_stats_get(a, &sa);
+    tc_stats_get(b, &sb);
+    ck_assert_uint_eq(sa.remote_errors, 0);
+    ck_assert_uint_eq(sb.remote_errors, 0);
+}
+
+/* One command as user (AUTH on a raw connection); the reply's error text, "" if none. */
+static void expect_noperm(int port, const char *user, const char *pw, const char *const *argv)
+{
+    redisContext *c = raw_connect(port);
+    redisReply *x = redisCommand(c, "AUTH %s %s", user, pw);
+    ck_assert_ptr_nonnull(x);
+    ck_assert_int_eq(x->type, REDIS_REPLY_STATUS);
+    freeReplyObject(x);
+    int argc = 0;
+    while (argv[argc])
+        argc++;
+    x = redisCommandArgv(c, argc, (const char **)argv, NULL);
+    ck_assert_ptr_nonnull(x);
+    ck_assert_msg(x->type == REDIS_REPLY_ERROR && strstr(x->str, "NOPERM"),
+                  "%s %s was allowed", argv[0], argc > 1 ? argv[1] : "");
+    freeReplyObject(x);
+    redisFree(c);
+}
+
+START_TEST(test_remote_acl_least_privilege)
+{
+    char pfx[64], user[80], other[80];
+    tcf_unique_prefix(pfx, sizeof pfx);
+    snprintf(user, sizeof user, "tc%s", pfx);
+    snprintf(other, sizeof other, "%sx", pfx); /* another tenant's prefix */
+    const char *argv[64];
+    char store[4096];
+    acl_rule_from_doc(user, "pw0", pfx, argv, 64, store, sizeof store);
+    char *s = tcf_redis_cmd(&tct_redis, argv);
+    ck_assert_msg(s && strcmp(s, "OK") == 0, "ACL SETUSER from docs/security.md: %s",
+                  s ? s : "(error)");
+    free(s);
+
+    char url[256];
+    snprintf(url, sizeof url, "redis://%s:pw0@127.0.0.1:%d", user, tct_redis.port);
+    tc_options o;
+    tc_options_init(&o);
+    o.redis_url = url;
+    o.key_prefix = pfx;
+    o.log_fn = test_log;
+    tc_cache *a = NULL, *b = NULL, *t = NULL;
+    ck_assert_int_eq(tc_open(&o, &a), TC_OK);
+    ck_assert_int_eq(tc_open(&o, &b), TC_OK);
+    run_operation_set(a, b);
+    tc_close(b);
+    /* Tracking mode works with the rule too: Redis reports a's writes to t. */
+    o.coherence = TC_COHERENCE_TRACKING;
+    ck_assert_int_eq(tc_open(&o, &t), TC_OK);
+    ck_assert_int_eq(tc_set(a, "tr", "1", 1, TC_TTL_DEFAULT), TC_OK);
+    expect_value(t, "tr", "1");
+    expect_value(t, "tr", "1");
+    ck_assert_int_eq(tc_set(a, "tr", "2", 1, TC_TTL_DEFAULT), TC_OK);
+    ck_assert(converges(t, "tr", "2"));
+    tc_close(t);
+    tc_close(a);
+    ck_assert(!logged("NOPERM"));
+
+    /* What the user may not do. */
+    char okey[128], ochan[128];
+    snprintf(okey, sizeof okey, "%s:1:k", other);
+    snprintf(ochan, sizeof ochan, "%s:__tc:inval", other);
+    const char *get_other[] = {"GET", okey, NULL};
+    const char *set_other[] = {"SET", okey, "x", NULL};
+    const char *pub_other[] = {"PUBLISH", ochan, "TC1 F 0123456789abcdef", NULL};
+    const char *flushall[] = {"FLUSHALL", NULL};
+    const char *config[] = {"CONFIG", "GET", "requirepass", NULL};
+    const char *keys[] = {"KEYS", "*", NULL};
+    const char *kill[] = {"CLIENT", "KILL", "TYPE", "normal", NULL};
+    const char *const *denied[] = {get_other, set_other, pub_other, flushall,
+                                   config,    keys,      kill};
+    for (size_t i = 0; i < sizeof denied / sizeof denied[0]; i++)
+        expect_noperm(tct_redis.port, user, "pw0", denied[i]);
+    const char *del[] = {"ACL", "DELUSER", user, NULL};
+    free(tcf_redis_cmd(&tct_redis, del));
 }
 END_TEST
 
@@ -1387,6 +1902,13 @@ static Suite *remote_suite(void)
         {"silent_server", test_remote_silent_server, 0},
         {"stall_recovery", test_remote_stall_recovery, 10},
         {"breaker", test_remote_breaker, 10},
+        {"deadline_trickle", test_remote_deadline_trickle, 10},
+        {"deadline_slot_wait", test_remote_deadline_covers_slot_wait, 10},
+        {"breaker_command_timeouts", test_remote_breaker_command_timeouts, 10},
+        {"lost_connection", test_remote_lost_connection_keeps_breaker_closed, 10},
+        {"open_auth_password", test_remote_open_auth_password, 10},
+        {"open_auth_acl", test_remote_open_auth_acl, 10},
+        {"acl_least_privilege", test_remote_acl_least_privilege, 20},
         {"pool_concurrency", test_remote_pool_concurrency, 30},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {

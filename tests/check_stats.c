@@ -151,12 +151,67 @@ START_TEST(test_stats_prometheus_format)
 }
 END_TEST
 
+/* Regression: tc_get_or_set counted its misses, Redis hits, loads, load errors and flight
+ * waits cache-wide only, so tc_stats_foreach and the Prometheus text showed 0 loads for
+ * every key type while tc_stats_get counted them. */
+static tc_status load_gpa(void *arg, const char *key, tc_buf *out)
+{
+    (void)key;
+    return *(int *)arg ? TC_ERR_IO : tc_buf_append(out, "3.9", 3);
+}
+
+START_TEST(test_stats_get_or_set_per_key_type)
+{
+    tc_options o;
+    tct_options(&o);                     /* one prefix for both instances */
+    tc_cache *c = tct_open(&o);
+    tc_cache *c2 = tct_open(&o);
+    int fail = 0;
+    tc_value v;
+    ck_assert_int_eq(tc_get_or_set(c, "grades:gpa:student:1", load_gpa, &fail, 60000, &v), TC_OK);
+    tc_value_release(&v);
+    ck_assert_int_eq(tc_get_or_set(c, "grades:gpa:student:1", load_gpa, &fail, 60000, &v), TC_OK);
+    tc_value_release(&v);                                                /* local */
+    ck_assert_int_eq(tc_get_or_set(c2, "grades:gpa:student:1", load_gpa, &fail, 60000, &v), TC_OK);
+    tc_value_release(&v);                                                /* remote */
+    fail = 1;
+    ck_assert_int_eq(tc_get_or_set(c, "grades:gpa:student:2", load_gpa, &fail, 60000, &v),
+                     TC_ERR_LOADER);
+    seen w = {.n = 0};
+    tc_stats_foreach(c, collect, &w);
+    const tc_stats *g = find(&w, "grades:gpa");
+    ck_assert_ptr_nonnull(g);
+    ck_assert_uint_eq(g->misses, 2);
+    ck_assert_uint_eq(g->loads, 2);
+    ck_assert_uint_eq(g->load_errors, 1);
+    ck_assert_uint_eq(g->local_hits, 1);
+    ck_assert_ptr_null(find(&w, "other"));
+    tc_stats all;
+    tc_stats_get(c, &all);
+    ck_assert_uint_eq(all.loads, 2);
+    ck_assert_uint_eq(all.misses, 2);
+    w.n = 0;
+    tc_stats_foreach(c2, collect, &w);
+    g = find(&w, "grades:gpa");
+    ck_assert_ptr_nonnull(g);
+    ck_assert_uint_eq(g->remote_hits, 1);
+    ck_assert_uint_eq(g->loads, 0);
+    char *text;
+    ck_assert_int_eq(tc_stats_prometheus(c, &text), TC_OK);
+    ck_assert_ptr_nonnull(strstr(text, "tiercache_loads_total{key_type=\"grades:gpa\"} 2\n"));
+    free(text);
+    tc_close(c2);
+    tc_close(c);
+}
+END_TEST
+
 static Suite *stats_suite(void)
 {
     Suite *s = suite_create("stats");
     TCase *tc = tcase_create("per_type");
     tcase_add_test(tc, test_stats_per_key_type);
     tcase_add_test(tc, test_stats_types_bounded);
+    tcase_add_test(tc, test_stats_get_or_set_per_key_type);
     suite_add_tcase(s, tc);
     tc = tcase_create("prometheus");
     tcase_add_test(tc, test_stats_prometheus_format);

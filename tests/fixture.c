@@ -10,7 +10,10 @@
 #include <fcntl.h>
 #include <hiredis/hiredis.h>
 #include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -263,4 +266,271 @@ const char *tcf_unique_prefix(char *buf, size_t cap)
     static int counter; /* tests are single-threaded when they build prefixes */
     snprintf(buf, cap, "t%ld_%d", (long)getpid(), ++counter);
     return buf;
+}
+
+/* ---------------------------------------------------------------- the proxy */
+
+#define PROXY_MAX 64
+#define PROXY_BUF (256 * 1024)
+
+typedef struct proxy_pair {
+    int cfd, sfd; /* client and server sides; cfd -1: unused */
+    char *out;    /* server -> client bytes not yet delivered */
+    size_t out_len;
+    int64_t next_drip_ns;
+} proxy_pair;
+
+struct tcf_proxy {
+    int lfd, port, target;
+    int wake[2];
+    pthread_t thread;
+    atomic_int mode, trickle_ms, accepted;
+    atomic_bool stop, drop;
+    proxy_pair pairs[PROXY_MAX];
+};
+
+static int64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void pair_close(proxy_pair *pp)
+{
+    if (pp->cfd >= 0)
+        close(pp->cfd);
+    if (pp->sfd >= 0)
+        close(pp->sfd);
+    free(pp->out);
+    memset(pp, 0, sizeof *pp);
+    pp->cfd = pp->sfd = -1;
+}
+
+static bool send_all(int fd, const char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return false;
+        p += w;
+        n -= (size_t)w;
+    }
+    return true;
+}
+
+static void proxy_accept(tcf_proxy *p)
+{
+    int cfd = accept(p->lfd, NULL, NULL);
+    if (cfd < 0)
+        return;
+    atomic_fetch_add(&p->accepted, 1);
+    int sfd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)p->target)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (sfd < 0 || connect(sfd, (struct sockaddr *)&a, sizeof a) != 0) {
+        if (sfd >= 0)
+            close(sfd);
+        close(cfd); /* the server is down: so is the proxy */
+        return;
+    }
+    for (int i = 0; i < PROXY_MAX; i++) {
+        proxy_pair *pp = &p->pairs[i];
+        if (pp->cfd >= 0)
+            continue;
+        pp->out = malloc(PROXY_BUF);
+        if (!pp->out)
+            break;
+        fcntl(cfd, F_SETFL, fcntl(cfd, F_GETFL) | O_NONBLOCK);
+        pp->cfd = cfd;
+        pp->sfd = sfd;
+        pp->out_len = 0;
+        pp->next_drip_ns = 0;
+        return;
+    }
+    close(sfd);
+    close(cfd);
+}
+
+/* Moves what the pair has for its client, as the mode says. False if the client is gone. */
+static bool proxy_deliver(tcf_proxy *p, proxy_pair *pp, int mode, int64_t now)
+{
+    size_t n = pp->out_len;
+    if (mode == TCF_PROXY_MUTE) {
+        pp->out_len = 0;
+        return true;
+    }
+    if (n == 0)
+        return true;
+    if (mode == TCF_PROXY_TRICKLE) {
+        if (now < pp->next_drip_ns)
+            return true;
+        n = 1;
+        pp->next_drip_ns = now + (int64_t)atomic_load(&p->trickle_ms) * 1000000;
+    }
+    ssize_t w = send(pp->cfd, pp->out, n, MSG_NOSIGNAL);
+    if (w < 0)
+        return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR;
+    memmove(pp->out, pp->out + w, pp->out_len - (size_t)w);
+    pp->out_len -= (size_t)w;
+    return true;
+}
+
+static void *proxy_main(void *arg)
+{
+    tcf_proxy *p = arg;
+    struct pollfd fds[2 + 2 * PROXY_MAX];
+    int owner[2 + 2 * PROXY_MAX];
+    char buf[16384];
+    while (!atomic_load(&p->stop)) {
+        if (atomic_load(&p->drop)) {
+            for (int i = 0; i < PROXY_MAX; i++)
+                if (p->pairs[i].cfd >= 0)
+                    pair_close(&p->pairs[i]);
+            atomic_store(&p->drop, false);
+        }
+        int mode = atomic_load(&p->mode);
+        int n = 0;
+        fds[n] = (struct pollfd){.fd = p->lfd, .events = POLLIN};
+        owner[n++] = -1;
+        fds[n] = (struct pollfd){.fd = p->wake[0], .events = POLLIN};
+        owner[n++] = -1;
+        for (int i = 0; i < PROXY_MAX; i++) {
+            proxy_pair *pp = &p->pairs[i];
+            if (pp->cfd < 0)
+                continue;
+            short cev = POLLIN;
+            if (pp->out_len > 0 && mode == TCF_PROXY_PASS)
+                cev |= POLLOUT;
+            fds[n] = (struct pollfd){.fd = pp->cfd, .events = cev};
+            owner[n++] = i;
+            fds[n] = (struct pollfd){.fd = pp->sfd,
+                                     .events = pp->out_len < PROXY_BUF ? POLLIN : 0};
+            owner[n++] = i;
+        }
+        int ready = poll(fds, (nfds_t)n, 5);
+        if (ready < 0 && errno != EINTR)
+            break;
+        if (ready > 0 && (fds[1].revents & POLLIN)) {
+            char drain[64];
+            while (read(p->wake[0], drain, sizeof drain) > 0)
+                ;
+        }
+        if (ready > 0 && (fds[0].revents & POLLIN))
+            proxy_accept(p);
+        for (int k = 2; ready > 0 && k < n; k++) {
+            proxy_pair *pp = &p->pairs[owner[k]];
+            if (pp->cfd < 0 || !(fds[k].revents & (POLLIN | POLLHUP | POLLERR)))
+                continue;
+            bool client_side = fds[k].fd == pp->cfd;
+            if (client_side) {
+                ssize_t r = read(pp->cfd, buf, sizeof buf);
+                if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR)) {
+                    pair_close(pp);
+                    continue;
+                }
+                if (r > 0 && mode != TCF_PROXY_MUTE && !send_all(pp->sfd, buf, (size_t)r))
+                    pair_close(pp);
+            } else {
+                ssize_t r = read(pp->sfd, pp->out + pp->out_len, PROXY_BUF - pp->out_len);
+                if (r <= 0 && !(r < 0 && errno == EINTR)) {
+                    pair_close(pp);
+                    continue;
+                }
+                if (r > 0)
+                    pp->out_len += (size_t)r;
+            }
+        }
+        int64_t now = mono_ns();
+        for (int i = 0; i < PROXY_MAX; i++) {
+            proxy_pair *pp = &p->pairs[i];
+            if (pp->cfd >= 0 && !proxy_deliver(p, pp, mode, now))
+                pair_close(pp);
+        }
+    }
+    return NULL;
+}
+
+tcf_proxy *tcf_proxy_start(int target_port)
+{
+    tcf_proxy *p = calloc(1, sizeof *p);
+    if (!p)
+        return NULL;
+    for (int i = 0; i < PROXY_MAX; i++)
+        p->pairs[i].cfd = p->pairs[i].sfd = -1;
+    p->target = target_port;
+    p->wake[0] = p->wake[1] = -1;
+    p->lfd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    if (p->lfd < 0 || bind(p->lfd, (struct sockaddr *)&a, sizeof a) != 0 ||
+        listen(p->lfd, 64) != 0 || getsockname(p->lfd, (struct sockaddr *)&a, &len) != 0 ||
+        pipe2(p->wake, O_NONBLOCK | O_CLOEXEC) != 0) {
+        fprintf(stderr, "fixture: proxy: %s\n", strerror(errno));
+        goto fail;
+    }
+    p->port = ntohs(a.sin_port);
+    atomic_init(&p->mode, TCF_PROXY_PASS);
+    atomic_init(&p->trickle_ms, 50);
+    if (pthread_create(&p->thread, NULL, proxy_main, p) != 0) {
+        fprintf(stderr, "fixture: proxy: cannot start its thread\n");
+        goto fail;
+    }
+    return p;
+fail:
+    if (p->lfd >= 0)
+        close(p->lfd);
+    if (p->wake[0] >= 0) {
+        close(p->wake[0]);
+        close(p->wake[1]);
+    }
+    free(p);
+    return NULL;
+}
+
+int tcf_proxy_port(const tcf_proxy *p)
+{
+    return p->port;
+}
+
+void tcf_proxy_set_mode(tcf_proxy *p, tcf_proxy_mode mode, int trickle_ms)
+{
+    atomic_store(&p->trickle_ms, trickle_ms > 0 ? trickle_ms : 50);
+    atomic_store(&p->mode, (int)mode);
+    ssize_t w = write(p->wake[1], "m", 1);
+    (void)w;
+}
+
+int tcf_proxy_accepted(const tcf_proxy *p)
+{
+    return atomic_load(&((tcf_proxy *)p)->accepted);
+}
+
+void tcf_proxy_drop_all(tcf_proxy *p)
+{
+    atomic_store(&p->drop, true);
+    ssize_t w = write(p->wake[1], "d", 1);
+    (void)w;
+    while (atomic_load(&p->drop))
+        sleep_ms(1);
+}
+
+void tcf_proxy_stop(tcf_proxy *p)
+{
+    if (!p)
+        return;
+    atomic_store(&p->stop, true);
+    ssize_t w = write(p->wake[1], "s", 1);
+    (void)w;
+    pthread_join(p->thread, NULL);
+    for (int i = 0; i < PROXY_MAX; i++)
+        if (p->pairs[i].cfd >= 0)
+            pair_close(&p->pairs[i]);
+    close(p->lfd);
+    close(p->wake[0]);
+    close(p->wake[1]);
+    free(p);
 }

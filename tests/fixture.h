@@ -44,4 +44,27 @@ int tcf_free_port(void);
 /* A key prefix unique to this process and call, e.g. "t4711_3", for test isolation. */
 const char *tcf_unique_prefix(char *buf, size_t cap);
 
+/* ---------------------------------------------------------------- a misbehaving network
+ *
+ * A TCP proxy on a free 127.0.0.1 port in front of a server on 127.0.0.1, run by a thread
+ * of its own, whose behaviour a test switches at any time:
+ *   TCF_PROXY_PASS     forwards both ways;
+ *   TCF_PROXY_MUTE     accepts connections and swallows what clients send: a server that
+ *                      accepts and never answers (nothing reaches the real server);
+ *   TCF_PROXY_TRICKLE  forwards requests, but replies one byte every trickle_ms: a server
+ *                      that never lets a socket timeout fire, yet takes for ever. */
+typedef struct tcf_proxy tcf_proxy;
+typedef enum tcf_proxy_mode { TCF_PROXY_PASS, TCF_PROXY_MUTE, TCF_PROXY_TRICKLE } tcf_proxy_mode;
+
+/* NULL (with a message on stderr) if it cannot listen or start its thread. */
+tcf_proxy *tcf_proxy_start(int target_port);
+int tcf_proxy_port(const tcf_proxy *p);
+void tcf_proxy_set_mode(tcf_proxy *p, tcf_proxy_mode mode, int trickle_ms);
+/* Connections accepted so far. */
+int tcf_proxy_accepted(const tcf_proxy *p);
+/* Closes every connection it holds (clients see the server hang up), keeps listening. */
+void tcf_proxy_drop_all(tcf_proxy *p);
+/* Stops the thread, closes everything, frees p. NULL is a no-op. */
+void tcf_proxy_stop(tcf_proxy *p);
+
 #endif /* TC_FIXTURE_H */
