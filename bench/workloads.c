@@ -27,7 +27,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <hiredis/hiredis.h>
+
 #include "gen.h"
+#include "remote.h"
 #include "keys.h"
 #include "tiercache.h"
 
@@ -586,6 +589,89 @@ static __attribute__((noinline)) uint64_t hot_floor_loop(const ftab *ft, const k
     return errors;
 }
 
+/* The baseline of the miss path: the same GETs with hiredis alone (one connection, one
+ * GET per read, the reply copied out), against the same server and Redis keys. */
+static redisContext *plain_connect(const bench_cfg *cfg)
+{
+    tc_url u;
+    if (tc__url_parse(cfg->redis_url, &u) != TC_OK)
+        return NULL;
+    struct timeval tv = {2, 0};
+    redisContext *rc = u.kind == TC_URL_UNIX ? redisConnectUnixWithTimeout(u.path, tv)
+                                             : redisConnectWithTimeout(u.host, u.port, tv);
+    if (rc && !rc->err && u.password) {
+        redisReply *r = u.user ? redisCommand(rc, "AUTH %s %s", u.user, u.password)
+                               : redisCommand(rc, "AUTH %s", u.password);
+        if (r)
+            freeReplyObject(r);
+    }
+    if (rc && !rc->err && u.db) {
+        redisReply *r = redisCommand(rc, "SELECT %d", u.db);
+        if (r)
+            freeReplyObject(r);
+    }
+    tc__url_free(&u);
+    if (rc && rc->err) {
+        redisFree(rc);
+        return NULL;
+    }
+    return rc;
+}
+
+static __attribute__((noinline)) uint64_t hot_hiredis_loop(redisContext *rc, char **rkeys,
+                                                           size_t nk, size_t iters,
+                                                           unsigned char *buf, size_t vsize)
+{
+    uint64_t errors = 0;
+    size_t j = 0;
+    for (size_t i = 0; i < iters && errors < 100; i++) {
+        const char *argv[2] = {"GET", rkeys[j]};
+        j = j + 1 == nk ? 0 : j + 1;
+        redisReply *r = redisCommandArgv(rc, 2, argv, NULL);
+        if (!r || r->type != REDIS_REPLY_STRING) {
+            errors++;
+        } else {
+            memcpy(buf, r->str, (size_t)r->len < vsize ? (size_t)r->len : vsize);
+        }
+        if (r)
+            freeReplyObject(r);
+    }
+    return errors;
+}
+
+/* ns per plain hiredis GET (median of HOT_REPS loops), or 0 if it cannot connect. */
+static double hot_hiredis(const bench_cfg *cfg, const char *prefix, const keyset *ks,
+                          size_t iters, unsigned char *buf, size_t vsize, uint64_t *errors)
+{
+    redisContext *rc = plain_connect(cfg);
+    char **rkeys = calloc(ks->n, sizeof *rkeys);
+    if (!rc || !rkeys) {
+        if (rc)
+            redisFree(rc);
+        free(rkeys);
+        return 0;
+    }
+    for (size_t i = 0; i < ks->n; i++) {
+        size_t len = strlen(prefix) + strlen(ks->k[i]) + 4;
+        rkeys[i] = malloc(len);
+        if (!rkeys[i])
+            bench_die("out of memory");
+        snprintf(rkeys[i], len, "%s:1:%s", prefix, ks->k[i]);
+    }
+    double per[HOT_REPS];
+    for (int rep = 0; rep < HOT_REPS; rep++) {
+        uint64_t t0 = now_ns();
+        *errors += hot_hiredis_loop(rc, rkeys, ks->n, iters, buf, vsize);
+        per[rep] = (double)(now_ns() - t0) / (double)iters;
+    }
+    qsort(per, HOT_REPS, sizeof per[0], cmp_double);
+    for (size_t i = 0; i < ks->n; i++)
+        free(rkeys[i]);
+    free(rkeys);
+    redisFree(rc);
+    return per[HOT_REPS / 2];
+}
+
 enum { HOT_LOCAL, HOT_FLOOR, HOT_REDIS };
 
 /* The median over HOT_REPS timed loops of iters operations, in ns per operation. */
@@ -712,7 +798,16 @@ int wl_hotpath(const bench_cfg *cfg, bool with_zipf)
                       report_fmt_ns(res[i].max_ns, d, sizeof d), (unsigned long long)err[i]);
         report_record(&res[i]);
     }
+    uint64_t plain_err = 0;
+    double plain = hot_hiredis(cfg, prefix, &ks, riters / HOT_REPS, buf, vsize, &plain_err);
+    if (plain > 0)
+        report_printf("  %-34s %9.1f %8s %8s %8s %8s %6llu\n", "plain hiredis GET (baseline)",
+                      plain, "", "", "", "", (unsigned long long)plain_err);
     report_printf("  local hit / floor     = %.2fx   (target: within 3x)\n", ns[0] / ns[1]);
+    if (plain > 0)
+        report_printf("  miss path: tc_get (local tier off) / plain hiredis GET = %.3fx "
+                      "(target: at most 1.05x)\n",
+                      ns[2] / plain);
     report_printf("  Redis GET / local hit = %.0fx    (target: at least 100x)\n", ns[2] / ns[0]);
     report_printf("  (both copy the value out; the local tier answered %.2f%% of the local-hit "
                   "loop's reads; percentiles from %zu separately timed ops, each including a "
