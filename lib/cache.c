@@ -784,18 +784,12 @@ TC_API tc_status tc_set(tc_cache *c, const char *key, const void *data, size_t l
 {
     tc_status st = check_open(c);
     size_t klen;
-    int ttl;
     if (st != TC_OK)
         return st;
-    if (!key_ok(c, key, &klen) || ttl_resolve(c, ttl_ms, &ttl) != TC_OK)
+    if (!key_ok(c, key, &klen))
         return TC_ERR_ARG;
-    if ((st = value_args_ok(c, data, len)) != TC_OK)
-        return st;
-    if (ttl == 0) { /* expire at once: the key is deleted, as Django does */
-        st = delete_one(c, key, klen, tc__key_hash(key, klen), NULL);
-        return st;
-    }
-    return store_one(c, SET_ALWAYS, key, klen, data, len, NULL, ttl);
+    /* ttl 0 (expire at once) deletes the key, as Django does. */
+    return tc__cache_store(c, key, klen, data, len, NULL, ttl_ms);
 }
 
 TC_API tc_status tc_add(tc_cache *c, const char *key, const void *data, size_t len,

@@ -159,55 +159,10 @@ static void run_callers(caller *k, int n)
 
 /* ------------------------------------------------------------------ child processes */
 
-typedef struct proc {
-    pid_t pid;
-    FILE *to;
-    FILE *from;
-} proc;
-
-typedef int (*child_fn)(FILE *in, FILE *out, void *arg);
-
-static void proc_start(proc *p, child_fn fn, void *arg)
-{
-    int down[2], up[2];
-    ck_assert_int_eq(pipe(down), 0);
-    ck_assert_int_eq(pipe(up), 0);
-    fflush(NULL);
-    p->pid = fork();
-    ck_assert_int_ge(p->pid, 0);
-    if (p->pid == 0) {
-        close(down[1]);
-        close(up[0]);
-        FILE *in = fdopen(down[0], "r"), *out = fdopen(up[1], "w");
-        setvbuf(out, NULL, _IOLBF, 0);
-        int rc = fn(in, out, arg);
-        fflush(out);
-        _exit(rc);
-    }
-    close(down[0]);
-    close(up[1]);
-    p->to = fdopen(down[1], "w");
-    p->from = fdopen(up[0], "r");
-    setvbuf(p->to, NULL, _IOLBF, 0);
-}
-
-static void proc_line(proc *p, char *line, size_t cap)
+static void proc_line(tct_proc *p, char *line, size_t cap)
 {
     ck_assert_msg(fgets(line, (int)cap, p->from) != NULL, "child %d said nothing", (int)p->pid);
     ck_assert_msg(strncmp(line, "FAIL", 4) != 0, "child %d: %s", (int)p->pid, line);
-}
-
-static void proc_finish(proc *p)
-{
-    char line[256];
-    fclose(p->to);
-    while (fgets(line, sizeof line, p->from))
-        fprintf(stderr, "child %d: %s", (int)p->pid, line);
-    int status = 0;
-    ck_assert_int_eq(waitpid(p->pid, &status, 0), p->pid);
-    fclose(p->from);
-    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child %d failed (status %d)",
-                  (int)p->pid, status);
 }
 
 static int child_fail(FILE *out, const char *fmt, ...)
@@ -360,10 +315,10 @@ START_TEST(test_flight_cold_key_one_load_across_processes)
                        MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     ck_assert(cold_landed != MAP_FAILED);
     memset((void *)cold_landed, 0, COLD_KEYS * sizeof *cold_landed);
-    proc p[PROCS];
+    tct_proc p[PROCS];
     char line[1024];
     for (int i = 0; i < PROCS; i++)
-        proc_start(&p[i], cold_child_main, NULL);
+        tct_proc_start(&p[i], cold_child_main, NULL);
     for (int i = 0; i < PROCS; i++) {
         proc_line(&p[i], line, sizeof line);
         ck_assert_str_eq(line, "ready\n");
@@ -405,7 +360,7 @@ START_TEST(test_flight_cold_key_one_load_across_processes)
         ck_assert_int_eq(loaders, 1);
     }
     for (int i = 0; i < PROCS; i++)
-        proc_finish(&p[i]);
+        tct_proc_finish(&p[i]);
     int64_t p50_same, p50_other;
     latency_report("callers in the loading process, from the loader's return", same, nsame,
                    &p50_same);

@@ -116,11 +116,11 @@ void tct_proc_say(tct_proc *p, const char *msg)
 void tct_proc_finish(tct_proc *p)
 {
     char line[256];
+    fclose(p->to); /* end of input: a child reading until EOF ends */
     while (fgets(line, sizeof line, p->from))
         fprintf(stderr, "child %d: %s", (int)p->pid, line);
     int status = 0;
     ck_assert_int_eq(waitpid(p->pid, &status, 0), p->pid);
-    fclose(p->to);
     fclose(p->from);
     ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
                   "child %d failed (status %d)", (int)p->pid, status);

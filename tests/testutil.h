@@ -59,7 +59,8 @@ void tct_proc_start(tct_proc *p, tct_child_fn fn, void *arg);
 /* Reads one line from the child and asserts it starts with want. */
 void tct_proc_expect(tct_proc *p, const char *want);
 void tct_proc_say(tct_proc *p, const char *msg);
-/* Shows what the child still has to say, waits for it and asserts it exited with 0. */
+/* Closes the child's input (EOF), shows what it still has to say, waits for it and
+ * asserts it exited with 0. */
 void tct_proc_finish(tct_proc *p);
 /* In a child: reads lines until one starts with want (or the parent closes the pipe). */
 void tct_wait_line(FILE *in, const char *want);
