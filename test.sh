@@ -2,7 +2,11 @@
 # Builds tiercache and runs its test suite against private redis-servers it starts itself.
 #
 #   ./test.sh            gcc build with -Werror, then make check
-#   ./test.sh VARIANT..  any of: gcc clang asan tsan distcheck all
+#   ./test.sh VARIANT..  any of: gcc clang asan tsan cluster distcheck torture fuzz stress all
+#                        (cluster: gcc build, make check-cluster against a 3-master
+#                        loopback Redis Cluster; torture: clang + ASan + --enable-alloc-fail,
+#                        tests/check_torture only; fuzz: make fuzz FUZZ_SECONDS=10, one case
+#                        per target; stress: make stress STRESS_SECONDS=5, one case)
 #
 # On Debian it first installs what the build needs (as root, or through sudo). Each variant
 # builds in build/<variant>. It ends with one line: "N passed, M failed" (test cases).
@@ -35,9 +39,10 @@ count_results() {
 }
 
 run_variant() {
-  local v=$1 cc=gcc flags=(--enable-werror)
+  local v=$1 cc=gcc flags=(--enable-werror) target=check
   case $v in
     gcc) ;;
+    cluster) target=check-cluster ;;
     clang) cc=clang ;;
     asan) cc=clang; flags+=(--enable-asan) ;;
     tsan) cc=clang; flags+=(--enable-tsan) ;;
@@ -49,12 +54,12 @@ run_variant() {
   ( cd "$dir"
     [ -f Makefile ] || CC=$cc "$top/configure" "${flags[@]}" >configure.out 2>&1 || { cat configure.out; exit 1; }
     make -j"$(nproc)" >build.out 2>&1 || { tail -50 build.out; exit 1; }
-    echo "== $v: make check"
+    echo "== $v: make $target"
     local env=()
     # TSan needs fixed memory mappings that high-entropy ASLR can break: run without ASLR.
     if [ "$v" = tsan ] && command -v setarch >/dev/null; then env=(setarch "$(uname -m)" -R); fi
     rm -f tests/*.log tests/*.trs
-    if ! "${env[@]}" make -j2 check >check.out 2>&1; then
+    if ! "${env[@]}" make -j2 "$target" >check.out 2>&1; then
       grep -h -A3 -E '^[^:]+:[0-9]+:[EF]:|FAIL|ERROR' tests/*.log 2>/dev/null | head -60 || true
     fi
     grep -E '^(PASS|FAIL|ERROR|XFAIL|SKIP):' check.out || true
@@ -71,11 +76,80 @@ run_distcheck() {
     { tail -40 "$dir/distcheck.out"; failed=$((failed + 1)); }
 }
 
+# Configures (once) and enters build/<name> with the compiler and flags given; then runs
+# the rest of the command line there. Build output goes to build.out.
+in_build() {
+  local name=$1 cc=$2; shift 2
+  local flags=() dir=$top/build/$name
+  while [ $# -gt 0 ] && [ "$1" != -- ]; do flags+=("$1"); shift; done
+  shift
+  mkdir -p "$dir"
+  ( cd "$dir"
+    [ -f Makefile ] || CC=$cc "$top/configure" "${flags[@]}" >configure.out 2>&1 || { cat configure.out; exit 1; }
+    "$@" )
+}
+
+# torture: the allocation-failure suite in an ASan build with injection on
+# (--enable-alloc-fail); only tests/check_torture is built and run.
+run_torture() {
+  echo "== torture: tests/check_torture (clang, ASan, --enable-alloc-fail)"
+  in_build torture clang --enable-werror --enable-asan --enable-alloc-fail -- bash -c '
+    make -j"$(nproc)" tests/check_torture >build.out 2>&1 || { tail -50 build.out; exit 1; }
+    rm -f tests/*.log tests/*.trs
+    make check TESTS=tests/check_torture check_PROGRAMS=tests/check_torture >check.out 2>&1 ||
+      grep -h -A3 -E "^[^:]+:[0-9]+:[EF]:|FAIL|ERROR" tests/*.log | head -40
+    grep -E "^(PASS|FAIL|ERROR):" check.out
+    grep -h "^torture:" tests/check_torture.log || true' ||
+    { failed=$((failed + 1)); return 0; }
+  count_results "$top/build/torture"
+}
+
+# fuzz: every libFuzzer target of make fuzz (clang) for FUZZ_SECONDS (default 10) from its
+# seed corpus; each target is one test case.
+run_fuzz() {
+  local secs=${FUZZ_SECONDS:-10} out=$top/build/fuzz/fuzz.out
+  echo "== fuzz: make fuzz FUZZ_SECONDS=$secs (clang, libFuzzer + ASan + UBSan)"
+  in_build fuzz clang --enable-werror -- bash -c 'make fuzz FUZZ_SECONDS="$1" >fuzz.out 2>&1' _ "$secs" ||
+    true
+  if ! grep -qE '^fuzz_[a-z]+: (ok|CRASH)' "$out" 2>/dev/null; then
+    tail -30 "$out" 2>/dev/null || true
+    failed=$((failed + 1))
+    return 0
+  fi
+  grep -E '^(fuzz_[a-z]+: |[^ ]+ERROR|SUMMARY)' "$out" || true
+  local ok crash
+  ok=$(grep -cE '^fuzz_[a-z]+: ok' "$out" || true)
+  crash=$(grep -cE '^fuzz_[a-z]+: CRASH' "$out" || true)
+  passed=$((passed + ok))
+  failed=$((failed + crash))
+}
+
+# stress: the soak program (make stress) for STRESS_SECONDS (default 5) against a Redis
+# killed and restarted every 3 s; one test case.
+run_stress() {
+  local secs=${STRESS_SECONDS:-5}
+  echo "== stress: make stress STRESS_SECONDS=$secs"
+  if in_build stress gcc --enable-werror -- bash -c '
+      make -j"$(nproc)" stress/tc-stress >build.out 2>&1 || { tail -50 build.out; exit 1; }
+      make -s stress STRESS_SECONDS="$1" >stress.out 2>&1; rc=$?
+      cat stress.out; exit $rc' _ "$secs"; then
+    passed=$((passed + 1))
+  else
+    failed=$((failed + 1))
+  fi
+}
+
 variants=("$@")
 [ ${#variants[@]} -eq 0 ] && variants=(gcc)
-[ "${variants[0]}" = all ] && variants=(gcc clang asan tsan distcheck)
+[ "${variants[0]}" = all ] && variants=(gcc clang asan tsan cluster distcheck torture fuzz stress)
 for v in "${variants[@]}"; do
-  if [ "$v" = distcheck ]; then run_distcheck; else run_variant "$v"; fi
+  case $v in
+    distcheck) run_distcheck ;;
+    torture) run_torture ;;
+    fuzz) run_fuzz ;;
+    stress) run_stress ;;
+    *) run_variant "$v" ;;
+  esac
 done
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

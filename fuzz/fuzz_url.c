@@ -40,6 +40,21 @@ static void check_ok(const tc_url *u)
         if (!u->path || !*u->path || u->host ||
             strlen(u->path) >= sizeof(((struct sockaddr_un *)0)->sun_path))
             abort();
+    } else if (u->kind == TC_URL_CLUSTER || u->kind == TC_URL_SENTINEL) {
+        /* Seed nodes (cluster) or sentinels: at least one, each a TCP host and port; the
+         * first is also host/port. A sentinel URL names its master; a cluster has db 0. */
+        if (u->nseeds < 1 || !u->seed_hosts || !u->seed_ports || u->path || !u->host ||
+            strcmp(u->host, u->seed_hosts[0]) != 0 || u->port != u->seed_ports[0])
+            abort();
+        for (int i = 0; i < u->nseeds; i++) {
+            if (!u->seed_hosts[i] || !*u->seed_hosts[i] || u->seed_ports[i] < 1 ||
+                u->seed_ports[i] > 65535 || strchr(u->seed_hosts[i], '['))
+                abort();
+        }
+        if (u->kind == TC_URL_CLUSTER && (u->db != 0 || u->master_name))
+            abort();
+        if (u->kind == TC_URL_SENTINEL && (!u->master_name || !*u->master_name))
+            abort();
     } else {
         abort();
     }

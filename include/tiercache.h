@@ -99,9 +99,15 @@ typedef enum tc_coherence {
  * grows at its end; tc_open reads no further than struct_size. */
 typedef struct tc_options {
     size_t struct_size;       /* set by tc_options_init; lets the struct grow */
-    const char *redis_url;    /* "redis://[user[:password]@]host[:port][/db]" or
-                                 "unix:///path[?db=N]"; NULL: $TC_REDIS_URL, else
-                                 "redis://127.0.0.1:6379/0" */
+    const char *redis_url;    /* "redis://[user[:password]@]host[:port][/db]",
+                                 "unix:///path[?db=N]", a Redis Cluster:
+                                 "redis-cluster://[user[:password]@]host:port[,host:port
+                                 ...]" (seed nodes; the rest is discovered; not with
+                                 TC_COHERENCE_TRACKING), or a Sentinel-managed master:
+                                 "redis-sentinel://[user[:password]@]host:port[,host:port
+                                 ...]/master-name[/db]" (the sentinels; credentials and db
+                                 are the master's); see docs/scaling.md.
+                                 NULL: $TC_REDIS_URL, else "redis://127.0.0.1:6379/0" */
     const char *key_prefix;   /* default "" */
     int version;              /* default 1 */
     int remote_ttl_ms;        /* default 300000 (TC_TTL_DEFAULT resolves to this) */
@@ -110,8 +116,14 @@ typedef struct tc_options {
     size_t max_value_bytes;   /* default 1 MiB */
     size_t max_key_len;       /* default 250 */
     int pool_size;            /* Redis connections for commands; default 8 */
-    int connect_timeout_ms;   /* default 500 */
-    int command_timeout_ms;   /* default 250 */
+    int connect_timeout_ms;   /* default 500: a TCP/unix connect to Redis */
+    int command_timeout_ms;   /* default 250: the deadline of one Redis operation, its wait
+                                 for a free pooled connection and its whole round trip
+                                 included (+ connect_timeout_ms + command_timeout_ms when
+                                 it opens a connection). Per call: docs/operations.md,
+                                 "Deadlines". A timeout opens the circuit breaker: calls
+                                 then fail at once with TC_ERR_IO until a probe gets an
+                                 answer (100 ms doubling to 2 s) */
     tc_coherence coherence;   /* default TC_COHERENCE_BROADCAST */
     void (*log_fn)(void *arg, int level, const char *msg); /* NULL: quiet. Called from any
                                  thread, never with a lock of the cache held. */
@@ -148,8 +160,12 @@ TC_API void tc_options_init(tc_options *o);
 
 /* Validates the options, connects to Redis and starts what the coherence mode needs.
  * o is borrowed: strings in it are copied. On success *out is the new cache.
- * TC_ERR_ARG: NULL o or out, a bad URL or option. TC_ERR_IO: Redis unreachable.
- * TC_ERR_AUTH: the server refused our credentials, or requires some and none were given.
+ * TC_ERR_ARG: NULL o or out, a bad URL or option (also TC_COHERENCE_TRACKING with a
+ * redis-cluster:// URL). TC_ERR_IO: Redis unreachable (for a cluster: no seed node answered;
+ * for Sentinel: no sentinel named the master, or the master did not answer).
+ * TC_ERR_PROTO: a redis-cluster:// server that is not a working cluster, or sentinels that
+ * do not know master-name. TC_ERR_AUTH: the server refused our credentials, or requires
+ * some and none were given.
  * TC_ERR_TIMEOUT: the server accepted the connection but did not answer in time.
  * TC_ERR_NOMEM. Thread-safe. */
 TC_API tc_status tc_open(const tc_options *o, tc_cache **out);
@@ -364,7 +380,10 @@ TC_API tc_status tc_lock_release(tc_lock *l);
  * Invalidate many keys at once without scanning or pattern-deleting them. A namespace or
  * tag has a version counter in Redis, read through the local tier and bumped atomically with
  * an invalidation broadcast, so every process sees a bump at once. ns, suffix and tags
- * follow the key rules (TC_ERR_ARG otherwise).
+ * follow the key rules (TC_ERR_ARG otherwise, and nothing is sent to Redis); since a
+ * namespace's version is kept under the key "__tc:ns:<ns>" and a tag's under
+ * "__tc:tag:<tag>", a namespace name has at most max_key_len - 8 bytes and a tag
+ * max_key_len - 9.
  * ------------------------------------------------------------------------------------- */
 
 /* Writes "<ns>:v<version>:<suffix>" into buf (cap bytes with the NUL), where version is the

@@ -237,6 +237,10 @@ static tc_status options_copy(const tc_options *in, tc_options *o)
         (o->coherence != TC_COHERENCE_BROADCAST && o->coherence != TC_COHERENCE_TRACKING &&
          o->coherence != TC_COHERENCE_NONE))
         return TC_ERR_ARG;
+    /* "" is a URL with bad syntax, not "no URL": connecting to the default instead would
+     * hide a configuration error (an unset variable in the application's config). */
+    if (o->redis_url && !*o->redis_url)
+        return TC_ERR_ARG;
     /* Stampede protection; !(beta >= 0) also refuses NaN. */
     if (o->lock_ttl_ms <= 0 || o->flight_wait_ms <= 0 || !(o->xfetch_beta >= 0) ||
         o->xfetch_beta > 1e6 || o->stale_if_error_ms < 0 || o->negative_ttl_ms < 0)
@@ -328,6 +332,14 @@ TC_API tc_status tc_open(const tc_options *o, tc_cache **out)
             .log = c->log,
         };
         st = tc__remote_open(&rc, &c->remote);
+    }
+    if (st == TC_OK && c->opt.coherence == TC_COHERENCE_TRACKING &&
+        tc__remote_is_cluster(c->remote)) {
+        /* Tracking needs a redirect connection to every master; not implemented. */
+        tc__log(&c->log, TC_LOG_ERROR, "TC_COHERENCE_TRACKING is not supported with "
+                                       "redis-cluster://: use TC_COHERENCE_BROADCAST "
+                                       "(docs/scaling.md)");
+        st = TC_ERR_ARG;
     }
     if (st == TC_OK && c->opt.check_redis_config)
         tc__remote_check_config(c->remote);

@@ -228,9 +228,11 @@ bool tc__inval_apply(tc_cache *c, const char *payload, size_t len)
     }
     if (!next_token(&p, end, &tok, &tlen) || !parse_int(tok, tlen, &version) || p == end)
         goto malformed;
-    /* Validate every key before applying any, so a malformed message changes nothing. */
+    /* Validate every key before applying any, so a malformed message changes nothing. A
+     * key must keep the key rules: a forged one holding a NUL or control byte would
+     * otherwise reach the per-type metrics as a name. */
     for (const char *q = p; q < end;) {
-        if (!next_token(&q, end, &tok, &tlen))
+        if (!next_token(&q, end, &tok, &tlen) || !tc__key_bytes_valid(tok, tlen))
             goto malformed;
     }
     if (origin == c->origin || version != c->opt.version)
@@ -260,8 +262,11 @@ static void apply_tracking(tc_cache *c, const redisReply *keys)
         const redisReply *k = keys->element[i];
         if (k->type != REDIS_REPLY_STRING)
             continue;
+        /* Another client may write any bytes under our prefix; a name that breaks the
+         * key rules is no key of ours and cannot be in the local tier. */
         if ((size_t)k->len > c->rprefix_len &&
-            memcmp(k->str, c->rprefix, c->rprefix_len) == 0)
+            memcmp(k->str, c->rprefix, c->rprefix_len) == 0 &&
+            tc__key_bytes_valid(k->str + c->rprefix_len, (size_t)k->len - c->rprefix_len))
             invalidate_key(c, k->str + c->rprefix_len, (size_t)k->len - c->rprefix_len);
     }
 }

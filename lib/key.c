@@ -39,6 +39,16 @@ bool tc__key_valid(const char *key, size_t max_len, size_t *len)
     return true;
 }
 
+bool tc__key_bytes_valid(const char *key, size_t len)
+{
+    if (len == 0 || len > ((size_t)64 << 10))
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if (!key_byte_table[(unsigned char)key[i]])
+            return false;
+    return true;
+}
+
 uint64_t tc__key_hash(const void *key, size_t len)
 {
     return XXH3_64bits(key, len);

@@ -11,6 +11,11 @@
  * NULL key is false. Reads at most max_len + 1 bytes of key. */
 bool tc__key_valid(const char *key, size_t max_len, size_t *len);
 
+/* True if the len bytes at key (not NUL-terminated) could be a key: 1..64 KiB of bytes a
+ * key may hold. For keys that arrive from outside (invalidation messages), whatever
+ * max_len the writer had. */
+bool tc__key_bytes_valid(const char *key, size_t len);
+
 /* XXH3-64 of the key bytes. */
 uint64_t tc__key_hash(const void *key, size_t len);
 

@@ -230,11 +230,13 @@ static tc_status load_value(req *q, tc_ref **out, uint32_t *delta_ms)
         return TC_OK;
     }
     tc__ref_drop(b.r);
+    if (b.st != TC_OK) { /* TC_ERR_TOO_BIG or TC_ERR_NOMEM: whatever the loader returned */
+        TC_COUNT(type_counters(q), load_errors);
+        return b.st;
+    }
     if (ls == TC_MISS)
         return TC_MISS;
     TC_COUNT(type_counters(q), load_errors);
-    if (ls == TC_OK)
-        return b.st; /* TC_ERR_TOO_BIG or TC_ERR_NOMEM */
     tc__log(&c->log, TC_LOG_WARN, "get_or_set %s: loader failed (%d)", q->key, (int)ls);
     return TC_ERR_LOADER;
 }

@@ -18,6 +18,12 @@
  * answer to the next command) and redisReconnect drops the read timeout, so such a
  * context is freed and its slot refilled later with a brand-new one.
  *
+ * Redis Cluster and Sentinel (redis-cluster://, redis-sentinel://): the handle is then a
+ * router whose own pool stays empty; each server it talks to is a "node", a complete
+ * single-server tc_remote as described here (pool, breaker, scripts, counters), and the
+ * public operations route to a node (see the sections at the end of this file). A
+ * single-server handle pays two pointer tests per operation for this.
+ *
  * Deadlines: an operation has one deadline, command_timeout_ms after it starts, shared by
  * its wait for a free slot and its round trips (all of its reads and writes: the socket
  * timeouts alone would let a server that trickles its reply a byte at a time hold a call
@@ -54,6 +60,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/time.h>
 #include <sys/un.h>
 
@@ -300,6 +307,82 @@ static tc_status parse_unix(const char *p, tc_url *u)
     return TC_OK;
 }
 
+/* "[user[:password]@]host:port[,host:port...]": the seed nodes of a cluster; for
+ * Sentinel, the sentinels followed by "/master-name[/db]". */
+static tc_status parse_seeds(const char *p, tc_url *u);
+
+static tc_status parse_cluster(const char *p, tc_url *u, bool sentinel)
+{
+    u->kind = sentinel ? TC_URL_SENTINEL : TC_URL_CLUSTER;
+    char *copy = NULL;
+    if (sentinel) {
+        const char *slash = strchr(p, '/');
+        if (!slash || slash[1] == '\0' || slash[1] == '/')
+            return TC_ERR_ARG;
+        const char *name = slash + 1;
+        size_t nlen = strcspn(name, "/");
+        tc_status st = pct_decode(name, nlen, false, &u->master_name);
+        if (st != TC_OK)
+            return st;
+        const char *rest = name + nlen;
+        if (*rest == '/' && rest[1] != '\0') {
+            long db;
+            if (!parse_uint(rest + 1, strlen(rest + 1), INT_MAX, &db))
+                return TC_ERR_ARG;
+            u->db = (int)db;
+        } else if (*rest != '\0' && strcmp(rest, "/") != 0) {
+            return TC_ERR_ARG;
+        }
+        copy = tc__strndup(p, (size_t)(slash - p));
+        if (!copy)
+            return TC_ERR_NOMEM;
+        p = copy;
+    }
+    tc_status st = parse_seeds(p, u);
+    tc__free(copy);
+    return st;
+}
+
+static tc_status parse_seeds(const char *p, tc_url *u)
+{
+    const char *at = strchr(p, '@');
+    tc_status st;
+    if (at) {
+        st = parse_userinfo(p, (size_t)(at - p), u);
+        if (st != TC_OK)
+            return st;
+        p = at + 1;
+    }
+    if (*p == '\0')
+        return TC_ERR_ARG;
+    int n = 1;
+    for (const char *q = p; *q; q++)
+        n += *q == ',';
+    u->seed_hosts = tc__calloc((size_t)n, sizeof *u->seed_hosts);
+    u->seed_ports = tc__calloc((size_t)n, sizeof *u->seed_ports);
+    if (!u->seed_hosts || !u->seed_ports)
+        return TC_ERR_NOMEM;
+    for (int i = 0; i < n; i++) {
+        size_t len = strcspn(p, ",");
+        tc_url one;
+        memset(&one, 0, sizeof one);
+        if (len == 0 || memchr(p, '/', len) || memchr(p, '?', len))
+            return TC_ERR_ARG;
+        st = parse_hostport(p, len, &one);
+        if (st != TC_OK) {
+            tc__free(one.host);
+            return st;
+        }
+        u->seed_hosts[i] = one.host;
+        u->seed_ports[i] = one.port;
+        u->nseeds = i + 1;
+        p += len + (p[len] == ',');
+    }
+    u->host = tc__strdup(u->seed_hosts[0]);
+    u->port = u->seed_ports[0];
+    return u->host ? TC_OK : TC_ERR_NOMEM;
+}
+
 tc_status tc__url_parse(const char *s, tc_url *out)
 {
     if (!out)
@@ -312,6 +395,10 @@ tc_status tc__url_parse(const char *s, tc_url *out)
         st = parse_tcp(s + 8, out);
     else if (has_prefix_ci(s, "unix://"))
         st = parse_unix(s + 7, out);
+    else if (has_prefix_ci(s, "redis-cluster://"))
+        st = parse_cluster(s + 16, out, false);
+    else if (has_prefix_ci(s, "redis-sentinel://"))
+        st = parse_cluster(s + 17, out, true);
     else
         st = TC_ERR_ARG; /* "rediss://" too: hiredis 0.14 has no TLS */
     if (st != TC_OK)
@@ -338,6 +425,11 @@ void tc__url_free(tc_url *u)
     tc__free(u->path);
     tc__free(u->user);
     tc__free(u->password);
+    for (int i = 0; i < u->nseeds; i++)
+        tc__free(u->seed_hosts[i]);
+    tc__free(u->seed_hosts);
+    tc__free(u->seed_ports);
+    tc__free(u->master_name);
     memset(u, 0, sizeof *u);
 }
 
@@ -368,6 +460,10 @@ struct tc_remote {
 
     atomic_uint_fast64_t round_trips, commands, errors, reconnects;
     atomic_uint_fast64_t created; /* pooled connections ever made */
+
+    struct tc_cluster *cluster; /* NULL: a single server (this pool); else the router */
+    struct tc_sentinel *sentinel; /* NULL unless redis-sentinel:// */
+    atomic_uint_fast64_t moved, ask, map_refreshes;
 };
 
 #define RLOG(r, level, ...) tc__log(&(r)->cfg.log, (level), __VA_ARGS__)
@@ -387,12 +483,24 @@ const tc_remote_config *tc__remote_config(tc_remote *r)
     return &r->cfg;
 }
 
+static void cluster_stats(tc_remote *r, tc_remote_stats *out);
+static void sentinel_stats(tc_remote *r, tc_remote_stats *out);
+
 void tc__remote_stats(tc_remote *r, tc_remote_stats *out)
 {
+    if (r->cluster) {
+        cluster_stats(r, out);
+        return;
+    }
+    if (r->sentinel) {
+        sentinel_stats(r, out);
+        return;
+    }
     out->round_trips = atomic_load(&r->round_trips);
     out->commands = atomic_load(&r->commands);
     out->errors = atomic_load(&r->errors);
     out->reconnects = atomic_load(&r->reconnects);
+    out->moved = out->ask = out->map_refreshes = 0;
 }
 
 /* ------------------------------------------------------------------ errors */
@@ -453,6 +561,8 @@ static bool is_auth_error(const redisReply *x)
 /* Logs an error reply or an unexpected reply to what, and returns TC_ERR_PROTO. */
 static tc_status bad_reply(tc_remote *r, const redisReply *x, const char *what)
 {
+    if (error_starts(x, "MOVED ") || error_starts(x, "ASK ") || error_starts(x, "TRYAGAIN"))
+        return TC_ERR_PROTO; /* a cluster redirect: the router follows it */
     if (is_error(x))
         RLOG(r, TC_LOG_WARN, "Redis error reply to %s: %.*s", what, (int)x->len, x->str);
     else
@@ -511,14 +621,36 @@ static void sigpipe_restore(sigpipe_guard *g, bool io_failed)
  * one round trip. It tracks what is still owed so that a context left with unread replies
  * is discarded, never pooled. */
 
+/* What a cluster node answered instead of doing the command: MOVED (the slot lives on
+ * another node for good), ASK (this one command goes to another node, after ASKING), or
+ * TRYAGAIN / CLUSTERDOWN (a multi-key command during a migration, a cluster without a
+ * quorum: try again shortly). The first one seen in an exchange is kept. */
+typedef enum redir_kind { REDIR_NONE = 0, REDIR_MOVED, REDIR_ASK, REDIR_TRYAGAIN } redir_kind;
+
+typedef struct route {
+    bool asking;    /* in: send ASKING before each command (outside MULTI) */
+    bool key_unlink; /* in: clear unlinks one key per command (keys of a SCAN may span slots) */
+    int64_t deadline_ns; /* in: if not 0, the operation ends by then (a redirect's retry) */
+    redir_kind kind; /* out */
+    int slot;        /* out: MOVED/ASK */
+    int port;        /* out: MOVED/ASK */
+    char host[64];   /* out: MOVED/ASK */
+} route;
+
 typedef struct exch {
     tc_remote *r;
+    route *rt;             /* NULL outside a cluster */
+    bool in_multi;         /* asking mode: between MULTI and EXEC (ASKING lasts through it) */
+    unsigned char *askq;   /* asking mode: per command sent, whether ASKING preceded it */
+    size_t askq_n, askq_cap, askq_r;
     redisContext *c;
     size_t owed;           /* commands appended whose replies were not read */
     bool broken;           /* do not reuse the context */
     bool probe;            /* this operation is the breaker's probe */
     bool answered;         /* a round trip completed: the server answers */
     bool timed_out;        /* a round trip ran out of time on an established connection */
+    bool shortened;        /* a redirect's retry with what was left of the first deadline:
+                              its running out says nothing about the server */
     int64_t deadline_ns;   /* when the operation's time is up (monotonic) */
     int64_t sock_timeout_ns; /* the context's socket timeouts now (command_timeout_ms unless
                                 lowered by ex_clamp; restored before it is pooled again) */
@@ -540,8 +672,42 @@ static void ex_init(exch *e, tc_remote *r, redisContext *c)
     e->sock_timeout_ns = (int64_t)r->cfg.command_timeout_ms * 1000000;
 }
 
+/* In asking mode (an ASK redirect being followed), every command but those inside MULTI
+ * goes after an ASKING, whose reply ex_recv drops; askq records which. */
+static tc_status ex_asking(exch *e, int argc, const char **argv)
+{
+    bool multi = argc == 1 && strcmp(argv[0], "MULTI") == 0;
+    bool exec = argc == 1 && strcmp(argv[0], "EXEC") == 0;
+    bool ask = !e->in_multi;
+    if (multi)
+        e->in_multi = true;
+    if (exec)
+        e->in_multi = false;
+    if (e->askq_n == e->askq_cap) {
+        size_t cap = e->askq_cap ? 2 * e->askq_cap : 16;
+        unsigned char *q = tc__realloc(e->askq, cap);
+        if (!q)
+            return TC_ERR_NOMEM;
+        e->askq = q;
+        e->askq_cap = cap;
+    }
+    e->askq[e->askq_n++] = ask;
+    if (ask) {
+        const char *a = "ASKING";
+        size_t al = 6;
+        if (redisAppendCommandArgv(e->c, 1, &a, &al) != REDIS_OK)
+            return TC_ERR_NOMEM;
+        e->owed++;
+    }
+    return TC_OK;
+}
+
 static tc_status ex_send(exch *e, int argc, const char **argv, const size_t *lens)
 {
+    if (e->rt && e->rt->asking && ex_asking(e, argc, argv) != TC_OK) {
+        e->broken = true;
+        return TC_ERR_NOMEM;
+    }
     if (redisAppendCommandArgv(e->c, argc, argv, lens) != REDIS_OK) {
         e->broken = true;
         return TC_ERR_NOMEM;
@@ -572,8 +738,44 @@ static bool ex_clamp(exch *e)
 /* Flushes what was appended and reads n replies into rep, all before the deadline. On
  * failure nothing is returned and the context is broken: TC_ERR_TIMEOUT (the deadline
  * passed, or a read or write timed out), TC_ERR_PROTO (the server sent bytes that are not
- * RESP) or TC_ERR_IO. (This is redisGetReply's loop with a deadline check before each
+ * RESP), TC_ERR_NOMEM (hiredis ran out of memory) or TC_ERR_IO. (This is redisGetReply's loop with a deadline check before each
  * blocking call.) */
+/* Records in rt the first redirect among the replies. */
+static void note_redirects(route *rt, redisReply **rep, size_t n)
+{
+    for (size_t i = 0; i < n && rt->kind == REDIR_NONE; i++) {
+        const redisReply *x = rep[i];
+        if (x->type != REDIS_REPLY_ERROR || !x->str)
+            continue;
+        bool moved = strncmp(x->str, "MOVED ", 6) == 0;
+        bool ask = strncmp(x->str, "ASK ", 4) == 0;
+        if (moved || ask) {
+            /* "MOVED <slot> <host>:<port>" */
+            const char *p = x->str + (moved ? 6 : 4);
+            char *end;
+            long slot = strtol(p, &end, 10);
+            const char *addr = end + (*end == ' ');
+            const char *colon = strrchr(addr, ':');
+            if (end == p || slot < 0 || slot > 16383 || !colon ||
+                (size_t)(colon - addr) >= sizeof rt->host)
+                continue;
+            long port = strtol(colon + 1, NULL, 10);
+            if (port <= 0 || port > 65535)
+                continue;
+            size_t hl = (size_t)(colon - addr);
+            /* An empty host (Redis 7 with an unknown endpoint) means the node that answered. */
+            memcpy(rt->host, addr, hl);
+            rt->host[hl] = '\0';
+            rt->slot = (int)slot;
+            rt->port = (int)port;
+            rt->kind = moved ? REDIR_MOVED : REDIR_ASK;
+        } else if (strncmp(x->str, "TRYAGAIN", 8) == 0 ||
+                   strncmp(x->str, "CLUSTERDOWN", 11) == 0) {
+            rt->kind = REDIR_TRYAGAIN;
+        }
+    }
+}
+
 static tc_status ex_recv(exch *e, size_t n, redisReply **rep)
 {
     assert(n > 0); /* every exchange waits for something */
@@ -591,6 +793,8 @@ static tc_status ex_recv(exch *e, size_t n, redisReply **rep)
     size_t i;
     for (i = 0; ok && i < n; i++) {
         void *x = NULL;
+        bool drop = e->askq && e->askq_r < e->askq_n && e->askq[e->askq_r++];
+    again:
         while (ok) {
             if (redisGetReplyFromReader(e->c, &x) != REDIS_OK)
                 ok = false;
@@ -603,12 +807,21 @@ static tc_status ex_recv(exch *e, size_t n, redisReply **rep)
         }
         if (!ok)
             break;
+        if (drop) { /* ASKING's reply */
+            freeReplyObject(x);
+            x = NULL;
+            e->owed--;
+            drop = false;
+            goto again;
+        }
         rep[i] = x;
         e->owed--;
     }
     sigpipe_restore(&g, !ok);
     if (ok) {
         e->answered = true;
+        if (e->rt)
+            note_redirects(e->rt, rep, n);
         return TC_OK;
     }
     e->broken = true;
@@ -620,7 +833,9 @@ static tc_status ex_recv(exch *e, size_t n, redisReply **rep)
         e->timed_out = true;
         return TC_ERR_TIMEOUT;
     }
-    return e->c->err == REDIS_ERR_PROTOCOL ? TC_ERR_PROTO : TC_ERR_IO;
+    return e->c->err == REDIS_ERR_PROTOCOL ? TC_ERR_PROTO
+           : e->c->err == REDIS_ERR_OOM    ? TC_ERR_NOMEM /* hiredis could not allocate */
+                                           : TC_ERR_IO;
 }
 
 static void free_replies(redisReply **rep, size_t n)
@@ -721,6 +936,8 @@ static tc_status conn_new(tc_remote *r, int io_timeout_ms, redisContext **out)
 {
     *out = NULL;
     const tc_url *u = &r->url;
+    if (u->kind != TC_URL_TCP && u->kind != TC_URL_UNIX)
+        return TC_ERR_ARG; /* a router (cluster, sentinel) has no connection of its own */
     redisContext *c = u->kind == TC_URL_TCP
                           ? redisConnectWithTimeout(u->host, u->port, r->connect_tv)
                           : redisConnectUnixWithTimeout(u->path, r->connect_tv);
@@ -881,9 +1098,14 @@ static tc_status pool_acquire(tc_remote *r, exch *e)
 
 /* ------------------------------------------------------------------ operations' frame */
 
-static tc_status op_start(tc_remote *r, exch *e)
+static tc_status op_start(tc_remote *r, route *rt, exch *e)
 {
     ex_init(e, r, NULL);
+    e->rt = rt;
+    if (rt && rt->deadline_ns != 0 && rt->deadline_ns < e->deadline_ns) {
+        e->deadline_ns = rt->deadline_ns;
+        e->shortened = true;
+    }
     return pool_acquire(r, e);
 }
 
@@ -902,10 +1124,12 @@ static void ex_rearm(exch *e)
  * about Redis and is not counted. */
 static tc_status op_finish(exch *e, tc_status st)
 {
+    tc__free(e->askq);
+    e->askq = NULL;
     if (e->c)
         pool_release(e->r, e->c, ex_reusable(e));
     e->c = NULL;
-    if (e->timed_out || e->answered)
+    if ((e->timed_out && !e->shortened) || (e->answered && !e->timed_out))
         breaker_note(e->r, !e->timed_out, e->timed_out, e->probe,
                      "Redis did not answer in time");
     if (st < 0 && st != TC_ERR_ARG && st != TC_ERR_NOT_INT)
@@ -1026,27 +1250,29 @@ static tc_status ex_script(exch *e, const char *source, int argc, const char **a
     return st;
 }
 
-tc_status tc__remote_script(tc_remote *r, const char *source, int argc, const char **argv,
+static tc_status node_script(tc_remote *r, route *rt, const char *source, int argc,
+                             const char **argv,
                             const size_t *lens, redisReply **reply)
 {
     if (!r || !source || !reply || argc < 1 || !argv || !lens)
         return TC_ERR_ARG;
     *reply = NULL;
     exch e;
-    tc_status st = op_start(r, &e);
+    tc_status st = op_start(r, rt, &e);
     if (st == TC_OK)
         st = ex_script(&e, source, argc, argv, lens, reply);
     return op_finish(&e, st);
 }
 
-tc_status tc__remote_command(tc_remote *r, int argc, const char **argv, const size_t *lens,
+static tc_status node_command(tc_remote *r, route *rt, int argc, const char **argv,
+                              const size_t *lens,
                              redisReply **reply)
 {
     if (!r || argc < 1 || !argv || !reply)
         return TC_ERR_ARG;
     *reply = NULL;
     exch e;
-    tc_status st = op_start(r, &e);
+    tc_status st = op_start(r, rt, &e);
     if (st == TC_OK)
         st = ex_send(&e, argc, argv, lens);
     if (st == TC_OK)
@@ -1132,10 +1358,15 @@ static tc_status preload_scripts(tc_remote *r, redisContext *c)
 
 /* ------------------------------------------------------------------ open / close */
 
+static void cluster_free(tc_remote *r);
+static void sentinel_free(tc_remote *r);
+
 void tc__remote_close(tc_remote *r)
 {
     if (!r)
         return;
+    cluster_free(r);
+    sentinel_free(r);
     for (int i = 0; r->idle && i < r->nidle; i++)
         redisFree(r->idle[i]);
     tc__free(r->idle);
@@ -1177,6 +1408,9 @@ static bool init_locks(tc_remote *r)
     return true;
 }
 
+static tc_status cluster_open(tc_remote *r);
+static tc_status sentinel_open(tc_remote *r);
+
 tc_status tc__remote_open(const tc_remote_config *cfg, tc_remote **out)
 {
     if (!out)
@@ -1212,7 +1446,19 @@ tc_status tc__remote_open(const tc_remote_config *cfg, tc_remote **out)
                                   "hiredis 0.14, which has no TLS support");
         else
             RLOG(r, TC_LOG_ERROR, "the Redis URL is malformed (expected redis://[user[:"
-                                  "password]@]host[:port][/db] or unix:///path[?db=N])");
+                                  "password]@]host[:port][/db], unix:///path[?db=N] or "
+                                  "redis-cluster://[user[:password]@]host:port[,host:port"
+                                  "...] or redis-sentinel://[user[:password]@]host:port"
+                                  "[,host:port...]/master-name[/db])");
+    }
+    if (st == TC_OK && (r->url.kind == TC_URL_CLUSTER || r->url.kind == TC_URL_SENTINEL)) {
+        st = r->url.kind == TC_URL_CLUSTER ? cluster_open(r) : sentinel_open(r);
+        if (st != TC_OK) {
+            tc__remote_close(r);
+            return st;
+        }
+        *out = r;
+        return TC_OK;
     }
     redisContext *c = NULL;
     if (st == TC_OK)
@@ -1234,10 +1480,17 @@ tc_status tc__remote_open(const tc_remote_config *cfg, tc_remote **out)
     return TC_OK;
 }
 
+static tc_status cluster_connect(tc_remote *r, int timeout_ms, redisContext **out);
+static tc_status sentinel_connect(tc_remote *r, int timeout_ms, redisContext **out);
+
 tc_status tc__remote_connect(tc_remote *r, int timeout_ms, redisContext **out)
 {
     if (!r || !out)
         return TC_ERR_ARG;
+    if (r->cluster)
+        return cluster_connect(r, timeout_ms, out);
+    if (r->sentinel)
+        return sentinel_connect(r, timeout_ms, out);
     /* Not gated by the breaker: the caller (a subscriber) paces its own retries and must
      * learn promptly that Redis is back. Its outcome still informs the pool. */
     tc_status st = conn_new(r, timeout_ms, out);
@@ -1304,7 +1557,7 @@ static tc_status take_value(tc_remote *r, const redisReply *g, const redisReply 
     return TC_OK;
 }
 
-tc_status tc__remote_get(tc_remote *r, const char *rkey, size_t rklen, tc_ref **val,
+static tc_status node_get(tc_remote *r, route *rt, const char *rkey, size_t rklen, tc_ref **val,
                          int64_t *pttl_ms)
 {
     if (val)
@@ -1312,7 +1565,7 @@ tc_status tc__remote_get(tc_remote *r, const char *rkey, size_t rklen, tc_ref **
     if (!r || !rkey || !val)
         return TC_ERR_ARG;
     exch e;
-    tc_status st = op_start(r, &e);
+    tc_status st = op_start(r, rt, &e);
     const char *argv[2] = {"GET", rkey};
     size_t lens[2] = {3, rklen};
     redisReply *rep[2] = {NULL, NULL};
@@ -1330,7 +1583,7 @@ tc_status tc__remote_get(tc_remote *r, const char *rkey, size_t rklen, tc_ref **
     return op_finish(&e, st);
 }
 
-tc_status tc__remote_get_many(tc_remote *r, size_t n, const char *const *rkeys,
+static tc_status node_get_many(tc_remote *r, route *rt, size_t n, const char *const *rkeys,
                               const size_t *rklens, tc_ref **vals, int64_t *pttls,
                               tc_status *st_out)
 {
@@ -1346,7 +1599,7 @@ tc_status tc__remote_get_many(tc_remote *r, size_t n, const char *const *rkeys,
     if (!rep)
         return TC_ERR_NOMEM;
     exch e;
-    tc_status st = op_start(r, &e);
+    tc_status st = op_start(r, rt, &e);
     for (size_t i = 0; i < n && st == TC_OK; i++) {
         const char *argv[2] = {"GET", rkeys[i]};
         size_t lens[2] = {3, rklens[i]};
@@ -1398,7 +1651,7 @@ static tc_status tx_check(tc_remote *r, redisReply **rep, size_t q, const char *
     return TC_OK;
 }
 
-tc_status tc__remote_set(tc_remote *r, size_t n, const char *const *rkeys,
+static tc_status node_set(tc_remote *r, route *rt, size_t n, const char *const *rkeys,
                          const size_t *rklens, const void *const *vals, const size_t *lens,
                          int ttl_ms, const tc_pub *pub)
 {
@@ -1415,7 +1668,7 @@ tc_status tc__remote_set(tc_remote *r, size_t n, const char *const *rkeys,
     if (!rep)
         return TC_ERR_NOMEM;
     exch e;
-    tc_status st = op_start(r, &e);
+    tc_status st = op_start(r, rt, &e);
     const char *multi = "MULTI", *exec = "EXEC";
     size_t multi_len = 5, exec_len = 4;
     if (st == TC_OK)
@@ -1450,7 +1703,8 @@ tc_status tc__remote_set(tc_remote *r, size_t n, const char *const *rkeys,
 /* Runs one of our scripts for key with args (and pub appended) on a pooled connection.
  * The exchange stays open so the caller interprets the reply before op_finish counts the
  * outcome; the caller calls op_finish whatever this returns. */
-static tc_status run_own_script(tc_remote *r, exch *e, const char *source, const char *rkey,
+static tc_status run_own_script(tc_remote *r, route *rt, exch *e, const char *source,
+                                const char *rkey,
                                 size_t rklen, int nargs, const char **args,
                                 const size_t *arglens, const tc_pub *pub, redisReply **reply)
 {
@@ -1463,13 +1717,13 @@ static tc_status run_own_script(tc_remote *r, exch *e, const char *source, const
     }
     if (pub)
         pub_args(pub, argv, lens, &argc);
-    tc_status st = op_start(r, e);
+    tc_status st = op_start(r, rt, e);
     if (st == TC_OK)
         st = ex_script(e, source, argc, argv, lens, reply);
     return st;
 }
 
-tc_status tc__remote_add(tc_remote *r, const char *rkey, size_t rklen, const void *val,
+static tc_status node_add(tc_remote *r, route *rt, const char *rkey, size_t rklen, const void *val,
                          size_t len, int ttl_ms, const tc_pub *pub)
 {
     char ttl[16];
@@ -1480,7 +1734,7 @@ tc_status tc__remote_add(tc_remote *r, const char *rkey, size_t rklen, const voi
     size_t lens[2] = {len, (size_t)tl};
     redisReply *x = NULL;
     exch e;
-    tc_status st = run_own_script(r, &e, script_add, rkey, rklen, 2, args, lens, pub, &x);
+    tc_status st = run_own_script(r, rt, &e, script_add, rkey, rklen, 2, args, lens, pub, &x);
     if (st == TC_OK) {
         if (x->type == REDIS_REPLY_INTEGER && (x->integer == 0 || x->integer == 1))
             st = x->integer ? TC_OK : TC_EXISTS;
@@ -1491,7 +1745,7 @@ tc_status tc__remote_add(tc_remote *r, const char *rkey, size_t rklen, const voi
     return op_finish(&e, st);
 }
 
-tc_status tc__remote_delete(tc_remote *r, size_t n, const char *const *rkeys,
+static tc_status node_delete(tc_remote *r, route *rt, size_t n, const char *const *rkeys,
                             const size_t *rklens, const tc_pub *pub, size_t *deleted)
 {
     if (deleted)
@@ -1518,7 +1772,7 @@ tc_status tc__remote_delete(tc_remote *r, size_t n, const char *const *rkeys,
     const char *multi = "MULTI", *exec = "EXEC";
     size_t multi_len = 5, exec_len = 4;
     exch e;
-    tc_status st = op_start(r, &e);
+    tc_status st = op_start(r, rt, &e);
     if (st == TC_OK)
         st = ex_send(&e, 1, &multi, &multi_len);
     if (st == TC_OK)
@@ -1546,7 +1800,7 @@ tc_status tc__remote_delete(tc_remote *r, size_t n, const char *const *rkeys,
     return op_finish(&e, st);
 }
 
-tc_status tc__remote_touch(tc_remote *r, const char *rkey, size_t rklen, int ttl_ms,
+static tc_status node_touch(tc_remote *r, route *rt, const char *rkey, size_t rklen, int ttl_ms,
                            const tc_pub *pub)
 {
     char ttl[16];
@@ -1557,7 +1811,7 @@ tc_status tc__remote_touch(tc_remote *r, const char *rkey, size_t rklen, int ttl
     size_t lens[1] = {(size_t)tl};
     redisReply *x = NULL;
     exch e;
-    tc_status st = run_own_script(r, &e, script_touch, rkey, rklen, 1, args, lens, pub, &x);
+    tc_status st = run_own_script(r, rt, &e, script_touch, rkey, rklen, 1, args, lens, pub, &x);
     if (st == TC_OK) {
         if (x->type == REDIS_REPLY_INTEGER && (x->integer == 0 || x->integer == 1))
             st = x->integer ? TC_OK : TC_MISS;
@@ -1585,7 +1839,7 @@ static bool parse_i64(const char *s, size_t n, int64_t *out)
     return true;
 }
 
-tc_status tc__remote_incr(tc_remote *r, const char *rkey, size_t rklen, int64_t delta,
+static tc_status node_incr(tc_remote *r, route *rt, const char *rkey, size_t rklen, int64_t delta,
                           const void *hdr_magic, size_t hdr_magic_len, const tc_pub *pub,
                           int64_t *result)
 {
@@ -1597,7 +1851,7 @@ tc_status tc__remote_incr(tc_remote *r, const char *rkey, size_t rklen, int64_t 
     size_t lens[2] = {(size_t)dl, hdr_magic_len};
     redisReply *x = NULL;
     exch e;
-    tc_status st = run_own_script(r, &e, script_incr, rkey, rklen, 2, args, lens, pub, &x);
+    tc_status st = run_own_script(r, rt, &e, script_incr, rkey, rklen, 2, args, lens, pub, &x);
     if (st != TC_OK)
         return op_finish(&e, st);
     const redisReply *code = x->type == REDIS_REPLY_ARRAY && x->elements >= 1 ? x->element[0]
@@ -1619,14 +1873,26 @@ tc_status tc__remote_incr(tc_remote *r, const char *rkey, size_t rklen, int64_t 
     return op_finish(&e, st);
 }
 
-/* Appends UNLINK for the keys of a SCAN reply's key array (none if it is empty). Sets
- * *sent to whether a command went out. */
-static tc_status ex_unlink_batch(exch *e, const redisReply *keys, bool *sent)
+/* Appends UNLINK for the keys of a SCAN reply's key array (none if it is empty): one
+ * command, or in a cluster one per key (the keys a node holds may span slots, and a
+ * multi-key command must stay in one). Sets *sent to the number of commands sent. */
+static tc_status ex_unlink_batch(exch *e, const redisReply *keys, size_t *sent)
 {
-    *sent = false;
+    *sent = 0;
     if (!keys || keys->elements == 0)
         return TC_OK;
     size_t n = keys->elements;
+    if (e->rt && e->rt->key_unlink) {
+        tc_status st = TC_OK;
+        for (size_t i = 0; i < n && st == TC_OK; i++) {
+            const char *argv[2] = {"UNLINK", keys->element[i]->str};
+            size_t lens[2] = {6, keys->element[i]->len};
+            st = ex_send(e, 2, argv, lens);
+            if (st == TC_OK)
+                (*sent)++;
+        }
+        return st;
+    }
     const char **argv = tc__malloc(sizeof *argv * (n + 1));
     size_t *lens = tc__malloc(sizeof *lens * (n + 1));
     tc_status st = TC_ERR_NOMEM;
@@ -1672,32 +1938,45 @@ static bool scan_reply_ok(const redisReply *x)
     return keys->elements < INT_MAX;
 }
 
-tc_status tc__remote_clear(tc_remote *r, const char *pattern, const tc_pub *pub)
+static tc_status node_clear(tc_remote *r, route *rt, const char *pattern, const tc_pub *pub)
 {
     if (!r || !pattern || !pub_ok(pub))
         return TC_ERR_ARG;
     exch e;
-    tc_status st = op_start(r, &e);
+    tc_status st = op_start(r, rt, &e);
     /* Each round trip carries the UNLINK of the previous batch with the next SCAN. */
     char cursor[24] = "0";
     redisReply *prev = NULL; /* the last SCAN reply, whose keys are still to unlink */
+    redisReply **rep = NULL; /* the replies of one round trip */
+    size_t cap = 0;
     bool done = false;
     while (st == TC_OK && !done) {
-        bool unlinking = false;
+        size_t unlinking = 0;
         st = ex_unlink_batch(&e, prev ? prev->element[1] : NULL, &unlinking);
         if (st == TC_OK)
             st = ex_scan(&e, cursor, pattern);
         if (prev)
             freeReplyObject(prev);
         prev = NULL;
-        redisReply *rep[2] = {NULL, NULL};
+        if (st == TC_OK && unlinking + 1 > cap) {
+            tc__free(rep);
+            cap = unlinking + 1;
+            rep = tc__calloc(cap, sizeof *rep);
+            if (!rep) {
+                cap = 0;
+                st = TC_ERR_NOMEM;
+                e.broken = true;
+            }
+        }
         if (st == TC_OK) {
             ex_rearm(&e); /* each batch has command_timeout_ms */
-            st = ex_recv(&e, unlinking ? 2 : 1, rep);
+            st = ex_recv(&e, unlinking + 1, rep);
         }
-        if (st == TC_OK && unlinking && rep[0]->type != REDIS_REPLY_INTEGER)
-            st = bad_reply(r, rep[0], "UNLINK");
-        redisReply *scan = unlinking ? rep[1] : rep[0];
+        for (size_t i = 0; st == TC_OK && i < unlinking; i++) {
+            if (rep[i]->type != REDIS_REPLY_INTEGER)
+                st = bad_reply(r, rep[i], "UNLINK");
+        }
+        redisReply *scan = st == TC_OK ? rep[unlinking] : NULL;
         if (st == TC_OK && !scan_reply_ok(scan))
             st = bad_reply(r, scan, "SCAN");
         if (st == TC_OK) {
@@ -1705,41 +1984,51 @@ tc_status tc__remote_clear(tc_remote *r, const char *pattern, const tc_pub *pub)
             cursor[scan->element[0]->len] = '\0';
             done = strcmp(cursor, "0") == 0;
             prev = scan;
-            if (unlinking)
-                freeReplyObject(rep[0]);
-        } else {
-            free_replies(rep, 2);
+            rep[unlinking] = NULL;
         }
+        if (rep)
+            free_replies(rep, unlinking + 1 <= cap ? unlinking + 1 : cap);
     }
     if (st == TC_OK) {
         /* The last batch and the publication: the announcement follows the deletes. */
-        bool unlinking = false;
+        size_t unlinking = 0;
         st = ex_unlink_batch(&e, prev->element[1], &unlinking);
-        size_t n = (unlinking ? 1 : 0) + (pub ? 1 : 0);
+        size_t n = unlinking + (pub ? 1 : 0);
         if (st == TC_OK && pub)
             st = ex_publish(&e, pub);
-        redisReply *rep[2] = {NULL, NULL};
+        if (st == TC_OK && n > cap) {
+            tc__free(rep);
+            cap = n;
+            rep = tc__calloc(cap, sizeof *rep);
+            if (!rep) {
+                cap = 0;
+                st = TC_ERR_NOMEM;
+                e.broken = true;
+            }
+        }
         if (st == TC_OK && n > 0) {
             ex_rearm(&e);
             st = ex_recv(&e, n, rep);
         }
         for (size_t i = 0; st == TC_OK && i < n; i++) {
             if (rep[i]->type != REDIS_REPLY_INTEGER)
-                st = bad_reply(r, rep[i], i == 0 && unlinking ? "UNLINK" : "PUBLISH");
+                st = bad_reply(r, rep[i], i < unlinking ? "UNLINK" : "PUBLISH");
         }
-        free_replies(rep, 2);
+        if (rep)
+            free_replies(rep, n <= cap ? n : cap);
     }
+    tc__free(rep);
     if (prev)
         freeReplyObject(prev);
     return op_finish(&e, st);
 }
 
-tc_status tc__remote_publish(tc_remote *r, const tc_pub *pub)
+static tc_status node_publish(tc_remote *r, route *rt, const tc_pub *pub)
 {
     if (!r || !pub || !pub_ok(pub))
         return TC_ERR_ARG;
     exch e;
-    tc_status st = op_start(r, &e);
+    tc_status st = op_start(r, rt, &e);
     redisReply *x = NULL;
     if (st == TC_OK)
         st = ex_publish(&e, pub);
@@ -1750,6 +2039,1213 @@ tc_status tc__remote_publish(tc_remote *r, const tc_pub *pub)
     if (x)
         freeReplyObject(x);
     return op_finish(&e, st);
+}
+
+/* ------------------------------------------------------------------ Redis Cluster
+ *
+ * A cluster handle is a tc_remote whose own pool stays unused: it routes every operation to
+ * a node, and each node is a complete single-server tc_remote (its pool, breaker, script
+ * cache and counters), so a node behaves exactly as one Redis does. The router owns the
+ * nodes and the slot table (slot -> node index), guarded by map_mu (a rwlock: operations
+ * read it, redirects and CLUSTER SLOTS reloads write it). map_mu is a leaf lock, never held
+ * during I/O or a log call. Nodes are only added, never freed before close, so a node
+ * pointer read under the lock stays valid after it.
+ *
+ * Redirects: MOVED updates the slot's entry to the named node and retries there; ASK
+ * retries once on the named node with ASKING before each command; TRYAGAIN / CLUSTERDOWN
+ * retry. Every retry is bounded by the operation's deadline (command_timeout_ms from its
+ * start) and by MAX_REDIRECTS. A node that cannot be reached reports its error for its
+ * slots only (its breaker fails them fast); the slot map is reloaded when a node fails, at
+ * most once per MAP_REFRESH_MS, so a failover promoting a replica is picked up. */
+
+#define NSLOTS 16384
+#define MAX_REDIRECTS 16
+#define MAP_REFRESH_MS 1000
+
+typedef struct tc_cluster {
+    pthread_rwlock_t map_mu;
+    tc_remote **nodes; /* nodes[0..nnodes) */
+    int nnodes, cap;
+    int16_t slots[NSLOTS]; /* node index, -1: no node known */
+    atomic_uint rr;        /* round robin for keyless commands and the subscriber */
+    _Atomic int64_t last_refresh_ns;
+} tc_cluster;
+
+uint16_t tc__crc16(const void *buf, size_t len)
+{
+    const unsigned char *p = buf;
+    uint16_t crc = 0;
+    for (size_t i = 0; i < len; i++) {
+        crc ^= (uint16_t)(p[i] << 8);
+        for (int b = 0; b < 8; b++)
+            crc = (crc & 0x8000) ? (uint16_t)((crc << 1) ^ 0x1021) : (uint16_t)(crc << 1);
+    }
+    return crc;
+}
+
+unsigned tc__cluster_slot(const char *key, size_t len)
+{
+    const char *open = memchr(key, '{', len);
+    if (open) {
+        size_t rest = len - (size_t)(open - key) - 1;
+        const char *close = memchr(open + 1, '}', rest);
+        if (close && close > open + 1) {
+            key = open + 1;
+            len = (size_t)(close - key);
+        }
+    }
+    return tc__crc16(key, len) & (NSLOTS - 1);
+}
+
+bool tc__remote_is_cluster(const tc_remote *r)
+{
+    return r && r->cluster;
+}
+
+/* A node: a single-server remote for host:port with the router's settings and
+ * credentials, connecting lazily. */
+static tc_remote *node_new(tc_remote *parent, const char *host, size_t hlen, int port)
+{
+    tc_remote *n = tc__calloc(1, sizeof *n);
+    if (!n)
+        return NULL;
+    if (!init_locks(n)) {
+        tc__free(n);
+        return NULL;
+    }
+    n->cfg = parent->cfg;
+    n->connect_tv = parent->connect_tv;
+    n->command_tv = parent->command_tv;
+    n->nfree = parent->cfg.pool_size;
+    n->idle = tc__calloc((size_t)parent->cfg.pool_size, sizeof *n->idle);
+    n->url.kind = TC_URL_TCP;
+    n->url.port = port;
+    n->url.db = parent->url.db;
+    n->url.host = tc__strndup(host, hlen);
+    bool ok = n->idle && n->url.host;
+    if (parent->url.user && !(n->url.user = tc__strdup(parent->url.user)))
+        ok = false;
+    if (parent->url.password && !(n->url.password = tc__strdup(parent->url.password)))
+        ok = false;
+    if (!ok) {
+        tc__remote_close(n);
+        return NULL;
+    }
+    return n;
+}
+
+/* The index of the node host:port, added if new. Caller holds map_mu for writing. -1 on
+ * allocation failure. */
+static int node_index_locked(tc_remote *r, const char *host, size_t hlen, int port)
+{
+    tc_cluster *cl = r->cluster;
+    for (int i = 0; i < cl->nnodes; i++) {
+        const tc_url *u = &cl->nodes[i]->url;
+        if (u->port == port && strlen(u->host) == hlen && memcmp(u->host, host, hlen) == 0)
+            return i;
+    }
+    if (cl->nnodes == cl->cap) {
+        int cap = cl->cap ? 2 * cl->cap : 8;
+        tc_remote **nn = tc__realloc(cl->nodes, sizeof *nn * (size_t)cap);
+        if (!nn)
+            return -1;
+        cl->nodes = nn;
+        cl->cap = cap;
+    }
+    tc_remote *n = node_new(r, host, hlen, port);
+    if (!n)
+        return -1;
+    cl->nodes[cl->nnodes] = n;
+    return cl->nnodes++;
+}
+
+static tc_remote *node_for_slot(tc_remote *r, unsigned slot)
+{
+    tc_cluster *cl = r->cluster;
+    pthread_rwlock_rdlock(&cl->map_mu);
+    int i = cl->slots[slot];
+    tc_remote *n = i >= 0 ? cl->nodes[i] : NULL;
+    pthread_rwlock_unlock(&cl->map_mu);
+    return n;
+}
+
+/* The i-th node known (wrapping), or NULL if none. */
+static tc_remote *node_nth(tc_remote *r, unsigned i, bool masters_only)
+{
+    tc_cluster *cl = r->cluster;
+    tc_remote *n = NULL;
+    pthread_rwlock_rdlock(&cl->map_mu);
+    for (int k = 0; k < cl->nnodes && !n; k++) {
+        int idx = (int)((i + (unsigned)k) % (unsigned)cl->nnodes);
+        bool master = !masters_only;
+        for (int s = 0; s < NSLOTS && !master; s++)
+            master = cl->slots[s] == idx;
+        if (master)
+            n = cl->nodes[idx];
+    }
+    pthread_rwlock_unlock(&cl->map_mu);
+    return n;
+}
+
+/* Sets the slot's owner to host:port (MOVED). Returns the node, NULL on allocation failure. */
+static tc_remote *map_set_slot(tc_remote *r, int slot, const char *host, int port)
+{
+    tc_cluster *cl = r->cluster;
+    pthread_rwlock_wrlock(&cl->map_mu);
+    int i = node_index_locked(r, host, strlen(host), port);
+    if (i >= 0 && slot >= 0)
+        cl->slots[slot] = (int16_t)i;
+    tc_remote *n = i >= 0 ? cl->nodes[i] : NULL;
+    pthread_rwlock_unlock(&cl->map_mu);
+    return n;
+}
+
+/* Reloads the slot table from CLUSTER SLOTS asked of `from`. TC_OK if it got a map. */
+static tc_status map_load_from(tc_remote *r, tc_remote *from)
+{
+    const char *argv[2] = {"CLUSTER", "SLOTS"};
+    size_t lens[2] = {7, 5};
+    redisReply *x = NULL;
+    tc_status st = node_command(from, NULL, 2, argv, lens, &x);
+    if (st != TC_OK)
+        return st;
+    if (x->type != REDIS_REPLY_ARRAY || x->elements == 0) {
+        st = bad_reply(r, x, "CLUSTER SLOTS");
+        freeReplyObject(x);
+        return st == TC_OK ? TC_ERR_PROTO : st;
+    }
+    tc_cluster *cl = r->cluster;
+    pthread_rwlock_wrlock(&cl->map_mu);
+    for (size_t i = 0; i < x->elements && st == TC_OK; i++) {
+        const redisReply *e = x->element[i];
+        if (e->type != REDIS_REPLY_ARRAY || e->elements < 3 ||
+            e->element[0]->type != REDIS_REPLY_INTEGER ||
+            e->element[1]->type != REDIS_REPLY_INTEGER ||
+            e->element[2]->type != REDIS_REPLY_ARRAY || e->element[2]->elements < 2 ||
+            e->element[2]->element[0]->type != REDIS_REPLY_STRING ||
+            e->element[2]->element[1]->type != REDIS_REPLY_INTEGER) {
+            st = TC_ERR_PROTO;
+            break;
+        }
+        long long lo = e->element[0]->integer, hi = e->element[1]->integer;
+        const redisReply *h = e->element[2]->element[0];
+        long long port = e->element[2]->element[1]->integer;
+        if (lo < 0 || hi >= NSLOTS || lo > hi || port <= 0 || port > 65535) {
+            st = TC_ERR_PROTO;
+            break;
+        }
+        /* An empty or "?" host: the node we asked stands for it. */
+        const char *host = h->str;
+        size_t hlen = h->len;
+        if (hlen == 0 || (hlen == 1 && host[0] == '?')) {
+            host = from->url.host;
+            hlen = strlen(host);
+        }
+        int idx = node_index_locked(r, host, hlen, (int)port);
+        if (idx < 0) {
+            st = TC_ERR_NOMEM;
+            break;
+        }
+        for (long long sl = lo; sl <= hi; sl++)
+            cl->slots[sl] = (int16_t)idx;
+    }
+    pthread_rwlock_unlock(&cl->map_mu);
+    freeReplyObject(x);
+    if (st == TC_OK) {
+        atomic_fetch_add(&r->map_refreshes, 1);
+        atomic_store(&cl->last_refresh_ns, tc__now_ns());
+    } else if (st == TC_ERR_PROTO) {
+        RLOG(r, TC_LOG_WARN, "unexpected CLUSTER SLOTS reply");
+    }
+    return st;
+}
+
+/* Reloads the slot table from the first node that answers. */
+static tc_status map_refresh(tc_remote *r)
+{
+    tc_status st = TC_ERR_IO;
+    unsigned start = atomic_fetch_add(&r->cluster->rr, 1);
+    int n = 0;
+    pthread_rwlock_rdlock(&r->cluster->map_mu);
+    n = r->cluster->nnodes;
+    pthread_rwlock_unlock(&r->cluster->map_mu);
+    for (int k = 0; k < n && st != TC_OK; k++) {
+        tc_remote *node = node_nth(r, start + (unsigned)k, false);
+        if (node)
+            st = map_load_from(r, node);
+    }
+    return st;
+}
+
+/* After a node failed to answer: reload the map unless that was done recently. */
+static void map_refresh_soon(tc_remote *r)
+{
+    int64_t last = atomic_load(&r->cluster->last_refresh_ns);
+    int64_t now = tc__now_ns();
+    if (now - last < (int64_t)MAP_REFRESH_MS * 1000000)
+        return;
+    if (!atomic_compare_exchange_strong(&r->cluster->last_refresh_ns, &last, now))
+        return; /* another thread does it */
+    map_refresh(r);
+}
+
+static void cluster_free(tc_remote *r)
+{
+    tc_cluster *cl = r->cluster;
+    if (!cl)
+        return;
+    for (int i = 0; i < cl->nnodes; i++)
+        tc__remote_close(cl->nodes[i]);
+    tc__free(cl->nodes);
+    pthread_rwlock_destroy(&cl->map_mu);
+    tc__free(cl);
+    r->cluster = NULL;
+}
+
+static tc_status cluster_open(tc_remote *r)
+{
+    tc_cluster *cl = tc__calloc(1, sizeof *cl);
+    if (!cl)
+        return TC_ERR_NOMEM;
+    if (pthread_rwlock_init(&cl->map_mu, NULL) != 0) {
+        tc__free(cl);
+        return TC_ERR_NOMEM;
+    }
+    for (int i = 0; i < NSLOTS; i++)
+        cl->slots[i] = -1;
+    r->cluster = cl;
+    tc_status st = TC_ERR_IO;
+    for (int i = 0; i < r->url.nseeds && st != TC_OK; i++) {
+        pthread_rwlock_wrlock(&cl->map_mu);
+        int idx = node_index_locked(r, r->url.seed_hosts[i], strlen(r->url.seed_hosts[i]),
+                                    r->url.seed_ports[i]);
+        tc_remote *seed = idx >= 0 ? cl->nodes[idx] : NULL;
+        pthread_rwlock_unlock(&cl->map_mu);
+        if (!seed)
+            return TC_ERR_NOMEM;
+        st = map_load_from(r, seed);
+        if (st == TC_ERR_AUTH || st == TC_ERR_NOMEM)
+            break;
+    }
+    if (st == TC_ERR_PROTO)
+        RLOG(r, TC_LOG_ERROR, "redis-cluster:// names a server that is not a working Redis "
+                              "Cluster (CLUSTER SLOTS failed)");
+    else if (st != TC_OK)
+        RLOG(r, TC_LOG_ERROR, "no seed node of the Redis Cluster answered: %s",
+             tc_strerror(st));
+    return st;
+}
+
+static void cluster_stats(tc_remote *r, tc_remote_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    tc_cluster *cl = r->cluster;
+    pthread_rwlock_rdlock(&cl->map_mu);
+    for (int i = 0; i < cl->nnodes; i++) {
+        tc_remote *n = cl->nodes[i];
+        out->round_trips += atomic_load(&n->round_trips);
+        out->commands += atomic_load(&n->commands);
+        out->errors += atomic_load(&n->errors);
+        out->reconnects += atomic_load(&n->reconnects);
+    }
+    pthread_rwlock_unlock(&cl->map_mu);
+    out->errors += atomic_load(&r->errors);
+    out->moved = atomic_load(&r->moved);
+    out->ask = atomic_load(&r->ask);
+    out->map_refreshes = atomic_load(&r->map_refreshes);
+}
+
+static tc_status cluster_connect(tc_remote *r, int timeout_ms, redisContext **out)
+{
+    /* Classic pub/sub reaches every node of a cluster: any node will do. */
+    tc_status st = TC_ERR_IO;
+    unsigned start = atomic_fetch_add(&r->cluster->rr, 1);
+    int n;
+    pthread_rwlock_rdlock(&r->cluster->map_mu);
+    n = r->cluster->nnodes;
+    pthread_rwlock_unlock(&r->cluster->map_mu);
+    for (int k = 0; k < n && st != TC_OK; k++) {
+        tc_remote *node = node_nth(r, start + (unsigned)k, true);
+        if (!node)
+            break;
+        st = conn_new(node, timeout_ms, out);
+        breaker_record(node, st, false);
+    }
+    if (st != TC_OK)
+        map_refresh_soon(r);
+    return st;
+}
+
+/* One operation, as the router hands it to a node. */
+typedef enum op_kind {
+    OP_GET, OP_GET_MANY, OP_SET, OP_ADD, OP_DELETE, OP_TOUCH, OP_INCR, OP_SCRIPT, OP_COMMAND
+} op_kind;
+
+typedef struct op {
+    op_kind kind;
+    size_t n;
+    const char *const *keys;
+    const size_t *klens;
+    tc_ref **vals_out;
+    int64_t *pttls;
+    tc_status *st_out;
+    const void *const *vals;
+    const size_t *lens;
+    int ttl_ms;
+    const tc_pub *pub;
+    size_t *deleted;
+    int64_t delta;
+    const void *magic;
+    size_t magic_len;
+    int64_t *result;
+    const char *source;
+    int argc;
+    const char **argv;
+    const size_t *alens;
+    redisReply **reply;
+} op;
+
+static tc_status node_run(tc_remote *node, route *rt, const op *o)
+{
+    switch (o->kind) {
+    case OP_GET:
+        return node_get(node, rt, o->keys[0], o->klens[0], o->vals_out, o->pttls);
+    case OP_GET_MANY:
+        return node_get_many(node, rt, o->n, o->keys, o->klens, o->vals_out, o->pttls,
+                             o->st_out);
+    case OP_SET:
+        return node_set(node, rt, o->n, o->keys, o->klens, o->vals, o->lens, o->ttl_ms,
+                        o->pub);
+    case OP_ADD:
+        return node_add(node, rt, o->keys[0], o->klens[0], o->vals[0], o->lens[0], o->ttl_ms,
+                        o->pub);
+    case OP_DELETE:
+        return node_delete(node, rt, o->n, o->keys, o->klens, o->pub, o->deleted);
+    case OP_TOUCH:
+        return node_touch(node, rt, o->keys[0], o->klens[0], o->ttl_ms, o->pub);
+    case OP_INCR:
+        return node_incr(node, rt, o->keys[0], o->klens[0], o->delta, o->magic, o->magic_len,
+                         o->pub, o->result);
+    case OP_SCRIPT:
+        return node_script(node, rt, o->source, o->argc, o->argv, o->alens, o->reply);
+    case OP_COMMAND:
+        return node_command(node, rt, o->argc, o->argv, o->alens, o->reply);
+    }
+    return TC_ERR_ARG;
+}
+
+/* Runs o on the node that serves slot, following redirects until the deadline. */
+static tc_status cluster_run(tc_remote *r, unsigned slot, const op *o)
+{
+    int64_t deadline = tc__deadline_after_ms(r->cfg.command_timeout_ms);
+    tc_remote *ask_node = NULL;
+    tc_status st = TC_ERR_IO;
+    for (int attempt = 0;; attempt++) {
+        tc_remote *node = ask_node ? ask_node : node_for_slot(r, slot);
+        if (!node) {
+            map_refresh_soon(r);
+            node = node_for_slot(r, slot);
+            if (!node)
+                return TC_ERR_IO; /* no node serves this slot */
+        }
+        route rt;
+        memset(&rt, 0, sizeof rt);
+        rt.asking = ask_node != NULL;
+        rt.deadline_ns = deadline; /* retries share the first attempt's deadline */
+        ask_node = NULL;
+        st = node_run(node, &rt, o);
+        if (rt.kind == REDIR_NONE) {
+            if (st == TC_ERR_IO || st == TC_ERR_TIMEOUT)
+                map_refresh_soon(r);
+            return st;
+        }
+        if (attempt + 1 >= MAX_REDIRECTS || tc__now_ns() >= deadline)
+            return st;
+        if ((o->kind == OP_SCRIPT || o->kind == OP_COMMAND) && *o->reply) {
+            freeReplyObject(*o->reply);
+            *o->reply = NULL;
+        }
+        const char *host = rt.host[0] ? rt.host : node->url.host;
+        if (rt.kind == REDIR_MOVED) {
+            atomic_fetch_add(&r->moved, 1);
+            if (!map_set_slot(r, rt.slot, host, rt.port))
+                return TC_ERR_NOMEM;
+        } else if (rt.kind == REDIR_ASK) {
+            atomic_fetch_add(&r->ask, 1);
+            ask_node = map_set_slot(r, -1, host, rt.port);
+            if (!ask_node)
+                return TC_ERR_NOMEM;
+        }
+        /* TRYAGAIN / CLUSTERDOWN: the same node again, within the deadline. */
+    }
+}
+
+static unsigned key_slot(const op *o, size_t i)
+{
+    return tc__cluster_slot(o->keys[i], o->klens[i]);
+}
+
+static tc_status cluster_single(tc_remote *r, op *o)
+{
+    return cluster_run(r, key_slot(o, 0), o);
+}
+
+/* Indices 0..n-1 sorted by slot (stable), so that keys of a slot form runs. */
+static int cmp_slot(const void *a, const void *b)
+{
+    const uint32_t *x = a, *y = b; /* (slot << 16 | 0) sort keys, then index */
+    return x[0] < y[0] ? -1 : x[0] > y[0] ? 1 : x[1] < y[1] ? -1 : x[1] > y[1];
+}
+
+/* order[2*i] = slot, order[2*i+1] = index, sorted by slot. */
+static uint32_t *by_slot(const op *o)
+{
+    if (o->n > SIZE_MAX / (2 * sizeof(uint32_t)) || o->n > UINT32_MAX)
+        return NULL;
+    uint32_t *ord = tc__malloc(2 * sizeof *ord * (o->n ? o->n : 1));
+    if (!ord)
+        return NULL;
+    for (size_t i = 0; i < o->n; i++) {
+        ord[2 * i] = key_slot(o, i);
+        ord[2 * i + 1] = (uint32_t)i;
+    }
+    qsort(ord, o->n, 2 * sizeof *ord, cmp_slot);
+    return ord;
+}
+
+/* Runs ng MULTI/EXEC groups of a set (vals != NULL) or a delete on one node, all in one
+ * pipelined round trip: group j holds keys [gbeg[j], gbeg[j + 1]) (all of one slot), and
+ * carries its own PUBLISH of pub. gst[j] gets the group's outcome (TC_OK or an error) and
+ * gredir[j] whether it met a redirect (the caller routes that group again). *deleted adds the
+ * number of keys a delete removed. Returns the exchange's status (I/O, timeout): on
+ * failure no group's outcome is known. */
+static tc_status node_write_groups(tc_remote *r, size_t ng, const size_t *gbeg,
+                                   const char *const *keys, const size_t *klens,
+                                   const void *const *vals, const size_t *lens, int ttl_ms,
+                                   const tc_pub *pub, tc_status *gst, bool *gredir,
+                                   size_t *deleted)
+{
+    char ttl[16];
+    int tl = vals ? ttl_arg(ttl_ms, ttl) : 0;
+    size_t n = gbeg[ng];
+    size_t per_pub = pub ? 1 : 0;
+    size_t total = 0; /* replies */
+    for (size_t j = 0; j < ng; j++)
+        total += 2 + (vals ? gbeg[j + 1] - gbeg[j] : 1) + per_pub;
+    redisReply **rep = tc__calloc(total, sizeof *rep);
+    const char **argv = vals ? NULL : tc__malloc(sizeof *argv * (n + 1));
+    size_t *alens = vals ? NULL : tc__malloc(sizeof *alens * (n + 1));
+    if (!rep || (!vals && (!argv || !alens))) {
+        tc__free(rep);
+        tc__free(argv);
+        tc__free(alens);
+        return TC_ERR_NOMEM;
+    }
+    const char *multi = "MULTI", *exec = "EXEC";
+    size_t multi_len = 5, exec_len = 4;
+    exch e;
+    tc_status st = op_start(r, NULL, &e);
+    for (size_t j = 0; j < ng && st == TC_OK; j++) {
+        st = ex_send(&e, 1, &multi, &multi_len);
+        if (vals) {
+            for (size_t i = gbeg[j]; i < gbeg[j + 1] && st == TC_OK; i++) {
+                const char *av[5] = {"SET", keys[i], vals[i] ? vals[i] : "", "PX", ttl};
+                size_t al[5] = {3, klens[i], lens[i], 2, (size_t)tl};
+                st = ex_send(&e, tl > 0 ? 5 : 3, av, al);
+            }
+        } else if (st == TC_OK) {
+            size_t k = gbeg[j + 1] - gbeg[j];
+            argv[0] = "UNLINK";
+            alens[0] = 6;
+            memcpy(argv + 1, keys + gbeg[j], sizeof *argv * k);
+            memcpy(alens + 1, klens + gbeg[j], sizeof *alens * k);
+            st = ex_send(&e, (int)(k + 1), argv, alens);
+        }
+        if (st == TC_OK && pub)
+            st = ex_publish(&e, pub);
+        if (st == TC_OK)
+            st = ex_send(&e, 1, &exec, &exec_len);
+    }
+    if (st == TC_OK)
+        st = ex_recv(&e, total, rep);
+    size_t at = 0;
+    for (size_t j = 0; j < ng && st == TC_OK; j++) {
+        size_t k = gbeg[j + 1] - gbeg[j];
+        size_t q = (vals ? k : 1) + per_pub;
+        redisReply **g = rep + at;
+        at += q + 2;
+        route rt;
+        memset(&rt, 0, sizeof rt);
+        note_redirects(&rt, g, q + 2);
+        gredir[j] = rt.kind != REDIR_NONE;
+        if (gredir[j]) {
+            gst[j] = TC_ERR_PROTO;
+            continue;
+        }
+        gst[j] = tx_check(r, g, q, vals ? "SET" : "UNLINK");
+        if (gst[j] != TC_OK)
+            continue;
+        const redisReply *x = g[q + 1];
+        if (vals) {
+            for (size_t i = 0; i < k && gst[j] == TC_OK; i++) {
+                if (!is_status(x->element[i], "OK"))
+                    gst[j] = bad_reply(r, x->element[i], "SET");
+            }
+        } else if (x->element[0]->type != REDIS_REPLY_INTEGER || x->element[0]->integer < 0) {
+            gst[j] = bad_reply(r, x->element[0], "UNLINK");
+        } else if (deleted) {
+            *deleted += (size_t)x->element[0]->integer;
+        }
+        if (gst[j] == TC_OK && pub && x->element[q - 1]->type != REDIS_REPLY_INTEGER)
+            gst[j] = bad_reply(r, x->element[q - 1], "PUBLISH");
+    }
+    free_replies(rep, total);
+    tc__free(rep);
+    tc__free(argv);
+    tc__free(alens);
+    return op_finish(&e, st);
+}
+
+/* A MULTI/EXEC write (set or delete) over keys of many slots: one transaction per slot
+ * (a transaction may touch one slot only), each with its own publication (PUBLISH reaches
+ * the whole cluster from any node); the transactions of one node go in one pipelined round
+ * trip, the nodes one after the other. A transaction that meets a redirect is routed again
+ * on its own. Not atomic across slots: a failure can leave some slots written. */
+static tc_status cluster_write_by_slot(tc_remote *r, const op *o)
+{
+    size_t m = o->n;
+    uint32_t *ord = by_slot(o);
+    const char **keys = tc__malloc(sizeof *keys * m);
+    size_t *klens = tc__malloc(sizeof *klens * m);
+    const void **vals = o->kind == OP_SET ? tc__malloc(sizeof *vals * m) : NULL;
+    size_t *lens = o->kind == OP_SET ? tc__malloc(sizeof *lens * m) : NULL;
+    size_t *gbeg = tc__malloc(sizeof *gbeg * (m + 1));    /* per group of this node */
+    uint32_t *gslot = tc__malloc(sizeof *gslot * m);
+    tc_status *gst = tc__malloc(sizeof *gst * m);
+    bool *gredir = tc__calloc(m, sizeof *gredir);
+    tc_remote **gnode = tc__calloc(m, sizeof *gnode);      /* per slot group, sorted */
+    size_t *gfirst = tc__malloc(sizeof *gfirst * (m + 1)); /* its first index in ord */
+    bool *gdone = tc__calloc(m, sizeof *gdone);
+    tc_status st = TC_OK;
+    if (!ord || !keys || !klens || (o->kind == OP_SET && (!vals || !lens)) || !gbeg ||
+        !gslot || !gst || !gredir || !gnode || !gfirst || !gdone)
+        st = TC_ERR_NOMEM;
+    size_t nsg = 0; /* slot groups */
+    for (size_t i = 0; i < m && st == TC_OK; i++) {
+        if (i == 0 || ord[2 * i] != ord[2 * (i - 1)]) {
+            gfirst[nsg] = i;
+            gnode[nsg] = node_for_slot(r, ord[2 * i]);
+            nsg++;
+        }
+    }
+    if (st == TC_OK)
+        gfirst[nsg] = m;
+    size_t total = 0;
+    for (size_t s0 = 0; s0 < nsg && st == TC_OK; s0++) {
+        if (gdone[s0] || !gnode[s0])
+            continue;
+        tc_remote *node = gnode[s0];
+        size_t ng = 0, k = 0;
+        for (size_t sg = s0; sg < nsg; sg++) {
+            if (gdone[sg] || gnode[sg] != node)
+                continue;
+            gbeg[ng] = k;
+            gslot[ng++] = ord[2 * gfirst[sg]];
+            gdone[sg] = true;
+            for (size_t i = gfirst[sg]; i < gfirst[sg + 1]; i++, k++) {
+                size_t idx = ord[2 * i + 1];
+                keys[k] = o->keys[idx];
+                klens[k] = o->klens[idx];
+                if (vals) {
+                    vals[k] = o->vals[idx];
+                    lens[k] = o->lens[idx];
+                }
+            }
+        }
+        gbeg[ng] = k;
+        size_t deleted = 0;
+        tc_status one = node_write_groups(node, ng, gbeg, keys, klens, vals, lens, o->ttl_ms,
+                                          o->pub, gst, gredir, &deleted);
+        if (one != TC_OK) {
+            if (one == TC_ERR_IO || one == TC_ERR_TIMEOUT)
+                map_refresh_soon(r);
+            st = one;
+            break;
+        }
+        total += deleted;
+        for (size_t j = 0; j < ng && st == TC_OK; j++) {
+            if (gredir[j]) {
+                op sub = *o;
+                size_t d = 0;
+                sub.n = gbeg[j + 1] - gbeg[j];
+                sub.keys = keys + gbeg[j];
+                sub.klens = klens + gbeg[j];
+                sub.vals = vals ? vals + gbeg[j] : NULL;
+                sub.lens = lens ? lens + gbeg[j] : NULL;
+                sub.deleted = &d;
+                gst[j] = cluster_run(r, gslot[j], &sub);
+                total += d;
+            }
+            if (gst[j] != TC_OK)
+                st = gst[j];
+        }
+    }
+    /* Slots no node is known for: routed one by one (cluster_run reloads the map). */
+    for (size_t sg = 0; sg < nsg && st == TC_OK; sg++) {
+        if (gdone[sg])
+            continue;
+        op sub = *o;
+        size_t d = 0, k = 0;
+        for (size_t i = gfirst[sg]; i < gfirst[sg + 1]; i++, k++) {
+            size_t idx = ord[2 * i + 1];
+            keys[k] = o->keys[idx];
+            klens[k] = o->klens[idx];
+            if (vals) {
+                vals[k] = o->vals[idx];
+                lens[k] = o->lens[idx];
+            }
+        }
+        sub.n = k;
+        sub.keys = keys;
+        sub.klens = klens;
+        sub.vals = vals;
+        sub.lens = lens;
+        sub.deleted = &d;
+        st = cluster_run(r, ord[2 * gfirst[sg]], &sub);
+        total += d;
+    }
+    if (o->deleted)
+        *o->deleted = st == TC_OK ? total : 0;
+    tc__free(ord);
+    tc__free(keys);
+    tc__free(klens);
+    tc__free(vals);
+    tc__free(lens);
+    tc__free(gbeg);
+    tc__free(gslot);
+    tc__free(gst);
+    tc__free(gredir);
+    tc__free(gnode);
+    tc__free(gfirst);
+    tc__free(gdone);
+    return st;
+}
+
+/* GETs over many slots: one pipelined batch per node, nodes one after the other. A node
+ * batch that meets a redirect is redone key by key (each following its own redirects). */
+static tc_status cluster_get_many(tc_remote *r, const op *o)
+{
+    size_t n = o->n;
+    tc_remote **owner = tc__calloc(n, sizeof *owner);
+    bool *done = tc__calloc(n, sizeof *done);
+    const char **keys = tc__malloc(sizeof *keys * n);
+    size_t *klens = tc__malloc(sizeof *klens * n);
+    size_t *idx = tc__malloc(sizeof *idx * n);
+    tc_ref **vals = tc__calloc(n, sizeof *vals);
+    int64_t *pttls = tc__malloc(sizeof *pttls * n);
+    tc_status *sts = tc__malloc(sizeof *sts * n);
+    tc_status st = TC_OK;
+    if (!owner || !done || !keys || !klens || !idx || !vals || !pttls || !sts)
+        st = TC_ERR_NOMEM;
+    for (size_t i = 0; i < n && st == TC_OK; i++) {
+        owner[i] = node_for_slot(r, key_slot(o, i));
+        if (!owner[i])
+            done[i] = false; /* unknown slot: key by key below */
+    }
+    for (size_t i = 0; i < n && st == TC_OK; i++) {
+        if (done[i] || !owner[i])
+            continue;
+        tc_remote *node = owner[i];
+        size_t k = 0;
+        for (size_t j = i; j < n; j++) {
+            if (!done[j] && owner[j] == node) {
+                keys[k] = o->keys[j];
+                klens[k] = o->klens[j];
+                idx[k++] = j;
+                done[j] = true;
+            }
+        }
+        route rt;
+        memset(&rt, 0, sizeof rt);
+        tc_status one = node_get_many(node, &rt, k, keys, klens, vals, pttls, sts);
+        if (rt.kind != REDIR_NONE) {
+            for (size_t q = 0; q < k; q++) {
+                tc__ref_drop(vals[q]);
+                vals[q] = NULL;
+                done[idx[q]] = false;
+                owner[idx[q]] = NULL; /* key by key */
+            }
+            continue;
+        }
+        if (one != TC_OK) {
+            if (one == TC_ERR_IO || one == TC_ERR_TIMEOUT)
+                map_refresh_soon(r);
+            st = one;
+            break;
+        }
+        for (size_t q = 0; q < k; q++) {
+            o->vals_out[idx[q]] = vals[q];
+            vals[q] = NULL;
+            if (o->pttls)
+                o->pttls[idx[q]] = pttls[q];
+            o->st_out[idx[q]] = sts[q];
+        }
+    }
+    for (size_t i = 0; i < n && st == TC_OK; i++) {
+        if (done[i])
+            continue;
+        op g = {.kind = OP_GET, .n = 1, .keys = &o->keys[i], .klens = &o->klens[i],
+                .vals_out = &o->vals_out[i], .pttls = o->pttls ? &o->pttls[i] : NULL};
+        tc_status one = cluster_single(r, &g);
+        if (one == TC_OK || one == TC_MISS)
+            o->st_out[i] = one;
+        else
+            st = one;
+    }
+    if (st != TC_OK && o->vals_out) {
+        for (size_t i = 0; i < n; i++) {
+            tc__ref_drop(o->vals_out[i]);
+            o->vals_out[i] = NULL;
+        }
+    }
+    tc__free(owner);
+    tc__free(done);
+    tc__free(keys);
+    tc__free(klens);
+    tc__free(idx);
+    tc__free(vals);
+    tc__free(pttls);
+    tc__free(sts);
+    return st;
+}
+
+static tc_status cluster_publish(tc_remote *r, const tc_pub *pub)
+{
+    tc_status st = TC_ERR_IO;
+    unsigned start = atomic_fetch_add(&r->cluster->rr, 1);
+    for (unsigned k = 0; k < 3 && st != TC_OK; k++) {
+        tc_remote *node = node_nth(r, start + k, true);
+        if (!node)
+            break;
+        st = node_publish(node, NULL, pub);
+    }
+    return st;
+}
+
+/* SCAN + UNLINK on every master (a key lives on exactly one), then one publication. */
+static tc_status cluster_clear(tc_remote *r, const char *pattern, const tc_pub *pub)
+{
+    tc_cluster *cl = r->cluster;
+    tc_status st = TC_OK;
+    int n;
+    pthread_rwlock_rdlock(&cl->map_mu);
+    n = cl->nnodes;
+    pthread_rwlock_unlock(&cl->map_mu);
+    for (int i = 0; i < n; i++) {
+        pthread_rwlock_rdlock(&cl->map_mu);
+        tc_remote *node = cl->nodes[i];
+        bool master = false;
+        for (int s = 0; s < NSLOTS && !master; s++)
+            master = cl->slots[s] == i;
+        pthread_rwlock_unlock(&cl->map_mu);
+        if (!master)
+            continue;
+        route rt;
+        memset(&rt, 0, sizeof rt);
+        rt.key_unlink = true;
+        tc_status one = node_clear(node, &rt, pattern, NULL);
+        if (one != TC_OK && st == TC_OK)
+            st = one;
+    }
+    if (pub) {
+        tc_status one = cluster_publish(r, pub);
+        if (st == TC_OK)
+            st = one;
+    }
+    return st;
+}
+
+/* Commands that name no key go to any master; the others are routed by argv[1]. */
+static bool keyless_command(int argc, const char **argv)
+{
+    static const char *const keyless[] = {"CONFIG", "PING", "PUBLISH", "INFO", "CLUSTER",
+                                          "SCRIPT", "CLIENT", "DBSIZE", "TIME", NULL};
+    if (argc < 2)
+        return true;
+    for (int i = 0; keyless[i]; i++) {
+        if (strcasecmp(argv[0], keyless[i]) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* ------------------------------------------------------------------ Redis Sentinel
+ *
+ * A Sentinel handle is a tc_remote whose own pool stays unused: every operation goes to
+ * the current master, a node (a single-server tc_remote, as in a cluster) found by asking
+ * the sentinels SENTINEL get-master-addr-by-name. When an operation on the master fails
+ * (connection lost or refused, a timeout, or an error reply such as READONLY from a master
+ * demoted to a replica), the sentinels are asked again, at most every SENTINEL_ASK_MS; a
+ * new address becomes the master for the next operations (that failed operation is not
+ * retried: it may have been applied). The subscriber asks them each time it connects, so
+ * after a failover it resubscribes on the new master, which flushes the local tier.
+ * Locks: sent_mu guards master and the list of former masters (kept until close so that
+ * a node pointer read under the lock stays valid); a leaf lock, never held during I/O. */
+
+#define SENTINEL_ASK_MS 200
+
+typedef struct tc_sentinel {
+    pthread_mutex_t mu;
+    tc_remote **sentinels;
+    int nsentinels;
+    tc_remote *master;
+    tc_remote **former;
+    int nformer;
+    _Atomic int64_t last_ask_ns;
+} tc_sentinel;
+
+static tc_remote *sentinel_master(tc_remote *r)
+{
+    pthread_mutex_lock(&r->sentinel->mu);
+    tc_remote *m = r->sentinel->master;
+    pthread_mutex_unlock(&r->sentinel->mu);
+    return m;
+}
+
+/* Asks the sentinels for the master's address; TC_OK with host (caller frees) and port. */
+static tc_status sentinel_ask(tc_remote *r, char **host, int *port)
+{
+    tc_sentinel *sn = r->sentinel;
+    const char *argv[3] = {"SENTINEL", "get-master-addr-by-name", r->url.master_name};
+    size_t lens[3] = {8, 23, strlen(r->url.master_name)};
+    tc_status st = TC_ERR_IO;
+    for (int i = 0; i < sn->nsentinels; i++) {
+        redisReply *x = NULL;
+        st = node_command(sn->sentinels[i], NULL, 3, argv, lens, &x);
+        if (st != TC_OK)
+            continue;
+        long p = 0;
+        if (x->type == REDIS_REPLY_ARRAY && x->elements == 2 &&
+            x->element[0]->type == REDIS_REPLY_STRING &&
+            x->element[1]->type == REDIS_REPLY_STRING &&
+            parse_uint(x->element[1]->str, x->element[1]->len, 65535, &p) && p > 0) {
+            *host = tc__strndup(x->element[0]->str, x->element[0]->len);
+            *port = (int)p;
+            freeReplyObject(x);
+            return *host ? TC_OK : TC_ERR_NOMEM;
+        }
+        if (x->type == REDIS_REPLY_NIL)
+            RLOG(r, TC_LOG_ERROR, "Sentinel knows no master named %s", r->url.master_name);
+        else
+            bad_reply(r, x, "SENTINEL get-master-addr-by-name");
+        freeReplyObject(x);
+        st = TC_ERR_PROTO;
+    }
+    return st;
+}
+
+/* Asks the sentinels and makes their answer the master. TC_OK if one answered. */
+static tc_status sentinel_update(tc_remote *r)
+{
+    char *host = NULL;
+    int port = 0;
+    atomic_store(&r->sentinel->last_ask_ns, tc__now_ns());
+    tc_status st = sentinel_ask(r, &host, &port);
+    if (st != TC_OK)
+        return st;
+    tc_sentinel *sn = r->sentinel;
+    pthread_mutex_lock(&sn->mu);
+    tc_remote *m = sn->master;
+    bool same = m && m->url.port == port && strcmp(m->url.host, host) == 0;
+    pthread_mutex_unlock(&sn->mu);
+    if (same) {
+        tc__free(host);
+        return TC_OK;
+    }
+    tc_remote *n = node_new(r, host, strlen(host), port);
+    if (!n) {
+        tc__free(host);
+        return TC_ERR_NOMEM;
+    }
+    pthread_mutex_lock(&sn->mu);
+    if (sn->master != m) { /* another thread switched meanwhile */
+        pthread_mutex_unlock(&sn->mu);
+        tc__remote_close(n);
+        tc__free(host);
+        return TC_OK;
+    }
+    if (m) {
+        tc_remote **former =
+            tc__realloc(sn->former, sizeof *former * (size_t)(sn->nformer + 1));
+        if (!former) {
+            pthread_mutex_unlock(&sn->mu);
+            tc__remote_close(n);
+            tc__free(host);
+            return TC_ERR_NOMEM;
+        }
+        sn->former = former;
+        sn->former[sn->nformer++] = m;
+    }
+    sn->master = n;
+    pthread_mutex_unlock(&sn->mu);
+    if (m)
+        RLOG(r, TC_LOG_WARN, "Sentinel: the master of %s moved to %s port %d (failover)",
+             r->url.master_name, host, port);
+    tc__free(host);
+    return TC_OK;
+}
+
+/* After an operation on master m: on a failure that a failover explains, asks the
+ * sentinels again (not more often than SENTINEL_ASK_MS). Returns st. */
+static tc_status sentinel_after(tc_remote *r, tc_status st)
+{
+    if (st != TC_ERR_IO && st != TC_ERR_TIMEOUT && st != TC_ERR_PROTO)
+        return st;
+    int64_t last = atomic_load(&r->sentinel->last_ask_ns);
+    int64_t now = tc__now_ns();
+    if (now - last >= (int64_t)SENTINEL_ASK_MS * 1000000 &&
+        atomic_compare_exchange_strong(&r->sentinel->last_ask_ns, &last, now))
+        sentinel_update(r);
+    return st;
+}
+
+static void sentinel_free(tc_remote *r)
+{
+    tc_sentinel *sn = r->sentinel;
+    if (!sn)
+        return;
+    for (int i = 0; i < sn->nsentinels; i++)
+        tc__remote_close(sn->sentinels[i]);
+    for (int i = 0; i < sn->nformer; i++)
+        tc__remote_close(sn->former[i]);
+    tc__remote_close(sn->master);
+    tc__free(sn->sentinels);
+    tc__free(sn->former);
+    pthread_mutex_destroy(&sn->mu);
+    tc__free(sn);
+    r->sentinel = NULL;
+}
+
+static tc_status sentinel_open(tc_remote *r)
+{
+    tc_sentinel *sn = tc__calloc(1, sizeof *sn);
+    if (!sn)
+        return TC_ERR_NOMEM;
+    if (pthread_mutex_init(&sn->mu, NULL) != 0) {
+        tc__free(sn);
+        return TC_ERR_NOMEM;
+    }
+    r->sentinel = sn;
+    sn->sentinels = tc__calloc((size_t)r->url.nseeds, sizeof *sn->sentinels);
+    if (!sn->sentinels)
+        return TC_ERR_NOMEM;
+    for (int i = 0; i < r->url.nseeds; i++) {
+        tc_remote *s = node_new(r, r->url.seed_hosts[i], strlen(r->url.seed_hosts[i]),
+                                r->url.seed_ports[i]);
+        if (!s)
+            return TC_ERR_NOMEM;
+        sn->sentinels[sn->nsentinels++] = s;
+        /* Sentinels are asked without the master's credentials or db. */
+        wipe(s->url.password);
+        tc__free(s->url.password);
+        tc__free(s->url.user);
+        s->url.password = s->url.user = NULL;
+        s->url.db = 0;
+    }
+    tc_status st = sentinel_update(r);
+    if (st != TC_OK) {
+        RLOG(r, TC_LOG_ERROR, "no sentinel told the address of master %s: %s",
+             r->url.master_name, tc_strerror(st));
+        return st;
+    }
+    /* Reports a wrong password or an unreachable master now, as a plain URL does. */
+    const char *ping = "PING";
+    size_t plen = 4;
+    redisReply *x = NULL;
+    st = node_command(sentinel_master(r), NULL, 1, &ping, &plen, &x);
+    if (x)
+        freeReplyObject(x);
+    return st;
+}
+
+static void sentinel_stats(tc_remote *r, tc_remote_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    tc_sentinel *sn = r->sentinel;
+    pthread_mutex_lock(&sn->mu);
+    for (int i = -1; i < sn->nformer; i++) {
+        tc_remote *n = i < 0 ? sn->master : sn->former[i];
+        out->round_trips += atomic_load(&n->round_trips);
+        out->commands += atomic_load(&n->commands);
+        out->errors += atomic_load(&n->errors);
+        out->reconnects += atomic_load(&n->reconnects);
+    }
+    out->map_refreshes = (uint64_t)sn->nformer; /* failovers followed */
+    pthread_mutex_unlock(&sn->mu);
+}
+
+static tc_status sentinel_connect(tc_remote *r, int timeout_ms, redisContext **out)
+{
+    sentinel_update(r);
+    tc_remote *m = sentinel_master(r);
+    tc_status st = conn_new(m, timeout_ms, out);
+    breaker_record(m, st, false);
+    return st;
+}
+
+/* ------------------------------------------------------------------ operations: routing */
+
+tc_status tc__remote_get(tc_remote *r, const char *rkey, size_t rklen, tc_ref **val,
+                         int64_t *pttl_ms)
+{
+    if (r && r->sentinel)
+        return sentinel_after(r, node_get(sentinel_master(r), NULL, rkey, rklen, val, pttl_ms));
+    if (!r || !r->cluster)
+        return node_get(r, NULL, rkey, rklen, val, pttl_ms);
+    if (val)
+        *val = NULL;
+    if (!rkey || !val)
+        return TC_ERR_ARG;
+    op o = {.kind = OP_GET, .n = 1, .keys = &rkey, .klens = &rklen, .vals_out = val,
+            .pttls = pttl_ms};
+    return cluster_single(r, &o);
+}
+
+tc_status tc__remote_get_many(tc_remote *r, size_t n, const char *const *rkeys,
+                              const size_t *rklens, tc_ref **vals, int64_t *pttls,
+                              tc_status *st)
+{
+    if (r && r->sentinel)
+        return sentinel_after(r, node_get_many(sentinel_master(r), NULL, n, rkeys, rklens,
+                                               vals, pttls, st));
+    if (!r || !r->cluster || n == 0 || !rkeys || !rklens || !vals || !st)
+        return node_get_many(r, NULL, n, rkeys, rklens, vals, pttls, st);
+    for (size_t i = 0; i < n; i++)
+        vals[i] = NULL;
+    op o = {.kind = OP_GET_MANY, .n = n, .keys = rkeys, .klens = rklens, .vals_out = vals,
+            .pttls = pttls, .st_out = st};
+    return cluster_get_many(r, &o);
+}
+
+tc_status tc__remote_set(tc_remote *r, size_t n, const char *const *rkeys,
+                         const size_t *rklens, const void *const *vals, const size_t *lens,
+                         int ttl_ms, const tc_pub *pub)
+{
+    char ttl[16];
+    if (r && r->sentinel)
+        return sentinel_after(r, node_set(sentinel_master(r), NULL, n, rkeys, rklens, vals,
+                                          lens, ttl_ms, pub));
+    if (!r || !r->cluster || n == 0 || !rkeys || !rklens || !vals || !lens ||
+        ttl_arg(ttl_ms, ttl) < 0 || !pub_ok(pub))
+        return node_set(r, NULL, n, rkeys, rklens, vals, lens, ttl_ms, pub);
+    op o = {.kind = OP_SET, .n = n, .keys = rkeys, .klens = rklens, .vals = vals,
+            .lens = lens, .ttl_ms = ttl_ms, .pub = pub};
+    return cluster_write_by_slot(r, &o);
+}
+
+tc_status tc__remote_add(tc_remote *r, const char *rkey, size_t rklen, const void *val,
+                         size_t len, int ttl_ms, const tc_pub *pub)
+{
+    if (r && r->sentinel)
+        return sentinel_after(r, node_add(sentinel_master(r), NULL, rkey, rklen, val, len,
+                                          ttl_ms, pub));
+    if (!r || !r->cluster || !rkey)
+        return node_add(r, NULL, rkey, rklen, val, len, ttl_ms, pub);
+    op o = {.kind = OP_ADD, .n = 1, .keys = &rkey, .klens = &rklen, .vals = &val,
+            .lens = &len, .ttl_ms = ttl_ms, .pub = pub};
+    return cluster_single(r, &o);
+}
+
+tc_status tc__remote_delete(tc_remote *r, size_t n, const char *const *rkeys,
+                            const size_t *rklens, const tc_pub *pub, size_t *deleted)
+{
+    if (r && r->sentinel)
+        return sentinel_after(r, node_delete(sentinel_master(r), NULL, n, rkeys, rklens, pub,
+                                             deleted));
+    if (!r || !r->cluster || n == 0 || !rkeys || !rklens || !pub_ok(pub))
+        return node_delete(r, NULL, n, rkeys, rklens, pub, deleted);
+    op o = {.kind = OP_DELETE, .n = n, .keys = rkeys, .klens = rklens, .pub = pub,
+            .deleted = deleted};
+    return cluster_write_by_slot(r, &o);
+}
+
+tc_status tc__remote_touch(tc_remote *r, const char *rkey, size_t rklen, int ttl_ms,
+                           const tc_pub *pub)
+{
+    if (r && r->sentinel)
+        return sentinel_after(r, node_touch(sentinel_master(r), NULL, rkey, rklen, ttl_ms, pub));
+    if (!r || !r->cluster || !rkey)
+        return node_touch(r, NULL, rkey, rklen, ttl_ms, pub);
+    op o = {.kind = OP_TOUCH, .n = 1, .keys = &rkey, .klens = &rklen, .ttl_ms = ttl_ms,
+            .pub = pub};
+    return cluster_single(r, &o);
+}
+
+tc_status tc__remote_incr(tc_remote *r, const char *rkey, size_t rklen, int64_t delta,
+                          const void *hdr_magic, size_t hdr_magic_len, const tc_pub *pub,
+                          int64_t *result)
+{
+    if (r && r->sentinel)
+        return sentinel_after(r, node_incr(sentinel_master(r), NULL, rkey, rklen, delta,
+                                           hdr_magic, hdr_magic_len, pub, result));
+    if (!r || !r->cluster || !rkey)
+        return node_incr(r, NULL, rkey, rklen, delta, hdr_magic, hdr_magic_len, pub, result);
+    op o = {.kind = OP_INCR, .n = 1, .keys = &rkey, .klens = &rklen, .delta = delta,
+            .magic = hdr_magic, .magic_len = hdr_magic_len, .pub = pub, .result = result};
+    return cluster_single(r, &o);
+}
+
+tc_status tc__remote_clear(tc_remote *r, const char *pattern, const tc_pub *pub)
+{
+    if (r && r->sentinel)
+        return sentinel_after(r, node_clear(sentinel_master(r), NULL, pattern, pub));
+    if (!r || !r->cluster || !pattern || !pub_ok(pub))
+        return node_clear(r, NULL, pattern, pub);
+    return cluster_clear(r, pattern, pub);
+}
+
+tc_status tc__remote_publish(tc_remote *r, const tc_pub *pub)
+{
+    if (r && r->sentinel)
+        return sentinel_after(r, node_publish(sentinel_master(r), NULL, pub));
+    if (!r || !r->cluster || !pub || !pub_ok(pub))
+        return node_publish(r, NULL, pub);
+    return cluster_publish(r, pub);
+}
+
+tc_status tc__remote_script(tc_remote *r, const char *source, int argc, const char **argv,
+                            const size_t *lens, redisReply **reply)
+{
+    if (r && r->sentinel)
+        return sentinel_after(r, node_script(sentinel_master(r), NULL, source, argc, argv,
+                                             lens, reply));
+    if (!r || !r->cluster || !source || !reply || argc < 2 || !argv || !lens ||
+        strcmp(argv[0], "0") == 0)
+        return node_script(r && r->cluster ? node_nth(r, 0, true) : r, NULL, source, argc,
+                           argv, lens, reply);
+    /* Routed by the first key (all of a script's keys must share a slot). */
+    op o = {.kind = OP_SCRIPT, .n = 1, .keys = &argv[1], .klens = &lens[1],
+            .source = source, .argc = argc, .argv = argv, .alens = lens, .reply = reply};
+    *reply = NULL;
+    return cluster_single(r, &o);
+}
+
+tc_status tc__remote_command(tc_remote *r, int argc, const char **argv, const size_t *lens,
+                             redisReply **reply)
+{
+    if (r && r->sentinel)
+        return sentinel_after(r, node_command(sentinel_master(r), NULL, argc, argv, lens, reply));
+    if (!r || !r->cluster || argc < 1 || !argv || !reply)
+        return node_command(r, NULL, argc, argv, lens, reply);
+    if (keyless_command(argc, argv)) {
+        tc_remote *node = node_nth(r, atomic_fetch_add(&r->cluster->rr, 1), true);
+        return node ? node_command(node, NULL, argc, argv, lens, reply) : TC_ERR_IO;
+    }
+    size_t klen = lens ? lens[1] : strlen(argv[1]);
+    op o = {.kind = OP_COMMAND, .n = 1, .keys = &argv[1], .klens = &klen, .argc = argc,
+            .argv = argv, .alens = lens, .reply = reply};
+    *reply = NULL;
+    return cluster_single(r, &o);
 }
 
 /* ------------------------------------------------------------------ configuration check */

@@ -8,6 +8,11 @@
  * same atomic unit as the write (MULTI/EXEC or inside the script), so that no failure between
  * the two can leave other processes' local tiers stale.
  *
+ * With a redis-cluster:// URL every operation is routed by its key's hash slot (MOVED and
+ * ASK followed within the deadline); batches are split per node and their MULTI/EXEC per
+ * slot, so a batch is atomic per slot only. With redis-sentinel:// every operation goes to
+ * the master the sentinels name, asked again after a failure. See docs/scaling.md.
+ *
  * Thread safety: every function may be called from any thread. The pool mutex is a leaf lock
  * and is never held during I/O.
  */
@@ -19,7 +24,12 @@
 
 /* ------------------------------------------------------------------ URLs */
 
-typedef enum tc_url_kind { TC_URL_TCP = 0, TC_URL_UNIX = 1 } tc_url_kind;
+typedef enum tc_url_kind {
+    TC_URL_TCP = 0,
+    TC_URL_UNIX = 1,
+    TC_URL_CLUSTER = 2,
+    TC_URL_SENTINEL = 3
+} tc_url_kind;
 
 typedef struct tc_url {
     tc_url_kind kind;
@@ -30,10 +40,19 @@ typedef struct tc_url {
     char *user;     /* NULL: none (AUTH <password> only) */
     char *password; /* NULL: no AUTH, unless user is set (then AUTH <user> "", which an ACL
                        user marked nopass accepts) */
+    /* CLUSTER: the seed nodes; SENTINEL: the sentinels (host/port above is the first). */
+    int nseeds;
+    char **seed_hosts;
+    int *seed_ports;
+    char *master_name; /* SENTINEL: the monitored master's name */
 } tc_url;
 
-/* Parses "redis://[user[:password]@]host[:port][/db]" (host may be "[v6addr]"), and
- * "unix:///path[?db=N]" (also "unix://[user[:password]@]/path[?db=N]" with credentials).
+/* Parses "redis://[user[:password]@]host[:port][/db]" (host may be "[v6addr]"),
+ * "unix:///path[?db=N]" (also "unix://[user[:password]@]/path[?db=N]" with credentials) and
+ * "redis-cluster://[user[:password]@]host:port[,host:port...]" (seed nodes of a Redis
+ * Cluster; no db: a cluster has only db 0) and
+ * "redis-sentinel://[user[:password]@]host:port[,host:port...]/master-name[/db]" (the
+ * sentinels, which are asked without credentials; user and password are the master's).
  * User and password may be percent-encoded; an empty one is absent. TC_ERR_ARG on an
  * unknown scheme (also "rediss://": hiredis 0.14 has no TLS) or bad syntax (empty host,
  * port outside 1..65535, db not a non-negative integer, trailing garbage, a character a
@@ -61,10 +80,23 @@ tc_status tc__remote_open(const tc_remote_config *cfg, tc_remote **out);
 /* Closes every connection. No call may be running. */
 void tc__remote_close(tc_remote *r);
 
-/* Counters. round_trips: replies waited for in batches (a pipeline counts once). */
+/* Counters. round_trips: replies waited for in batches (a pipeline counts once). In a
+ * cluster, summed over the nodes; moved and ask count the redirects followed, and
+ * map_refreshes the CLUSTER SLOTS reloads (all 0 for a single server). */
 typedef struct tc_remote_stats {
     uint64_t round_trips, commands, errors, reconnects;
+    uint64_t moved, ask, map_refreshes;
 } tc_remote_stats;
+
+/* ------------------------------------------------------------------ Redis Cluster */
+
+/* The cluster hash slot of a key (0..16383): CRC16 (XMODEM) of the key, or of the part
+ * between the first '{' and the next '}' when that part is not empty, mod 16384. */
+unsigned tc__cluster_slot(const char *key, size_t len);
+/* CRC16-CCITT (XMODEM: poly 0x1021, init 0), as Redis Cluster uses. */
+uint16_t tc__crc16(const void *buf, size_t len);
+/* Whether r talks to a Redis Cluster. (A Sentinel-managed master is not a cluster.) */
+bool tc__remote_is_cluster(const tc_remote *r);
 void tc__remote_stats(tc_remote *r, tc_remote_stats *out);
 
 /* ------------------------------------------------------------------ operations

@@ -35,12 +35,20 @@
 #define NS_KIND "__tc:ns:"
 #define TAG_KIND "__tc:tag:"
 
+/* Whether name is a valid namespace or tag name: the key rules, with room for kind in
+ * front, since its version is the key "<kind><name>" (so a name has at most
+ * max_key_len - strlen(kind) bytes). */
+static bool name_ok(const tc_cache *c, const char *kind, const char *name)
+{
+    size_t kl = strlen(kind);
+    return c->opt.max_key_len > kl && tc__key_valid(name, c->opt.max_key_len - kl, NULL);
+}
+
 /* Builds the version key of name into buf (cap >= strlen(kind) + max name + 1). */
 static tc_status version_key(const tc_cache *c, const char *kind, const char *name, char *buf,
                              size_t cap)
 {
-    size_t nlen;
-    if (!tc__key_valid(name, c->opt.max_key_len, &nlen))
+    if (!name_ok(c, kind, name))
         return TC_ERR_ARG;
     int n = snprintf(buf, cap, "%s%s", kind, name);
     return n > 0 && (size_t)n < cap ? TC_OK : TC_ERR_ARG;
@@ -119,7 +127,7 @@ TC_API tc_status tc_ns_key(tc_cache *c, const char *ns, const char *suffix, char
 {
     if (buf && cap)
         buf[0] = '\0';
-    if (!c || !buf || !suffix || !tc__key_valid(suffix, c->opt.max_key_len, NULL))
+    if (!c || !buf || cap == 0 || !suffix || !tc__key_valid(suffix, c->opt.max_key_len, NULL))
         return TC_ERR_ARG;
     size_t vcap;
     char stack[VKEY_STACK];
@@ -182,6 +190,16 @@ TC_API tc_status tc_set_tagged(tc_cache *c, const char *key, const void *data, s
     if (!c || !key || !tags || ntags > TC_FMT_MAX_TAGS ||
         !tc__key_valid(key, c->opt.max_key_len, &klen))
         return TC_ERR_ARG;
+    /* Everything is checked before the tag versions are read: a bad argument sends nothing
+     * to Redis. */
+    for (size_t i = 0; i < ntags; i++)
+        if (!name_ok(c, TAG_KIND, tags[i]))
+            return TC_ERR_ARG;
+    if ((!data && len > 0) ||
+        (ttl_ms < 0 && ttl_ms != TC_TTL_DEFAULT && ttl_ms != TC_TTL_FOREVER))
+        return TC_ERR_ARG;
+    if (len > c->opt.max_value_bytes)
+        return TC_ERR_TOO_BIG;
     tc_fmt_tag *t = tc__calloc(ntags, sizeof *t);
     size_t vcap;
     char stack[VKEY_STACK];

@@ -594,6 +594,12 @@ START_TEST(test_cache_bad_options)
     tct_options(&o);
     o.struct_size = 8;
     ck_assert_int_eq(tc_open(&o, &c), TC_ERR_ARG);
+    /* Regression: "" used to mean the default, 127.0.0.1:6379 (not even $TC_REDIS_URL),
+     * hiding a configuration error behind a connection to whatever listens there. */
+    tct_options(&o);
+    o.redis_url = "";
+    ck_assert_int_eq(tc_open(&o, &c), TC_ERR_ARG);
+    ck_assert_ptr_null(c);
 }
 END_TEST
 

@@ -5,6 +5,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <hiredis/hiredis.h>
 #include <pthread.h>
 #include <semaphore.h>
 #include <signal.h>
@@ -550,6 +551,61 @@ START_TEST(test_coherence_garbage_messages_ignored)
 }
 END_TEST
 
+START_TEST(test_coherence_forged_keys_break_no_rule)
+{
+    /* Regression (found by fuzz_inval): a message's keys were split on spaces but not
+     * checked against the key rules, and a forged key holding a NUL reached the per-type
+     * metrics, whose name copy stopped at the NUL while its length did not: a heap read
+     * past the name (ASan). Now such a message is malformed as a whole and changes
+     * nothing; in tracking mode such a Redis key (another client may write one) is
+     * skipped. */
+    fresh_prefix();
+    tc_cache *c = open_mode(TC_COHERENCE_NONE);
+    ck_assert_int_eq(tc_set(c, "p", "v", 1, TC_TTL_DEFAULT), TC_OK);
+    static const char with_nul[] = "TC1 K 0123456789abcdef 1 p a\0b";
+    static const char with_ctrl[] = "TC1 K 0123456789abcdef 1 p a\x01b";
+    static const char with_del[] = "TC1 K 0123456789abcdef 1 p \x7f";
+    const struct {
+        const char *m;
+        size_t len;
+    } forged[] = {{with_nul, sizeof with_nul - 1},
+                  {with_ctrl, sizeof with_ctrl - 1},
+                  {with_del, sizeof with_del - 1}};
+    for (size_t i = 0; i < sizeof forged / sizeof forged[0]; i++) {
+        tc_stats s0, s1;
+        ck_assert(!tc__inval_apply(c, forged[i].m, forged[i].len));
+        tc_stats_get(c, &s0);
+        tct_expect(c, "p", TC_OK, "v"); /* "p" was not evicted: nothing applied */
+        tc_stats_get(c, &s1);
+        ck_assert_uint_eq(s1.local_hits, s0.local_hits + 1);
+    }
+    ck_assert_uint_eq(TC_READ(&c->counters, inval_malformed), 3);
+    /* Bytes above 127 (UTF-8 or not) are key bytes: such a message applies. */
+    static const char high[] = "TC1 K 0123456789abcdef 1 \xff\xfe p";
+    ck_assert(tc__inval_apply(c, high, sizeof high - 1));
+    tc_close(c);
+
+    tc_cache *t = open_mode(TC_COHERENCE_TRACKING);
+    ck_assert_int_eq(tc_set(t, "q", "v", 1, TC_TTL_DEFAULT), TC_OK);
+    char rkey[128];
+    int n = snprintf(rkey, sizeof rkey, "%s:1:q", prefix);
+    rkey[n - 1] = '\0'; /* "<prefix>:1:\0": a NUL where the key starts */
+    redisContext *raw = redisConnect("127.0.0.1", tct_redis.port);
+    ck_assert(raw && !raw->err);
+    const char *argv[] = {"SET", rkey, "x"};
+    const size_t lens[] = {3, (size_t)n, 1};
+    for (int i = 0; i < 2; i++) { /* twice: the second lookup of a name is what overran */
+        redisReply *x = redisCommandArgv(raw, 3, argv, lens);
+        ck_assert_ptr_nonnull(x);
+        freeReplyObject(x);
+    }
+    redisFree(raw);
+    tct_sleep_ms(100); /* the tracking message arrives and is skipped, not applied */
+    tct_expect(t, "q", TC_OK, "v");
+    tc_close(t);
+}
+END_TEST
+
 START_TEST(test_coherence_parser_direct)
 {
     fresh_prefix();
@@ -602,7 +658,9 @@ static Suite *coherence_suite(void)
         {"modes",
          {test_coherence_tracking_sees_foreign_write,
           test_coherence_none_mode_bounded_by_local_ttl}},
-        {"hostile", {test_coherence_garbage_messages_ignored, test_coherence_parser_direct}},
+        {"hostile",
+         {test_coherence_garbage_messages_ignored, test_coherence_parser_direct,
+          test_coherence_forged_keys_break_no_rule}},
     };
     for (size_t g = 0; g < sizeof groups / sizeof groups[0]; g++) {
         TCase *tc = tcase_create(groups[g].name);

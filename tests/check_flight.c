@@ -410,7 +410,7 @@ START_TEST(test_flight_loader_failure_reaches_every_waiter)
 {
     fresh_prefix();
     tc_cache *c = open_default();
-    loader l = {.sleep_ms = 100, .answer = TC_ERR_IO};
+    loader l = {.sleep_ms = tct_slow_ms(100), .answer = TC_ERR_IO};
     caller k[8];
     for (int i = 0; i < 8; i++)
         k[i] = (caller){.c = c, .key = "fails", .l = &l, .ttl_ms = TC_TTL_DEFAULT,
@@ -418,7 +418,7 @@ START_TEST(test_flight_loader_failure_reaches_every_waiter)
     run_callers(k, 8);
     for (int i = 0; i < 8; i++) {
         ck_assert_int_eq(k[i].st, TC_ERR_LOADER);
-        ck_assert_int_lt(k[i].elapsed_ms, 1000); /* nobody hung */
+        ck_assert_int_lt(k[i].elapsed_ms, tct_slow_ms(1000)); /* nobody hung */
     }
     ck_assert_int_eq(atomic_load(&l.calls), 1); /* one load, shared failure */
     tc_stats s;
@@ -563,6 +563,47 @@ static tc_status big_loader(void *arg, const char *key, tc_buf *out)
         st = tc_buf_append(out, chunk, total - done < sizeof chunk ? total - done : sizeof chunk);
     return TC_OK; /* ignores the append's failure: the load must fail anyway */
 }
+
+/* Appends past max_value_bytes and returns what the append said, as a careful loader
+ * would. */
+static tc_status big_loader_propagating(void *arg, const char *key, tc_buf *out)
+{
+    TC_UNUSED(key);
+    char chunk[600];
+    memset(chunk, 'x', sizeof chunk);
+    tc_status st = tc_buf_append(out, chunk, sizeof chunk);
+    if (st == TC_OK)
+        st = tc_buf_append(out, chunk, sizeof chunk);
+    return *(bool *)arg ? TC_MISS : st;
+}
+
+START_TEST(test_flight_too_big_whatever_the_loader_returns)
+{
+    /* Regression: the load failed with TC_ERR_TOO_BIG only when the loader ignored the
+     * append's failure and returned TC_OK; a loader that passed the failure on (or said
+     * TC_MISS) turned it into TC_ERR_LOADER (or a cached miss). tc_buf_append's contract:
+     * TC_ERR_TOO_BIG, whatever the loader returns. */
+    fresh_prefix();
+    tc_options o;
+    options(&o);
+    o.max_value_bytes = 1000;
+    tc_cache *c = tct_open(&o);
+    tc_value v;
+    bool say_miss = false;
+    ck_assert_int_eq(tc_get_or_set(c, "big1", big_loader_propagating, &say_miss,
+                                   TC_TTL_DEFAULT, &v),
+                     TC_ERR_TOO_BIG);
+    ck_assert_ptr_null(v.priv);
+    say_miss = true;
+    ck_assert_int_eq(tc_get_or_set(c, "big2", big_loader_propagating, &say_miss,
+                                   TC_TTL_DEFAULT, &v),
+                     TC_ERR_TOO_BIG);
+    tct_expect(c, "big1", TC_MISS, NULL);
+    tct_expect(c, "big2", TC_MISS, NULL); /* no negative entry either */
+    expect_no_flights(c);
+    tc_close(c);
+}
+END_TEST
 
 START_TEST(test_flight_value_limits)
 {
@@ -1011,6 +1052,7 @@ static Suite *flight_suite(void)
         {"expired_lock", {test_flight_expired_lock_taken_over}},
         {"negative", {test_flight_negative_result_cached}},
         {"value_limits", {test_flight_value_limits}},
+        {"too_big_loader_status", {test_flight_too_big_whatever_the_loader_returns}},
         {"early_refresh", {test_flight_early_refresh_before_expiry}},
         {"early_refresh_remote", {test_flight_early_refresh_from_redis_hits}},
         {"stale_window", {test_flight_stale_if_error_window}},

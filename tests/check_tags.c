@@ -204,6 +204,69 @@ START_TEST(test_tags_bad_arguments)
 }
 END_TEST
 
+START_TEST(test_tags_bad_arguments_send_nothing)
+{
+    /* Regression: a bad tag after good ones, a bad value or a bad TTL used to be found
+     * only after the good tags' versions had been read (and created) in Redis. */
+    tcf_unique_prefix(prefix, sizeof prefix);
+    tc_cache *c = open_shared();
+    uint64_t before = remote_commands(c);
+    const char *late_bad[] = {"t1", "t2", "bad tag"};
+    ck_assert_int_eq(tc_set_tagged(c, "k", "v", 1, TC_TTL_DEFAULT, late_bad, 3), TC_ERR_ARG);
+    const char *late_null[] = {"t1", NULL};
+    ck_assert_int_eq(tc_set_tagged(c, "k", "v", 1, TC_TTL_DEFAULT, late_null, 2), TC_ERR_ARG);
+    ck_assert_int_eq(tc_set_tagged(c, "k", NULL, 3, TC_TTL_DEFAULT, student_tags, 2),
+                     TC_ERR_ARG);
+    ck_assert_int_eq(tc_set_tagged(c, "k", "v", 1, -5, student_tags, 2), TC_ERR_ARG);
+    ck_assert_int_eq(tc_set_tagged(c, "k", "v", (size_t)2 << 20, TC_TTL_DEFAULT, student_tags,
+                                   2),
+                     TC_ERR_TOO_BIG);
+    /* A name whose version key ("__tc:tag:<name>", "__tc:ns:<name>") would be longer
+     * than max_key_len (250) is refused up front as well. */
+    char name[250];
+    memset(name, 'n', sizeof name - 1);
+    name[241] = '\0'; /* 241 + 9 = 250: the longest tag */
+    const char *long_tag[] = {name};
+    ck_assert_uint_eq(remote_commands(c), before);
+    ck_assert_int_eq(tc_set_tagged(c, "k", "v", 1, TC_TTL_DEFAULT, long_tag, 1), TC_OK);
+    ck_assert_int_eq(tc_tag_invalidate(c, name), TC_OK);
+    name[241] = 'n';
+    name[242] = '\0';
+    before = remote_commands(c);
+    ck_assert_int_eq(tc_set_tagged(c, "k", "v", 1, TC_TTL_DEFAULT, long_tag, 1), TC_ERR_ARG);
+    ck_assert_int_eq(tc_tag_invalidate(c, name), TC_ERR_ARG);
+    char buf[300];
+    ck_assert_int_eq(tc_ns_key(c, name, "s", buf, sizeof buf), TC_OK); /* 242 + 8 = 250 */
+    name[242] = 'n';
+    name[243] = '\0';
+    before = remote_commands(c);
+    ck_assert_int_eq(tc_ns_key(c, name, "s", buf, sizeof buf), TC_ERR_ARG);
+    ck_assert_int_eq(tc_ns_bump(c, name, NULL), TC_ERR_ARG);
+    ck_assert_uint_eq(remote_commands(c), before);
+    tct_expect(c, "k", TC_MISS, NULL); /* its 241-byte tag was invalidated */
+    tc_close(c);
+}
+END_TEST
+
+START_TEST(test_tags_ns_key_zero_capacity)
+{
+    /* Regression: tc_ns_key wrote its "" into a buffer of capacity 0 (one byte past it). */
+    tcf_unique_prefix(prefix, sizeof prefix);
+    tc_cache *c = open_shared();
+    char *buf = malloc(8);
+    memset(buf, 'Z', 8);
+    ck_assert_int_eq(tc_ns_key(c, "ns", "s", buf, 0), TC_ERR_ARG);
+    ck_assert_int_eq(buf[0], 'Z');
+    ck_assert_int_eq(tc_ns_key(c, "ns", "s", buf, 7), TC_ERR_ARG); /* "ns:v0:s" + NUL = 8 */
+    ck_assert_int_eq(buf[0], '\0');
+    ck_assert_int_eq(buf[7], 'Z');
+    ck_assert_int_eq(tc_ns_key(c, "ns", "s", buf, 8), TC_OK);
+    ck_assert_str_eq(buf, "ns:v0:s");
+    free(buf);
+    tc_close(c);
+}
+END_TEST
+
 static int tag_child(FILE *in, FILE *out, void *arg)
 {
     TC_UNUSED(arg);
@@ -293,11 +356,13 @@ static Suite *tags_suite(void)
         const TTest *tests[8];
     } groups[] = {
         {"namespaces",
-         {test_tags_ns_key_and_bump, test_tags_ns_version_is_local, test_tags_ns_bad_arguments}},
+         {test_tags_ns_key_and_bump, test_tags_ns_version_is_local, test_tags_ns_bad_arguments,
+          test_tags_ns_key_zero_capacity}},
         {"ns_cross_process", {test_tags_ns_bump_seen_by_other_process}},
         {"tags",
          {test_tags_invalidate_makes_tagged_miss, test_tags_tagged_hit_stays_local,
-          test_tags_bad_arguments, test_tags_get_or_set_respects_tags}},
+          test_tags_bad_arguments, test_tags_get_or_set_respects_tags,
+          test_tags_bad_arguments_send_nothing}},
         {"tags_cross_process", {test_tags_invalidation_seen_by_other_process}},
     };
     for (size_t g = 0; g < sizeof groups / sizeof groups[0]; g++) {

@@ -187,7 +187,8 @@ void tcf_redis_kill(tcf_redis *r)
 
 static void remove_dir(const char *dir)
 {
-    static const char *files[] = {"redis.log", "dump.rdb", "appendonly.aof", NULL};
+    static const char *files[] = {"redis.log", "dump.rdb", "appendonly.aof", "nodes.conf",
+                                  "sentinel.conf", "sentinel.log", NULL};
     char path[512];
     for (int i = 0; files[i]; i++) {
         snprintf(path, sizeof path, "%s/%s", dir, files[i]);
@@ -219,6 +220,143 @@ void tcf_redis_stop(tcf_redis *r)
         remove_dir(r->dir);
         r->dir[0] = '\0';
     }
+}
+
+/* ---------------------------------------------------------------- a Redis Cluster */
+
+int tcf_cluster_wait_ok(const tcf_cluster *cl, int timeout_ms)
+{
+    const char *argv[] = {"CLUSTER", "INFO", NULL};
+    for (int waited = 0; waited <= timeout_ms; waited += 50) {
+        bool ok = true;
+        for (int i = 0; i < cl->n && ok; i++) {
+            if (cl->nodes[i].pid <= 0)
+                continue;
+            char *info = tcf_redis_cmd(&cl->nodes[i], argv);
+            ok = info && strstr(info, "cluster_state:ok") != NULL;
+            free(info);
+        }
+        if (ok)
+            return 0;
+        sleep_ms(50);
+    }
+    return -1;
+}
+
+int tcf_cluster_start(tcf_cluster *cl, int masters)
+{
+    memset(cl, 0, sizeof *cl);
+    if (masters < 3 || masters > TCF_CLUSTER_MAX) {
+        fprintf(stderr, "fixture: a cluster needs 3..%d masters\n", TCF_CLUSTER_MAX);
+        return -1;
+    }
+    static const char *const args[] = {"--cluster-enabled", "yes", "--cluster-config-file",
+                                       "nodes.conf", "--cluster-node-timeout", "1000",
+                                       /* a dead master fails its own slots only */
+                                       "--cluster-require-full-coverage", "no", NULL};
+    for (int i = 0; i < masters; i++) {
+        if (tcf_redis_start(&cl->nodes[i], args) != 0) {
+            tcf_cluster_stop(cl);
+            return -1;
+        }
+        cl->n = i + 1;
+    }
+    char addr[TCF_CLUSTER_MAX][32];
+    const char *argv[TCF_CLUSTER_MAX + 8];
+    int argc = 0;
+    argv[argc++] = "redis-cli";
+    argv[argc++] = "--cluster";
+    argv[argc++] = "create";
+    size_t off = (size_t)snprintf(cl->url, sizeof cl->url, "redis-cluster://");
+    for (int i = 0; i < masters; i++) {
+        snprintf(addr[i], sizeof addr[i], "127.0.0.1:%d", cl->nodes[i].port);
+        argv[argc++] = addr[i];
+        off += (size_t)snprintf(cl->url + off, sizeof cl->url - off, "%s%s", i ? "," : "",
+                                addr[i]);
+    }
+    argv[argc++] = "--cluster-yes";
+    argv[argc] = NULL;
+    pid_t pid = fork();
+    if (pid == 0) {
+        int devnull = open("/dev/null", O_RDWR);
+        if (devnull >= 0) {
+            dup2(devnull, 0);
+            dup2(devnull, 1);
+        }
+        execvp(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    int status = -1;
+    if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status) ||
+        WEXITSTATUS(status) != 0) {
+        fprintf(stderr, "fixture: redis-cli --cluster create failed (status %d)\n", status);
+        tcf_cluster_stop(cl);
+        return -1;
+    }
+    if (tcf_cluster_wait_ok(cl, 20000) != 0) {
+        fprintf(stderr, "fixture: the cluster did not reach cluster_state:ok\n");
+        tcf_cluster_stop(cl);
+        return -1;
+    }
+    return 0;
+}
+
+int tcf_sentinel_start(tcf_redis *s, int master_port, const char *name)
+{
+    memset(s, 0, sizeof *s);
+    snprintf(s->dir, sizeof s->dir, "%s/tcsentinel.XXXXXX",
+             getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    if (!mkdtemp(s->dir)) {
+        fprintf(stderr, "fixture: mkdtemp: %s\n", strerror(errno));
+        return -1;
+    }
+    for (int attempt = 0; attempt < 5; attempt++) {
+        s->port = tcf_free_port();
+        char conf[512];
+        snprintf(conf, sizeof conf, "%s/sentinel.conf", s->dir);
+        FILE *f = fopen(conf, "w");
+        if (!f)
+            break;
+        fprintf(f, "port %d\nbind 127.0.0.1\ndaemonize no\ndir %s\nlogfile sentinel.log\n"
+                   "sentinel monitor %s 127.0.0.1 %d 1\n"
+                   "sentinel down-after-milliseconds %s 1000\n"
+                   "sentinel failover-timeout %s 5000\n",
+                s->port, s->dir, name, master_port, name, name);
+        fclose(f);
+        pid_t parent = getpid();
+        pid_t pid = fork();
+        if (pid == 0) {
+            prctl(PR_SET_PDEATHSIG, SIGTERM);
+            if (getppid() != parent)
+                _exit(127);
+            int devnull = open("/dev/null", O_RDWR);
+            if (devnull >= 0) {
+                dup2(devnull, 0);
+                dup2(devnull, 1);
+            }
+            execlp(server_path(), server_path(), conf, "--sentinel", (char *)NULL);
+            _exit(127);
+        }
+        if (pid < 0)
+            break;
+        s->pid = pid;
+        if (wait_up(s) == 0) {
+            snprintf(s->url, sizeof s->url, "redis-sentinel://127.0.0.1:%d/%s", s->port, name);
+            return 0;
+        }
+        if (s->pid > 0)
+            tcf_redis_kill(s);
+    }
+    fprintf(stderr, "fixture: could not start a sentinel\n");
+    tcf_redis_stop(s);
+    return -1;
+}
+
+void tcf_cluster_stop(tcf_cluster *cl)
+{
+    for (int i = 0; i < cl->n; i++)
+        tcf_redis_stop(&cl->nodes[i]);
+    cl->n = 0;
 }
 
 char *tcf_redis_cmd(const tcf_redis *r, const char *const *argv)

@@ -44,6 +44,32 @@ int tcf_free_port(void);
 /* A key prefix unique to this process and call, e.g. "t4711_3", for test isolation. */
 const char *tcf_unique_prefix(char *buf, size_t cap);
 
+/* ---------------------------------------------------------------- a Redis Cluster
+ *
+ * n masters (no replicas), each a tcf_redis with --cluster-enabled in its own directory,
+ * joined by `redis-cli --cluster create`; started when every node reports
+ * cluster_state:ok. url is "redis-cluster://127.0.0.1:P1,127.0.0.1:P2,...". */
+#define TCF_CLUSTER_MAX 6
+typedef struct tcf_cluster {
+    int n;
+    tcf_redis nodes[TCF_CLUSTER_MAX];
+    char url[512];
+} tcf_cluster;
+
+/* Returns 0, or -1 with a message on stderr (everything started is stopped). */
+int tcf_cluster_start(tcf_cluster *cl, int masters);
+/* Stops every node by its PID (those already killed are skipped) and removes their dirs. */
+void tcf_cluster_stop(tcf_cluster *cl);
+/* Waits up to timeout_ms until every node still running reports cluster_state:ok. */
+int tcf_cluster_wait_ok(const tcf_cluster *cl, int timeout_ms);
+
+/* ---------------------------------------------------------------- Redis Sentinel
+ *
+ * A sentinel (redis-server <conf> --sentinel) on a free 127.0.0.1 port, monitoring the master
+ * on master_port under `name` with quorum 1, down-after 1000 ms and failover-timeout 5000 ms.
+ * Waits until it answers PING and knows the master. Stop it with tcf_redis_stop. */
+int tcf_sentinel_start(tcf_redis *s, int master_port, const char *name);
+
 /* ---------------------------------------------------------------- a misbehaving network
  *
  * A TCP proxy on a free 127.0.0.1 port in front of a server on 127.0.0.1, run by a thread

@@ -62,6 +62,13 @@ void tct_sleep_ms(int ms)
         ;
 }
 
+int tct_slow_ms(int ms)
+{
+    const char *f = getenv("TC_TEST_SLOWDOWN");
+    int k = f ? atoi(f) : 1;
+    return k > 1 ? ms * k : ms;
+}
+
 void tct_expect(tc_cache *c, const char *key, tc_status want, const char *want_value)
 {
     tc_value v;

@@ -32,6 +32,10 @@ tc_cache *tct_open_default(void);
 /* Sleep for ms milliseconds (tests only; the library never sleeps). */
 void tct_sleep_ms(int ms);
 
+/* ms times $TC_TEST_SLOWDOWN (default 1): for a fixed wait a test relies on to let other
+ * threads catch up, which a slow run (make check-valgrind sets 20) must stretch. */
+int tct_slow_ms(int ms);
+
 /* Reads key and asserts the status and, for TC_OK, the bytes. */
 void tct_expect(tc_cache *c, const char *key, tc_status want, const char *want_value);
 

@@ -1,0 +1,712 @@
+/*
+ * Redis Cluster (redis-cluster:// URLs): slot hashing, the core cache semantics over keys
+ * spread across three masters, coherence between two caches, locks and get_or_set, a slot
+ * migration under load (ASK then MOVED, counted and survived) and a killed master. The
+ * cluster is started once by main (tcf_cluster_start) and shared by the tests, which run in
+ * forked processes in the order listed; the killed-master test starts a cluster of its own.
+ */
+#include "config.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cache.h"
+#include "remote.h"
+#include "testutil.h"
+
+static tcf_cluster cluster;
+
+static void cl_options(tc_options *o, const tcf_cluster *cl)
+{
+    static char prefix[64];
+    tc_options_init(o);
+    o->redis_url = cl->url;
+    o->key_prefix = tcf_unique_prefix(prefix, sizeof prefix);
+}
+
+static tc_cache *cl_open(const tcf_cluster *cl, const char *prefix, size_t local_bytes)
+{
+    tc_options o;
+    cl_options(&o, cl);
+    if (prefix)
+        o.key_prefix = prefix;
+    o.local_max_bytes = local_bytes;
+    return tct_open(&o);
+}
+
+static tc_remote_stats rstats(tc_cache *c)
+{
+    tc_remote_stats s;
+    tc__remote_stats(c->remote, &s);
+    return s;
+}
+
+/* The index of the node that holds rkey (EXISTS answers 1 there, an error elsewhere or 0). */
+static int holder(const tcf_cluster *cl, const char *rkey)
+{
+    for (int i = 0; i < cl->n; i++) {
+        if (cl->nodes[i].pid <= 0)
+            continue;
+        const char *argv[] = {"EXISTS", rkey, NULL};
+        char *x = tcf_redis_cmd(&cl->nodes[i], argv);
+        bool here = x && strcmp(x, "1") == 0;
+        free(x);
+        if (here)
+            return i;
+    }
+    return -1;
+}
+
+/* ------------------------------------------------------------------ slots and URLs */
+
+START_TEST(test_cluster_crc16_slots)
+{
+    ck_assert_uint_eq(tc__crc16("123456789", 9), 0x31C3);
+    ck_assert_uint_eq(tc__cluster_slot("foo", 3), 12182);
+    ck_assert_uint_eq(tc__cluster_slot("foo{bar}", 8), tc__cluster_slot("bar", 3));
+    ck_assert_uint_eq(tc__cluster_slot("{user1000}.following", 20),
+                      tc__cluster_slot("{user1000}.followers", 20));
+    /* An empty tag does not count: the whole key is hashed. */
+    ck_assert_uint_eq(tc__cluster_slot("foo{}{bar}", 10), tc__crc16("foo{}{bar}", 10) & 16383);
+    ck_assert_uint_eq(tc__cluster_slot("foo{{bar}}zap", 13), tc__cluster_slot("{bar", 4));
+    ck_assert_uint_eq(tc__cluster_slot("{", 1), tc__crc16("{", 1) & 16383);
+}
+END_TEST
+
+START_TEST(test_cluster_url_parse)
+{
+    tc_url u;
+    ck_assert_int_eq(tc__url_parse("redis-cluster://us%40r:p:w@h1:7000,[::1]:7001,h3:7002",
+                                   &u), TC_OK);
+    ck_assert_int_eq(u.kind, TC_URL_CLUSTER);
+    ck_assert_int_eq(u.nseeds, 3);
+    ck_assert_str_eq(u.seed_hosts[0], "h1");
+    ck_assert_str_eq(u.seed_hosts[1], "::1");
+    ck_assert_int_eq(u.seed_ports[2], 7002);
+    ck_assert_str_eq(u.user, "us@r");
+    ck_assert_str_eq(u.password, "p:w");
+    tc__url_free(&u);
+    ck_assert_int_eq(tc__url_parse("REDIS-CLUSTER://h", &u), TC_OK);
+    ck_assert_int_eq(u.port, 6379);
+    tc__url_free(&u);
+    ck_assert_int_eq(tc__url_parse("redis-sentinel://:pw@s1:26379,s2:26380/my%2Dmaster/3",
+                                   &u), TC_OK);
+    ck_assert_int_eq(u.kind, TC_URL_SENTINEL);
+    ck_assert_int_eq(u.nseeds, 2);
+    ck_assert_int_eq(u.seed_ports[1], 26380);
+    ck_assert_str_eq(u.master_name, "my-master");
+    ck_assert_str_eq(u.password, "pw");
+    ck_assert_int_eq(u.db, 3);
+    tc__url_free(&u);
+    const char *bad[] = {"redis-cluster://", "redis-cluster://h:1/0", "redis-cluster://h:1,",
+                         "redis-cluster://h:1?x", "redis-cluster://h:0",
+                         "redis-sentinel://h:26379", "redis-sentinel://h:26379/",
+                         "redis-sentinel://h:26379/m/x", "redis-sentinel:///m", NULL};
+    for (int i = 0; bad[i]; i++)
+        ck_assert_msg(tc__url_parse(bad[i], &u) == TC_ERR_ARG, "%s", bad[i]);
+    /* No sentinel there: an I/O error at open, promptly. */
+    tc_options o;
+    tc_options_init(&o);
+    o.redis_url = "redis-sentinel://127.0.0.1:1/mymaster";
+    tc_cache *c = NULL;
+    ck_assert_int_eq(tc_open(&o, &c), TC_ERR_IO);
+    ck_assert_ptr_null(c);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ core semantics */
+
+START_TEST(test_cluster_basic_ops)
+{
+    tc_cache *c = cl_open(&cluster, NULL, 0);
+    char key[32], val[32];
+    bool on[TCF_CLUSTER_MAX] = {false};
+    for (int i = 0; i < 60; i++) {
+        snprintf(key, sizeof key, "k%d", i);
+        snprintf(val, sizeof val, "v%d", i);
+        ck_assert_int_eq(tc_set(c, key, val, strlen(val), TC_TTL_DEFAULT), TC_OK);
+        char rk[128];
+        snprintf(rk, sizeof rk, "%s%s", c->rprefix, key);
+        int h = holder(&cluster, rk);
+        ck_assert_int_ge(h, 0);
+        on[h] = true;
+    }
+    for (int i = 0; i < cluster.n; i++)
+        ck_assert_msg(on[i], "no key landed on node %d", i);
+    for (int i = 0; i < 60; i++) {
+        snprintf(key, sizeof key, "k%d", i);
+        snprintf(val, sizeof val, "v%d", i);
+        tct_expect(c, key, TC_OK, val);
+    }
+    tct_expect(c, "absent", TC_MISS, NULL);
+    ck_assert_int_eq(tc_add(c, "k1", "x", 1, TC_TTL_DEFAULT), TC_EXISTS);
+    ck_assert_int_eq(tc_add(c, "new", "x", 1, TC_TTL_DEFAULT), TC_OK);
+    tct_expect(c, "new", TC_OK, "x");
+    ck_assert_int_eq(tc_delete(c, "new"), TC_OK);
+    ck_assert_int_eq(tc_delete(c, "new"), TC_MISS);
+    ck_assert_int_eq(tc_set(c, "n", "41", 2, TC_TTL_DEFAULT), TC_OK);
+    int64_t r = 0;
+    ck_assert_int_eq(tc_incr(c, "n", 1, &r), TC_OK);
+    ck_assert_int_eq(r, 42);
+    ck_assert_int_eq(tc_incr(c, "nothere", 1, &r), TC_MISS);
+    ck_assert_int_eq(tc_touch(c, "k2", 50), TC_OK);
+    ck_assert_int_eq(tc_touch(c, "nothere", 50), TC_MISS);
+    tct_sleep_ms(120);
+    tct_expect(c, "k2", TC_MISS, NULL);
+    tc_remote_stats s = rstats(c);
+    ck_assert_uint_eq(s.moved, 0);
+    ck_assert_uint_eq(s.errors, 0);
+    tc_close(c);
+}
+END_TEST
+
+START_TEST(test_cluster_batches_across_slots)
+{
+    tc_cache *c = cl_open(&cluster, NULL, 0);
+    enum { N = 40 };
+    char kb[N][16], vb[N][16];
+    const char *keys[N];
+    const void *vals[N];
+    size_t lens[N];
+    for (int i = 0; i < N; i++) {
+        snprintf(kb[i], sizeof kb[i], "m%d", i);
+        snprintf(vb[i], sizeof vb[i], "val%d", i);
+        keys[i] = kb[i];
+        vals[i] = vb[i];
+        lens[i] = strlen(vb[i]);
+    }
+    tc_value out[N + 1];
+    tc_status st[N + 1];
+    /* Warm up: one connection per node (its handshake is a round trip too). */
+    ck_assert_int_eq(tc_get_many(c, keys, N, out, st), TC_OK);
+    for (int i = 0; i < N; i++)
+        ck_assert_int_eq(st[i], TC_MISS);
+    tc_remote_stats w0 = rstats(c);
+    ck_assert_int_eq(tc_set_many(c, keys, vals, lens, N, TC_TTL_DEFAULT), TC_OK);
+    /* One MULTI per slot, pipelined per node: one round trip per node. */
+    ck_assert_uint_le(rstats(c).round_trips - w0.round_trips, (uint64_t)cluster.n);
+    const char *keys2[N + 1];
+    memcpy(keys2, keys, sizeof keys);
+    keys2[N] = "missing";
+    tc_remote_stats before = rstats(c);
+    ck_assert_int_eq(tc_get_many(c, keys2, N + 1, out, st), TC_OK);
+    tc_remote_stats after = rstats(c);
+    /* One round trip per node, not per key. */
+    ck_assert_uint_le(after.round_trips - before.round_trips, (uint64_t)cluster.n);
+    for (int i = 0; i < N; i++) {
+        ck_assert_int_eq(st[i], TC_OK);
+        ck_assert_uint_eq(out[i].len, lens[i]);
+        ck_assert_int_eq(memcmp(out[i].data, vb[i], lens[i]), 0);
+        tc_value_release(&out[i]);
+    }
+    ck_assert_int_eq(st[N], TC_MISS);
+    w0 = rstats(c);
+    ck_assert_int_eq(tc_delete_many(c, keys, N / 2), TC_OK);
+    ck_assert_uint_le(rstats(c).round_trips - w0.round_trips, (uint64_t)cluster.n);
+    for (int i = 0; i < N; i++)
+        tct_expect(c, kb[i], i < N / 2 ? TC_MISS : TC_OK, i < N / 2 ? NULL : vb[i]);
+    tc_close(c);
+}
+END_TEST
+
+START_TEST(test_cluster_clear_all_masters_prefix_isolation)
+{
+    char pa[64], pb[64];
+    tcf_unique_prefix(pa, sizeof pa);
+    tcf_unique_prefix(pb, sizeof pb);
+    tc_cache *a = cl_open(&cluster, pa, 0), *b = cl_open(&cluster, pb, 0);
+    char key[32];
+    for (int i = 0; i < 100; i++) {
+        snprintf(key, sizeof key, "c%d", i);
+        ck_assert_int_eq(tc_set(a, key, "a", 1, TC_TTL_DEFAULT), TC_OK);
+        ck_assert_int_eq(tc_set(b, key, "b", 1, TC_TTL_DEFAULT), TC_OK);
+    }
+    ck_assert_int_eq(tc_clear(a), TC_OK);
+    for (int i = 0; i < 100; i++) {
+        snprintf(key, sizeof key, "c%d", i);
+        tct_expect(a, key, TC_MISS, NULL);
+        tct_expect(b, key, TC_OK, "b");
+    }
+    tc_close(a);
+    tc_close(b);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ coherence, locks */
+
+START_TEST(test_cluster_coherence_two_caches)
+{
+    char p[64];
+    tcf_unique_prefix(p, sizeof p);
+    tc_cache *c1 = cl_open(&cluster, p, 1 << 20), *c2 = cl_open(&cluster, p, 1 << 20);
+    tct_sleep_ms(200); /* both subscribers listening */
+    char key[32];
+    for (int i = 0; i < 10; i++) {
+        snprintf(key, sizeof key, "co%d", i);
+        ck_assert_int_eq(tc_set(c1, key, "old", 3, TC_TTL_DEFAULT), TC_OK);
+        tct_expect(c2, key, TC_OK, "old"); /* c2 now holds a local copy */
+    }
+    for (int i = 0; i < 10; i++) {
+        snprintf(key, sizeof key, "co%d", i);
+        ck_assert_int_eq(tc_set(c1, key, "new", 3, TC_TTL_DEFAULT), TC_OK);
+    }
+    for (int i = 0; i < 10; i++) {
+        snprintf(key, sizeof key, "co%d", i);
+        bool fresh = false;
+        for (int t = 0; t < 200 && !fresh; t++) {
+            tc_value v;
+            if (tc_get(c2, key, &v) == TC_OK) {
+                fresh = v.len == 3 && memcmp(v.data, "new", 3) == 0;
+                tc_value_release(&v);
+            }
+            if (!fresh)
+                tct_sleep_ms(10);
+        }
+        ck_assert_msg(fresh, "%s still stale in the other cache", key);
+    }
+    tc_close(c1);
+    tc_close(c2);
+}
+END_TEST
+
+static atomic_int loads;
+
+static tc_status loader(void *arg, const char *key, tc_buf *out)
+{
+    (void)arg;
+    (void)key;
+    atomic_fetch_add(&loads, 1);
+    return tc_buf_append(out, "loaded", 6);
+}
+
+START_TEST(test_cluster_get_or_set_and_locks)
+{
+    tc_cache *c = cl_open(&cluster, NULL, 1 << 20);
+    char key[32];
+    for (int i = 0; i < 20; i++) {
+        snprintf(key, sizeof key, "gs%d", i);
+        tc_value v;
+        ck_assert_int_eq(tc_get_or_set(c, key, loader, NULL, TC_TTL_DEFAULT, &v), TC_OK);
+        ck_assert_uint_eq(v.len, 6);
+        tc_value_release(&v);
+        ck_assert_int_eq(tc_get_or_set(c, key, loader, NULL, TC_TTL_DEFAULT, &v), TC_OK);
+        tc_value_release(&v);
+    }
+    ck_assert_int_eq(atomic_load(&loads), 20);
+    for (int i = 0; i < 10; i++) {
+        snprintf(key, sizeof key, "lock%d", i);
+        tc_lock *l = NULL, *l2 = NULL;
+        ck_assert_int_eq(tc_lock_acquire(c, key, 5000, 0, &l), TC_OK);
+        ck_assert_int_eq(tc_lock_acquire(c, key, 5000, 0, &l2), TC_ERR_TIMEOUT);
+        ck_assert_int_eq(tc_lock_release(l), TC_OK);
+        ck_assert_int_eq(tc_lock_acquire(c, key, 5000, 0, &l2), TC_OK);
+        ck_assert_int_eq(tc_lock_release(l2), TC_OK);
+    }
+    int64_t v = 0;
+    ck_assert_int_eq(tc_ns_bump(c, "users", &v), TC_OK);
+    ck_assert_int_eq(tc_set_tagged(c, "tagged", "t", 1, TC_TTL_DEFAULT, (const char *[]){"tg"}, 1),
+                     TC_OK);
+    tct_expect(c, "tagged", TC_OK, "t");
+    ck_assert_int_eq(tc_tag_invalidate(c, "tg"), TC_OK);
+    tct_expect(c, "tagged", TC_MISS, NULL);
+    tc_close(c);
+}
+END_TEST
+
+START_TEST(test_cluster_tracking_refused)
+{
+    tc_options o;
+    cl_options(&o, &cluster);
+    o.coherence = TC_COHERENCE_TRACKING;
+    tc_cache *c = NULL;
+    ck_assert_int_eq(tc_open(&o, &c), TC_ERR_ARG);
+    ck_assert_ptr_null(c);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ slot migration */
+
+typedef struct load_arg {
+    tc_cache *c;
+    atomic_bool stop;
+    atomic_int ops, errors;
+} load_arg;
+
+static void *load_thread(void *p)
+{
+    load_arg *a = p;
+    char key[32];
+    for (int i = 0; !atomic_load(&a->stop); i++) {
+        /* The migrating slot ("{mig}") and others. */
+        snprintf(key, sizeof key, i % 2 ? "{mig}b" : "other%d", i % 50);
+        tc_status st = tc_set(a->c, key, "L", 1, TC_TTL_DEFAULT);
+        tc_value v;
+        tc_status g = tc_get(a->c, key, &v);
+        if (g == TC_OK)
+            tc_value_release(&v);
+        if (st != TC_OK || (g != TC_OK && g != TC_MISS))
+            atomic_fetch_add(&a->errors, 1);
+        atomic_fetch_add(&a->ops, 1);
+    }
+    return NULL;
+}
+
+static char *node_cmd(int i, const char *a0, const char *a1, const char *a2, const char *a3,
+                      const char *a4)
+{
+    const char *argv[] = {a0, a1, a2, a3, a4, NULL};
+    return tcf_redis_cmd(&cluster.nodes[i], argv);
+}
+
+static void setslot(int i, const char *slot, const char *how, const char *id)
+{
+    char *x = node_cmd(i, "CLUSTER", "SETSLOT", slot, how, id);
+    ck_assert_msg(x && strcmp(x, "OK") == 0, "SETSLOT %s %s on node %d", how, slot, i);
+    free(x);
+}
+
+static void migrate(int src, int dst, const char *rkey)
+{
+    char port[16];
+    snprintf(port, sizeof port, "%d", cluster.nodes[dst].port);
+    const char *argv[] = {"MIGRATE", "127.0.0.1", port, rkey, "0", "5000", NULL};
+    char *x = tcf_redis_cmd(&cluster.nodes[src], argv);
+    ck_assert_msg(x && strcmp(x, "OK") == 0, "MIGRATE %s: %s", rkey, x ? x : "error");
+    free(x);
+}
+
+START_TEST(test_cluster_slot_migration_moved_ask)
+{
+    tc_cache *c = cl_open(&cluster, NULL, 0);  /* every read goes to Redis */
+    tc_cache *c2 = cl_open(&cluster, c->opt.key_prefix, 0);
+    ck_assert_int_eq(tc_set(c, "{mig}a", "A", 1, TC_TTL_DEFAULT), TC_OK);
+    ck_assert_int_eq(tc_set(c, "{mig}b", "B", 1, TC_TTL_DEFAULT), TC_OK);
+    char ra[128], rb[128], slot[16];
+    snprintf(ra, sizeof ra, "%s{mig}a", c->rprefix);
+    snprintf(rb, sizeof rb, "%s{mig}b", c->rprefix);
+    snprintf(slot, sizeof slot, "%u", tc__cluster_slot(ra, strlen(ra)));
+    int src = holder(&cluster, ra), dst = (src + 1) % cluster.n;
+    ck_assert_int_ge(src, 0);
+    char *src_id = node_cmd(src, "CLUSTER", "MYID", NULL, NULL, NULL);
+    char *dst_id = node_cmd(dst, "CLUSTER", "MYID", NULL, NULL, NULL);
+    ck_assert_ptr_nonnull(src_id);
+    ck_assert_ptr_nonnull(dst_id);
+
+    load_arg la = {.c = c2};
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, load_thread, &la), 0);
+    tct_sleep_ms(50);
+
+    setslot(dst, slot, "IMPORTING", src_id);
+    setslot(src, slot, "MIGRATING", dst_id);
+    migrate(src, dst, ra);
+    /* "{mig}a" now lives on dst while the slot is still src's: ASK. */
+    tc_remote_stats s0 = rstats(c);
+    tct_expect(c, "{mig}a", TC_OK, "A");
+    ck_assert_int_eq(tc_set(c, "{mig}a", "A2", 2, TC_TTL_DEFAULT), TC_OK);
+    tct_expect(c, "{mig}a", TC_OK, "A2");
+    tct_expect(c, "{mig}b", TC_OK, NULL); /* still on src: no redirect needed */
+    /* A batch whose transaction for the migrating slot is redirected, the others not. */
+    const char *bk[3] = {"{mig}a", "x1", "x2"};
+    const void *bv[3] = {"A3", "X", "X"};
+    size_t bl[3] = {2, 1, 1};
+    ck_assert_int_eq(tc_set_many(c, bk, bv, bl, 3, TC_TTL_DEFAULT), TC_OK);
+    tct_expect(c, "{mig}a", TC_OK, "A3");
+    tct_expect(c, "x2", TC_OK, "X");
+    ck_assert_int_eq(tc_set(c, "{mig}a", "A2", 2, TC_TTL_DEFAULT), TC_OK);
+    tc_remote_stats s1 = rstats(c);
+    ck_assert_uint_ge(s1.ask - s0.ask, 3);
+    tct_sleep_ms(100);
+    migrate(src, dst, rb);
+    tct_sleep_ms(100);
+    /* Target first, then the source, then the others. */
+    setslot(dst, slot, "NODE", dst_id);
+    setslot(src, slot, "NODE", dst_id);
+    for (int i = 0; i < cluster.n; i++) {
+        if (i != src && i != dst) /* optional: gossip tells them too */
+            free(node_cmd(i, "CLUSTER", "SETSLOT", slot, "NODE", dst_id));
+    }
+    tct_sleep_ms(100);
+    tct_expect(c, "{mig}a", TC_OK, "A2"); /* the map still says src: MOVED */
+    tc_remote_stats s2 = rstats(c);
+    ck_assert_uint_ge(s2.moved - s1.moved, 1);
+    tct_expect(c, "{mig}a", TC_OK, "A2"); /* learnt: no further redirect */
+    ck_assert_uint_eq(rstats(c).moved, s2.moved);
+    tct_sleep_ms(100);
+    atomic_store(&la.stop, true);
+    pthread_join(th, NULL);
+    ck_assert_int_gt(atomic_load(&la.ops), 10);
+    ck_assert_int_eq(atomic_load(&la.errors), 0);
+    tc_remote_stats l = rstats(c2);
+    ck_assert_uint_ge(l.moved + l.ask, 1);
+    ck_assert_int_eq(holder(&cluster, ra), dst);
+    ck_assert_int_eq(holder(&cluster, rb), dst);
+    free(src_id);
+    free(dst_id);
+    tc_close(c);
+    tc_close(c2);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ a master dies */
+
+START_TEST(test_cluster_killed_master)
+{
+    tcf_cluster own;
+    ck_assert_int_eq(tcf_cluster_start(&own, 3), 0);
+    tc_options o;
+    cl_options(&o, &own);
+    o.command_timeout_ms = 300;
+    o.connect_timeout_ms = 300;
+    o.local_max_bytes = 0;
+    tc_cache *c = tct_open(&o);
+    o.local_max_bytes = 1 << 20;
+    o.heartbeat_ms = 200;
+    tc_cache *c2 = tct_open(&o); /* its subscriber is on the first seed: the victim */
+    char key[32], rk[128];
+    int where[60];
+    for (int i = 0; i < 60; i++) {
+        snprintf(key, sizeof key, "d%d", i);
+        ck_assert_int_eq(tc_set(c, key, "v", 1, TC_TTL_DEFAULT), TC_OK);
+        snprintf(rk, sizeof rk, "%s%s", c->rprefix, key);
+        where[i] = holder(&own, rk);
+    }
+    int victim = 0, live = -1;
+    for (int i = 0; i < 60; i++) {
+        if (where[i] != victim && live < 0)
+            live = i;
+    }
+    ck_assert_int_ge(live, 0);
+    char lkey[32];
+    snprintf(lkey, sizeof lkey, "d%d", live);
+    tct_expect(c2, lkey, TC_OK, "v"); /* a local copy in c2 */
+    tcf_redis_kill(&own.nodes[victim]);
+    int ok = 0, failed = 0;
+    for (int i = 0; i < 60; i++) {
+        snprintf(key, sizeof key, "d%d", i);
+        int64_t t0 = tc__now_ns();
+        tc_value v;
+        tc_status st = tc_get(c, key, &v);
+        int64_t ms = (tc__now_ns() - t0) / 1000000;
+        ck_assert_msg(ms < 2000, "a read took %lld ms", (long long)ms);
+        if (where[i] == victim) {
+            ck_assert_msg(st == TC_ERR_IO || st == TC_ERR_TIMEOUT, "%s: %s", key,
+                          tc_strerror(st));
+            failed++;
+        } else {
+            ck_assert_msg(st == TC_OK, "%s: %s", key, tc_strerror(st));
+            tc_value_release(&v);
+            ok++;
+        }
+    }
+    ck_assert_int_gt(ok, 0);
+    ck_assert_int_gt(failed, 0);
+    /* Writes to live slots keep working once the others mark the node failed. */
+    tcf_cluster_wait_ok(&own, 5000);
+    for (int i = 0; i < 60; i++) {
+        if (where[i] == victim)
+            continue;
+        snprintf(key, sizeof key, "d%d", i);
+        ck_assert_int_eq(tc_set(c, key, "w", 1, TC_TTL_DEFAULT), TC_OK);
+        tct_expect(c, key, TC_OK, "w");
+    }
+    /* c2's subscriber moved to a live node (flushing its local tier): its copy of a live
+     * key is not served stale. */
+    bool fresh = false;
+    for (int i = 0; i < 100 && !fresh; i++) {
+        tc_value v;
+        if (tc_get(c2, lkey, &v) == TC_OK) {
+            fresh = v.len == 1 && memcmp(v.data, "w", 1) == 0;
+            tc_value_release(&v);
+        }
+        if (!fresh)
+            tct_sleep_ms(50);
+    }
+    ck_assert_msg(fresh, "c2 still serves its copy from before the node died");
+    tc_close(c2);
+    tc_close(c);
+    tcf_cluster_stop(&own);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ Sentinel failover */
+
+static bool info_has(const tcf_redis *r, const char *section, const char *needle)
+{
+    const char *argv[] = {"INFO", section, NULL};
+    char *x = tcf_redis_cmd(r, argv);
+    bool yes = x && strstr(x, needle) != NULL;
+    free(x);
+    return yes;
+}
+
+typedef struct sload_arg {
+    tc_cache *c;
+    atomic_bool stop;
+    atomic_int ok, errors;
+} sload_arg;
+
+static void *sentinel_load(void *p)
+{
+    sload_arg *a = p;
+    char key[32];
+    for (int i = 0; !atomic_load(&a->stop); i++) {
+        snprintf(key, sizeof key, "load%d", i % 20);
+        tc_value v;
+        tc_status st = tc_set(a->c, key, "L", 1, TC_TTL_DEFAULT);
+        tc_status g = tc_get(a->c, key, &v);
+        if (g == TC_OK)
+            tc_value_release(&v);
+        if (st == TC_OK && (g == TC_OK || g == TC_MISS))
+            atomic_fetch_add(&a->ok, 1);
+        else
+            atomic_fetch_add(&a->errors, 1);
+        tct_sleep_ms(1);
+    }
+    return NULL;
+}
+
+START_TEST(test_cluster_sentinel_failover)
+{
+    tcf_redis master, replica, sentinel;
+    ck_assert_int_eq(tcf_redis_start(&master, NULL), 0);
+    char mport[16];
+    snprintf(mport, sizeof mport, "%d", master.port);
+    const char *rargs[] = {"--replicaof", "127.0.0.1", mport, NULL};
+    ck_assert_int_eq(tcf_redis_start(&replica, rargs), 0);
+    ck_assert_int_eq(tcf_sentinel_start(&sentinel, master.port, "tcmaster"), 0);
+    bool ready = false;
+    for (int i = 0; i < 300 && !ready; i++) { /* replica linked, and known to the sentinel */
+        const char *argv[] = {"SENTINEL", "replicas", "tcmaster", NULL};
+        char *n = tcf_redis_cmd(&sentinel, argv);
+        ready = info_has(&replica, "replication", "master_link_status:up") && n &&
+                strcmp(n, "1") == 0;
+        free(n);
+        if (!ready)
+            tct_sleep_ms(50);
+    }
+    ck_assert_msg(ready, "replica not linked or not seen by the sentinel");
+
+    tc_options o;
+    tc_options_init(&o);
+    char prefix[64];
+    o.redis_url = sentinel.url;
+    o.key_prefix = tcf_unique_prefix(prefix, sizeof prefix);
+    o.command_timeout_ms = 500;
+    o.connect_timeout_ms = 500;
+    tc_cache *c1 = tct_open(&o), *c2 = tct_open(&o);
+    tct_sleep_ms(200);
+    ck_assert_int_eq(tc_set(c1, "k", "v1", 2, TC_TTL_DEFAULT), TC_OK);
+    tct_expect(c2, "k", TC_OK, "v1"); /* c2 holds a local copy */
+    sload_arg la = {.c = c1};
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, sentinel_load, &la), 0);
+    tct_sleep_ms(100);
+
+    const char *fo[] = {"SENTINEL", "FAILOVER", "tcmaster", NULL};
+    char *x = tcf_redis_cmd(&sentinel, fo);
+    ck_assert_msg(x && strcmp(x, "OK") == 0, "SENTINEL FAILOVER: %s", x ? x : "error");
+    free(x);
+    bool promoted = false;
+    for (int i = 0; i < 300 && !promoted; i++) {
+        promoted = info_has(&replica, "replication", "role:master");
+        if (!promoted)
+            tct_sleep_ms(50);
+    }
+    ck_assert_msg(promoted, "the replica was not promoted");
+    /* Until the old master is demoted it still takes writes (that the resync then drops:
+     * Sentinel's asynchronous failover); wait for that before checking where writes go. */
+    bool demoted = false;
+    for (int i = 0; i < 300 && !demoted; i++) {
+        demoted = info_has(&master, "replication", "role:slave");
+        if (!demoted)
+            tct_sleep_ms(50);
+    }
+    ck_assert_msg(demoted, "the old master was not demoted");
+    /* Writes reach the new master once the sentinel names it. */
+    tc_status st = TC_ERR_IO;
+    for (int i = 0; i < 200 && st != TC_OK; i++) {
+        st = tc_set(c1, "k", "v2", 2, TC_TTL_DEFAULT);
+        if (st != TC_OK)
+            tct_sleep_ms(50);
+    }
+    ck_assert_msg(st == TC_OK, "no write after the failover: %s", tc_strerror(st));
+    char rk[128];
+    snprintf(rk, sizeof rk, "%s", c1->rprefix);
+    strncat(rk, "k", sizeof rk - strlen(rk) - 1);
+    const char *get[] = {"GET", rk, NULL};
+    char *on_new = tcf_redis_cmd(&replica, get);
+    ck_assert_ptr_nonnull(on_new);
+    ck_assert_msg(strstr(on_new, "v2") != NULL, "the new master does not hold the write");
+    free(on_new);
+    /* c2 drops its copy: its subscriber moved to the new master (and flushed), or the
+     * invalidation reached it there. */
+    bool fresh = false;
+    for (int i = 0; i < 200 && !fresh; i++) {
+        tc_value v;
+        if (tc_get(c2, "k", &v) == TC_OK) {
+            fresh = v.len == 2 && memcmp(v.data, "v2", 2) == 0;
+            tc_value_release(&v);
+        }
+        if (!fresh)
+            tct_sleep_ms(50);
+    }
+    ck_assert_msg(fresh, "the other cache kept its pre-failover copy");
+    int ok_before = atomic_load(&la.ok);
+    tct_sleep_ms(300);
+    atomic_store(&la.stop, true);
+    pthread_join(th, NULL);
+    ck_assert_int_gt(atomic_load(&la.ok), ok_before); /* the load goes on after it */
+    ck_assert_uint_ge(rstats(c1).map_refreshes, 1);   /* one failover followed */
+    tc_close(c1);
+    tc_close(c2);
+    tcf_redis_stop(&sentinel);
+    tcf_redis_stop(&replica);
+    tcf_redis_stop(&master);
+}
+END_TEST
+
+static Suite *cluster_suite(void)
+{
+    Suite *s = suite_create("cluster");
+    struct {
+        const char *name;
+        const TTest *test;
+    } cases[] = {
+        {"crc16", test_cluster_crc16_slots},
+        {"url", test_cluster_url_parse},
+        {"basic", test_cluster_basic_ops},
+        {"batches", test_cluster_batches_across_slots},
+        {"clear", test_cluster_clear_all_masters_prefix_isolation},
+        {"coherence", test_cluster_coherence_two_caches},
+        {"load_lock", test_cluster_get_or_set_and_locks},
+        {"tracking", test_cluster_tracking_refused},
+        {"migration", test_cluster_slot_migration_moved_ask},
+        {"killed", test_cluster_killed_master},
+        {"sentinel", test_cluster_sentinel_failover},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        TCase *tc = tcase_create(cases[i].name);
+        tcase_set_timeout(tc, 60);
+        tcase_add_test(tc, cases[i].test);
+        suite_add_tcase(s, tc);
+    }
+    return s;
+}
+
+int main(void)
+{
+    if (tcf_cluster_start(&cluster, 3) != 0) {
+        fprintf(stderr, "cannot start the test cluster: failing\n");
+        return EXIT_FAILURE;
+    }
+    SRunner *sr = srunner_create(cluster_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    tcf_cluster_stop(&cluster);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
