@@ -740,6 +740,32 @@ static bool ex_clamp(exch *e)
  * passed, or a read or write timed out), TC_ERR_PROTO (the server sent bytes that are not
  * RESP), TC_ERR_NOMEM (hiredis ran out of memory) or TC_ERR_IO. (This is redisGetReply's loop with a deadline check before each
  * blocking call.) */
+/* Sends what was appended without waiting for the replies (ex_recv reads them later), so
+ * that a router can put the batches of several nodes on the wire before it waits for any.
+ * Failures as ex_recv's. */
+static tc_status ex_flush(exch *e)
+{
+    sigpipe_guard g;
+    sigpipe_block(&g);
+    bool late = false, ok = true;
+    int done = 0;
+    while (ok && !done) {
+        if (!ex_clamp(e))
+            late = true, ok = false;
+        else
+            ok = redisBufferWrite(e->c, &done) == REDIS_OK;
+    }
+    sigpipe_restore(&g, !ok);
+    if (ok)
+        return TC_OK;
+    e->broken = true;
+    if (late || tc__remote_ctx_status(e->c) == TC_ERR_TIMEOUT) {
+        e->timed_out = true;
+        return TC_ERR_TIMEOUT;
+    }
+    return TC_ERR_IO;
+}
+
 /* Records in rt the first redirect among the replies. */
 static void note_redirects(route *rt, redisReply **rep, size_t n)
 {
@@ -847,16 +873,24 @@ static void free_replies(redisReply **rep, size_t n)
     }
 }
 
-/* Whether an exchange's context may be pooled again, with the socket timeouts of a pooled
- * context (restored here if ex_clamp lowered them). */
+/* Puts back the socket timeouts every set-up context has (command_timeout_ms) if
+ * ex_clamp lowered them: a context that leaves an exchange (a handshake, a preload, an
+ * operation) must not keep a shorter timeout than the next exchange on it assumes. */
+static bool ex_restore_timeouts(exch *e)
+{
+    const int64_t full = (int64_t)e->r->cfg.command_timeout_ms * 1000000;
+    if (e->sock_timeout_ns == full)
+        return true;
+    if (redisSetTimeout(e->c, e->r->command_tv) != REDIS_OK)
+        return false;
+    e->sock_timeout_ns = full;
+    return true;
+}
+
+/* Whether an exchange's context may be pooled again (with its timeouts restored). */
 static bool ex_reusable(exch *e)
 {
-    if (e->broken || e->owed != 0 || e->c->err != 0)
-        return false;
-    if (e->sock_timeout_ns != (int64_t)e->r->cfg.command_timeout_ms * 1000000 &&
-        redisSetTimeout(e->c, e->r->command_tv) != REDIS_OK)
-        return false;
-    return true;
+    return !e->broken && e->owed == 0 && e->c->err == 0 && ex_restore_timeouts(e);
 }
 
 /* ------------------------------------------------------------------ connections */
@@ -926,6 +960,8 @@ static tc_status handshake(tc_remote *r, redisContext *c)
         }
     }
     free_replies(rep, n);
+    if (st == TC_OK && !ex_restore_timeouts(&e))
+        st = TC_ERR_IO;
     return st;
 }
 
@@ -1113,9 +1149,7 @@ static tc_status op_start(tc_remote *r, route *rt, exch *e)
 static void ex_rearm(exch *e)
 {
     e->deadline_ns = tc__deadline_after_ms(e->r->cfg.command_timeout_ms);
-    if (e->sock_timeout_ns != (int64_t)e->r->cfg.command_timeout_ms * 1000000 &&
-        redisSetTimeout(e->c, e->r->command_tv) == REDIS_OK)
-        e->sock_timeout_ns = (int64_t)e->r->cfg.command_timeout_ms * 1000000;
+    (void)ex_restore_timeouts(e); /* on failure the lower timeout only ends it sooner */
 }
 
 /* Returns the connection, tells the breaker what the operation learnt about the server
@@ -1353,6 +1387,8 @@ static tc_status preload_scripts(tc_remote *r, redisContext *c)
             bad_reply(r, rep[i], "SCRIPT LOAD");
     }
     free_replies(rep, N);
+    if (st == TC_OK && !ex_restore_timeouts(&e))
+        st = TC_ERR_IO;
     return st;
 }
 
@@ -1583,36 +1619,54 @@ static tc_status node_get(tc_remote *r, route *rt, const char *rkey, size_t rkle
     return op_finish(&e, st);
 }
 
-static tc_status node_get_many(tc_remote *r, route *rt, size_t n, const char *const *rkeys,
-                              const size_t *rklens, tc_ref **vals, int64_t *pttls,
-                              tc_status *st_out)
-{
-    if (!r || (n > 0 && (!rkeys || !rklens || !vals || !st_out)))
-        return TC_ERR_ARG;
-    for (size_t i = 0; i < n; i++)
-        vals[i] = NULL;
-    if (n == 0)
-        return TC_OK;
-    if (n > SIZE_MAX / 2 / sizeof(redisReply *))
-        return TC_ERR_NOMEM;
-    redisReply **rep = tc__calloc(2 * n, sizeof *rep);
-    if (!rep)
-        return TC_ERR_NOMEM;
+/* A GET + PTTL batch on one node, in two halves: get_batch_send appends the commands (and
+ * with flush, sends them), get_batch_recv reads the replies and gives the connection back.
+ * A router sends the batches of all its nodes before it reads any. */
+typedef struct get_batch {
     exch e;
-    tc_status st = op_start(r, rt, &e);
-    for (size_t i = 0; i < n && st == TC_OK; i++) {
+    route rt;
+    size_t n;
+    redisReply **rep;
+    tc_status st;
+} get_batch;
+
+static void get_batch_send(get_batch *b, tc_remote *r, route *rt, size_t n,
+                           const char *const *rkeys, const size_t *rklens, bool flush)
+{
+    memset(&b->rt, 0, sizeof b->rt);
+    b->n = n;
+    b->rep = n <= SIZE_MAX / 2 / sizeof(redisReply *) ? tc__calloc(2 * n, sizeof *b->rep)
+                                                      : NULL;
+    ex_init(&b->e, r, NULL);
+    if (!b->rep) {
+        b->st = TC_ERR_NOMEM;
+        return;
+    }
+    b->st = op_start(r, rt, &b->e);
+    for (size_t i = 0; i < n && b->st == TC_OK; i++) {
         const char *argv[2] = {"GET", rkeys[i]};
         size_t lens[2] = {3, rklens[i]};
-        st = ex_send(&e, 2, argv, lens);
+        b->st = ex_send(&b->e, 2, argv, lens);
         argv[0] = "PTTL";
         lens[0] = 4;
-        if (st == TC_OK)
-            st = ex_send(&e, 2, argv, lens);
+        if (b->st == TC_OK)
+            b->st = ex_send(&b->e, 2, argv, lens);
     }
+    if (b->st == TC_OK && flush)
+        b->st = ex_flush(&b->e);
+}
+
+static tc_status get_batch_recv(get_batch *b, tc_ref **vals, int64_t *pttls, tc_status *st_out)
+{
+    tc_remote *r = b->e.r;
+    size_t n = b->n;
+    tc_status st = b->st;
+    for (size_t i = 0; i < n; i++)
+        vals[i] = NULL;
     if (st == TC_OK)
-        st = ex_recv(&e, 2 * n, rep);
+        st = ex_recv(&b->e, 2 * n, b->rep);
     for (size_t i = 0; i < n && st == TC_OK; i++) {
-        tc_status one = take_value(r, rep[2 * i], rep[2 * i + 1], &vals[i],
+        tc_status one = take_value(r, b->rep[2 * i], b->rep[2 * i + 1], &vals[i],
                                    pttls ? &pttls[i] : NULL);
         if (one == TC_OK || one == TC_MISS)
             st_out[i] = one;
@@ -1625,9 +1679,26 @@ static tc_status node_get_many(tc_remote *r, route *rt, size_t n, const char *co
             vals[i] = NULL;
         }
     }
-    free_replies(rep, 2 * n);
-    tc__free(rep);
-    return op_finish(&e, st);
+    if (b->rep)
+        free_replies(b->rep, 2 * n);
+    tc__free(b->rep);
+    b->rep = NULL;
+    return op_finish(&b->e, st);
+}
+
+static tc_status node_get_many(tc_remote *r, route *rt, size_t n, const char *const *rkeys,
+                              const size_t *rklens, tc_ref **vals, int64_t *pttls,
+                              tc_status *st_out)
+{
+    if (!r || (n > 0 && (!rkeys || !rklens || !vals || !st_out)))
+        return TC_ERR_ARG;
+    for (size_t i = 0; i < n; i++)
+        vals[i] = NULL;
+    if (n == 0)
+        return TC_OK;
+    get_batch b;
+    get_batch_send(&b, r, rt, n, rkeys, rklens, false);
+    return get_batch_recv(&b, vals, pttls, st_out);
 }
 
 /* Checks the replies of "MULTI, q commands, EXEC": OK, q x QUEUED and an array of q
@@ -2731,12 +2802,23 @@ static tc_status cluster_write_by_slot(tc_remote *r, const op *o)
     return st;
 }
 
-/* GETs over many slots: one pipelined batch per node, nodes one after the other. A node
- * batch that meets a redirect is redone key by key (each following its own redirects). */
+static int cmp_ptr(const void *a, const void *b)
+{
+    uintptr_t x = (uintptr_t)*(tc_remote *const *)a, y = (uintptr_t)*(tc_remote *const *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* GETs over many slots: one pipelined batch per node, all sent before any is read, so the
+ * nodes work in parallel and the call takes about one round trip. Connections are taken
+ * in the order of the nodes' addresses, so two threads can never each hold what the other
+ * waits for. A node batch that meets a redirect is redone key by key (each following its
+ * own redirects). */
 static tc_status cluster_get_many(tc_remote *r, const op *o)
 {
     size_t n = o->n;
     tc_remote **owner = tc__calloc(n, sizeof *owner);
+    tc_remote **nodes = tc__calloc(n, sizeof *nodes);
+    size_t *beg = tc__calloc(n + 1, sizeof *beg);
     bool *done = tc__calloc(n, sizeof *done);
     const char **keys = tc__malloc(sizeof *keys * n);
     size_t *klens = tc__malloc(sizeof *klens * n);
@@ -2744,51 +2826,67 @@ static tc_status cluster_get_many(tc_remote *r, const op *o)
     tc_ref **vals = tc__calloc(n, sizeof *vals);
     int64_t *pttls = tc__malloc(sizeof *pttls * n);
     tc_status *sts = tc__malloc(sizeof *sts * n);
+    get_batch *batches = tc__calloc(n, sizeof *batches);
     tc_status st = TC_OK;
-    if (!owner || !done || !keys || !klens || !idx || !vals || !pttls || !sts)
+    if (!owner || !nodes || !beg || !done || !keys || !klens || !idx || !vals || !pttls ||
+        !sts || !batches)
         st = TC_ERR_NOMEM;
+    size_t nn = 0; /* distinct nodes */
     for (size_t i = 0; i < n && st == TC_OK; i++) {
         owner[i] = node_for_slot(r, key_slot(o, i));
-        if (!owner[i])
-            done[i] = false; /* unknown slot: key by key below */
+        bool seen = !owner[i]; /* unknown slot: key by key below */
+        for (size_t j = 0; j < nn && !seen; j++)
+            seen = nodes[j] == owner[i];
+        if (!seen)
+            nodes[nn++] = owner[i];
     }
-    for (size_t i = 0; i < n && st == TC_OK; i++) {
-        if (done[i] || !owner[i])
-            continue;
-        tc_remote *node = owner[i];
-        size_t k = 0;
-        for (size_t j = i; j < n; j++) {
-            if (!done[j] && owner[j] == node) {
-                keys[k] = o->keys[j];
-                klens[k] = o->klens[j];
-                idx[k++] = j;
-                done[j] = true;
+    if (st == TC_OK)
+        qsort(nodes, nn, sizeof *nodes, cmp_ptr);
+    size_t k = 0;
+    for (size_t j = 0; j < nn; j++) {
+        beg[j] = k;
+        for (size_t i = 0; i < n; i++) {
+            if (owner[i] == nodes[j]) {
+                keys[k] = o->keys[i];
+                klens[k] = o->klens[i];
+                idx[k++] = i;
             }
         }
-        route rt;
-        memset(&rt, 0, sizeof rt);
-        tc_status one = node_get_many(node, &rt, k, keys, klens, vals, pttls, sts);
-        if (rt.kind != REDIR_NONE) {
-            for (size_t q = 0; q < k; q++) {
+    }
+    if (st == TC_OK)
+        beg[nn] = k;
+    for (size_t j = 0; j < nn && st == TC_OK; j++)
+        get_batch_send(&batches[j], nodes[j], &batches[j].rt, beg[j + 1] - beg[j],
+                       keys + beg[j], klens + beg[j], true);
+    size_t sent = st == TC_OK ? nn : 0;
+    /* Every batch sent is read (or fails), whatever the others did, so each gives its
+     * connection back. */
+    for (size_t j = 0; j < sent; j++) {
+        get_batch *b = &batches[j];
+        size_t m = beg[j + 1] - beg[j];
+        tc_status one = get_batch_recv(b, vals + beg[j], pttls + beg[j], sts + beg[j]);
+        if (b->rt.kind != REDIR_NONE) {
+            for (size_t q = beg[j]; q < beg[j + 1]; q++) {
                 tc__ref_drop(vals[q]);
                 vals[q] = NULL;
-                done[idx[q]] = false;
-                owner[idx[q]] = NULL; /* key by key */
             }
-            continue;
+            continue; /* not done: key by key below */
         }
-        if (one != TC_OK) {
+        if (one != TC_OK || st != TC_OK) {
             if (one == TC_ERR_IO || one == TC_ERR_TIMEOUT)
                 map_refresh_soon(r);
-            st = one;
-            break;
+            if (st == TC_OK)
+                st = one;
+            continue;
         }
-        for (size_t q = 0; q < k; q++) {
-            o->vals_out[idx[q]] = vals[q];
+        for (size_t q = beg[j]; q < beg[j] + m; q++) {
+            size_t i = idx[q];
+            done[i] = true;
+            o->vals_out[i] = vals[q];
             vals[q] = NULL;
             if (o->pttls)
-                o->pttls[idx[q]] = pttls[q];
-            o->st_out[idx[q]] = sts[q];
+                o->pttls[i] = pttls[q];
+            o->st_out[i] = sts[q];
         }
     }
     for (size_t i = 0; i < n && st == TC_OK; i++) {
@@ -2808,7 +2906,11 @@ static tc_status cluster_get_many(tc_remote *r, const op *o)
             o->vals_out[i] = NULL;
         }
     }
+    for (size_t i = 0; vals && i < n; i++)
+        tc__ref_drop(vals[i]);
     tc__free(owner);
+    tc__free(nodes);
+    tc__free(beg);
     tc__free(done);
     tc__free(keys);
     tc__free(klens);
@@ -2816,6 +2918,7 @@ static tc_status cluster_get_many(tc_remote *r, const op *o)
     tc__free(vals);
     tc__free(pttls);
     tc__free(sts);
+    tc__free(batches);
     return st;
 }
 

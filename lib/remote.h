@@ -9,8 +9,9 @@
  * the two can leave other processes' local tiers stale.
  *
  * With a redis-cluster:// URL every operation is routed by its key's hash slot (MOVED and
- * ASK followed within the deadline); batches are split per node and their MULTI/EXEC per
- * slot, so a batch is atomic per slot only. With redis-sentinel:// every operation goes to
+ * ASK followed within the deadline); batches are split per node (get_many's pipelines are
+ * sent to all nodes before any is read) and their MULTI/EXEC per slot, so a batch is
+ * atomic per slot only. With redis-sentinel:// every operation goes to
  * the master the sentinels name, asked again after a failure. See docs/scaling.md.
  *
  * Thread safety: every function may be called from any thread. The pool mutex is a leaf lock

@@ -416,6 +416,18 @@ START_TEST(test_cluster_slot_migration_moved_ask)
     ck_assert_int_eq(tc_set_many(c, bk, bv, bl, 3, TC_TTL_DEFAULT), TC_OK);
     tct_expect(c, "{mig}a", TC_OK, "A3");
     tct_expect(c, "x2", TC_OK, "X");
+    /* A get_many whose batch for src meets ASK: redone key by key. */
+    tc_value gv[3];
+    tc_status gs[3];
+    uint64_t ask_before = rstats(c).ask;
+    ck_assert_int_eq(tc_get_many(c, bk, 3, gv, gs), TC_OK);
+    for (int i = 0; i < 3; i++) {
+        ck_assert_int_eq(gs[i], TC_OK);
+        ck_assert_uint_eq(gv[i].len, bl[i]);
+        ck_assert_int_eq(memcmp(gv[i].data, bv[i], bl[i]), 0);
+        tc_value_release(&gv[i]);
+    }
+    ck_assert_uint_gt(rstats(c).ask, ask_before);
     ck_assert_int_eq(tc_set(c, "{mig}a", "A2", 2, TC_TTL_DEFAULT), TC_OK);
     tc_remote_stats s1 = rstats(c);
     ck_assert_uint_ge(s1.ask - s0.ask, 3);
@@ -504,6 +516,28 @@ START_TEST(test_cluster_killed_master)
     }
     ck_assert_int_gt(ok, 0);
     ck_assert_int_gt(failed, 0);
+    /* A batch touching the dead node fails as a whole; batches of live keys keep working,
+     * and no connection is lost on the way (more rounds than the pool has connections). */
+    const char *all[60], *alive[60];
+    char names[60][16];
+    size_t nalive = 0;
+    for (int i = 0; i < 60; i++) {
+        snprintf(names[i], sizeof names[i], "d%d", i);
+        all[i] = names[i];
+        if (where[i] != victim)
+            alive[nalive++] = names[i];
+    }
+    tc_value vs[60];
+    tc_status ss[60];
+    tc_status bst = tc_get_many(c, all, 60, vs, ss);
+    ck_assert_msg(bst == TC_ERR_IO || bst == TC_ERR_TIMEOUT, "%s", tc_strerror(bst));
+    for (int round = 0; round < 20; round++) {
+        ck_assert_int_eq(tc_get_many(c, alive, nalive, vs, ss), TC_OK);
+        for (size_t i = 0; i < nalive; i++) {
+            ck_assert_int_eq(ss[i], TC_OK);
+            tc_value_release(&vs[i]);
+        }
+    }
     /* Writes to live slots keep working once the others mark the node failed. */
     tcf_cluster_wait_ok(&own, 5000);
     for (int i = 0; i < 60; i++) {

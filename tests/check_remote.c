@@ -1364,6 +1364,44 @@ START_TEST(test_remote_deadline_covers_slot_wait)
 }
 END_TEST
 
+START_TEST(test_remote_slow_handshake_keeps_full_timeout)
+{
+    /* Regression: a handshake slow enough for the deadline to lower the socket timeouts
+     * left them lowered on the new connection, whose next exchange assumed the full
+     * command_timeout_ms and timed out early. Here the handshake's "+PONG" trickles in for
+     * about 180 ms of a 400 ms timeout, leaving about 250 ms; then a command that needs
+     * 330 ms must still get its full 400. */
+    const char *args[] = {"--hz", "500", NULL}; /* BLPOP timeouts to within 2 ms */
+    tcf_redis s;
+    ck_assert_int_eq(tcf_redis_start(&s, args), 0);
+    tcf_proxy *px = tcf_proxy_start(s.port);
+    ck_assert_ptr_nonnull(px);
+    char url[128];
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d", tcf_proxy_port(px));
+    tc_remote *r = open_remote(url, 1, 400, 400);
+    tcf_proxy_set_mode(px, TCF_PROXY_TRICKLE, 30);
+    redisContext *ctx = NULL;
+    int64_t t0 = tc__now_ns();
+    tc_status st = tc__remote_connect(r, 400, &ctx);
+    int64_t handshake_ms = ms_since(t0);
+    tcf_proxy_set_mode(px, TCF_PROXY_PASS, 0);
+    redisReply *x = NULL;
+    if (st == TC_OK)
+        x = redisCommand(ctx, "BLPOP %s 0.33", "nothing-here");
+    bool answered = x && x->type == REDIS_REPLY_NIL;
+    if (x)
+        freeReplyObject(x);
+    if (ctx)
+        redisFree(ctx);
+    tc__remote_close(r);
+    tcf_proxy_stop(px);
+    tcf_redis_stop(&s);
+    ck_assert_int_eq(st, TC_OK);
+    ck_assert_int_ge(handshake_ms, 120);
+    ck_assert_msg(answered, "the command timed out early: the timeouts were not restored");
+}
+END_TEST
+
 /* ------------------------------------------------------------------ the breaker, extended */
 
 START_TEST(test_remote_breaker_command_timeouts)
@@ -1914,6 +1952,7 @@ static Suite *remote_suite(void)
         {"breaker", test_remote_breaker, 10},
         {"deadline_trickle", test_remote_deadline_trickle, 10},
         {"deadline_slot_wait", test_remote_deadline_covers_slot_wait, 10},
+        {"slow_handshake_timeouts", test_remote_slow_handshake_keeps_full_timeout, 10},
         {"breaker_command_timeouts", test_remote_breaker_command_timeouts, 10},
         {"lost_connection", test_remote_lost_connection_keeps_breaker_closed, 10},
         {"open_auth_password", test_remote_open_auth_password, 10},
