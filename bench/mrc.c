@@ -30,8 +30,9 @@ static const double sizes_pct[] = {1, 2, 3, 5, 7.5, 10, 15, 20, 30, 40, 50};
 enum { P_CLOCK, P_REAL, P_LRU, P_OPT, NPOL };
 static const char *const pol_names[NPOL] = {"clock-sim", "local-tier", "lru", "belady"};
 static const char *const pol_titles[NPOL] = {
-    "local tier policy, simulated (CLOCK, second chance)",
-    "local tier, real tc__local_* (64 shards, byte budget)", "LRU", "Belady (offline optimum)"};
+    "plain CLOCK (second chance), simulated",
+    "local tier, real tc__local_* (W-TinyLFU over CLOCK, 64 shards)", "LRU",
+    "Belady (offline optimum)"};
 
 /* ------------------------------------------------------------------ list simulators */
 
