@@ -2,11 +2,13 @@
 # Builds tiercache and runs its test suite against private redis-servers it starts itself.
 #
 #   ./test.sh            gcc build with -Werror, then make check
-#   ./test.sh VARIANT..  any of: gcc clang asan tsan cluster distcheck torture fuzz stress all
+#   ./test.sh VARIANT..  any of: gcc clang asan tsan cluster distcheck torture fuzz stress
+#                        valgrind all
 #                        (cluster: gcc build, make check-cluster against a 3-master
 #                        loopback Redis Cluster; torture: clang + ASan + --enable-alloc-fail,
 #                        tests/check_torture only; fuzz: make fuzz FUZZ_SECONDS=10, one case
-#                        per target; stress: make stress STRESS_SECONDS=5, one case)
+#                        per target; stress: make stress STRESS_SECONDS=5, one case;
+#                        valgrind: make check-valgrind, one case per program, not in all)
 #
 # On Debian it first installs what the build needs (as root, or through sudo). Each variant
 # builds in build/<variant>. It ends with one line: "N passed, M failed" (test cases).
@@ -105,11 +107,12 @@ run_torture() {
 }
 
 # fuzz: every libFuzzer target of make fuzz (clang) for FUZZ_SECONDS (default 10) from its
-# seed corpus; each target is one test case.
+# seed corpus; each target is one test case. Runs in the clang variant's build directory
+# (the targets compile the library sources themselves).
 run_fuzz() {
-  local secs=${FUZZ_SECONDS:-10} out=$top/build/fuzz/fuzz.out
+  local secs=${FUZZ_SECONDS:-10} out=$top/build/clang/fuzz.out
   echo "== fuzz: make fuzz FUZZ_SECONDS=$secs (clang, libFuzzer + ASan + UBSan)"
-  in_build fuzz clang --enable-werror -- bash -c 'make fuzz FUZZ_SECONDS="$1" >fuzz.out 2>&1' _ "$secs" ||
+  in_build clang clang --enable-werror -- bash -c 'make fuzz FUZZ_SECONDS="$1" >fuzz.out 2>&1' _ "$secs" ||
     true
   if ! grep -qE '^fuzz_[a-z]+: (ok|CRASH)' "$out" 2>/dev/null; then
     tail -30 "$out" 2>/dev/null || true
@@ -125,11 +128,11 @@ run_fuzz() {
 }
 
 # stress: the soak program (make stress) for STRESS_SECONDS (default 5) against a Redis
-# killed and restarted every 3 s; one test case.
+# killed and restarted every 3 s; one test case. Built in the gcc variant's directory.
 run_stress() {
   local secs=${STRESS_SECONDS:-5}
   echo "== stress: make stress STRESS_SECONDS=$secs"
-  if in_build stress gcc --enable-werror -- bash -c '
+  if in_build gcc gcc --enable-werror -- bash -c '
       make -j"$(nproc)" stress/tc-stress >build.out 2>&1 || { tail -50 build.out; exit 1; }
       make -s stress STRESS_SECONDS="$1" >stress.out 2>&1; rc=$?
       cat stress.out; exit $rc' _ "$secs"; then
@@ -137,6 +140,22 @@ run_stress() {
   else
     failed=$((failed + 1))
   fi
+}
+
+# valgrind (not in all: about 3 min on top of CI's budget): make check-valgrind in the gcc
+# variant's directory, every tests/check_* under memcheck; one test case per program.
+run_valgrind() {
+  echo "== valgrind: make check-valgrind (memcheck, CK_FORK=no)"
+  local out=$top/build/gcc/valgrind.out
+  in_build gcc gcc --enable-werror -- bash -c '
+    make -j"$(nproc)" >build.out 2>&1 || { tail -50 build.out; exit 1; }
+    make check-valgrind >valgrind.out 2>&1' || true
+  grep -E '^(PASS|FAIL) \(valgrind\)' "$out" 2>/dev/null || { failed=$((failed + 1)); return 0; }
+  local ok bad
+  ok=$(grep -c '^PASS (valgrind)' "$out" || true)
+  bad=$(grep -c '^FAIL (valgrind)' "$out" || true)
+  passed=$((passed + ok))
+  failed=$((failed + bad))
 }
 
 variants=("$@")
@@ -148,6 +167,7 @@ for v in "${variants[@]}"; do
     torture) run_torture ;;
     fuzz) run_fuzz ;;
     stress) run_stress ;;
+    valgrind) run_valgrind ;;
     *) run_variant "$v" ;;
   esac
 done
