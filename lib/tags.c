@@ -149,7 +149,8 @@ TC_API tc_status tc_ns_key(tc_cache *c, const char *ns, const char *suffix, char
     return TC_OK;
 }
 
-TC_API tc_status tc_ns_bump(tc_cache *c, const char *ns, int64_t *new_version)
+/* Bumps the version of the namespace or tag name (kind says which). */
+static tc_status bump(tc_cache *c, const char *kind, const char *name, int64_t *new_version)
 {
     if (!c)
         return TC_ERR_ARG;
@@ -158,27 +159,21 @@ TC_API tc_status tc_ns_bump(tc_cache *c, const char *ns, int64_t *new_version)
     char *vkey = vkey_buf(c, stack, &vcap);
     if (!vkey)
         return TC_ERR_NOMEM;
-    tc_status st = version_key(c, NS_KIND, ns, vkey, vcap);
+    tc_status st = version_key(c, kind, name, vkey, vcap);
     if (st == TC_OK)
         st = version_bump(c, vkey, new_version);
     vkey_done(vkey, stack);
     return st;
 }
 
+TC_API tc_status tc_ns_bump(tc_cache *c, const char *ns, int64_t *new_version)
+{
+    return bump(c, NS_KIND, ns, new_version);
+}
+
 TC_API tc_status tc_tag_invalidate(tc_cache *c, const char *tag)
 {
-    if (!c)
-        return TC_ERR_ARG;
-    size_t vcap;
-    char stack[VKEY_STACK];
-    char *vkey = vkey_buf(c, stack, &vcap);
-    if (!vkey)
-        return TC_ERR_NOMEM;
-    tc_status st = version_key(c, TAG_KIND, tag, vkey, vcap);
-    if (st == TC_OK)
-        st = version_bump(c, vkey, NULL);
-    vkey_done(vkey, stack);
-    return st;
+    return bump(c, TAG_KIND, tag, NULL);
 }
 
 TC_API tc_status tc_set_tagged(tc_cache *c, const char *key, const void *data, size_t len,
