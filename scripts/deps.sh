@@ -3,7 +3,7 @@
 # sudo). Only Debian's own package archive is used, through apt-get.
 
 DEPS="build-essential autoconf automake libtool pkg-config clang libhiredis-dev uthash-dev
-      check libxxhash-dev libjansson-dev redis-server gnuplot-nox"
+      check libxxhash-dev libjansson-dev redis-server redis-tools libclang-rt-dev gnuplot-nox"
 
 install_deps() {
   local missing=()
