@@ -138,6 +138,21 @@ static bool key_ok(const tc_cache *c, const char *key, size_t *klen)
     return tc__key_valid(key, c->opt.max_key_len, klen);
 }
 
+/* The prologue of every single-key operation: an open cache and a valid key. */
+static tc_status begin_key(const tc_cache *c, const char *key, size_t *klen)
+{
+    tc_status st = check_open(c);
+    if (st == TC_OK && !key_ok(c, key, klen))
+        st = TC_ERR_ARG;
+    return st;
+}
+
+/* A delete's answer: TC_OK if the key existed, TC_MISS if not, or the error. */
+static tc_status deleted_status(tc_status st, size_t deleted)
+{
+    return st != TC_OK ? st : deleted ? TC_OK : TC_MISS;
+}
+
 /* Resolves a caller's TTL: > 0 or TC_TTL_FOREVER for Redis, 0 for "expire at once", and
  * TC_ERR_ARG for other negatives. */
 static tc_status ttl_resolve(const tc_cache *c, int ttl_ms, int *out)
@@ -794,12 +809,10 @@ tc_status tc__cache_store(tc_cache *c, const char *key, size_t klen, const void 
 TC_API tc_status tc_set(tc_cache *c, const char *key, const void *data, size_t len,
                         int ttl_ms)
 {
-    tc_status st = check_open(c);
     size_t klen;
+    tc_status st = begin_key(c, key, &klen);
     if (st != TC_OK)
         return st;
-    if (!key_ok(c, key, &klen))
-        return TC_ERR_ARG;
     /* ttl 0 (expire at once) deletes the key, as Django does. */
     return tc__cache_store(c, key, klen, data, len, NULL, ttl_ms);
 }
@@ -807,12 +820,12 @@ TC_API tc_status tc_set(tc_cache *c, const char *key, const void *data, size_t l
 TC_API tc_status tc_add(tc_cache *c, const char *key, const void *data, size_t len,
                         int ttl_ms)
 {
-    tc_status st = check_open(c);
     size_t klen;
     int ttl;
+    tc_status st = begin_key(c, key, &klen);
     if (st != TC_OK)
         return st;
-    if (!key_ok(c, key, &klen) || ttl_resolve(c, ttl_ms, &ttl) != TC_OK)
+    if (ttl_resolve(c, ttl_ms, &ttl) != TC_OK)
         return TC_ERR_ARG;
     if ((st = value_args_ok(c, data, len)) != TC_OK)
         return st;
@@ -828,33 +841,29 @@ TC_API tc_status tc_add(tc_cache *c, const char *key, const void *data, size_t l
 
 TC_API tc_status tc_delete(tc_cache *c, const char *key)
 {
-    tc_status st = check_open(c);
     size_t klen;
+    tc_status st = begin_key(c, key, &klen);
     if (st != TC_OK)
         return st;
-    if (!key_ok(c, key, &klen))
-        return TC_ERR_ARG;
     size_t deleted = 0;
     st = delete_one(c, key, klen, tc__key_hash(key, klen), &deleted);
-    if (st != TC_OK)
-        return st;
-    return deleted ? TC_OK : TC_MISS;
+    return deleted_status(st, deleted);
 }
 
 TC_API tc_status tc_touch(tc_cache *c, const char *key, int ttl_ms)
 {
-    tc_status st = check_open(c);
     size_t klen;
     int ttl;
+    tc_status st = begin_key(c, key, &klen);
     if (st != TC_OK)
         return st;
-    if (!key_ok(c, key, &klen) || ttl_resolve(c, ttl_ms, &ttl) != TC_OK)
+    if (ttl_resolve(c, ttl_ms, &ttl) != TC_OK)
         return TC_ERR_ARG;
     uint64_t h = tc__key_hash(key, klen);
     if (ttl == 0) {
         size_t deleted = 0;
         st = delete_one(c, key, klen, h, &deleted);
-        return st != TC_OK ? st : deleted ? TC_OK : TC_MISS;
+        return deleted_status(st, deleted);
     }
     rkey rk;
     if ((st = rkey_build(c, key, klen, &rk)) != TC_OK)
@@ -870,12 +879,10 @@ TC_API tc_status tc_touch(tc_cache *c, const char *key, int ttl_ms)
 
 TC_API tc_status tc_incr(tc_cache *c, const char *key, int64_t delta, int64_t *result)
 {
-    tc_status st = check_open(c);
     size_t klen;
+    tc_status st = begin_key(c, key, &klen);
     if (st != TC_OK)
         return st;
-    if (!key_ok(c, key, &klen))
-        return TC_ERR_ARG;
     uint64_t h = tc__key_hash(key, klen);
     rkey rk;
     if ((st = rkey_build(c, key, klen, &rk)) != TC_OK)
