@@ -13,12 +13,12 @@
 #include "format.h"
 #include "testutil.h"
 
-/* Runs a Redis command on the suite's server; returns its reply as a string (freed by the
+/* Runs a Redis command on the suite's server (the key's node on a cluster); returns its reply as a string (freed by the
  * caller). */
 static char *redis(const char *a0, const char *a1, const char *a2, const char *a3)
 {
     const char *argv[] = {a0, a1, a2, a3, NULL};
-    return tcf_redis_cmd(&tct_redis, argv);
+    return tct_redis_cmd(argv);
 }
 
 static void expect_redis(const char *want, const char *a0, const char *a1, const char *a2)
@@ -267,12 +267,17 @@ START_TEST(test_cache_get_many_one_round_trip)
     tc_cache *c = tct_open_default();
     const char *keys[] = {"x1", "x2", "x3", "x4", "x5"};
     tc_remote_stats before, after;
-    tc__remote_stats(c->remote, &before);
     tc_value v[5];
     tc_status st[5];
+    /* Warm first: a new connection's handshake is a round trip of its own (on a cluster,
+     * the first call opens one per node). */
+    ck_assert_int_eq(tc_get_many(c, keys, 5, v, st), TC_OK);
+    tc__remote_stats(c->remote, &before);
     ck_assert_int_eq(tc_get_many(c, keys, 5, v, st), TC_OK);
     tc__remote_stats(c->remote, &after);
-    ck_assert_uint_eq(after.round_trips - before.round_trips, 1);
+    /* One round trip per server holding the keys, sent to all before any is read. */
+    ck_assert_uint_ge(after.round_trips - before.round_trips, 1);
+    ck_assert_uint_le(after.round_trips - before.round_trips, (unsigned)tct_server_count());
     tc_close(c);
 }
 END_TEST

@@ -57,7 +57,7 @@ static int64_t ms_since(int64_t t0)
 static char *redis(const char *a0, const char *a1, const char *a2)
 {
     const char *argv[] = {a0, a1, a2, NULL};
-    return tcf_redis_cmd(&tct_redis, argv);
+    return tct_redis_cmd(argv);
 }
 
 static long long redis_int(const char *a0, const char *a1, const char *a2)
@@ -500,7 +500,7 @@ START_TEST(test_flight_expired_lock_taken_over)
     tc_cache *c = open_default();
     /* A process died holding the key's lock: its lease ends after 300 ms. */
     const char *argv[] = {"SET", rkey("orphan:lock"), "dead-owner", "PX", "300", NULL};
-    free(tcf_redis_cmd(&tct_redis, argv));
+    free(tct_redis_cmd(argv));
     loader l = {.answer = TC_OK, .value = "recovered"};
     tc_value v;
     int64_t t0 = tc__now_ns();
@@ -875,7 +875,7 @@ START_TEST(test_flight_stale_when_redis_down)
     loader l = {.answer = TC_OK, .value = "kept"};
     tc_value v;
     expect_value(tc_get_or_set(c, "d", run_loader, &l, 60000, &v), &v, "kept");
-    kill(tct_redis.pid, SIGSTOP);
+    tct_redis_pause();
     int64_t t0 = tc__now_ns();
     while (tc__coherence_local_usable(c) && ms_since(t0) < 3000)
         tct_sleep_ms(10);
@@ -895,7 +895,7 @@ START_TEST(test_flight_stale_when_redis_down)
         snprintf(got2, sizeof got2, "%.*s", (int)v.len, (const char *)v.data);
         tc_value_release(&v);
     }
-    kill(tct_redis.pid, SIGCONT);
+    tct_redis_resume();
     ck_assert(bypassed);
     ck_assert_int_eq(st1, TC_OK);
     ck_assert_str_eq(got1, "kept");
@@ -936,13 +936,18 @@ START_TEST(test_lock_expired_holder_cannot_release)
 }
 END_TEST
 
+/* SET commands run so far, over every server (a cluster's nodes). */
 static long long set_calls(void)
 {
-    char *info = redis("INFO", "commandstats", NULL);
-    ck_assert_ptr_nonnull(info);
-    char *p = strstr(info, "cmdstat_set:calls=");
-    long long n = p ? atoll(p + strlen("cmdstat_set:calls=")) : 0;
-    free(info);
+    const char *argv[] = {"INFO", "commandstats", NULL};
+    long long n = 0;
+    for (int i = 0; i < tct_server_count(); i++) {
+        char *info = tct_redis_cmd_on(i, argv);
+        ck_assert_ptr_nonnull(info);
+        char *p = strstr(info, "cmdstat_set:calls=");
+        n += p ? atoll(p + strlen("cmdstat_set:calls=")) : 0;
+        free(info);
+    }
     return n;
 }
 

@@ -4,6 +4,7 @@
 #include "testutil.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,11 +13,44 @@
 #include <unistd.h>
 
 tcf_redis tct_redis;
+static tcf_cluster cluster; /* when TC_TEST_TOPOLOGY=cluster */
+static bool clustered;
+
+bool tct_on_cluster(void)
+{
+    return clustered;
+}
+
+static int start_servers(void)
+{
+    const char *topo = getenv("TC_TEST_TOPOLOGY");
+    clustered = topo && strcmp(topo, "cluster") == 0;
+    if (!clustered)
+        return tcf_redis_start(&tct_redis, NULL);
+    if (tcf_cluster_start(&cluster, 3) != 0)
+        return -1;
+    tct_redis = cluster.nodes[0];
+    if (strlen(cluster.url) >= sizeof tct_redis.url) {
+        fprintf(stderr, "cluster URL too long for the fixture\n");
+        tcf_cluster_stop(&cluster);
+        return -1;
+    }
+    strcpy(tct_redis.url, cluster.url);
+    return 0;
+}
+
+static void stop_servers(void)
+{
+    if (clustered)
+        tcf_cluster_stop(&cluster);
+    else
+        tcf_redis_stop(&tct_redis);
+}
 
 int tct_main(Suite *s, bool need_redis)
 {
     if (need_redis) {
-        if (tcf_redis_start(&tct_redis, NULL) != 0) {
+        if (start_servers() != 0) {
             fprintf(stderr, "cannot start the test Redis: failing\n");
             return EXIT_FAILURE;
         }
@@ -27,8 +61,91 @@ int tct_main(Suite *s, bool need_redis)
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);
     if (need_redis)
-        tcf_redis_stop(&tct_redis);
+        stop_servers();
     return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
+
+/* The servers of this run: the one server, or the cluster's nodes. */
+int tct_server_count(void)
+{
+    return clustered ? cluster.n : 1;
+}
+
+static const tcf_redis *server(int i)
+{
+    return clustered ? &cluster.nodes[i] : &tct_redis;
+}
+
+char *tct_redis_cmd_on(int i, const char *const *argv)
+{
+    return tcf_redis_cmd(server(i), argv);
+}
+
+char *tct_redis_cmd(const char *const *argv)
+{
+    /* A node that does not own the key answers MOVED, an error: NULL. */
+    for (int i = 0; i < tct_server_count(); i++) {
+        char *out = tcf_redis_cmd(server(i), argv);
+        if (out)
+            return out;
+    }
+    return NULL;
+}
+
+static bool is_integer(const char *s)
+{
+    char *end;
+    if (!*s)
+        return false;
+    (void)strtoll(s, &end, 10);
+    return *end == '\0';
+}
+
+char *tct_redis_cmd_all(const char *const *argv)
+{
+    char *first = NULL;
+    long long sum = 0;
+    bool all_int = true;
+    for (int i = 0; i < tct_server_count(); i++) {
+        char *out = tcf_redis_cmd(server(i), argv);
+        if (!out) {
+            free(first);
+            return NULL;
+        }
+        all_int = all_int && is_integer(out);
+        if (all_int)
+            sum += atoll(out);
+        if (first)
+            free(out);
+        else
+            first = out;
+    }
+    if (all_int && first) {
+        char buf[32];
+        snprintf(buf, sizeof buf, "%lld", sum);
+        free(first);
+        return strdup(buf);
+    }
+    return first;
+}
+
+static void signal_servers(int sig)
+{
+    for (int i = 0; i < tct_server_count(); i++)
+        if (server(i)->pid > 0) /* never 0 or -1: those would signal a whole group */
+            kill(server(i)->pid, sig);
+}
+
+void tct_redis_pause(void)
+{
+    signal_servers(SIGSTOP);
+}
+
+void tct_redis_resume(void)
+{
+    signal_servers(SIGCONT);
+    if (clustered)
+        ck_assert_int_eq(tcf_cluster_wait_ok(&cluster, 10000), 0);
 }
 
 void tct_options(tc_options *o)

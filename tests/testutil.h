@@ -12,12 +12,37 @@
 #include "fixture.h"
 #include "tiercache.h"
 
-/* The Redis started by tct_main for this program (valid in tests when need_redis). */
+/* The Redis started by tct_main for this program (valid in tests when need_redis). With
+ * TC_TEST_TOPOLOGY=cluster in the environment (make check-cluster), the suite runs against
+ * a 3-master Redis Cluster instead: tct_redis.url is then the cluster's redis-cluster:// URL
+ * and tct_redis.port/pid those of its first node. Tests reach the servers through the
+ * tct_redis_* helpers below, which work on either deployment. */
 extern tcf_redis tct_redis;
 
 /* Starts Redis if need_redis (a failure to start fails the program), runs s in Check's
  * normal (forking) mode, stops Redis, and returns the exit status for main. */
 int tct_main(Suite *s, bool need_redis);
+
+/* Whether this run is against a cluster (TC_TEST_TOPOLOGY=cluster). */
+bool tct_on_cluster(void);
+
+/* Runs one command (NULL-terminated argv) the way a plain client would, and returns its reply
+ * as tcf_redis_cmd does. On a cluster it goes to the node that accepts it: the one owning
+ * the key for a key command, any for PUBLISH. */
+char *tct_redis_cmd(const char *const *argv);
+
+/* The servers of this run (1, or the cluster's nodes), and one command on server i. */
+int tct_server_count(void);
+char *tct_redis_cmd_on(int i, const char *const *argv);
+
+/* Runs a server-wide command (CONFIG SET, CLIENT KILL, FLUSHDB) on every server: integer
+ * replies are summed, otherwise the first reply is returned. NULL if any server failed. */
+char *tct_redis_cmd_all(const char *const *argv);
+
+/* Freezes every server (SIGSTOP) or thaws them (SIGCONT; on a cluster, then waits until it
+ * reports cluster_state:ok again). */
+void tct_redis_pause(void);
+void tct_redis_resume(void);
 
 /* Options for the suite's Redis with a fresh unique key prefix (stored in a static buffer
  * of the test: fine because each test runs in its own process). */
