@@ -360,8 +360,10 @@ TC_API tc_status tc_get_or_set(tc_cache *c, const char *key, tc_loader_fn fn, vo
 typedef struct tc_lock tc_lock;
 
 /* Takes the lock name (key rules) for ttl_ms (> 0). wait_ms: 0 tries once; > 0 retries
- * (every 2 ms at first, backing off to every 50 ms) until it is taken or wait_ms has
- * passed. TC_OK: held; *out is the handle (release it with tc_lock_release, before
+ * until it is taken or wait_ms has passed: at once when the holder releases it (a release
+ * publishes an invalidation naming the lock, and this process's releases wake its waiters
+ * directly), otherwise polling every 2 ms at first, backing off to every 50 ms (a lease
+ * that ran out publishes nothing). TC_OK: held; *out is the handle (release it with tc_lock_release, before
  * tc_close). TC_ERR_TIMEOUT: not acquired within wait_ms. TC_ERR_ARG: NULL c or out, bad
  * name, ttl_ms <= 0 or wait_ms < 0. TC_ERR_IO, TC_ERR_TIMEOUT, TC_ERR_PROTO: Redis
  * trouble. TC_ERR_NOMEM, TC_ERR_CLOSED. *out is NULL on every error. Thread-safe. */

@@ -38,6 +38,8 @@ struct tc_cache {
     tc_counters counters;   /* cache-wide: what belongs to no key type */
     tc_types *types;        /* counters per key type */
     atomic_bool closing;
+    int lock_poll_ms;       /* when > 0, tc_lock_acquire polls with this fixed step.
+                               Tests raise it to show waiters are woken by a release. */
     tc_fill_hook_fn fill_hook; /* tests only; NULL otherwise */
     void *fill_hook_arg;
 };

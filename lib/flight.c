@@ -50,6 +50,9 @@ struct tc_flights {
     tc_flight *table;           /* under mu; uthash head */
     atomic_size_t active;       /* HASH_COUNT(table), written under mu, read anywhere */
     atomic_uint_fast64_t rng;   /* splitmix64 state */
+    tc_lock_waiter *waiters;    /* under mu: registered lock waiters (a short list) */
+    pthread_cond_t waiters_cv;  /* with mu: a release of some waiter's lock */
+    atomic_size_t nwaiters;     /* the list's length, written under mu, read anywhere */
 };
 
 static unsigned bucket_hash(uint64_t h)
@@ -73,6 +76,8 @@ tc_status tc__flights_new(tc_flights **out)
     pthread_mutex_init(&fs->mu, NULL);
     pthread_condattr_init(&fs->cv_attr);
     pthread_condattr_setclock(&fs->cv_attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&fs->waiters_cv, &fs->cv_attr);
+    atomic_init(&fs->nwaiters, 0);
     *out = fs;
     return TC_OK;
 }
@@ -84,6 +89,7 @@ void tc__flights_free(tc_flights *fs)
     /* Nothing is in flight (tc_close is the last call on the cache), so the table is
      * empty; clear it anyway so a misuse leaks no uthash table. */
     HASH_CLEAR(hh, fs->table);
+    pthread_cond_destroy(&fs->waiters_cv);
     pthread_condattr_destroy(&fs->cv_attr);
     pthread_mutex_destroy(&fs->mu);
     tc__free(fs);
@@ -228,9 +234,72 @@ void tc__flight_finish(tc_flights *fs, tc_flight *f, const tc_flight_result *res
     flight_free(gone);
 }
 
+void tc__lock_waiter_enter(tc_flights *fs, tc_lock_waiter *w, uint64_t h)
+{
+    w->h = h;
+    w->seq = 0;
+    w->prev = NULL;
+    pthread_mutex_lock(&fs->mu);
+    w->next = fs->waiters;
+    if (fs->waiters)
+        fs->waiters->prev = w;
+    fs->waiters = w;
+    atomic_fetch_add(&fs->nwaiters, 1);
+    pthread_mutex_unlock(&fs->mu);
+}
+
+uint64_t tc__lock_waiter_seq(tc_flights *fs, const tc_lock_waiter *w)
+{
+    pthread_mutex_lock(&fs->mu);
+    uint64_t seq = w->seq;
+    pthread_mutex_unlock(&fs->mu);
+    return seq;
+}
+
+bool tc__lock_waiter_sleep(tc_flights *fs, tc_lock_waiter *w, uint64_t seen, int64_t wake_ns)
+{
+    struct timespec ts;
+    tc__deadline_to_timespec(wake_ns, &ts);
+    pthread_mutex_lock(&fs->mu);
+    while (w->seq == seen)
+        if (pthread_cond_timedwait(&fs->waiters_cv, &fs->mu, &ts) == ETIMEDOUT)
+            break;
+    bool woken = w->seq != seen;
+    pthread_mutex_unlock(&fs->mu);
+    return woken;
+}
+
+void tc__lock_waiter_leave(tc_flights *fs, tc_lock_waiter *w)
+{
+    pthread_mutex_lock(&fs->mu);
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        fs->waiters = w->next;
+    if (w->next)
+        w->next->prev = w->prev;
+    atomic_fetch_sub(&fs->nwaiters, 1);
+    pthread_mutex_unlock(&fs->mu);
+}
+
+/* Counts a release for every waiter of h; one broadcast wakes them all, and those of other
+ * names go back to sleep. */
+static void wake_lock_waiters_locked(tc_flights *fs, uint64_t h)
+{
+    bool any = false;
+    for (tc_lock_waiter *w = fs->waiters; w; w = w->next) {
+        if (w->h == h) {
+            w->seq++;
+            any = true;
+        }
+    }
+    if (any)
+        pthread_cond_broadcast(&fs->waiters_cv);
+}
+
 void tc__flights_notify(tc_flights *fs, uint64_t h, const char *key, size_t klen)
 {
-    if (!fs || atomic_load(&fs->active) == 0)
+    if (!fs || (atomic_load(&fs->active) == 0 && atomic_load(&fs->nwaiters) == 0))
         return;
     pthread_mutex_lock(&fs->mu);
     tc_flight *f = find_locked(fs, h, key, klen);
@@ -238,6 +307,7 @@ void tc__flights_notify(tc_flights *fs, uint64_t h, const char *key, size_t klen
         f->inval_seq++;
         pthread_cond_broadcast(&f->cv);
     }
+    wake_lock_waiters_locked(fs, h);
     pthread_mutex_unlock(&fs->mu);
 }
 

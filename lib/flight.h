@@ -80,8 +80,30 @@ bool tc__flight_wait_inval(tc_flights *fs, tc_flight *f, uint64_t seen, int64_t 
  * to res->val. f must not be used afterwards. */
 void tc__flight_finish(tc_flights *fs, tc_flight *f, const tc_flight_result *res);
 
-/* The subscriber's hook: an invalidation named key. Wakes the flight for key, if any. One
- * atomic load when nothing is in flight. */
+/* ------------------------------------------------------------------ lock waiters
+ *
+ * A tc_lock_acquire that must wait registers the lock's name (its key hash) here; a release
+ * of that lock, seen by the subscriber as an invalidation naming it or made by this very
+ * process, wakes it to try again at once instead of at its next poll. The waiter lives on
+ * the caller's stack. */
+typedef struct tc_lock_waiter {
+    uint64_t h;   /* tc__key_hash of the lock's name */
+    uint64_t seq; /* under the table's mutex: releases of the name seen */
+    struct tc_lock_waiter *prev, *next;
+} tc_lock_waiter;
+
+/* Registers w for the lock whose name hashes to h. */
+void tc__lock_waiter_enter(tc_flights *fs, tc_lock_waiter *w, uint64_t h);
+/* w's release count: read it before trying the lock. */
+uint64_t tc__lock_waiter_seq(tc_flights *fs, const tc_lock_waiter *w);
+/* Sleeps until a release moves w's count past seen, or until wake_ns (monotonic). True if
+ * woken by a release. */
+bool tc__lock_waiter_sleep(tc_flights *fs, tc_lock_waiter *w, uint64_t seen, int64_t wake_ns);
+/* Unregisters w. */
+void tc__lock_waiter_leave(tc_flights *fs, tc_lock_waiter *w);
+
+/* The subscriber's hook: an invalidation named key. Wakes the flight for key and the lock
+ * waiters of key, if any. One atomic load when nothing is in flight or waiting. */
 void tc__flights_notify(tc_flights *fs, uint64_t h, const char *key, size_t klen);
 
 /* The number of flights in progress (for tests and stats). */

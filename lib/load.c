@@ -360,7 +360,7 @@ static result fill_with_lock(req *q, tc_flight *f)
         tc_status st = tc__lock_try(c, lk.s, lk.len, token, c->opt.lock_ttl_ms);
         if (st == TC_OK) {
             res = fill_holding_lock(q);
-            (void)tc__lock_unlock(c, lk.s, lk.len, token); /* on failure its TTL ends it */
+            (void)tc__lock_unlock(c, lk.s, lk.len, token, NULL); /* else its TTL ends it */
             break;
         }
         if (st != TC_EXISTS) { /* Redis trouble: the loader still answers */
@@ -427,7 +427,7 @@ static result refresh_value(req *q, tc_ref *cur)
         TC_COUNT(&c->counters, early_refreshes);
         res = load_and_store(q);
     }
-    (void)tc__lock_unlock(c, lk.s, lk.len, token);
+    (void)tc__lock_unlock(c, lk.s, lk.len, token, NULL);
     lkey_done(&lk);
     if (res.st < 0)
         return keep; /* a failed refresh: cur has not expired yet */

@@ -7,22 +7,24 @@
  * (the name follows the key rules), so locks live in the cache's key space and go with
  * tc_clear.
  *
- * Waiting (wait_ms > 0) retries with exponential steps from 2 ms to 50 ms, each capped by
- * the deadline, sleeping in poll() with no descriptors: the library never calls sleep().
- * The retry after a step is one SET NX; a released or expired lock is taken at the next
- * step.
+ * Waiting (wait_ms > 0): a release publishes an invalidation naming the lock (in the
+ * unlock script, so only a real release does), and the waiter, registered in the flight
+ * table, is woken by the subscriber and tries again at once; a release in this process wakes
+ * it directly. Releases that publish nothing (an expired holder, NONE mode) are caught by
+ * polling: exponential steps from 2 ms to 50 ms, each capped by the deadline. Each retry is
+ * one SET NX.
  *
- * Locks: none of ours; the remote pool's leaf lock is taken inside remote.c.
+ * Locks: the flight table's leaf mutex (lock waiters); the remote pool's inside remote.c.
  */
 #include "config.h"
 
 #include "lock.h"
 
-#include <errno.h>
-#include <poll.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "coherence.h"
+#include "flight.h"
 #include "key.h"
 #include "remote_conn.h"
 
@@ -36,10 +38,13 @@ struct tc_lock {
     char rkey[]; /* "<key_prefix>:<version>:<name>" */
 };
 
-/* KEYS[1] the lock; ARGV[1] our token. 1 deleted, 0 not ours (or gone). */
+/* KEYS[1] the lock; ARGV[1] our token; ARGV[2], ARGV[3] (optional) a channel and a message
+ * to publish once deleted. 1 deleted, 0 not ours (or gone). */
 static const char script_unlock[] =
     "if redis.call('GET', KEYS[1]) == ARGV[1] then\n"
-    "  return redis.call('DEL', KEYS[1])\n"
+    "  redis.call('DEL', KEYS[1])\n"
+    "  if ARGV[3] then redis.call('PUBLISH', ARGV[2], ARGV[3]) end\n"
+    "  return 1\n"
     "end\n"
     "return 0\n";
 
@@ -86,12 +91,15 @@ tc_status tc__lock_try(tc_cache *c, const char *rkey, size_t rklen, const char *
     return st;
 }
 
-tc_status tc__lock_unlock(tc_cache *c, const char *rkey, size_t rklen, const char *token)
+tc_status tc__lock_unlock(tc_cache *c, const char *rkey, size_t rklen, const char *token,
+                          const tc_pub *pub)
 {
-    const char *argv[] = {"1", rkey, token};
-    const size_t lens[] = {1, rklen, strlen(token)};
+    const char *argv[] = {"1", rkey, token, pub ? pub->channel : NULL,
+                          pub ? pub->payload : NULL};
+    const size_t lens[] = {1, rklen, strlen(token), pub ? pub->channel_len : 0,
+                           pub ? pub->payload_len : 0};
     redisReply *r = NULL;
-    tc_status st = tc__remote_script(c->remote, script_unlock, 3, argv, lens, &r);
+    tc_status st = tc__remote_script(c->remote, script_unlock, pub ? 5 : 3, argv, lens, &r);
     if (st == TC_OK) {
         if (r->type != REDIS_REPLY_INTEGER)
             st = TC_ERR_PROTO;
@@ -103,11 +111,33 @@ tc_status tc__lock_unlock(tc_cache *c, const char *rkey, size_t rklen, const cha
     return st;
 }
 
-/* Sleeps ms milliseconds without sleep(): poll() on no descriptors. */
-static void pause_ms(int ms)
+/* After a first try found the lock held: retries until taken, an error, or wait_ms. Each
+ * try begins after reading the waiter's release count, so a release that lands after a
+ * failed try always ends the sleep that follows it. */
+static tc_status wait_for_lock(tc_lock *l, uint64_t h, int ttl_ms, int wait_ms)
 {
-    while (poll(NULL, 0, ms) < 0 && errno == EINTR)
-        ;
+    tc_cache *c = l->c;
+    const int64_t deadline = tc__deadline_after_ms(wait_ms);
+    const int step_max = c->lock_poll_ms > 0 ? c->lock_poll_ms : STEP_MAX_MS;
+    int step = c->lock_poll_ms > 0 ? c->lock_poll_ms : STEP_MIN_MS;
+    tc_lock_waiter w;
+    tc__lock_waiter_enter(c->flights, &w, h);
+    uint64_t seen = 0; /* a release between the first try and enter is caught by the poll */
+    tc_status st = TC_EXISTS;
+    while (st == TC_EXISTS) {
+        int64_t now = tc__now_ns();
+        if (now >= deadline) {
+            st = TC_ERR_TIMEOUT;
+            break;
+        }
+        int64_t wake = now + (int64_t)step * 1000000;
+        tc__lock_waiter_sleep(c->flights, &w, seen, wake < deadline ? wake : deadline);
+        step = step * 2 > step_max ? step_max : step * 2;
+        seen = tc__lock_waiter_seq(c->flights, &w);
+        st = tc__lock_try(c, l->rkey, l->rklen, l->token, ttl_ms);
+    }
+    tc__lock_waiter_leave(c->flights, &w);
+    return st;
 }
 
 TC_API tc_status tc_lock_acquire(tc_cache *c, const char *name, int ttl_ms, int wait_ms,
@@ -129,21 +159,12 @@ TC_API tc_status tc_lock_acquire(tc_cache *c, const char *name, int ttl_ms, int 
     l->c = c;
     l->rklen = tc__key_redis(l->rkey, cap, c->rprefix, c->rprefix_len, name, nlen);
     tc_status st = tc__lock_token(l->token);
-    const int64_t deadline = tc__deadline_after_ms(wait_ms);
-    int step = STEP_MIN_MS;
-    while (st == TC_OK) {
+    if (st == TC_OK)
         st = tc__lock_try(c, l->rkey, l->rklen, l->token, ttl_ms);
-        if (st != TC_EXISTS)
-            break;
-        int64_t left_ms = (deadline - tc__now_ns()) / 1000000;
-        if (left_ms <= 0) {
-            st = TC_ERR_TIMEOUT;
-            break;
-        }
-        pause_ms(step < left_ms ? step : (int)left_ms);
-        step = step * 2 > STEP_MAX_MS ? STEP_MAX_MS : step * 2;
-        st = TC_OK;
-    }
+    if (st == TC_EXISTS && wait_ms > 0)
+        st = wait_for_lock(l, tc__key_hash(name, nlen), ttl_ms, wait_ms);
+    else if (st == TC_EXISTS)
+        st = TC_ERR_TIMEOUT;
     if (st != TC_OK) {
         tc__free(l);
         return st;
@@ -156,7 +177,19 @@ TC_API tc_status tc_lock_release(tc_lock *l)
 {
     if (!l)
         return TC_ERR_ARG;
-    tc_status st = tc__lock_unlock(l->c, l->rkey, l->rklen, l->token);
+    tc_cache *c = l->c;
+    const char *name = l->rkey + c->rprefix_len;
+    size_t nlen = l->rklen - c->rprefix_len;
+    tc_inval_msg m;
+    tc_status st = tc__inval_keys(c, 1, &name, &nlen, &m);
+    if (st == TC_OK) {
+        st = tc__lock_unlock(c, l->rkey, l->rklen, l->token, tc__inval_pub(&m));
+        tc__inval_done(&m);
+    } else { /* no memory for the message: release anyway; waiters poll */
+        st = tc__lock_unlock(c, l->rkey, l->rklen, l->token, NULL);
+    }
+    if (st == TC_OK) /* our own message is ignored here: wake this process's waiters */
+        tc__flights_notify(c->flights, tc__key_hash(name, nlen), name, nlen);
     tc__free(l);
     return st;
 }

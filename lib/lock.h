@@ -24,10 +24,12 @@ tc_status tc__lock_token(char token[TC_LOCK_TOKEN_HEX + 1]);
 tc_status tc__lock_try(tc_cache *c, const char *rkey, size_t rklen, const char *token,
                        int ttl_ms);
 
-/* Deletes the lock at rkey if and only if it still holds token (atomically, by script).
- * TC_OK: deleted. TC_MISS: it expired or another owner holds it now (left alone). Errors as
- * tc__lock_try. */
-tc_status tc__lock_unlock(tc_cache *c, const char *rkey, size_t rklen, const char *token);
+/* Deletes the lock at rkey if and only if it still holds token (atomically, by script),
+ * and then publishes pub (may be NULL) in the same script, so that waiters in other
+ * processes wake. TC_OK: deleted. TC_MISS: it expired or another owner holds it now (left
+ * alone, nothing published). Errors as tc__lock_try. */
+tc_status tc__lock_unlock(tc_cache *c, const char *rkey, size_t rklen, const char *token,
+                          const tc_pub *pub);
 
 /* A user lock's token and Redis key (NUL-terminated; for tests). */
 const char *tc__lock_token_of(const tc_lock *l);

@@ -1016,6 +1016,54 @@ START_TEST(test_lock_wait_until_released_or_deadline)
 }
 END_TEST
 
+/* A child that holds the lock "x" until told "go", then releases it 200 ms later. */
+static int holder_child(FILE *in, FILE *out, void *arg)
+{
+    TC_UNUSED(arg);
+    tc_cache *c = open_default();
+    tc_lock *l = NULL;
+    if (tc_lock_acquire(c, "x", 30000, 0, &l) != TC_OK)
+        return child_fail(out, "cannot take the lock");
+    fprintf(out, "held\n");
+    tct_wait_line(in, "go");
+    tct_sleep_ms(200);
+    tc_status st = tc_lock_release(l);
+    tc_close(c);
+    return st == TC_OK ? 0 : child_fail(out, "release: %s", tc_strerror(st));
+}
+
+/* A waiter whose poll step (10 s) is longer than its wait (5 s) can only get the lock before
+ * its deadline if the release wakes it: from another process through the release's
+ * invalidation message, and from this process directly. */
+START_TEST(test_lock_release_wakes_waiters)
+{
+    fresh_prefix();
+    tct_proc p;
+    tct_proc_start(&p, holder_child, NULL); /* before any thread exists */
+    tct_proc_expect(&p, "held");
+    tc_cache *c = open_default();
+    c->lock_poll_ms = 10000;
+    tc_lock *l = NULL;
+    ck_assert_int_eq(tc_lock_acquire(c, "x", 10000, 0, &l), TC_ERR_TIMEOUT);
+    tct_proc_say(&p, "go");
+    int64_t t0 = tc__now_ns();
+    ck_assert_int_eq(tc_lock_acquire(c, "x", 10000, 5000, &l), TC_OK);
+    ck_assert_int_lt(ms_since(t0), 2500);
+    tct_proc_finish(&p);
+
+    releaser r = {l, 200};
+    pthread_t th;
+    pthread_create(&th, NULL, release_later, &r);
+    tc_lock *again = NULL;
+    t0 = tc__now_ns();
+    ck_assert_int_eq(tc_lock_acquire(c, "x", 10000, 5000, &again), TC_OK);
+    ck_assert_int_lt(ms_since(t0), 2500);
+    pthread_join(th, NULL);
+    ck_assert_int_eq(tc_lock_release(again), TC_OK);
+    tc_close(c);
+}
+END_TEST
+
 START_TEST(test_flight_options_validated)
 {
     tc_options o;
@@ -1065,6 +1113,7 @@ static Suite *flight_suite(void)
         {"lock_safety", {test_lock_expired_holder_cannot_release}},
         {"lock_try_once", {test_lock_wait_zero_tries_once}},
         {"lock_wait", {test_lock_wait_until_released_or_deadline}},
+        {"lock_wake", {test_lock_release_wakes_waiters}},
     };
     for (size_t g = 0; g < sizeof groups / sizeof groups[0]; g++) {
         TCase *tc = tcase_create(groups[g].name);
