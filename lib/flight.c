@@ -198,25 +198,38 @@ tc_status tc__flight_wait(tc_flights *fs, tc_flight *f, int64_t deadline_ns,
     return out->st;
 }
 
-uint64_t tc__flight_inval_seq(tc_flights *fs, tc_flight *f)
+/* A sequence under mu (a flight's invalidations, a lock waiter's releases). */
+static uint64_t read_seq(tc_flights *fs, const uint64_t *seq)
 {
     pthread_mutex_lock(&fs->mu);
-    uint64_t seq = f->inval_seq;
+    uint64_t v = *seq;
     pthread_mutex_unlock(&fs->mu);
-    return seq;
+    return v;
 }
 
-bool tc__flight_wait_inval(tc_flights *fs, tc_flight *f, uint64_t seen, int64_t wake_ns)
+/* Sleeps on cv until *seq (under mu) moves past seen, or until wake_ns. True if it moved. */
+static bool sleep_until_moved(tc_flights *fs, pthread_cond_t *cv, const uint64_t *seq,
+                              uint64_t seen, int64_t wake_ns)
 {
     struct timespec ts;
     tc__deadline_to_timespec(wake_ns, &ts);
     pthread_mutex_lock(&fs->mu);
-    while (f->inval_seq == seen)
-        if (pthread_cond_timedwait(&f->cv, &fs->mu, &ts) == ETIMEDOUT)
+    while (*seq == seen)
+        if (pthread_cond_timedwait(cv, &fs->mu, &ts) == ETIMEDOUT)
             break;
-    bool woken = f->inval_seq != seen;
+    bool moved = *seq != seen;
     pthread_mutex_unlock(&fs->mu);
-    return woken;
+    return moved;
+}
+
+uint64_t tc__flight_inval_seq(tc_flights *fs, tc_flight *f)
+{
+    return read_seq(fs, &f->inval_seq);
+}
+
+bool tc__flight_wait_inval(tc_flights *fs, tc_flight *f, uint64_t seen, int64_t wake_ns)
+{
+    return sleep_until_moved(fs, &f->cv, &f->inval_seq, seen, wake_ns);
 }
 
 void tc__flight_finish(tc_flights *fs, tc_flight *f, const tc_flight_result *res)
@@ -250,23 +263,12 @@ void tc__lock_waiter_enter(tc_flights *fs, tc_lock_waiter *w, uint64_t h)
 
 uint64_t tc__lock_waiter_seq(tc_flights *fs, const tc_lock_waiter *w)
 {
-    pthread_mutex_lock(&fs->mu);
-    uint64_t seq = w->seq;
-    pthread_mutex_unlock(&fs->mu);
-    return seq;
+    return read_seq(fs, &w->seq);
 }
 
 bool tc__lock_waiter_sleep(tc_flights *fs, tc_lock_waiter *w, uint64_t seen, int64_t wake_ns)
 {
-    struct timespec ts;
-    tc__deadline_to_timespec(wake_ns, &ts);
-    pthread_mutex_lock(&fs->mu);
-    while (w->seq == seen)
-        if (pthread_cond_timedwait(&fs->waiters_cv, &fs->mu, &ts) == ETIMEDOUT)
-            break;
-    bool woken = w->seq != seen;
-    pthread_mutex_unlock(&fs->mu);
-    return woken;
+    return sleep_until_moved(fs, &fs->waiters_cv, &w->seq, seen, wake_ns);
 }
 
 void tc__lock_waiter_leave(tc_flights *fs, tc_lock_waiter *w)
