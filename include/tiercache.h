@@ -105,8 +105,9 @@ typedef struct tc_options {
                                  ...]" (seed nodes; the rest is discovered; not with
                                  TC_COHERENCE_TRACKING), or a Sentinel-managed master:
                                  "redis-sentinel://[user[:password]@]host:port[,host:port
-                                 ...]/master-name[/db]" (the sentinels; credentials and db
-                                 are the master's); see docs/scaling.md.
+                                 ...]/master-name[/db][?sentinel_password=P[&sentinel_user=
+                                 U]]" (the sentinels; credentials and db are the master's,
+                                 the query's the sentinels'); see docs/scaling.md.
                                  NULL: $TC_REDIS_URL, else "redis://127.0.0.1:6379/0" */
     const char *key_prefix;   /* default "" */
     int version;              /* default 1 */
@@ -160,9 +161,9 @@ TC_API void tc_options_init(tc_options *o);
 
 /* Validates the options, connects to Redis and starts what the coherence mode needs.
  * o is borrowed: strings in it are copied. On success *out is the new cache.
- * TC_ERR_ARG: NULL o or out, a bad URL or option (also TC_COHERENCE_TRACKING with a
- * redis-cluster:// URL). TC_ERR_IO: Redis unreachable (for a cluster: no seed node answered;
- * for Sentinel: no sentinel named the master, or the master did not answer).
+ * TC_ERR_ARG: NULL o or out, a bad URL or option (also TC_COHERENCE_TRACKING on a cluster
+ * of more than 64 masters). TC_ERR_IO: Redis unreachable (for a cluster: no seed node
+ * answered; for Sentinel: no sentinel named the master, or the master did not answer).
  * TC_ERR_PROTO: a redis-cluster:// server that is not a working cluster, or sentinels that
  * do not know master-name. TC_ERR_AUTH: the server refused our credentials, or requires
  * some and none were given.

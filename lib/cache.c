@@ -348,14 +348,6 @@ TC_API tc_status tc_open(const tc_options *o, tc_cache **out)
         };
         st = tc__remote_open(&rc, &c->remote);
     }
-    if (st == TC_OK && c->opt.coherence == TC_COHERENCE_TRACKING &&
-        tc__remote_is_cluster(c->remote)) {
-        /* Tracking needs a redirect connection to every master; not implemented. */
-        tc__log(&c->log, TC_LOG_ERROR, "TC_COHERENCE_TRACKING is not supported with "
-                                       "redis-cluster://: use TC_COHERENCE_BROADCAST "
-                                       "(docs/scaling.md)");
-        st = TC_ERR_ARG;
-    }
     if (st == TC_OK && c->opt.check_redis_config)
         tc__remote_check_config(c->remote);
     if (st == TC_OK)

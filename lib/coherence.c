@@ -14,12 +14,18 @@
  * Tracking mode: a dedicated "tracker" connection runs CLIENT TRACKING ON REDIRECT <sub>
  * BCAST PREFIX "<key_prefix>:", so Redis itself reports writes by any client to the
  * subscriber's "__redis__:invalidate" channel (full Redis keys; nil after FLUSHALL/FLUSHDB).
+ * A redirect cannot cross servers, so on a cluster the session holds such a pair (a link)
+ * on every master, and ends (resubscribing, flushing) when the set of masters in the slot
+ * map changes; broadcast mode needs one link anywhere (PUBLISH crosses the cluster).
  *
  * The subscriber thread owns its connections. It pings every heartbeat_ms and declares the
  * link dead when a ping has had no answer for heartbeat_ms more (in tracking mode it also
  * checks CLIENT TRACKINGINFO for a broken redirect). While the link is not known healthy the
  * local tier is bypassed; after every (re)subscription it flushes the local tier (an epoch
  * bump) BEFORE declaring the link healthy, because messages sent during the outage are lost.
+ * With Sentinel it also holds a "watch" connection to a sentinel, subscribed to
+ * +switch-master: when the sentinels name a new master it resubscribes there (flushing) at
+ * once, not seconds later when the old master is demoted and drops its clients.
  *
  * Locks: start_mu guards the start handshake only. healthy is an atomic read on every local
  * read; it is written by the subscriber thread alone. Applying a key invalidation also wakes
@@ -50,6 +56,7 @@
 #define BACKOFF_MIN_MS 50
 #define BACKOFF_MAX_MS 2000
 #define TRACKING_CHANNEL "__redis__:invalidate"
+#define TC_SUB_LINKS_MAX 64 /* masters of a cluster in tracking mode */
 
 struct tc_coherence_state {
     tc_cache *c;
@@ -330,27 +337,36 @@ static tc_status run(redisContext *ctx, redisReply **out, int argc, const char *
     return st;
 }
 
-/* Tracking mode: learns the subscriber's client id and makes the tracker redirect Redis's
- * invalidations for our prefix to it. */
-static tc_status tracking_setup(tc_coherence_state *cs, redisContext *sub,
-                                redisContext **tracker)
+/* One subscription: the subscribed connection and, in tracking mode, the connection whose
+ * tracking redirects to it (on the same server: a redirect cannot cross servers). Broadcast
+ * mode needs one link (PUBLISH crosses a whole cluster); tracking mode one per master. */
+typedef struct sub_link {
+    redisContext *sub;
+    redisContext *tracker;
+    int64_t last_pong, ping_sent;
+    bool subscribed;
+} sub_link;
+
+/* Tracking mode: learns the subscriber's client id and makes a new tracker connection to
+ * the same server redirect Redis's invalidations for our prefix to it. */
+static tc_status tracking_setup(tc_coherence_state *cs, tc_remote *server, sub_link *l)
 {
     tc_cache *c = cs->c;
     redisReply *r = NULL;
     const char *id_argv[] = {"CLIENT", "ID"};
-    tc_status st = run(sub, &r, 2, id_argv);
+    tc_status st = run(l->sub, &r, 2, id_argv);
     if (st != TC_OK)
         return st;
     char id[32];
     snprintf(id, sizeof id, "%lld", r->type == REDIS_REPLY_INTEGER ? r->integer : -1LL);
     freeReplyObject(r);
-    st = tc__remote_connect(c->remote, c->opt.command_timeout_ms, tracker);
+    st = tc__remote_connect(server, c->opt.command_timeout_ms, &l->tracker);
     if (st != TC_OK)
         return st;
     char prefix[1100];
     snprintf(prefix, sizeof prefix, "%s:", c->key_prefix);
     const char *argv[] = {"CLIENT", "TRACKING", "ON", "REDIRECT", id, "BCAST", "PREFIX", prefix};
-    st = run(*tracker, NULL, 8, argv);
+    st = run(l->tracker, NULL, 8, argv);
     if (st != TC_OK)
         tc__log(&c->log, TC_LOG_ERROR, "CLIENT TRACKING refused (Redis >= 6 needed)");
     return st;
@@ -391,105 +407,224 @@ static bool send_ping(redisContext *ctx)
     return true;
 }
 
-/* Reads and applies every complete reply in ctx's buffer. False if the stream is broken. */
-static bool drain(tc_coherence_state *cs, redisContext *ctx, int64_t *last_pong,
-                  bool *subscribed)
+/* Reads and applies every complete reply in the link's buffer. False if the stream is
+ * broken. */
+static bool drain(tc_coherence_state *cs, sub_link *l)
 {
     for (;;) {
         void *reply = NULL;
-        if (redisGetReplyFromReader(ctx, &reply) != REDIS_OK)
+        if (redisGetReplyFromReader(l->sub, &reply) != REDIS_OK)
             return false;
         if (!reply)
             return true;
         sub_event ev = handle_reply(cs, reply);
         if (ev == EV_PONG)
-            *last_pong = tc__now_ns();
+            l->last_pong = tc__now_ns();
         if (ev == EV_SUBSCRIBED)
-            *subscribed = true;
+            l->subscribed = true;
         freeReplyObject(reply);
     }
 }
 
-/* The subscribed loop: returns when the link fails or the cache stops. */
-static void listen_loop(tc_coherence_state *cs, redisContext *ctx, redisContext *tracker)
+/* The heartbeat of one link at time now: declares it dead (false) when a ping has gone
+ * unanswered for a beat or its tracking redirect broke; sends the next ping when due.
+ * *next gets the time it wants to be looked at again. */
+static bool link_beat(tc_coherence_state *cs, sub_link *l, int64_t now, int64_t *next)
+{
+    const int64_t beat = (int64_t)cs->heartbeat_ms * 1000000;
+    bool outstanding = l->ping_sent > l->last_pong;
+    if (outstanding && now - l->ping_sent > beat) {
+        tc__log(&cs->c->log, TC_LOG_WARN, "invalidation link: heartbeat missed");
+        return false;
+    }
+    if (l->subscribed && !outstanding && now - l->last_pong >= beat) {
+        if (l->tracker && !tracker_healthy(l->tracker)) {
+            tc__log(&cs->c->log, TC_LOG_WARN, "tracking redirect broken");
+            return false;
+        }
+        if (!send_ping(l->sub))
+            return false;
+        l->ping_sent = tc__now_ns();
+        outstanding = true;
+    }
+    *next = outstanding ? l->ping_sent + beat : l->last_pong + beat;
+    return true;
+}
+
+static bool all_subscribed(const sub_link *ls, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (!ls[i].subscribed)
+            return false;
+    return true;
+}
+
+/* Sentinel: a connection to a sentinel subscribed to its failover announcements, so that the
+ * subscriber leaves the old master when the sentinels switch, not seconds later when the old
+ * master is demoted (until then it still answers, and its subscribers hear nothing of the
+ * writes that now go to the new master). Without it (no sentinel answered), a failover is
+ * noticed when the old master's connection fails. */
+static void watch_open(tc_coherence_state *cs, redisContext **watch)
+{
+    tc_status st = tc__remote_sentinel_watch(cs->c->remote, cs->c->opt.command_timeout_ms, watch);
+    if (st != TC_OK)
+        tc__log(&cs->c->log, TC_LOG_WARN, "cannot watch the sentinels for failovers (%s)",
+                tc_strerror(st));
+}
+
+/* Reads what the watch sent. True if the master moved: the caller ends the session and
+ * resubscribes on the new master, which flushes the local tier. A watch that broke is
+ * dropped for the rest of the session. */
+static bool watch_switched(tc_coherence_state *cs, redisContext **watch)
+{
+    bool ok = redisBufferRead(*watch) == REDIS_OK, switched = false;
+    while (ok) {
+        void *reply = NULL;
+        ok = redisGetReplyFromReader(*watch, &reply) == REDIS_OK;
+        if (!ok || !reply)
+            break;
+        switched = tc__remote_sentinel_switched(cs->c->remote, reply) || switched;
+        freeReplyObject(reply);
+    }
+    if (switched)
+        tc__log(&cs->c->log, TC_LOG_WARN, "Sentinel announced a new master: resubscribing");
+    if (!ok) {
+        tc__log(&cs->c->log, TC_LOG_WARN, "lost the connection to the sentinel");
+        redisFree(*watch);
+        *watch = NULL;
+    }
+    return switched;
+}
+
+/* The subscribed loop: returns when a link fails, the set of masters a tracking session
+ * covers changes (masters_sig), the sentinels announce a new master (*watch, may be NULL),
+ * or the cache stops. */
+static void listen_loop(tc_coherence_state *cs, sub_link *ls, int n, uint64_t masters_sig,
+                        redisContext **watch)
 {
     tc_cache *c = cs->c;
-    const int64_t beat = (int64_t)cs->heartbeat_ms * 1000000;
-    int64_t last_pong = tc__now_ns(), ping_sent = 0;
-    bool subscribed = false;
+    bool healthy = false;
     const int64_t sub_deadline = tc__deadline_after_ms(c->opt.command_timeout_ms +
                                                        c->opt.connect_timeout_ms);
+    struct pollfd fds[TC_SUB_LINKS_MAX + 2];
+    int64_t next_map_check = 0;
+    for (int i = 0; i < n; i++)
+        ls[i].last_pong = tc__now_ns();
     while (!atomic_load(&cs->stopping)) {
-        int64_t now = tc__now_ns();
-        if (!subscribed && now > sub_deadline)
+        int64_t now = tc__now_ns(), next = INT64_MAX;
+        if (!healthy && now > sub_deadline)
             return;
-        bool outstanding = ping_sent > last_pong;
-        if (outstanding && now - ping_sent > beat) {
-            tc__log(&c->log, TC_LOG_WARN, "invalidation link: heartbeat missed");
-            return;
-        }
-        if (subscribed && !outstanding && now - last_pong >= beat) {
-            if (tracker && !tracker_healthy(tracker)) {
-                tc__log(&c->log, TC_LOG_WARN, "tracking redirect broken");
+        for (int i = 0; i < n; i++) {
+            int64_t t;
+            if (!link_beat(cs, &ls[i], now, &t))
                 return;
-            }
-            if (!send_ping(ctx))
-                return;
-            ping_sent = tc__now_ns();
-            continue;
+            next = t < next ? t : next;
         }
-        int64_t next = outstanding ? ping_sent + beat : last_pong + beat;
+        /* A master that joined or left: its writes would go unreported. Resubscribe. The
+         * map is reloaded once a beat for this (tracking on a cluster only). */
+        if (masters_sig && healthy && now >= next_map_check) {
+            if (tc__remote_masters_sig(c->remote, true) != masters_sig)
+                return;
+            next_map_check = now + (int64_t)cs->heartbeat_ms * 1000000;
+        }
+        if (masters_sig && next_map_check < next)
+            next = next_map_check;
         int wait_ms = (int)((next - now) / 1000000) + 1;
-        struct pollfd fds[2] = {{.fd = ctx->fd, .events = POLLIN},
-                                {.fd = cs->wake[0], .events = POLLIN}};
-        int n = poll(fds, 2, wait_ms < 1 ? 1 : wait_ms);
-        if (n < 0 && errno != EINTR)
+        for (int i = 0; i < n; i++)
+            fds[i] = (struct pollfd){.fd = ls[i].sub->fd, .events = POLLIN};
+        fds[n] = (struct pollfd){.fd = cs->wake[0], .events = POLLIN};
+        fds[n + 1] = (struct pollfd){.fd = *watch ? (*watch)->fd : -1, .events = POLLIN};
+        int ready = poll(fds, (nfds_t)n + 2, wait_ms < 1 ? 1 : wait_ms);
+        if (ready < 0 && errno != EINTR)
             return;
-        if (n <= 0)
+        if (ready <= 0)
             continue;
-        if (fds[1].revents)
+        if (fds[n].revents)
             return;
-        if (fds[0].revents) {
-            bool was_subscribed = subscribed;
-            if (redisBufferRead(ctx) != REDIS_OK || !drain(cs, ctx, &last_pong, &subscribed))
+        for (int i = 0; i < n; i++)
+            if (fds[i].revents &&
+                (redisBufferRead(ls[i].sub) != REDIS_OK || !drain(cs, &ls[i])))
                 return;
-            if (subscribed && !was_subscribed) {
-                /* Messages from before this point are lost: forget everything first. */
-                tc__local_flush(c->local);
-                atomic_store(&cs->healthy, true);
-                set_start_state(cs, 1);
-                last_pong = tc__now_ns();
-            }
+        if (fds[n + 1].revents && watch_switched(cs, watch))
+            return;
+        if (!healthy && all_subscribed(ls, n)) {
+            /* Messages from before this point are lost: forget everything first. */
+            tc__local_flush(c->local);
+            atomic_store(&cs->healthy, true);
+            set_start_state(cs, 1);
+            healthy = true;
+            for (int i = 0; i < n; i++)
+                ls[i].last_pong = tc__now_ns();
         }
     }
 }
 
-/* One connection's life: connect, subscribe, listen until the link fails. */
+/* Connects and subscribes one link to server. */
+static tc_status link_open(tc_coherence_state *cs, tc_remote *server, sub_link *l)
+{
+    tc_cache *c = cs->c;
+    bool tracking = c->opt.coherence == TC_COHERENCE_TRACKING;
+    tc_status st = tc__remote_connect(server, c->opt.command_timeout_ms, &l->sub);
+    if (st == TC_OK && tracking)
+        st = tracking_setup(cs, server, l);
+    if (st != TC_OK)
+        return st;
+    const char *argv[] = {"SUBSCRIBE", tracking ? TRACKING_CHANNEL : c->channel};
+    int done = 0;
+    if (redisAppendCommandArgv(l->sub, 2, argv, NULL) != REDIS_OK)
+        return TC_ERR_NOMEM;
+    while (!done)
+        if (redisBufferWrite(l->sub, &done) != REDIS_OK)
+            return tc__remote_ctx_status(l->sub);
+    return TC_OK;
+}
+
+static void link_close(sub_link *l)
+{
+    if (l->tracker)
+        redisFree(l->tracker);
+    if (l->sub)
+        redisFree(l->sub);
+    memset(l, 0, sizeof *l);
+}
+
+/* One session: connect and subscribe every link, listen until one fails. Tracking on a
+ * cluster takes a link per master (the set is fixed for the session: masters_sig); every
+ * other case one link to any server. */
 static tc_status session(tc_coherence_state *cs)
 {
     tc_cache *c = cs->c;
-    redisContext *ctx = NULL, *tracker = NULL;
-    tc_status st = tc__remote_connect(c->remote, c->opt.command_timeout_ms, &ctx);
-    if (st == TC_OK && c->opt.coherence == TC_COHERENCE_TRACKING)
-        st = tracking_setup(cs, ctx, &tracker);
-    if (st == TC_OK) {
-        const char *channel = c->opt.coherence == TC_COHERENCE_TRACKING ? TRACKING_CHANNEL
-                                                                         : c->channel;
-        const char *argv[] = {"SUBSCRIBE", channel};
-        int done = 0;
-        if (redisAppendCommandArgv(ctx, 2, argv, NULL) != REDIS_OK)
-            st = TC_ERR_NOMEM;
-        while (st == TC_OK && !done)
-            if (redisBufferWrite(ctx, &done) != REDIS_OK)
-                st = tc__remote_ctx_status(ctx);
+    tc_remote *servers[TC_SUB_LINKS_MAX];
+    sub_link ls[TC_SUB_LINKS_MAX];
+    int n = 1;
+    uint64_t sig = 0;
+    servers[0] = c->remote;
+    tc_status st = TC_OK;
+    if (c->opt.coherence == TC_COHERENCE_TRACKING && tc__remote_is_cluster(c->remote)) {
+        sig = tc__remote_masters_sig(c->remote, false);
+        n = tc__remote_masters(c->remote, servers, TC_SUB_LINKS_MAX);
+        if (n < 0)
+            tc__log(&c->log, TC_LOG_ERROR, "tracking mode follows at most %d masters",
+                    TC_SUB_LINKS_MAX);
+        if (n <= 0) {
+            st = n < 0 ? TC_ERR_ARG : TC_ERR_NOMEM;
+            n = 0;
+        }
     }
+    /* The watch first: a switch after the links asked the sentinels for the master is seen. */
+    redisContext *watch = NULL;
+    if (st == TC_OK && tc__remote_is_sentinel(c->remote))
+        watch_open(cs, &watch);
+    memset(ls, 0, sizeof ls);
+    for (int i = 0; i < n && st == TC_OK; i++)
+        st = link_open(cs, servers[i], &ls[i]);
     if (st == TC_OK)
-        listen_loop(cs, ctx, tracker);
+        listen_loop(cs, ls, n, sig, &watch);
+    if (watch)
+        redisFree(watch);
     atomic_store(&cs->healthy, false);
-    if (tracker)
-        redisFree(tracker);
-    if (ctx)
-        redisFree(ctx);
+    for (int i = 0; i < n; i++)
+        link_close(&ls[i]);
     return st;
 }
 

@@ -308,8 +308,59 @@ static tc_status parse_unix(const char *p, tc_url *u)
 }
 
 /* "[user[:password]@]host:port[,host:port...]": the seed nodes of a cluster; for
- * Sentinel, the sentinels followed by "/master-name[/db]". */
+ * Sentinel, the sentinels followed by "/master-name[/db][?query]". */
 static tc_status parse_seeds(const char *p, tc_url *u);
+
+/* A Sentinel URL's query: "sentinel_password=P" and "sentinel_user=U" (each at most once,
+ * percent-encoded, joined by '&'): the credentials the sentinels themselves ask for. */
+static tc_status parse_sentinel_query(const char *q, tc_url *u)
+{
+    while (*q) {
+        size_t len = strcspn(q, "&");
+        const char *eq = memchr(q, '=', len);
+        if (!eq)
+            return TC_ERR_ARG;
+        size_t nlen = (size_t)(eq - q), vlen = len - nlen - 1;
+        bool pw = nlen == 17 && memcmp(q, "sentinel_password", 17) == 0;
+        bool user = nlen == 13 && memcmp(q, "sentinel_user", 13) == 0;
+        char **dst = pw ? &u->sentinel_password : &u->sentinel_user;
+        if ((!pw && !user) || *dst)
+            return TC_ERR_ARG; /* unknown or repeated */
+        tc_status st = pct_decode(eq + 1, vlen, pw, dst);
+        if (st != TC_OK)
+            return st;
+        q += len;
+        if (*q == '&' && *++q == '\0')
+            return TC_ERR_ARG;
+    }
+    return TC_OK;
+}
+
+/* For Sentinel: "master-name[/db][?query]" after the sentinels' slash. */
+static tc_status parse_sentinel_tail(const char *name, tc_url *u)
+{
+    const char *query = strchr(name, '?');
+    size_t tail = query ? (size_t)(query - name) : strlen(name);
+    size_t nlen = strcspn(name, "/?");
+    if (nlen == 0)
+        return TC_ERR_ARG;
+    tc_status st = pct_decode(name, nlen, false, &u->master_name);
+    if (st != TC_OK)
+        return st;
+    const char *rest = name + nlen;
+    size_t rlen = tail - nlen;
+    if (rlen > 1) {
+        long db;
+        if (rest[0] != '/' || !parse_uint(rest + 1, rlen - 1, INT_MAX, &db))
+            return TC_ERR_ARG;
+        u->db = (int)db;
+    } else if (rlen == 1 && rest[0] != '/') {
+        return TC_ERR_ARG;
+    }
+    if (query && query[1] == '\0')
+        return TC_ERR_ARG;
+    return query ? parse_sentinel_query(query + 1, u) : TC_OK;
+}
 
 static tc_status parse_cluster(const char *p, tc_url *u, bool sentinel)
 {
@@ -317,22 +368,11 @@ static tc_status parse_cluster(const char *p, tc_url *u, bool sentinel)
     char *copy = NULL;
     if (sentinel) {
         const char *slash = strchr(p, '/');
-        if (!slash || slash[1] == '\0' || slash[1] == '/')
+        if (!slash)
             return TC_ERR_ARG;
-        const char *name = slash + 1;
-        size_t nlen = strcspn(name, "/");
-        tc_status st = pct_decode(name, nlen, false, &u->master_name);
+        tc_status st = parse_sentinel_tail(slash + 1, u);
         if (st != TC_OK)
             return st;
-        const char *rest = name + nlen;
-        if (*rest == '/' && rest[1] != '\0') {
-            long db;
-            if (!parse_uint(rest + 1, strlen(rest + 1), INT_MAX, &db))
-                return TC_ERR_ARG;
-            u->db = (int)db;
-        } else if (*rest != '\0' && strcmp(rest, "/") != 0) {
-            return TC_ERR_ARG;
-        }
         copy = tc__strndup(p, (size_t)(slash - p));
         if (!copy)
             return TC_ERR_NOMEM;
@@ -421,6 +461,7 @@ void tc__url_free(tc_url *u)
     if (!u)
         return;
     wipe(u->password);
+    wipe(u->sentinel_password);
     tc__free(u->host);
     tc__free(u->path);
     tc__free(u->user);
@@ -430,6 +471,8 @@ void tc__url_free(tc_url *u)
     tc__free(u->seed_hosts);
     tc__free(u->seed_ports);
     tc__free(u->master_name);
+    tc__free(u->sentinel_user);
+    tc__free(u->sentinel_password);
     memset(u, 0, sizeof *u);
 }
 
@@ -2447,6 +2490,65 @@ static tc_status cluster_connect(tc_remote *r, int timeout_ms, redisContext **ou
     return st;
 }
 
+/* Marks in owner[] (nnodes entries) the nodes that own a slot. Caller holds map_mu. */
+static void mark_masters_locked(const tc_cluster *cl, bool *owner)
+{
+    memset(owner, 0, sizeof *owner * (size_t)cl->nnodes);
+    for (int s = 0; s < NSLOTS; s++)
+        if (cl->slots[s] >= 0)
+            owner[cl->slots[s]] = true;
+}
+
+int tc__remote_masters(tc_remote *r, tc_remote **out, int cap)
+{
+    if (!r->cluster) {
+        out[0] = r;
+        return 1;
+    }
+    tc_cluster *cl = r->cluster;
+    pthread_rwlock_rdlock(&cl->map_mu);
+    bool *owner = tc__malloc(sizeof *owner * (size_t)(cl->nnodes ? cl->nnodes : 1));
+    int n = 0;
+    if (owner) {
+        mark_masters_locked(cl, owner);
+        for (int i = 0; i < cl->nnodes && n >= 0; i++) {
+            if (!owner[i])
+                continue;
+            if (n == cap)
+                n = -1;
+            else
+                out[n++] = cl->nodes[i];
+        }
+    }
+    pthread_rwlock_unlock(&cl->map_mu);
+    tc__free(owner);
+    return n;
+}
+
+uint64_t tc__remote_masters_sig(tc_remote *r, bool refresh)
+{
+    if (!r->cluster)
+        return 0;
+    if (refresh)
+        (void)map_refresh(r); /* on failure the current map answers */
+    tc_cluster *cl = r->cluster;
+    uint64_t sig = 1469598103934665603ULL; /* FNV-1a over the owners' node indices */
+    pthread_rwlock_rdlock(&cl->map_mu);
+    bool *owner = tc__malloc(sizeof *owner * (size_t)(cl->nnodes ? cl->nnodes : 1));
+    bool known = owner != NULL;
+    if (known) {
+        mark_masters_locked(cl, owner);
+        for (int i = 0; i < cl->nnodes; i++)
+            if (owner[i])
+                sig = (sig ^ (uint64_t)i) * 1099511628211ULL;
+    }
+    pthread_rwlock_unlock(&cl->map_mu);
+    tc__free(owner);
+    /* Never 0. Without memory the answer is 1, which reads as a change: the caller
+     * resubscribes, the safe side. */
+    return known ? sig | 2 : 1;
+}
+
 /* One operation, as the router hands it to a node. */
 typedef enum op_kind {
     OP_GET, OP_GET_MANY, OP_SET, OP_ADD, OP_DELETE, OP_TOUCH, OP_INCR, OP_SCRIPT, OP_COMMAND
@@ -2584,221 +2686,277 @@ static uint32_t *by_slot(const op *o)
     return ord;
 }
 
-/* Runs ng MULTI/EXEC groups of a set (vals != NULL) or a delete on one node, all in one
- * pipelined round trip: group j holds keys [gbeg[j], gbeg[j + 1]) (all of one slot), and
- * carries its own PUBLISH of pub. gst[j] gets the group's outcome (TC_OK or an error) and
- * gredir[j] whether it met a redirect (the caller routes that group again). *deleted adds the
- * number of keys a delete removed. Returns the exchange's status (I/O, timeout): on
- * failure no group's outcome is known. */
-static tc_status node_write_groups(tc_remote *r, size_t ng, const size_t *gbeg,
-                                   const char *const *keys, const size_t *klens,
-                                   const void *const *vals, const size_t *lens, int ttl_ms,
-                                   const tc_pub *pub, tc_status *gst, bool *gredir,
-                                   size_t *deleted)
-{
-    char ttl[16];
-    int tl = vals ? ttl_arg(ttl_ms, ttl) : 0;
-    size_t n = gbeg[ng];
-    size_t per_pub = pub ? 1 : 0;
-    size_t total = 0; /* replies */
-    for (size_t j = 0; j < ng; j++)
-        total += 2 + (vals ? gbeg[j + 1] - gbeg[j] : 1) + per_pub;
-    redisReply **rep = tc__calloc(total, sizeof *rep);
-    const char **argv = vals ? NULL : tc__malloc(sizeof *argv * (n + 1));
-    size_t *alens = vals ? NULL : tc__malloc(sizeof *alens * (n + 1));
-    if (!rep || (!vals && (!argv || !alens))) {
-        tc__free(rep);
-        tc__free(argv);
-        tc__free(alens);
-        return TC_ERR_NOMEM;
-    }
-    const char *multi = "MULTI", *exec = "EXEC";
-    size_t multi_len = 5, exec_len = 4;
+/* A write (set or delete) over keys of many slots, laid out for sending. A group is one slot's
+ * keys (a MULTI/EXEC may touch one slot only), contiguous in keys[]. The groups are sorted by
+ * their node's address, then slot, so that a node's groups are adjacent and the nodes come in
+ * the order their connections are taken; the groups of a slot no node is known for come
+ * last. */
+typedef struct wgroup {
+    size_t beg, n;   /* its keys: keys[beg .. beg + n) */
+    unsigned slot;
+    tc_remote *node; /* NULL: no node known for the slot (yet) */
+    tc_status st;    /* its transaction's outcome */
+    bool redir;      /* it met a redirect: routed again on its own */
+} wgroup;
+
+/* One node's transactions, pipelined in one round trip: wbatch_send puts them on the wire,
+ * wbatch_recv reads the replies and gives the connection back. */
+typedef struct wbatch {
     exch e;
-    tc_status st = op_start(r, NULL, &e);
-    for (size_t j = 0; j < ng && st == TC_OK; j++) {
-        st = ex_send(&e, 1, &multi, &multi_len);
-        if (vals) {
-            for (size_t i = gbeg[j]; i < gbeg[j + 1] && st == TC_OK; i++) {
-                const char *av[5] = {"SET", keys[i], vals[i] ? vals[i] : "", "PX", ttl};
-                size_t al[5] = {3, klens[i], lens[i], 2, (size_t)tl};
-                st = ex_send(&e, tl > 0 ? 5 : 3, av, al);
-            }
-        } else if (st == TC_OK) {
-            size_t k = gbeg[j + 1] - gbeg[j];
-            argv[0] = "UNLINK";
-            alens[0] = 6;
-            memcpy(argv + 1, keys + gbeg[j], sizeof *argv * k);
-            memcpy(alens + 1, klens + gbeg[j], sizeof *alens * k);
-            st = ex_send(&e, (int)(k + 1), argv, alens);
-        }
-        if (st == TC_OK && pub)
-            st = ex_publish(&e, pub);
-        if (st == TC_OK)
-            st = ex_send(&e, 1, &exec, &exec_len);
+    size_t g0, g1; /* its groups: g[g0 .. g1) */
+    size_t nrep;
+    redisReply **rep;
+    tc_status st;  /* the send's outcome */
+} wbatch;
+
+typedef struct wplan {
+    const op *o;
+    const char **keys;
+    size_t *klens;
+    const void **vals; /* NULL for a delete */
+    size_t *lens;
+    const char **argv; /* a delete's UNLINK command line, rebuilt per group */
+    size_t *alens;
+    wgroup *g;
+    size_t ng;
+    wbatch *b; /* one per node, in the groups' order */
+    size_t nb;
+    char ttl[16];
+    int tl;
+} wplan;
+
+/* By node address (unknown nodes last), then slot. */
+static int cmp_group(const void *a, const void *b)
+{
+    const wgroup *x = a, *y = b;
+    if (x->node != y->node) {
+        if (!x->node || !y->node)
+            return x->node ? -1 : 1;
+        return (uintptr_t)x->node < (uintptr_t)y->node ? -1 : 1;
     }
-    if (st == TC_OK)
-        st = ex_recv(&e, total, rep);
-    size_t at = 0;
-    for (size_t j = 0; j < ng && st == TC_OK; j++) {
-        size_t k = gbeg[j + 1] - gbeg[j];
-        size_t q = (vals ? k : 1) + per_pub;
-        redisReply **g = rep + at;
-        at += q + 2;
-        route rt;
-        memset(&rt, 0, sizeof rt);
-        note_redirects(&rt, g, q + 2);
-        gredir[j] = rt.kind != REDIR_NONE;
-        if (gredir[j]) {
-            gst[j] = TC_ERR_PROTO;
-            continue;
-        }
-        gst[j] = tx_check(r, g, q, vals ? "SET" : "UNLINK");
-        if (gst[j] != TC_OK)
-            continue;
-        const redisReply *x = g[q + 1];
-        if (vals) {
-            for (size_t i = 0; i < k && gst[j] == TC_OK; i++) {
-                if (!is_status(x->element[i], "OK"))
-                    gst[j] = bad_reply(r, x->element[i], "SET");
-            }
-        } else if (x->element[0]->type != REDIS_REPLY_INTEGER || x->element[0]->integer < 0) {
-            gst[j] = bad_reply(r, x->element[0], "UNLINK");
-        } else if (deleted) {
-            *deleted += (size_t)x->element[0]->integer;
-        }
-        if (gst[j] == TC_OK && pub && x->element[q - 1]->type != REDIS_REPLY_INTEGER)
-            gst[j] = bad_reply(r, x->element[q - 1], "PUBLISH");
-    }
-    free_replies(rep, total);
-    tc__free(rep);
-    tc__free(argv);
-    tc__free(alens);
-    return op_finish(&e, st);
+    return x->slot < y->slot ? -1 : x->slot > y->slot;
 }
 
-/* A MULTI/EXEC write (set or delete) over keys of many slots: one transaction per slot
- * (a transaction may touch one slot only), each with its own publication (PUBLISH reaches
- * the whole cluster from any node); the transactions of one node go in one pipelined round
- * trip, the nodes one after the other. A transaction that meets a redirect is routed again
- * on its own. Not atomic across slots: a failure can leave some slots written. */
+static void plan_free(wplan *p)
+{
+    tc__free(p->keys);
+    tc__free(p->klens);
+    tc__free(p->vals);
+    tc__free(p->lens);
+    tc__free(p->argv);
+    tc__free(p->alens);
+    tc__free(p->g);
+    tc__free(p->b);
+}
+
+/* Lays o out as described at wgroup and splits the groups into one batch per node. */
+static tc_status plan_make(tc_remote *r, const op *o, wplan *p)
+{
+    memset(p, 0, sizeof *p);
+    p->o = o;
+    size_t m = o->n;
+    bool set = o->kind == OP_SET;
+    p->tl = set ? ttl_arg(o->ttl_ms, p->ttl) : 0;
+    uint32_t *ord = by_slot(o);
+    p->keys = tc__malloc(sizeof *p->keys * m);
+    p->klens = tc__malloc(sizeof *p->klens * m);
+    p->vals = set ? tc__malloc(sizeof *p->vals * m) : NULL;
+    p->lens = set ? tc__malloc(sizeof *p->lens * m) : NULL;
+    p->argv = set ? NULL : tc__malloc(sizeof *p->argv * (m + 1));
+    p->alens = set ? NULL : tc__malloc(sizeof *p->alens * (m + 1));
+    p->g = tc__calloc(m, sizeof *p->g);
+    p->b = tc__calloc(m, sizeof *p->b);
+    if (!ord || !p->keys || !p->klens || (set ? !p->vals || !p->lens : !p->argv || !p->alens) ||
+        !p->g || !p->b) {
+        tc__free(ord);
+        return TC_ERR_NOMEM;
+    }
+    /* The groups in slot order; beg indexes ord until the layout below. */
+    for (size_t i = 0; i < m; i++) {
+        if (i == 0 || ord[2 * i] != ord[2 * (i - 1)]) {
+            wgroup *g = &p->g[p->ng++];
+            g->beg = i;
+            g->slot = ord[2 * i];
+            g->node = node_for_slot(r, g->slot);
+        }
+        p->g[p->ng - 1].n++;
+    }
+    qsort(p->g, p->ng, sizeof *p->g, cmp_group);
+    size_t k = 0;
+    for (size_t j = 0; j < p->ng; j++) {
+        wgroup *g = &p->g[j];
+        for (size_t i = g->beg; i < g->beg + g->n; i++, k++) {
+            size_t idx = ord[2 * i + 1];
+            p->keys[k] = o->keys[idx];
+            p->klens[k] = o->klens[idx];
+            if (set) {
+                p->vals[k] = o->vals[idx];
+                p->lens[k] = o->lens[idx];
+            }
+        }
+        g->beg = k - g->n;
+        if (g->node && (j == 0 || g->node != p->g[j - 1].node))
+            p->b[p->nb++].g0 = j;
+        if (g->node)
+            p->b[p->nb - 1].g1 = j + 1;
+    }
+    tc__free(ord);
+    return TC_OK;
+}
+
+/* The commands a group queues between MULTI and EXEC: its SETs or one UNLINK, and its
+ * PUBLISH. */
+static size_t wgroup_queued(const wplan *p, const wgroup *g)
+{
+    return (p->vals ? g->n : 1) + (p->o->pub ? 1 : 0);
+}
+
+/* Appends g's transaction: MULTI, the writes, its own PUBLISH of the invalidation, EXEC. */
+static tc_status wgroup_send(wplan *p, exch *e, const wgroup *g)
+{
+    const char *multi = "MULTI", *exec = "EXEC";
+    size_t multi_len = 5, exec_len = 4;
+    tc_status st = ex_send(e, 1, &multi, &multi_len);
+    if (p->vals) {
+        for (size_t i = g->beg; i < g->beg + g->n && st == TC_OK; i++) {
+            const char *av[5] = {"SET", p->keys[i], p->vals[i] ? p->vals[i] : "", "PX",
+                                 p->ttl};
+            size_t al[5] = {3, p->klens[i], p->lens[i], 2, (size_t)p->tl};
+            st = ex_send(e, p->tl > 0 ? 5 : 3, av, al);
+        }
+    } else if (st == TC_OK) {
+        p->argv[0] = "UNLINK";
+        p->alens[0] = 6;
+        memcpy(p->argv + 1, p->keys + g->beg, sizeof *p->argv * g->n);
+        memcpy(p->alens + 1, p->klens + g->beg, sizeof *p->alens * g->n);
+        st = ex_send(e, (int)(g->n + 1), p->argv, p->alens);
+    }
+    if (st == TC_OK && p->o->pub)
+        st = ex_publish(e, p->o->pub);
+    if (st == TC_OK)
+        st = ex_send(e, 1, &exec, &exec_len);
+    return st;
+}
+
+/* Sets g->st and g->redir from its replies (MULTI, the QUEUED, EXEC's array); a delete adds
+ * the keys it removed to *deleted. */
+static void wgroup_check(const wplan *p, tc_remote *r, wgroup *g, redisReply **rep,
+                         size_t *deleted)
+{
+    size_t q = wgroup_queued(p, g);
+    route rt;
+    memset(&rt, 0, sizeof rt);
+    note_redirects(&rt, rep, q + 2);
+    g->redir = rt.kind != REDIR_NONE;
+    g->st = g->redir ? TC_ERR_PROTO : tx_check(r, rep, q, p->vals ? "SET" : "UNLINK");
+    if (g->st != TC_OK)
+        return;
+    const redisReply *x = rep[q + 1];
+    if (p->vals) {
+        for (size_t i = 0; i < g->n && g->st == TC_OK; i++) {
+            if (!is_status(x->element[i], "OK"))
+                g->st = bad_reply(r, x->element[i], "SET");
+        }
+    } else if (x->element[0]->type != REDIS_REPLY_INTEGER || x->element[0]->integer < 0) {
+        g->st = bad_reply(r, x->element[0], "UNLINK");
+    } else {
+        *deleted += (size_t)x->element[0]->integer;
+    }
+    if (g->st == TC_OK && p->o->pub && x->element[q - 1]->type != REDIS_REPLY_INTEGER)
+        g->st = bad_reply(r, x->element[q - 1], "PUBLISH");
+}
+
+/* Takes a connection to b's node and puts all its transactions on the wire, without waiting
+ * for the replies. A failure is kept in b->st for wbatch_recv. */
+static void wbatch_send(wplan *p, wbatch *b)
+{
+    tc_remote *node = p->g[b->g0].node;
+    b->nrep = 0;
+    for (size_t j = b->g0; j < b->g1; j++)
+        b->nrep += wgroup_queued(p, &p->g[j]) + 2;
+    b->rep = tc__calloc(b->nrep, sizeof *b->rep);
+    ex_init(&b->e, node, NULL);
+    if (!b->rep) {
+        b->st = TC_ERR_NOMEM;
+        return;
+    }
+    b->st = op_start(node, NULL, &b->e);
+    for (size_t j = b->g0; j < b->g1 && b->st == TC_OK; j++)
+        b->st = wgroup_send(p, &b->e, &p->g[j]);
+    if (b->st == TC_OK)
+        b->st = ex_flush(&b->e);
+}
+
+/* Reads b's replies into its groups' outcomes and gives the connection back. Returns the
+ * exchange's status (I/O, timeout): on failure no group's outcome is known. */
+static tc_status wbatch_recv(wplan *p, wbatch *b, size_t *deleted)
+{
+    tc_status st = b->st;
+    if (st == TC_OK)
+        st = ex_recv(&b->e, b->nrep, b->rep);
+    redisReply **rep = b->rep;
+    for (size_t j = b->g0; j < b->g1 && st == TC_OK; j++) {
+        wgroup_check(p, b->e.r, &p->g[j], rep, deleted);
+        rep += wgroup_queued(p, &p->g[j]) + 2;
+    }
+    if (b->rep)
+        free_replies(b->rep, b->nrep);
+    tc__free(b->rep);
+    b->rep = NULL;
+    return op_finish(&b->e, st);
+}
+
+/* Routes g again on its own: cluster_run finds its node and follows its redirects. */
+static void wgroup_redo(tc_remote *r, wplan *p, wgroup *g, size_t *deleted)
+{
+    op sub = *p->o;
+    size_t d = 0;
+    sub.n = g->n;
+    sub.keys = p->keys + g->beg;
+    sub.klens = p->klens + g->beg;
+    sub.vals = p->vals ? p->vals + g->beg : NULL;
+    sub.lens = p->lens ? p->lens + g->beg : NULL;
+    sub.deleted = &d;
+    g->st = cluster_run(r, g->slot, &sub);
+    *deleted += d;
+}
+
+/* A MULTI/EXEC write (set or delete) over keys of many slots: one transaction per slot, each
+ * with its own publication (PUBLISH reaches the whole cluster from any node). The
+ * transactions of one node go in one pipeline, and every node's pipeline is sent before any
+ * reply is read, so the nodes work in parallel and the call takes about one round trip.
+ * Connections are taken in the order of the nodes' addresses (as cluster_get_many does), so
+ * two threads never each hold what the other waits for. After the first batch that cannot be
+ * sent no other is started (the call fails anyway); the ones sent are all read. Then the
+ * transactions that met a redirect, and those of slots no node was known for, are routed
+ * one by one. Not atomic across slots: a failure can leave some slots written. */
 static tc_status cluster_write_by_slot(tc_remote *r, const op *o)
 {
-    size_t m = o->n;
-    uint32_t *ord = by_slot(o);
-    const char **keys = tc__malloc(sizeof *keys * m);
-    size_t *klens = tc__malloc(sizeof *klens * m);
-    const void **vals = o->kind == OP_SET ? tc__malloc(sizeof *vals * m) : NULL;
-    size_t *lens = o->kind == OP_SET ? tc__malloc(sizeof *lens * m) : NULL;
-    size_t *gbeg = tc__malloc(sizeof *gbeg * (m + 1));    /* per group of this node */
-    uint32_t *gslot = tc__malloc(sizeof *gslot * m);
-    tc_status *gst = tc__malloc(sizeof *gst * m);
-    bool *gredir = tc__calloc(m, sizeof *gredir);
-    tc_remote **gnode = tc__calloc(m, sizeof *gnode);      /* per slot group, sorted */
-    size_t *gfirst = tc__malloc(sizeof *gfirst * (m + 1)); /* its first index in ord */
-    bool *gdone = tc__calloc(m, sizeof *gdone);
-    tc_status st = TC_OK;
-    if (!ord || !keys || !klens || (o->kind == OP_SET && (!vals || !lens)) || !gbeg ||
-        !gslot || !gst || !gredir || !gnode || !gfirst || !gdone)
-        st = TC_ERR_NOMEM;
-    size_t nsg = 0; /* slot groups */
-    for (size_t i = 0; i < m && st == TC_OK; i++) {
-        if (i == 0 || ord[2 * i] != ord[2 * (i - 1)]) {
-            gfirst[nsg] = i;
-            gnode[nsg] = node_for_slot(r, ord[2 * i]);
-            nsg++;
-        }
+    wplan p;
+    tc_status st = plan_make(r, o, &p);
+    size_t sent = 0;
+    bool send_failed = false;
+    while (st == TC_OK && sent < p.nb && !send_failed) {
+        wbatch_send(&p, &p.b[sent]);
+        send_failed = p.b[sent++].st != TC_OK;
     }
-    if (st == TC_OK)
-        gfirst[nsg] = m;
-    size_t total = 0;
-    for (size_t s0 = 0; s0 < nsg && st == TC_OK; s0++) {
-        if (gdone[s0] || !gnode[s0])
-            continue;
-        tc_remote *node = gnode[s0];
-        size_t ng = 0, k = 0;
-        for (size_t sg = s0; sg < nsg; sg++) {
-            if (gdone[sg] || gnode[sg] != node)
-                continue;
-            gbeg[ng] = k;
-            gslot[ng++] = ord[2 * gfirst[sg]];
-            gdone[sg] = true;
-            for (size_t i = gfirst[sg]; i < gfirst[sg + 1]; i++, k++) {
-                size_t idx = ord[2 * i + 1];
-                keys[k] = o->keys[idx];
-                klens[k] = o->klens[idx];
-                if (vals) {
-                    vals[k] = o->vals[idx];
-                    lens[k] = o->lens[idx];
-                }
-            }
-        }
-        gbeg[ng] = k;
-        size_t deleted = 0;
-        tc_status one = node_write_groups(node, ng, gbeg, keys, klens, vals, lens, o->ttl_ms,
-                                          o->pub, gst, gredir, &deleted);
-        if (one != TC_OK) {
-            if (one == TC_ERR_IO || one == TC_ERR_TIMEOUT)
-                map_refresh_soon(r);
+    size_t deleted = 0;
+    for (size_t j = 0; j < sent; j++) {
+        tc_status one = wbatch_recv(&p, &p.b[j], &deleted);
+        if (one == TC_ERR_IO || one == TC_ERR_TIMEOUT)
+            map_refresh_soon(r);
+        if (st == TC_OK)
             st = one;
-            break;
-        }
-        total += deleted;
-        for (size_t j = 0; j < ng && st == TC_OK; j++) {
-            if (gredir[j]) {
-                op sub = *o;
-                size_t d = 0;
-                sub.n = gbeg[j + 1] - gbeg[j];
-                sub.keys = keys + gbeg[j];
-                sub.klens = klens + gbeg[j];
-                sub.vals = vals ? vals + gbeg[j] : NULL;
-                sub.lens = lens ? lens + gbeg[j] : NULL;
-                sub.deleted = &d;
-                gst[j] = cluster_run(r, gslot[j], &sub);
-                total += d;
-            }
-            if (gst[j] != TC_OK)
-                st = gst[j];
-        }
     }
-    /* Slots no node is known for: routed one by one (cluster_run reloads the map). */
-    for (size_t sg = 0; sg < nsg && st == TC_OK; sg++) {
-        if (gdone[sg])
-            continue;
-        op sub = *o;
-        size_t d = 0, k = 0;
-        for (size_t i = gfirst[sg]; i < gfirst[sg + 1]; i++, k++) {
-            size_t idx = ord[2 * i + 1];
-            keys[k] = o->keys[idx];
-            klens[k] = o->klens[idx];
-            if (vals) {
-                vals[k] = o->vals[idx];
-                lens[k] = o->lens[idx];
-            }
-        }
-        sub.n = k;
-        sub.keys = keys;
-        sub.klens = klens;
-        sub.vals = vals;
-        sub.lens = lens;
-        sub.deleted = &d;
-        st = cluster_run(r, ord[2 * gfirst[sg]], &sub);
-        total += d;
+    for (size_t j = 0; j < p.ng && st == TC_OK; j++) {
+        wgroup *g = &p.g[j];
+        if (g->redir || !g->node)
+            wgroup_redo(r, &p, g, &deleted);
+        st = g->st;
     }
     if (o->deleted)
-        *o->deleted = st == TC_OK ? total : 0;
-    tc__free(ord);
-    tc__free(keys);
-    tc__free(klens);
-    tc__free(vals);
-    tc__free(lens);
-    tc__free(gbeg);
-    tc__free(gslot);
-    tc__free(gst);
-    tc__free(gredir);
-    tc__free(gnode);
-    tc__free(gfirst);
-    tc__free(gdone);
+        *o->deleted = st == TC_OK ? deleted : 0;
+    plan_free(&p);
     return st;
 }
 
@@ -2991,7 +3149,11 @@ static bool keyless_command(int argc, const char **argv)
  * demoted to a replica), the sentinels are asked again, at most every SENTINEL_ASK_MS; a
  * new address becomes the master for the next operations (that failed operation is not
  * retried: it may have been applied). The subscriber asks them each time it connects, so
- * after a failover it resubscribes on the new master, which flushes the local tier.
+ * after a failover it resubscribes on the new master, which flushes the local tier. It also
+ * holds a watch (tc__remote_sentinel_watch) on "+switch-master", which a sentinel publishes
+ * the moment it names the new master: the master switches then, without waiting for an
+ * error (the old master keeps answering until the sentinels demote it, seconds later).
+ * Sentinels are asked with the URL's sentinel_user / sentinel_password, if any.
  * Locks: sent_mu guards master and the list of former masters (kept until close so that
  * a node pointer read under the lock stays valid); a leaf lock, never held during I/O. */
 
@@ -3047,34 +3209,24 @@ static tc_status sentinel_ask(tc_remote *r, char **host, int *port)
     return st;
 }
 
-/* Asks the sentinels and makes their answer the master. TC_OK if one answered. */
-static tc_status sentinel_update(tc_remote *r)
+/* Makes host:port the master unless it already is; the former master is kept until close
+ * (see the section comment). TC_OK, or TC_ERR_NOMEM. */
+static tc_status sentinel_switch_to(tc_remote *r, const char *host, int port)
 {
-    char *host = NULL;
-    int port = 0;
-    atomic_store(&r->sentinel->last_ask_ns, tc__now_ns());
-    tc_status st = sentinel_ask(r, &host, &port);
-    if (st != TC_OK)
-        return st;
     tc_sentinel *sn = r->sentinel;
     pthread_mutex_lock(&sn->mu);
     tc_remote *m = sn->master;
     bool same = m && m->url.port == port && strcmp(m->url.host, host) == 0;
     pthread_mutex_unlock(&sn->mu);
-    if (same) {
-        tc__free(host);
+    if (same)
         return TC_OK;
-    }
     tc_remote *n = node_new(r, host, strlen(host), port);
-    if (!n) {
-        tc__free(host);
+    if (!n)
         return TC_ERR_NOMEM;
-    }
     pthread_mutex_lock(&sn->mu);
     if (sn->master != m) { /* another thread switched meanwhile */
         pthread_mutex_unlock(&sn->mu);
         tc__remote_close(n);
-        tc__free(host);
         return TC_OK;
     }
     if (m) {
@@ -3083,7 +3235,6 @@ static tc_status sentinel_update(tc_remote *r)
         if (!former) {
             pthread_mutex_unlock(&sn->mu);
             tc__remote_close(n);
-            tc__free(host);
             return TC_ERR_NOMEM;
         }
         sn->former = former;
@@ -3094,8 +3245,20 @@ static tc_status sentinel_update(tc_remote *r)
     if (m)
         RLOG(r, TC_LOG_WARN, "Sentinel: the master of %s moved to %s port %d (failover)",
              r->url.master_name, host, port);
-    tc__free(host);
     return TC_OK;
+}
+
+/* Asks the sentinels and makes their answer the master. TC_OK if one answered. */
+static tc_status sentinel_update(tc_remote *r)
+{
+    char *host = NULL;
+    int port = 0;
+    atomic_store(&r->sentinel->last_ask_ns, tc__now_ns());
+    tc_status st = sentinel_ask(r, &host, &port);
+    if (st == TC_OK)
+        st = sentinel_switch_to(r, host, port);
+    tc__free(host);
+    return st;
 }
 
 /* After an operation on master m: on a failure that a failover explains, asks the
@@ -3148,12 +3311,16 @@ static tc_status sentinel_open(tc_remote *r)
         if (!s)
             return TC_ERR_NOMEM;
         sn->sentinels[sn->nsentinels++] = s;
-        /* Sentinels are asked without the master's credentials or db. */
+        /* Sentinels get their own credentials (if any), not the master's, and no db. */
         wipe(s->url.password);
         tc__free(s->url.password);
         tc__free(s->url.user);
         s->url.password = s->url.user = NULL;
         s->url.db = 0;
+        const tc_url *u = &r->url;
+        if ((u->sentinel_user && !(s->url.user = tc__strdup(u->sentinel_user))) ||
+            (u->sentinel_password && !(s->url.password = tc__strdup(u->sentinel_password))))
+            return TC_ERR_NOMEM;
     }
     tc_status st = sentinel_update(r);
     if (st != TC_OK) {
@@ -3194,6 +3361,87 @@ static tc_status sentinel_connect(tc_remote *r, int timeout_ms, redisContext **o
     tc_status st = conn_new(m, timeout_ms, out);
     breaker_record(m, st, false);
     return st;
+}
+
+bool tc__remote_is_sentinel(const tc_remote *r)
+{
+    return r && r->sentinel;
+}
+
+/* The channel on which a sentinel announces a failover's end: "<master-name> <old-ip>
+ * <old-port> <new-ip> <new-port>". */
+#define SWITCH_CHANNEL "+switch-master"
+
+/* Subscribes c to SWITCH_CHANNEL and waits for the confirmation. */
+static tc_status watch_subscribe(redisContext *c)
+{
+    const char *argv[2] = {"SUBSCRIBE", SWITCH_CHANNEL};
+    if (redisAppendCommandArgv(c, 2, argv, NULL) != REDIS_OK)
+        return TC_ERR_NOMEM;
+    sigpipe_guard g;
+    sigpipe_block(&g);
+    redisReply *x = NULL;
+    bool io_ok = redisGetReply(c, (void **)&x) == REDIS_OK;
+    sigpipe_restore(&g, !io_ok);
+    if (!io_ok)
+        return tc__remote_ctx_status(c);
+    bool ok = x->type == REDIS_REPLY_ARRAY && x->elements == 3 &&
+              x->element[0]->type == REDIS_REPLY_STRING && x->element[0]->len == 9 &&
+              memcmp(x->element[0]->str, "subscribe", 9) == 0;
+    freeReplyObject(x);
+    return ok ? TC_OK : TC_ERR_PROTO;
+}
+
+tc_status tc__remote_sentinel_watch(tc_remote *r, int timeout_ms, redisContext **out)
+{
+    if (!out)
+        return TC_ERR_ARG;
+    *out = NULL;
+    if (!r || !r->sentinel)
+        return TC_ERR_ARG;
+    tc_sentinel *sn = r->sentinel;
+    tc_status st = TC_ERR_IO;
+    for (int i = 0; i < sn->nsentinels && st != TC_OK; i++) {
+        redisContext *c = NULL;
+        st = conn_new(sn->sentinels[i], timeout_ms, &c);
+        if (st == TC_OK)
+            st = watch_subscribe(c);
+        if (st == TC_OK)
+            *out = c;
+        else if (c)
+            redisFree(c);
+    }
+    return st;
+}
+
+static bool reply_is(const redisReply *x, const char *s)
+{
+    size_t n = strlen(s);
+    return x->type == REDIS_REPLY_STRING && x->len == n && memcmp(x->str, s, n) == 0;
+}
+
+bool tc__remote_sentinel_switched(tc_remote *r, const redisReply *x)
+{
+    if (!r || !r->sentinel || !x || x->type != REDIS_REPLY_ARRAY || x->elements != 3 ||
+        !reply_is(x->element[0], "message") || !reply_is(x->element[1], SWITCH_CHANNEL) ||
+        x->element[2]->type != REDIS_REPLY_STRING)
+        return false;
+    char buf[512], *save = NULL, *tok[5];
+    const redisReply *p = x->element[2];
+    if (p->len >= sizeof buf)
+        return false;
+    memcpy(buf, p->str, p->len);
+    buf[p->len] = '\0';
+    int n = 0;
+    for (char *t = strtok_r(buf, " ", &save); t && n < 5; t = strtok_r(NULL, " ", &save))
+        tok[n++] = t;
+    long port;
+    if (n != 5 || strcmp(tok[0], r->url.master_name) != 0 ||
+        !parse_uint(tok[4], strlen(tok[4]), 65535, &port) || port == 0)
+        return false;
+    /* On TC_ERR_NOMEM the caller's resubscription asks the sentinels again. */
+    (void)sentinel_switch_to(r, tok[3], (int)port);
+    return true;
 }
 
 /* ------------------------------------------------------------------ operations: routing */

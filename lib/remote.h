@@ -9,10 +9,11 @@
  * the two can leave other processes' local tiers stale.
  *
  * With a redis-cluster:// URL every operation is routed by its key's hash slot (MOVED and
- * ASK followed within the deadline); batches are split per node (get_many's pipelines are
- * sent to all nodes before any is read) and their MULTI/EXEC per slot, so a batch is
- * atomic per slot only. With redis-sentinel:// every operation goes to
- * the master the sentinels name, asked again after a failure. See docs/scaling.md.
+ * ASK followed within the deadline); batches are split per node (each node's pipeline is
+ * sent before any reply is read, so a batch takes about one round trip) and their MULTI/EXEC
+ * per slot, so a batch is atomic per slot only. With redis-sentinel:// every operation goes to
+ * the master the sentinels name, asked again after a failure or when the subscriber hears
+ * a +switch-master (tc__remote_sentinel_watch). See docs/scaling.md.
  *
  * Thread safety: every function may be called from any thread. The pool mutex is a leaf lock
  * and is never held during I/O.
@@ -46,14 +47,17 @@ typedef struct tc_url {
     char **seed_hosts;
     int *seed_ports;
     char *master_name; /* SENTINEL: the monitored master's name */
+    char *sentinel_user;     /* SENTINEL: what the sentinels themselves ask for (NULL: */
+    char *sentinel_password; /* nothing), independent of the master's user and password */
 } tc_url;
 
 /* Parses "redis://[user[:password]@]host[:port][/db]" (host may be "[v6addr]"),
  * "unix:///path[?db=N]" (also "unix://[user[:password]@]/path[?db=N]" with credentials) and
  * "redis-cluster://[user[:password]@]host:port[,host:port...]" (seed nodes of a Redis
  * Cluster; no db: a cluster has only db 0) and
- * "redis-sentinel://[user[:password]@]host:port[,host:port...]/master-name[/db]" (the
- * sentinels, which are asked without credentials; user and password are the master's).
+ * "redis-sentinel://[user[:password]@]host:port[,host:port...]/master-name[/db]
+ * [?sentinel_password=P[&sentinel_user=U]]" (the sentinels; user and password are the
+ * master's, and the sentinels get the query's credentials, or none).
  * User and password may be percent-encoded; an empty one is absent. TC_ERR_ARG on an
  * unknown scheme (also "rediss://": hiredis 0.14 has no TLS) or bad syntax (empty host,
  * port outside 1..65535, db not a non-negative integer, trailing garbage, a character a
@@ -98,6 +102,8 @@ unsigned tc__cluster_slot(const char *key, size_t len);
 uint16_t tc__crc16(const void *buf, size_t len);
 /* Whether r talks to a Redis Cluster. (A Sentinel-managed master is not a cluster.) */
 bool tc__remote_is_cluster(const tc_remote *r);
+/* Whether r follows a master through Redis Sentinel (a redis-sentinel:// URL). */
+bool tc__remote_is_sentinel(const tc_remote *r);
 void tc__remote_stats(tc_remote *r, tc_remote_stats *out);
 
 /* ------------------------------------------------------------------ operations

@@ -29,6 +29,27 @@ tc_status tc__remote_script(tc_remote *r, const char *source, int argc, const ch
  * or none if timeout_ms <= 0), owned by the caller (redisFree). Errors as tc__remote_open. */
 tc_status tc__remote_connect(tc_remote *r, int timeout_ms, redisContext **out);
 
+/* For a redis-sentinel:// remote: a new connection to the first sentinel that answers (with
+ * the URL's sentinel credentials), subscribed to "+switch-master" (the subscription is
+ * confirmed before this returns, so no switch announced later is missed), with read/write
+ * timeouts of timeout_ms; owned by the caller (redisFree). TC_ERR_ARG for other remotes;
+ * otherwise errors as tc__remote_connect. */
+tc_status tc__remote_sentinel_watch(tc_remote *r, int timeout_ms, redisContext **out);
+
+/* Given a reply read from a watch connection: whether it announces that r's master moved
+ * (a +switch-master naming r's master). If so, r's later operations already go to the new
+ * master when this returns. Borrows reply. */
+bool tc__remote_sentinel_switched(tc_remote *r, const redisReply *reply);
+
+/* The servers that own slots: a cluster's masters in its current slot map (at most cap),
+ * each a single-server remote that tc__remote_connect connects to directly; r itself when
+ * it is not a cluster. The count, 0 without memory, -1 if there are more than cap. */
+int tc__remote_masters(tc_remote *r, tc_remote **out, int cap);
+
+/* A signature of the set of masters in the slot map (0 when r is not a cluster), the map
+ * reloaded first when refresh. It changes when a master joins or leaves the map. */
+uint64_t tc__remote_masters_sig(tc_remote *r, bool refresh);
+
 /* Maps a failed hiredis context (ctx->err) to a status: timeouts (EAGAIN) to
  * TC_ERR_TIMEOUT, everything else to TC_ERR_IO. */
 tc_status tc__remote_ctx_status(const redisContext *ctx);

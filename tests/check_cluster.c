@@ -1,9 +1,12 @@
 /*
  * Redis Cluster (redis-cluster:// URLs): slot hashing, the core cache semantics over keys
- * spread across three masters, coherence between two caches, locks and get_or_set, a slot
- * migration under load (ASK then MOVED, counted and survived) and a killed master. The
+ * spread across three masters, batch writes sent to all masters at once, coherence between
+ * two caches, locks and get_or_set, a slot migration under load (ASK then MOVED, counted and
+ * survived, batches redirected) and a killed master; and Redis Sentinel (redis-sentinel://):
+ * a failover followed as soon as the sentinel announces it, sentinels with a password. The
  * cluster is started once by main (tcf_cluster_start) and shared by the tests, which run in
- * forked processes in the order listed; the killed-master test starts a cluster of its own.
+ * forked processes in the order listed; the killed-master and Sentinel tests start their own
+ * servers.
  */
 #include "config.h"
 
@@ -12,6 +15,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <hiredis/hiredis.h>
 
 #include "cache.h"
 #include "remote.h"
@@ -100,11 +105,35 @@ START_TEST(test_cluster_url_parse)
     ck_assert_str_eq(u.master_name, "my-master");
     ck_assert_str_eq(u.password, "pw");
     ck_assert_int_eq(u.db, 3);
+    ck_assert_ptr_null(u.sentinel_password);
+    tc__url_free(&u);
+    /* The sentinels' own credentials, apart from the master's. */
+    ck_assert_int_eq(tc__url_parse("redis-sentinel://:pw@s1:26379/m/2?sentinel_password=s%3Ap"
+                                   "&sentinel_user=su", &u), TC_OK);
+    ck_assert_str_eq(u.master_name, "m");
+    ck_assert_int_eq(u.db, 2);
+    ck_assert_str_eq(u.password, "pw");
+    ck_assert_str_eq(u.sentinel_password, "s:p");
+    ck_assert_str_eq(u.sentinel_user, "su");
+    tc__url_free(&u);
+    ck_assert_int_eq(tc__url_parse("redis-sentinel://s1:26379/m?sentinel_password=x", &u), TC_OK);
+    ck_assert_int_eq(u.db, 0);
+    ck_assert_ptr_null(u.password);
+    ck_assert_str_eq(u.sentinel_password, "x");
+    ck_assert_ptr_null(u.sentinel_user);
     tc__url_free(&u);
     const char *bad[] = {"redis-cluster://", "redis-cluster://h:1/0", "redis-cluster://h:1,",
                          "redis-cluster://h:1?x", "redis-cluster://h:0",
                          "redis-sentinel://h:26379", "redis-sentinel://h:26379/",
-                         "redis-sentinel://h:26379/m/x", "redis-sentinel:///m", NULL};
+                         "redis-sentinel://h:26379/m/x", "redis-sentinel:///m",
+                         "redis-sentinel://h:1/m?", "redis-sentinel://h:1/m?x=1",
+                         "redis-sentinel://h:1/m?sentinel_password",
+                         "redis-sentinel://h:1/m?sentinel_password=a&",
+                         "redis-sentinel://h:1/m?sentinel_password=a&sentinel_password=b",
+                         "redis-sentinel://h:1/?sentinel_password=a",
+                         "redis-sentinel://h:1/m/x?sentinel_password=a",
+                         "redis-sentinel://h:1/m?sentinel_password=a b",
+                         "redis-cluster://h:1?sentinel_password=a", NULL};
     for (int i = 0; bad[i]; i++)
         ck_assert_msg(tc__url_parse(bad[i], &u) == TC_ERR_ARG, "%s", bad[i]);
     /* No sentinel there: an I/O error at open, promptly. */
@@ -208,6 +237,127 @@ START_TEST(test_cluster_batches_across_slots)
     ck_assert_uint_le(rstats(c).round_trips - w0.round_trips, (uint64_t)cluster.n);
     for (int i = 0; i < N; i++)
         tct_expect(c, kb[i], i < N / 2 ? TC_MISS : TC_OK, i < N / 2 ? NULL : vb[i]);
+    tc_close(c);
+}
+END_TEST
+
+/* Whether node i has a client in a transaction that waits for a CLIENT PAUSE to end (Redis
+ * 7.0 holds back a write queued after MULTI, later ones hold back EXEC): CLIENT LIST flags
+ * "x" (in MULTI) and "b" (blocked). */
+static bool exec_paused_on(int i)
+{
+    const char *argv[] = {"CLIENT", "LIST", NULL};
+    char *x = tcf_redis_cmd(&cluster.nodes[i], argv);
+    bool yes = false;
+    for (char *line = x; line && *line && !yes;) {
+        char *end = strchr(line, '\n');
+        if (end)
+            *end = '\0';
+        const char *flags = strstr(line, " flags=");
+        const char *fend = flags ? strchr(flags + 1, ' ') : NULL;
+        size_t fl = flags && fend ? (size_t)(fend - flags) : 0;
+        yes = fl > 0 && memchr(flags, 'x', fl) != NULL && memchr(flags, 'b', fl) != NULL;
+        line = end ? end + 1 : NULL;
+    }
+    free(x);
+    return yes;
+}
+
+static void pause_all(bool on)
+{
+    for (int i = 0; i < cluster.n; i++) {
+        const char *pause[] = {"CLIENT", "PAUSE", "5000", "WRITE", NULL};
+        const char *unpause[] = {"CLIENT", "UNPAUSE", NULL};
+        char *x = tcf_redis_cmd(&cluster.nodes[i], on ? pause : unpause);
+        ck_assert_msg(x && strcmp(x, "OK") == 0, "CLIENT %sPAUSE on node %d",
+                      on ? "" : "UN", i);
+        free(x);
+    }
+}
+
+typedef struct batch_arg {
+    tc_cache *c;
+    const char **keys;
+    const void **vals; /* NULL: delete_many */
+    size_t *lens;
+    size_t n;
+    tc_status st;
+} batch_arg;
+
+static void *batch_thread(void *p)
+{
+    batch_arg *a = p;
+    a->st = a->vals ? tc_set_many(a->c, a->keys, a->vals, a->lens, a->n, TC_TTL_DEFAULT)
+                    : tc_delete_many(a->c, a->keys, a->n);
+    return NULL;
+}
+
+/* Runs the batch while every master holds writes back (CLIENT PAUSE WRITE) and reports
+ * whether all of them had its transactions waiting at once: a batch sent node after node
+ * would reach the second node only once the first one answered. */
+static bool batch_reaches_all_nodes_at_once(batch_arg *a)
+{
+    pause_all(true);
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, batch_thread, a), 0);
+    bool all = false;
+    for (int t = 0; t < 200 && !all; t++) { /* up to 2 s of the 5 s pause */
+        all = true;
+        for (int i = 0; i < cluster.n && all; i++)
+            all = exec_paused_on(i);
+        if (!all)
+            tct_sleep_ms(10);
+    }
+    pause_all(false);
+    pthread_join(th, NULL);
+    ck_assert_msg(a->st == TC_OK, "%s", tc_strerror(a->st));
+    return all;
+}
+
+START_TEST(test_cluster_batch_writes_parallel)
+{
+    tc_options o;
+    cl_options(&o, &cluster);
+    o.coherence = TC_COHERENCE_NONE; /* no subscriber: our batch is the only writer */
+    o.local_max_bytes = 0;
+    o.command_timeout_ms = 8000;
+    tc_cache *c = tct_open(&o);
+    enum { N = 30 };
+    char kb[N][16], vb[N][16];
+    const char *keys[N];
+    const void *vals[N];
+    size_t lens[N];
+    bool on[TCF_CLUSTER_MAX] = {false};
+    for (int i = 0; i < N; i++) {
+        snprintf(kb[i], sizeof kb[i], "par%d", i);
+        keys[i] = kb[i];
+        vals[i] = "old";
+        lens[i] = 3;
+    }
+    ck_assert_int_eq(tc_set_many(c, keys, vals, lens, N, TC_TTL_DEFAULT), TC_OK);
+    for (int i = 0; i < N; i++) {
+        char rk[640];
+        snprintf(rk, sizeof rk, "%s%s", c->rprefix, kb[i]);
+        int h = holder(&cluster, rk);
+        ck_assert_int_ge(h, 0);
+        on[h] = true;
+    }
+    for (int i = 0; i < cluster.n; i++)
+        ck_assert_msg(on[i], "no key of the batch on node %d", i);
+    for (int i = 0; i < N; i++) {
+        snprintf(vb[i], sizeof vb[i], "new%d", i);
+        vals[i] = vb[i];
+        lens[i] = strlen(vb[i]);
+    }
+    batch_arg a = {.c = c, .keys = keys, .vals = vals, .lens = lens, .n = N};
+    ck_assert_msg(batch_reaches_all_nodes_at_once(&a), "set_many went node after node");
+    for (int i = 0; i < N; i++)
+        tct_expect(c, kb[i], TC_OK, vb[i]);
+    batch_arg d = {.c = c, .keys = keys, .n = N};
+    ck_assert_msg(batch_reaches_all_nodes_at_once(&d), "delete_many went node after node");
+    for (int i = 0; i < N; i++)
+        tct_expect(c, kb[i], TC_MISS, NULL);
+    ck_assert_uint_eq(rstats(c).errors, 0);
     tc_close(c);
 }
 END_TEST
@@ -316,16 +466,133 @@ START_TEST(test_cluster_get_or_set_and_locks)
 }
 END_TEST
 
-START_TEST(test_cluster_tracking_refused)
+static char *node_cmd(int i, const char *a0, const char *a1, const char *a2, const char *a3,
+                      const char *a4);
+
+/* Reads key until it answers want (NULL: a miss), at most 3 s. */
+static bool eventually(tc_cache *c, const char *key, const char *want)
+{
+    int64_t t0 = tc__now_ns();
+    do {
+        tc_value v;
+        tc_status st = tc_get(c, key, &v);
+        bool ok = want ? st == TC_OK && v.len == strlen(want) && memcmp(v.data, want, v.len) == 0
+                       : st == TC_MISS;
+        if (st == TC_OK)
+            tc_value_release(&v);
+        if (ok)
+            return true;
+        tct_sleep_ms(5);
+    } while (tc__now_ns() - t0 < 3000000000LL);
+    return false;
+}
+
+/* Tracking mode on a cluster: a subscriber and a tracker on every master, so a write by a
+ * plain client (not the library) to a key on any master reaches the local tier, and so
+ * does a FLUSHDB. With one subscriber, as broadcast mode has, two masters would go
+ * unheard. */
+START_TEST(test_cluster_tracking_every_master)
 {
     tc_options o;
     cl_options(&o, &cluster);
     o.coherence = TC_COHERENCE_TRACKING;
-    tc_cache *c = NULL;
-    ck_assert_int_eq(tc_open(&o, &c), TC_ERR_ARG);
-    ck_assert_ptr_null(c);
+    tc_cache *c = tct_open(&o);
+    char keys[TCF_CLUSTER_MAX][32];
+    bool have[TCF_CLUSTER_MAX] = {false};
+    int found = 0;
+    char rkey[256];
+    for (int i = 0; found < cluster.n && i < 1000; i++) {
+        char k[32];
+        snprintf(k, sizeof k, "tk%d", i);
+        ck_assert_int_eq(tc_set(c, k, "mine", 4, TC_TTL_DEFAULT), TC_OK);
+        snprintf(rkey, sizeof rkey, "%s%s", c->rprefix, k);
+        int h = holder(&cluster, rkey);
+        if (h >= 0 && !have[h]) {
+            have[h] = true;
+            strcpy(keys[h], k);
+            found++;
+        }
+    }
+    ck_assert_int_eq(found, cluster.n);
+    for (int m = 0; m < cluster.n; m++) {
+        ck_assert(eventually(c, keys[m], "mine"));
+        /* Held locally now: a second read is a local hit. */
+        tc_stats s0, s1;
+        int64_t t0 = tc__now_ns();
+        do {
+            tc_stats_get(c, &s0);
+            tct_expect(c, keys[m], TC_OK, "mine");
+            tc_stats_get(c, &s1);
+        } while (s1.local_hits == s0.local_hits && tc__now_ns() - t0 < 3000000000LL);
+        ck_assert_uint_gt(s1.local_hits, s0.local_hits);
+        snprintf(rkey, sizeof rkey, "%s%s", c->rprefix, keys[m]);
+        free(node_cmd(m, "SET", rkey, "theirs", NULL, NULL));
+        ck_assert_msg(eventually(c, keys[m], "theirs"), "write on master %d unheard", m);
+    }
+    free(node_cmd(cluster.n - 1, "FLUSHDB", NULL, NULL, NULL, NULL));
+    ck_assert(eventually(c, keys[cluster.n - 1], NULL));
+    tc_close(c);
 }
 END_TEST
+
+#ifdef TC_ALLOC_FAIL
+/* Allocation-failure torture of the cross-node writes, check_torture's loop on a cluster (run
+ * this suite in a build configured with --enable-alloc-fail and --enable-asan): each
+ * allocation of a set and a delete over keys on every master fails in turn. Each run returns
+ * TC_ERR_NOMEM or succeeds, leaks nothing (ASan) and gives every connection back: the batches
+ * after it, more than the pool has connections, still work within the timeout. */
+START_TEST(test_cluster_torture_batch_writes)
+{
+    tc_options o;
+    cl_options(&o, &cluster);
+    o.coherence = TC_COHERENCE_NONE; /* no subscriber thread allocating meanwhile */
+    o.local_max_bytes = 0;
+    o.pool_size = 2;
+    o.command_timeout_ms = 2000;
+    tc_cache *c = tct_open(&o);
+    enum { N = 20 };
+    char rkb[N][640];
+    const char *rkeys[N];
+    const void *vals[N];
+    size_t rklens[N], lens[N];
+    for (int i = 0; i < N; i++) {
+        snprintf(rkb[i], sizeof rkb[i], "%stw%d", c->rprefix, i);
+        rkeys[i] = rkb[i];
+        rklens[i] = strlen(rkb[i]);
+        vals[i] = "v";
+        lens[i] = 1;
+    }
+    tc_pub pub = {.channel = "tw-torture", .channel_len = 10, .payload = "x", .payload_len = 1};
+    for (int kind = 0; kind < 2; kind++) {
+        int n, nomem = 0;
+        for (n = 1; n < 1000; n++) {
+            size_t deleted = 0;
+            tc__alloc_fail_at((uint64_t)n);
+            tc_status st = kind == 0 ? tc__remote_set(c->remote, N, rkeys, rklens, vals, lens,
+                                                      60000, &pub)
+                                     : tc__remote_delete(c->remote, N, rkeys, rklens, &pub,
+                                                         &deleted);
+            uint64_t made = tc__alloc_fail_at(0);
+            if (made < (uint64_t)n) {
+                ck_assert_msg(st == TC_OK, "no failure injected: %s", tc_strerror(st));
+                break;
+            }
+            ck_assert_msg(st == TC_ERR_NOMEM || st == TC_OK, "allocation %d failed: %s", n,
+                          tc_strerror(st));
+            nomem += st == TC_ERR_NOMEM;
+            for (int k = 0; k < 3; k++)
+                ck_assert_int_eq(tc__remote_set(c->remote, N, rkeys, rklens, vals, lens,
+                                                60000, &pub), TC_OK);
+        }
+        ck_assert_int_lt(n, 1000);
+        ck_assert_int_gt(nomem, 0);
+        printf("torture cluster %s: %d allocations, %d TC_ERR_NOMEM\n",
+               kind == 0 ? "set_many" : "delete_many", n - 1, nomem);
+    }
+    tc_close(c);
+}
+END_TEST
+#endif
 
 /* ------------------------------------------------------------------ slot migration */
 
@@ -378,6 +645,56 @@ static void migrate(int src, int dst, const char *rkey)
     free(x);
 }
 
+/* set_many and delete_many over keys on every master while the slot of "{mig}a" migrates
+ * (that key already on the target): its transaction meets ASK and is redone there, the others
+ * go straight, and the number of keys deleted adds up across nodes and the redirect. */
+static void migrating_batches(tc_cache *c)
+{
+    enum { W = 30, NK = W + 2 };
+    char names[W][16], rkb[NK][640];
+    const char *keys[NK], *rkeys[NK];
+    const void *vals[NK];
+    size_t lens[NK], rklens[NK];
+    for (int i = 0; i < W; i++) {
+        snprintf(names[i], sizeof names[i], "mw%d", i);
+        keys[i] = names[i];
+        vals[i] = "W";
+        lens[i] = 1;
+    }
+    keys[W] = "{mig}a";
+    vals[W] = "A4";
+    lens[W] = 2;
+    keys[W + 1] = "mw-absent"; /* deleted below though never written */
+    uint64_t ask0 = rstats(c).ask;
+    ck_assert_int_eq(tc_set_many(c, keys, vals, lens, W + 1, TC_TTL_DEFAULT), TC_OK);
+    ck_assert_uint_gt(rstats(c).ask, ask0);
+    bool on[TCF_CLUSTER_MAX] = {false};
+    for (int i = 0; i < NK; i++) {
+        snprintf(rkb[i], sizeof rkb[i], "%s%s", c->rprefix, keys[i]);
+        rkeys[i] = rkb[i];
+        rklens[i] = strlen(rkb[i]);
+        if (i < W) {
+            int h = holder(&cluster, rkb[i]);
+            ck_assert_int_ge(h, 0);
+            on[h] = true;
+        }
+    }
+    for (int i = 0; i < cluster.n; i++)
+        ck_assert_msg(on[i], "no key of the batch on node %d", i);
+    for (int i = 0; i < W; i++)
+        tct_expect(c, keys[i], TC_OK, "W");
+    tct_expect(c, "{mig}a", TC_OK, "A4");
+    uint64_t ask1 = rstats(c).ask;
+    size_t deleted = 0;
+    ck_assert_int_eq(tc__remote_delete(c->remote, NK, rkeys, rklens, NULL, &deleted), TC_OK);
+    ck_assert_uint_eq(deleted, W + 1);
+    ck_assert_uint_gt(rstats(c).ask, ask1);
+    ck_assert_int_eq(tc__remote_delete(c->remote, NK, rkeys, rklens, NULL, &deleted), TC_OK);
+    ck_assert_uint_eq(deleted, 0);
+    for (int i = 0; i <= W; i++)
+        tct_expect(c, keys[i], TC_MISS, NULL);
+}
+
 START_TEST(test_cluster_slot_migration_moved_ask)
 {
     tc_cache *c = cl_open(&cluster, NULL, 0);  /* every read goes to Redis */
@@ -428,6 +745,7 @@ START_TEST(test_cluster_slot_migration_moved_ask)
         tc_value_release(&gv[i]);
     }
     ck_assert_uint_gt(rstats(c).ask, ask_before);
+    migrating_batches(c);
     ck_assert_int_eq(tc_set(c, "{mig}a", "A2", 2, TC_TTL_DEFAULT), TC_OK);
     tc_remote_stats s1 = rstats(c);
     ck_assert_uint_ge(s1.ask - s0.ask, 3);
@@ -651,8 +969,44 @@ START_TEST(test_cluster_sentinel_failover)
             tct_sleep_ms(50);
     }
     ck_assert_msg(promoted, "the replica was not promoted");
-    /* Until the old master is demoted it still takes writes (that the resync then drops:
-     * Sentinel's asynchronous failover); wait for that before checking where writes go. */
+    /* When the sentinel names the new master it announces +switch-master, which both caches
+     * hear: writes go there at once and c2 drops its copy, long before the old master is
+     * demoted (Sentinel waits some 10 s before it reconfigures a master that still runs, and
+     * until then that one answers, so nothing else tells the caches). */
+    char addr[64];
+    snprintf(addr, sizeof addr, "address=127.0.0.1:%d,", replica.port);
+    bool named = false;
+    for (int i = 0; i < 500 && !named; i++) {
+        named = info_has(&sentinel, "sentinel", addr);
+        if (!named)
+            tct_sleep_ms(20);
+    }
+    ck_assert_msg(named, "the sentinel does not name the new master");
+    int64_t t0 = tc__now_ns();
+    bool landed = false, fresh2 = false;
+    char rk[128];
+    snprintf(rk, sizeof rk, "%s", c1->rprefix);
+    strncat(rk, "k", sizeof rk - strlen(rk) - 1);
+    const char *get[] = {"GET", rk, NULL};
+    while ((!landed || !fresh2) && tc__now_ns() - t0 < 3000000000LL) {
+        if (!landed && tc_set(c1, "k", "v2", 2, TC_TTL_DEFAULT) == TC_OK) {
+            char *on_new = tcf_redis_cmd(&replica, get);
+            landed = on_new && strcmp(on_new, "v2") == 0;
+            free(on_new);
+        }
+        tc_value v;
+        if (landed && tc_get(c2, "k", &v) == TC_OK) {
+            fresh2 = v.len == 2 && memcmp(v.data, "v2", 2) == 0;
+            tc_value_release(&v);
+        }
+        tct_sleep_ms(20);
+    }
+    long long ms = (long long)((tc__now_ns() - t0) / 1000000);
+    ck_assert_msg(landed, "writes still go to the old master %lld ms after the switch", ms);
+    ck_assert_msg(fresh2, "the other cache kept its copy %lld ms after the switch", ms);
+    /* The old master takes writes until it is demoted (the resync then drops them:
+     * Sentinel's asynchronous failover); wait for that, then check that writes still go to
+     * the new master. */
     bool demoted = false;
     for (int i = 0; i < 300 && !demoted; i++) {
         demoted = info_has(&master, "replication", "role:slave");
@@ -668,10 +1022,6 @@ START_TEST(test_cluster_sentinel_failover)
             tct_sleep_ms(50);
     }
     ck_assert_msg(st == TC_OK, "no write after the failover: %s", tc_strerror(st));
-    char rk[128];
-    snprintf(rk, sizeof rk, "%s", c1->rprefix);
-    strncat(rk, "k", sizeof rk - strlen(rk) - 1);
-    const char *get[] = {"GET", rk, NULL};
     char *on_new = tcf_redis_cmd(&replica, get);
     ck_assert_ptr_nonnull(on_new);
     ck_assert_msg(strstr(on_new, "v2") != NULL, "the new master does not hold the write");
@@ -703,6 +1053,72 @@ START_TEST(test_cluster_sentinel_failover)
 }
 END_TEST
 
+/* How many clients of the sentinel are subscribed (CLIENT LIST: sub=1), asked with its
+ * password. */
+static int sentinel_subscribers(const tcf_redis *s, const char *password)
+{
+    struct timeval tv = {2, 0};
+    redisContext *ctx = redisConnectWithTimeout("127.0.0.1", s->port, tv);
+    ck_assert_msg(ctx && !ctx->err, "cannot connect to the sentinel");
+    redisReply *x = redisCommand(ctx, "AUTH %s", password);
+    ck_assert_msg(x && x->type == REDIS_REPLY_STATUS, "AUTH to the sentinel refused");
+    freeReplyObject(x);
+    x = redisCommand(ctx, "CLIENT LIST");
+    ck_assert_msg(x && x->type == REDIS_REPLY_STRING, "CLIENT LIST on the sentinel failed");
+    int n = 0;
+    for (const char *p = x->str; (p = strstr(p, " sub=1 ")) != NULL; p++)
+        n++;
+    freeReplyObject(x);
+    redisFree(ctx);
+    return n;
+}
+
+START_TEST(test_cluster_sentinel_auth)
+{
+    tcf_redis master, sentinel;
+    const char *margs[] = {"--requirepass", "mpw", NULL};
+    ck_assert_int_eq(tcf_redis_start(&master, margs), 0);
+    ck_assert_int_eq(tcf_sentinel_start_conf(&sentinel, master.port, "tcauth",
+                                             "requirepass spw\n"
+                                             "sentinel auth-pass tcauth mpw\n"),
+                     0);
+    tc_options o;
+    tc_options_init(&o);
+    char prefix[64], url[256];
+    o.key_prefix = tcf_unique_prefix(prefix, sizeof prefix);
+    o.redis_url = url;
+    o.command_timeout_ms = 1000;
+    o.connect_timeout_ms = 1000;
+    const struct {
+        const char *userinfo, *query;
+        tc_status want;
+    } cases[] = {
+        {":mpw@", "", TC_ERR_AUTH},                             /* the sentinel wants one */
+        {":mpw@", "?sentinel_password=nope", TC_ERR_AUTH},      /* a wrong one */
+        {":bad@", "?sentinel_password=spw", TC_ERR_AUTH},       /* the master's is wrong */
+        {"", "?sentinel_password=spw", TC_ERR_AUTH},            /* the master wants one too */
+        {":mpw@", "?sentinel_user=default&sentinel_password=spw", TC_OK},
+        {":mpw@", "?sentinel_password=spw", TC_OK},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        snprintf(url, sizeof url, "redis-sentinel://%s127.0.0.1:%d/tcauth%s", cases[i].userinfo,
+                 sentinel.port, cases[i].query);
+        tc_cache *c = NULL;
+        tc_status st = tc_open(&o, &c);
+        ck_assert_msg(st == cases[i].want, "%s: %s", url, tc_strerror(st));
+        if (st != TC_OK)
+            continue;
+        ck_assert_int_eq(tc_set(c, "k", "v", 1, TC_TTL_DEFAULT), TC_OK);
+        tct_expect(c, "k", TC_OK, "v");
+        /* Its subscriber watches the sentinel for failovers, through the password too. */
+        ck_assert_int_eq(sentinel_subscribers(&sentinel, "spw"), 1);
+        tc_close(c);
+    }
+    tcf_redis_stop(&sentinel);
+    tcf_redis_stop(&master);
+}
+END_TEST
+
 static Suite *cluster_suite(void)
 {
     Suite *s = suite_create("cluster");
@@ -714,13 +1130,15 @@ static Suite *cluster_suite(void)
         {"url", test_cluster_url_parse},
         {"basic", test_cluster_basic_ops},
         {"batches", test_cluster_batches_across_slots},
+        {"batch_parallel", test_cluster_batch_writes_parallel},
         {"clear", test_cluster_clear_all_masters_prefix_isolation},
         {"coherence", test_cluster_coherence_two_caches},
         {"load_lock", test_cluster_get_or_set_and_locks},
-        {"tracking", test_cluster_tracking_refused},
+        {"tracking", test_cluster_tracking_every_master},
         {"migration", test_cluster_slot_migration_moved_ask},
         {"killed", test_cluster_killed_master},
         {"sentinel", test_cluster_sentinel_failover},
+        {"sentinel_auth", test_cluster_sentinel_auth},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         TCase *tc = tcase_create(cases[i].name);
@@ -728,6 +1146,12 @@ static Suite *cluster_suite(void)
         tcase_add_test(tc, cases[i].test);
         suite_add_tcase(s, tc);
     }
+#ifdef TC_ALLOC_FAIL
+    TCase *tc = tcase_create("torture");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_cluster_torture_batch_writes);
+    suite_add_tcase(s, tc);
+#endif
     return s;
 }
 

@@ -40,23 +40,6 @@ static tc_cache *open_mode(tc_coherence mode)
     return tct_open(&o);
 }
 
-/* Tracking needs the redirect on every master, which the library does not set up: on a
- * cluster tc_open refuses the mode with TC_ERR_ARG. True (after checking that) on a cluster. */
-static bool tracking_refused_on_cluster(void)
-{
-    if (!tct_on_cluster())
-        return false;
-    tc_options o;
-    tc_options_init(&o);
-    o.redis_url = tct_redis.url;
-    o.key_prefix = prefix;
-    o.coherence = TC_COHERENCE_TRACKING;
-    tc_cache *c = NULL;
-    ck_assert_int_eq(tc_open(&o, &c), TC_ERR_ARG);
-    ck_assert_ptr_null(c);
-    return true;
-}
-
 /* ------------------------------------------------------------------ child processes
  *
  * Children are forked while the test process has no thread of its own yet (before it opens
@@ -480,8 +463,6 @@ END_TEST
 START_TEST(test_coherence_tracking_sees_foreign_write)
 {
     fresh_prefix();
-    if (tracking_refused_on_cluster())
-        return;
     tc_cache *c = open_mode(TC_COHERENCE_TRACKING);
     tc_stats s0, s1;
     tc_stats_get(c, &s0);
@@ -604,8 +585,6 @@ START_TEST(test_coherence_forged_keys_break_no_rule)
     ck_assert(tc__inval_apply(c, high, sizeof high - 1));
     tc_close(c);
 
-    if (tracking_refused_on_cluster())
-        return;
     tc_cache *t = open_mode(TC_COHERENCE_TRACKING);
     ck_assert_int_eq(tc_set(t, "q", "v", 1, TC_TTL_DEFAULT), TC_OK);
     char rkey[128];

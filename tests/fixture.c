@@ -303,6 +303,12 @@ int tcf_cluster_start(tcf_cluster *cl, int masters)
 
 int tcf_sentinel_start(tcf_redis *s, int master_port, const char *name)
 {
+    return tcf_sentinel_start_conf(s, master_port, name, NULL);
+}
+
+int tcf_sentinel_start_conf(tcf_redis *s, int master_port, const char *name,
+                            const char *extra_conf)
+{
     memset(s, 0, sizeof *s);
     snprintf(s->dir, sizeof s->dir, "%s/tcsentinel.XXXXXX",
              getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
@@ -322,6 +328,8 @@ int tcf_sentinel_start(tcf_redis *s, int master_port, const char *name)
                    "sentinel down-after-milliseconds %s 1000\n"
                    "sentinel failover-timeout %s 5000\n",
                 s->port, s->dir, name, master_port, name, name);
+        if (extra_conf)
+            fputs(extra_conf, f);
         fclose(f);
         pid_t parent = getpid();
         pid_t pid = fork();

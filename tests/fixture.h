@@ -69,6 +69,11 @@ int tcf_cluster_wait_ok(const tcf_cluster *cl, int timeout_ms);
  * on master_port under `name` with quorum 1, down-after 1000 ms and failover-timeout 5000 ms.
  * Waits until it answers PING and knows the master. Stop it with tcf_redis_stop. */
 int tcf_sentinel_start(tcf_redis *s, int master_port, const char *name);
+/* The same with extra_conf (may be NULL) appended to the sentinel's configuration file, e.g.
+ * "requirepass secret\nsentinel auth-pass mymaster masterpw\n" (name the master as given).
+ * A sentinel with a password still counts as up when it answers NOAUTH. */
+int tcf_sentinel_start_conf(tcf_redis *s, int master_port, const char *name,
+                            const char *extra_conf);
 
 /* ---------------------------------------------------------------- a misbehaving network
  *
