@@ -10,11 +10,13 @@
  */
 #include "config.h"
 
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <hiredis/hiredis.h>
 
@@ -469,6 +471,19 @@ END_TEST
 static char *node_cmd(int i, const char *a0, const char *a1, const char *a2, const char *a3,
                       const char *a4);
 
+/* tc_set of "mine" until it succeeds (a slot that just moved may answer TRYAGAIN or
+ * CLUSTERDOWN briefly), at most 3 s. */
+static bool eventually_writable(tc_cache *c, const char *key)
+{
+    int64_t t0 = tc__now_ns();
+    while (tc_set(c, key, "mine", 4, TC_TTL_DEFAULT) != TC_OK) {
+        if (tc__now_ns() - t0 > 3000000000LL)
+            return false;
+        tct_sleep_ms(20);
+    }
+    return true;
+}
+
 /* Reads key until it answers want (NULL: a miss), at most 3 s. */
 static bool eventually(tc_cache *c, const char *key, const char *want)
 {
@@ -620,6 +635,116 @@ static void *load_thread(void *p)
     }
     return NULL;
 }
+
+/* One command on a server outside the cluster struct; asserts a reply. */
+static char *cmd_on(const tcf_redis *r, const char *a0, const char *a1, const char *a2,
+                    const char *a3, const char *a4)
+{
+    const char *argv[] = {a0, a1, a2, a3, a4, NULL};
+    char *x = tcf_redis_cmd(r, argv);
+    ck_assert_msg(x != NULL, "%s %s %s %s %s on port %d failed", a0, a1 ? a1 : "",
+                  a2 ? a2 : "", a3 ? a3 : "", a4 ? a4 : "", r->port);
+    return x;
+}
+
+/* Moves the empty slot from the server from to the server to (CLUSTER SETSLOT on both). */
+static void move_empty_slot(const tcf_redis *from, const tcf_redis *to, const char *slot)
+{
+    char *from_id = cmd_on(from, "CLUSTER", "MYID", NULL, NULL, NULL);
+    char *to_id = cmd_on(to, "CLUSTER", "MYID", NULL, NULL, NULL);
+    free(cmd_on(to, "CLUSTER", "SETSLOT", slot, "IMPORTING", from_id));
+    free(cmd_on(from, "CLUSTER", "SETSLOT", slot, "MIGRATING", to_id));
+    free(cmd_on(to, "CLUSTER", "SETSLOT", slot, "NODE", to_id));
+    /* A source that has just lost its last slot may already have turned into the target's
+     * replica (Redis does that) and refuse SETSLOT: either way it no longer serves it. */
+    const char *argv[] = {"CLUSTER", "SETSLOT", slot, "NODE", to_id, NULL};
+    free(tcf_redis_cmd(from, argv));
+    free(from_id);
+    free(to_id);
+}
+
+/* Whether the server has at least one pub/sub client. */
+static bool has_subscriber(const tcf_redis *r)
+{
+    char *x = cmd_on(r, "CLIENT", "LIST", "TYPE", "pubsub", NULL);
+    bool yes = strstr(x, "id=") != NULL;
+    free(x);
+    return yes;
+}
+
+/* Tracking on a cluster whose set of masters changes: a fourth server joins and takes one
+ * slot. The subscriber notices at its next map reload, resubscribes on all four masters,
+ * and a plain client's write to a key of that slot then reaches the local tier. Without the
+ * check, the new master would go unheard. The slot goes back and the server leaves at the
+ * end, so the tests after this one see the cluster as before. */
+START_TEST(test_cluster_tracking_follows_new_master)
+{
+    tc_options o;
+    cl_options(&o, &cluster);
+    o.coherence = TC_COHERENCE_TRACKING;
+    o.heartbeat_ms = 100;
+    tc_cache *c = tct_open(&o);
+    tcf_redis extra;
+    ck_assert_int_eq(tcf_cluster_node_start(&extra), 0);
+    char port[16];
+    snprintf(port, sizeof port, "%d", extra.port);
+    free(node_cmd(0, "CLUSTER", "MEET", "127.0.0.1", port, NULL));
+    /* A key whose slot holds no key yet, and that slot's owner. */
+    char key[64], rkey[256], slot[16] = "";
+    int owner = -1;
+    for (int i = 0; owner < 0 && i < 100; i++) {
+        snprintf(key, sizeof key, "nm{%d-%d}", (int)getpid(), i);
+        snprintf(rkey, sizeof rkey, "%s%s", c->rprefix, key);
+        char *x = node_cmd(0, "CLUSTER", "KEYSLOT", rkey, NULL, NULL);
+        snprintf(slot, sizeof slot, "%s", x);
+        free(x);
+        for (int m = 0; m < cluster.n && owner < 0; m++) {
+            char *e = node_cmd(m, "EXISTS", rkey, NULL, NULL, NULL); /* MOVED elsewhere */
+            char *n = e ? node_cmd(m, "CLUSTER", "COUNTKEYSINSLOT", slot, NULL, NULL) : NULL;
+            if (n && strcmp(n, "0") == 0)
+                owner = m;
+            free(e);
+            free(n);
+        }
+    }
+    ck_assert_int_ge(owner, 0);
+    /* Every server must know the new one before a slot can move to it. */
+    for (int m = 0; m <= cluster.n; m++) {
+        const tcf_redis *r = m < cluster.n ? &cluster.nodes[m] : &extra;
+        int64_t t0 = tc__now_ns();
+        char *info = cmd_on(r, "CLUSTER", "INFO", NULL, NULL, NULL);
+        while (!strstr(info, "cluster_known_nodes:4") && tc__now_ns() - t0 < 5000000000LL) {
+            free(info);
+            tct_sleep_ms(20);
+            info = cmd_on(r, "CLUSTER", "INFO", NULL, NULL, NULL);
+        }
+        ck_assert_msg(strstr(info, "cluster_known_nodes:4") != NULL, "MEET: %s", info);
+        free(info);
+    }
+    move_empty_slot(&cluster.nodes[owner], &extra, slot);
+    int64_t t0 = tc__now_ns();
+    while (!has_subscriber(&extra) && tc__now_ns() - t0 < 10000000000LL)
+        tct_sleep_ms(20);
+    ck_assert_msg(has_subscriber(&extra),
+                  "no subscriber on the new master (link failures %" PRIu64 ", map reloads %"
+                  PRIu64 ")", (uint64_t)TC_READ(&c->counters, link_failures),
+                  (uint64_t)rstats(c).map_refreshes);
+    ck_assert(eventually_writable(c, key));
+    ck_assert(eventually(c, key, "mine"));
+    free(cmd_on(&extra, "SET", rkey, "theirs", NULL, NULL));
+    ck_assert_msg(eventually(c, key, "theirs"), "a write on the new master went unheard");
+    tc_close(c);
+    /* Put things back. */
+    free(cmd_on(&extra, "DEL", rkey, NULL, NULL, NULL));
+    move_empty_slot(&extra, &cluster.nodes[owner], slot);
+    char *extra_id = cmd_on(&extra, "CLUSTER", "MYID", NULL, NULL, NULL);
+    tcf_redis_stop(&extra);
+    for (int m = 0; m < cluster.n; m++)
+        free(node_cmd(m, "CLUSTER", "FORGET", extra_id, NULL, NULL));
+    free(extra_id);
+    ck_assert_int_eq(tcf_cluster_wait_ok(&cluster, 10000), 0);
+}
+END_TEST
 
 static char *node_cmd(int i, const char *a0, const char *a1, const char *a2, const char *a3,
                       const char *a4)
@@ -1135,6 +1260,7 @@ static Suite *cluster_suite(void)
         {"coherence", test_cluster_coherence_two_caches},
         {"load_lock", test_cluster_get_or_set_and_locks},
         {"tracking", test_cluster_tracking_every_master},
+        {"tracking_new_master", test_cluster_tracking_follows_new_master},
         {"migration", test_cluster_slot_migration_moved_ask},
         {"killed", test_cluster_killed_master},
         {"sentinel", test_cluster_sentinel_failover},

@@ -243,6 +243,15 @@ int tcf_cluster_wait_ok(const tcf_cluster *cl, int timeout_ms)
     return -1;
 }
 
+int tcf_cluster_node_start(tcf_redis *r)
+{
+    static const char *const args[] = {"--cluster-enabled", "yes", "--cluster-config-file",
+                                       "nodes.conf", "--cluster-node-timeout", "1000",
+                                       /* a dead master fails its own slots only */
+                                       "--cluster-require-full-coverage", "no", NULL};
+    return tcf_redis_start(r, args);
+}
+
 int tcf_cluster_start(tcf_cluster *cl, int masters)
 {
     memset(cl, 0, sizeof *cl);
@@ -250,12 +259,8 @@ int tcf_cluster_start(tcf_cluster *cl, int masters)
         fprintf(stderr, "fixture: a cluster needs 3..%d masters\n", TCF_CLUSTER_MAX);
         return -1;
     }
-    static const char *const args[] = {"--cluster-enabled", "yes", "--cluster-config-file",
-                                       "nodes.conf", "--cluster-node-timeout", "1000",
-                                       /* a dead master fails its own slots only */
-                                       "--cluster-require-full-coverage", "no", NULL};
     for (int i = 0; i < masters; i++) {
-        if (tcf_redis_start(&cl->nodes[i], args) != 0) {
+        if (tcf_cluster_node_start(&cl->nodes[i]) != 0) {
             tcf_cluster_stop(cl);
             return -1;
         }

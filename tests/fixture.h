@@ -58,6 +58,9 @@ typedef struct tcf_cluster {
 
 /* Returns 0, or -1 with a message on stderr (everything started is stopped). */
 int tcf_cluster_start(tcf_cluster *cl, int masters);
+/* One cluster-enabled redis-server with the settings of tcf_cluster_start's nodes, in no
+ * cluster yet (CLUSTER MEET joins it). Stop it with tcf_redis_stop. */
+int tcf_cluster_node_start(tcf_redis *r);
 /* Stops every node by its PID (those already killed are skipped) and removes their dirs. */
 void tcf_cluster_stop(tcf_cluster *cl);
 /* Waits up to timeout_ms until every node still running reports cluster_state:ok. */
