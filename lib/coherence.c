@@ -69,6 +69,9 @@ struct tc_coherence_state {
     pthread_cond_t start_cv;
     int start_state;      /* 0 pending, 1 subscribed, < 0 the tc_status of the failure */
     int heartbeat_ms;
+    /* The subscriber thread's own: */
+    redisContext *watch;  /* Sentinel: subscribed to +switch-master, kept across sessions */
+    unsigned sessions;    /* sessions begun */
 };
 
 /* ------------------------------------------------------------------ messages */
@@ -459,28 +462,32 @@ static bool all_subscribed(const sub_link *ls, int n)
     return true;
 }
 
-/* Sentinel: a connection to a sentinel subscribed to its failover announcements, so that the
- * subscriber leaves the old master when the sentinels switch, not seconds later when the old
- * master is demoted (until then it still answers, and its subscribers hear nothing of the
- * writes that now go to the new master). Without it (no sentinel answered), a failover is
- * noticed when the old master's connection fails. */
-static void watch_open(tc_coherence_state *cs, redisContext **watch)
+/* Sentinel: opens the watch unless it is open (it outlives sessions: a switch announced
+ * between two sessions waits in its buffer and is seen by the next one). */
+static void watch_open(tc_coherence_state *cs)
 {
-    tc_status st = tc__remote_sentinel_watch(cs->c->remote, cs->c->opt.command_timeout_ms, watch);
+    if (cs->watch || !tc__remote_is_sentinel(cs->c->remote))
+        return;
+    tc_status st = tc__remote_sentinel_watch(cs->c->remote, cs->c->opt.command_timeout_ms,
+                                             &cs->watch);
     if (st != TC_OK)
         tc__log(&cs->c->log, TC_LOG_WARN, "cannot watch the sentinels for failovers (%s)",
                 tc_strerror(st));
 }
 
-/* Reads what the watch sent. True if the master moved: the caller ends the session and
- * resubscribes on the new master, which flushes the local tier. A watch that broke is
- * dropped for the rest of the session. */
-static bool watch_switched(tc_coherence_state *cs, redisContext **watch)
+/* Applies what the watch holds, reading its socket first when read_socket (else only what
+ * is already buffered: a switch may have come in with the subscription's confirmation).
+ * True if the master moved: the caller ends the session and resubscribes on the new master,
+ * which flushes the local tier. A watch that broke is closed (reopened by the next
+ * session). */
+static bool watch_switched(tc_coherence_state *cs, bool read_socket)
 {
-    bool ok = redisBufferRead(*watch) == REDIS_OK, switched = false;
+    if (!cs->watch)
+        return false;
+    bool ok = !read_socket || redisBufferRead(cs->watch) == REDIS_OK, switched = false;
     while (ok) {
         void *reply = NULL;
-        ok = redisGetReplyFromReader(*watch, &reply) == REDIS_OK;
+        ok = redisGetReplyFromReader(cs->watch, &reply) == REDIS_OK;
         if (!ok || !reply)
             break;
         switched = tc__remote_sentinel_switched(cs->c->remote, reply) || switched;
@@ -490,26 +497,73 @@ static bool watch_switched(tc_coherence_state *cs, redisContext **watch)
         tc__log(&cs->c->log, TC_LOG_WARN, "Sentinel announced a new master: resubscribing");
     if (!ok) {
         tc__log(&cs->c->log, TC_LOG_WARN, "lost the connection to the sentinel");
-        redisFree(*watch);
-        *watch = NULL;
+        redisFree(cs->watch);
+        cs->watch = NULL;
     }
     return switched;
 }
 
-/* The subscribed loop: returns when a link fails, the set of masters a tracking session
- * covers changes (masters_sig), the sentinels announce a new master (*watch, may be NULL),
- * or the cache stops. */
-static void listen_loop(tc_coherence_state *cs, sub_link *ls, int n, uint64_t masters_sig,
-                        redisContext **watch)
+/* Tracking on a cluster: whether CLUSTER SLOTS, asked on the first link's tracker, still
+ * names exactly the session's masters (a new master's writes would go unheard). Asked on a
+ * live connection of the session, so a dead node's connect can never stall this thread
+ * while it applies invalidations. */
+static bool masters_unchanged(tc_coherence_state *cs, const sub_link *ls, tc_remote **servers,
+                              int n)
+{
+    redisReply *r = NULL;
+    const char *argv[] = {"CLUSTER", "SLOTS"};
+    if (run(ls[0].tracker, &r, 2, argv) != TC_OK)
+        return false;
+    bool seen[TC_SUB_LINKS_MAX] = {false};
+    bool ok = r->type == REDIS_REPLY_ARRAY;
+    for (size_t i = 0; ok && i < r->elements; i++) {
+        const redisReply *e = r->element[i], *m = e->elements >= 3 ? e->element[2] : NULL;
+        ok = e->type == REDIS_REPLY_ARRAY && m && m->type == REDIS_REPLY_ARRAY &&
+             m->elements >= 2 && m->element[0]->type == REDIS_REPLY_STRING &&
+             m->element[1]->type == REDIS_REPLY_INTEGER;
+        int k = -1;
+        for (int j = 0; ok && j < n && k < 0; j++) {
+            const char *host;
+            int port;
+            tc__remote_addr(servers[j], &host, &port);
+            const redisReply *h = m->element[0];
+            /* An empty or "?" host stands for the server asked (the first link's). */
+            bool asked = h->len == 0 || (h->len == 1 && h->str[0] == '?');
+            bool same_host = asked ? j == 0
+                                   : strlen(host) == (size_t)h->len &&
+                                         memcmp(host, h->str, (size_t)h->len) == 0;
+            if (same_host && m->element[1]->integer == port)
+                k = j;
+        }
+        ok = ok && k >= 0;
+        if (ok)
+            seen[k] = true;
+    }
+    for (int j = 0; ok && j < n; j++)
+        ok = seen[j];
+    freeReplyObject(r);
+    if (!ok)
+        tc__log(&cs->c->log, TC_LOG_WARN, "the cluster's masters changed: resubscribing");
+    return ok;
+}
+
+/* The subscribed loop: returns when a link fails, the set of masters a tracking session on
+ * a cluster covers changes (check_masters), the sentinels announce a new master, or the
+ * cache stops. */
+static void listen_loop(tc_coherence_state *cs, sub_link *ls, tc_remote **servers, int n,
+                        bool check_masters)
 {
     tc_cache *c = cs->c;
     bool healthy = false;
     const int64_t sub_deadline = tc__deadline_after_ms(c->opt.command_timeout_ms +
                                                        c->opt.connect_timeout_ms);
+    const int64_t beat = (int64_t)cs->heartbeat_ms * 1000000;
     struct pollfd fds[TC_SUB_LINKS_MAX + 2];
-    int64_t next_map_check = 0;
+    int64_t next_masters_check = 0;
     for (int i = 0; i < n; i++)
         ls[i].last_pong = tc__now_ns();
+    if (watch_switched(cs, false))
+        return;
     while (!atomic_load(&cs->stopping)) {
         int64_t now = tc__now_ns(), next = INT64_MAX;
         if (!healthy && now > sub_deadline)
@@ -520,20 +574,18 @@ static void listen_loop(tc_coherence_state *cs, sub_link *ls, int n, uint64_t ma
                 return;
             next = t < next ? t : next;
         }
-        /* A master that joined or left: its writes would go unreported. Resubscribe. The
-         * map is reloaded once a beat for this (tracking on a cluster only). */
-        if (masters_sig && healthy && now >= next_map_check) {
-            if (tc__remote_masters_sig(c->remote, true) != masters_sig)
+        if (check_masters && healthy && now >= next_masters_check) {
+            if (!masters_unchanged(cs, ls, servers, n))
                 return;
-            next_map_check = now + (int64_t)cs->heartbeat_ms * 1000000;
+            next_masters_check = now + beat;
         }
-        if (masters_sig && next_map_check < next)
-            next = next_map_check;
+        if (check_masters && next_masters_check < next)
+            next = next_masters_check;
         int wait_ms = (int)((next - now) / 1000000) + 1;
         for (int i = 0; i < n; i++)
             fds[i] = (struct pollfd){.fd = ls[i].sub->fd, .events = POLLIN};
         fds[n] = (struct pollfd){.fd = cs->wake[0], .events = POLLIN};
-        fds[n + 1] = (struct pollfd){.fd = *watch ? (*watch)->fd : -1, .events = POLLIN};
+        fds[n + 1] = (struct pollfd){.fd = cs->watch ? cs->watch->fd : -1, .events = POLLIN};
         int ready = poll(fds, (nfds_t)n + 2, wait_ms < 1 ? 1 : wait_ms);
         if (ready < 0 && errno != EINTR)
             return;
@@ -545,7 +597,7 @@ static void listen_loop(tc_coherence_state *cs, sub_link *ls, int n, uint64_t ma
             if (fds[i].revents &&
                 (redisBufferRead(ls[i].sub) != REDIS_OK || !drain(cs, &ls[i])))
                 return;
-        if (fds[n + 1].revents && watch_switched(cs, watch))
+        if (fds[n + 1].revents && watch_switched(cs, true))
             return;
         if (!healthy && all_subscribed(ls, n)) {
             /* Messages from before this point are lost: forget everything first. */
@@ -588,40 +640,48 @@ static void link_close(sub_link *l)
     memset(l, 0, sizeof *l);
 }
 
-/* One session: connect and subscribe every link, listen until one fails. Tracking on a
- * cluster takes a link per master (the set is fixed for the session: masters_sig); every
- * other case one link to any server. */
+/* The servers a session subscribes to. Broadcast mode on a cluster: any node (PUBLISH
+ * crosses the cluster), one link. Tracking on a cluster: every master, the map reloaded
+ * first after a failed session (the masters may be what changed). Sentinel: the master the
+ * sentinels name now, so that a tracker and its subscriber are on the same server. The
+ * count, or <= 0 with *st set. */
+static int session_servers(tc_coherence_state *cs, tc_remote **servers, tc_status *st)
+{
+    tc_cache *c = cs->c;
+    bool cluster = tc__remote_is_cluster(c->remote);
+    if (cluster && c->opt.coherence != TC_COHERENCE_TRACKING) {
+        servers[0] = c->remote;
+        return 1;
+    }
+    if (cluster && cs->sessions > 1)
+        (void)tc__remote_refresh_map(c->remote); /* on failure the map we have is used */
+    int n = tc__remote_masters(c->remote, servers, TC_SUB_LINKS_MAX);
+    if (n < 0)
+        tc__log(&c->log, TC_LOG_ERROR, "tracking mode follows at most %d masters",
+                TC_SUB_LINKS_MAX);
+    if (n <= 0)
+        *st = n < 0 ? TC_ERR_ARG : TC_ERR_NOMEM;
+    return n;
+}
+
+/* One session: connect and subscribe every link, listen until one fails. */
 static tc_status session(tc_coherence_state *cs)
 {
     tc_cache *c = cs->c;
     tc_remote *servers[TC_SUB_LINKS_MAX];
     sub_link ls[TC_SUB_LINKS_MAX];
-    int n = 1;
-    uint64_t sig = 0;
-    servers[0] = c->remote;
     tc_status st = TC_OK;
-    if (c->opt.coherence == TC_COHERENCE_TRACKING && tc__remote_is_cluster(c->remote)) {
-        sig = tc__remote_masters_sig(c->remote, false);
-        n = tc__remote_masters(c->remote, servers, TC_SUB_LINKS_MAX);
-        if (n < 0)
-            tc__log(&c->log, TC_LOG_ERROR, "tracking mode follows at most %d masters",
-                    TC_SUB_LINKS_MAX);
-        if (n <= 0) {
-            st = n < 0 ? TC_ERR_ARG : TC_ERR_NOMEM;
-            n = 0;
-        }
-    }
-    /* The watch first: a switch after the links asked the sentinels for the master is seen. */
-    redisContext *watch = NULL;
-    if (st == TC_OK && tc__remote_is_sentinel(c->remote))
-        watch_open(cs, &watch);
+    cs->sessions++;
+    /* The watch first: a switch announced after the sentinels were asked is then seen. */
+    watch_open(cs);
+    int n = session_servers(cs, servers, &st);
     memset(ls, 0, sizeof ls);
     for (int i = 0; i < n && st == TC_OK; i++)
         st = link_open(cs, servers[i], &ls[i]);
     if (st == TC_OK)
-        listen_loop(cs, ls, n, sig, &watch);
-    if (watch)
-        redisFree(watch);
+        listen_loop(cs, ls, servers, n,
+                    c->opt.coherence == TC_COHERENCE_TRACKING &&
+                        tc__remote_is_cluster(c->remote));
     atomic_store(&cs->healthy, false);
     for (int i = 0; i < n; i++)
         link_close(&ls[i]);
@@ -660,6 +720,9 @@ static void *subscriber_main(void *arg)
         backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
     }
     atomic_store(&cs->healthy, false);
+    if (cs->watch)
+        redisFree(cs->watch);
+    cs->watch = NULL;
     return NULL;
 }
 
@@ -675,13 +738,30 @@ static void state_free(tc_coherence_state *cs)
 }
 
 /* Waits for the subscriber's first subscription, up to the connect + command timeouts. */
+/* How long tc_open waits for the first subscription: what the connections it needs may
+ * take, one after the other. One link: a connect and two commands (tracking: two of each).
+ * Tracking on a cluster: a link per master. Sentinel: the watch's connect and subscribe. */
+static int startup_budget_ms(tc_cache *c)
+{
+    const tc_options *o = &c->opt;
+    bool tracking = o->coherence == TC_COHERENCE_TRACKING;
+    int link = tracking ? 2 * (o->connect_timeout_ms + o->command_timeout_ms)
+                        : o->connect_timeout_ms + 2 * o->command_timeout_ms;
+    int links = 1;
+    if (tracking && tc__remote_is_cluster(c->remote)) {
+        tc_remote *servers[TC_SUB_LINKS_MAX];
+        int n = tc__remote_masters(c->remote, servers, TC_SUB_LINKS_MAX);
+        links = n > 1 ? n : 1;
+    }
+    int watch = tc__remote_is_sentinel(c->remote) ? o->connect_timeout_ms + o->command_timeout_ms
+                                                  : 0;
+    return link * links + watch;
+}
+
 static tc_status wait_started(tc_coherence_state *cs)
 {
-    const tc_options *o = &cs->c->opt;
     struct timespec ts;
-    tc__deadline_to_timespec(tc__deadline_after_ms(o->connect_timeout_ms +
-                                                   o->command_timeout_ms * 2),
-                             &ts);
+    tc__deadline_to_timespec(tc__deadline_after_ms(startup_budget_ms(cs->c)), &ts);
     pthread_mutex_lock(&cs->start_mu);
     while (cs->start_state == 0)
         if (pthread_cond_timedwait(&cs->start_cv, &cs->start_mu, &ts) == ETIMEDOUT)

@@ -1199,6 +1199,14 @@ static void ex_rearm(exch *e)
  * (a round trip timed out; or Redis answered), and counts a failed operation. Returns st.
  * A caller error (TC_ERR_ARG) or a non-integer for incr (TC_ERR_NOT_INT) says nothing
  * about Redis and is not counted. */
+/* Before reading one node's replies of a batch sent to many nodes. The reads go node after
+ * node, so a slow node must not use up the time of the others, whose replies may already
+ * be waiting: each read gets the full command timeout from its turn. */
+static void ex_turn(exch *e)
+{
+    ex_rearm(e);
+}
+
 static tc_status op_finish(exch *e, tc_status st)
 {
     tc__free(e->askq);
@@ -1706,8 +1714,10 @@ static tc_status get_batch_recv(get_batch *b, tc_ref **vals, int64_t *pttls, tc_
     tc_status st = b->st;
     for (size_t i = 0; i < n; i++)
         vals[i] = NULL;
-    if (st == TC_OK)
+    if (st == TC_OK) {
+        ex_turn(&b->e);
         st = ex_recv(&b->e, 2 * n, b->rep);
+    }
     for (size_t i = 0; i < n && st == TC_OK; i++) {
         tc_status one = take_value(r, b->rep[2 * i], b->rep[2 * i + 1], &vals[i],
                                    pttls ? &pttls[i] : NULL);
@@ -2499,8 +2509,16 @@ static void mark_masters_locked(const tc_cluster *cl, bool *owner)
             owner[cl->slots[s]] = true;
 }
 
+static tc_status sentinel_update(tc_remote *r);
+static tc_remote *sentinel_master(tc_remote *r);
+
 int tc__remote_masters(tc_remote *r, tc_remote **out, int cap)
 {
+    if (r->sentinel) { /* asked now, as a subscriber's connect always did */
+        sentinel_update(r);
+        out[0] = sentinel_master(r);
+        return 1;
+    }
     if (!r->cluster) {
         out[0] = r;
         return 1;
@@ -2525,28 +2543,15 @@ int tc__remote_masters(tc_remote *r, tc_remote **out, int cap)
     return n;
 }
 
-uint64_t tc__remote_masters_sig(tc_remote *r, bool refresh)
+tc_status tc__remote_refresh_map(tc_remote *r)
 {
-    if (!r->cluster)
-        return 0;
-    if (refresh)
-        (void)map_refresh(r); /* on failure the current map answers */
-    tc_cluster *cl = r->cluster;
-    uint64_t sig = 1469598103934665603ULL; /* FNV-1a over the owners' node indices */
-    pthread_rwlock_rdlock(&cl->map_mu);
-    bool *owner = tc__malloc(sizeof *owner * (size_t)(cl->nnodes ? cl->nnodes : 1));
-    bool known = owner != NULL;
-    if (known) {
-        mark_masters_locked(cl, owner);
-        for (int i = 0; i < cl->nnodes; i++)
-            if (owner[i])
-                sig = (sig ^ (uint64_t)i) * 1099511628211ULL;
-    }
-    pthread_rwlock_unlock(&cl->map_mu);
-    tc__free(owner);
-    /* Never 0. Without memory the answer is 1, which reads as a change: the caller
-     * resubscribes, the safe side. */
-    return known ? sig | 2 : 1;
+    return r->cluster ? map_refresh(r) : TC_OK;
+}
+
+void tc__remote_addr(const tc_remote *r, const char **host, int *port)
+{
+    *host = r->url.host;
+    *port = r->url.port;
 }
 
 /* One operation, as the router hands it to a node. */
@@ -2892,8 +2897,10 @@ static void wbatch_send(wplan *p, wbatch *b)
 static tc_status wbatch_recv(wplan *p, wbatch *b, size_t *deleted)
 {
     tc_status st = b->st;
-    if (st == TC_OK)
+    if (st == TC_OK) {
+        ex_turn(&b->e);
         st = ex_recv(&b->e, b->nrep, b->rep);
+    }
     redisReply **rep = b->rep;
     for (size_t j = b->g0; j < b->g1 && st == TC_OK; j++) {
         wgroup_check(p, b->e.r, &p->g[j], rep, deleted);
@@ -2941,13 +2948,15 @@ static tc_status cluster_write_by_slot(tc_remote *r, const op *o)
         send_failed = p.b[sent++].st != TC_OK;
     }
     size_t deleted = 0;
+    bool refresh = false; /* after every batch is read: the others hold connections */
     for (size_t j = 0; j < sent; j++) {
         tc_status one = wbatch_recv(&p, &p.b[j], &deleted);
-        if (one == TC_ERR_IO || one == TC_ERR_TIMEOUT)
-            map_refresh_soon(r);
+        refresh = refresh || one == TC_ERR_IO || one == TC_ERR_TIMEOUT;
         if (st == TC_OK)
             st = one;
     }
+    if (refresh)
+        map_refresh_soon(r);
     for (size_t j = 0; j < p.ng && st == TC_OK; j++) {
         wgroup *g = &p.g[j];
         if (g->redir || !g->node)
@@ -3018,7 +3027,8 @@ static tc_status cluster_get_many(tc_remote *r, const op *o)
                        keys + beg[j], klens + beg[j], true);
     size_t sent = st == TC_OK ? nn : 0;
     /* Every batch sent is read (or fails), whatever the others did, so each gives its
-     * connection back. */
+     * connection back; the map is reloaded only then (the batches hold connections). */
+    bool refresh = false;
     for (size_t j = 0; j < sent; j++) {
         get_batch *b = &batches[j];
         size_t m = beg[j + 1] - beg[j];
@@ -3031,8 +3041,7 @@ static tc_status cluster_get_many(tc_remote *r, const op *o)
             continue; /* not done: key by key below */
         }
         if (one != TC_OK || st != TC_OK) {
-            if (one == TC_ERR_IO || one == TC_ERR_TIMEOUT)
-                map_refresh_soon(r);
+            refresh = refresh || one == TC_ERR_IO || one == TC_ERR_TIMEOUT;
             if (st == TC_OK)
                 st = one;
             continue;
@@ -3047,6 +3056,8 @@ static tc_status cluster_get_many(tc_remote *r, const op *o)
             o->st_out[i] = sts[q];
         }
     }
+    if (refresh)
+        map_refresh_soon(r);
     for (size_t i = 0; i < n && st == TC_OK; i++) {
         if (done[i])
             continue;
@@ -3167,6 +3178,7 @@ typedef struct tc_sentinel {
     tc_remote **former;
     int nformer;
     _Atomic int64_t last_ask_ns;
+    atomic_int last_good; /* the sentinel that answered last: asked first next time */
 } tc_sentinel;
 
 static tc_remote *sentinel_master(tc_remote *r)
@@ -3184,7 +3196,9 @@ static tc_status sentinel_ask(tc_remote *r, char **host, int *port)
     const char *argv[3] = {"SENTINEL", "get-master-addr-by-name", r->url.master_name};
     size_t lens[3] = {8, 23, strlen(r->url.master_name)};
     tc_status st = TC_ERR_IO;
-    for (int i = 0; i < sn->nsentinels; i++) {
+    int first = atomic_load(&sn->last_good);
+    for (int k = 0; k < sn->nsentinels; k++) {
+        int i = (first + k) % sn->nsentinels;
         redisReply *x = NULL;
         st = node_command(sn->sentinels[i], NULL, 3, argv, lens, &x);
         if (st != TC_OK)
@@ -3197,6 +3211,7 @@ static tc_status sentinel_ask(tc_remote *r, char **host, int *port)
             *host = tc__strndup(x->element[0]->str, x->element[0]->len);
             *port = (int)p;
             freeReplyObject(x);
+            atomic_store(&sn->last_good, i);
             return *host ? TC_OK : TC_ERR_NOMEM;
         }
         if (x->type == REDIS_REPLY_NIL)
@@ -3401,7 +3416,9 @@ tc_status tc__remote_sentinel_watch(tc_remote *r, int timeout_ms, redisContext *
         return TC_ERR_ARG;
     tc_sentinel *sn = r->sentinel;
     tc_status st = TC_ERR_IO;
-    for (int i = 0; i < sn->nsentinels && st != TC_OK; i++) {
+    int first = atomic_load(&sn->last_good); /* a silent sentinel ahead costs a timeout */
+    for (int k = 0; k < sn->nsentinels && st != TC_OK; k++) {
+        int i = (first + k) % sn->nsentinels;
         redisContext *c = NULL;
         st = conn_new(sn->sentinels[i], timeout_ms, &c);
         if (st == TC_OK)

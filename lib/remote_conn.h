@@ -41,14 +41,19 @@ tc_status tc__remote_sentinel_watch(tc_remote *r, int timeout_ms, redisContext *
  * master when this returns. Borrows reply. */
 bool tc__remote_sentinel_switched(tc_remote *r, const redisReply *reply);
 
-/* The servers that own slots: a cluster's masters in its current slot map (at most cap),
- * each a single-server remote that tc__remote_connect connects to directly; r itself when
- * it is not a cluster. The count, 0 without memory, -1 if there are more than cap. */
+/* The servers a subscriber that needs the data servers themselves connects to: a
+ * cluster's masters in its current slot map (at most cap); the master the sentinels name
+ * now (asked first) for Sentinel; r itself otherwise. Each is a single-server remote that
+ * tc__remote_connect connects to directly. The count, 0 without memory, -1 if there are
+ * more than cap. */
 int tc__remote_masters(tc_remote *r, tc_remote **out, int cap);
 
-/* A signature of the set of masters in the slot map (0 when r is not a cluster), the map
- * reloaded first when refresh. It changes when a master joins or leaves the map. */
-uint64_t tc__remote_masters_sig(tc_remote *r, bool refresh);
+/* Reloads a cluster's slot map (TC_OK, or the error of the last node asked); nothing to do
+ * for other remotes. */
+tc_status tc__remote_refresh_map(tc_remote *r);
+
+/* A single-server remote's address (as tc__remote_masters returns them). */
+void tc__remote_addr(const tc_remote *r, const char **host, int *port);
 
 /* Maps a failed hiredis context (ctx->err) to a status: timeouts (EAGAIN) to
  * TC_ERR_TIMEOUT, everything else to TC_ERR_IO. */
