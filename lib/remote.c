@@ -3179,6 +3179,7 @@ typedef struct tc_sentinel {
     int nformer;
     _Atomic int64_t last_ask_ns;
     atomic_int last_good; /* the sentinel that answered last: asked first next time */
+    unsigned switches;    /* under mu: master changes so far */
 } tc_sentinel;
 
 static tc_remote *sentinel_master(tc_remote *r)
@@ -3225,15 +3226,20 @@ static tc_status sentinel_ask(tc_remote *r, char **host, int *port)
 }
 
 /* Makes host:port the master unless it already is; the former master is kept until close
- * (see the section comment). TC_OK, or TC_ERR_NOMEM. */
-static tc_status sentinel_switch_to(tc_remote *r, const char *host, int port)
+ * (see the section comment). asked_at: for an answer of the sentinels, the switch count
+ * when they were asked (a switch since, announced by +switch-master, wins over it); NULL
+ * for an announcement. TC_OK, or TC_ERR_NOMEM. */
+static tc_status sentinel_switch_to(tc_remote *r, const char *host, int port,
+                                    const unsigned *asked_at)
 {
     tc_sentinel *sn = r->sentinel;
     pthread_mutex_lock(&sn->mu);
     tc_remote *m = sn->master;
     bool same = m && m->url.port == port && strcmp(m->url.host, host) == 0;
+    /* An answer to a question asked before the last switch may predate it: stale. */
+    bool stale = asked_at && *asked_at != sn->switches;
     pthread_mutex_unlock(&sn->mu);
-    if (same)
+    if (same || stale)
         return TC_OK;
     tc_remote *n = node_new(r, host, strlen(host), port);
     if (!n)
@@ -3256,6 +3262,7 @@ static tc_status sentinel_switch_to(tc_remote *r, const char *host, int port)
         sn->former[sn->nformer++] = m;
     }
     sn->master = n;
+    sn->switches++;
     pthread_mutex_unlock(&sn->mu);
     if (m)
         RLOG(r, TC_LOG_WARN, "Sentinel: the master of %s moved to %s port %d (failover)",
@@ -3269,9 +3276,12 @@ static tc_status sentinel_update(tc_remote *r)
     char *host = NULL;
     int port = 0;
     atomic_store(&r->sentinel->last_ask_ns, tc__now_ns());
+    pthread_mutex_lock(&r->sentinel->mu);
+    unsigned asked_at = r->sentinel->switches;
+    pthread_mutex_unlock(&r->sentinel->mu);
     tc_status st = sentinel_ask(r, &host, &port);
     if (st == TC_OK)
-        st = sentinel_switch_to(r, host, port);
+        st = sentinel_switch_to(r, host, port, &asked_at);
     tc__free(host);
     return st;
 }
@@ -3457,7 +3467,7 @@ bool tc__remote_sentinel_switched(tc_remote *r, const redisReply *x)
         !parse_uint(tok[4], strlen(tok[4]), 65535, &port) || port == 0)
         return false;
     /* On TC_ERR_NOMEM the caller's resubscription asks the sentinels again. */
-    (void)sentinel_switch_to(r, tok[3], (int)port);
+    (void)sentinel_switch_to(r, tok[3], (int)port, NULL); /* an announcement is news */
     return true;
 }
 
