@@ -115,6 +115,15 @@ static bool is_sub_delim(char c)
  * absent one). Characters outside unreserved, sub-delims and (if colon_ok) ':' are
  * TC_ERR_ARG, as are a malformed escape and an escape that decodes to NUL, which a C
  * string could not carry. */
+/* Zeroes a secret's bytes before its memory goes back (volatile: not optimised away). */
+static void wipe(char *s)
+{
+    if (!s)
+        return;
+    for (volatile char *p = s; *p; p++)
+        *p = '\0';
+}
+
 static tc_status pct_decode(const char *s, size_t n, bool colon_ok, char **out)
 {
     *out = NULL;
@@ -130,6 +139,8 @@ static tc_status pct_decode(const char *s, size_t n, bool colon_ok, char **out)
             int hi = i + 2 < n ? hex_value(s[i + 1]) : -1;
             int lo = hi >= 0 ? hex_value(s[i + 2]) : -1;
             if (lo < 0 || (hi == 0 && lo == 0)) {
+                d[j] = '\0';
+                wipe(d); /* it may be half a password */
                 tc__free(d);
                 return TC_ERR_ARG;
             }
@@ -138,6 +149,8 @@ static tc_status pct_decode(const char *s, size_t n, bool colon_ok, char **out)
         } else if (is_unreserved(c) || is_sub_delim(c) || (colon_ok && c == ':')) {
             d[j++] = c;
         } else {
+            d[j] = '\0';
+            wipe(d);
             tc__free(d);
             return TC_ERR_ARG;
         }
@@ -379,6 +392,7 @@ static tc_status parse_cluster(const char *p, tc_url *u, bool sentinel)
         p = copy;
     }
     tc_status st = parse_seeds(p, u);
+    wipe(copy); /* "user:password@hosts" */
     tc__free(copy);
     return st;
 }
@@ -448,14 +462,6 @@ tc_status tc__url_parse(const char *s, tc_url *out)
 
 /* Overwrites a secret before its memory goes back to the allocator; volatile so the
  * compiler cannot drop the stores as dead. */
-static void wipe(char *s)
-{
-    if (!s)
-        return;
-    for (volatile char *p = s; *p; p++)
-        *p = '\0';
-}
-
 void tc__url_free(tc_url *u)
 {
     if (!u)
