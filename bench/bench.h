@@ -90,6 +90,7 @@ typedef struct bench_summary {
     double hit_ns, floor_ns, redis_get_ns;   /* hot path, mean per op */
     double zipf_speedup[TCB_MAX_THREADS];    /* tiercache / redis-only ops/s, by thread count */
     double zipf_floor[TCB_MAX_THREADS];      /* tiercache / floor ops/s */
+    double zipf_vs_bound[TCB_MAX_THREADS];   /* tiercache / (redis-only ops/s / rt per op) */
     int zipf_threads[TCB_MAX_THREADS];
     int nzipf;
     double zipf_local_hit;                   /* 1 thread */

@@ -333,6 +333,15 @@ static int plot_groups(const bench_cfg *cfg, const char *title, result *all, siz
 
 /* ------------------------------------------------------------------ zipf */
 
+/* The throughput the local tier's hit ratio allows when local hits cost nothing: the
+ * redis-only throughput divided by the share of operations that still take a round trip
+ * (for reads, the miss ratio of the local tier). res: the NMODES results of one run. */
+static double zipf_bound(const result *res)
+{
+    double rt = res[MODE_TIER].rt_per_op / res[MODE_REDIS].rt_per_op;
+    return res[MODE_REDIS].ops_s / rt;
+}
+
 static int zipf_runs(const bench_cfg *cfg, const int *thr, int nthr, uint64_t ops_default,
                      const char *title_extra)
 {
@@ -408,6 +417,7 @@ static int zipf_runs(const bench_cfg *cfg, const int *thr, int nthr, uint64_t op
             g_summary.zipf_threads[k] = threads;
             g_summary.zipf_speedup[k] = res[MODE_TIER].vs_redis;
             g_summary.zipf_floor[k] = res[MODE_TIER].vs_floor;
+            g_summary.zipf_vs_bound[k] = res[MODE_TIER].ops_s / zipf_bound(res);
         }
         if (threads == 1)
             g_summary.zipf_local_hit = res[MODE_TIER].local_hit;
@@ -419,10 +429,22 @@ static int zipf_runs(const bench_cfg *cfg, const int *thr, int nthr, uint64_t op
                   cfg->warmup >= 0 ? "--warmup" : "max(2x local entries, ops/2)");
     for (int ti = 0; ti < nthr; ti++) {
         result *res = &all[ti * NMODES];
+        double bound = zipf_bound(res);
         report_printf("  %d thr: tiercache %.2fx redis-only throughput, %.3fx the floor's; "
                       "p50 %.0f ns vs redis-only %.0f ns\n",
                       res[0].threads, res[MODE_TIER].vs_redis, res[MODE_TIER].vs_floor,
                       res[MODE_TIER].p50, res[MODE_REDIS].p50);
+        report_printf("         bound from the hit ratio (redis-only ops/s / tiercache rt/op) "
+                      "%.1fk ops/s: tiercache reaches %.2fx of it (target: within 10%%)\n",
+                      bound / 1e3, res[MODE_TIER].ops_s / bound);
+    }
+    for (int ti = 1; ti < nthr; ti++) {
+        const result *a = &all[0], *b = &all[ti * NMODES];
+        report_printf("  scaling %d -> %d thr (ops/s ratio): tiercache %.2fx, redis-only %.2fx, "
+                      "floor %.2fx\n",
+                      a->threads, b->threads, b[MODE_TIER].ops_s / a[MODE_TIER].ops_s,
+                      b[MODE_REDIS].ops_s / a[MODE_REDIS].ops_s,
+                      b[MODE_FLOOR].ops_s / a[MODE_FLOOR].ops_s);
     }
     int rc = plot_groups(cfg, "zipf read latency CDF: tiercache vs redis-only vs floor", all,
                          (size_t)nthr * NMODES);
@@ -639,18 +661,12 @@ static __attribute__((noinline)) uint64_t hot_hiredis_loop(redisContext *rc, cha
     return errors;
 }
 
-/* ns per plain hiredis GET (median of HOT_REPS loops), or 0 if it cannot connect. */
-static double hot_hiredis(const bench_cfg *cfg, const char *prefix, const keyset *ks,
-                          size_t iters, unsigned char *buf, size_t vsize, uint64_t *errors)
+/* The Redis keys of ks under prefix, as the library names them, for the plain client. */
+static char **plain_rkeys(const char *prefix, const keyset *ks)
 {
-    redisContext *rc = plain_connect(cfg);
     char **rkeys = calloc(ks->n, sizeof *rkeys);
-    if (!rc || !rkeys) {
-        if (rc)
-            redisFree(rc);
-        free(rkeys);
-        return 0;
-    }
+    if (!rkeys)
+        bench_die("out of memory");
     for (size_t i = 0; i < ks->n; i++) {
         size_t len = strlen(prefix) + strlen(ks->k[i]) + 4;
         rkeys[i] = malloc(len);
@@ -658,39 +674,147 @@ static double hot_hiredis(const bench_cfg *cfg, const char *prefix, const keyset
             bench_die("out of memory");
         snprintf(rkeys[i], len, "%s:1:%s", prefix, ks->k[i]);
     }
-    double per[HOT_REPS];
-    for (int rep = 0; rep < HOT_REPS; rep++) {
-        uint64_t t0 = now_ns();
-        *errors += hot_hiredis_loop(rc, rkeys, ks->n, iters, buf, vsize);
-        per[rep] = (double)(now_ns() - t0) / (double)iters;
-    }
-    qsort(per, HOT_REPS, sizeof per[0], cmp_double);
-    for (size_t i = 0; i < ks->n; i++)
-        free(rkeys[i]);
-    free(rkeys);
-    redisFree(rc);
-    return per[HOT_REPS / 2];
+    return rkeys;
 }
 
-enum { HOT_LOCAL, HOT_FLOOR, HOT_REDIS };
+enum { HOT_LOCAL, HOT_FLOOR, HOT_REDIS, HOT_PLAIN, HOT_KINDS };
 
-/* The median over HOT_REPS timed loops of iters operations, in ns per operation. */
-static double hot_loop(int which, tc_cache *c, const ftab *ft, const keyset *ks, size_t iters,
-                       unsigned char *buf, size_t vsize, uint64_t *errors)
+/* What the timed loops run against. */
+typedef struct hot_set {
+    tc_cache *tier, *redis; /* local tier on (primed), and off */
+    const ftab *ft;
+    const keyset *ks;
+    redisContext *plain; /* NULL: no plain hiredis baseline */
+    char **rkeys;        /* the plain client's keys */
+    unsigned char *buf;
+    size_t vsize;
+} hot_set;
+
+static uint64_t hot_run(const hot_set *hs, int which, size_t iters)
 {
-    double per[HOT_REPS];
-    for (int rep = 0; rep < HOT_REPS; rep++) {
-        uint64_t t0 = now_ns();
-        if (which == HOT_LOCAL)
-            *errors += hot_local_loop(c, ks, iters, buf, vsize);
-        else if (which == HOT_REDIS)
-            *errors += hot_redis_loop(c, ks, iters, buf, vsize);
-        else
-            *errors += hot_floor_loop(ft, ks, iters, buf);
-        per[rep] = (double)(now_ns() - t0) / (double)iters;
+    switch (which) {
+    case HOT_LOCAL:
+        return hot_local_loop(hs->tier, hs->ks, iters, hs->buf, hs->vsize);
+    case HOT_REDIS:
+        return hot_redis_loop(hs->redis, hs->ks, iters, hs->buf, hs->vsize);
+    case HOT_PLAIN:
+        return hot_hiredis_loop(hs->plain, hs->rkeys, hs->ks->n, iters, hs->buf, hs->vsize);
+    default:
+        return hot_floor_loop(hs->ft, hs->ks, iters, hs->buf);
     }
-    qsort(per, HOT_REPS, sizeof per[0], cmp_double);
-    return per[HOT_REPS / 2];
+}
+
+/* Times HOT_REPS loops of iters operations for each of the n kinds in which[], taking turns
+ * (a, b, a, b, ...) so that a change in the machine's load falls on all of them alike, which
+ * keeps their ratios steady on a shared machine. ns[i]: the median for which[i], in ns per
+ * operation; errors[i] accumulates its errors. */
+static void hot_loops(const hot_set *hs, const int *which, int n, size_t iters, double *ns,
+                      uint64_t *errors)
+{
+    double per[HOT_KINDS][HOT_REPS];
+    for (int rep = 0; rep < HOT_REPS; rep++) {
+        for (int i = 0; i < n; i++) {
+            uint64_t t0 = now_ns();
+            errors[i] += hot_run(hs, which[i], iters);
+            per[i][rep] = (double)(now_ns() - t0) / (double)iters;
+        }
+    }
+    for (int i = 0; i < n; i++) {
+        qsort(per[i], HOT_REPS, sizeof per[i][0], cmp_double);
+        ns[i] = per[i][HOT_REPS / 2];
+    }
+}
+
+/* One thread of a multi-threaded hot loop: its own buffer, and its own rotation of the keys
+ * so that the threads do not walk the keys in step. */
+typedef struct hot_thread {
+    hot_set hs;
+    keyset ks;
+    int which;
+    size_t iters;
+    uint64_t errors;
+    pthread_barrier_t *bar;
+    pthread_t tid;
+} hot_thread;
+
+static void *hot_thread_main(void *arg)
+{
+    hot_thread *t = arg;
+    pthread_barrier_wait(t->bar);
+    t->errors = hot_run(&t->hs, t->which, t->iters);
+    return NULL;
+}
+
+/* Operations per second of threads running the hot loop `which` at once, iters each. */
+static double hot_threads_ops(const hot_set *hs, int which, int threads, size_t iters,
+                              uint64_t *errors)
+{
+    hot_thread *t = calloc((size_t)threads, sizeof *t);
+    pthread_barrier_t bar;
+    if (!t || pthread_barrier_init(&bar, NULL, (unsigned)threads + 1) != 0)
+        bench_die("out of memory");
+    size_t n = hs->ks->n;
+    for (int i = 0; i < threads; i++) {
+        t[i].hs = *hs;
+        t[i].ks = *hs->ks;
+        t[i].ks.k = malloc(n * sizeof *t[i].ks.k);
+        t[i].hs.buf = calloc(1, hs->vsize ? hs->vsize : 1);
+        if (!t[i].ks.k || !t[i].hs.buf)
+            bench_die("out of memory");
+        for (size_t j = 0; j < n; j++)
+            t[i].ks.k[j] = hs->ks->k[(j + (size_t)i * n / (size_t)threads) % n];
+        t[i].hs.ks = &t[i].ks;
+        t[i].which = which;
+        t[i].iters = iters;
+        t[i].bar = &bar;
+        if (pthread_create(&t[i].tid, NULL, hot_thread_main, &t[i]) != 0)
+            bench_die("pthread_create failed");
+    }
+    pthread_barrier_wait(&bar);
+    uint64_t t0 = now_ns();
+    for (int i = 0; i < threads; i++) {
+        pthread_join(t[i].tid, NULL);
+        *errors += t[i].errors;
+        free(t[i].ks.k);
+        free(t[i].hs.buf);
+    }
+    double secs = (double)(now_ns() - t0) / 1e9;
+    pthread_barrier_destroy(&bar);
+    free(t);
+    return (double)threads * (double)iters / secs;
+}
+
+/* Local hits and the floor with each thread count of thr[], HOT_REPS runs of each, all of
+ * them taking turns (local and floor, at every thread count, then again) so that the
+ * machine's load falls on every ratio alike: does the read path scale with threads? */
+static void hot_scaling(const hot_set *hs, const int *thr, int nthr, size_t iters)
+{
+    report_printf("  local-hit throughput with threads sharing one cache (median of %d runs of "
+                  "%zu ops per thread, taking turns with the floor and the other thread "
+                  "counts):\n",
+                  HOT_REPS, iters);
+    double per[TCB_MAX_THREADS][2][HOT_REPS];
+    uint64_t errors[TCB_MAX_THREADS] = {0};
+    for (int rep = 0; rep < HOT_REPS; rep++) {
+        for (int ti = 0; ti < nthr; ti++) {
+            per[ti][0][rep] = hot_threads_ops(hs, HOT_LOCAL, thr[ti], iters, &errors[ti]);
+            per[ti][1][rep] = hot_threads_ops(hs, HOT_FLOOR, thr[ti], iters, &errors[ti]);
+        }
+    }
+    double base[2] = {0, 0};
+    for (int ti = 0; ti < nthr; ti++) {
+        double med[2];
+        for (int i = 0; i < 2; i++) {
+            qsort(per[ti][i], HOT_REPS, sizeof per[ti][i][0], cmp_double);
+            med[i] = per[ti][i][HOT_REPS / 2];
+            if (ti == 0)
+                base[i] = med[i];
+        }
+        report_printf("    %d thr: local hit %6.2f M ops/s (%.2fx %d thr), floor %6.2f M ops/s "
+                      "(%.2fx), errors %llu\n",
+                      thr[ti], med[0] / 1e6, med[0] / base[0], thr[0], med[1] / 1e6,
+                      med[1] / base[1], (unsigned long long)errors[ti]);
+    }
 }
 
 /* The same operations timed one by one (latency percentiles; includes a clock read). */
@@ -737,7 +861,8 @@ int wl_hotpath(const bench_cfg *cfg, bool with_zipf)
     char title[256];
     snprintf(title, sizeof title,
              "hot path: single thread, %zu hot keys round-robin, %zu-byte values; ns/op = "
-             "median of %d timed loops of %zu ops (Redis GET: %zu ops)",
+             "median of %d timed loops of %zu ops, taking turns with the baselines (Redis GET: "
+             "%zu ops)",
              nk, vsize, HOT_REPS, iters, riters);
     report_section(title);
     report_printf("  %-34s %9s %8s %8s %8s %8s %6s\n", "operation", "ns/op", "p50", "p99",
@@ -752,14 +877,22 @@ int wl_hotpath(const bench_cfg *cfg, bool with_zipf)
         if (tc_get(tier, ks.k[i % nk], &v) == TC_OK)
             tc_value_release(&v);
     }
+    hot_set hs = {.tier = tier, .redis = redis, .ft = ft, .ks = &ks, .plain = plain_connect(cfg),
+                  .buf = buf, .vsize = vsize};
+    if (hs.plain)
+        hs.rkeys = plain_rkeys(prefix, &ks);
     tc_stats s0, s1;
     tc_stats_get(tier, &s0);
-    double ns[3];
-    ns[0] = hot_loop(HOT_LOCAL, tier, NULL, &ks, iters, buf, vsize, &err[0]);
+    double ns[4] = {0, 0, 0, 0};
+    static const int mem_kinds[] = {HOT_LOCAL, HOT_FLOOR}, net_kinds[] = {HOT_REDIS, HOT_PLAIN};
+    hot_loops(&hs, mem_kinds, 2, iters, ns, err);
     tc_stats_get(tier, &s1);
     uint64_t local = s1.local_hits - s0.local_hits, reads = (uint64_t)iters * HOT_REPS;
-    ns[1] = hot_loop(HOT_FLOOR, NULL, ft, &ks, iters, buf, vsize, &err[1]);
-    ns[2] = hot_loop(HOT_REDIS, redis, NULL, &ks, riters / HOT_REPS, buf, vsize, &err[2]);
+    uint64_t plain_err = 0, net_err[2] = {0, 0};
+    hot_loops(&hs, net_kinds, hs.plain ? 2 : 1, riters / HOT_REPS, ns + 2, net_err);
+    err[2] = net_err[0];
+    plain_err = net_err[1];
+    double plain = ns[3];
 
     static const char *const names[3] = {"local hit (tc_get+copy+release)",
                                          "floor (hash lookup+memcpy)",
@@ -798,8 +931,6 @@ int wl_hotpath(const bench_cfg *cfg, bool with_zipf)
                       report_fmt_ns(res[i].max_ns, d, sizeof d), (unsigned long long)err[i]);
         report_record(&res[i]);
     }
-    uint64_t plain_err = 0;
-    double plain = hot_hiredis(cfg, prefix, &ks, riters / HOT_REPS, buf, vsize, &plain_err);
     if (plain > 0)
         report_printf("  %-34s %9.1f %8s %8s %8s %8s %6llu\n", "plain hiredis GET (baseline)",
                       plain, "", "", "", "", (unsigned long long)plain_err);
@@ -813,11 +944,24 @@ int wl_hotpath(const bench_cfg *cfg, bool with_zipf)
                   "loop's reads; percentiles from %zu separately timed ops, each including a "
                   "clock read)\n",
                   100.0 * (double)local / (double)reads, iters / 2);
+    /* Not under --hot-only unless asked for: a profiler counting hot_local_loop would count
+     * the threads' loops too. */
+    static const int def_thr[] = {1, 2};
+    if (cfg->nthreads)
+        hot_scaling(&hs, cfg->threads, cfg->nthreads, iters);
+    else if (!cfg->hot_only)
+        hot_scaling(&hs, def_thr, 2, iters);
     g_summary.hit_ns = ns[0];
     g_summary.floor_ns = ns[1];
     g_summary.redis_get_ns = ns[2];
     for (int i = 0; i < 3; i++)
         result_free(&res[i]);
+    if (hs.plain) {
+        for (size_t i = 0; i < ks.n; i++)
+            free(hs.rkeys[i]);
+        free(hs.rkeys);
+        redisFree(hs.plain);
+    }
     tc_close(tier);
     tc_close(redis);
     unpopulate(cfg, prefix);

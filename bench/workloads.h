@@ -11,8 +11,9 @@
 
 #include "bench.h"
 
-/* Local hit vs floor vs Redis GET on a few hot keys, single thread; with_zipf adds zipf
- * read throughput with 1 and 2 threads. */
+/* Local hit vs floor vs Redis GET on a few hot keys, single thread, then local-hit
+ * throughput with cfg->threads (default 1 and 2; none under --hot-only unless given);
+ * with_zipf adds zipf read throughput with 1 and 2 threads. */
 int wl_hotpath(const bench_cfg *cfg, bool with_zipf);
 /* Zipf(s) reads (and writes, with write_frac) over numbered keys. */
 int wl_zipf(const bench_cfg *cfg);

@@ -423,21 +423,27 @@ static tc_status answer(tc_ref *r, tc_value *out)
     return TC_OK;
 }
 
+/* The local tier's live copy of key, for a caller that found the tier readable. */
+static inline bool local_lookup(tc_cache *c, uint64_t h, const char *key, size_t klen,
+                                tc_ref **out)
+{
+    if (!tc__local_get(c->local, h, key, klen, tc__now_coarse_ns(), out))
+        return false;
+    if (!((*out)->flags & TC_REF_TAGGED) || tc__tags_current(c, *out) == TC_OK)
+        return true;
+    /* A tag moved on: drop the copy so later reads don't check it again. */
+    tc__ref_drop(*out);
+    *out = NULL;
+    tc__local_invalidate(c->local, h);
+    return false;
+}
+
 /* tc__cache_local_get, inlined into the read paths of this file. */
 static inline bool local_get(tc_cache *c, uint64_t h, const char *key, size_t klen,
                              tc_ref **out)
 {
-    if (local_readable(c)) {
-        if (!tc__local_get(c->local, h, key, klen, tc__now_coarse_ns(), out))
-            return false;
-        if (!((*out)->flags & TC_REF_TAGGED) || tc__tags_current(c, *out) == TC_OK)
-            return true;
-        /* A tag moved on: drop the copy so later reads don't check it again. */
-        tc__ref_drop(*out);
-        *out = NULL;
-        tc__local_invalidate(c->local, h);
-        return false;
-    }
+    if (local_readable(c))
+        return local_lookup(c, h, key, klen, out);
     if (c->local_enabled)
         TC_COUNT(&c->counters, local_bypasses);
     return false;
@@ -455,13 +461,20 @@ TC_API tc_status tc_get(tc_cache *c, const char *key, tc_value *out)
     tc_status st = check_open(c);
     if (st != TC_OK)
         return st;
-    size_t klen;
-    if (!out || !key_ok(c, key, &klen))
+    size_t klen = tc__key_len(key, c->opt.max_key_len);
+    if (!out || klen == 0)
         return TC_ERR_ARG;
     uint64_t h = tc__key_hash(key, klen);
     tc_ref *r = NULL;
-    if (local_get(c, h, key, klen, &r))
+    /* The bytes of the key are checked only when the local tier does not answer: it answers
+     * only for a key equal to one it holds, and every key it holds passed the check. */
+    bool readable = local_readable(c);
+    if (readable && local_lookup(c, h, key, klen, &r))
         return answer(r, out);
+    if (!tc__key_bytes_valid(key, klen))
+        return TC_ERR_ARG;
+    if (!readable && c->local_enabled)
+        TC_COUNT(&c->counters, local_bypasses);
     st = tc__cache_fetch(c, h, key, klen, &r);
     if (st == TC_MISS) {
         TC_COUNT(tc__key_counters(c, key, klen), misses);

@@ -16,26 +16,56 @@ static inline bool key_byte_ok(unsigned char b)
     return b >= 33 && b != 127;
 }
 
-/* 1 for the bytes a key may hold, 0 for the others (the NUL among them): the validation
- * loop is one load and one test per byte. */
+/* 1 for the bytes a key may hold, 0 for the others (the NUL among them): for the few bytes
+ * that do not fill a word. */
 static const unsigned char key_byte_table[256] = {
     [33 ... 126] = 1, /* printable ASCII but space */
     [128 ... 255] = 1, /* any byte of a multi-byte UTF-8 sequence (or other 8-bit data) */
 };
 
+#define ONES 0x0101010101010101ULL
+#define HIGHS 0x8080808080808080ULL
+
+/* Nonzero if one of the eight bytes of w is below 33 or equal to 127. Exact: the lowest
+ * such byte always sets its high bit, and a byte that is fine sets it only through a borrow
+ * from a bad byte below it (bytes >= 128 are masked out by ~w). */
+static inline uint64_t word_bad(uint64_t w)
+{
+    uint64_t below = (w - ONES * 33) & ~w & HIGHS;
+    uint64_t del = w ^ (ONES * 127);
+    return below | ((del - ONES) & ~del & HIGHS);
+}
+
+/* True if none of the len bytes at p is forbidden: eight bytes per test, so checking a key
+ * costs a few instructions instead of a loop over its bytes (this is on every read). */
+static bool bytes_ok(const unsigned char *p, size_t len)
+{
+    uint64_t w;
+    size_t i = 0;
+    for (; i + 8 <= len; i += 8) {
+        memcpy(&w, p + i, 8);
+        if (word_bad(w))
+            return false;
+    }
+    if (i == len)
+        return true;
+    if (len >= 8) { /* the tail: the last eight bytes, overlapping ones already checked */
+        memcpy(&w, p + len - 8, 8);
+        return !word_bad(w);
+    }
+    for (; i < len; i++)
+        if (!key_byte_table[p[i]])
+            return false;
+    return true;
+}
+
 bool tc__key_valid(const char *key, size_t max_len, size_t *len)
 {
-    if (!key)
-        return false;
-    const unsigned char *p = (const unsigned char *)key;
-    size_t i = 0;
-    while (key_byte_table[p[i]] && i < max_len)
-        i++;
-    /* Stopped on the NUL (valid if not empty), a bad byte, or the length limit. */
-    if (p[i] != '\0' || i == 0)
+    size_t n = tc__key_len(key, max_len);
+    if (n == 0 || !bytes_ok((const unsigned char *)key, n))
         return false;
     if (len)
-        *len = i;
+        *len = n;
     return true;
 }
 
@@ -43,10 +73,7 @@ bool tc__key_bytes_valid(const char *key, size_t len)
 {
     if (len == 0 || len > ((size_t)64 << 10))
         return false;
-    for (size_t i = 0; i < len; i++)
-        if (!key_byte_table[(unsigned char)key[i]])
-            return false;
-    return true;
+    return bytes_ok((const unsigned char *)key, len);
 }
 
 uint64_t tc__key_hash(const void *key, size_t len)

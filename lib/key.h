@@ -5,11 +5,25 @@
 #ifndef TC_KEY_H
 #define TC_KEY_H
 
+#include <string.h>
+
 #include "common.h"
 
 /* True if key is 1..max_len bytes with no byte below 33 and no byte 127; *len gets strlen.
  * NULL key is false. Reads at most max_len + 1 bytes of key. */
 bool tc__key_valid(const char *key, size_t max_len, size_t *len);
+
+/* The length of key if it is 1..max_len bytes long, else 0 (a NULL key too); its bytes are
+ * not checked (tc__key_bytes_valid does). Reads at most max_len + 1 bytes of key. Inline:
+ * every read starts with it. */
+static inline size_t tc__key_len(const char *key, size_t max_len)
+{
+    if (!key)
+        return 0;
+    /* strnlen reads at most max_len + 1 bytes; one more than max_len means too long. */
+    size_t n = strnlen(key, max_len < SIZE_MAX ? max_len + 1 : SIZE_MAX);
+    return n <= max_len ? n : 0;
+}
 
 /* True if the len bytes at key (not NUL-terminated) could be a key: 1..64 KiB of bytes a
  * key may hold. For keys that arrive from outside (invalidation messages), whatever

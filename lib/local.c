@@ -1,9 +1,10 @@
 /*
  * The local tier: reference-counted values in a power-of-two number of cache-line aligned
- * shards, each with its own mutex, uthash table, CLOCK eviction list, byte budget, counters
- * and fill-guard slot sequences. The tier owns one reference to each value it stores.
+ * shards, each with its own lock (a spinlock: shard_lock), uthash table, CLOCK eviction
+ * list, byte budget, counters and fill-guard slot sequences. The tier owns a share of each
+ * value it stores, and its hits lend references counted under the shard lock ("Lending").
  *
- * Locks: a shard mutex is a leaf lock and guards all of its shard, except that the slot
+ * Locks: a shard lock is a leaf lock and guards all of its shard, except that the slot
  * sequences are atomics, bumped only under it, so tickets are read without it. The flush
  * epoch is one atomic per tier, bumped without a lock. Entries removed under a lock are
  * freed after it is released.
@@ -18,7 +19,7 @@
 
 #include "local.h"
 
-#include <pthread.h>
+#include <sched.h>
 #include <stdalign.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -55,12 +56,13 @@
 typedef struct entry {
     UT_hash_handle hh; /* keyed by h */
     uint64_t h;
-    tc_ref *val;        /* the tier's own reference */
+    tc_ref *val;        /* the tier's own share of it (TIER_SHARE) */
     int64_t expires_ns; /* monotonic */
     uint64_t epoch;     /* the flush epoch of the ticket it was stored with */
     size_t charge;      /* bytes counted against the shard budget */
     struct entry *prev, *next; /* LRU list (head: newest); next also chains victims */
     size_t klen;
+    uint32_t lent;   /* references handed out by hits and not yet settled: see "Lending" */
     bool referenced; /* hit since it last passed the eviction hand */
     bool in_window;  /* in the admission window, not yet admitted to the main region */
     char key[];      /* klen bytes and a NUL */
@@ -74,20 +76,24 @@ typedef struct list {
 typedef struct shard {
     /* Aligning the first member aligns the struct and rounds its size up to whole cache
      * lines, so two shards' locks and counters never share a line. */
-    alignas(CACHE_LINE) pthread_mutex_t mu;
+    alignas(CACHE_LINE) atomic_uint mu; /* the shard lock: see shard_lock */
+    /* A hit writes only this line of the shard (the lock and hits) and its entry's lent:
+     * every line a read writes moves between the cores of concurrent readers. */
+    uint64_t hits;
     entry *table; /* uthash head */
     list main;    /* admitted entries, CLOCK order (head: newest) */
     list window;  /* W-TinyLFU's admission window, FIFO (head: newest) */
     size_t bytes; /* main.bytes + window.bytes */
     uint64_t entries;
-    uint64_t hits, misses, evictions, expirations, stores, store_rejects;
+    uint64_t misses, evictions, expirations, stores, store_rejects;
     /* TinyLFU's frequency sketch: SKETCH_ROWS rows of width 8-bit counters (a count-min
      * sketch), halved every sample_size increments so old popularity fades. */
     uint8_t *sketch;
     uint32_t sketch_mask; /* width - 1 */
     uint32_t increments, sample_size;
     uint64_t admission_rejects;
-    /* Per key type (tc_ref.type_id), for per-type metrics; under mu like the rest. */
+    /* Per key type (tc_ref.type_id), for per-type metrics; under mu like the rest. Hits of
+     * live entries are counted in their lent until it is settled or they go. */
     uint64_t type_hits[TC_LOCAL_TYPES], type_evictions[TC_LOCAL_TYPES];
     /* Fill-guard sequences: read anywhere, bumped only with mu held. */
     atomic_uint_fast64_t seq[SLOTS];
@@ -140,21 +146,48 @@ tc_ref *tc__ref_copy(const void *src, size_t len)
     return r;
 }
 
-void tc__ref_hold(tc_ref *r)
+/* ---------------------------------------------------------------------------------------
+ * Lending
+ *
+ * A hit hands out a reference without an atomic operation: the tier's share of a value's
+ * count is TIER_SHARE rather than 1, and the references its hits hand out are counted in
+ * the entry (lent), under the shard lock the hit holds anyway. Each is released as any
+ * other reference, by an atomic decrement of refs. While the tier holds the value, refs is
+ * therefore TIER_SHARE + other holders + settled - released, which stays above zero because
+ * no more than lent + settled references were ever handed out and lent < LEND_SETTLE <
+ * TIER_SHARE. When the tier lets go it subtracts TIER_SHARE - lent, leaving refs the exact
+ * number of holders, and frees the value if that is none. Every LEND_SETTLE hits the count
+ * moves from the entry to refs (settled), so lent never overflows. A value stored in several
+ * entries gets a share, and a lent count, from each.
+ * ------------------------------------------------------------------------------------- */
+
+#define TIER_SHARE TC_REF_TIER_SHARE
+#define LEND_SETTLE TC_REF_LEND_SETTLE
+
+/* A reference to e's value for the caller of a hit. Caller holds the shard lock. */
+static inline tc_ref *lend_locked(shard *s, entry *e)
 {
-    /* Relaxed is enough: whoever passes r on to another thread does so through a lock or
-     * another synchronising operation, which orders this increment before any drop. */
-    atomic_fetch_add_explicit(&r->refs, 1, memory_order_relaxed);
+    if (TC_UNLIKELY(++e->lent == LEND_SETTLE)) {
+        atomic_fetch_add_explicit(&e->val->refs, e->lent, memory_order_relaxed);
+        s->type_hits[type_slot(e->val)] += e->lent;
+        e->lent = 0;
+    }
+    return e->val;
 }
 
-void tc__ref_drop(tc_ref *r)
+/* The tier takes its share of v, for a new entry. */
+static inline void tier_take(tc_ref *v)
 {
-    if (!r)
-        return;
-    /* Release so this holder's reads of the value happen before the free; acquire so the
-     * thread that frees sees every other holder's release. */
-    if (atomic_fetch_sub_explicit(&r->refs, 1, memory_order_acq_rel) == 1)
-        tc__free(r);
+    atomic_fetch_add_explicit(&v->refs, TIER_SHARE, memory_order_relaxed);
+}
+
+/* The tier lets go of the value of e, an entry out of the table (no lock needed: nothing
+ * can lend from it any more). Acquire and release as tc__ref_drop, whose role it plays. */
+static void tier_release(entry *e)
+{
+    uint64_t owed = TIER_SHARE - e->lent;
+    if (atomic_fetch_sub_explicit(&e->val->refs, owed, memory_order_acq_rel) == owed)
+        tc__free(e->val);
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -164,6 +197,60 @@ void tc__ref_drop(tc_ref *r)
 static inline shard *shard_of(tc_local *l, uint64_t h)
 {
     return &l->shards[(unsigned)(h >> SHARD_SHIFT) & l->mask];
+}
+
+/* The shard lock: test-and-test-and-set on one word. Taking it free costs one atomic
+ * exchange and releasing it a plain release store, where a mutex pays an atomic operation
+ * for each (a local hit takes it once). Critical sections are short and never block, so a
+ * waiter spins a little and then yields, which lets a preempted holder run; if yielding does
+ * not help it sleeps between tries, since a waiter with a higher real-time priority than the
+ * holder on the same CPU would otherwise keep the holder from ever running. */
+#define SPINS_BEFORE_YIELD 64
+#define YIELDS_BEFORE_SLEEP 64
+#define CONTENDED_SLEEP_NS 50000
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+/* One wait of a waiter that has waited *tries times already (counted up to the sleeps). */
+static void contended_wait(unsigned *tries)
+{
+    if (*tries < SPINS_BEFORE_YIELD) {
+        cpu_relax();
+    } else if (*tries < SPINS_BEFORE_YIELD + YIELDS_BEFORE_SLEEP) {
+        sched_yield();
+    } else {
+        struct timespec ts = {0, CONTENDED_SLEEP_NS};
+        nanosleep(&ts, NULL);
+        return;
+    }
+    (*tries)++;
+}
+
+static __attribute__((noinline)) void shard_lock_contended(shard *s)
+{
+    unsigned tries = 0;
+    do {
+        while (atomic_load_explicit(&s->mu, memory_order_relaxed))
+            contended_wait(&tries);
+    } while (atomic_exchange_explicit(&s->mu, 1, memory_order_acquire));
+}
+
+static inline void shard_lock(shard *s)
+{
+    if (TC_UNLIKELY(atomic_exchange_explicit(&s->mu, 1, memory_order_acquire)))
+        shard_lock_contended(s);
+}
+
+static inline void shard_unlock(shard *s)
+{
+    atomic_store_explicit(&s->mu, 0, memory_order_release);
 }
 
 static inline atomic_uint_fast64_t *slot_of(shard *s, uint64_t h)
@@ -221,6 +308,7 @@ static void lru_push_head_locked(shard *s, entry *e)
  * freed by free_victims once the lock is released. */
 static void remove_locked(shard *s, entry *e, entry **victims)
 {
+    s->type_hits[type_slot(e->val)] += e->lent; /* lent stays: tier_release needs it */
     HASH_DELETE(hh, s->table, e);
     lru_unlink_locked(s, e);
     s->bytes -= e->charge;
@@ -235,7 +323,7 @@ static void free_victims(entry *v)
 {
     while (v) {
         entry *next = v->next;
-        tc__ref_drop(v->val);
+        tier_release(v);
         tc__free(v);
         v = next;
     }
@@ -246,6 +334,27 @@ static inline entry *find_locked(shard *s, uint64_t h)
     entry *e;
     HASH_FIND_BYHASHVALUE(hh, s->table, &h, sizeof h, (unsigned)h, e);
     return e;
+}
+
+/* True if e holds key (klen bytes). Keys of 8 bytes and more are compared eight bytes at a
+ * time, the last eight overlapping, inline: a call to memcmp costs more than that for the
+ * usual key lengths. */
+static inline bool key_eq(const entry *e, const char *key, size_t klen)
+{
+    if (e->klen != klen)
+        return false;
+    if (klen < 8)
+        return memcmp(e->key, key, klen) == 0;
+    uint64_t a, b;
+    for (size_t i = 0; i + 8 < klen; i += 8) {
+        memcpy(&a, e->key + i, 8);
+        memcpy(&b, key + i, 8);
+        if (a != b)
+            return false;
+    }
+    memcpy(&a, e->key + klen - 8, 8);
+    memcpy(&b, key + klen - 8, 8);
+    return a == b;
 }
 
 static inline bool dead(const entry *e, uint64_t epoch, int64_t now_ns)
@@ -419,16 +528,7 @@ tc_status tc__local_new(size_t max_bytes, unsigned nshards, tc_local **out)
             tc__free(l);
             return TC_ERR_NOMEM;
         }
-        if (pthread_mutex_init(&s->mu, NULL) != 0) {
-            tc__free(s->sketch);
-            while (i-- > 0) {
-                pthread_mutex_destroy(&l->shards[i].mu);
-                tc__free(l->shards[i].sketch);
-            }
-            tc__free(l->shards_mem);
-            tc__free(l);
-            return TC_ERR_NOMEM;
-        }
+        atomic_init(&s->mu, 0);
     }
     *out = l;
     return TC_OK;
@@ -447,7 +547,6 @@ void tc__local_free(tc_local *l)
             remove_locked(s, s->window.head, &victims);
         tc__free(s->sketch);
         free_victims(victims);
-        pthread_mutex_destroy(&s->mu);
     }
     tc__free(l->shards_mem);
     tc__free(l);
@@ -457,44 +556,48 @@ void tc__local_free(tc_local *l)
  * Operations
  * ------------------------------------------------------------------------------------- */
 
+/* The end of a lookup that found no live entry for its key: e (NULL, dead, or another key's
+ * entry with the same hash) goes if it is dead, the miss is counted, and the lock released.
+ * Kept out of line so that the hit path stays short. Caller holds the shard lock. */
+static __attribute__((noinline)) bool get_miss_unlock(shard *s, entry *e, uint64_t h,
+                                                      uint64_t epoch, int64_t now_ns)
+{
+    entry *victims = NULL;
+    if (e && dead(e, epoch, now_ns)) {
+        if (e->epoch == epoch)
+            s->expirations++;
+        remove_locked(s, e, &victims);
+    }
+    sketch_increment_locked(s, h);
+    s->misses++;
+    shard_unlock(s);
+    free_victims(victims);
+    return false;
+}
+
 bool tc__local_get(tc_local *l, uint64_t h, const char *key, size_t klen, int64_t now_ns,
                    tc_ref **out)
 {
     *out = NULL;
     shard *s = shard_of(l, h);
     uint64_t epoch = atomic_load_explicit(&l->epoch, memory_order_acquire);
-    entry *victims = NULL;
 
-    pthread_mutex_lock(&s->mu);
+    shard_lock(s);
     entry *e = find_locked(s, h);
-    if (e && dead(e, epoch, now_ns)) {
-        if (e->epoch == epoch)
-            s->expirations++;
-        remove_locked(s, e, &victims);
-        e = NULL;
-    }
     /* The table is keyed by hash: an entry for another key with the same hash is a miss,
      * and stays (it is valid for its own key). */
-    if (!e || e->klen != klen || (klen && memcmp(e->key, key, klen) != 0)) {
-        sketch_increment_locked(s, h);
-        s->misses++;
-        pthread_mutex_unlock(&s->mu);
-        free_victims(victims);
-        return false;
-    }
-    /* Test before setting, so a hot entry's line is not dirtied by every hit. The sketch
-     * counts the first hit after each pass of the hand: only unreferenced entries are ever
-     * compared with a candidate, so the hits in between would change no decision, and
-     * skipping them keeps the common hit short. */
+    if (TC_UNLIKELY(!e || dead(e, epoch, now_ns) || !key_eq(e, key, klen)))
+        return get_miss_unlock(s, e, h, epoch, now_ns);
+    /* The sketch counts the first hit after each pass of the hand: only unreferenced
+     * entries are ever compared with a candidate, so the hits in between would change no
+     * decision, and skipping them keeps the common hit short. */
     if (!e->referenced) {
         e->referenced = true;
         sketch_increment_locked(s, h);
     }
     s->hits++;
-    s->type_hits[type_slot(e->val)]++;
-    tc__ref_hold(e->val);
-    *out = e->val;
-    pthread_mutex_unlock(&s->mu);
+    *out = lend_locked(s, e);
+    shard_unlock(s);
     return true;
 }
 
@@ -538,7 +641,7 @@ static bool local_store(tc_local *l, uint64_t h, const char *key, size_t klen, t
 
     entry *victims = NULL;
     bool stored = false;
-    pthread_mutex_lock(&s->mu);
+    shard_lock(s);
     atomic_uint_fast64_t *slot = slot_of(s, h);
     uint64_t seq = atomic_load_explicit(slot, memory_order_relaxed);
     bool fresh = seq == t.seq &&
@@ -558,7 +661,7 @@ static bool local_store(tc_local *l, uint64_t h, const char *key, size_t klen, t
     if (fresh && e) {
         HASH_ADD_BYHASHVALUE(hh, s->table, h, sizeof e->h, (unsigned)h, e);
         if (e->hh.tbl) {
-            tc__ref_hold(v);
+            tier_take(v);
             e->in_window = l->window_budget > 0;
             lru_push_head_locked(s, e);
             s->bytes += need;
@@ -570,7 +673,7 @@ static bool local_store(tc_local *l, uint64_t h, const char *key, size_t klen, t
     }
     if (!stored)
         s->store_rejects++;
-    pthread_mutex_unlock(&s->mu);
+    shard_unlock(s);
 
     if (!stored)
         tc__free(e);
@@ -594,14 +697,14 @@ void tc__local_invalidate(tc_local *l, uint64_t h)
 {
     shard *s = shard_of(l, h);
     entry *victims = NULL;
-    pthread_mutex_lock(&s->mu);
+    shard_lock(s);
     atomic_uint_fast64_t *slot = slot_of(s, h);
     atomic_store_explicit(slot, atomic_load_explicit(slot, memory_order_relaxed) + 1,
                           memory_order_release);
     entry *e = find_locked(s, h);
     if (e)
         remove_locked(s, e, &victims);
-    pthread_mutex_unlock(&s->mu);
+    shard_unlock(s);
     free_victims(victims);
 }
 
@@ -620,7 +723,7 @@ void tc__local_stats(tc_local *l, tc_local_stats *out)
     memset(out, 0, sizeof *out);
     for (unsigned i = 0; i <= l->mask; i++) {
         shard *s = &l->shards[i];
-        pthread_mutex_lock(&s->mu);
+        shard_lock(s);
         out->hits += s->hits;
         out->misses += s->misses;
         out->evictions += s->evictions;
@@ -629,7 +732,7 @@ void tc__local_stats(tc_local *l, tc_local_stats *out)
         out->bytes += s->bytes;
         out->stores += s->stores;
         out->store_rejects += s->store_rejects;
-        pthread_mutex_unlock(&s->mu);
+        shard_unlock(s);
     }
 }
 
@@ -639,12 +742,16 @@ void tc__local_type_stats(tc_local *l, uint64_t *hits, uint64_t *evictions)
     memset(evictions, 0, TC_LOCAL_TYPES * sizeof *evictions);
     for (unsigned i = 0; i <= l->mask; i++) {
         shard *s = &l->shards[i];
-        pthread_mutex_lock(&s->mu);
+        shard_lock(s);
         for (unsigned t = 0; t < TC_LOCAL_TYPES; t++) {
             hits[t] += s->type_hits[t];
             evictions[t] += s->type_evictions[t];
         }
-        pthread_mutex_unlock(&s->mu);
+        for (const entry *e = s->main.head; e; e = e->next)
+            hits[type_slot(e->val)] += e->lent;
+        for (const entry *e = s->window.head; e; e = e->next)
+            hits[type_slot(e->val)] += e->lent;
+        shard_unlock(s);
     }
 }
 
@@ -655,12 +762,12 @@ size_t tc__local_count(tc_local *l)
     int64_t now = tc__now_ns();
     for (unsigned i = 0; i <= l->mask; i++) {
         shard *s = &l->shards[i];
-        pthread_mutex_lock(&s->mu);
+        shard_lock(s);
         for (entry *e = s->main.head; e; e = e->next)
             n += !dead(e, epoch, now);
         for (entry *e = s->window.head; e; e = e->next)
             n += !dead(e, epoch, now);
-        pthread_mutex_unlock(&s->mu);
+        shard_unlock(s);
     }
     return n;
 }

@@ -1,6 +1,6 @@
 /*
  * The local tier: an in-process cache of reference-counted values, split into shards
- * (a power of two, each with its own mutex), each a hash table (uthash) keyed by the 64-bit
+ * (a power of two, each with its own lock), each a hash table (uthash) keyed by the 64-bit
  * hash of the caller's key, an eviction list and a byte budget.
  *
  * Coherence support: every shard keeps an array of invalidation sequences ("slots", chosen
@@ -8,7 +8,7 @@
  * from Redis and may store what it fetched only if neither its slot's sequence nor the epoch
  * moved meanwhile (the fill guard). Invalidations and write-through stores bump the slot.
  *
- * Thread safety: every function may be called from any thread. Lock order: a shard mutex is
+ * Thread safety: every function may be called from any thread. Lock order: a shard lock is
  * a leaf lock (nothing else is taken while it is held). No callback is called.
  */
 #ifndef TC_LOCAL_H
@@ -20,9 +20,12 @@
 
 /* A reference-counted, immutable value. tc_value.priv points at one. The bytes the caller
  * sees are data[0..len); they live inside the same allocation (buf), possibly after a
- * stored-format header. */
+ * stored-format header. While the local tier holds a value, refs is not a count of holders:
+ * the tier's share is a large bias, and references handed out by local hits are counted
+ * under the shard lock instead (local.c, "Lending"); once the tier lets go, refs is the
+ * number of holders again. */
 typedef struct tc_ref {
-    atomic_uint refs;
+    atomic_uint_fast64_t refs;
     uint32_t flags;       /* TC_REF_* */
     size_t len;           /* length of the caller-visible value */
     size_t alloc;         /* bytes allocated for buf */
@@ -34,6 +37,11 @@ typedef struct tc_ref {
     unsigned char buf[];
 } tc_ref;
 
+/* The local tier's share of the count of a value it holds, and how many hits it lends
+ * before it moves their count into refs (local.c, "Lending"). */
+#define TC_REF_TIER_SHARE ((uint64_t)1 << 40)
+#define TC_REF_LEND_SETTLE (1u << 16)
+
 #define TC_REF_NEGATIVE 0x1u /* a cached "does not exist" */
 #define TC_REF_TAGGED 0x2u   /* carries tags (in its stored-format header, at buf) */
 
@@ -42,10 +50,24 @@ typedef struct tc_ref {
 tc_ref *tc__ref_new(size_t cap);
 /* A new reference holding a copy of len bytes at src (src may be NULL when len is 0). */
 tc_ref *tc__ref_copy(const void *src, size_t len);
-/* Adds a reference. */
-void tc__ref_hold(tc_ref *r);
+/* Adds a reference. Inline: a local hit and its release take one each. */
+static inline void tc__ref_hold(tc_ref *r)
+{
+    /* Relaxed is enough: whoever passes r on to another thread does so through a lock or
+     * another synchronising operation, which orders this increment before any drop. */
+    atomic_fetch_add_explicit(&r->refs, 1, memory_order_relaxed);
+}
+
 /* Drops a reference; frees at zero. NULL is a no-op. */
-void tc__ref_drop(tc_ref *r);
+static inline void tc__ref_drop(tc_ref *r)
+{
+    if (!r)
+        return;
+    /* Release so this holder's reads of the value happen before the free; acquire so the
+     * thread that frees sees every other holder's release. */
+    if (atomic_fetch_sub_explicit(&r->refs, 1, memory_order_acq_rel) == 1)
+        tc__free(r);
+}
 
 typedef struct tc_local tc_local;
 
@@ -107,7 +129,8 @@ void tc__local_flush(tc_local *l);
 void tc__local_stats(tc_local *l, tc_local_stats *out);
 
 /* Local hits and evictions per key type id (tc_ref.type_id), summed over shards into
- * arrays of TC_LOCAL_TYPES (ids at or above it count as 0, "other"). */
+ * arrays of TC_LOCAL_TYPES (ids at or above it count as 0, "other"). Walks every entry: the
+ * hits of live entries are counted in the entries, not on the hit path's shard line. */
 #define TC_LOCAL_TYPES 129
 void tc__local_type_stats(tc_local *l, uint64_t *hits, uint64_t *evictions);
 

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <xxhash.h>
 
+#include "key.h"
 #include "local.h"
 #include "testutil.h"
 
@@ -155,13 +156,13 @@ START_TEST(test_local_refcount)
     uint64_t h = hash_of("k");
     tc_ref *v = ref_of("payload");
     ck_assert(tc__local_store_if_fresh(l, h, "k", 1, v, NEVER, tc__local_ticket(l, h)));
-    ck_assert_uint_eq(atomic_load(&v->refs), 2); /* ours and the tier's */
+    ck_assert_uint_eq(atomic_load(&v->refs), TC_REF_TIER_SHARE + 1); /* ours, the tier's */
     tc_ref *g;
     ck_assert(get(l, "k", &g));
-    ck_assert_uint_eq(atomic_load(&v->refs), 3);
+    ck_assert_uint_eq(atomic_load(&v->refs), TC_REF_TIER_SHARE + 1); /* g is lent */
     tc__local_invalidate(l, h);
     ck_assert(!has(l, "k"));
-    ck_assert_uint_eq(atomic_load(&v->refs), 2); /* the tier dropped its own */
+    ck_assert_uint_eq(atomic_load(&v->refs), 2); /* ours and g: the tier let go */
     ck_assert_int_eq(memcmp(g->data, "payload", 7), 0);
     tc__ref_drop(g);
     ck_assert_uint_eq(atomic_load(&v->refs), 1);
@@ -172,7 +173,7 @@ START_TEST(test_local_refcount)
     tc_local *small = new_local(4 * c, 1);
     ck_assert(put(small, "v0", "payload"));
     ck_assert(get(small, "v0", &g));
-    ck_assert_uint_eq(atomic_load(&g->refs), 2);
+    ck_assert_uint_eq(atomic_load(&g->refs), TC_REF_TIER_SHARE); /* only g, lent */
     char k[16];
     for (int i = 1; i < 20; i++) {
         snprintf(k, sizeof k, "v%d", i % 10);
@@ -188,6 +189,107 @@ START_TEST(test_local_refcount)
     ck_assert_uint_eq(atomic_load(&g->refs), 1);
     ck_assert_int_eq(memcmp(g->data, "PAYLOAD", 7), 0);
     tc__ref_drop(g);
+    tc__local_free(l);
+}
+END_TEST
+
+/* Hits hand out references without touching the value's count (they are counted in the
+ * entry), and every one of them stays valid and is accounted for when the tier lets go:
+ * released before, released after, and across the periodic settling of the count. */
+START_TEST(test_local_lend)
+{
+    enum { HELD = 5, TYPE = 3 };
+    tc_local *l = new_local(1u << 20, 1);
+    tc_ref *r = ref_of("payload"), *held[HELD];
+    r->type_id = TYPE;
+    ck_assert(tc__local_store_if_fresh(l, hash_of("k"), "k", 1, r, NEVER,
+                                       tc__local_ticket(l, hash_of("k"))));
+    tc__ref_drop(r);
+    ck_assert(get(l, "k", &r));
+    const uint64_t share = atomic_load(&r->refs);
+    ck_assert_uint_eq(share, TC_REF_TIER_SHARE); /* the put's own reference is gone */
+    tc__ref_drop(r);
+    ck_assert_uint_eq(atomic_load(&r->refs), share - 1); /* released: counted down at once */
+
+    /* Enough hits to settle the count into refs at least twice, some of them kept. */
+    for (unsigned i = 0; i < 2 * TC_REF_LEND_SETTLE + 7; i++) {
+        tc_ref *g;
+        ck_assert(get(l, "k", &g));
+        ck_assert_ptr_eq(g, r);
+        tc__ref_drop(g);
+    }
+    for (int i = 0; i < HELD; i++)
+        ck_assert(get(l, "k", &held[i]));
+    /* Settled or not, the count never reaches zero while the tier holds the value. */
+    ck_assert_uint_gt(atomic_load(&r->refs), 0);
+    /* Every hit is counted, in the shard and for its key type, settled or still lent. */
+    const uint64_t hits = 1 + 2 * TC_REF_LEND_SETTLE + 7 + HELD;
+    uint64_t type_hits[TC_LOCAL_TYPES], type_ev[TC_LOCAL_TYPES];
+    tc__local_type_stats(l, type_hits, type_ev);
+    ck_assert_uint_eq(type_hits[TYPE], hits);
+    ck_assert_uint_eq(stats_of(l).hits, hits);
+
+    /* The tier lets go: refs is the exact number of holders again. */
+    tc__local_invalidate(l, hash_of("k"));
+    ck_assert_uint_eq(atomic_load(&r->refs), HELD);
+    tc__local_type_stats(l, type_hits, type_ev);
+    ck_assert_uint_eq(type_hits[TYPE], hits);
+    for (int i = 0; i < HELD; i++) {
+        ck_assert_int_eq(memcmp(held[i]->data, "payload", 7), 0);
+        tc__ref_drop(held[i]); /* the last one frees it (ASan: no leak, no use after free) */
+    }
+    tc__local_free(l);
+}
+END_TEST
+
+/* Threads hitting one entry of one shard: the shard lock is contended, every hit is counted
+ * once, and the references lent in parallel are all accounted for when the tier lets go. */
+enum { LEND_THREADS = 4, LEND_HITS = 20000 };
+
+typedef struct lender {
+    tc_local *l;
+    tc_ref *kept; /* one reference kept to the end */
+    long hits;
+    pthread_t tid;
+} lender;
+
+static void *lender_run(void *arg)
+{
+    lender *w = arg;
+    for (int i = 0; i < LEND_HITS; i++) {
+        tc_ref *g;
+        if (!get(w->l, "hot", &g))
+            continue;
+        w->hits++;
+        if (!w->kept)
+            w->kept = g;
+        else
+            tc__ref_drop(g);
+    }
+    return NULL;
+}
+
+START_TEST(test_local_lend_threads)
+{
+    tc_local *l = new_local(1u << 20, 1);
+    ck_assert(put(l, "hot", "value"));
+    lender w[LEND_THREADS];
+    for (int i = 0; i < LEND_THREADS; i++) {
+        w[i] = (lender){.l = l};
+        ck_assert_int_eq(pthread_create(&w[i].tid, NULL, lender_run, &w[i]), 0);
+    }
+    long hits = 0;
+    for (int i = 0; i < LEND_THREADS; i++) {
+        ck_assert_int_eq(pthread_join(w[i].tid, NULL), 0);
+        ck_assert_ptr_nonnull(w[i].kept);
+        hits += w[i].hits;
+    }
+    ck_assert_int_eq(hits, (long)LEND_THREADS * LEND_HITS);
+    ck_assert_uint_eq(stats_of(l).hits, (uint64_t)hits);
+    tc__local_invalidate(l, hash_of("hot"));
+    ck_assert_uint_eq(atomic_load(&w[0].kept->refs), LEND_THREADS);
+    for (int i = 0; i < LEND_THREADS; i++)
+        tc__ref_drop(w[i].kept);
     tc__local_free(l);
 }
 END_TEST
@@ -772,6 +874,45 @@ START_TEST(test_local_threads)
 END_TEST
 
 /* ---------------------------------------------------------------------------------------
+ * Keys: a read checks a key's bytes only when the local tier does not answer (every key it
+ * holds passed the check), and the check reads eight bytes at a time. Every forbidden byte,
+ * at every position of keys of 1 to 40 bytes, after bytes >= 128 (whose borrows the word
+ * test must not mistake) or not, is found, and nothing else is.
+ * ------------------------------------------------------------------------------------- */
+
+START_TEST(test_local_key_bytes)
+{
+    char k[48];
+    size_t len;
+    for (size_t n = 1; n <= 40; n++) {
+        for (int high = 0; high < 2; high++) {
+            memset(k, high ? 0xe9 : 'a', n);
+            k[n] = '\0';
+            ck_assert(tc__key_valid(k, 250, &len));
+            ck_assert_uint_eq(len, n);
+            ck_assert_uint_eq(tc__key_len(k, 250), n);
+            for (size_t p = 0; p < n; p++) {
+                for (int b = 1; b < 256; b++) {
+                    k[p] = (char)b;
+                    bool ok = b >= 33 && b != 127;
+                    ck_assert_msg(tc__key_bytes_valid(k, n) == ok, "n %zu p %zu b %d", n, p, b);
+                    ck_assert(tc__key_valid(k, 250, NULL) == ok);
+                }
+                k[p] = high ? (char)0xe9 : 'a';
+            }
+            /* The length limit: max_len bytes pass, one more does not; NUL ends the key. */
+            ck_assert_uint_eq(tc__key_len(k, n), n);
+            ck_assert_uint_eq(tc__key_len(k, n - 1), 0);
+            ck_assert(!tc__key_valid(k, n - 1, NULL));
+        }
+    }
+    ck_assert_uint_eq(tc__key_len("", 250), 0);
+    ck_assert_uint_eq(tc__key_len(NULL, 250), 0);
+    ck_assert(tc__key_valid("k", SIZE_MAX, NULL));
+}
+END_TEST
+
+/* ---------------------------------------------------------------------------------------
  * Configuration
  * ------------------------------------------------------------------------------------- */
 
@@ -869,6 +1010,8 @@ static Suite *local_suite(void)
     } cases[] = {
         {"roundtrip", test_local_roundtrip, 0},
         {"refcount", test_local_refcount, 0},
+        {"lend", test_local_lend, 60},
+        {"lend_threads", test_local_lend_threads, 60},
         {"collision", test_local_collision, 0},
         {"eviction_budget", test_local_eviction_budget, 0},
         {"too_big", test_local_too_big, 0},
@@ -881,6 +1024,7 @@ static Suite *local_suite(void)
         {"store_write", test_local_store_write, 0},
         {"flush", test_local_flush, 0},
         {"threads", test_local_threads, 120},
+        {"key_bytes", test_local_key_bytes, 60},
         {"disabled", test_local_disabled, 0},
         {"new_args", test_local_new_args, 0},
 #ifdef TC_ALLOC_FAIL
