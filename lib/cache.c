@@ -395,7 +395,8 @@ tc_status tc__cache_fetch(tc_cache *c, uint64_t h, const char *key, size_t klen,
     int64_t t0 = tc__now_ns();
     int64_t pttl = -1;
     tc_ref *r = NULL;
-    st = tc__remote_get(c->remote, rk.s, rk.len, &r, &pttl);
+    /* The TTL only bounds the local copy: without a local tier, GET alone. */
+    st = tc__remote_get(c->remote, rk.s, rk.len, &r, c->local_enabled ? &pttl : NULL);
     rkey_done(&rk);
     if (st != TC_OK) {
         note_remote_error(c, key, klen, st);

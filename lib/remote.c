@@ -61,6 +61,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/un.h>
 
@@ -622,10 +623,13 @@ static tc_status bad_reply(tc_remote *r, const redisReply *x, const char *what)
 /* ------------------------------------------------------------------ SIGPIPE
  *
  * hiredis 0.14 writes with write(2), so a write on a connection the server reset raises
- * SIGPIPE, whose default action kills the process. A library may not change the process's
- * signal dispositions, so (as libpq does) each I/O section blocks SIGPIPE in the calling
- * thread, and if the I/O failed, consumes a SIGPIPE that it caused before restoring the
- * mask. A SIGPIPE already pending before the section is left for its owner. */
+ * SIGPIPE, whose default action kills the process, and a library may not change the
+ * process's signal dispositions. The operations write with ctx_write (send with
+ * MSG_NOSIGNAL) and raise none. Where hiredis itself writes (redisGetReply, in the sentinel
+ * watch's set-up), the section blocks SIGPIPE in the calling thread (as libpq does) and, if
+ * the I/O failed, consumes a SIGPIPE that it caused before restoring the mask. A SIGPIPE
+ * already pending before the section is left for its owner. (The subscriber thread runs
+ * with every signal blocked.) */
 
 typedef struct sigpipe_guard {
     sigset_t old;
@@ -784,6 +788,47 @@ static bool ex_clamp(exch *e)
     return true;
 }
 
+/* Writes what ctx's output buffer holds, as redisBufferWrite does (hiredis 0.14; *done when
+ * the buffer is empty), but with send(MSG_NOSIGNAL): a write to a connection the server
+ * reset fails with EPIPE instead of raising SIGPIPE, so the operations need no signal-mask
+ * guard, which cost two system calls each. Errors are recorded in ctx as hiredis records
+ * them (REDIS_ERR_IO and strerror), so tc__remote_ctx_status reads them alike. */
+static int ctx_write(redisContext *ctx, int *done)
+{
+    if (ctx->err)
+        return REDIS_ERR;
+    size_t len = sdslen(ctx->obuf);
+    if (len > 0) {
+        ssize_t n = send(ctx->fd, ctx->obuf, len, MSG_NOSIGNAL);
+        if (n < 0 && errno != EINTR) {
+            char buf[128];
+            const char *msg;
+#if defined(__GLIBC__) && defined(_GNU_SOURCE)
+            msg = strerror_r(errno, buf, sizeof buf);
+#else
+            msg = strerror_r(errno, buf, sizeof buf) == 0 ? buf : "I/O error";
+#endif
+            ctx->err = REDIS_ERR_IO;
+            snprintf(ctx->errstr, sizeof ctx->errstr, "%s", msg);
+            return REDIS_ERR;
+        }
+        if (n > 0 && (size_t)n == len) {
+            sds empty = sdsempty();
+            if (!empty) {
+                ctx->err = REDIS_ERR_OOM;
+                snprintf(ctx->errstr, sizeof ctx->errstr, "Out of memory");
+                return REDIS_ERR;
+            }
+            sdsfree(ctx->obuf);
+            ctx->obuf = empty;
+        } else if (n > 0) {
+            sdsrange(ctx->obuf, (int)n, -1);
+        }
+    }
+    *done = sdslen(ctx->obuf) == 0;
+    return REDIS_OK;
+}
+
 /* Flushes what was appended and reads n replies into rep, all before the deadline. On
  * failure nothing is returned and the context is broken: TC_ERR_TIMEOUT (the deadline
  * passed, or a read or write timed out), TC_ERR_PROTO (the server sent bytes that are not
@@ -794,17 +839,14 @@ static bool ex_clamp(exch *e)
  * Failures as ex_recv's. */
 static tc_status ex_flush(exch *e)
 {
-    sigpipe_guard g;
-    sigpipe_block(&g);
     bool late = false, ok = true;
     int done = 0;
     while (ok && !done) {
         if (!ex_clamp(e))
             late = true, ok = false;
         else
-            ok = redisBufferWrite(e->c, &done) == REDIS_OK;
+            ok = ctx_write(e->c, &done) == REDIS_OK;
     }
-    sigpipe_restore(&g, !ok);
     if (ok)
         return TC_OK;
     e->broken = true;
@@ -855,15 +897,13 @@ static tc_status ex_recv(exch *e, size_t n, redisReply **rep)
 {
     assert(n > 0); /* every exchange waits for something */
     atomic_fetch_add(&e->r->round_trips, 1);
-    sigpipe_guard g;
-    sigpipe_block(&g);
     bool late = false, ok = true;
     int done = 0;
     while (ok && !done) {
         if (!ex_clamp(e))
             late = true, ok = false;
         else
-            ok = redisBufferWrite(e->c, &done) == REDIS_OK;
+            ok = ctx_write(e->c, &done) == REDIS_OK;
     }
     size_t i;
     for (i = 0; ok && i < n; i++) {
@@ -892,7 +932,6 @@ static tc_status ex_recv(exch *e, size_t n, redisReply **rep)
         rep[i] = x;
         e->owed--;
     }
-    sigpipe_restore(&g, !ok);
     if (ok) {
         e->answered = true;
         if (e->rt)
@@ -1632,7 +1671,7 @@ static tc_status take_value(tc_remote *r, const redisReply *g, const redisReply 
 {
     if (g->type != REDIS_REPLY_STRING && g->type != REDIS_REPLY_NIL)
         return bad_reply(r, g, "GET");
-    if (t->type != REDIS_REPLY_INTEGER)
+    if (t && t->type != REDIS_REPLY_INTEGER)
         return bad_reply(r, t, "PTTL");
     if (g->type == REDIS_REPLY_NIL)
         return TC_MISS;
@@ -1645,7 +1684,7 @@ static tc_status take_value(tc_remote *r, const redisReply *g, const redisReply 
     *val = v;
     /* -1: no TTL. -2: the key expired between the GET and the PTTL; the value was live
      * when read, with no time left. */
-    if (pttl_ms)
+    if (pttl_ms && t)
         *pttl_ms = t->integer >= -1 ? (int64_t)t->integer : 0;
     return TC_OK;
 }
@@ -1662,17 +1701,18 @@ static tc_status node_get(tc_remote *r, route *rt, const char *rkey, size_t rkle
     const char *argv[2] = {"GET", rkey};
     size_t lens[2] = {3, rklen};
     redisReply *rep[2] = {NULL, NULL};
+    size_t nrep = pttl_ms ? 2 : 1; /* the TTL only bounds a local copy: asked if wanted */
     if (st == TC_OK)
         st = ex_send(&e, 2, argv, lens);
     argv[0] = "PTTL";
     lens[0] = 4;
-    if (st == TC_OK)
+    if (st == TC_OK && pttl_ms)
         st = ex_send(&e, 2, argv, lens);
     if (st == TC_OK)
-        st = ex_recv(&e, 2, rep);
+        st = ex_recv(&e, nrep, rep);
     if (st == TC_OK)
         st = take_value(r, rep[0], rep[1], val, pttl_ms);
-    free_replies(rep, 2);
+    free_replies(rep, nrep);
     return op_finish(&e, st);
 }
 

@@ -122,9 +122,9 @@ typedef struct tc_pub {
     size_t payload_len;
 } tc_pub;
 
-/* GET + PTTL in one round trip. TC_OK: *val holds the bytes (a new reference, data = buf,
- * len = the stored length) and *pttl_ms (may be NULL) the remaining TTL (-1 none; 0 if the
- * key expired between the two commands). TC_MISS: absent. */
+/* GET, and PTTL in the same round trip when pttl_ms is not NULL. TC_OK: *val holds the
+ * bytes (a new reference, data = buf, len = the stored length) and *pttl_ms the remaining
+ * TTL (-1 none; 0 if the key expired between the two commands). TC_MISS: absent. */
 tc_status tc__remote_get(tc_remote *r, const char *rkey, size_t rklen, tc_ref **val,
                          int64_t *pttl_ms);
 

@@ -11,6 +11,7 @@
 
 #include "cache.h"
 #include "format.h"
+#include "key.h"
 #include "testutil.h"
 
 /* Runs a Redis command on the suite's server (the key's node on a cluster); returns its reply as a string (freed by the
@@ -258,6 +259,35 @@ START_TEST(test_cache_get_many_mixed)
     for (int i = 0; i < 4; i++)
         tc_value_release(&v[i]);
     ck_assert_int_eq(tc_get_many(c, keys, 0, v, st), TC_OK);
+    tc_close(c);
+}
+END_TEST
+
+/* A read that goes to Redis asks the TTL with the value only when a local copy will need
+ * it: without a local tier, tc_get is a plain GET. */
+START_TEST(test_cache_remote_read_asks_ttl_only_for_local_copy)
+{
+    tc_options o;
+    tct_options(&o);
+    o.local_max_bytes = 0;
+    tc_cache *c = tct_open(&o);
+    ck_assert_int_eq(tc_set(c, "k", "v", 1, TC_TTL_DEFAULT), TC_OK);
+    uint64_t before = remote_commands(c);
+    tct_expect(c, "k", TC_OK, "v");
+    ck_assert_uint_eq(remote_commands(c) - before, 1); /* GET */
+    tct_expect(c, "absent", TC_MISS, NULL); /* on a cluster, maybe a new node's handshake */
+    before = remote_commands(c);
+    tct_expect(c, "absent", TC_MISS, NULL);
+    ck_assert_uint_eq(remote_commands(c) - before, 1);
+    tc_close(c);
+    c = tct_open_default();
+    ck_assert_int_eq(tc_set(c, "k", "v", 1, TC_TTL_DEFAULT), TC_OK);
+    ck_assert_int_eq(tc_delete(c, "k"), TC_OK); /* forget the written-through copy */
+    ck_assert_int_eq(tc_set(c, "k", "v", 1, 60000), TC_OK);
+    tc__local_invalidate(c->local, tc__key_hash("k", 1));
+    before = remote_commands(c);
+    tct_expect(c, "k", TC_OK, "v");
+    ck_assert_uint_eq(remote_commands(c) - before, 2); /* GET + PTTL: the copy's bound */
     tc_close(c);
 }
 END_TEST
@@ -830,7 +860,7 @@ static Suite *cache_suite(void)
         {"many",
          {test_cache_get_many_mixed, test_cache_get_many_one_round_trip,
           test_cache_set_many_delete_many, test_cache_many_bad_key_writes_nothing,
-          test_cache_set_many_expiry}},
+          test_cache_set_many_expiry, test_cache_remote_read_asks_ttl_only_for_local_copy}},
         {"isolation",
          {test_cache_prefix_isolation, test_cache_version_isolation,
           test_cache_clear_only_its_prefix}},

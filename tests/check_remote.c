@@ -1919,6 +1919,33 @@ END_TEST
 
 /* ------------------------------------------------------------------ suite */
 
+/* The server resets the connection while a large write is in flight: the write fails with
+ * EPIPE, and SIGPIPE (whose default action would kill this process) is never raised. */
+START_TEST(test_remote_reset_mid_write_raises_no_sigpipe)
+{
+    signal(SIGPIPE, SIG_DFL);
+    tc_remote *r = open_remote(tct_redis.url, 1, 500, 2000);
+    char kb[128];
+    const char *k = tkey(kb, sizeof kb, "pipe");
+    ck_assert_int_eq(set1(r, k, "v", 1, 60000, NULL), TC_OK); /* a pooled connection */
+    const char *kill_argv[] = {"CLIENT", "KILL", "TYPE", "normal", NULL};
+    for (int round = 0; round < 3; round++) {
+        free(tcf_redis_cmd(&tct_redis, kill_argv)); /* ours among them */
+        tct_sleep_ms(50);
+        size_t big = 32u << 20;
+        char *v = malloc(big);
+        ck_assert_ptr_nonnull(v);
+        memset(v, 'x', big);
+        tc_status st = set1(r, k, v, big, 60000, NULL);
+        free(v);
+        ck_assert_msg(st == TC_ERR_IO || st == TC_ERR_TIMEOUT || st == TC_OK, "set: %s",
+                      tc_strerror(st));
+        ck_assert_int_eq(set1(r, k, "v", 1, 60000, NULL), TC_OK); /* and it recovers */
+    }
+    tc__remote_close(r);
+}
+END_TEST
+
 static Suite *remote_suite(void)
 {
     Suite *s = suite_create("remote");
@@ -1959,6 +1986,7 @@ static Suite *remote_suite(void)
         {"open_auth_acl", test_remote_open_auth_acl, 10},
         {"acl_least_privilege", test_remote_acl_least_privilege, 20},
         {"pool_concurrency", test_remote_pool_concurrency, 30},
+        {"no_sigpipe", test_remote_reset_mid_write_raises_no_sigpipe, 30},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         TCase *tc = tcase_create(cases[i].name);
