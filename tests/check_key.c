@@ -1,6 +1,7 @@
 /* Key rules, key building, the stored format and the invalidation message parser. */
 #include "config.h"
 
+#include <stdint.h>
 #include <string.h>
 
 #include "format.h"
@@ -142,12 +143,54 @@ START_TEST(test_format_bad_header_is_plain)
 }
 END_TEST
 
+/* The byte check reads eight bytes at a time (a read checks a key's bytes only when the
+ * local tier does not answer: every key it holds passed the check). Every forbidden byte,
+ * at every position of keys of 1 to 40 bytes, after bytes >= 128 (whose borrows the word
+ * test must not mistake) or not, is found, and nothing else is.
+ */
+
+START_TEST(test_key_bytes_word_check)
+{
+    char k[48];
+    size_t len;
+    for (size_t n = 1; n <= 40; n++) {
+        for (int high = 0; high < 2; high++) {
+            memset(k, high ? 0xe9 : 'a', n);
+            k[n] = '\0';
+            ck_assert(tc__key_valid(k, 250, &len));
+            ck_assert_uint_eq(len, n);
+            ck_assert_uint_eq(tc__key_len(k, 250), n);
+            for (size_t p = 0; p < n; p++) {
+                for (int b = 1; b < 256; b++) {
+                    k[p] = (char)b;
+                    bool ok = b >= 33 && b != 127;
+                    ck_assert_msg(tc__key_bytes_valid(k, n) == ok, "n %zu p %zu b %d", n, p, b);
+                    ck_assert(tc__key_valid(k, 250, NULL) == ok);
+                }
+                k[p] = high ? (char)0xe9 : 'a';
+            }
+            /* The length limit: max_len bytes pass, one more does not; NUL ends the key. */
+            ck_assert_uint_eq(tc__key_len(k, n), n);
+            ck_assert_uint_eq(tc__key_len(k, n - 1), 0);
+            ck_assert(!tc__key_valid(k, n - 1, NULL));
+        }
+    }
+    ck_assert_uint_eq(tc__key_len("", 250), 0);
+    ck_assert_uint_eq(tc__key_len(NULL, 250), 0);
+    ck_assert(tc__key_valid("k", SIZE_MAX, NULL));
+}
+END_TEST
+
 static Suite *key_suite(void)
 {
     Suite *s = suite_create("key");
     TCase *tc = tcase_create("rules");
     tcase_add_test(tc, test_key_valid_rules);
     tcase_add_test(tc, test_key_valid_length);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("word_check"); /* exhaustive: seconds under the sanitizers */
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, test_key_bytes_word_check);
     suite_add_tcase(s, tc);
     tc = tcase_create("build");
     tcase_add_test(tc, test_key_build_joins_parts);

@@ -874,45 +874,6 @@ START_TEST(test_local_threads)
 END_TEST
 
 /* ---------------------------------------------------------------------------------------
- * Keys: a read checks a key's bytes only when the local tier does not answer (every key it
- * holds passed the check), and the check reads eight bytes at a time. Every forbidden byte,
- * at every position of keys of 1 to 40 bytes, after bytes >= 128 (whose borrows the word
- * test must not mistake) or not, is found, and nothing else is.
- * ------------------------------------------------------------------------------------- */
-
-START_TEST(test_local_key_bytes)
-{
-    char k[48];
-    size_t len;
-    for (size_t n = 1; n <= 40; n++) {
-        for (int high = 0; high < 2; high++) {
-            memset(k, high ? 0xe9 : 'a', n);
-            k[n] = '\0';
-            ck_assert(tc__key_valid(k, 250, &len));
-            ck_assert_uint_eq(len, n);
-            ck_assert_uint_eq(tc__key_len(k, 250), n);
-            for (size_t p = 0; p < n; p++) {
-                for (int b = 1; b < 256; b++) {
-                    k[p] = (char)b;
-                    bool ok = b >= 33 && b != 127;
-                    ck_assert_msg(tc__key_bytes_valid(k, n) == ok, "n %zu p %zu b %d", n, p, b);
-                    ck_assert(tc__key_valid(k, 250, NULL) == ok);
-                }
-                k[p] = high ? (char)0xe9 : 'a';
-            }
-            /* The length limit: max_len bytes pass, one more does not; NUL ends the key. */
-            ck_assert_uint_eq(tc__key_len(k, n), n);
-            ck_assert_uint_eq(tc__key_len(k, n - 1), 0);
-            ck_assert(!tc__key_valid(k, n - 1, NULL));
-        }
-    }
-    ck_assert_uint_eq(tc__key_len("", 250), 0);
-    ck_assert_uint_eq(tc__key_len(NULL, 250), 0);
-    ck_assert(tc__key_valid("k", SIZE_MAX, NULL));
-}
-END_TEST
-
-/* ---------------------------------------------------------------------------------------
  * Configuration
  * ------------------------------------------------------------------------------------- */
 
@@ -1024,7 +985,6 @@ static Suite *local_suite(void)
         {"store_write", test_local_store_write, 0},
         {"flush", test_local_flush, 0},
         {"threads", test_local_threads, 120},
-        {"key_bytes", test_local_key_bytes, 60},
         {"disabled", test_local_disabled, 0},
         {"new_args", test_local_new_args, 0},
 #ifdef TC_ALLOC_FAIL
