@@ -555,18 +555,22 @@ void tc__remote_stats(tc_remote *r, tc_remote_stats *out)
 
 /* ------------------------------------------------------------------ errors */
 
+/* errnum's message, as hiredis formats it (strerror_r; buf may hold it). */
+static const char *errno_text(int errnum, char buf[128])
+{
+#if defined(__GLIBC__) && defined(_GNU_SOURCE)
+    return strerror_r(errnum, buf, 128);
+#else
+    return strerror_r(errnum, buf, 128) == 0 ? buf : "";
+#endif
+}
+
 /* True if errstr is the message hiredis stored for errnum (it formats errno with
  * strerror_r, so that is all there is to compare). */
 static bool errstr_is(const char *errstr, int errnum)
 {
     char buf[128];
-    const char *msg;
-#if defined(__GLIBC__) && defined(_GNU_SOURCE)
-    msg = strerror_r(errnum, buf, sizeof buf);
-#else
-    msg = strerror_r(errnum, buf, sizeof buf) == 0 ? buf : "";
-#endif
-    return strcmp(errstr, msg) == 0;
+    return strcmp(errstr, errno_text(errnum, buf)) == 0;
 }
 
 tc_status tc__remote_ctx_status(const redisContext *ctx)
@@ -802,14 +806,8 @@ static int ctx_write(redisContext *ctx, int *done)
         ssize_t n = send(ctx->fd, ctx->obuf, len, MSG_NOSIGNAL);
         if (n < 0 && errno != EINTR) {
             char buf[128];
-            const char *msg;
-#if defined(__GLIBC__) && defined(_GNU_SOURCE)
-            msg = strerror_r(errno, buf, sizeof buf);
-#else
-            msg = strerror_r(errno, buf, sizeof buf) == 0 ? buf : "I/O error";
-#endif
             ctx->err = REDIS_ERR_IO;
-            snprintf(ctx->errstr, sizeof ctx->errstr, "%s", msg);
+            snprintf(ctx->errstr, sizeof ctx->errstr, "%s", errno_text(errno, buf));
             return REDIS_ERR;
         }
         if (n > 0 && (size_t)n == len) {
