@@ -65,9 +65,13 @@ static int wait_for(tc_cache *c, const char *want, const char *what)
 /* The child: reads the count (caching it locally), then follows the parent's writes. */
 static int child(int from_parent, int to_parent)
 {
-    tc_cache *c = open_cache();
     char step, first[24], second[24];
-    if (!c || read(from_parent, &step, 1) != 1)         /* wait: the count is in Redis */
+    if (read(from_parent, &step, 1) != 1)               /* wait: the count is in Redis */
+        return 1;
+    /* Opened after the parent's write: had it been subscribed already, the write's
+     * invalidation could still be on its way and drop the copy the first read keeps. */
+    tc_cache *c = open_cache();
+    if (!c)
         return 1;
     count(c, first, sizeof first);                      /* from Redis, kept locally */
     count(c, second, sizeof second);                    /* a local hit */
