@@ -72,6 +72,14 @@ static int holder(const tcf_cluster *cl, const char *rkey)
     return -1;
 }
 
+/* The index of the node that holds c's key (its Redis key under c's prefix), or -1. */
+static int key_holder(const tcf_cluster *cl, const tc_cache *c, const char *key)
+{
+    char rk[640];
+    snprintf(rk, sizeof rk, "%s%s", c->rprefix, key);
+    return holder(cl, rk);
+}
+
 /* ------------------------------------------------------------------ slots and URLs */
 
 START_TEST(test_cluster_crc16_slots)
@@ -164,9 +172,7 @@ START_TEST(test_cluster_basic_ops)
         snprintf(key, sizeof key, "k%d", i);
         snprintf(val, sizeof val, "v%d", i);
         ck_assert_int_eq(tc_set(c, key, val, strlen(val), TC_TTL_DEFAULT), TC_OK);
-        char rk[128];
-        snprintf(rk, sizeof rk, "%s%s", c->rprefix, key);
-        int h = holder(&cluster, rk);
+        int h = key_holder(&cluster, c, key);
         ck_assert_int_ge(h, 0);
         on[h] = true;
     }
@@ -343,9 +349,7 @@ START_TEST(test_cluster_batch_writes_parallel)
     }
     ck_assert_int_eq(tc_set_many(c, keys, vals, lens, N, TC_TTL_DEFAULT), TC_OK);
     for (int i = 0; i < N; i++) {
-        char rk[640];
-        snprintf(rk, sizeof rk, "%s%s", c->rprefix, kb[i]);
-        int h = holder(&cluster, rk);
+        int h = key_holder(&cluster, c, kb[i]);
         ck_assert_int_ge(h, 0);
         on[h] = true;
     }
@@ -395,9 +399,7 @@ START_TEST(test_cluster_batch_slow_node_spares_others)
     }
     ck_assert_int_eq(tc_set_many(c, keys, vals, lens, N, TC_TTL_DEFAULT), TC_OK);
     for (int i = 0; i < N; i++) {
-        char rk[640];
-        snprintf(rk, sizeof rk, "%s%s", c->rprefix, kb[i]);
-        on[i] = holder(&cluster, rk);
+        on[i] = key_holder(&cluster, c, kb[i]);
         ck_assert_int_ge(on[i], 0);
         one_on[on[i]] = kb[i];
     }
@@ -580,8 +582,7 @@ START_TEST(test_cluster_tracking_every_master)
         char k[32];
         snprintf(k, sizeof k, "tk%d", i);
         ck_assert_int_eq(tc_set(c, k, "mine", 4, TC_TTL_DEFAULT), TC_OK);
-        snprintf(rkey, sizeof rkey, "%s%s", c->rprefix, k);
-        int h = holder(&cluster, rkey);
+        int h = key_holder(&cluster, c, k);
         if (h >= 0 && !have[h]) {
             have[h] = true;
             strcpy(keys[h], k);
@@ -998,13 +999,12 @@ START_TEST(test_cluster_killed_master)
     o.local_max_bytes = 1 << 20;
     o.heartbeat_ms = 200;
     tc_cache *c2 = tct_open(&o); /* its subscriber is on the first seed: the victim */
-    char key[32], rk[128];
+    char key[32];
     int where[60];
     for (int i = 0; i < 60; i++) {
         snprintf(key, sizeof key, "d%d", i);
         ck_assert_int_eq(tc_set(c, key, "v", 1, TC_TTL_DEFAULT), TC_OK);
-        snprintf(rk, sizeof rk, "%s%s", c->rprefix, key);
-        where[i] = holder(&own, rk);
+        where[i] = key_holder(&own, c, key);
     }
     int victim = 0, live = -1;
     for (int i = 0; i < 60; i++) {
