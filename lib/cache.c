@@ -116,11 +116,26 @@ static void value_from_ref(tc_value *out, tc_ref *r)
     out->priv = r;
 }
 
+/* priv of a value held through a hazard slot (a local hit of tc_get): the slot's address
+ * with its low bit set, which a tc_ref's address never has. */
+#define PRIV_SLOT 1u
+
+static void value_from_borrow(tc_value *out, tc_ref *r, tc_hazard *slot)
+{
+    out->data = r->data;
+    out->len = r->len;
+    out->priv = slot ? (void *)((uintptr_t)slot | PRIV_SLOT) : (void *)r;
+}
+
 TC_API void tc_value_release(tc_value *v)
 {
     if (!v)
         return;
-    tc__ref_drop(v->priv);
+    uintptr_t p = (uintptr_t)v->priv;
+    if (p & PRIV_SLOT)
+        tc__hazard_drop((tc_hazard *)(p & ~(uintptr_t)PRIV_SLOT));
+    else
+        tc__ref_drop(v->priv);
     memset(v, 0, sizeof *v);
 }
 
@@ -424,16 +439,19 @@ static tc_status answer(tc_ref *r, tc_value *out)
     return TC_OK;
 }
 
-/* The local tier's live copy of key, for a caller that found the tier readable. */
+/* The local tier's live copy of key, for a caller that found the tier readable: held
+ * through *slot if slot is not NULL (tc__local_borrow), else a reference. */
 static inline bool local_lookup(tc_cache *c, uint64_t h, const char *key, size_t klen,
-                                tc_ref **out)
+                                tc_ref **out, tc_hazard **slot)
 {
-    if (!tc__local_get(c->local, h, key, klen, tc__now_coarse_ns(), out))
+    int64_t now = tc__now_coarse_ns();
+    if (!(slot ? tc__local_borrow(c->local, h, key, klen, now, out, slot)
+               : tc__local_get(c->local, h, key, klen, now, out)))
         return false;
     if (!((*out)->flags & TC_REF_TAGGED) || tc__tags_current(c, *out) == TC_OK)
         return true;
     /* A tag moved on: drop the copy so later reads don't check it again. */
-    tc__ref_drop(*out);
+    tc__local_unborrow(*out, slot ? *slot : NULL);
     *out = NULL;
     tc__local_invalidate(c->local, h);
     return false;
@@ -444,7 +462,7 @@ static inline bool local_get(tc_cache *c, uint64_t h, const char *key, size_t kl
                              tc_ref **out)
 {
     if (local_readable(c))
-        return local_lookup(c, h, key, klen, out);
+        return local_lookup(c, h, key, klen, out, NULL);
     if (c->local_enabled)
         TC_COUNT(&c->counters, local_bypasses);
     return false;
@@ -470,8 +488,15 @@ TC_API tc_status tc_get(tc_cache *c, const char *key, tc_value *out)
     /* The bytes of the key are checked only when the local tier does not answer: it answers
      * only for a key equal to one it holds, and every key it holds passed the check. */
     bool readable = local_readable(c);
-    if (readable && local_lookup(c, h, key, klen, &r))
-        return answer(r, out);
+    tc_hazard *slot;
+    if (readable && local_lookup(c, h, key, klen, &r, &slot)) {
+        if (r->flags & TC_REF_NEGATIVE) {
+            tc__local_unborrow(r, slot);
+            return TC_MISS;
+        }
+        value_from_borrow(out, r, slot);
+        return TC_OK;
+    }
     if (!tc__key_bytes_valid(key, klen))
         return TC_ERR_ARG;
     if (!readable && c->local_enabled)

@@ -1,47 +1,36 @@
 /*
  * The local tier: reference-counted values in a power-of-two number of cache-line aligned
- * shards, each with its own lock (a spinlock: shard_lock), uthash table, CLOCK eviction
- * list, byte budget, counters and fill-guard slot sequences. The tier owns a share of each
- * value it stores, and its hits lend references counted under the shard lock ("Lending").
+ * shards, each with its own writers' lock (a spinlock: shard_lock), hash table, CLOCK
+ * eviction lists, byte budget, counters and fill-guard slot sequences.
  *
- * Locks: a shard lock is a leaf lock and guards all of its shard, except that the slot
- * sequences are atomics, bumped only under it, so tickets are read without it. The flush
- * epoch is one atomic per tier, bumped without a lock. Entries removed under a lock are
- * freed after it is released.
+ * Reads take no lock and write nothing shared ("Reads"): they walk the table inside a read
+ * section (reclaim.h), keep the value they found through a hazard slot of their own
+ * thread, and count hits in their thread's stripe of the tier's counters. Writers (stores,
+ * invalidations, evictions) take the shard lock; an entry they unlink is retired, and
+ * freed with its reference to the value once no section can still see it.
+ *
+ * Locks: a shard lock is a leaf lock and guards its shard's writers' state. The table's
+ * chains are atomics, changed only under it and read without it. The slot sequences are
+ * atomics, bumped only under it, so tickets are read without it. The flush epoch is one
+ * atomic per tier, bumped without a lock. Entries removed under a lock are retired after
+ * it is released.
  *
  * Invariants (shard lock held): bytes is the sum of the entries' charges and never above
- * the budget; entries counts the table and the list alike; an entry is live only while its
+ * the budget; entries counts the table and the lists alike; an entry is live only while its
  * epoch (its ticket's) is the tier's and its expiry is in the future; dead ones are misses
  * and are reclaimed lazily. Hash bits: 48..63 pick the shard, 32..39 the slot, 0..31 the
- * uthash bucket, so the three are independent.
+ * bucket, so the three are independent.
  */
 #include "config.h"
 
 #include "local.h"
+#include "reclaim.h"
 
 #include <sched.h>
 #include <stdalign.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
-
-/* uthash allocates through our wrappers (so the torture build can fail its allocations)
- * and reports an allocation failure instead of exiting: an add that could not allocate
- * leaves the table unchanged and sets the element's hh.tbl to NULL, which we check. */
-#define HASH_NONFATAL_OOM 1
-#define uthash_malloc(sz) tc__malloc(sz)
-#define uthash_free(ptr, sz) tc__free(ptr)
-/* The table's key is already a good 64-bit hash: its low 32 bits are the bucket hash, not
- * Jenkins run over the hash a second time. We always pass the hash value explicitly (the
- * _BYHASHVALUE macros); this keeps any other use consistent with them. */
-#define HASH_FUNCTION(keyptr, keylen, hashv)                                               \
-    do {                                                                                 \
-        uint64_t hf_k_;                                                                  \
-        memcpy(&hf_k_, (keyptr), sizeof hf_k_);                                          \
-        (hashv) = (unsigned)hf_k_;                                                       \
-        (void)(keylen);                                                                  \
-    } while (0)
-#include <uthash.h>
 
 #define CACHE_LINE 64
 #define DEFAULT_SHARDS 64u
@@ -52,20 +41,29 @@
  * 64 shards a busy invalidation stream (10k/s) refuses well under 0.1% of 1 ms fills. */
 #define SLOTS 256u
 #define SLOT_SHIFT 32
+/* Buckets per shard: one per BUCKET_BYTES of its budget, rounded up to a power of two.
+ * Entries cost at least ~150 bytes, so chains stay short without ever resizing the table
+ * (which readers without a lock could not follow). */
+#define BUCKET_BYTES 256u
+#define MIN_BUCKETS 16u
+#define MAX_BUCKETS (1u << 24)
 
 typedef struct entry {
-    UT_hash_handle hh; /* keyed by h */
+    /* Read by readers without a lock; all but chain and referenced are fixed once the
+     * entry is published. */
+    struct entry *_Atomic chain; /* next in the bucket */
     uint64_t h;
-    tc_ref *val;        /* the tier's own share of it (TIER_SHARE) */
+    tc_ref *val;        /* the tier's reference */
     int64_t expires_ns; /* monotonic */
     uint64_t epoch;     /* the flush epoch of the ticket it was stored with */
-    size_t charge;      /* bytes counted against the shard budget */
-    struct entry *prev, *next; /* LRU list (head: newest); next also chains victims */
-    size_t klen;
-    uint32_t lent;   /* references handed out by hits and not yet settled: see "Lending" */
-    bool referenced; /* hit since it last passed the eviction hand */
+    uint32_t klen;
+    atomic_bool referenced; /* hit since it last passed the eviction hand */
+    /* Writers' (shard lock). */
     bool in_window;  /* in the admission window, not yet admitted to the main region */
-    char key[];      /* klen bytes and a NUL */
+    size_t charge;   /* bytes counted against the shard budget */
+    struct entry *prev, *next; /* CLOCK list (head: newest); next also chains victims */
+    tc_retired ret;
+    char key[]; /* klen bytes and a NUL */
 } entry;
 
 typedef struct list {
@@ -75,33 +73,42 @@ typedef struct list {
 
 typedef struct shard {
     /* Aligning the first member aligns the struct and rounds its size up to whole cache
-     * lines, so two shards' locks and counters never share a line. */
+     * lines. The first line is what readers read: fixed after tc__local_new. */
+    alignas(CACHE_LINE) entry *_Atomic *buckets;
+    uint32_t bmask; /* buckets - 1 */
+    /* TinyLFU's frequency sketch: SKETCH_ROWS rows of width 8-bit counters (a count-min
+     * sketch), halved every sample_size increments so old popularity fades. Readers
+     * increment it without the lock: a lost increment only blurs a popularity estimate. */
+    atomic_uchar *sketch;
+    uint32_t sketch_mask; /* width - 1 */
+    uint32_t sample_size;
+    atomic_uint increments;
+    /* The writers' line(s). */
     alignas(CACHE_LINE) atomic_uint mu; /* the shard lock: see shard_lock */
-    /* A hit writes only this line of the shard (the lock and hits) and its entry's lent:
-     * every line a read writes moves between the cores of concurrent readers. */
-    uint64_t hits;
-    entry *table; /* uthash head */
     list main;    /* admitted entries, CLOCK order (head: newest) */
     list window;  /* W-TinyLFU's admission window, FIFO (head: newest) */
     size_t bytes; /* main.bytes + window.bytes */
     uint64_t entries;
-    uint64_t misses, evictions, expirations, stores, store_rejects;
-    /* TinyLFU's frequency sketch: SKETCH_ROWS rows of width 8-bit counters (a count-min
-     * sketch), halved every sample_size increments so old popularity fades. */
-    uint8_t *sketch;
-    uint32_t sketch_mask; /* width - 1 */
-    uint32_t increments, sample_size;
-    uint64_t admission_rejects;
-    /* Per key type (tc_ref.type_id), for per-type metrics; under mu like the rest. Hits of
-     * live entries are counted in their lent until it is settled or they go. */
-    uint64_t type_hits[TC_LOCAL_TYPES], type_evictions[TC_LOCAL_TYPES];
+    uint64_t evictions, expirations, stores, store_rejects, admission_rejects;
+    uint64_t type_evictions[TC_LOCAL_TYPES]; /* per key type (tc_ref.type_id) */
     /* Fill-guard sequences: read anywhere, bumped only with mu held. */
     atomic_uint_fast64_t seq[SLOTS];
 } shard;
 
+/* Read counters, one stripe per thread record id below STRIPES (only that thread writes
+ * it: plain increments), and one shared by the rest (atomic increments). */
+#define STRIPES 32u
+typedef struct stripe {
+    alignas(CACHE_LINE) atomic_uint_fast64_t hits;
+    atomic_uint_fast64_t misses;
+    atomic_uint_fast64_t type_hits[TC_LOCAL_TYPES];
+} stripe;
+
 struct tc_local {
     shard *shards;    /* nshards, cache-line aligned inside shards_mem */
     void *shards_mem; /* the allocation, over-sized for the alignment */
+    stripe *stripes;  /* STRIPES + 1, aligned inside stripes_mem */
+    void *stripes_mem;
     unsigned mask;    /* nshards - 1 */
     size_t budget;    /* per shard: max_bytes / nshards */
     size_t window_budget; /* per shard: the admission window's share (0: no admission) */
@@ -125,6 +132,7 @@ tc_ref *tc__ref_new(size_t cap)
     if (!r)
         return NULL;
     atomic_init(&r->refs, 1);
+    atomic_init(&r->in_tier, false);
     r->flags = 0;
     r->len = 0;
     r->alloc = cap;
@@ -146,48 +154,27 @@ tc_ref *tc__ref_copy(const void *src, size_t len)
     return r;
 }
 
-/* ---------------------------------------------------------------------------------------
- * Lending
- *
- * A hit hands out a reference without an atomic operation: the tier's share of a value's
- * count is TIER_SHARE rather than 1, and the references its hits hand out are counted in
- * the entry (lent), under the shard lock the hit holds anyway. Each is released as any
- * other reference, by an atomic decrement of refs. While the tier holds the value, refs is
- * therefore TIER_SHARE + other holders + settled - released, which stays above zero because
- * no more than lent + settled references were ever handed out and lent < LEND_SETTLE <
- * TIER_SHARE. When the tier lets go it subtracts TIER_SHARE - lent, leaving refs the exact
- * number of holders, and frees the value if that is none. Every LEND_SETTLE hits the count
- * moves from the entry to refs (settled), so lent never overflows. A value stored in several
- * entries gets a share, and a lent count, from each.
- * ------------------------------------------------------------------------------------- */
-
-#define TIER_SHARE TC_REF_TIER_SHARE
-#define LEND_SETTLE TC_REF_LEND_SETTLE
-
-/* A reference to e's value for the caller of a hit. Caller holds the shard lock. */
-static inline tc_ref *lend_locked(shard *s, entry *e)
+static void value_free(tc_retired *it)
 {
-    if (TC_UNLIKELY(++e->lent == LEND_SETTLE)) {
-        atomic_fetch_add_explicit(&e->val->refs, e->lent, memory_order_relaxed);
-        s->type_hits[type_slot(e->val)] += e->lent;
-        e->lent = 0;
-    }
-    return e->val;
+    tc__free((char *)it - offsetof(tc_ref, ret));
 }
 
-/* The tier takes its share of v, for a new entry. */
+void tc__ref_free(tc_ref *r)
+{
+    /* A value that was in the tier may still be held through a hazard slot by a caller
+     * of tc_get, which counts no reference: it is freed once no slot holds it. */
+    if (atomic_load_explicit(&r->in_tier, memory_order_relaxed))
+        tc__retire(&r->ret, value_free, true, false);
+    else
+        tc__free(r);
+}
+
+/* The tier takes a reference to v, for a new entry. The flag is set before the entry is
+ * published, and the last holder's drop sees it through the count's acquire-release. */
 static inline void tier_take(tc_ref *v)
 {
-    atomic_fetch_add_explicit(&v->refs, TIER_SHARE, memory_order_relaxed);
-}
-
-/* The tier lets go of the value of e, an entry out of the table (no lock needed: nothing
- * can lend from it any more). Acquire and release as tc__ref_drop, whose role it plays. */
-static void tier_release(entry *e)
-{
-    uint64_t owed = TIER_SHARE - e->lent;
-    if (atomic_fetch_sub_explicit(&e->val->refs, owed, memory_order_acq_rel) == owed)
-        tc__free(e->val);
+    atomic_store_explicit(&v->in_tier, true, memory_order_relaxed);
+    atomic_fetch_add_explicit(&v->refs, 1, memory_order_relaxed);
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -304,12 +291,35 @@ static void lru_push_head_locked(shard *s, entry *e)
     li->bytes += e->charge;
 }
 
+static inline entry *_Atomic *bucket_of(const shard *s, uint64_t h)
+{
+    return &s->buckets[(uint32_t)h & s->bmask];
+}
+
+/* The link that points at the entry for h, or at the end of its chain. Caller holds the
+ * shard lock. */
+static entry *_Atomic *link_locked(shard *s, uint64_t h)
+{
+    entry *_Atomic *link = bucket_of(s, h);
+    entry *e;
+    while ((e = atomic_load_explicit(link, memory_order_relaxed)) && e->h != h)
+        link = &e->chain;
+    return link;
+}
+
+static inline entry *find_locked(shard *s, uint64_t h)
+{
+    return atomic_load_explicit(link_locked(s, h), memory_order_relaxed);
+}
+
 /* Takes e out of the table, the list and the accounting and chains it on *victims, to be
- * freed by free_victims once the lock is released. */
+ * retired by retire_victims once the lock is released. Readers inside a section may still
+ * be on e: its chain stays as it is, so they walk on. */
 static void remove_locked(shard *s, entry *e, entry **victims)
 {
-    s->type_hits[type_slot(e->val)] += e->lent; /* lent stays: tier_release needs it */
-    HASH_DELETE(hh, s->table, e);
+    /* Sequentially consistent: the retirement's stamp is read after it (reclaim.c). */
+    atomic_store_explicit(link_locked(s, e->h), atomic_load_explicit(&e->chain,
+                          memory_order_relaxed), memory_order_seq_cst);
     lru_unlink_locked(s, e);
     s->bytes -= e->charge;
     s->entries--;
@@ -317,23 +327,32 @@ static void remove_locked(shard *s, entry *e, entry **victims)
     *victims = e;
 }
 
-/* Drops the tier's references and frees the entries chained by remove_locked. Called with
- * no lock held. */
-static void free_victims(entry *v)
+/* After the grace period: no reader can reach e any more. */
+static void entry_free(tc_retired *it)
+{
+    entry *e = (entry *)((char *)it - offsetof(entry, ret));
+    tc__ref_drop(e->val);
+    tc__free(e);
+}
+
+/* Retires the entries chained by remove_locked. Called with no lock held. */
+static void retire_victims(entry *v)
 {
     while (v) {
         entry *next = v->next;
-        tier_release(v);
-        tc__free(v);
+        tc__retire(&v->ret, entry_free, false, true);
         v = next;
     }
 }
 
-static inline entry *find_locked(shard *s, uint64_t h)
+/* Publishes e at the head of its bucket. Caller holds the shard lock and has removed any
+ * entry for e->h. Release: a reader that finds e sees it, and its value, whole. */
+static void insert_locked(shard *s, entry *e)
 {
-    entry *e;
-    HASH_FIND_BYHASHVALUE(hh, s->table, &h, sizeof h, (unsigned)h, e);
-    return e;
+    entry *_Atomic *b = bucket_of(s, e->h);
+    atomic_store_explicit(&e->chain, atomic_load_explicit(b, memory_order_relaxed),
+                          memory_order_relaxed);
+    atomic_store_explicit(b, e, memory_order_release);
 }
 
 /* True if e holds key (klen bytes). Keys of 8 bytes and more are compared eight bytes at a
@@ -380,33 +399,52 @@ static inline bool dead(const entry *e, uint64_t epoch, int64_t now_ns)
 #define SKETCH_CELLS(s, h, c)                                                              \
     uint64_t g_ = ((h) ^ ((h) >> 29)) * 0xbf58476d1ce4e5b9ULL;                             \
     uint32_t m_ = (s)->sketch_mask;                                                        \
-    uint8_t *c[SKETCH_ROWS] = {(s)->sketch + ((uint32_t)g_ & m_),                          \
+    atomic_uchar *c[SKETCH_ROWS] = {(s)->sketch + ((uint32_t)g_ & m_),                          \
                                (s)->sketch + (m_ + 1) + ((uint32_t)(g_ >> 16) & m_),       \
                                (s)->sketch + 2 * (m_ + 1) + ((uint32_t)(g_ >> 32) & m_),   \
                                (s)->sketch + 3 * (m_ + 1) + ((uint32_t)(g_ >> 48) & m_)}
 
-static void sketch_increment_locked(shard *s, uint64_t h)
+static inline void cell_bump(atomic_uchar *c)
+{
+    unsigned char v = atomic_load_explicit(c, memory_order_relaxed);
+    if (v < SKETCH_MAX)
+        atomic_store_explicit(c, v + 1, memory_order_relaxed);
+}
+
+/* Counts an access to h. Readers call it without the lock: a lost increment (two threads
+ * bumping one counter) only blurs the estimate. */
+static void sketch_increment(shard *s, uint64_t h)
 {
     if (!s->sketch)
         return;
     SKETCH_CELLS(s, h, c);
-    *c[0] += *c[0] < SKETCH_MAX;
-    *c[1] += *c[1] < SKETCH_MAX;
-    *c[2] += *c[2] < SKETCH_MAX;
-    *c[3] += *c[3] < SKETCH_MAX;
-    if (TC_UNLIKELY(++s->increments >= s->sample_size)) { /* age: halve every counter */
-        for (uint32_t i = 0; i < SKETCH_ROWS * (m_ + 1); i++)
-            s->sketch[i] >>= 1;
-        s->increments /= 2;
-    }
+    for (unsigned r = 0; r < SKETCH_ROWS; r++)
+        cell_bump(c[r]);
+    atomic_fetch_add_explicit(&s->increments, 1, memory_order_relaxed);
+}
+
+/* Ages the sketch (halves every counter) once sample_size increments have been counted
+ * since the last time. Writers only, so two threads never halve it at once. */
+static void sketch_age_locked(shard *s)
+{
+    if (!s->sketch ||
+        atomic_load_explicit(&s->increments, memory_order_relaxed) < s->sample_size)
+        return;
+    for (uint32_t i = 0; i < SKETCH_ROWS * (s->sketch_mask + 1); i++)
+        atomic_store_explicit(&s->sketch[i],
+                              atomic_load_explicit(&s->sketch[i], memory_order_relaxed) >> 1,
+                              memory_order_relaxed);
+    atomic_fetch_sub_explicit(&s->increments, s->sample_size / 2, memory_order_relaxed);
 }
 
 static unsigned sketch_frequency_locked(const shard *s, uint64_t h)
 {
     SKETCH_CELLS(s, h, c);
-    unsigned f = *c[0];
-    for (unsigned r = 1; r < SKETCH_ROWS; r++)
-        f = *c[r] < f ? *c[r] : f;
+    unsigned f = atomic_load_explicit(c[0], memory_order_relaxed);
+    for (unsigned r = 1; r < SKETCH_ROWS; r++) {
+        unsigned v = atomic_load_explicit(c[r], memory_order_relaxed);
+        f = v < f ? v : f;
+    }
     return f;
 }
 
@@ -428,8 +466,8 @@ static entry *clock_victim_locked(tc_local *l, shard *s, list *li, entry **victi
             if (e->epoch == epoch)
                 s->expirations++;
             remove_locked(s, e, victims);
-        } else if (e->referenced) {
-            e->referenced = false;
+        } else if (atomic_load_explicit(&e->referenced, memory_order_relaxed)) {
+            atomic_store_explicit(&e->referenced, false, memory_order_relaxed);
             lru_unlink_locked(s, e);
             lru_push_head_locked(s, e);
         } else {
@@ -484,6 +522,39 @@ static void make_room_locked(tc_local *l, shard *s, entry *e, entry **victims)
  * Lifetime
  * ------------------------------------------------------------------------------------- */
 
+/* An allocation of n objects of size sz aligned to a cache line: *mem gets what to free. */
+static void *calloc_lines(size_t n, size_t sz, void **mem)
+{
+    *mem = tc__calloc(1, n * sz + CACHE_LINE - 1);
+    if (!*mem)
+        return NULL;
+    return (void *)(((uintptr_t)*mem + CACHE_LINE - 1) & ~(uintptr_t)(CACHE_LINE - 1));
+}
+
+static void shards_free(tc_local *l, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++) {
+        tc__free(l->shards[i].sketch);
+        tc__free((void *)l->shards[i].buckets);
+    }
+}
+
+static bool shard_init(tc_local *l, shard *s, uint32_t width, uint32_t nbuckets)
+{
+    for (unsigned j = 0; j < SLOTS; j++)
+        atomic_init(&s->seq[j], 0);
+    atomic_init(&s->mu, 0);
+    atomic_init(&s->increments, 0);
+    s->buckets = tc__calloc(nbuckets, sizeof *s->buckets);
+    s->bmask = nbuckets - 1;
+    if (l->budget > 0) {
+        s->sketch = tc__calloc(SKETCH_ROWS, width);
+        s->sketch_mask = width - 1;
+        s->sample_size = 10 * width;
+    }
+    return s->buckets && (l->budget == 0 || s->sketch);
+}
+
 tc_status tc__local_new(size_t max_bytes, unsigned nshards, tc_local **out)
 {
     if (!out)
@@ -497,13 +568,14 @@ tc_status tc__local_new(size_t max_bytes, unsigned nshards, tc_local **out)
     tc_local *l = tc__calloc(1, sizeof *l);
     if (!l)
         return TC_ERR_NOMEM;
-    l->shards_mem = tc__calloc(1, (size_t)nshards * sizeof(shard) + CACHE_LINE - 1);
-    if (!l->shards_mem) {
+    l->shards = calloc_lines(nshards, sizeof(shard), &l->shards_mem);
+    l->stripes = calloc_lines(STRIPES + 1, sizeof(stripe), &l->stripes_mem);
+    if (!l->shards || !l->stripes) {
+        tc__free(l->shards_mem);
+        tc__free(l->stripes_mem);
         tc__free(l);
         return TC_ERR_NOMEM;
     }
-    uintptr_t p = ((uintptr_t)l->shards_mem + CACHE_LINE - 1) & ~(uintptr_t)(CACHE_LINE - 1);
-    l->shards = (shard *)p;
     l->mask = nshards - 1;
     l->budget = max_bytes / nshards;
     atomic_init(&l->epoch, 1);
@@ -512,23 +584,17 @@ tc_status tc__local_new(size_t max_bytes, unsigned nshards, tc_local **out)
     uint32_t width = 16; /* about one counter per entry a shard can hold (~256 B each) */
     while (width < (1u << 16) && width < l->budget / 128)
         width <<= 1;
+    uint32_t nbuckets = MIN_BUCKETS;
+    while (nbuckets < MAX_BUCKETS && nbuckets < l->budget / BUCKET_BYTES)
+        nbuckets <<= 1;
     for (unsigned i = 0; i < nshards; i++) {
-        shard *s = &l->shards[i];
-        for (unsigned j = 0; j < SLOTS; j++)
-            atomic_init(&s->seq[j], 0);
-        if (l->budget > 0) {
-            s->sketch = tc__calloc(SKETCH_ROWS, width);
-            s->sketch_mask = width - 1;
-            s->sample_size = 10 * width;
-        }
-        if (l->budget > 0 && !s->sketch) {
-            while (i-- > 0)
-                tc__free(l->shards[i].sketch);
+        if (!shard_init(l, &l->shards[i], width, nbuckets)) {
+            shards_free(l, i + 1);
             tc__free(l->shards_mem);
+            tc__free(l->stripes_mem);
             tc__free(l);
             return TC_ERR_NOMEM;
         }
-        atomic_init(&s->mu, 0);
     }
     *out = l;
     return TC_OK;
@@ -538,6 +604,8 @@ void tc__local_free(tc_local *l)
 {
     if (!l)
         return;
+    /* Nothing reads the tier any more (tc_close's contract), so its entries go now;
+     * values callers still hold stay valid (tc__ref_free). */
     for (unsigned i = 0; i <= l->mask; i++) {
         shard *s = &l->shards[i];
         entry *victims = NULL;
@@ -545,61 +613,184 @@ void tc__local_free(tc_local *l)
             remove_locked(s, s->main.head, &victims);
         while (s->window.head)
             remove_locked(s, s->window.head, &victims);
-        tc__free(s->sketch);
-        free_victims(victims);
+        while (victims) {
+            entry *next = victims->next;
+            entry_free(&victims->ret);
+            victims = next;
+        }
     }
+    shards_free(l, l->mask + 1);
     tc__free(l->shards_mem);
+    tc__free(l->stripes_mem);
     tc__free(l);
 }
 
 /* ---------------------------------------------------------------------------------------
- * Operations
+ * Reads
+ *
+ * A read enters a section, walks its bucket's chain, and on a hit publishes the value in a
+ * hazard slot of its thread before it leaves, so the value outlives the entry if a writer
+ * removes it meanwhile; the caller's release clears the slot. With every slot of the
+ * thread taken (a caller holding many values at once) it takes a counted reference
+ * instead, which is safe inside the section: the entry it found holds one until the grace
+ * period after its removal. Hits and misses are counted in the thread's stripe. So a hit
+ * writes the thread's own record and stripe, and, once per pass of the eviction hand, the
+ * entry's referenced flag and the sketch.
  * ------------------------------------------------------------------------------------- */
 
-/* The end of a lookup that found no live entry for its key: e (NULL, dead, or another key's
- * entry with the same hash) goes if it is dead, the miss is counted, and the lock released.
- * Kept out of line so that the hit path stays short. Caller holds the shard lock. */
-static __attribute__((noinline)) bool get_miss_unlock(shard *s, entry *e, uint64_t h,
-                                                      uint64_t epoch, int64_t now_ns)
+/* The stripe of the thread of record me (NULL: none); *own: only this thread writes it. */
+static inline stripe *stripe_of(tc_local *l, const tc_rec *me, bool *own)
+{
+    bool mine = me && me->id < STRIPES;
+    *own = mine;
+    return &l->stripes[mine ? me->id : STRIPES];
+}
+
+static inline void count(atomic_uint_fast64_t *c, bool own)
+{
+    if (own) /* only this thread writes it */
+        atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
+                              memory_order_relaxed);
+    else
+        atomic_fetch_add_explicit(c, 1, memory_order_relaxed);
+}
+
+static inline entry *find(const shard *s, uint64_t h)
+{
+    entry *e = atomic_load_explicit(bucket_of(s, h), memory_order_acquire);
+    while (e && e->h != h)
+        e = atomic_load_explicit(&e->chain, memory_order_acquire);
+    return e;
+}
+
+static inline void note_hit(shard *s, entry *e)
+{
+    /* The sketch counts the first hit after each pass of the hand: only unreferenced
+     * entries are ever compared with a candidate, so the hits in between would change no
+     * decision, and skipping them keeps the common hit free of shared writes. */
+    if (!atomic_load_explicit(&e->referenced, memory_order_relaxed)) {
+        atomic_store_explicit(&e->referenced, true, memory_order_relaxed);
+        sketch_increment(s, e->h);
+    }
+}
+
+/* Removes the entry for h if it is still there and dead. */
+static void reap(tc_local *l, shard *s, uint64_t h, int64_t now_ns)
 {
     entry *victims = NULL;
+    uint64_t epoch = atomic_load_explicit(&l->epoch, memory_order_acquire);
+    shard_lock(s);
+    entry *e = find_locked(s, h);
     if (e && dead(e, epoch, now_ns)) {
         if (e->epoch == epoch)
             s->expirations++;
         remove_locked(s, e, &victims);
     }
-    sketch_increment_locked(s, h);
-    s->misses++;
     shard_unlock(s);
-    free_victims(victims);
+    retire_victims(victims);
+}
+
+/* The end of a read that found no live entry for its key (reaped: a dead one was there).
+ * Out of line, so the hit path stays short. */
+static __attribute__((noinline)) bool read_missed(tc_local *l, shard *s, tc_rec *me,
+                                                  uint64_t h, int64_t now_ns, bool reaped)
+{
+    if (reaped)
+        reap(l, s, h, now_ns);
+    sketch_increment(s, h);
+    bool own;
+    stripe *st = stripe_of(l, me, &own);
+    count(&st->misses, own);
     return false;
+}
+
+/* A read for a thread without a record (it could not be allocated): under the lock, which
+ * keeps writers and their retirements out, with a counted reference. */
+static __attribute__((noinline)) bool read_locked(tc_local *l, shard *s, uint64_t h,
+                                                  const char *key, size_t klen,
+                                                  int64_t now_ns, tc_ref **out)
+{
+    uint64_t epoch = atomic_load_explicit(&l->epoch, memory_order_acquire);
+    shard_lock(s);
+    entry *e = find_locked(s, h);
+    bool hit = e && !dead(e, epoch, now_ns) && key_eq(e, key, klen);
+    if (hit) {
+        note_hit(s, e);
+        tc__ref_hold(e->val);
+        *out = e->val;
+    }
+    shard_unlock(s);
+    if (!hit)
+        return read_missed(l, s, NULL, h, now_ns, e && dead(e, epoch, now_ns));
+    stripe *st = &l->stripes[STRIPES];
+    count(&st->hits, false);
+    count(&st->type_hits[type_slot(*out)], false);
+    return true;
+}
+
+/* A read: *out the value, held through *slot (NULL: a counted reference) or, with slot
+ * NULL, always counted. */
+static inline bool read(tc_local *l, uint64_t h, const char *key, size_t klen,
+                        int64_t now_ns, tc_ref **out, tc_hazard **slot)
+{
+    *out = NULL;
+    if (slot)
+        *slot = NULL;
+    shard *s = shard_of(l, h);
+    tc_rec *me = tc__rec_self();
+    if (TC_UNLIKELY(!me))
+        return read_locked(l, s, h, key, klen, now_ns, out);
+    uint64_t epoch = atomic_load_explicit(&l->epoch, memory_order_acquire);
+
+    tc__read_enter(me);
+    entry *e = find(s, h);
+    /* The table is keyed by hash: an entry for another key with the same hash is a miss,
+     * and stays (it is valid for its own key). */
+    if (TC_UNLIKELY(!e || dead(e, epoch, now_ns) || !key_eq(e, key, klen))) {
+        bool reaped = e && dead(e, epoch, now_ns);
+        tc__read_exit(me);
+        return read_missed(l, s, me, h, now_ns, reaped);
+    }
+    note_hit(s, e);
+    tc_ref *v = e->val;
+    tc_hazard *hz = slot ? tc__hazard_take(me, &v->ret) : NULL;
+    if (!hz)
+        tc__ref_hold(v);
+    tc__read_exit(me);
+
+    bool own;
+    stripe *st = stripe_of(l, me, &own);
+    count(&st->hits, own);
+    count(&st->type_hits[type_slot(v)], own);
+    *out = v;
+    if (slot)
+        *slot = hz;
+    return true;
 }
 
 bool tc__local_get(tc_local *l, uint64_t h, const char *key, size_t klen, int64_t now_ns,
                    tc_ref **out)
 {
-    *out = NULL;
-    shard *s = shard_of(l, h);
-    uint64_t epoch = atomic_load_explicit(&l->epoch, memory_order_acquire);
-
-    shard_lock(s);
-    entry *e = find_locked(s, h);
-    /* The table is keyed by hash: an entry for another key with the same hash is a miss,
-     * and stays (it is valid for its own key). */
-    if (TC_UNLIKELY(!e || dead(e, epoch, now_ns) || !key_eq(e, key, klen)))
-        return get_miss_unlock(s, e, h, epoch, now_ns);
-    /* The sketch counts the first hit after each pass of the hand: only unreferenced
-     * entries are ever compared with a candidate, so the hits in between would change no
-     * decision, and skipping them keeps the common hit short. */
-    if (!e->referenced) {
-        e->referenced = true;
-        sketch_increment_locked(s, h);
-    }
-    s->hits++;
-    *out = lend_locked(s, e);
-    shard_unlock(s);
-    return true;
+    return read(l, h, key, klen, now_ns, out, NULL);
 }
+
+bool tc__local_borrow(tc_local *l, uint64_t h, const char *key, size_t klen, int64_t now_ns,
+                      tc_ref **out, tc_hazard **slot)
+{
+    return read(l, h, key, klen, now_ns, out, slot);
+}
+
+void tc__local_unborrow(tc_ref *r, tc_hazard *slot)
+{
+    if (slot)
+        tc__hazard_drop(slot);
+    else
+        tc__ref_drop(r);
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Writes
+ * ------------------------------------------------------------------------------------- */
 
 tc_ticket tc__local_ticket(tc_local *l, uint64_t h)
 {
@@ -609,6 +800,27 @@ tc_ticket tc__local_ticket(tc_local *l, uint64_t h)
     t.epoch = atomic_load_explicit(&l->epoch, memory_order_acquire);
     t.seq = atomic_load_explicit(slot_of(shard_of(l, h), h), memory_order_acquire);
     return t;
+}
+
+static entry *entry_new(uint64_t h, const char *key, size_t klen, tc_ref *v,
+                        int64_t expires_ns, uint64_t epoch, size_t charge)
+{
+    entry *e = tc__malloc(sizeof(entry) + klen + 1);
+    if (!e)
+        return NULL;
+    memset(e, 0, sizeof *e);
+    atomic_init(&e->chain, NULL);
+    atomic_init(&e->referenced, false);
+    e->h = h;
+    e->val = v;
+    e->expires_ns = expires_ns;
+    e->epoch = epoch;
+    e->charge = charge;
+    e->klen = (uint32_t)klen;
+    if (klen)
+        memcpy(e->key, key, klen);
+    e->key[klen] = '\0';
+    return e;
 }
 
 /* The common store. write: the value comes from this process's own write, so bump the
@@ -623,21 +835,8 @@ static bool local_store(tc_local *l, uint64_t h, const char *key, size_t klen, t
 
     /* Allocate before taking the lock: the critical section stays short, and a value too
      * large for the budget costs nothing. */
-    if (need <= l->budget) {
-        e = tc__malloc(sizeof(entry) + klen + 1);
-        if (e) {
-            memset(e, 0, sizeof *e);
-            e->h = h;
-            e->val = v;
-            e->expires_ns = expires_ns;
-            e->epoch = t.epoch;
-            e->charge = need;
-            e->klen = klen;
-            if (klen)
-                memcpy(e->key, key, klen);
-            e->key[klen] = '\0';
-        }
-    }
+    if (need <= l->budget && klen <= UINT32_MAX)
+        e = entry_new(h, key, klen, v, expires_ns, t.epoch, need);
 
     entry *victims = NULL;
     bool stored = false;
@@ -657,19 +856,18 @@ static bool local_store(tc_local *l, uint64_t h, const char *key, size_t klen, t
         remove_locked(s, old, &victims);
 
     if (write)
-        sketch_increment_locked(s, h); /* a write-through value counts as one access */
+        sketch_increment(s, h); /* a write-through value counts as one access */
+    sketch_age_locked(s);
     if (fresh && e) {
-        HASH_ADD_BYHASHVALUE(hh, s->table, h, sizeof e->h, (unsigned)h, e);
-        if (e->hh.tbl) {
-            tier_take(v);
-            e->in_window = l->window_budget > 0;
-            lru_push_head_locked(s, e);
-            s->bytes += need;
-            s->entries++;
-            s->stores++;
-            stored = true;
-            make_room_locked(l, s, e, &victims);
-        }
+        tier_take(v);
+        e->in_window = l->window_budget > 0;
+        insert_locked(s, e);
+        lru_push_head_locked(s, e);
+        s->bytes += need;
+        s->entries++;
+        s->stores++;
+        stored = true;
+        make_room_locked(l, s, e, &victims);
     }
     if (!stored)
         s->store_rejects++;
@@ -677,7 +875,7 @@ static bool local_store(tc_local *l, uint64_t h, const char *key, size_t klen, t
 
     if (!stored)
         tc__free(e);
-    free_victims(victims);
+    retire_victims(victims);
     return stored;
 }
 
@@ -705,7 +903,7 @@ void tc__local_invalidate(tc_local *l, uint64_t h)
     if (e)
         remove_locked(s, e, &victims);
     shard_unlock(s);
-    free_victims(victims);
+    retire_victims(victims);
 }
 
 void tc__local_set_admission(tc_local *l, bool on)
@@ -718,14 +916,20 @@ void tc__local_flush(tc_local *l)
     atomic_fetch_add_explicit(&l->epoch, 1, memory_order_acq_rel);
 }
 
+/* ---------------------------------------------------------------------------------------
+ * Counters
+ * ------------------------------------------------------------------------------------- */
+
 void tc__local_stats(tc_local *l, tc_local_stats *out)
 {
     memset(out, 0, sizeof *out);
+    for (unsigned i = 0; i <= STRIPES; i++) {
+        out->hits += atomic_load_explicit(&l->stripes[i].hits, memory_order_relaxed);
+        out->misses += atomic_load_explicit(&l->stripes[i].misses, memory_order_relaxed);
+    }
     for (unsigned i = 0; i <= l->mask; i++) {
         shard *s = &l->shards[i];
         shard_lock(s);
-        out->hits += s->hits;
-        out->misses += s->misses;
         out->evictions += s->evictions;
         out->expirations += s->expirations;
         out->entries += s->entries;
@@ -740,17 +944,15 @@ void tc__local_type_stats(tc_local *l, uint64_t *hits, uint64_t *evictions)
 {
     memset(hits, 0, TC_LOCAL_TYPES * sizeof *hits);
     memset(evictions, 0, TC_LOCAL_TYPES * sizeof *evictions);
+    for (unsigned i = 0; i <= STRIPES; i++)
+        for (unsigned t = 0; t < TC_LOCAL_TYPES; t++)
+            hits[t] += atomic_load_explicit(&l->stripes[i].type_hits[t],
+                                            memory_order_relaxed);
     for (unsigned i = 0; i <= l->mask; i++) {
         shard *s = &l->shards[i];
         shard_lock(s);
-        for (unsigned t = 0; t < TC_LOCAL_TYPES; t++) {
-            hits[t] += s->type_hits[t];
+        for (unsigned t = 0; t < TC_LOCAL_TYPES; t++)
             evictions[t] += s->type_evictions[t];
-        }
-        for (const entry *e = s->main.head; e; e = e->next)
-            hits[type_slot(e->val)] += e->lent;
-        for (const entry *e = s->window.head; e; e = e->next)
-            hits[type_slot(e->val)] += e->lent;
         shard_unlock(s);
     }
 }

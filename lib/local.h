@@ -1,7 +1,8 @@
 /*
  * The local tier: an in-process cache of reference-counted values, split into shards
- * (a power of two, each with its own lock), each a hash table (uthash) keyed by the 64-bit
- * hash of the caller's key, an eviction list and a byte budget.
+ * (a power of two, each with its own writers' lock), each a hash table keyed by the 64-bit
+ * hash of the caller's key, eviction lists and a byte budget. Reads take no lock and write
+ * nothing shared (local.c, "Reads").
  *
  * Coherence support: every shard keeps an array of invalidation sequences ("slots", chosen
  * by hash) and the whole tier has a flush epoch. A reader takes a ticket before it fetches
@@ -17,15 +18,18 @@
 #include <stdatomic.h>
 
 #include "common.h"
+#include "reclaim.h"
 
-/* A reference-counted, immutable value. tc_value.priv points at one. The bytes the caller
- * sees are data[0..len); they live inside the same allocation (buf), possibly after a
- * stored-format header. While the local tier holds a value, refs is not a count of holders:
- * the tier's share is a large bias, and references handed out by local hits are counted
- * under the shard lock instead (local.c, "Lending"); once the tier lets go, refs is the
- * number of holders again. */
+/* A reference-counted, immutable value. tc_value.priv points at one (or at the hazard
+ * slot that holds it: cache.c). The bytes the caller sees are data[0..len); they live
+ * inside the same allocation (buf), possibly after a stored-format header. refs counts the
+ * holders of references, the tier's one per entry included; values handed out by local
+ * hits through hazard slots are not counted (reclaim.h), so a value that has been in the
+ * tier is freed, once refs is 0, only when no slot holds it. */
 typedef struct tc_ref {
     atomic_uint_fast64_t refs;
+    atomic_bool in_tier;  /* has been in the local tier: hazard slots may hold it */
+    tc_retired ret;       /* for its deferred free; slots hold &ret */
     uint32_t flags;       /* TC_REF_* */
     size_t len;           /* length of the caller-visible value */
     size_t alloc;         /* bytes allocated for buf */
@@ -36,11 +40,6 @@ typedef struct tc_ref {
     uint32_t type_id;          /* the key's type, for per-type metrics (stats.h); 0: other */
     unsigned char buf[];
 } tc_ref;
-
-/* The local tier's share of the count of a value it holds, and how many hits it lends
- * before it moves their count into refs (local.c, "Lending"). */
-#define TC_REF_TIER_SHARE ((uint64_t)1 << 40)
-#define TC_REF_LEND_SETTLE (1u << 16)
 
 #define TC_REF_NEGATIVE 0x1u /* a cached "does not exist" */
 #define TC_REF_TAGGED 0x2u   /* carries tags (in its stored-format header, at buf) */
@@ -58,6 +57,9 @@ static inline void tc__ref_hold(tc_ref *r)
     atomic_fetch_add_explicit(&r->refs, 1, memory_order_relaxed);
 }
 
+/* Frees a value whose last reference went (deferred while hazard slots may hold it). */
+void tc__ref_free(tc_ref *r);
+
 /* Drops a reference; frees at zero. NULL is a no-op. */
 static inline void tc__ref_drop(tc_ref *r)
 {
@@ -66,7 +68,7 @@ static inline void tc__ref_drop(tc_ref *r)
     /* Release so this holder's reads of the value happen before the free; acquire so the
      * thread that frees sees every other holder's release. */
     if (atomic_fetch_sub_explicit(&r->refs, 1, memory_order_acq_rel) == 1)
-        tc__free(r);
+        tc__ref_free(r);
 }
 
 typedef struct tc_local tc_local;
@@ -96,9 +98,19 @@ void tc__local_free(tc_local *l);
 /* Looks up key (full key compared; a hash collision never returns another key's value).
  * On a live hit sets *out to the value with one new reference for the caller and returns
  * true. Expired entries and entries from before the last flush are misses (and are removed
- * lazily). now_ns: tc__now_ns() of the caller. One shard lock, no allocation, no syscall. */
+ * lazily). now_ns: tc__now_ns() of the caller. No lock, no allocation, no syscall. */
 bool tc__local_get(tc_local *l, uint64_t h, const char *key, size_t klen, int64_t now_ns,
                    tc_ref **out);
+
+/* As tc__local_get, but the caller holds the value through *slot, a hazard slot of its
+ * thread, instead of a reference, so the hit and its release write nothing another thread
+ * reads: *slot NULL means a counted reference after all (every slot was taken). Release
+ * with tc__local_unborrow (from any thread). Only for a value handed straight to the
+ * caller of the library: it must not be stored anywhere or passed to code that expects a
+ * reference, nor held (tc__ref_hold): once the tier let go, its count may be 0. */
+bool tc__local_borrow(tc_local *l, uint64_t h, const char *key, size_t klen, int64_t now_ns,
+                      tc_ref **out, tc_hazard **slot);
+void tc__local_unborrow(tc_ref *r, tc_hazard *slot);
 
 /* The fill-guard ticket for hash h. Take it before the Redis fetch begins. */
 tc_ticket tc__local_ticket(tc_local *l, uint64_t h);

@@ -1,0 +1,125 @@
+/*
+ * Deferred reclamation, for readers that take no lock (the local tier's hits).
+ *
+ * Read sections (epoch-based reclamation). A reader enters a section before it follows
+ * pointers into a shared structure and leaves it when done; a section is short and never
+ * blocks. A writer that unlinks an object retires it instead of freeing it, and it is freed
+ * only after every section that could have seen it has ended. Entering costs one atomic
+ * exchange on a line of the thread's own record; leaving, a plain store.
+ *
+ * Hazard slots. A reader that keeps an object past its section (a value handed to the
+ * caller of tc_get) publishes its address in a slot of its thread's record before leaving
+ * the section. A retired object marked guarded is not freed while any slot holds it. The
+ * slot is cleared by whichever thread releases the value, with one plain store.
+ *
+ * So a read writes only its own thread's record: two threads reading the same keys share
+ * no written cache line.
+ *
+ * Records: one per thread, made on the thread's first use, recycled after the thread exits
+ * (its slots may still hold values another thread will release), never freed. Their ids are
+ * dense (0, 1, ...) while they are recycled, so per-thread counters can be indexed by them.
+ *
+ * Thread safety: everything here may be called from any thread; the retire list of a
+ * record is its thread's own. Retired objects of an exited thread, and of a thread that
+ * could not get a record, go to a shared list that later passes reclaim.
+ */
+#ifndef TC_RECLAIM_H
+#define TC_RECLAIM_H
+
+#include <stdalign.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common.h"
+
+/* What a retired object embeds. free_fn frees the object that contains it. */
+typedef struct tc_retired {
+    struct tc_retired *next;
+    uint64_t stamp; /* the epoch it was retired in; 0: no grace needed, only the slots */
+    void (*free_fn)(struct tc_retired *);
+    bool guarded; /* hazard slots may hold it (they hold the tc_retired's address) */
+} tc_retired;
+
+typedef _Atomic(void *) tc_hazard;
+
+#define TC_HAZARDS 8
+
+typedef struct tc_rec {
+    /* Written by the thread itself on every read, read by reclaim passes. */
+    alignas(64) atomic_uint_fast64_t epoch; /* 0: outside any section */
+    tc_hazard slots[TC_HAZARDS];
+    unsigned id;
+    /* The thread's own. */
+    alignas(64) tc_retired *retired;
+    unsigned nretired;
+    bool reclaiming; /* in a pass: what is retired meanwhile waits for the next */
+    atomic_bool in_use;
+    struct tc_rec *_Atomic next_rec; /* the registry: append-only */
+} tc_rec;
+
+extern atomic_uint_fast64_t tc__reclaim_epoch;
+extern __thread tc_rec *tc__rec_tls __attribute__((tls_model("initial-exec")));
+
+/* Registers the calling thread. NULL if its record could not be allocated. */
+tc_rec *tc__rec_register(void);
+
+/* The calling thread's record; NULL only if it could not be allocated (then read without
+ * sections: under the writers' lock). */
+static inline tc_rec *tc__rec_self(void)
+{
+    tc_rec *r = tc__rec_tls;
+    return TC_LIKELY(r != NULL) ? r : tc__rec_register();
+}
+
+static inline void tc__read_enter(tc_rec *r)
+{
+    /* The exchange orders the store before every load of the section (a full barrier on
+     * the machines we run on): a pass that does not see it cannot have unlinked anything
+     * the section finds. */
+    uint64_t g = atomic_load_explicit(&tc__reclaim_epoch, memory_order_acquire);
+    atomic_exchange_explicit(&r->epoch, g, memory_order_seq_cst);
+}
+
+static inline void tc__read_exit(tc_rec *r)
+{
+    /* Release: the section's reads, and the slots it filled, happen before a pass that
+     * sees it ended. */
+    atomic_store_explicit(&r->epoch, 0, memory_order_release);
+}
+
+/* Publishes p in a free slot of r and returns the slot, or NULL if all are taken (the
+ * caller then takes a counted reference instead). Call inside a section, on an object
+ * reached in it. */
+static inline tc_hazard *tc__hazard_take(tc_rec *r, void *p)
+{
+    for (unsigned i = 0; i < TC_HAZARDS; i++) {
+        if (!atomic_load_explicit(&r->slots[i], memory_order_relaxed)) {
+            atomic_store_explicit(&r->slots[i], p, memory_order_relaxed);
+            return &r->slots[i];
+        }
+    }
+    return NULL;
+}
+
+/* Clears a slot: the holder is done with its object. Any thread may call it. */
+static inline void tc__hazard_drop(tc_hazard *slot)
+{
+    atomic_store_explicit(slot, NULL, memory_order_release);
+}
+
+/* Retires an object unlinked from every shared structure (by a writer, after the unlink).
+ * stamp_it: it may have been seen by sections still running (an unlinked entry); false
+ * for an object no section can reach any more (a value whose last reference went), which
+ * then waits only for the slots. */
+void tc__retire(tc_retired *it, void (*free_fn)(tc_retired *), bool guarded, bool stamp_it);
+
+/* Runs a pass on the caller's list now, and on the shared list: frees what no section and
+ * no slot can still reach. Passes run by themselves every so many retirements; this is for
+ * tests and for a thread about to go idle. */
+void tc__reclaim_now(void);
+
+/* For tests: objects retired and not yet freed, on the caller's list and the shared one. */
+uint64_t tc__reclaim_pending(void);
+
+#endif /* TC_RECLAIM_H */
