@@ -193,8 +193,9 @@ typedef struct tc_value {
     void *priv;
 } tc_value;
 
-/* Drops the reference a TC_OK read handed out and zeroes v. Safe on a zeroed value and on
- * NULL. Thread-safe; each value must be released once. */
+/* Drops the hold a TC_OK read handed out and zeroes v. Safe on a zeroed value and on
+ * NULL. Thread-safe: any thread may release a value another thread read; each value must be
+ * released once. */
 TC_API void tc_value_release(tc_value *v);
 
 /* Reads key: TC_OK with *out set (release it), or TC_MISS with *out zeroed. A live local

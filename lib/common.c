@@ -52,6 +52,14 @@ void *tc__malloc(size_t n)
     return alloc_should_fail() ? NULL : malloc(n ? n : 1);
 }
 
+void *tc__malloc_aligned(size_t align, size_t n)
+{
+    void *p = NULL;
+    if (alloc_should_fail() || posix_memalign(&p, align, n ? n : 1) != 0)
+        return NULL;
+    return p;
+}
+
 void *tc__calloc(size_t n, size_t size)
 {
     return alloc_should_fail() ? NULL : calloc(n ? n : 1, size ? size : 1);

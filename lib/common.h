@@ -57,6 +57,8 @@ static inline int64_t tc__wall_ms(void)
  * (--enable-alloc-fail) can fail the Nth allocation of a test. */
 void *tc__malloc(size_t n);
 void *tc__calloc(size_t n, size_t size);
+/* align: a power of two multiple of sizeof(void *). Freed with tc__free. */
+void *tc__malloc_aligned(size_t align, size_t n);
 void *tc__realloc(void *p, size_t n);
 char *tc__strdup(const char *s);
 char *tc__strndup(const char *s, size_t n);

@@ -29,6 +29,7 @@
 #include <sched.h>
 #include <stdalign.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -49,6 +50,14 @@
 #define MAX_BUCKETS (1u << 24)
 
 typedef struct entry {
+    /* Writers' (shard lock) while the entry is in the table, then its retirement's. */
+    union {
+        struct {
+            struct entry *prev, *next; /* CLOCK list (head: newest); next chains victims */
+            size_t charge;             /* bytes counted against the shard budget */
+        };
+        tc_retired ret;
+    };
     /* Read by readers without a lock; all but chain and referenced are fixed once the
      * entry is published. */
     struct entry *_Atomic chain; /* next in the bucket */
@@ -58,13 +67,12 @@ typedef struct entry {
     uint64_t epoch;     /* the flush epoch of the ticket it was stored with */
     uint32_t klen;
     atomic_bool referenced; /* hit since it last passed the eviction hand */
-    /* Writers' (shard lock). */
-    bool in_window;  /* in the admission window, not yet admitted to the main region */
-    size_t charge;   /* bytes counted against the shard budget */
-    struct entry *prev, *next; /* CLOCK list (head: newest); next also chains victims */
-    tc_retired ret;
-    char key[]; /* klen bytes and a NUL */
+    bool in_window; /* writers': in the admission window, not yet admitted to main */
+    char key[];     /* klen bytes and a NUL */
 } entry;
+
+_Static_assert(offsetof(entry, ret) == 0, "a retired entry is its allocation's start");
+_Static_assert(offsetof(tc_ref, ret) == 0, "a retired value is its allocation's start");
 
 typedef struct list {
     struct entry *head, *tail;
@@ -156,7 +164,7 @@ tc_ref *tc__ref_copy(const void *src, size_t len)
 
 static void value_free(tc_retired *it)
 {
-    tc__free((char *)it - offsetof(tc_ref, ret));
+    tc__free(it); /* ret is at the start of the tc_ref */
 }
 
 void tc__ref_free(tc_ref *r)
@@ -164,7 +172,7 @@ void tc__ref_free(tc_ref *r)
     /* A value that was in the tier may still be held through a hazard slot by a caller
      * of tc_get, which counts no reference: it is freed once no slot holds it. */
     if (atomic_load_explicit(&r->in_tier, memory_order_relaxed))
-        tc__retire(&r->ret, value_free, true, false);
+        tc__retire(&r->ret, value_free, true);
     else
         tc__free(r);
 }
@@ -330,7 +338,7 @@ static void remove_locked(shard *s, entry *e, entry **victims)
 /* After the grace period: no reader can reach e any more. */
 static void entry_free(tc_retired *it)
 {
-    entry *e = (entry *)((char *)it - offsetof(entry, ret));
+    entry *e = (entry *)it; /* ret is at its start */
     tc__ref_drop(e->val);
     tc__free(e);
 }
@@ -340,7 +348,7 @@ static void retire_victims(entry *v)
 {
     while (v) {
         entry *next = v->next;
-        tc__retire(&v->ret, entry_free, false, true);
+        tc__retire(&v->ret, entry_free, false);
         v = next;
     }
 }

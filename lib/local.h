@@ -27,9 +27,9 @@
  * hits through hazard slots are not counted (reclaim.h), so a value that has been in the
  * tier is freed, once refs is 0, only when no slot holds it. */
 typedef struct tc_ref {
+    tc_retired ret;       /* for its deferred free; first, so slots hold the tc_ref */
     atomic_uint_fast64_t refs;
     atomic_bool in_tier;  /* has been in the local tier: hazard slots may hold it */
-    tc_retired ret;       /* for its deferred free; slots hold &ret */
     uint32_t flags;       /* TC_REF_* */
     size_t len;           /* length of the caller-visible value */
     size_t alloc;         /* bytes allocated for buf */

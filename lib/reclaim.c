@@ -141,7 +141,7 @@ static tc_retired *pass(tc_retired *list, uint64_t *n)
     while (list) {
         tc_retired *it = list;
         list = it->next;
-        if (it->stamp < min && !(it->guarded && held_has(&h, it))) {
+        if (it->stamp ? it->stamp < min : !held_has(&h, it)) {
             it->free_fn(it);
         } else {
             it->next = keep;
@@ -190,11 +190,11 @@ static void pass_own(tc_rec *r)
     r->reclaiming = false;
 }
 
-void tc__retire(tc_retired *it, void (*free_fn)(tc_retired *), bool guarded, bool stamp_it)
+void tc__retire(tc_retired *it, void (*free_fn)(tc_retired *), bool guarded)
 {
     it->free_fn = free_fn;
-    it->guarded = guarded;
-    it->stamp = stamp_it ? atomic_load_explicit(&tc__reclaim_epoch, memory_order_seq_cst) : 0;
+    /* The epoch is never 0. */
+    it->stamp = guarded ? 0 : atomic_load_explicit(&tc__reclaim_epoch, memory_order_seq_cst);
     tc_rec *r = tc__rec_self();
     if (!r) {
         it->next = NULL;
@@ -299,10 +299,8 @@ tc_rec *tc__rec_register(void)
     while (r && atomic_load_explicit(&r->in_use, memory_order_acquire))
         r = atomic_load_explicit(&r->next_rec, memory_order_relaxed);
     if (!r) {
-        /* Never freed (the registry keeps it), so aligned by hand. */
-        void *mem = tc__malloc(sizeof *r + 63);
-        if (mem) {
-            r = (tc_rec *)(((uintptr_t)mem + 63) & ~(uintptr_t)63);
+        r = tc__malloc_aligned(64, sizeof *r); /* never freed: the registry keeps it */
+        if (r) {
             memset(r, 0, sizeof *r);
             r->id = next_id++;
             atomic_init(&r->epoch, 0);

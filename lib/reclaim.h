@@ -33,12 +33,13 @@
 
 #include "common.h"
 
-/* What a retired object embeds. free_fn frees the object that contains it. */
+/* What a retired object embeds, at its start: then every pointer to it a list or a slot
+ * holds is the address of its allocation (which leak checkers want to see). free_fn frees
+ * the object. */
 typedef struct tc_retired {
     struct tc_retired *next;
-    uint64_t stamp; /* the epoch it was retired in; 0: no grace needed, only the slots */
+    uint64_t stamp; /* the epoch it was retired in; 0: guarded (see tc__retire) */
     void (*free_fn)(struct tc_retired *);
-    bool guarded; /* hazard slots may hold it (they hold the tc_retired's address) */
 } tc_retired;
 
 typedef _Atomic(void *) tc_hazard;
@@ -109,10 +110,10 @@ static inline void tc__hazard_drop(tc_hazard *slot)
 }
 
 /* Retires an object unlinked from every shared structure (by a writer, after the unlink).
- * stamp_it: it may have been seen by sections still running (an unlinked entry); false
- * for an object no section can reach any more (a value whose last reference went), which
- * then waits only for the slots. */
-void tc__retire(tc_retired *it, void (*free_fn)(tc_retired *), bool guarded, bool stamp_it);
+ * Not guarded: sections still running may have seen it (an unlinked entry), so it is freed
+ * after they end. Guarded: no section can reach it any more, but hazard slots may hold it
+ * (a value whose last reference went), so it is freed once none does. */
+void tc__retire(tc_retired *it, void (*free_fn)(tc_retired *), bool guarded);
 
 /* Runs a pass on the caller's list now, and on the shared list: frees what no section and
  * no slot can still reach. Passes run by themselves every so many retirements; this is for
