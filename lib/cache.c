@@ -120,7 +120,7 @@ static void value_from_ref(tc_value *out, tc_ref *r)
  * with its low bit set, which a tc_ref's address never has. */
 #define PRIV_SLOT 1u
 
-static void value_from_borrow(tc_value *out, tc_ref *r, tc_hazard *slot)
+void tc__value_give(tc_value *out, tc_ref *r, tc_hazard *slot)
 {
     out->data = r->data;
     out->len = r->len;
@@ -459,18 +459,19 @@ static inline bool local_lookup(tc_cache *c, uint64_t h, const char *key, size_t
 
 /* tc__cache_local_get, inlined into the read paths of this file. */
 static inline bool local_get(tc_cache *c, uint64_t h, const char *key, size_t klen,
-                             tc_ref **out)
+                             tc_ref **out, tc_hazard **slot)
 {
     if (local_readable(c))
-        return local_lookup(c, h, key, klen, out, NULL);
+        return local_lookup(c, h, key, klen, out, slot);
     if (c->local_enabled)
         TC_COUNT(&c->counters, local_bypasses);
     return false;
 }
 
-bool tc__cache_local_get(tc_cache *c, uint64_t h, const char *key, size_t klen, tc_ref **out)
+bool tc__cache_local_get(tc_cache *c, uint64_t h, const char *key, size_t klen, tc_ref **out,
+                         tc_hazard **slot)
 {
-    return local_get(c, h, key, klen, out);
+    return local_get(c, h, key, klen, out, slot);
 }
 
 TC_API tc_status tc_get(tc_cache *c, const char *key, tc_value *out)
@@ -494,7 +495,7 @@ TC_API tc_status tc_get(tc_cache *c, const char *key, tc_value *out)
             tc__local_unborrow(r, slot);
             return TC_MISS;
         }
-        value_from_borrow(out, r, slot);
+        tc__value_give(out, r, slot);
         return TC_OK;
     }
     if (!tc__key_bytes_valid(key, klen))
@@ -615,7 +616,7 @@ TC_API tc_status tc_get_many(tc_cache *c, const char *const *keys, size_t n, tc_
         rc = batch_keys(c, keys, n, &b);
     for (size_t i = 0; rc == TC_OK && i < n; i++) {
         tc_ref *r;
-        if (local_get(c, b.hashes[i], keys[i], b.klens[i], &r)) {
+        if (local_get(c, b.hashes[i], keys[i], b.klens[i], &r, NULL)) {
             st[i] = answer(r, &out[i]) == TC_OK ? TC_OK : TC_MISS;
             continue;
         }

@@ -48,9 +48,14 @@ struct tc_cache {
  * already validated; h is tc__key_hash(key, klen). */
 
 /* The local tier's live copy of key when the local tier may answer (counts a bypass when
- * it may not). On true *out holds a new reference, negative entries included. */
+ * it may not). On true *out holds a new reference, negative entries included; or, if slot
+ * is not NULL, is held as tc__local_borrow holds it (release with tc__local_unborrow, or
+ * hand it to the caller with tc__value_give). */
 bool tc__cache_local_get(tc_cache *c, uint64_t h, const char *key, size_t klen,
-                         tc_ref **out);
+                         tc_ref **out, tc_hazard **slot);
+
+/* Makes r, held through slot (NULL: a reference), the caller's tc_value. */
+void tc__value_give(tc_value *out, tc_ref *r, tc_hazard *slot);
 
 /* Reads key from Redis and keeps it locally under the fill guard. TC_OK with *out (a
  * reference the caller owns; a negative entry has TC_REF_NEGATIVE), TC_MISS, or an error.

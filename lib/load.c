@@ -542,7 +542,18 @@ TC_API tc_status tc_get_or_set(tc_cache *c, const char *key, tc_loader_fn fn, vo
              .arg = arg, .ttl = ttl, .stale = NULL};
 
     tc_ref *r = NULL;
-    if (tc__cache_local_get(c, q.h, key, klen, &r)) {
+    tc_hazard *slot;
+    /* The common answer, a fresh local hit, is borrowed like tc_get's (no count taken);
+     * the others need a reference they can keep (NULL if the value went meanwhile: then
+     * this is a miss). */
+    if (tc__cache_local_get(c, q.h, key, klen, &r, &slot)) {
+        if (!(r->flags & TC_REF_NEGATIVE) && judge(c, r) == V_FRESH) {
+            tc__value_give(out, r, slot);
+            return TC_OK;
+        }
+        r = tc__local_keep(r, slot);
+    }
+    if (r) {
         if (r->flags & TC_REF_NEGATIVE) {
             tc__ref_drop(r);
             return TC_MISS;

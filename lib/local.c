@@ -788,6 +788,20 @@ bool tc__local_borrow(tc_local *l, uint64_t h, const char *key, size_t klen, int
     return read(l, h, key, klen, now_ns, out, slot);
 }
 
+tc_ref *tc__local_keep(tc_ref *r, tc_hazard *slot)
+{
+    if (!slot)
+        return r;
+    /* Never from zero: a value at zero is retired, and only the slot keeps it. */
+    uint_fast64_t n = atomic_load_explicit(&r->refs, memory_order_relaxed);
+    while (n && !atomic_compare_exchange_weak_explicit(&r->refs, &n, n + 1,
+                                                       memory_order_relaxed,
+                                                       memory_order_relaxed))
+        ;
+    tc__hazard_drop(slot);
+    return n ? r : NULL;
+}
+
 void tc__local_unborrow(tc_ref *r, tc_hazard *slot)
 {
     if (slot)

@@ -111,6 +111,9 @@ bool tc__local_get(tc_local *l, uint64_t h, const char *key, size_t klen, int64_
 bool tc__local_borrow(tc_local *l, uint64_t h, const char *key, size_t klen, int64_t now_ns,
                       tc_ref **out, tc_hazard **slot);
 void tc__local_unborrow(tc_ref *r, tc_hazard *slot);
+/* Turns a borrowed value into a reference the caller owns, or returns NULL (and releases
+ * it) if its count already reached zero: the tier let go and nobody else holds one. */
+tc_ref *tc__local_keep(tc_ref *r, tc_hazard *slot);
 
 /* The fill-guard ticket for hash h. Take it before the Redis fetch begins. */
 tc_ticket tc__local_ticket(tc_local *l, uint64_t h);

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "cache.h"
+#include "reclaim.h"
 #include "format.h"
 #include "key.h"
 #include "testutil.h"
@@ -134,9 +135,56 @@ START_TEST(test_cache_value_outlives_replacement)
     ck_assert_uint_eq(held.len, 5);
     ck_assert_int_eq(memcmp(held.data, "first", 5), 0);
     tc_close(c);
+    tc__reclaim_now(); /* a pass frees what nothing holds (ASan: not held) */
     ck_assert_int_eq(memcmp(held.data, "first", 5), 0); /* valid after close too */
     tc_value_release(&held);
     tc_value_release(&held); /* zeroed: a second release is harmless */
+    tc__reclaim_now();
+    ck_assert_uint_eq(tc__reclaim_pending(), 0);
+}
+END_TEST
+
+static tc_status never_loads(void *arg, const char *key, tc_buf *out)
+{
+    (void)arg, (void)key, (void)out;
+    ck_abort_msg("a local hit must not load");
+    return TC_ERR_IO;
+}
+
+static void *release_value(void *v)
+{
+    tc_value_release(v);
+    return NULL;
+}
+
+/* Local hits of tc_get and tc_get_or_set (borrowed: no count taken) released by another
+ * thread, after the entries went and passes ran: the values stay valid until then, and are
+ * freed after (ASan: no use after free, no leak). */
+START_TEST(test_cache_hit_released_by_another_thread)
+{
+    tc_cache *c = tct_open_default();
+    ck_assert_int_eq(tc_set(c, "a", "alpha", 5, TC_TTL_DEFAULT), TC_OK);
+    ck_assert_int_eq(tc_set(c, "b", "beta", 4, TC_TTL_DEFAULT), TC_OK);
+    tc_value va, vb;
+    ck_assert_int_eq(tc_get(c, "a", &va), TC_OK);
+    ck_assert_int_eq(tc_get_or_set(c, "b", never_loads, NULL, TC_TTL_DEFAULT, &vb), TC_OK);
+    tc_stats st;
+    tc_stats_get(c, &st);
+    ck_assert_uint_eq(st.local_hits, 2);
+    ck_assert_int_eq(tc_delete(c, "a"), TC_OK);
+    ck_assert_int_eq(tc_delete(c, "b"), TC_OK);
+    for (int i = 0; i < 3; i++)
+        tc__reclaim_now();
+    ck_assert_int_eq(memcmp(va.data, "alpha", 5), 0);
+    ck_assert_int_eq(memcmp(vb.data, "beta", 4), 0);
+    pthread_t t[2];
+    ck_assert_int_eq(pthread_create(&t[0], NULL, release_value, &va), 0);
+    ck_assert_int_eq(pthread_create(&t[1], NULL, release_value, &vb), 0);
+    ck_assert_int_eq(pthread_join(t[0], NULL), 0);
+    ck_assert_int_eq(pthread_join(t[1], NULL), 0);
+    tc_close(c);
+    tc__reclaim_now();
+    ck_assert_uint_eq(tc__reclaim_pending(), 0);
 }
 END_TEST
 
@@ -853,7 +901,8 @@ static Suite *cache_suite(void)
         {"round_trip",
          {test_cache_set_get_round_trip, test_cache_binary_and_empty_values,
           test_cache_magic_prefixed_value_round_trips, test_cache_values_are_plain_in_redis,
-          test_cache_overwrite_read_your_writes, test_cache_value_outlives_replacement}},
+          test_cache_overwrite_read_your_writes, test_cache_value_outlives_replacement,
+          test_cache_hit_released_by_another_thread}},
         {"add_delete_touch",
          {test_cache_add_semantics, test_cache_delete_semantics, test_cache_touch}},
         {"incr", {test_cache_incr, test_cache_incr_not_int, test_cache_incr_keeps_ttl}},

@@ -277,6 +277,34 @@ START_TEST(test_local_borrow)
 }
 END_TEST
 
+/* tc__local_keep turns a borrowed value into a reference while the tier (or anybody) still
+ * counts one, and never revives a value whose count reached zero. */
+START_TEST(test_local_keep)
+{
+    tc_local *l = new_local(1u << 20, 1);
+    ck_assert(put(l, "k", "payload"));
+    tc_ref *r, *kept;
+    tc_hazard *slot;
+    ck_assert(borrow(l, "k", &r, &slot));
+    ck_assert_ptr_nonnull(slot);
+    kept = tc__local_keep(r, slot);
+    ck_assert_ptr_eq(kept, r);
+    ck_assert_uint_eq(atomic_load(&r->refs), 2); /* the tier's and kept */
+    ck_assert_ptr_null(atomic_load(slot));       /* the slot is free again */
+    tc__ref_drop(kept);
+
+    ck_assert(borrow(l, "k", &r, &slot));
+    tc__local_invalidate(l, hash_of("k"));
+    tc__reclaim_now();
+    ck_assert_uint_eq(atomic_load(&r->refs), 0); /* retired: only the slot holds it */
+    ck_assert_uint_eq(tc__reclaim_pending(), 1);
+    ck_assert_ptr_null(tc__local_keep(r, slot));
+    tc__reclaim_now();
+    ck_assert_uint_eq(tc__reclaim_pending(), 0);
+    tc__local_free(l);
+}
+END_TEST
+
 /* A value borrowed by a thread that then exits, released later by another thread: the
  * slot keeps it alive past the thread, and the release lets the next pass free it. */
 static void *borrow_and_exit(void *arg)
@@ -1076,6 +1104,7 @@ static Suite *local_suite(void)
         {"roundtrip", test_local_roundtrip, 0},
         {"refcount", test_local_refcount, 0},
         {"borrow", test_local_borrow, 0},
+        {"keep", test_local_keep, 0},
         {"borrow_thread_exit", test_local_borrow_thread_exit, 0},
         {"read_while_writing", test_local_read_while_writing, 120},
         {"collision", test_local_collision, 0},
