@@ -752,6 +752,15 @@ static inline bool read(tc_local *l, uint64_t h, const char *key, size_t klen,
 
     tc__read_enter(me);
     entry *e = find(s, h);
+    if (TC_LIKELY(e != NULL)) {
+        /* Ask for the entry's key and the value's header and first bytes at once: with a
+         * tier larger than the caches, each is a miss, and this overlaps them. */
+        const char *v = (const char *)e->val;
+        __builtin_prefetch(e->key);
+        __builtin_prefetch(v);
+        __builtin_prefetch(v + CACHE_LINE);
+        __builtin_prefetch(v + 2 * CACHE_LINE);
+    }
     /* The table is keyed by hash: an entry for another key with the same hash is a miss,
      * and stays (it is valid for its own key). */
     if (TC_UNLIKELY(!e || dead(e, epoch, now_ns) || !key_eq(e, key, klen))) {
