@@ -319,6 +319,7 @@ static void cache_free(tc_cache *c)
     tc__types_free(c->types);
     tc__remote_close(c->remote);
     tc__local_free(c->local);
+    tc__reclaim_now(); /* the values the tier held, unless callers still hold them */
     tc__free(c->url);
     tc__free(c->key_prefix);
     tc__free(c->rprefix);

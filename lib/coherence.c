@@ -48,6 +48,7 @@
 
 #include "flight.h"
 #include "key.h"
+#include "reclaim.h"
 #include "remote_conn.h"
 
 #define MSG_MAGIC "TC1 "
@@ -589,6 +590,8 @@ static void listen_loop(tc_coherence_state *cs, sub_link *ls, tc_remote **server
         int ready = poll(fds, (nfds_t)n + 2, wait_ms < 1 ? 1 : wait_ms);
         if (ready < 0 && errno != EINTR)
             return;
+        if (ready == 0)
+            tc__reclaim_now(); /* idle: free what this thread's invalidations retired */
         if (ready <= 0)
             continue;
         if (fds[n].revents)

@@ -172,7 +172,7 @@ void tc__ref_free(tc_ref *r)
     /* A value that was in the tier may still be held through a hazard slot by a caller
      * of tc_get, which counts no reference: it is freed once no slot holds it. */
     if (atomic_load_explicit(&r->in_tier, memory_order_relaxed))
-        tc__retire(&r->ret, value_free, true);
+        tc__retire(&r->ret, value_free, true, sizeof *r + r->alloc);
     else
         tc__free(r);
 }
@@ -348,7 +348,7 @@ static void retire_victims(entry *v)
 {
     while (v) {
         entry *next = v->next;
-        tc__retire(&v->ret, entry_free, false);
+        tc__retire(&v->ret, entry_free, false, v->charge);
         v = next;
     }
 }

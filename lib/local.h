@@ -98,7 +98,9 @@ void tc__local_free(tc_local *l);
 /* Looks up key (full key compared; a hash collision never returns another key's value).
  * On a live hit sets *out to the value with one new reference for the caller and returns
  * true. Expired entries and entries from before the last flush are misses (and are removed
- * lazily). now_ns: tc__now_ns() of the caller. No lock, no allocation, no syscall. */
+ * lazily). now_ns: tc__now_ns() of the caller. No lock, no allocation, no syscall (but a
+ * thread's first read registers it, and a read that finds a dead entry takes the shard
+ * lock to remove it). */
 bool tc__local_get(tc_local *l, uint64_t h, const char *key, size_t klen, int64_t now_ns,
                    tc_ref **out);
 
@@ -143,9 +145,9 @@ void tc__local_flush(tc_local *l);
 /* Counters and current size, summed over shards. */
 void tc__local_stats(tc_local *l, tc_local_stats *out);
 
-/* Local hits and evictions per key type id (tc_ref.type_id), summed over shards into
- * arrays of TC_LOCAL_TYPES (ids at or above it count as 0, "other"). Walks every entry: the
- * hits of live entries are counted in the entries, not on the hit path's shard line. */
+/* Local hits and evictions per key type id (tc_ref.type_id), summed over the threads'
+ * stripes and the shards into arrays of TC_LOCAL_TYPES (ids at or above it count as 0,
+ * "other"). */
 #define TC_LOCAL_TYPES 129
 void tc__local_type_stats(tc_local *l, uint64_t *hits, uint64_t *evictions);
 

@@ -22,9 +22,11 @@
 #include <stdint.h>
 #include <string.h>
 
-/* A pass runs every this many retirements of a thread. Each pass reads every record's
- * epoch and slots, so it is amortised over many objects. */
+/* A pass runs every this many retirements of a thread, or sooner once they hold this many
+ * bytes. Each pass reads every record's epoch and slots, so it is amortised over many
+ * objects; the bytes bound what waits on an idle thread's list. */
 #define PASS_EVERY 64u
+#define PASS_BYTES (1u << 20)
 
 alignas(64) atomic_uint_fast64_t tc__reclaim_epoch = 1;
 __thread tc_rec *tc__rec_tls __attribute__((tls_model("initial-exec")));
@@ -39,6 +41,10 @@ static atomic_uint_fast64_t nshared; /* its length, read without the lock */
 
 static pthread_key_t exit_key;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
+static bool registry_ok; /* set once: records can be handed out (their exit can be seen) */
+/* This thread's record was released at its exit: a call from a later thread-exit
+ * destructor gets none (it could not be released again), and works without one. */
+static __thread bool thread_exited;
 
 static void shared_push(tc_retired *list, uint64_t n)
 {
@@ -167,30 +173,36 @@ static void pass_shared(void)
     shared_push(list, left);
 }
 
-/* A pass over r's own list. Objects retired by free_fns during it land on r's list again
- * (r->retired is empty while the pass walks the detached list). */
+/* A pass over r's own list. Objects retired by free_fns during it (the values whose last
+ * reference an entry held) land on r's list again, and a second pass, which they need only
+ * for the slots, frees them at once rather than at the next one. */
 static void pass_own(tc_rec *r)
 {
     r->reclaiming = true;
-    tc_retired *list = r->retired;
-    r->retired = NULL;
-    r->nretired = 0;
-    uint64_t left;
-    list = pass(list, &left);
-    /* Put the survivors back behind whatever the pass retired. */
-    if (list) {
-        tc_retired *tail = list;
-        while (tail->next)
-            tail = tail->next;
-        tail->next = r->retired;
-        r->retired = list;
-        r->nretired += (unsigned)left;
+    for (int round = 0; round < 2 && r->retired; round++) {
+        tc_retired *list = r->retired;
+        r->retired = NULL;
+        uint64_t left;
+        list = pass(list, &left);
+        bool more = r->retired != NULL;
+        /* Put the survivors back behind whatever the pass retired. */
+        if (list) {
+            tc_retired *tail = list;
+            while (tail->next)
+                tail = tail->next;
+            tail->next = r->retired;
+            r->retired = list;
+        }
+        if (!more)
+            break;
     }
+    r->since_pass = 0;
+    r->bytes_since_pass = 0;
     pass_shared();
     r->reclaiming = false;
 }
 
-void tc__retire(tc_retired *it, void (*free_fn)(tc_retired *), bool guarded)
+void tc__retire(tc_retired *it, void (*free_fn)(tc_retired *), bool guarded, size_t bytes)
 {
     it->free_fn = free_fn;
     /* The epoch is never 0. */
@@ -204,8 +216,10 @@ void tc__retire(tc_retired *it, void (*free_fn)(tc_retired *), bool guarded)
     it->next = r->retired;
     r->retired = it;
     /* Survivors of passes (objects held in slots) stay on the list; a pass is due every
-     * PASS_EVERY retirements beyond them. */
-    if (++r->nretired % PASS_EVERY == 0 && !r->reclaiming)
+     * PASS_EVERY retirements or PASS_BYTES beyond them. */
+    r->bytes_since_pass += bytes;
+    if ((++r->since_pass >= PASS_EVERY || r->bytes_since_pass >= PASS_BYTES) &&
+        !r->reclaiming)
         pass_own(r);
 }
 
@@ -243,9 +257,11 @@ static void on_thread_exit(void *arg)
         n++;
     shared_push(r->retired, n);
     r->retired = NULL;
-    r->nretired = 0;
+    r->since_pass = 0;
+    r->bytes_since_pass = 0;
     atomic_store_explicit(&r->epoch, 0, memory_order_release);
     tc__rec_tls = NULL;
+    thread_exited = true;
     atomic_store_explicit(&r->in_use, false, memory_order_release);
 }
 
@@ -276,7 +292,9 @@ static void fork_child(void)
             atomic_fetch_add_explicit(&nshared, 1, memory_order_relaxed);
         }
         r->retired = NULL;
-        r->nretired = 0;
+        r->since_pass = 0;
+        r->bytes_since_pass = 0;
+        r->reclaiming = false; /* its thread may have been in a pass */
         atomic_store_explicit(&r->epoch, 0, memory_order_relaxed);
         atomic_store_explicit(&r->in_use, false, memory_order_relaxed);
     }
@@ -284,16 +302,21 @@ static void fork_child(void)
     pthread_mutex_unlock(&registry_mu);
 }
 
+/* Without the exit key a record could not be released, and without the fork handlers a
+ * child would wait for its parent's other threads forever: then no thread gets a record,
+ * and reads fall back to the writers' lock. */
 static void init_once(void)
 {
     if (pthread_key_create(&exit_key, on_thread_exit) != 0)
-        abort(); /* only fails when the process is out of keys: a broken process */
-    pthread_atfork(fork_prepare, fork_parent, fork_child);
+        return;
+    registry_ok = pthread_atfork(fork_prepare, fork_parent, fork_child) == 0;
 }
 
 tc_rec *tc__rec_register(void)
 {
     pthread_once(&once, init_once);
+    if (!registry_ok || thread_exited)
+        return NULL;
     pthread_mutex_lock(&registry_mu);
     tc_rec *r = atomic_load_explicit(&registry, memory_order_relaxed);
     while (r && atomic_load_explicit(&r->in_use, memory_order_acquire))
@@ -311,7 +334,13 @@ tc_rec *tc__rec_register(void)
             atomic_store_explicit(&registry, r, memory_order_release);
         }
     } else {
+        /* A recycled record: its last thread left its list empty and its pass finished
+         * (or fork_child reset both). */
         atomic_store_explicit(&r->in_use, true, memory_order_relaxed);
+        r->retired = NULL;
+        r->since_pass = 0;
+        r->bytes_since_pass = 0;
+        r->reclaiming = false;
     }
     pthread_mutex_unlock(&registry_mu);
     if (r) {

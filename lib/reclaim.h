@@ -53,7 +53,8 @@ typedef struct tc_rec {
     unsigned id;
     /* The thread's own. */
     alignas(64) tc_retired *retired;
-    unsigned nretired;
+    unsigned since_pass; /* retirements since the last pass */
+    size_t bytes_since_pass;
     bool reclaiming; /* in a pass: what is retired meanwhile waits for the next */
     atomic_bool in_use;
     struct tc_rec *_Atomic next_rec; /* the registry: append-only */
@@ -75,11 +76,17 @@ static inline tc_rec *tc__rec_self(void)
 
 static inline void tc__read_enter(tc_rec *r)
 {
-    /* The exchange orders the store before every load of the section (a full barrier on
-     * the machines we run on): a pass that does not see it cannot have unlinked anything
-     * the section finds. */
+    /* The store must be ordered before every load of the section: a pass that does not
+     * see it cannot have unlinked anything the section finds. That takes a full barrier.
+     * On x86 a locked exchange is one (and its acquire half keeps the compiler from
+     * hoisting the loads above it); elsewhere a sequentially consistent fence is. */
     uint64_t g = atomic_load_explicit(&tc__reclaim_epoch, memory_order_acquire);
+#if defined(__x86_64__) || defined(__i386__)
     atomic_exchange_explicit(&r->epoch, g, memory_order_seq_cst);
+#else
+    atomic_store_explicit(&r->epoch, g, memory_order_relaxed);
+    atomic_thread_fence(memory_order_seq_cst);
+#endif
 }
 
 static inline void tc__read_exit(tc_rec *r)
@@ -95,8 +102,10 @@ static inline void tc__read_exit(tc_rec *r)
 static inline tc_hazard *tc__hazard_take(tc_rec *r, void *p)
 {
     for (unsigned i = 0; i < TC_HAZARDS; i++) {
-        if (!atomic_load_explicit(&r->slots[i], memory_order_relaxed)) {
-            atomic_store_explicit(&r->slots[i], p, memory_order_relaxed);
+        /* Acquire: when another thread released the slot, its reads of the value it held
+         * happen before this reuse, and so before the free a later pass may make. */
+        if (!atomic_load_explicit(&r->slots[i], memory_order_acquire)) {
+            atomic_store_explicit(&r->slots[i], p, memory_order_release);
             return &r->slots[i];
         }
     }
@@ -112,12 +121,13 @@ static inline void tc__hazard_drop(tc_hazard *slot)
 /* Retires an object unlinked from every shared structure (by a writer, after the unlink).
  * Not guarded: sections still running may have seen it (an unlinked entry), so it is freed
  * after they end. Guarded: no section can reach it any more, but hazard slots may hold it
- * (a value whose last reference went), so it is freed once none does. */
-void tc__retire(tc_retired *it, void (*free_fn)(tc_retired *), bool guarded);
+ * (a value whose last reference went), so it is freed once none does. bytes: about what
+ * it holds, so that a pass comes sooner when big objects wait. */
+void tc__retire(tc_retired *it, void (*free_fn)(tc_retired *), bool guarded, size_t bytes);
 
 /* Runs a pass on the caller's list now, and on the shared list: frees what no section and
- * no slot can still reach. Passes run by themselves every so many retirements; this is for
- * tests and for a thread about to go idle. */
+ * no slot can still reach. Passes run by themselves every so many retirements or bytes;
+ * this is for a thread about to go idle (tc_close, the subscriber's heartbeat) and tests. */
 void tc__reclaim_now(void);
 
 /* For tests: objects retired and not yet freed, on the caller's list and the shared one. */

@@ -5,7 +5,10 @@
 #include "config.h"
 
 #include <check.h>
+#include <limits.h>
 #include <pthread.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -337,6 +340,169 @@ START_TEST(test_local_borrow_thread_exit)
     tc__local_unborrow(r, io[2]);
     tc__reclaim_now();
     ck_assert_uint_eq(tc__reclaim_pending(), 0);
+    tc__local_free(l);
+}
+END_TEST
+
+/* Regression: a slot released by another thread and reused by its owner. The owner must
+ * see the release (acquire) before it reuses the slot, or nothing orders the releasing
+ * thread's reads of the old value before the pass that frees it (TSan reports the race). */
+static tc_local *slot_tier;
+static tc_ref *slot_v1;
+static tc_hazard *slot_s1;
+static atomic_bool slot_done;
+static volatile int slot_sink;
+
+static void *slot_reader(void *arg)
+{
+    (void)arg;
+    int sum = 0;
+    for (size_t i = 0; i < slot_v1->len; i++)
+        sum += slot_v1->data[i]; /* the reader's last use of the value */
+    slot_sink = sum;
+    tc__local_unborrow(slot_v1, slot_s1);
+    while (!atomic_load(&slot_done)) /* stays alive: its exit would synchronise */
+        usleep(1000);
+    return NULL;
+}
+
+static void *slot_releaser(void *arg)
+{
+    void **vs = arg;
+    tc__local_unborrow(vs[0], vs[1]);
+    return NULL;
+}
+
+START_TEST(test_local_slot_reuse_after_foreign_release)
+{
+    slot_tier = new_local(1u << 20, 1);
+    ck_assert(put(slot_tier, "k1", "value one"));
+    ck_assert(put(slot_tier, "k2", "value two"));
+    ck_assert(borrow(slot_tier, "k1", &slot_v1, &slot_s1));
+    pthread_t b, c;
+    ck_assert_int_eq(pthread_create(&b, NULL, slot_reader, NULL), 0);
+    void *vs[2] = {NULL, NULL};
+    for (;;) { /* borrow k2 until it lands in the slot the reader frees */
+        tc_ref *v2;
+        tc_hazard *s2;
+        ck_assert(borrow(slot_tier, "k2", &v2, &s2));
+        if (s2 == slot_s1) {
+            vs[0] = v2, vs[1] = s2;
+            break;
+        }
+        tc__local_unborrow(v2, s2);
+        usleep(100);
+    }
+    ck_assert_int_eq(pthread_create(&c, NULL, slot_releaser, vs), 0);
+    ck_assert_int_eq(pthread_join(c, NULL), 0);
+    tc__local_invalidate(slot_tier, hash_of("k1"));
+    tc__reclaim_now(); /* the entry goes, and with it k1's value: no slot holds it */
+    ck_assert_uint_eq(tc__reclaim_pending(), 0);
+    atomic_store(&slot_done, true);
+    ck_assert_int_eq(pthread_join(b, NULL), 0);
+    tc__local_free(slot_tier);
+}
+END_TEST
+
+/* Regression: a thread that reads the tier from its last thread-exit destructor round,
+ * after its record was released, must not take a record it can never release (threads
+ * beyond the first few would then get ever new records and share the stats stripe). */
+static pthread_key_t late_key;
+static tc_local *late_tier;
+static __thread int late_rounds;
+
+static void late_reader(void *arg)
+{
+    (void)arg;
+    if (++late_rounds < PTHREAD_DESTRUCTOR_ITERATIONS) {
+        pthread_setspecific(late_key, (void *)1); /* ask for another round */
+        return;
+    }
+    tc_ref *r;
+    if (get(late_tier, "k", &r)) /* works without a record */
+        tc__ref_drop(r);
+}
+
+static void *late_thread(void *arg)
+{
+    unsigned *id = arg;
+    tc_rec *me = tc__rec_self();
+    *id = me ? me->id : UINT_MAX;
+    pthread_setspecific(late_key, (void *)1);
+    return NULL;
+}
+
+START_TEST(test_local_read_from_thread_exit)
+{
+    late_tier = new_local(1u << 20, 1);
+    ck_assert(put(late_tier, "k", "v"));
+    ck_assert_ptr_nonnull(tc__rec_self());
+    ck_assert_int_eq(pthread_key_create(&late_key, late_reader), 0);
+    unsigned id = 0, max_id = 0;
+    for (int i = 0; i < 20; i++) {
+        pthread_t t;
+        ck_assert_int_eq(pthread_create(&t, NULL, late_thread, &id), 0);
+        ck_assert_int_eq(pthread_join(t, NULL), 0);
+        max_id = id > max_id ? id : max_id;
+    }
+    ck_assert_uint_le(max_id, 2); /* this thread's record and one recycled one */
+    ck_assert_uint_eq(stats_of(late_tier).hits, 20);
+    tc__local_free(late_tier);
+}
+END_TEST
+
+/* Regression: a fork while another thread is in a pass. The child's thread that gets that
+ * record must still run passes (the record's "in a pass" flag is the parent thread's). */
+static atomic_int fork_stage;
+
+static void *mid_pass_thread(void *arg)
+{
+    (void)arg;
+    tc_rec *me = tc__rec_self();
+    me->reclaiming = true; /* as if forked in the middle of a pass */
+    atomic_store(&fork_stage, 1);
+    while (atomic_load(&fork_stage) != 2)
+        usleep(1000);
+    me->reclaiming = false;
+    return NULL;
+}
+
+static void *child_retirer(void *arg)
+{
+    tc_local *l = arg;
+    char k[16];
+    for (int i = 0; i < 200; i++) {
+        snprintf(k, sizeof k, "k%d", i);
+        put(l, k, "v");
+        tc__local_invalidate(l, hash_of(k));
+    }
+    tc__reclaim_now();
+    return (void *)(uintptr_t)tc__reclaim_pending();
+}
+
+START_TEST(test_local_fork_during_pass)
+{
+    tc_local *l = new_local(1u << 20, 1);
+    ck_assert_ptr_nonnull(tc__rec_self());
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, mid_pass_thread, NULL), 0);
+    while (atomic_load(&fork_stage) != 1)
+        usleep(1000);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        pthread_t c;
+        void *pending = (void *)1;
+        if (pthread_create(&c, NULL, child_retirer, l) != 0 || pthread_join(c, &pending) != 0)
+            _exit(2);
+        _exit(pending == NULL ? 0 : 1);
+    }
+    int status;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    atomic_store(&fork_stage, 2);
+    ck_assert_int_eq(pthread_join(t, NULL), 0);
+    ck_assert(WIFEXITED(status));
+    ck_assert_int_eq(WEXITSTATUS(status), 0);
     tc__local_free(l);
 }
 END_TEST
@@ -1105,6 +1271,9 @@ static Suite *local_suite(void)
         {"refcount", test_local_refcount, 0},
         {"borrow", test_local_borrow, 0},
         {"keep", test_local_keep, 0},
+        {"slot_reuse_after_foreign_release", test_local_slot_reuse_after_foreign_release, 0},
+        {"read_from_thread_exit", test_local_read_from_thread_exit, 0},
+        {"fork_during_pass", test_local_fork_during_pass, 0},
         {"borrow_thread_exit", test_local_borrow_thread_exit, 0},
         {"read_while_writing", test_local_read_while_writing, 120},
         {"collision", test_local_collision, 0},
