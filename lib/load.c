@@ -545,28 +545,21 @@ TC_API tc_status tc_get_or_set(tc_cache *c, const char *key, tc_loader_fn fn, vo
     tc_hazard *slot;
     /* The common answer, a fresh local hit, is borrowed like tc_get's (no count taken);
      * the others need a reference they can keep (NULL if the value went meanwhile: then
-     * this is a miss). */
+     * this is a miss). Judged once: the verdict is a random draw (XFetch). */
     if (tc__cache_local_get(c, q.h, key, klen, &r, &slot)) {
-        if (!(r->flags & TC_REF_NEGATIVE) && judge(c, r) == V_FRESH) {
+        if (r->flags & TC_REF_NEGATIVE) {
+            tc__local_unborrow(r, slot);
+            return TC_MISS;
+        }
+        verdict v = judge(c, r);
+        if (v == V_FRESH) {
             tc__value_give(out, r, slot);
             return TC_OK;
         }
         r = tc__local_keep(r, slot);
-    }
-    if (r) {
-        if (r->flags & TC_REF_NEGATIVE) {
-            tc__ref_drop(r);
-            return TC_MISS;
-        }
-        switch (judge(c, r)) {
-        case V_FRESH:
-            return give(out, r);
-        case V_REFRESH:
+        if (r && v == V_REFRESH)
             return refresh_from_hit(&q, r, out);
-        case V_EXPIRED:
-            q.stale = r;
-            break;
-        }
+        q.stale = r; /* V_EXPIRED */
     }
 
     result res;

@@ -348,7 +348,7 @@ static void retire_victims(entry *v)
 {
     while (v) {
         entry *next = v->next;
-        tc__retire(&v->ret, entry_free, false, v->charge);
+        tc__retire(&v->ret, entry_free, false, sizeof *v + v->klen); /* value: its own */
         v = next;
     }
 }
@@ -755,11 +755,11 @@ static inline bool read(tc_local *l, uint64_t h, const char *key, size_t klen,
     if (TC_LIKELY(e != NULL)) {
         /* Ask for the entry's key and the value's header and first bytes at once: with a
          * tier larger than the caches, each is a miss, and this overlaps them. */
-        const char *v = (const char *)e->val;
+        uintptr_t v = (uintptr_t)e->val; /* may run past a small value: a hint only */
         __builtin_prefetch(e->key);
-        __builtin_prefetch(v);
-        __builtin_prefetch(v + CACHE_LINE);
-        __builtin_prefetch(v + 2 * CACHE_LINE);
+        __builtin_prefetch((const void *)v);
+        __builtin_prefetch((const void *)(v + CACHE_LINE));
+        __builtin_prefetch((const void *)(v + 2 * CACHE_LINE));
     }
     /* The table is keyed by hash: an entry for another key with the same hash is a miss,
      * and stays (it is valid for its own key). */

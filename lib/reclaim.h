@@ -84,7 +84,7 @@ static inline void tc__read_enter(tc_rec *r)
 #if defined(__x86_64__) || defined(__i386__)
     atomic_exchange_explicit(&r->epoch, g, memory_order_seq_cst);
 #else
-    atomic_store_explicit(&r->epoch, g, memory_order_relaxed);
+    atomic_store_explicit(&r->epoch, g, memory_order_release);
     atomic_thread_fence(memory_order_seq_cst);
 #endif
 }

@@ -811,6 +811,48 @@ static void hot_run(tc_cache *c, bool local_tier)
     expect_no_flights(c);
 }
 
+/* Regression: a local hit due for an early refresh with probability p refreshes with
+ * probability p, not p squared (the verdict is one random draw, and a hit was once judged
+ * twice: borrowed, then again with its reference). p is about 0.49 here: a 100 ms load, a
+ * 100 s TTL and beta 1400; every load after the first fails at once, so each refresh the
+ * hits start is one loader call and the value stays the one judged. */
+static atomic_int p_loads;
+
+static tc_status slow_then_failing_loader(void *arg, const char *key, tc_buf *out)
+{
+    (void)arg, (void)key;
+    if (atomic_fetch_add(&p_loads, 1) > 0)
+        return TC_ERR_IO;
+    tct_sleep_ms(100);
+    return tc_buf_append(out, "v", 1);
+}
+
+START_TEST(test_flight_early_refresh_probability)
+{
+    enum { CALLS = 1000 };
+    fresh_prefix();
+    tc_options o;
+    options(&o);
+    o.xfetch_beta = 1400;
+    tc_cache *c = tct_open(&o);
+    tc_value v;
+    ck_assert_int_eq(tc_get_or_set(c, "p", slow_then_failing_loader, NULL, 100000, &v), TC_OK);
+    tc_value_release(&v);
+    for (int i = 0; i < CALLS; i++) {
+        ck_assert_int_eq(tc_get_or_set(c, "p", slow_then_failing_loader, NULL, 100000, &v),
+                         TC_OK);
+        tc_value_release(&v);
+    }
+    int refreshes = atomic_load(&p_loads) - 1;
+    fprintf(stderr, "flight: early refresh probability: %d refreshes in %d local hits\n",
+            refreshes, CALLS);
+    /* Binomial(1000, ~0.49): 490 +- 16; judged twice it would be ~240. */
+    ck_assert_int_gt(refreshes, CALLS * 38 / 100);
+    ck_assert_int_lt(refreshes, CALLS * 60 / 100);
+    tc_close(c);
+}
+END_TEST
+
 START_TEST(test_flight_early_refresh_before_expiry)
 {
     fresh_prefix();
@@ -1107,6 +1149,7 @@ static Suite *flight_suite(void)
         {"value_limits", {test_flight_value_limits}},
         {"too_big_loader_status", {test_flight_too_big_whatever_the_loader_returns}},
         {"early_refresh", {test_flight_early_refresh_before_expiry}},
+        {"early_refresh_probability", {test_flight_early_refresh_probability}},
         {"early_refresh_remote", {test_flight_early_refresh_from_redis_hits}},
         {"stale_window", {test_flight_stale_if_error_window}},
         {"stale_redis_down", {test_flight_stale_when_redis_down}},
