@@ -173,12 +173,13 @@ static void pass_shared(void)
     shared_push(list, left);
 }
 
-/* A pass over r's own list. Objects retired by free_fns during it (the values whose last
- * reference an entry held) land on r's list again, and a second pass, which they need only
- * for the slots, frees them at once rather than at the next one. */
+/* A pass over the shared list, then r's own. Objects retired by free_fns during either (the
+ * values whose last reference an entry held) land on r's list, and a second round, which
+ * they need only for the slots, frees them at once rather than at the next pass. */
 static void pass_own(tc_rec *r)
 {
     r->reclaiming = true;
+    pass_shared();
     for (int round = 0; round < 2 && r->retired; round++) {
         tc_retired *list = r->retired;
         r->retired = NULL;
@@ -198,7 +199,6 @@ static void pass_own(tc_rec *r)
     }
     r->since_pass = 0;
     r->bytes_since_pass = 0;
-    pass_shared();
     r->reclaiming = false;
 }
 
