@@ -1189,6 +1189,68 @@ START_TEST(test_local_threads)
 }
 END_TEST
 
+/* More threads at once than there are own counter stripes (32): the rest share one with
+ * atomic increments, and every hit is still counted once, in total and for its type. */
+enum { MANY_THREADS = 40, MANY_HITS = 2000, MANY_TYPE = 5 };
+
+typedef struct many_arg {
+    tc_local *l;
+    pthread_barrier_t *bar;
+    unsigned id;
+    long hits;
+} many_arg;
+
+static void *many_reader(void *arg)
+{
+    many_arg *a = arg;
+    tc_rec *me = tc__rec_self();
+    a->id = me ? me->id : UINT_MAX;
+    pthread_barrier_wait(a->bar); /* every thread holds its record before any reads */
+    for (int i = 0; i < MANY_HITS; i++) {
+        tc_ref *r;
+        tc_hazard *slot = NULL;
+        if (i % 2 ? borrow(a->l, "hot", &r, &slot) : get(a->l, "hot", &r)) {
+            a->hits++;
+            tc__local_unborrow(r, slot);
+        }
+    }
+    return NULL;
+}
+
+START_TEST(test_local_more_threads_than_stripes)
+{
+    tc_local *l = new_local(1u << 20, 1);
+    tc_ref *v = ref_of("value");
+    v->type_id = MANY_TYPE;
+    ck_assert(tc__local_store_if_fresh(l, hash_of("hot"), "hot", 3, v, NEVER,
+                                       tc__local_ticket(l, hash_of("hot"))));
+    tc__ref_drop(v);
+    pthread_barrier_t bar;
+    ck_assert_int_eq(pthread_barrier_init(&bar, NULL, MANY_THREADS), 0);
+    many_arg a[MANY_THREADS];
+    pthread_t t[MANY_THREADS];
+    for (int i = 0; i < MANY_THREADS; i++) {
+        a[i] = (many_arg){.l = l, .bar = &bar};
+        ck_assert_int_eq(pthread_create(&t[i], NULL, many_reader, &a[i]), 0);
+    }
+    long hits = 0;
+    unsigned max_id = 0;
+    for (int i = 0; i < MANY_THREADS; i++) {
+        ck_assert_int_eq(pthread_join(t[i], NULL), 0);
+        hits += a[i].hits;
+        max_id = a[i].id > max_id ? a[i].id : max_id;
+    }
+    pthread_barrier_destroy(&bar);
+    ck_assert_uint_ge(max_id, 32); /* some threads shared the last stripe */
+    ck_assert_int_eq(hits, (long)MANY_THREADS * MANY_HITS);
+    uint64_t type_hits[TC_LOCAL_TYPES], type_ev[TC_LOCAL_TYPES];
+    tc__local_type_stats(l, type_hits, type_ev);
+    ck_assert_uint_eq(type_hits[MANY_TYPE], (uint64_t)hits);
+    ck_assert_uint_eq(stats_of(l).hits, (uint64_t)hits);
+    tc__local_free(l);
+}
+END_TEST
+
 /* ---------------------------------------------------------------------------------------
  * Configuration
  * ------------------------------------------------------------------------------------- */
@@ -1308,6 +1370,7 @@ static Suite *local_suite(void)
         {"store_write", test_local_store_write, 0},
         {"flush", test_local_flush, 0},
         {"threads", test_local_threads, 120},
+        {"more_threads_than_stripes", test_local_more_threads_than_stripes, 120},
         {"disabled", test_local_disabled, 0},
         {"new_args", test_local_new_args, 0},
 #ifdef TC_ALLOC_FAIL
