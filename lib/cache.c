@@ -109,13 +109,6 @@ static void rkey_done(rkey *rk)
     rk->s = NULL;
 }
 
-static void value_from_ref(tc_value *out, tc_ref *r)
-{
-    out->data = r->data;
-    out->len = r->len;
-    out->priv = r;
-}
-
 /* priv of a value held through a hazard slot (a local hit of tc_get): the slot's address
  * with its low bit set, which a tc_ref's address never has. */
 #define PRIV_SLOT 1u
@@ -436,7 +429,7 @@ static tc_status answer(tc_ref *r, tc_value *out)
         tc__ref_drop(r);
         return TC_MISS;
     }
-    value_from_ref(out, r);
+    tc__value_give(out, r, NULL);
     return TC_OK;
 }
 

@@ -489,11 +489,10 @@ static result stale_fallback(req *q, result res)
     return s;
 }
 
+/* Hands the caller r and its reference. */
 static tc_status give(tc_value *out, tc_ref *r)
 {
-    out->data = r->data;
-    out->len = r->len;
-    out->priv = r;
+    tc__value_give(out, r, NULL);
     return TC_OK;
 }
 

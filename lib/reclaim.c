@@ -46,13 +46,19 @@ static bool registry_ok; /* set once: records can be handed out (their exit can 
  * destructor gets none (it could not be released again), and works without one. */
 static __thread bool thread_exited;
 
+/* The last object of a non-empty list. */
+static tc_retired *last_of(tc_retired *list)
+{
+    while (list->next)
+        list = list->next;
+    return list;
+}
+
 static void shared_push(tc_retired *list, uint64_t n)
 {
     if (!list)
         return;
-    tc_retired *tail = list;
-    while (tail->next)
-        tail = tail->next;
+    tc_retired *tail = last_of(list);
     pthread_mutex_lock(&shared_mu);
     tail->next = shared;
     shared = list;
@@ -188,10 +194,7 @@ static void pass_own(tc_rec *r)
         bool more = r->retired != NULL;
         /* Put the survivors back behind whatever the pass retired. */
         if (list) {
-            tc_retired *tail = list;
-            while (tail->next)
-                tail = tail->next;
-            tail->next = r->retired;
+            last_of(list)->next = r->retired;
             r->retired = list;
         }
         if (!more)

@@ -69,6 +69,18 @@ static bool put(tc_local *l, const char *k, const char *v)
     return put_until(l, k, v, NEVER);
 }
 
+/* Stores v under k with key type id type (asserting the store) and returns the stored
+ * value, whose only reference is then the tier's. */
+static tc_ref *put_typed(tc_local *l, const char *k, const char *v, uint32_t type)
+{
+    uint64_t h = hash_of(k);
+    tc_ref *r = ref_of(v);
+    r->type_id = type;
+    ck_assert(tc__local_store_if_fresh(l, h, k, strlen(k), r, NEVER, tc__local_ticket(l, h)));
+    tc__ref_drop(r);
+    return r;
+}
+
 static bool get_at(tc_local *l, const char *k, int64_t now_ns, tc_ref **out)
 {
     return tc__local_get(l, hash_of(k), k, strlen(k), now_ns, out);
@@ -226,11 +238,7 @@ START_TEST(test_local_borrow)
 {
     enum { TYPE = 3, MANY = TC_HAZARDS + 3 };
     tc_local *l = new_local(1u << 20, 1);
-    tc_ref *r = ref_of("payload");
-    r->type_id = TYPE;
-    ck_assert(tc__local_store_if_fresh(l, hash_of("k"), "k", 1, r, NEVER,
-                                       tc__local_ticket(l, hash_of("k"))));
-    tc__ref_drop(r);
+    tc_ref *r = put_typed(l, "k", "payload", TYPE);
     ck_assert_uint_eq(atomic_load(&r->refs), 1); /* the tier's */
 
     tc_ref *b[MANY];
@@ -271,11 +279,7 @@ START_TEST(test_local_borrow)
 
     uint64_t hits = 1000 + MANY;
     l = new_local(1u << 20, 1);
-    r = ref_of("x");
-    r->type_id = TYPE;
-    ck_assert(tc__local_store_if_fresh(l, hash_of("k"), "k", 1, r, NEVER,
-                                       tc__local_ticket(l, hash_of("k"))));
-    tc__ref_drop(r);
+    put_typed(l, "k", "x", TYPE);
     for (uint64_t i = 0; i < hits; i++) {
         ck_assert(borrow(l, "k", &b[0], &slot[0]));
         tc__local_unborrow(b[0], slot[0]);
@@ -1220,11 +1224,7 @@ static void *many_reader(void *arg)
 START_TEST(test_local_more_threads_than_stripes)
 {
     tc_local *l = new_local(1u << 20, 1);
-    tc_ref *v = ref_of("value");
-    v->type_id = MANY_TYPE;
-    ck_assert(tc__local_store_if_fresh(l, hash_of("hot"), "hot", 3, v, NEVER,
-                                       tc__local_ticket(l, hash_of("hot"))));
-    tc__ref_drop(v);
+    put_typed(l, "hot", "value", MANY_TYPE);
     pthread_barrier_t bar;
     ck_assert_int_eq(pthread_barrier_init(&bar, NULL, MANY_THREADS), 0);
     many_arg a[MANY_THREADS];
