@@ -30,6 +30,7 @@ int keyset_numbered(keyset *ks, const char *prefix, size_t n)
     }
     ks->n = n;
     ks->maxlen = len;
+    ks->stride = len + 1;
     return 0;
 }
 

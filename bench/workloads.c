@@ -176,7 +176,7 @@ typedef struct worker {
  * treats a write as a read. */
 static inline int do_op(const run *r, uint32_t x, unsigned char *buf)
 {
-    const char *key = r->ks->k[x & ~WRITE_BIT];
+    const char *key = keyset_key(r->ks, x & ~WRITE_BIT);
     if (r->m == MODE_FLOOR)
         return ftab_get(r->ft, key, buf) ? 0 : 1;
     if (x & WRITE_BIT)
@@ -732,7 +732,7 @@ static __attribute__((noinline)) uint64_t hot_local_loop(tc_cache *c, const keys
     uint64_t errors = 0;
     size_t nk = ks->n, j = 0;
     for (size_t i = 0; i < iters; i++) {
-        errors += (uint64_t)hot_get(c, ks->k[j], buf, vsize);
+        errors += (uint64_t)hot_get(c, keyset_key(ks, j), buf, vsize);
         j = j + 1 == nk ? 0 : j + 1;
     }
     return errors;
@@ -747,7 +747,7 @@ static __attribute__((noinline)) uint64_t hot_redis_loop(tc_cache *c, const keys
     uint64_t errors = 0;
     size_t nk = ks->n, j = 0;
     for (size_t i = 0; i < iters && errors < 100; i++) {
-        errors += (uint64_t)hot_get(c, ks->k[j], buf, vsize);
+        errors += (uint64_t)hot_get(c, keyset_key(ks, j), buf, vsize);
         j = j + 1 == nk ? 0 : j + 1;
     }
     return errors;
@@ -759,7 +759,7 @@ static __attribute__((noinline)) uint64_t hot_floor_loop(const ftab *ft, const k
     uint64_t errors = 0;
     size_t nk = ks->n, j = 0;
     for (size_t i = 0; i < iters; i++) {
-        const char *key = ks->k[j];
+        const char *key = keyset_key(ks, j);
         j = j + 1 == nk ? 0 : j + 1;
         errors += !ftab_get(ft, key, buf);
     }
@@ -913,6 +913,7 @@ static double hot_threads_ops(const hot_set *hs, int which, int threads, size_t 
         t[i].hs = *hs;
         t[i].ks = *hs->ks;
         t[i].ks.k = malloc(n * sizeof *t[i].ks.k);
+        t[i].ks.stride = 0; /* each thread starts at its own place in the keys: see k */
         t[i].hs.buf = calloc(1, hs->vsize ? hs->vsize : 1);
         if (!t[i].ks.k || !t[i].hs.buf)
             bench_die("out of memory");
@@ -979,7 +980,7 @@ static void hot_hist(tc_cache *c, const ftab *ft, const keyset *ks, size_t iters
     size_t nk = ks->n, j = 0;
     uint64_t t = now_ns();
     for (size_t i = 0; i < iters; i++) {
-        const char *key = ks->k[j];
+        const char *key = keyset_key(ks, j);
         j = j + 1 == nk ? 0 : j + 1;
         if (ft) {
             (void)ftab_get(ft, key, buf);

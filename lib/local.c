@@ -68,6 +68,7 @@ typedef struct entry {
     uint32_t klen;
     atomic_bool referenced; /* hit since it last passed the eviction hand */
     bool in_window; /* writers': in the admission window, not yet admitted to main */
+    uint8_t type;   /* type_slot(val), kept here so an eviction need not touch the value */
     char key[];     /* klen bytes and a NUL */
 } entry;
 
@@ -84,11 +85,12 @@ typedef struct shard {
      * lines. The first line is what readers read: fixed after tc__local_new. */
     alignas(CACHE_LINE) entry *_Atomic *buckets;
     uint32_t bmask; /* buckets - 1 */
-    /* TinyLFU's frequency sketch: SKETCH_ROWS rows of width 8-bit counters (a count-min
-     * sketch), halved every sample_size increments so old popularity fades. Readers
-     * increment it without the lock: a lost increment only blurs a popularity estimate. */
-    atomic_uchar *sketch;
-    uint32_t sketch_mask; /* width - 1 */
+    /* TinyLFU's frequency sketch: a count-min sketch of SKETCH_ROWS rows of 8-bit
+     * counters, laid out in blocks (SKETCH_CELLS), halved every sample_size increments so
+     * old popularity fades. Readers increment it without the lock: a lost increment only
+     * blurs a popularity estimate. */
+    atomic_uchar *sketch; /* cache-line aligned */
+    uint32_t sketch_mask; /* blocks - 1 */
     uint32_t sample_size;
     atomic_uint increments;
     /* The writers' line(s). */
@@ -401,16 +403,21 @@ static inline bool dead(const entry *e, uint64_t epoch, int64_t now_ns)
 
 #define SKETCH_ROWS 4
 #define SKETCH_MAX 15 /* counters saturate: popularity is relative */
+/* The sketch is an array of cache-line blocks of SKETCH_ROWS rows of 16 counters: a key's
+ * four counters are in one block (its row-r counter in row r), so counting or estimating
+ * a key costs one cache miss, not one per row. The block and the four positions come from
+ * one remix of h, independent of the shard, slot and bucket bits. */
+#define SKETCH_BLOCK 64u
+#define SKETCH_ROW_CELLS (SKETCH_BLOCK / SKETCH_ROWS)
 
-/* The four counters of h, one per row: four 16-bit slices of one remix of h, so the rows
- * use bits independent of the shard, slot and bucket bits, and one multiply serves all. */
 #define SKETCH_CELLS(s, h, c)                                                              \
     uint64_t g_ = ((h) ^ ((h) >> 29)) * 0xbf58476d1ce4e5b9ULL;                             \
-    uint32_t m_ = (s)->sketch_mask;                                                        \
-    atomic_uchar *c[SKETCH_ROWS] = {(s)->sketch + ((uint32_t)g_ & m_),                          \
-                               (s)->sketch + (m_ + 1) + ((uint32_t)(g_ >> 16) & m_),       \
-                               (s)->sketch + 2 * (m_ + 1) + ((uint32_t)(g_ >> 32) & m_),   \
-                               (s)->sketch + 3 * (m_ + 1) + ((uint32_t)(g_ >> 48) & m_)}
+    atomic_uchar *b_ = (s)->sketch + (size_t)((uint32_t)(g_ >> 32) & (s)->sketch_mask) *   \
+                                         SKETCH_BLOCK;                                     \
+    atomic_uchar *c[SKETCH_ROWS] = {b_ + ((unsigned)g_ & 15),                              \
+                                    b_ + SKETCH_ROW_CELLS + ((unsigned)(g_ >> 4) & 15),    \
+                                    b_ + 2 * SKETCH_ROW_CELLS + ((unsigned)(g_ >> 8) & 15), \
+                                    b_ + 3 * SKETCH_ROW_CELLS + ((unsigned)(g_ >> 12) & 15)}
 
 static inline void cell_bump(atomic_uchar *c)
 {
@@ -438,7 +445,7 @@ static void sketch_age_locked(shard *s)
     if (!s->sketch ||
         atomic_load_explicit(&s->increments, memory_order_relaxed) < s->sample_size)
         return;
-    for (uint32_t i = 0; i < SKETCH_ROWS * (s->sketch_mask + 1); i++)
+    for (size_t i = 0; i < (size_t)SKETCH_BLOCK * (s->sketch_mask + 1); i++)
         atomic_store_explicit(&s->sketch[i],
                               atomic_load_explicit(&s->sketch[i], memory_order_relaxed) >> 1,
                               memory_order_relaxed);
@@ -459,7 +466,7 @@ static unsigned sketch_frequency_locked(const shard *s, uint64_t h)
 static void evict_locked(shard *s, entry *e, entry **victims)
 {
     s->evictions++;
-    s->type_evictions[type_slot(e->val)]++;
+    s->type_evictions[e->type]++;
     remove_locked(s, e, victims);
 }
 
@@ -556,8 +563,12 @@ static bool shard_init(tc_local *l, shard *s, uint32_t width, uint32_t nbuckets)
     s->buckets = tc__calloc(nbuckets, sizeof *s->buckets);
     s->bmask = nbuckets - 1;
     if (l->budget > 0) {
-        s->sketch = tc__calloc(SKETCH_ROWS, width);
-        s->sketch_mask = width - 1;
+        /* width counters per row: width / SKETCH_ROW_CELLS blocks */
+        size_t bytes = (size_t)SKETCH_ROWS * width;
+        s->sketch = tc__malloc_aligned(SKETCH_BLOCK, bytes);
+        if (s->sketch)
+            memset(s->sketch, 0, bytes);
+        s->sketch_mask = width / SKETCH_ROW_CELLS - 1;
         s->sample_size = 10 * width;
     }
     return s->buckets && (l->budget == 0 || s->sketch);
@@ -823,13 +834,28 @@ void tc__local_unborrow(tc_ref *r, tc_hazard *slot)
  * Writes
  * ------------------------------------------------------------------------------------- */
 
+/* A ticket is taken before a round trip to Redis that usually ends in a store of h: two
+ * lines that store will touch, likely misses in a tier larger than the caches, are asked
+ * for now so that the round trip hides their latency: the shard's writers' line and the
+ * sketch block of h. (The list ends are not: reading them here would race the writers.) */
+static inline void prefetch_store(shard *s, uint64_t h)
+{
+    __builtin_prefetch(&s->mu, 1);
+    if (s->sketch) {
+        SKETCH_CELLS(s, h, c);
+        __builtin_prefetch(c[0], 1);
+    }
+}
+
 tc_ticket tc__local_ticket(tc_local *l, uint64_t h)
 {
     /* No lock: a sequence read here can only be older than the one a later store sees
      * under the lock, and an older ticket is refused, never wrongly accepted. */
     tc_ticket t;
+    shard *s = shard_of(l, h);
     t.epoch = atomic_load_explicit(&l->epoch, memory_order_acquire);
-    t.seq = atomic_load_explicit(slot_of(shard_of(l, h), h), memory_order_acquire);
+    t.seq = atomic_load_explicit(slot_of(s, h), memory_order_acquire);
+    prefetch_store(s, h);
     return t;
 }
 
@@ -848,6 +874,8 @@ static entry *entry_new(uint64_t h, const char *key, size_t klen, tc_ref *v,
     e->epoch = epoch;
     e->charge = charge;
     e->klen = (uint32_t)klen;
+    _Static_assert(TC_LOCAL_TYPES <= 256, "a type slot fits entry.type");
+    e->type = (uint8_t)type_slot(v);
     if (klen)
         memcpy(e->key, key, klen);
     e->key[klen] = '\0';
