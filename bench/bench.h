@@ -39,6 +39,7 @@ typedef struct bench_cfg {
     int hot_keys;          /* hot path */
     bool quick;            /* the default suite's shorter runs */
     bool hot_only;         /* hotpath without its zipf throughput runs */
+    bool no_remote_ttl;    /* tc_options.fetch_remote_ttl = 0 */
 } bench_cfg;
 
 /* One measured result. Numbers that do not apply are NaN (a blank in the table and CSV,

@@ -167,6 +167,9 @@ static void usage(FILE *f)
         "  --local-bytes N    local tier budget in bytes (overrides --local-pct)\n"
         "  --hot-keys N       hot path keys (8)\n"
         "  --hot-only         hotpath without the zipf throughput runs (for profilers)\n"
+        "  --no-remote-ttl    fills do not ask Redis for the key's TTL (tc_options\n"
+        "                     .fetch_remote_ttl = 0: GET alone, local copies bounded by\n"
+        "                     local_ttl_ms only)\n"
         "  --trace FILE       trace for suite and mrc\n"
         "  --plot FILE.png    mrc: the curve; zipf, trace, coherence: latency CDFs vs baselines\n"
         "  --json FILE        one JSON object per result and line (\"-\": stdout, the table\n"
@@ -212,7 +215,7 @@ static void parse_threads(bench_cfg *cfg, const char *s)
 
 enum {
     O_URL = 256, O_KEYS, O_VSIZE, O_OPS, O_WARMUP, O_THREADS, O_SEED, O_ZIPF_S, O_WFRAC,
-    O_LPCT, O_LBYTES, O_HOT, O_HOT_ONLY, O_TRACE, O_PLOT, O_JSON, O_CSV
+    O_LPCT, O_LBYTES, O_HOT, O_HOT_ONLY, O_TRACE, O_PLOT, O_JSON, O_CSV, O_NO_RTTL
 };
 
 static const struct option long_opts[] = {
@@ -229,6 +232,7 @@ static const struct option long_opts[] = {
     {"local-bytes", required_argument, NULL, O_LBYTES},
     {"hot-keys", required_argument, NULL, O_HOT},
     {"hot-only", no_argument, NULL, O_HOT_ONLY},
+    {"no-remote-ttl", no_argument, NULL, O_NO_RTTL},
     {"trace", required_argument, NULL, O_TRACE},
     {"plot", required_argument, NULL, O_PLOT},
     {"json", required_argument, NULL, O_JSON},
@@ -396,6 +400,7 @@ int main(int argc, char **argv)
         case O_LBYTES: cfg.local_bytes = (size_t)parse_u64("--local-bytes", optarg); break;
         case O_HOT: cfg.hot_keys = (int)parse_u64("--hot-keys", optarg); break;
         case O_HOT_ONLY: cfg.hot_only = true; break;
+        case O_NO_RTTL: cfg.no_remote_ttl = true; break;
         case O_TRACE: cfg.trace = optarg; break;
         case O_PLOT: cfg.plot = optarg; break;
         case O_JSON: json = optarg; break;

@@ -56,6 +56,7 @@ static tc_cache *open_cache(const bench_cfg *cfg, const char *prefix, size_t loc
     o.local_max_bytes = local_bytes;
     o.remote_ttl_ms = 3600 * 1000;
     o.local_ttl_ms = 3600 * 1000;
+    o.fetch_remote_ttl = !cfg->no_remote_ttl;
     /* Generous: two loaded cores, other work on the machine; errors are counted anyway. */
     o.command_timeout_ms = 2000;
     o.connect_timeout_ms = 2000;
@@ -506,15 +507,16 @@ static int zipf_runs(const bench_cfg *cfg, const int *thr, int nthr, uint64_t op
     size_t budget = local_budget(cfg, charge, nkeys);
 
     char title[256], params[160];
-    snprintf(params, sizeof params, "s=%.2f write_frac=%.2f local_bytes=%zu", cfg->zipf_s,
-             cfg->write_frac, budget);
+    snprintf(params, sizeof params, "s=%.2f write_frac=%.2f local_bytes=%zu%s", cfg->zipf_s,
+             cfg->write_frac, budget, cfg->no_remote_ttl ? " fetch_remote_ttl=0" : "");
     snprintf(title, sizeof title,
              "zipf%s: s=%.2f, %zu keys, %zu-byte values, %.0f%% writes, %llu ops per mode in up "
              "to %d rounds, the modes taking turns; local tier %.2f MB (~%.1f%% of keys at "
-             "%zu B/entry)",
+             "%zu B/entry)%s",
              title_extra, cfg->zipf_s, nkeys, vsize, cfg->write_frac * 100,
              (unsigned long long)ops, TURN_ROUNDS, (double)budget / 1e6,
-             100.0 * (double)budget / (double)charge / (double)nkeys, charge);
+             100.0 * (double)budget / (double)charge / (double)nkeys, charge,
+             cfg->no_remote_ttl ? "; fills GET alone (fetch_remote_ttl = 0)" : "");
     report_section(title);
     report_latency_head();
 

@@ -185,6 +185,13 @@ static int64_t local_expiry(const tc_cache *c, int64_t t0_ns, int64_t remote_ms)
     return t0_ns + ms * 1000000 - c->coarse_res_ns;
 }
 
+/* Whether a fetch asks Redis for the key's remaining TTL: only when a local copy will be
+ * kept, and the options want it bounded by that TTL. */
+static bool asks_ttl(const tc_cache *c)
+{
+    return c->local_enabled && c->opt.fetch_remote_ttl;
+}
+
 static bool local_readable(const tc_cache *c)
 {
     return c->local_enabled && tc__coherence_local_usable(c);
@@ -231,6 +238,7 @@ TC_API void tc_options_init(tc_options *o)
     o->stale_if_error_ms = 0;
     o->negative_ttl_ms = 30000;
     o->check_redis_config = 1;
+    o->fetch_remote_ttl = 1;
 }
 
 /* The oldest options layout a caller may pass: everything up to log_arg. */
@@ -405,7 +413,7 @@ tc_status tc__cache_fetch(tc_cache *c, uint64_t h, const char *key, size_t klen,
     int64_t pttl = -1;
     tc_ref *r = NULL;
     /* The TTL only bounds the local copy: without a local tier, GET alone. */
-    st = tc__remote_get(c->remote, rk.s, rk.len, &r, c->local_enabled ? &pttl : NULL);
+    st = tc__remote_get(c->remote, rk.s, rk.len, &r, asks_ttl(c) ? &pttl : NULL);
     rkey_done(&rk);
     if (st != TC_OK) {
         note_remote_error(c, key, klen, st);
@@ -619,8 +627,11 @@ TC_API tc_status tc_get_many(tc_cache *c, const char *const *keys, size_t n, tc_
     }
     if (rc == TC_OK && b.n > 0) {
         int64_t t0 = tc__now_ns();
+        if (!asks_ttl(c))
+            for (size_t m = 0; m < b.n; m++)
+                b.pttls[m] = -1; /* not asked: local_ttl_ms alone bounds a copy */
         rc = tc__remote_get_many(c->remote, b.n, (const char *const *)b.rkeys, b.rklens,
-                                 b.vals, b.pttls, b.st);
+                                 b.vals, asks_ttl(c) ? b.pttls : NULL, b.st);
         note_remote_error(c, keys[b.idx[0]], b.klens[b.idx[0]], rc);
         for (size_t m = 0; rc == TC_OK && m < b.n; m++) {
             size_t i = b.idx[m];

@@ -1663,7 +1663,7 @@ static tc_status ex_publish(exch *e, const tc_pub *pub)
     return ex_send(e, argc, argv, lens);
 }
 
-/* Interprets a GET reply and a PTTL reply. */
+/* Interprets a GET reply and, when the TTL was asked, a PTTL reply (t: NULL if not). */
 static tc_status take_value(tc_remote *r, const redisReply *g, const redisReply *t,
                             tc_ref **val, int64_t *pttl_ms)
 {
@@ -1721,16 +1721,19 @@ typedef struct get_batch {
     exch e;
     route rt;
     size_t n;
+    size_t per; /* replies per key: GET, and PTTL when the TTLs are wanted */
     redisReply **rep;
     tc_status st;
 } get_batch;
 
 static void get_batch_send(get_batch *b, tc_remote *r, route *rt, size_t n,
-                           const char *const *rkeys, const size_t *rklens, bool flush)
+                           const char *const *rkeys, const size_t *rklens, bool ttl,
+                           bool flush)
 {
     memset(&b->rt, 0, sizeof b->rt);
     b->n = n;
-    b->rep = n <= SIZE_MAX / 2 / sizeof(redisReply *) ? tc__calloc(2 * n, sizeof *b->rep)
+    b->per = ttl ? 2 : 1;
+    b->rep = n <= SIZE_MAX / 2 / sizeof(redisReply *) ? tc__calloc(b->per * n, sizeof *b->rep)
                                                       : NULL;
     ex_init(&b->e, r, NULL);
     if (!b->rep) {
@@ -1744,7 +1747,7 @@ static void get_batch_send(get_batch *b, tc_remote *r, route *rt, size_t n,
         b->st = ex_send(&b->e, 2, argv, lens);
         argv[0] = "PTTL";
         lens[0] = 4;
-        if (b->st == TC_OK)
+        if (b->st == TC_OK && ttl)
             b->st = ex_send(&b->e, 2, argv, lens);
     }
     if (b->st == TC_OK && flush)
@@ -1760,11 +1763,12 @@ static tc_status get_batch_recv(get_batch *b, tc_ref **vals, int64_t *pttls, tc_
         vals[i] = NULL;
     if (st == TC_OK) {
         ex_turn(&b->e);
-        st = ex_recv(&b->e, 2 * n, b->rep);
+        st = ex_recv(&b->e, b->per * n, b->rep);
     }
     for (size_t i = 0; i < n && st == TC_OK; i++) {
-        tc_status one = take_value(r, b->rep[2 * i], b->rep[2 * i + 1], &vals[i],
-                                   pttls ? &pttls[i] : NULL);
+        redisReply *ttl = b->per == 2 ? b->rep[2 * i + 1] : NULL;
+        tc_status one = take_value(r, b->rep[b->per * i], ttl, &vals[i],
+                                   pttls && ttl ? &pttls[i] : NULL);
         if (one == TC_OK || one == TC_MISS)
             st_out[i] = one;
         else
@@ -1777,7 +1781,7 @@ static tc_status get_batch_recv(get_batch *b, tc_ref **vals, int64_t *pttls, tc_
         }
     }
     if (b->rep)
-        free_replies(b->rep, 2 * n);
+        free_replies(b->rep, b->per * n);
     tc__free(b->rep);
     b->rep = NULL;
     return op_finish(&b->e, st);
@@ -1794,7 +1798,7 @@ static tc_status node_get_many(tc_remote *r, route *rt, size_t n, const char *co
     if (n == 0)
         return TC_OK;
     get_batch b;
-    get_batch_send(&b, r, rt, n, rkeys, rklens, false);
+    get_batch_send(&b, r, rt, n, rkeys, rklens, pttls != NULL, false);
     return get_batch_recv(&b, vals, pttls, st_out);
 }
 
@@ -3068,7 +3072,7 @@ static tc_status cluster_get_many(tc_remote *r, const op *o)
         beg[nn] = k;
     for (size_t j = 0; j < nn && st == TC_OK; j++)
         get_batch_send(&batches[j], nodes[j], &batches[j].rt, beg[j + 1] - beg[j],
-                       keys + beg[j], klens + beg[j], true);
+                       keys + beg[j], klens + beg[j], o->pttls != NULL, true);
     size_t sent = st == TC_OK ? nn : 0;
     /* Every batch sent is read (or fails), whatever the others did, so each gives its
      * connection back; the map is reloaded only then (the batches hold connections). */

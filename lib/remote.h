@@ -128,8 +128,9 @@ typedef struct tc_pub {
 tc_status tc__remote_get(tc_remote *r, const char *rkey, size_t rklen, tc_ref **val,
                          int64_t *pttl_ms);
 
-/* n GETs + PTTLs in one round trip. st[i] is TC_OK (vals[i], pttls[i] set) or TC_MISS
- * (vals[i] NULL). Returns TC_OK if the batch ran; on error nothing is returned (all NULL). */
+/* n GETs + PTTLs in one round trip (pttls NULL: GETs alone). st[i] is TC_OK (vals[i],
+ * and pttls[i] if asked, set) or TC_MISS (vals[i] NULL). Returns TC_OK if the batch ran;
+ * on error nothing is returned (all NULL). */
 tc_status tc__remote_get_many(tc_remote *r, size_t n, const char *const *rkeys,
                               const size_t *rklens, tc_ref **vals, int64_t *pttls,
                               tc_status *st);

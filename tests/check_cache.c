@@ -340,6 +340,55 @@ START_TEST(test_cache_remote_read_asks_ttl_only_for_local_copy)
 }
 END_TEST
 
+/* fetch_remote_ttl = 0: a fill is a GET alone (tc_get and tc_get_many), and the local
+ * copy then lives its local TTL even past its Redis key's expiry; by default it asks the
+ * TTL and the copy ends with the key. */
+static void check_fetch_remote_ttl(int on)
+{
+    tc_options o;
+    tct_options(&o);
+    o.fetch_remote_ttl = on;
+    tc_cache *c = tct_open(&o);
+    const char *keys[] = {"m1", "m2", "m3"};
+    const void *data[] = {"1", "2", "3"};
+    size_t lens[] = {1, 1, 1};
+    tc_value v[3];
+    tc_status st[3];
+    ck_assert_int_eq(tc_set_many(c, keys, data, lens, 3, TC_TTL_DEFAULT), TC_OK);
+    ck_assert_int_eq(tc_get_many(c, keys, 3, v, st), TC_OK); /* opens what it needs */
+    for (int i = 0; i < 3; i++)
+        tc_value_release(&v[i]);
+    tc__local_flush(c->local);
+    uint64_t before = remote_commands(c);
+    ck_assert_int_eq(tc_get_many(c, keys, 3, v, st), TC_OK);
+    ck_assert_uint_eq(remote_commands(c) - before, on ? 6 : 3);
+    for (int i = 0; i < 3; i++) {
+        ck_assert_int_eq(st[i], TC_OK);
+        ck_assert_int_eq(memcmp(v[i].data, data[i], 1), 0);
+        tc_value_release(&v[i]);
+    }
+
+    free(redis("SET", rkey_of(c, "short"), "v", NULL));
+    expect_redis("1", "PEXPIRE", rkey_of(c, "short"), "300");
+    before = remote_commands(c);
+    tct_expect(c, "short", TC_OK, "v");
+    ck_assert_uint_eq(remote_commands(c) - before, on ? 2 : 1);
+    tct_sleep_ms(450); /* gone from Redis */
+    expect_redis("-2", "PTTL", rkey_of(c, "short"), NULL);
+    if (on)
+        tct_expect(c, "short", TC_MISS, NULL); /* the copy ended with the key */
+    else
+        tct_expect(c, "short", TC_OK, "v"); /* the copy lives its local TTL */
+    tc_close(c);
+}
+
+START_TEST(test_cache_fetch_remote_ttl)
+{
+    check_fetch_remote_ttl(1);
+    check_fetch_remote_ttl(0);
+}
+END_TEST
+
 START_TEST(test_cache_get_many_one_round_trip)
 {
     tc_cache *c = tct_open_default();
@@ -915,7 +964,7 @@ static Suite *cache_suite(void)
           test_cache_clear_only_its_prefix}},
         {"ttl",
          {test_cache_expiry_both_tiers, test_cache_local_ttl_bounds_local_copy,
-          test_cache_ttl_semantics}},
+          test_cache_ttl_semantics, test_cache_fetch_remote_ttl}},
         {"bad_input",
          {test_cache_invalid_keys_send_nothing, test_cache_null_arguments,
           test_cache_value_size_limit, test_cache_large_value_default_limit,
