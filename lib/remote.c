@@ -3228,6 +3228,8 @@ typedef struct tc_sentinel {
     _Atomic int64_t last_ask_ns;
     atomic_int last_good; /* the sentinel that answered last: asked first next time */
     unsigned switches;    /* under mu: master changes so far */
+    void (*ask_hook)(void *arg); /* under mu; tests only (tc__remote_sentinel_ask_hook) */
+    void *ask_hook_arg;
 } tc_sentinel;
 
 static tc_remote *sentinel_master(tc_remote *r)
@@ -3326,8 +3328,12 @@ static tc_status sentinel_update(tc_remote *r)
     atomic_store(&r->sentinel->last_ask_ns, tc__now_ns());
     pthread_mutex_lock(&r->sentinel->mu);
     unsigned asked_at = r->sentinel->switches;
+    void (*hook)(void *) = r->sentinel->ask_hook;
+    void *hook_arg = r->sentinel->ask_hook_arg;
     pthread_mutex_unlock(&r->sentinel->mu);
     tc_status st = sentinel_ask(r, &host, &port);
+    if (st == TC_OK && hook)
+        hook(hook_arg);
     if (st == TC_OK)
         st = sentinel_switch_to(r, host, port, &asked_at);
     tc__free(host);
@@ -3493,6 +3499,16 @@ static bool reply_is(const redisReply *x, const char *s)
 {
     size_t n = strlen(s);
     return x->type == REDIS_REPLY_STRING && x->len == n && memcmp(x->str, s, n) == 0;
+}
+
+void tc__remote_sentinel_ask_hook(tc_remote *r, void (*fn)(void *arg), void *arg)
+{
+    if (!r || !r->sentinel)
+        return;
+    pthread_mutex_lock(&r->sentinel->mu);
+    r->sentinel->ask_hook = fn;
+    r->sentinel->ask_hook_arg = arg;
+    pthread_mutex_unlock(&r->sentinel->mu);
 }
 
 bool tc__remote_sentinel_switched(tc_remote *r, const redisReply *x)

@@ -23,6 +23,7 @@
 #include "cache.h"
 #include "coherence.h"
 #include "remote.h"
+#include "remote_conn.h"
 #include "testutil.h"
 
 static tcf_cluster cluster;
@@ -1255,6 +1256,88 @@ START_TEST(test_cluster_sentinel_failover)
 }
 END_TEST
 
+/* A +switch-master announcement as the watch connection reads it. */
+static redisReply *switch_message(const char *name, int old_port, int new_port)
+{
+    char payload[128], resp[256];
+    snprintf(payload, sizeof payload, "%s 127.0.0.1 %d 127.0.0.1 %d", name, old_port,
+             new_port);
+    snprintf(resp, sizeof resp, "*3\r\n$7\r\nmessage\r\n$14\r\n+switch-master\r\n$%zu\r\n%s\r\n",
+             strlen(payload), payload);
+    redisReader *rd = redisReaderCreate();
+    ck_assert_ptr_nonnull(rd);
+    ck_assert_int_eq(redisReaderFeed(rd, resp, strlen(resp)), REDIS_OK);
+    void *x = NULL;
+    ck_assert_int_eq(redisReaderGetReply(rd, &x), REDIS_OK);
+    redisReaderFree(rd);
+    ck_assert_ptr_nonnull(x);
+    return x;
+}
+
+typedef struct stale_arg {
+    tc_remote *r;
+    int old_port, new_port;
+    atomic_int calls;
+} stale_arg;
+
+/* The announcement arrives while a thread holds the sentinels' answer, not yet applied. */
+static void announce_during_ask(void *p)
+{
+    stale_arg *a = p;
+    if (atomic_fetch_add(&a->calls, 1) != 0)
+        return;
+    redisReply *x = switch_message("tcstale", a->old_port, a->new_port);
+    ck_assert(tc__remote_sentinel_switched(a->r, x));
+    freeReplyObject(x);
+}
+
+static int master_port(tc_cache *c)
+{
+    tc_remote *m[1];
+    ck_assert_int_eq(tc__remote_masters(c->remote, m, 1), 1); /* asks the sentinels */
+    const char *host;
+    int port;
+    tc__remote_addr(m[0], &host, &port);
+    return port;
+}
+
+/* Regression: an answer of the sentinels asked before a +switch-master was applied after
+ * it, sending operations back to the old master until the next failure. The announcement
+ * is newer and stands; an answer asked after it is applied as usual. */
+START_TEST(test_cluster_sentinel_stale_answer)
+{
+    tcf_redis master, other, sentinel;
+    ck_assert_int_eq(tcf_redis_start(&master, NULL), 0);
+    ck_assert_int_eq(tcf_redis_start(&other, NULL), 0); /* the announced new master */
+    ck_assert_int_eq(tcf_sentinel_start(&sentinel, master.port, "tcstale"), 0);
+    tc_options o;
+    tc_options_init(&o);
+    char prefix[64], url[256];
+    snprintf(url, sizeof url, "redis-sentinel://127.0.0.1:%d/tcstale", sentinel.port);
+    o.redis_url = url;
+    o.key_prefix = tcf_unique_prefix(prefix, sizeof prefix);
+    tc_cache *c = tct_open(&o);
+    ck_assert_int_eq(master_port(c), master.port);
+
+    stale_arg a = {.r = c->remote, .old_port = master.port, .new_port = other.port};
+    tc__remote_sentinel_ask_hook(c->remote, announce_during_ask, &a);
+    int port = master_port(c); /* answer: master; announced meanwhile: other */
+    tc__remote_sentinel_ask_hook(c->remote, NULL, NULL);
+    ck_assert_int_ge(atomic_load(&a.calls), 1);
+    ck_assert_msg(port == other.port, "the answer from before the switch undid it (%d)", port);
+
+    /* The sentinels still name the first master (nothing failed over): asked after the
+     * switch, their answer is applied. */
+    ck_assert_int_eq(master_port(c), master.port);
+    ck_assert_int_eq(tc_set(c, "k", "v", 1, TC_TTL_DEFAULT), TC_OK);
+    tct_expect(c, "k", TC_OK, "v");
+    tc_close(c);
+    tcf_redis_stop(&sentinel);
+    tcf_redis_stop(&other);
+    tcf_redis_stop(&master);
+}
+END_TEST
+
 /* How many clients of the sentinel are subscribed (CLIENT LIST: sub=1), asked with its
  * password. */
 static int sentinel_subscribers(const tcf_redis *s, const char *password)
@@ -1343,6 +1426,7 @@ static Suite *cluster_suite(void)
         {"killed", test_cluster_killed_master},
         {"sentinel", test_cluster_sentinel_failover},
         {"sentinel_auth", test_cluster_sentinel_auth},
+        {"sentinel_stale_answer", test_cluster_sentinel_stale_answer},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         TCase *tc = tcase_create(cases[i].name);
