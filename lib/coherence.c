@@ -72,6 +72,7 @@ struct tc_coherence_state {
     int heartbeat_ms;
     /* The subscriber thread's own: */
     redisContext *watch;  /* Sentinel: subscribed to +switch-master, kept across sessions */
+    int64_t watch_pong, watch_ping; /* its heartbeat, as a link's (watch_beat) */
     unsigned sessions;    /* sessions begun */
 };
 
@@ -293,13 +294,20 @@ static bool reply_is_str(const redisReply *r, const char *s)
 /* What a reply in subscribed mode means for the loop. */
 typedef enum sub_event { EV_NONE, EV_PONG, EV_SUBSCRIBED } sub_event;
 
+/* The answer to a PING on a subscribed connection: ["pong", ""]. */
+static bool is_pong(const redisReply *r)
+{
+    return r->type == REDIS_REPLY_ARRAY && r->elements >= 1 &&
+           reply_is_str(r->element[0], "pong");
+}
+
 static sub_event handle_reply(tc_coherence_state *cs, const redisReply *r)
 {
     tc_cache *c = cs->c;
     if (r->type != REDIS_REPLY_ARRAY || r->elements < 1)
         return EV_NONE;
     const redisReply *kind = r->element[0];
-    if (reply_is_str(kind, "pong"))
+    if (is_pong(r))
         return EV_PONG;
     if (reply_is_str(kind, "subscribe"))
         return EV_SUBSCRIBED;
@@ -474,6 +482,43 @@ static void watch_open(tc_coherence_state *cs)
     if (st != TC_OK)
         tc__log(&cs->c->log, TC_LOG_WARN, "cannot watch the sentinels for failovers (%s)",
                 tc_strerror(st));
+    cs->watch_pong = tc__now_ns();
+    cs->watch_ping = 0;
+}
+
+static void watch_close(tc_coherence_state *cs)
+{
+    redisFree(cs->watch);
+    cs->watch = NULL;
+}
+
+/* The watch's heartbeat at time now, as link_beat's: a watch whose sentinel stopped
+ * answering (a crashed host leaves the connection half open) would miss the next failover
+ * for good, and the session with it the writes to the new master. So a ping unanswered for
+ * a beat closes the watch and ends the session (false): the next one opens a watch on a
+ * sentinel that answers, and asks the sentinels which master to follow. */
+static bool watch_beat(tc_coherence_state *cs, int64_t now, int64_t *next)
+{
+    *next = INT64_MAX;
+    if (!cs->watch)
+        return true;
+    const int64_t beat = (int64_t)cs->heartbeat_ms * 1000000;
+    bool outstanding = cs->watch_ping > cs->watch_pong;
+    if (outstanding && now - cs->watch_ping > beat) {
+        tc__log(&cs->c->log, TC_LOG_WARN, "the sentinel watched for failovers stopped answering");
+        watch_close(cs);
+        return false;
+    }
+    if (!outstanding && now - cs->watch_pong >= beat) {
+        if (!send_ping(cs->watch)) {
+            watch_close(cs);
+            return false;
+        }
+        cs->watch_ping = tc__now_ns();
+        outstanding = true;
+    }
+    *next = outstanding ? cs->watch_ping + beat : cs->watch_pong + beat;
+    return true;
 }
 
 /* Applies what the watch holds, reading its socket first when read_socket (else only what
@@ -491,6 +536,8 @@ static bool watch_switched(tc_coherence_state *cs, bool read_socket)
         ok = redisGetReplyFromReader(cs->watch, &reply) == REDIS_OK;
         if (!ok || !reply)
             break;
+        if (is_pong(reply))
+            cs->watch_pong = tc__now_ns();
         switched = tc__remote_sentinel_switched(cs->c->remote, reply) || switched;
         freeReplyObject(reply);
     }
@@ -498,8 +545,7 @@ static bool watch_switched(tc_coherence_state *cs, bool read_socket)
         tc__log(&cs->c->log, TC_LOG_WARN, "Sentinel announced a new master: resubscribing");
     if (!ok) {
         tc__log(&cs->c->log, TC_LOG_WARN, "lost the connection to the sentinel");
-        redisFree(cs->watch);
-        cs->watch = NULL;
+        watch_close(cs);
     }
     return switched;
 }
@@ -575,6 +621,10 @@ static void listen_loop(tc_coherence_state *cs, sub_link *ls, tc_remote **server
                 return;
             next = t < next ? t : next;
         }
+        int64_t tw = INT64_MAX;
+        if (healthy && !watch_beat(cs, now, &tw))
+            return;
+        next = tw < next ? tw : next;
         if (check_masters && healthy && now >= next_masters_check) {
             if (!masters_unchanged(cs, ls, servers, n))
                 return;

@@ -12,6 +12,7 @@
 
 #include <inttypes.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1291,6 +1292,17 @@ static void announce_during_ask(void *p)
     freeReplyObject(x);
 }
 
+/* Options for the master name watched by the sentinel on port (a fresh key prefix). The
+ * strings live until the next call. */
+static void sentinel_options(tc_options *o, int port, const char *name)
+{
+    static char prefix[64], url[256];
+    tc_options_init(o);
+    snprintf(url, sizeof url, "redis-sentinel://127.0.0.1:%d/%s", port, name);
+    o->redis_url = url;
+    o->key_prefix = tcf_unique_prefix(prefix, sizeof prefix);
+}
+
 static int master_port(tc_cache *c)
 {
     tc_remote *m[1];
@@ -1311,11 +1323,7 @@ START_TEST(test_cluster_sentinel_stale_answer)
     ck_assert_int_eq(tcf_redis_start(&other, NULL), 0); /* the announced new master */
     ck_assert_int_eq(tcf_sentinel_start(&sentinel, master.port, "tcstale"), 0);
     tc_options o;
-    tc_options_init(&o);
-    char prefix[64], url[256];
-    snprintf(url, sizeof url, "redis-sentinel://127.0.0.1:%d/tcstale", sentinel.port);
-    o.redis_url = url;
-    o.key_prefix = tcf_unique_prefix(prefix, sizeof prefix);
+    sentinel_options(&o, sentinel.port, "tcstale");
     tc_cache *c = tct_open(&o);
     ck_assert_int_eq(master_port(c), master.port);
 
@@ -1334,6 +1342,50 @@ START_TEST(test_cluster_sentinel_stale_answer)
     tc_close(c);
     tcf_redis_stop(&sentinel);
     tcf_redis_stop(&other);
+    tcf_redis_stop(&master);
+}
+END_TEST
+
+/* Waits up to ms for the local tier to become usable (want) or bypassed (!want). */
+static bool usable_within(tc_cache *c, bool want, int ms)
+{
+    int64_t t0 = tc__now_ns();
+    while (tc__coherence_local_usable(c) != want && tc__now_ns() - t0 < (int64_t)ms * 1000000)
+        tct_sleep_ms(10);
+    return tc__coherence_local_usable(c) == want;
+}
+
+/* The watch on the sentinel has a heartbeat: a sentinel that stops answering (SIGSTOP here;
+ * a crashed host in life, which leaves the connection half open) ends the session within
+ * a couple of beats, since failovers would go unannounced; while it answers, its pongs
+ * keep the session up. */
+START_TEST(test_cluster_sentinel_watch_heartbeat)
+{
+    tcf_redis master, sentinel;
+    ck_assert_int_eq(tcf_redis_start(&master, NULL), 0);
+    ck_assert_int_eq(tcf_sentinel_start(&sentinel, master.port, "tcbeat"), 0);
+    tc_options o;
+    sentinel_options(&o, sentinel.port, "tcbeat");
+    o.heartbeat_ms = 100;
+    o.command_timeout_ms = 300;
+    o.connect_timeout_ms = 300;
+    tc_cache *c = tct_open(&o);
+    ck_assert_msg(usable_within(c, true, 5000), "the invalidation link never came up");
+    uint64_t failures = TC_READ(&c->counters, link_failures);
+    tct_sleep_ms(800); /* eight beats: the sentinel answers every ping */
+    ck_assert_uint_eq(TC_READ(&c->counters, link_failures), failures);
+    ck_assert(tc__coherence_local_usable(c));
+
+    ck_assert_int_eq(kill(sentinel.pid, SIGSTOP), 0);
+    bool down = usable_within(c, false, 3000);
+    ck_assert_int_eq(kill(sentinel.pid, SIGCONT), 0);
+    ck_assert_msg(down, "a silent sentinel went unnoticed");
+    ck_assert_uint_gt(TC_READ(&c->counters, link_failures), failures);
+    ck_assert_msg(usable_within(c, true, 10000), "no new session after the sentinel came back");
+    ck_assert_int_eq(tc_set(c, "k", "v", 1, TC_TTL_DEFAULT), TC_OK);
+    tct_expect(c, "k", TC_OK, "v");
+    tc_close(c);
+    tcf_redis_stop(&sentinel);
     tcf_redis_stop(&master);
 }
 END_TEST
@@ -1427,6 +1479,7 @@ static Suite *cluster_suite(void)
         {"sentinel", test_cluster_sentinel_failover},
         {"sentinel_auth", test_cluster_sentinel_auth},
         {"sentinel_stale_answer", test_cluster_sentinel_stale_answer},
+        {"sentinel_watch_heartbeat", test_cluster_sentinel_watch_heartbeat},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         TCase *tc = tcase_create(cases[i].name);
