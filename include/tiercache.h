@@ -154,16 +154,19 @@ typedef struct tc_options {
     int check_redis_config;   /* default 1: at tc_open, warn through log_fn when Redis has
                                  no maxmemory, an eviction policy other than allkeys-*, or
                                  no password; 0 skips the check */
+    int reserved1;            /* unused: it fills what was the end padding of the layout
+                                 before it, so that no field after it is ever read from an
+                                 older caller's padding (struct_size covers that padding) */
     int fetch_remote_ttl;     /* default 1: a read from Redis whose value will be kept in
                                  the local tier also asks for the key's remaining TTL (PTTL,
                                  in the same round trip), so that the local copy never
                                  outlives it. 0: it does not (one command per fill instead
                                  of two), and a local copy lives local_ttl_ms or until it
-                                 is invalidated, even past the expiry of its Redis key: for
-                                 keys whose Redis TTLs are never shorter than local_ttl_ms,
-                                 or with TC_COHERENCE_TRACKING, under which Redis reports a
-                                 key that expired when it deletes it (see docs/guide.md,
-                                 "Local TTLs") */
+                                 is invalidated, even up to local_ttl_ms past the expiry of
+                                 its Redis key: for when serving that is acceptable, or with
+                                 TC_COHERENCE_TRACKING, under which Redis reports a key that
+                                 expired when it deletes it (see docs/guide.md, "Local
+                                 TTLs") */
 } tc_options;
 
 /* Fills o with the defaults above and sets struct_size. Thread-safe (touches only o). */

@@ -368,12 +368,15 @@ static void check_fetch_remote_ttl(int on)
         tc_value_release(&v[i]);
     }
 
+    tct_expect(c, "short", TC_MISS, NULL); /* on a cluster, opens its node's connection */
     free(redis("SET", rkey_of(c, "short"), "v", NULL));
-    expect_redis("1", "PEXPIRE", rkey_of(c, "short"), "300");
+    char ms[16];
+    snprintf(ms, sizeof ms, "%d", tct_slow_ms(300));
+    expect_redis("1", "PEXPIRE", rkey_of(c, "short"), ms);
     before = remote_commands(c);
     tct_expect(c, "short", TC_OK, "v");
     ck_assert_uint_eq(remote_commands(c) - before, on ? 2 : 1);
-    tct_sleep_ms(450); /* gone from Redis */
+    tct_sleep_ms(tct_slow_ms(300) + 150); /* gone from Redis */
     expect_redis("-2", "PTTL", rkey_of(c, "short"), NULL);
     if (on)
         tct_expect(c, "short", TC_MISS, NULL); /* the copy ended with the key */
@@ -746,6 +749,20 @@ START_TEST(test_cache_old_options_layout)
     tc_cache *c = NULL;
     ck_assert_int_eq(tc_open(&o, &c), TC_OK);
     ck_assert_int_eq(c->opt.heartbeat_ms, 250);
+    tc_close(c);
+
+    /* The layout before fetch_remote_ttl ended in padding, which its struct_size (sizeof)
+     * covers: whatever that padding held (here 0), the field takes its default. */
+    struct before {
+        char upto[offsetof(tc_options, reserved1) + sizeof(int)];
+    };
+    _Static_assert(sizeof(struct before) == offsetof(tc_options, fetch_remote_ttl),
+                   "fetch_remote_ttl lies beyond the padding of the layout before it");
+    tct_options(&o);
+    o.fetch_remote_ttl = 0;
+    o.struct_size = offsetof(tc_options, reserved1) + sizeof(int);
+    ck_assert_int_eq(tc_open(&o, &c), TC_OK);
+    ck_assert_int_eq(c->opt.fetch_remote_ttl, 1);
     tc_close(c);
 }
 END_TEST
