@@ -492,35 +492,6 @@ static void watch_close(tc_coherence_state *cs)
     cs->watch = NULL;
 }
 
-/* The watch's heartbeat at time now, as link_beat's: a watch whose sentinel stopped
- * answering (a crashed host leaves the connection half open) would miss the next failover
- * for good, and the session with it the writes to the new master. So a ping unanswered for
- * a beat closes the watch and ends the session (false): the next one opens a watch on a
- * sentinel that answers, and asks the sentinels which master to follow. */
-static bool watch_beat(tc_coherence_state *cs, int64_t now, int64_t *next)
-{
-    *next = INT64_MAX;
-    if (!cs->watch)
-        return true;
-    const int64_t beat = (int64_t)cs->heartbeat_ms * 1000000;
-    bool outstanding = cs->watch_ping > cs->watch_pong;
-    if (outstanding && now - cs->watch_ping > beat) {
-        tc__log(&cs->c->log, TC_LOG_WARN, "the sentinel watched for failovers stopped answering");
-        watch_close(cs);
-        return false;
-    }
-    if (!outstanding && now - cs->watch_pong >= beat) {
-        if (!send_ping(cs->watch)) {
-            watch_close(cs);
-            return false;
-        }
-        cs->watch_ping = tc__now_ns();
-        outstanding = true;
-    }
-    *next = outstanding ? cs->watch_ping + beat : cs->watch_pong + beat;
-    return true;
-}
-
 /* Applies what the watch holds, reading its socket first when read_socket (else only what
  * is already buffered: a switch may have come in with the subscription's confirmation).
  * True if the master moved: the caller ends the session and resubscribes on the new master,
@@ -548,6 +519,44 @@ static bool watch_switched(tc_coherence_state *cs, bool read_socket)
         watch_close(cs);
     }
     return switched;
+}
+
+/* The watch's heartbeat at time now, as link_beat's: a watch whose sentinel stopped
+ * answering (a crashed host leaves the connection half open) would miss the next failover
+ * for good, and the session with it the writes to the new master. So a ping unanswered for
+ * a beat closes the watch and ends the session (false): the next one opens a watch on a
+ * sentinel that answers, if one does then (else it runs without one until the next
+ * session), and asks the sentinels which master to follow. */
+static bool watch_beat(tc_coherence_state *cs, int64_t now, int64_t *next)
+{
+    *next = INT64_MAX;
+    if (!cs->watch)
+        return true;
+    const int64_t beat = (int64_t)cs->heartbeat_ms * 1000000;
+    bool outstanding = cs->watch_ping > cs->watch_pong;
+    if (outstanding && now - cs->watch_ping > beat) {
+        /* The loop looks at the time before it polls: read a pong that is waiting first. */
+        struct pollfd p = {.fd = cs->watch->fd, .events = POLLIN};
+        if (poll(&p, 1, 0) > 0 && (watch_switched(cs, true) || !cs->watch))
+            return false; /* the master moved, or the watch broke */
+        if (cs->watch_ping > cs->watch_pong) {
+            tc__log(&cs->c->log, TC_LOG_WARN,
+                    "the sentinel watched for failovers stopped answering");
+            watch_close(cs);
+            return false;
+        }
+        outstanding = false;
+    }
+    if (!outstanding && now - cs->watch_pong >= beat) {
+        if (!send_ping(cs->watch)) {
+            watch_close(cs);
+            return false;
+        }
+        cs->watch_ping = tc__now_ns();
+        outstanding = true;
+    }
+    *next = outstanding ? cs->watch_ping + beat : cs->watch_pong + beat;
+    return true;
 }
 
 /* Tracking on a cluster: whether CLUSTER SLOTS, asked on the first link's tracker, still
