@@ -627,11 +627,11 @@ TC_API tc_status tc_get_many(tc_cache *c, const char *const *keys, size_t n, tc_
     }
     if (rc == TC_OK && b.n > 0) {
         int64_t t0 = tc__now_ns();
-        if (!asks_ttl(c))
-            for (size_t m = 0; m < b.n; m++)
-                b.pttls[m] = -1; /* not asked: local_ttl_ms alone bounds a copy */
+        bool ttl = asks_ttl(c);
+        for (size_t m = 0; !ttl && m < b.n; m++)
+            b.pttls[m] = -1; /* not asked: local_ttl_ms alone bounds a copy */
         rc = tc__remote_get_many(c->remote, b.n, (const char *const *)b.rkeys, b.rklens,
-                                 b.vals, asks_ttl(c) ? b.pttls : NULL, b.st);
+                                 b.vals, ttl ? b.pttls : NULL, b.st);
         note_remote_error(c, keys[b.idx[0]], b.klens[b.idx[0]], rc);
         for (size_t m = 0; rc == TC_OK && m < b.n; m++) {
             size_t i = b.idx[m];

@@ -753,10 +753,8 @@ START_TEST(test_cache_old_options_layout)
 
     /* The layout before fetch_remote_ttl ended in padding, which its struct_size (sizeof)
      * covers: whatever that padding held (here 0), the field takes its default. */
-    struct before {
-        char upto[offsetof(tc_options, reserved1) + sizeof(int)];
-    };
-    _Static_assert(sizeof(struct before) == offsetof(tc_options, fetch_remote_ttl),
+    _Static_assert(offsetof(tc_options, reserved1) + sizeof(int) ==
+                       offsetof(tc_options, fetch_remote_ttl),
                    "fetch_remote_ttl lies beyond the padding of the layout before it");
     tct_options(&o);
     o.fetch_remote_ttl = 0;
