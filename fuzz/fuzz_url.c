@@ -16,7 +16,7 @@
 #include <string.h>
 #include <sys/un.h>
 
-#include "remote.h"
+#include "redis_url.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

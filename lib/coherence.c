@@ -361,7 +361,15 @@ typedef struct sub_link {
 
 /* Tracking mode: learns the subscriber's client id and makes a new tracker connection to
  * the same server redirect Redis's invalidations for our prefix to it. */
-static tc_status tracking_setup(tc_coherence_state *cs, tc_remote *server, sub_link *l)
+/* A subscriber connection to server, or (NULL) to any node of the handle's Redis. */
+static tc_status server_connect(tc_coherence_state *cs, tc_node *server, redisContext **out)
+{
+    int timeout_ms = cs->c->opt.command_timeout_ms;
+    return server ? tc__node_connect(server, timeout_ms, out)
+                  : tc__remote_connect(cs->c->remote, timeout_ms, out);
+}
+
+static tc_status tracking_setup(tc_coherence_state *cs, tc_node *server, sub_link *l)
 {
     tc_cache *c = cs->c;
     redisReply *r = NULL;
@@ -372,7 +380,7 @@ static tc_status tracking_setup(tc_coherence_state *cs, tc_remote *server, sub_l
     char id[32];
     snprintf(id, sizeof id, "%lld", r->type == REDIS_REPLY_INTEGER ? r->integer : -1LL);
     freeReplyObject(r);
-    st = tc__remote_connect(server, c->opt.command_timeout_ms, &l->tracker);
+    st = server_connect(cs, server, &l->tracker);
     if (st != TC_OK)
         return st;
     char prefix[1100];
@@ -563,7 +571,7 @@ static bool watch_beat(tc_coherence_state *cs, int64_t now, int64_t *next)
  * names exactly the session's masters (a new master's writes would go unheard). Asked on a
  * live connection of the session, so a dead node's connect can never stall this thread
  * while it applies invalidations. */
-static bool masters_unchanged(tc_coherence_state *cs, const sub_link *ls, tc_remote **servers,
+static bool masters_unchanged(tc_coherence_state *cs, const sub_link *ls, tc_node **servers,
                               int n)
 {
     redisReply *r = NULL;
@@ -581,7 +589,7 @@ static bool masters_unchanged(tc_coherence_state *cs, const sub_link *ls, tc_rem
         for (int j = 0; ok && j < n && k < 0; j++) {
             const char *host;
             int port;
-            tc__remote_addr(servers[j], &host, &port);
+            tc__node_addr(servers[j], &host, &port);
             const redisReply *h = m->element[0];
             /* An empty or "?" host stands for the server asked (the first link's). */
             bool asked = h->len == 0 || (h->len == 1 && h->str[0] == '?');
@@ -606,7 +614,7 @@ static bool masters_unchanged(tc_coherence_state *cs, const sub_link *ls, tc_rem
 /* The subscribed loop: returns when a link fails, the set of masters a tracking session on
  * a cluster covers changes (check_masters), the sentinels announce a new master, or the
  * cache stops. */
-static void listen_loop(tc_coherence_state *cs, sub_link *ls, tc_remote **servers, int n,
+static void listen_loop(tc_coherence_state *cs, sub_link *ls, tc_node **servers, int n,
                         bool check_masters)
 {
     tc_cache *c = cs->c;
@@ -674,11 +682,11 @@ static void listen_loop(tc_coherence_state *cs, sub_link *ls, tc_remote **server
 }
 
 /* Connects and subscribes one link to server. */
-static tc_status link_open(tc_coherence_state *cs, tc_remote *server, sub_link *l)
+static tc_status link_open(tc_coherence_state *cs, tc_node *server, sub_link *l)
 {
     tc_cache *c = cs->c;
     bool tracking = c->opt.coherence == TC_COHERENCE_TRACKING;
-    tc_status st = tc__remote_connect(server, c->opt.command_timeout_ms, &l->sub);
+    tc_status st = server_connect(cs, server, &l->sub);
     if (st == TC_OK && tracking)
         st = tracking_setup(cs, server, l);
     if (st != TC_OK)
@@ -707,12 +715,12 @@ static void link_close(sub_link *l)
  * first after a failed session (the masters may be what changed). Sentinel: the master the
  * sentinels name now, so that a tracker and its subscriber are on the same server. The
  * count, or <= 0 with *st set. */
-static int session_servers(tc_coherence_state *cs, tc_remote **servers, tc_status *st)
+static int session_servers(tc_coherence_state *cs, tc_node **servers, tc_status *st)
 {
     tc_cache *c = cs->c;
     bool cluster = tc__remote_is_cluster(c->remote);
     if (cluster && c->opt.coherence != TC_COHERENCE_TRACKING) {
-        servers[0] = c->remote;
+        servers[0] = NULL; /* any node: server_connect asks the cluster */
         return 1;
     }
     if (cluster && cs->sessions > 1)
@@ -730,7 +738,7 @@ static int session_servers(tc_coherence_state *cs, tc_remote **servers, tc_statu
 static tc_status session(tc_coherence_state *cs)
 {
     tc_cache *c = cs->c;
-    tc_remote *servers[TC_SUB_LINKS_MAX];
+    tc_node *servers[TC_SUB_LINKS_MAX];
     sub_link ls[TC_SUB_LINKS_MAX];
     tc_status st = TC_OK;
     cs->sessions++;
@@ -811,7 +819,7 @@ static int startup_budget_ms(tc_cache *c)
                         : o->connect_timeout_ms + 2 * o->command_timeout_ms;
     int links = 1;
     if (tracking && tc__remote_is_cluster(c->remote)) {
-        tc_remote *servers[TC_SUB_LINKS_MAX];
+        tc_node *servers[TC_SUB_LINKS_MAX];
         int n = tc__remote_masters(c->remote, servers, TC_SUB_LINKS_MAX);
         links = n > 1 ? n : 1;
     }

@@ -15,6 +15,10 @@
  * the master the sentinels name, asked again after a failure or when the subscriber hears
  * a +switch-master (tc__remote_sentinel_watch). See docs/scaling.md.
  *
+ * The tier is built in layers, each calling only the one below (remote.c's opening comment
+ * draws them; docs/design/architecture.md too): this header is the top, the facade the
+ * core calls.
+ *
  * Thread safety: every function may be called from any thread. The pool mutex is a leaf lock
  * and is never held during I/O.
  */
@@ -23,51 +27,10 @@
 
 #include "common.h"
 #include "local.h"
+#include "redis_types.h"
+#include "redis_url.h"
 
-/* ------------------------------------------------------------------ URLs */
-
-typedef enum tc_url_kind {
-    TC_URL_TCP = 0,
-    TC_URL_UNIX = 1,
-    TC_URL_CLUSTER = 2,
-    TC_URL_SENTINEL = 3
-} tc_url_kind;
-
-typedef struct tc_url {
-    tc_url_kind kind;
-    char *host;     /* TCP: host name or address (IPv6 without brackets) */
-    int port;       /* TCP: default 6379 */
-    char *path;     /* UNIX: socket path */
-    int db;         /* default 0 */
-    char *user;     /* NULL: none (AUTH <password> only) */
-    char *password; /* NULL: no AUTH, unless user is set (then AUTH <user> "", which an ACL
-                       user marked nopass accepts) */
-    /* CLUSTER: the seed nodes; SENTINEL: the sentinels (host/port above is the first). */
-    int nseeds;
-    char **seed_hosts;
-    int *seed_ports;
-    char *master_name; /* SENTINEL: the monitored master's name */
-    char *sentinel_user;     /* SENTINEL: what the sentinels themselves ask for (NULL: */
-    char *sentinel_password; /* nothing), independent of the master's user and password */
-} tc_url;
-
-/* Parses "redis://[user[:password]@]host[:port][/db]" (host may be "[v6addr]"),
- * "unix:///path[?db=N]" (also "unix://[user[:password]@]/path[?db=N]" with credentials) and
- * "redis-cluster://[user[:password]@]host:port[,host:port...]" (seed nodes of a Redis
- * Cluster; no db: a cluster has only db 0) and
- * "redis-sentinel://[user[:password]@]host:port[,host:port...]/master-name[/db]
- * [?sentinel_password=P[&sentinel_user=U]]" (the sentinels; user and password are the
- * master's, and the sentinels get the query's credentials, or none).
- * User and password may be percent-encoded; an empty one is absent. TC_ERR_ARG on an
- * unknown scheme (also "rediss://": hiredis 0.14 has no TLS) or bad syntax (empty host,
- * port outside 1..65535, db not a non-negative integer, trailing garbage, a character a
- * URL must percent-encode, an escape decoding to NUL, an IPv6 zone id, a socket path
- * longer than sun_path allows).
- * TC_ERR_NOMEM. On success the caller frees with tc__url_free. */
-tc_status tc__url_parse(const char *s, tc_url *out);
-void tc__url_free(tc_url *u);
-
-/* ------------------------------------------------------------------ the pool */
+/* ------------------------------------------------------------------ the handle */
 
 typedef struct tc_remote tc_remote;
 
@@ -85,13 +48,6 @@ tc_status tc__remote_open(const tc_remote_config *cfg, tc_remote **out);
 /* Closes every connection. No call may be running. */
 void tc__remote_close(tc_remote *r);
 
-/* Counters. round_trips: replies waited for in batches (a pipeline counts once). In a
- * cluster, summed over the nodes; moved and ask count the redirects followed, and
- * map_refreshes the CLUSTER SLOTS reloads (all 0 for a single server). */
-typedef struct tc_remote_stats {
-    uint64_t round_trips, commands, errors, reconnects;
-    uint64_t moved, ask, map_refreshes;
-} tc_remote_stats;
 
 /* ------------------------------------------------------------------ Redis Cluster */
 
@@ -114,13 +70,6 @@ void tc__remote_stats(tc_remote *r, tc_remote_stats *out);
  * command_timeout_ms, or no free connection in that time), TC_ERR_PROTO (error reply or
  * unexpected reply), TC_ERR_NOMEM. A connection that failed is discarded and replaced by a
  * new one on a later call. */
-
-typedef struct tc_pub {
-    const char *channel;
-    size_t channel_len;
-    const void *payload;
-    size_t payload_len;
-} tc_pub;
 
 /* GET, and PTTL in the same round trip when pttl_ms is not NULL. TC_OK: *val holds the
  * bytes (a new reference, data = buf, len = the stored length) and *pttl_ms the remaining

@@ -9,6 +9,7 @@
 
 #include <hiredis/hiredis.h>
 
+#include "redis_node.h"
 #include "remote.h"
 
 /* Runs one command on a pooled connection. TC_OK: *reply is the reply (the caller frees it
@@ -47,21 +48,14 @@ void tc__remote_sentinel_ask_hook(tc_remote *r, void (*fn)(void *arg), void *arg
 
 /* The servers a subscriber that needs the data servers themselves connects to: a
  * cluster's masters in its current slot map (at most cap); the master the sentinels name
- * now (asked first) for Sentinel; r itself otherwise. Each is a single-server remote that
- * tc__remote_connect connects to directly. The count, 0 without memory, -1 if there are
- * more than cap. */
-int tc__remote_masters(tc_remote *r, tc_remote **out, int cap);
+ * now (asked first) for Sentinel; the one server otherwise. Each is a node that
+ * tc__node_connect connects to directly (tc__node_addr names it). The count, 0 without
+ * memory, -1 if there are more than cap. */
+int tc__remote_masters(tc_remote *r, tc_node **out, int cap);
 
 /* Reloads a cluster's slot map (TC_OK, or the error of the last node asked); nothing to do
  * for other remotes. */
 tc_status tc__remote_refresh_map(tc_remote *r);
-
-/* A single-server remote's address (as tc__remote_masters returns them). */
-void tc__remote_addr(const tc_remote *r, const char **host, int *port);
-
-/* Maps a failed hiredis context (ctx->err) to a status: timeouts (EAGAIN) to
- * TC_ERR_TIMEOUT, everything else to TC_ERR_IO. */
-tc_status tc__remote_ctx_status(const redisContext *ctx);
 
 /* The configuration the remote was opened with (timeouts, logger). */
 const tc_remote_config *tc__remote_config(tc_remote *r);

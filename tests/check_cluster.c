@@ -1305,11 +1305,11 @@ static void sentinel_options(tc_options *o, int port, const char *name)
 
 static int master_port(tc_cache *c)
 {
-    tc_remote *m[1];
+    tc_node *m[1];
     ck_assert_int_eq(tc__remote_masters(c->remote, m, 1), 1); /* asks the sentinels */
     const char *host;
     int port;
-    tc__remote_addr(m[0], &host, &port);
+    tc__node_addr(m[0], &host, &port);
     return port;
 }
 
