@@ -5,7 +5,9 @@
 #   ./test.sh VARIANT..  any of: gcc clang asan tsan cluster distcheck torture fuzz stress
 #                        valgrind all
 #                        (cluster: gcc build, make check-cluster against a 3-master
-#                        loopback Redis Cluster; torture: clang + ASan + --enable-alloc-fail,
+#                        loopback Redis Cluster, and the Sentinel tests against their own
+#                        master, replica and sentinel;
+#                        torture: clang + ASan + --enable-alloc-fail,
 #                        tests/check_torture only; fuzz: make fuzz FUZZ_SECONDS=10, one case
 #                        per target; stress: make stress STRESS_SECONDS=5, one case;
 #                        valgrind: make check-valgrind, one case per program, not in all)
