@@ -466,12 +466,13 @@ typedef struct tc_stats {
 } tc_stats;
 
 /* A snapshot of the cache's counters (each read atomically; the set is not one instant).
- * Fills the fields of the first layout only (local_hits to remote_errors), and never
- * writes past them: this is the function programs built against the first header call.
- * Programs built against this header call tc_stats_get_sized through the tc_stats_get
- * macro below, which fills every field; only a pointer to the function, (tc_stats_get) or
- * &tc_stats_get, reaches this one. NULL c zeroes those fields; NULL out does nothing.
- * Thread-safe. */
+ * The fields are described above and in docs/operations.md, "Metrics". In a program built
+ * against this header, tc_stats_get(c, &s) is the macro below: it calls tc_stats_get_sized
+ * with sizeof(tc_stats) and fills every field. The function of this name is the one that
+ * programs built against the first header (14 fields, local_hits to remote_errors) call: it
+ * fills those 14 fields and never writes past them; newer code reaches it only through a
+ * pointer, (tc_stats_get) or &tc_stats_get. NULL c zeroes the fields; NULL out does
+ * nothing. Thread-safe. */
 TC_API void tc_stats_get(tc_cache *c, tc_stats *out);
 
 /* As tc_stats_get, for a struct of size bytes: fills the fields that lie wholly within
