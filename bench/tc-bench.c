@@ -175,6 +175,7 @@ static void usage(FILE *f)
         "  --json FILE        one JSON object per result and line (\"-\": stdout, the table\n"
         "                     then goes to stderr)\n"
         "  --csv FILE         one CSV line per result, with a header\n"
+        "  --version          print the library's version and exit\n"
         "  -h, --help\n",
         TCB_MAX_THREADS);
 }
@@ -215,7 +216,8 @@ static void parse_threads(bench_cfg *cfg, const char *s)
 
 enum {
     O_URL = 256, O_KEYS, O_VSIZE, O_OPS, O_WARMUP, O_THREADS, O_SEED, O_ZIPF_S, O_WFRAC,
-    O_LPCT, O_LBYTES, O_HOT, O_HOT_ONLY, O_TRACE, O_PLOT, O_JSON, O_CSV, O_NO_RTTL
+    O_LPCT, O_LBYTES, O_HOT, O_HOT_ONLY, O_TRACE, O_PLOT, O_JSON, O_CSV, O_NO_RTTL,
+    O_VERSION
 };
 
 static const struct option long_opts[] = {
@@ -237,6 +239,7 @@ static const struct option long_opts[] = {
     {"plot", required_argument, NULL, O_PLOT},
     {"json", required_argument, NULL, O_JSON},
     {"csv", required_argument, NULL, O_CSV},
+    {"version", no_argument, NULL, O_VERSION},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -405,6 +408,7 @@ int main(int argc, char **argv)
         case O_PLOT: cfg.plot = optarg; break;
         case O_JSON: json = optarg; break;
         case O_CSV: csv = optarg; break;
+        case O_VERSION: printf("tc-bench %s\n", tc_version()); return 0;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }

@@ -29,9 +29,20 @@ extern "C" {
 #define TC_API
 #endif
 
+/* ---------------------------------------------------------------------------------------
+ * Version
+ * ------------------------------------------------------------------------------------- */
+
+/* The version of this header, checked at compile time. configure.ac takes the package
+ * version from these three lines, so they are the one place it is written. */
 #define TC_VERSION_MAJOR 0
 #define TC_VERSION_MINOR 1
 #define TC_VERSION_PATCH 0
+
+/* The version of the library running, "MAJOR.MINOR.PATCH" (static; never NULL). It may
+ * differ from the TC_VERSION_* of the header a program was compiled with when the shared
+ * library was upgraded under it. Thread-safe. */
+TC_API const char *tc_version(void);
 
 /* Opaque; one per process is typical, shared by all threads. */
 typedef struct tc_cache tc_cache;
@@ -430,6 +441,9 @@ TC_API tc_status tc_tag_invalidate(tc_cache *c, const char *tag);
  * Metrics
  * ------------------------------------------------------------------------------------- */
 
+/* Counters of the cache. The struct only ever grows at its end; tc_stats_get_sized is
+ * told how large the caller's struct is and writes no further, so a program compiled
+ * against an older header keeps working with a newer library. */
 typedef struct tc_stats {
     uint64_t local_hits, remote_hits, misses;   /* reads by where they were answered */
     uint64_t sets, deletes, loads, load_errors; /* loads: loader calls */
@@ -437,16 +451,44 @@ typedef struct tc_stats {
     uint64_t inval_sent, inval_received;
     uint64_t local_evictions, local_entries, local_bytes;
     uint64_t remote_errors;
+    /* Fields below were added after the first layout (14 fields); only tc_stats_get_sized,
+       and tc_stats_get through its macro, fill them. */
+    uint64_t local_rejects;       /* values the local tier did not keep: refused by its
+                                     admission filter, or too large for its budget */
+    uint64_t local_bypasses;      /* reads that skipped the local tier because the
+                                     invalidation link was not known healthy */
+    uint64_t full_flushes;        /* times the whole local tier was emptied because
+                                     invalidations may have been lost (the link was
+                                     re-established) or another instance flushed everything
+                                     (tc_clear, or FLUSHALL under tracking); cache-wide */
+    uint64_t inval_link_failures; /* times the invalidation link went down; cache-wide */
+    uint64_t inval_malformed;     /* invalidation messages ignored as malformed; cache-wide */
 } tc_stats;
 
 /* A snapshot of the cache's counters (each read atomically; the set is not one instant).
- * Thread-safe. */
+ * The fields are described above and in docs/operations.md, "Metrics". In a program built
+ * against this header, tc_stats_get(c, &s) is the macro below: it calls tc_stats_get_sized
+ * with sizeof(tc_stats) and fills every field. The function of this name is the one that
+ * programs built against the first header (14 fields, local_hits to remote_errors) call: it
+ * fills those 14 fields and never writes past them; newer code reaches it only through a
+ * pointer, (tc_stats_get) or &tc_stats_get. NULL c zeroes the fields; NULL out does
+ * nothing. Thread-safe. */
 TC_API void tc_stats_get(tc_cache *c, tc_stats *out);
+
+/* As tc_stats_get, for a struct of size bytes: fills the fields that lie wholly within
+ * size (a smaller size is an older layout) and writes nothing past size. Fields the
+ * library does not know of (a caller built against a newer header) are zeroed. NULL c zeroes
+ * them all; NULL out does nothing. Thread-safe. */
+TC_API void tc_stats_get_sized(tc_cache *c, tc_stats *out, size_t size);
+
+/* tc_stats_get(c, &s) fills the whole struct of the header it was compiled with. */
+#define tc_stats_get(c, out) tc_stats_get_sized((c), (out), sizeof(tc_stats))
 
 /* Per key type: the first two ':' parts of the key ("notifications:unread_count" for
  * "notifications:unread_count:user:7"; the whole key if it has fewer). The first 128 types
  * seen are tracked; keys of further types count under "other". key_type is valid only
- * during the call. local_entries and local_bytes are 0 per type (they are cache-wide). */
+ * during the call. local_entries, local_bytes and the counters marked cache-wide are 0 per
+ * type. s points at a struct of this header's full layout. */
 typedef void (*tc_stats_fn)(void *arg, const char *key_type, const tc_stats *s);
 
 /* Calls fn once per key type seen, with its counters. fn runs on the calling thread with no

@@ -466,7 +466,7 @@ static inline bool local_get(tc_cache *c, uint64_t h, const char *key, size_t kl
     if (local_readable(c))
         return local_lookup(c, h, key, klen, out, slot);
     if (c->local_enabled)
-        TC_COUNT(&c->counters, local_bypasses);
+        TC_COUNT(tc__key_counters(c, key, klen), local_bypasses);
     return false;
 }
 
@@ -503,7 +503,7 @@ TC_API tc_status tc_get(tc_cache *c, const char *key, tc_value *out)
     if (!tc__key_bytes_valid(key, klen))
         return TC_ERR_ARG;
     if (!readable && c->local_enabled)
-        TC_COUNT(&c->counters, local_bypasses);
+        TC_COUNT(tc__key_counters(c, key, klen), local_bypasses);
     st = tc__cache_fetch(c, h, key, klen, &r);
     if (st == TC_MISS) {
         TC_COUNT(tc__key_counters(c, key, klen), misses);

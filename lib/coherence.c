@@ -234,8 +234,10 @@ bool tc__inval_apply(tc_cache *c, const char *payload, size_t len)
         if (p != end)
             goto malformed;
         TC_COUNT(&c->counters, inval_received);
-        if (origin != c->origin)
+        if (origin != c->origin) {
             tc__local_flush(c->local);
+            TC_COUNT(&c->counters, full_flushes);
+        }
         return true;
     }
     if (!next_token(&p, end, &tok, &tlen) || !parse_int(tok, tlen, &version) || p == end)
@@ -263,11 +265,13 @@ static void apply_tracking(tc_cache *c, const redisReply *keys)
     if (keys->type == REDIS_REPLY_NIL) {
         TC_COUNT(&c->counters, inval_received);
         tc__local_flush(c->local);
+        TC_COUNT(&c->counters, full_flushes);
         return;
     }
     if (keys->type != REDIS_REPLY_ARRAY) {
         TC_COUNT(&c->counters, inval_malformed);
         tc__local_flush(c->local); /* unknown content: the safe answer */
+        TC_COUNT(&c->counters, full_flushes);
         return;
     }
     for (size_t i = 0; i < keys->elements; i++) {
@@ -670,8 +674,11 @@ static void listen_loop(tc_coherence_state *cs, sub_link *ls, tc_node **servers,
         if (fds[n + 1].revents && watch_switched(cs, true))
             return;
         if (!healthy && all_subscribed(ls, n)) {
-            /* Messages from before this point are lost: forget everything first. */
+            /* Messages from before this point are lost: forget everything first. (The
+             * first session's flush empties a tier that was never trusted: not counted.) */
             tc__local_flush(c->local);
+            if (cs->sessions > 1)
+                TC_COUNT(&c->counters, full_flushes);
             atomic_store(&cs->healthy, true);
             set_start_state(cs, 1);
             healthy = true;

@@ -99,8 +99,11 @@ typedef struct shard {
     list window;  /* W-TinyLFU's admission window, FIFO (head: newest) */
     size_t bytes; /* main.bytes + window.bytes */
     uint64_t entries;
-    uint64_t evictions, expirations, stores, store_rejects, admission_rejects;
+    /* rejects: values not kept because admission refused them or they exceed the budget
+     * (a stale ticket's fill is a store_reject, not a reject). */
+    uint64_t evictions, expirations, stores, store_rejects, rejects;
     uint64_t type_evictions[TC_LOCAL_TYPES]; /* per key type (tc_ref.type_id) */
+    uint64_t type_rejects[TC_LOCAL_TYPES];
     /* Fill-guard sequences: read anywhere, bumped only with mu held. */
     atomic_uint_fast64_t seq[SLOTS];
 } shard;
@@ -502,7 +505,8 @@ static void promote_locked(tc_local *l, shard *s, entry *c, entry **victims)
         if (!v || s->main.bytes + c->charge <= main_budget)
             break; /* the hand reclaimed dead entries on its way: room enough */
         if (sketch_frequency_locked(s, c->h) <= sketch_frequency_locked(s, v->h)) {
-            s->admission_rejects++;
+            s->rejects++;
+            s->type_rejects[c->type]++;
             evict_locked(s, c, victims);
             return;
         }
@@ -930,6 +934,10 @@ static bool local_store(tc_local *l, uint64_t h, const char *key, size_t klen, t
     }
     if (!stored)
         s->store_rejects++;
+    if (need > l->budget) {
+        s->rejects++;
+        s->type_rejects[type_slot(v)]++;
+    }
     shard_unlock(s);
 
     if (!stored)
@@ -995,14 +1003,16 @@ void tc__local_stats(tc_local *l, tc_local_stats *out)
         out->bytes += s->bytes;
         out->stores += s->stores;
         out->store_rejects += s->store_rejects;
+        out->rejects += s->rejects;
         shard_unlock(s);
     }
 }
 
-void tc__local_type_stats(tc_local *l, uint64_t *hits, uint64_t *evictions)
+void tc__local_type_stats(tc_local *l, uint64_t *hits, uint64_t *evictions, uint64_t *rejects)
 {
     memset(hits, 0, TC_LOCAL_TYPES * sizeof *hits);
     memset(evictions, 0, TC_LOCAL_TYPES * sizeof *evictions);
+    memset(rejects, 0, TC_LOCAL_TYPES * sizeof *rejects);
     for (unsigned i = 0; i <= STRIPES; i++)
         for (unsigned t = 0; t < TC_LOCAL_TYPES; t++)
             hits[t] += atomic_load_explicit(&l->stripes[i].type_hits[t],
@@ -1010,8 +1020,10 @@ void tc__local_type_stats(tc_local *l, uint64_t *hits, uint64_t *evictions)
     for (unsigned i = 0; i <= l->mask; i++) {
         shard *s = &l->shards[i];
         shard_lock(s);
-        for (unsigned t = 0; t < TC_LOCAL_TYPES; t++)
+        for (unsigned t = 0; t < TC_LOCAL_TYPES; t++) {
             evictions[t] += s->type_evictions[t];
+            rejects[t] += s->type_rejects[t];
+        }
         shard_unlock(s);
     }
 }

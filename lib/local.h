@@ -81,6 +81,7 @@ typedef struct tc_ticket {
 
 typedef struct tc_local_stats {
     uint64_t hits, misses, evictions, expirations, entries, bytes, stores, store_rejects;
+    uint64_t rejects; /* not kept: refused by admission, or larger than a shard's budget */
 } tc_local_stats;
 
 /* max_bytes: the budget for keys + values + per-entry overhead across all shards; 0 makes
@@ -145,11 +146,11 @@ void tc__local_flush(tc_local *l);
 /* Counters and current size, summed over shards. */
 void tc__local_stats(tc_local *l, tc_local_stats *out);
 
-/* Local hits and evictions per key type id (tc_ref.type_id), summed over the threads'
- * stripes and the shards into arrays of TC_LOCAL_TYPES (ids at or above it count as 0,
- * "other"). */
+/* Local hits, evictions and rejects per key type id (tc_ref.type_id), summed over the
+ * threads' stripes and the shards into arrays of TC_LOCAL_TYPES (ids at or above it count
+ * as 0, "other"). */
 #define TC_LOCAL_TYPES 129
-void tc__local_type_stats(tc_local *l, uint64_t *hits, uint64_t *evictions);
+void tc__local_type_stats(tc_local *l, uint64_t *hits, uint64_t *evictions, uint64_t *rejects);
 
 /* The number of live entries (walks every shard; for tests). */
 size_t tc__local_count(tc_local *l);

@@ -1,11 +1,15 @@
 /*
- * Metrics: the key-type table, tc_stats_get, tc_stats_foreach and the Prometheus text
- * exposition.
+ * What the library reports about itself: the key-type table, tc_stats_get(_sized),
+ * tc_stats_foreach and the Prometheus text exposition of the metrics, and tc_version.
  *
  * The type table is an open-addressing hash of at most TC_KEY_TYPES_MAX names. Insertion
  * takes the table mutex, fills a type completely, then publishes its slot with a release
  * store; lookups read slots with acquire loads and take no lock. A type is never removed
  * while the cache lives. Id 0 is "other", for keys once the table is full.
+ *
+ * tc_stats grows at its end only. The exported tc_stats_get writes its first layout's 14
+ * fields and nothing more, for programs built before it grew; newer ones reach
+ * tc_stats_get_sized through the header's macro and say how large their struct is.
  */
 #include "config.h"
 
@@ -131,7 +135,19 @@ const char *tc__type_name(const tc_types *t, uint32_t id)
 
 /* ------------------------------------------------------------------ snapshots */
 
-/* Adds the per-type counters of n into out. */
+/* The first layout of tc_stats (no size was passed then): what programs built against the
+ * first header allocate, and all that the exported tc_stats_get may write. */
+#define STATS_FIRST_SIZE offsetof(tc_stats, local_rejects)
+_Static_assert(STATS_FIRST_SIZE == 14 * sizeof(uint64_t), "the first layout had 14 fields");
+_Static_assert(sizeof(tc_stats) % sizeof(uint64_t) == 0, "tc_stats holds uint64_t only");
+
+/* The local tier's counters per type id: hits, evictions and rejects. */
+typedef struct local_types {
+    uint64_t hits[TC_LOCAL_TYPES], evictions[TC_LOCAL_TYPES], rejects[TC_LOCAL_TYPES];
+} local_types;
+
+/* Adds the counters of n into out. A type's cache-wide counters are 0, and the cache's own
+ * counters hold what no key type owns (a flush-all message) and the cache-wide ones. */
 static void add_counters(tc_stats *out, const tc_counters *n)
 {
     out->remote_hits += TC_READ(n, remote_hits);
@@ -144,50 +160,73 @@ static void add_counters(tc_stats *out, const tc_counters *n)
     out->inval_sent += TC_READ(n, inval_sent);
     out->inval_received += TC_READ(n, inval_received);
     out->remote_errors += TC_READ(n, remote_errors);
+    out->local_bypasses += TC_READ(n, local_bypasses);
+    out->full_flushes += TC_READ(n, full_flushes);
+    out->inval_link_failures += TC_READ(n, link_failures);
+    out->inval_malformed += TC_READ(n, inval_malformed);
 }
 
-TC_API void tc_stats_get(tc_cache *c, tc_stats *out)
+/* Every counter of the cache, in this library's full layout. */
+static void snapshot(tc_cache *c, tc_stats *out)
 {
-    if (!out)
-        return;
     memset(out, 0, sizeof *out);
-    if (!c)
-        return;
     tc_local_stats ls;
     tc__local_stats(c->local, &ls);
     out->local_hits = ls.hits;
     out->local_evictions = ls.evictions;
     out->local_entries = ls.entries;
     out->local_bytes = ls.bytes;
-    add_counters(out, &c->counters); /* what no key type owns (a flush-all message) */
+    out->local_rejects = ls.rejects;
+    add_counters(out, &c->counters);
     uint32_t n = tc__types_count(c->types);
     for (uint32_t id = 0; id < n; id++)
         add_counters(out, tc__type_counters(c->types, id));
 }
 
-/* Fills one stats record per key type; hits/evictions from the local tier's arrays. */
-static void type_stats(tc_cache *c, uint32_t id, const uint64_t *hits, const uint64_t *ev,
-                       tc_stats *s)
+TC_API void tc_stats_get_sized(tc_cache *c, tc_stats *out, size_t size)
+{
+    if (!out)
+        return;
+    tc_stats s;
+    if (c)
+        snapshot(c, &s);
+    else
+        memset(&s, 0, sizeof s);
+    /* Whole fields only, and nothing past size: an older caller's struct ends there. */
+    memcpy(out, &s, size < sizeof s ? size - size % sizeof(uint64_t) : sizeof s);
+    if (size > sizeof s) /* a newer caller's fields this library does not know of */
+        memset((char *)out + sizeof s, 0, size - sizeof s);
+}
+
+/* The exported symbol that callers built against the first header reach; the header's
+ * macro of the same name sends newer callers to tc_stats_get_sized. */
+TC_API void(tc_stats_get)(tc_cache *c, tc_stats *out)
+{
+    tc_stats_get_sized(c, out, STATS_FIRST_SIZE);
+}
+
+/* Fills one stats record per key type; its local tier counters from lt. */
+static void type_stats(tc_cache *c, uint32_t id, const local_types *lt, tc_stats *s)
 {
     memset(s, 0, sizeof *s);
     add_counters(s, tc__type_counters(c->types, id));
-    s->local_hits = hits[id];
-    s->local_evictions = ev[id];
+    s->local_hits = lt->hits[id];
+    s->local_evictions = lt->evictions[id];
+    s->local_rejects = lt->rejects[id];
 }
 
 TC_API void tc_stats_foreach(tc_cache *c, tc_stats_fn fn, void *arg)
 {
     if (!c || !fn)
         return;
-    uint64_t hits[TC_LOCAL_TYPES], ev[TC_LOCAL_TYPES];
-    tc__local_type_stats(c->local, hits, ev);
+    local_types lt;
+    tc__local_type_stats(c->local, lt.hits, lt.evictions, lt.rejects);
+    static const tc_stats zero;
     uint32_t n = tc__types_count(c->types);
     for (uint32_t id = 0; id < n; id++) {
         tc_stats s;
-        type_stats(c, id, hits, ev, &s);
-        if (id == 0 && s.local_hits + s.remote_hits + s.misses + s.sets + s.deletes +
-                               s.loads + s.inval_received + s.local_evictions ==
-                           0)
+        type_stats(c, id, &lt, &s);
+        if (id == 0 && memcmp(&s, &zero, sizeof s) == 0)
             continue; /* "other" only when something fell into it */
         fn(arg, tc__type_name(c->types, id), &s); /* no lock is held here */
     }
@@ -266,8 +305,8 @@ static void sb_label(sbuf *b, const char *v)
 }
 
 typedef struct metric {
-    const char *name, *help, *type;
-    size_t offset; /* of the field in tc_stats */
+    const char *name, *help, *type; /* a "counter" is exposed as name + "_total" */
+    size_t offset;                  /* of the field in tc_stats */
 } metric;
 
 #define M(field, type, help) {"tiercache_" #field, help, type, offsetof(tc_stats, field)}
@@ -284,8 +323,36 @@ static const metric per_type[] = {
     M(inval_received, "counter", "Invalidation messages applied."),
     M(local_evictions, "counter", "Entries evicted from the local tier to stay in budget."),
     M(remote_errors, "counter", "Redis operations that failed."),
+    M(local_rejects, "counter",
+      "Values the local tier did not keep: refused by admission, or too large for it."),
+    M(local_bypasses, "counter",
+      "Reads that skipped the local tier because the invalidation link was not healthy."),
 };
 #undef M
+
+/* Without a key_type label. The names of the last two predate their tc_stats fields. */
+static const metric cache_wide[] = {
+    {"tiercache_local_entries", "Entries held by the local tier.", "gauge",
+     offsetof(tc_stats, local_entries)},
+    {"tiercache_local_bytes", "Bytes held by the local tier.", "gauge",
+     offsetof(tc_stats, local_bytes)},
+    {"tiercache_invalidation_link_failures",
+     "Times the invalidation link went down (local tier bypassed until back).", "counter",
+     offsetof(tc_stats, inval_link_failures)},
+    {"tiercache_invalidations_malformed", "Malformed invalidation messages ignored.",
+     "counter", offsetof(tc_stats, inval_malformed)},
+    {"tiercache_full_flushes",
+     "Times the whole local tier was flushed: the invalidation link was re-established, or "
+     "another instance flushed everything.",
+     "counter", offsetof(tc_stats, full_flushes)},
+};
+
+static uint64_t field_of(const tc_stats *s, const metric *m)
+{
+    uint64_t v;
+    memcpy(&v, (const char *)s + m->offset, sizeof v);
+    return v;
+}
 
 static void sb_u64(sbuf *b, uint64_t v)
 {
@@ -294,20 +361,22 @@ static void sb_u64(sbuf *b, uint64_t v)
     sb_put(b, num, (size_t)n);
 }
 
-static void sb_header(sbuf *b, const char *name, const char *help, const char *type,
-                      const char *suffix)
+/* The HELP and TYPE lines of m; returns the suffix of its samples' name. */
+static const char *sb_header(sbuf *b, const metric *m)
 {
+    const char *suffix = strcmp(m->type, "counter") == 0 ? "_total" : "";
     sb_str(b, "# HELP ");
-    sb_str(b, name);
+    sb_str(b, m->name);
     sb_str(b, suffix);
     sb_str(b, " ");
-    sb_str(b, help);
+    sb_str(b, m->help);
     sb_str(b, "\n# TYPE ");
-    sb_str(b, name);
+    sb_str(b, m->name);
     sb_str(b, suffix);
     sb_str(b, " ");
-    sb_str(b, type);
+    sb_str(b, m->type);
     sb_str(b, "\n");
+    return suffix;
 }
 
 TC_API tc_status tc_stats_prometheus(tc_cache *c, char **text)
@@ -316,47 +385,37 @@ TC_API tc_status tc_stats_prometheus(tc_cache *c, char **text)
         *text = NULL;
     if (!c || !text)
         return TC_ERR_ARG;
-    uint64_t hits[TC_LOCAL_TYPES], ev[TC_LOCAL_TYPES];
-    tc__local_type_stats(c->local, hits, ev);
+    local_types lt;
+    tc__local_type_stats(c->local, lt.hits, lt.evictions, lt.rejects);
     uint32_t n = tc__types_count(c->types);
     tc_stats *s = tc__calloc(n, sizeof *s);
     if (!s)
         return TC_ERR_NOMEM;
     for (uint32_t id = 0; id < n; id++)
-        type_stats(c, id, hits, ev, &s[id]);
+        type_stats(c, id, &lt, &s[id]);
     sbuf b = {0};
     for (size_t m = 0; m < sizeof per_type / sizeof per_type[0]; m++) {
-        sb_header(&b, per_type[m].name, per_type[m].help, per_type[m].type, "_total");
+        const char *suffix = sb_header(&b, &per_type[m]);
         for (uint32_t id = 0; id < n; id++) {
             sb_str(&b, per_type[m].name);
-            sb_str(&b, "_total{key_type=\"");
+            sb_str(&b, suffix);
+            sb_str(&b, "{key_type=\"");
             sb_label(&b, tc__type_name(c->types, id));
             sb_str(&b, "\"} ");
-            sb_u64(&b, *(const uint64_t *)((const char *)&s[id] + per_type[m].offset));
+            sb_u64(&b, field_of(&s[id], &per_type[m]));
             sb_str(&b, "\n");
         }
     }
     tc_stats all;
-    tc_stats_get(c, &all);
-    sb_header(&b, "tiercache_local_entries", "Entries held by the local tier.", "gauge", "");
-    sb_str(&b, "tiercache_local_entries ");
-    sb_u64(&b, all.local_entries);
-    sb_str(&b, "\n");
-    sb_header(&b, "tiercache_local_bytes", "Bytes held by the local tier.", "gauge", "");
-    sb_str(&b, "tiercache_local_bytes ");
-    sb_u64(&b, all.local_bytes);
-    sb_str(&b, "\n");
-    sb_header(&b, "tiercache_invalidation_link_failures",
-              "Times the invalidation link went down (local tier bypassed until back).",
-              "counter", "_total");
-    sb_str(&b, "tiercache_invalidation_link_failures_total ");
-    sb_u64(&b, TC_READ(&c->counters, link_failures));
-    sb_str(&b, "\n");
-    sb_header(&b, "tiercache_invalidations_malformed",
-              "Malformed invalidation messages ignored.", "counter", "_total");
-    sb_str(&b, "tiercache_invalidations_malformed_total ");
-    sb_u64(&b, TC_READ(&c->counters, inval_malformed));
-    sb_str(&b, "\n");
+    snapshot(c, &all);
+    for (size_t m = 0; m < sizeof cache_wide / sizeof cache_wide[0]; m++) {
+        const char *suffix = sb_header(&b, &cache_wide[m]);
+        sb_str(&b, cache_wide[m].name);
+        sb_str(&b, suffix);
+        sb_str(&b, " ");
+        sb_u64(&b, field_of(&all, &cache_wide[m]));
+        sb_str(&b, "\n");
+    }
     tc__free(s);
     if (b.failed) {
         tc__free(b.p);
@@ -364,4 +423,14 @@ TC_API tc_status tc_stats_prometheus(tc_cache *c, char **text)
     }
     *text = b.p;
     return TC_OK;
+}
+
+/* ------------------------------------------------------------------ version */
+
+#define STR_(x) #x
+#define STR(x) STR_(x)
+
+TC_API const char *tc_version(void)
+{
+    return STR(TC_VERSION_MAJOR) "." STR(TC_VERSION_MINOR) "." STR(TC_VERSION_PATCH);
 }

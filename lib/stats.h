@@ -7,9 +7,10 @@
  * cache-wide figures of tc_stats_get are sums over the types. Each counter is a relaxed
  * atomic: counters are statistics, not synchronisation.
  *
- * Local hits and local evictions are not counted here but in the local tier's shards, under
- * the shard lock those paths already hold, by the type id recorded in the value (tc_ref),
- * so a local hit touches no shared cache line.
+ * Local hits, evictions and rejects are not counted here but in the local tier (hits in each
+ * thread's stripe, the others in the shards, under the shard lock those paths already
+ * hold), by the type id recorded in the value (tc_ref), so a local hit touches no shared
+ * cache line.
  *
  * Locks: the type table's mutex serialises insertions only; lookups are lock-free (a type,
  * once published with a release store, never changes).
@@ -26,13 +27,15 @@
 #define TC_KEY_TYPE_OTHER 0u
 
 typedef struct tc_counters {
-    atomic_uint_fast64_t remote_hits, misses, sets, deletes, loads, load_errors, load_ns,
+    atomic_uint_fast64_t remote_hits, misses, sets, deletes, loads, load_errors,
         flight_waits, inval_sent, inval_received, remote_errors;
+    /* Reads that skipped the local tier because the invalidation link was not healthy. */
+    atomic_uint_fast64_t local_bypasses;
     /* tc_get_or_set: stale values served because a reload failed (stale_if_error_ms), and
      * early refreshes (XFetch) that called the loader before the value expired. */
     atomic_uint_fast64_t stale_served, early_refreshes;
     /* Cache-wide only (never per type): */
-    atomic_uint_fast64_t inval_malformed, local_bypasses, link_failures;
+    atomic_uint_fast64_t inval_malformed, link_failures, full_flushes;
 } tc_counters;
 
 #define TC_COUNT(c, field) atomic_fetch_add_explicit(&(c)->field, 1, memory_order_relaxed)

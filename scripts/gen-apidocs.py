@@ -10,8 +10,8 @@ import sys
 
 top = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 header = open(os.path.join(top, "include", "tiercache.h")).read()
-version = re.search(r"AC_INIT\(\[tiercache\], \[([^\]]+)\]",
-                    open(os.path.join(top, "configure.ac")).read()).group(1)
+version = ".".join(re.search(r"^#define TC_VERSION_%s (\d+)$" % part, header, re.M).group(1)
+                   for part in ("MAJOR", "MINOR", "PATCH"))
 
 # A declaration: an optional comment block, then "TC_API <decl>;".
 decl_re = re.compile(r"((?:/\*(?:[^*]|\*(?!/))*\*/\s*)?)^TC_API\s+([^;]+);", re.S | re.M)

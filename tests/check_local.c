@@ -286,8 +286,8 @@ START_TEST(test_local_borrow)
     }
     ck_assert(!borrow(l, "nope", &b[0], &slot[0]));
     ck_assert_ptr_null(b[0]);
-    uint64_t type_hits[TC_LOCAL_TYPES], type_ev[TC_LOCAL_TYPES];
-    tc__local_type_stats(l, type_hits, type_ev);
+    uint64_t type_hits[TC_LOCAL_TYPES], type_ev[TC_LOCAL_TYPES], type_rej[TC_LOCAL_TYPES];
+    tc__local_type_stats(l, type_hits, type_ev, type_rej);
     ck_assert_uint_eq(type_hits[TYPE], hits);
     ck_assert_uint_eq(stats_of(l).hits, hits);
     ck_assert_uint_eq(stats_of(l).misses, 1);
@@ -715,6 +715,7 @@ START_TEST(test_local_too_big)
 
     tc_local_stats after = stats_of(l);
     ck_assert_uint_eq(after.store_rejects, before.store_rejects + 1);
+    ck_assert_uint_eq(after.rejects, before.rejects + 1); /* too large: a reject */
     ck_assert_uint_eq(after.entries, 2);
     ck_assert_uint_eq(after.bytes, before.bytes);
     ck_assert_uint_eq(after.evictions, 0);
@@ -754,6 +755,7 @@ START_TEST(test_local_tinylfu_scan_resistance)
     }
     ck_assert_int_ge(kept, 85);
     ck_assert_uint_le(stats_of(l).bytes, 100 * c);
+    ck_assert_uint_ge(stats_of(l).rejects, 400); /* the scan's keys, refused by admission */
     tc__local_free(l);
 }
 END_TEST
@@ -787,6 +789,7 @@ START_TEST(test_local_lru_scan)
     ck_assert_int_eq(hot, 50);
     ck_assert_int_eq(cold, 0);
     ck_assert_uint_eq(stats_of(l).evictions, 50);
+    ck_assert_uint_eq(stats_of(l).rejects, 0); /* evicting others to make room is no reject */
     tc__local_free(l);
 }
 END_TEST
@@ -1004,6 +1007,7 @@ START_TEST(test_local_fill_guard)
     ck_assert(!store_with(l, "k", "old", t, false));
     ck_assert(!has(l, "k"));
     ck_assert_uint_eq(stats_of(l).store_rejects, 1);
+    ck_assert_uint_eq(stats_of(l).rejects, 0); /* a stale fill is no reject */
     /* A ticket taken after it is fine. */
     ck_assert(store_with(l, "k", "new", tc__local_ticket(l, h), false));
     expect(l, "k", "new");
@@ -1243,8 +1247,8 @@ START_TEST(test_local_more_threads_than_stripes)
     pthread_barrier_destroy(&bar);
     ck_assert_uint_ge(max_id, 32); /* some threads shared the last stripe */
     ck_assert_int_eq(hits, (long)MANY_THREADS * MANY_HITS);
-    uint64_t type_hits[TC_LOCAL_TYPES], type_ev[TC_LOCAL_TYPES];
-    tc__local_type_stats(l, type_hits, type_ev);
+    uint64_t type_hits[TC_LOCAL_TYPES], type_ev[TC_LOCAL_TYPES], type_rej[TC_LOCAL_TYPES];
+    tc__local_type_stats(l, type_hits, type_ev, type_rej);
     ck_assert_uint_eq(type_hits[MANY_TYPE], (uint64_t)hits);
     ck_assert_uint_eq(stats_of(l).hits, (uint64_t)hits);
     tc__local_free(l);

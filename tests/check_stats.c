@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cache.h"
+#include "coherence.h"
 #include "testutil.h"
 
 typedef struct seen {
@@ -205,6 +206,271 @@ START_TEST(test_stats_get_or_set_per_key_type)
 }
 END_TEST
 
+/* ------------------------------------------------------------------ growable tc_stats */
+
+/* A program built against the first header: its struct ends after remote_errors. */
+typedef struct first_layout {
+    uint64_t f[14];
+    uint64_t guard[6]; /* what lies after it in that program's memory */
+} first_layout;
+
+#define GUARD 0xa5a5a5a5a5a5a5a5u
+
+/* A cache with some counts in the first fields and in the later ones. */
+static tc_cache *cache_with_counts(void)
+{
+    tc_options o;
+    tct_options(&o);
+    o.local_max_bytes = 64 * 1024; /* 1 KiB a shard: the big value below is rejected */
+    tc_cache *c = tct_open(&o);
+    char big[2048];
+    memset(big, 'b', sizeof big);
+    ck_assert_int_eq(tc_set(c, "grades:gpa:1", "3.9", 3, TC_TTL_DEFAULT), TC_OK);
+    tct_expect(c, "grades:gpa:1", TC_OK, "3.9");
+    ck_assert_int_eq(tc_set(c, "grades:big:1", big, sizeof big, TC_TTL_DEFAULT), TC_OK);
+    return c;
+}
+
+START_TEST(test_stats_first_layout)
+{
+    /* The exported tc_stats_get, which programs built against the first header call:
+     * it fills the 14 fields of the first layout and writes nothing after them. */
+    tc_cache *c = cache_with_counts();
+    first_layout old;
+    memset(old.f, 0xff, sizeof old.f);
+    for (size_t i = 0; i < 6; i++)
+        old.guard[i] = GUARD;
+    (tc_stats_get)(c, (tc_stats *)(void *)&old);
+    for (size_t i = 0; i < 6; i++)
+        ck_assert_uint_eq(old.guard[i], GUARD);
+    tc_stats now;
+    tc_stats_get(c, &now);
+    ck_assert_uint_eq(old.f[0], now.local_hits);
+    ck_assert_uint_eq(old.f[0], 1);
+    ck_assert_uint_eq(old.f[3], now.sets);
+    ck_assert_uint_eq(old.f[3], 2);
+    ck_assert_uint_eq(old.f[13], now.remote_errors);
+    ck_assert_uint_eq(now.local_rejects, 1); /* the macro reaches the later fields */
+    /* A pointer to the function is the same function. */
+    void (*get)(tc_cache *, tc_stats *) = &tc_stats_get;
+    old.guard[0] = GUARD;
+    get(c, (tc_stats *)(void *)&old);
+    ck_assert_uint_eq(old.guard[0], GUARD);
+    /* NULL cache: the fields are zeroed, still no further. */
+    (tc_stats_get)(NULL, (tc_stats *)(void *)&old);
+    ck_assert_uint_eq(old.f[0] | old.f[13], 0);
+    ck_assert_uint_eq(old.guard[0], GUARD);
+    tc_close(c);
+}
+END_TEST
+
+START_TEST(test_stats_sized)
+{
+    tc_cache *c = cache_with_counts();
+    /* A layout that ends after local_rejects (whole fields only: a size that cuts one
+     * leaves it alone). */
+    tc_stats s;
+    memset(&s, 0xff, sizeof s);
+    tc_stats_get_sized(c, &s, offsetof(tc_stats, local_bypasses) + 4);
+    ck_assert_uint_eq(s.local_hits, 1);
+    ck_assert_uint_eq(s.local_rejects, 1);
+    ck_assert_uint_eq(s.local_bypasses, UINT64_MAX);
+    ck_assert_uint_eq(s.inval_malformed, UINT64_MAX);
+    /* Size 0 writes nothing. */
+    tc_stats_get_sized(c, &s, 0);
+    ck_assert_uint_eq(s.inval_malformed, UINT64_MAX);
+    /* The full size (what the tc_stats_get macro passes) fills everything. */
+    tc_stats_get_sized(c, &s, sizeof s);
+    ck_assert_uint_eq(s.local_bypasses, 0);
+    ck_assert_uint_eq(s.inval_malformed, 0);
+    tc_stats m;
+    memset(&m, 0xff, sizeof m);
+    tc_stats_get(c, &m);
+    ck_assert_int_eq(memcmp(&s, &m, sizeof s), 0);
+    /* A newer caller's struct: the fields this library does not know are zeroed. */
+    struct newer_layout {
+        tc_stats s;
+        uint64_t later[2];
+        uint64_t guard;
+    } newer;
+    memset(&newer, 0xff, sizeof newer);
+    tc_stats_get_sized(c, &newer.s, offsetof(struct newer_layout, guard));
+    ck_assert_uint_eq(newer.s.local_rejects, 1);
+    ck_assert_uint_eq(newer.later[0] | newer.later[1], 0);
+    ck_assert_uint_eq(newer.guard, UINT64_MAX);
+    tc_stats_get_sized(c, NULL, sizeof s); /* harmless */
+    tc_close(c);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ the later counters */
+
+START_TEST(test_stats_local_rejects)
+{
+    /* A value too large for the local tier is a reject, per key type, each time the tier
+     * is offered it: the write-through store of the set, and the fill of a read. */
+    tc_cache *c = cache_with_counts();
+    tc_value v;
+    ck_assert_int_eq(tc_get(c, "grades:big:1", &v), TC_OK);
+    ck_assert_uint_eq(v.len, 2048);
+    tc_value_release(&v);
+    tc_stats all;
+    tc_stats_get(c, &all);
+    ck_assert_uint_eq(all.local_rejects, 2);
+    ck_assert_uint_eq(all.local_evictions, 0);
+    seen w = {.n = 0};
+    tc_stats_foreach(c, collect, &w);
+    ck_assert_uint_eq(find(&w, "grades:big")->local_rejects, 2);
+    ck_assert_uint_eq(find(&w, "grades:gpa")->local_rejects, 0);
+    char *text;
+    ck_assert_int_eq(tc_stats_prometheus(c, &text), TC_OK);
+    ck_assert_ptr_nonnull(strstr(text, "# TYPE tiercache_local_rejects_total counter\n"));
+    ck_assert_ptr_nonnull(strstr(text, "tiercache_local_rejects_total{key_type=\"grades:big\"} 2\n"));
+    free(text);
+    tc_close(c);
+}
+END_TEST
+
+/* Waits up to 5 s for the invalidation link to be trusted again. */
+static void wait_usable(tc_cache *c)
+{
+    int64_t t0 = tc__now_ns();
+    while (!tc__coherence_local_usable(c) && tc__now_ns() - t0 < 5000000000LL)
+        tct_sleep_ms(10);
+    ck_assert(tc__coherence_local_usable(c));
+}
+
+START_TEST(test_stats_link_down)
+{
+    /* While the invalidation link is down, reads bypass the local tier (counted per key
+     * type); the link's failure is counted, and so is the flush when it is back. */
+    tc_options o;
+    tct_options(&o);
+    o.heartbeat_ms = 50;
+    tc_cache *c = tct_open(&o);
+    ck_assert_int_eq(tc_set(c, "grades:gpa:1", "3.9", 3, TC_TTL_DEFAULT), TC_OK);
+    tct_expect(c, "grades:gpa:1", TC_OK, "3.9");
+    tc_stats s;
+    tc_stats_get(c, &s);
+    ck_assert_uint_eq(s.local_bypasses + s.inval_link_failures + s.full_flushes, 0);
+    tct_redis_pause();
+    tct_sleep_ms(tct_slow_ms(300)); /* > 2 heartbeats with no answer */
+    bool usable = tc__coherence_local_usable(c);
+    tc_value v;
+    tc_status st = tc_get(c, "grades:gpa:1", &v); /* Redis is frozen: it fails */
+    tct_redis_resume();
+    ck_assert(!usable);
+    ck_assert_int_lt(st, 0);
+    wait_usable(c);
+    tct_expect(c, "grades:gpa:1", TC_OK, "3.9"); /* from Redis: the tier was flushed */
+    tc_stats_get(c, &s);
+    ck_assert_uint_eq(s.local_bypasses, 1);
+    ck_assert_uint_ge(s.inval_link_failures, 1);
+    ck_assert_uint_eq(s.full_flushes, 1);
+    ck_assert_uint_eq(s.local_hits, 1);
+    ck_assert_uint_eq(s.remote_hits, 1);
+    seen w = {.n = 0};
+    tc_stats_foreach(c, collect, &w);
+    const tc_stats *g = find(&w, "grades:gpa");
+    ck_assert_uint_eq(g->local_bypasses, 1);
+    ck_assert_uint_eq(g->inval_link_failures + g->full_flushes, 0); /* cache-wide only */
+    char *text, line[128];
+    ck_assert_int_eq(tc_stats_prometheus(c, &text), TC_OK);
+    ck_assert_ptr_nonnull(
+        strstr(text, "tiercache_local_bypasses_total{key_type=\"grades:gpa\"} 1\n"));
+    ck_assert_ptr_nonnull(strstr(text, "# TYPE tiercache_full_flushes_total counter\n"));
+    ck_assert_ptr_nonnull(strstr(text, "\ntiercache_full_flushes_total 1\n"));
+    snprintf(line, sizeof line, "\ntiercache_invalidation_link_failures_total %llu\n",
+             (unsigned long long)s.inval_link_failures);
+    ck_assert_ptr_nonnull(strstr(text, line));
+    free(text);
+    tc_close(c);
+}
+END_TEST
+
+/* Waits up to 2 s for the counter at offset in c's stats to be counted; returns them. */
+static tc_stats wait_counted(tc_cache *c, size_t offset)
+{
+    tc_stats s;
+    uint64_t v;
+    int64_t t0 = tc__now_ns();
+    do {
+        tct_sleep_ms(5);
+        tc_stats_get(c, &s);
+        memcpy(&v, (const char *)&s + offset, sizeof v);
+    } while (v == 0 && tc__now_ns() - t0 < 2000000000LL);
+    return s;
+}
+
+START_TEST(test_stats_flush_all_message)
+{
+    /* Another instance's tc_clear flushes this one's local tier: a full flush here, none
+     * in the instance that cleared (its own call, not a loss). */
+    tc_options o;
+    tct_options(&o);
+    tc_cache *a = tct_open(&o);
+    tc_cache *b = tct_open(&o);
+    ck_assert_int_eq(tc_set(a, "grades:gpa:1", "3.9", 3, TC_TTL_DEFAULT), TC_OK);
+    tct_expect(b, "grades:gpa:1", TC_OK, "3.9");
+    ck_assert_int_eq(tc_clear(a), TC_OK);
+    tc_stats s = wait_counted(b, offsetof(tc_stats, full_flushes));
+    ck_assert_uint_eq(s.full_flushes, 1);
+    tct_expect(b, "grades:gpa:1", TC_MISS, NULL);
+    tc_stats_get(a, &s);
+    ck_assert_uint_eq(s.full_flushes, 0);
+    tc_close(b);
+    tc_close(a);
+}
+END_TEST
+
+START_TEST(test_stats_tracking_flush)
+{
+    /* Under tracking, FLUSHDB is announced as a nil invalidation: a full flush. */
+    tc_options o;
+    tct_options(&o);
+    o.coherence = TC_COHERENCE_TRACKING;
+    tc_cache *c = tct_open(&o);
+    static const char *const flushdb[] = {"FLUSHDB", NULL};
+    free(tct_redis_cmd_all(flushdb));
+    tc_stats s = wait_counted(c, offsetof(tc_stats, full_flushes));
+    ck_assert_uint_ge(s.full_flushes, 1);
+    ck_assert_uint_eq(s.inval_link_failures, 0);
+    tc_close(c);
+}
+END_TEST
+
+START_TEST(test_stats_inval_malformed)
+{
+    tc_cache *c = tct_open_default();
+    const char *argv[] = {"PUBLISH", c->channel, "TC1 nonsense", NULL};
+    free(tct_redis_cmd(argv));
+    tc_stats s = wait_counted(c, offsetof(tc_stats, inval_malformed));
+    ck_assert_uint_eq(s.inval_malformed, 1);
+    ck_assert_uint_eq(s.full_flushes, 0);
+    char *text;
+    ck_assert_int_eq(tc_stats_prometheus(c, &text), TC_OK);
+    ck_assert_ptr_nonnull(strstr(text, "\ntiercache_invalidations_malformed_total 1\n"));
+    free(text);
+    tc_close(c);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ version */
+
+START_TEST(test_stats_version)
+{
+    /* One version: the header's macros, the library's string and configure's
+     * PACKAGE_VERSION (taken from the header by configure.ac; after a bump, re-run
+     * ./autogen.sh if this fails). */
+    char want[32];
+    snprintf(want, sizeof want, "%d.%d.%d", TC_VERSION_MAJOR, TC_VERSION_MINOR,
+             TC_VERSION_PATCH);
+    ck_assert_ptr_nonnull(tc_version());
+    ck_assert_str_eq(tc_version(), want);
+    ck_assert_str_eq(tc_version(), PACKAGE_VERSION);
+}
+END_TEST
+
 static Suite *stats_suite(void)
 {
     Suite *s = suite_create("stats");
@@ -215,6 +481,20 @@ static Suite *stats_suite(void)
     suite_add_tcase(s, tc);
     tc = tcase_create("prometheus");
     tcase_add_test(tc, test_stats_prometheus_format);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("growable");
+    tcase_add_test(tc, test_stats_first_layout);
+    tcase_add_test(tc, test_stats_sized);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("later_counters");
+    tcase_add_test(tc, test_stats_local_rejects);
+    tcase_add_test(tc, test_stats_link_down);
+    tcase_add_test(tc, test_stats_flush_all_message);
+    tcase_add_test(tc, test_stats_tracking_flush);
+    tcase_add_test(tc, test_stats_inval_malformed);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("version");
+    tcase_add_test(tc, test_stats_version);
     suite_add_tcase(s, tc);
     return s;
 }
