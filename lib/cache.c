@@ -20,13 +20,12 @@
 
 #include "cache.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 
 #include "coherence.h"
+#include "error.h"
 #include "flight.h"
 #include "format.h"
 #include "key.h"
@@ -35,55 +34,6 @@
 #define RKEY_STACK 512
 
 /* ------------------------------------------------------------------ small helpers */
-
-TC_API const char *tc_strerror(tc_status s)
-{
-    switch (s) {
-    case TC_OK:
-        return "ok";
-    case TC_MISS:
-        return "miss: key absent";
-    case TC_EXISTS:
-        return "key already exists";
-    case TC_ERR_ARG:
-        return "invalid argument";
-    case TC_ERR_NOMEM:
-        return "out of memory";
-    case TC_ERR_IO:
-        return "Redis unreachable or connection lost";
-    case TC_ERR_TIMEOUT:
-        return "deadline passed";
-    case TC_ERR_PROTO:
-        return "Redis error reply or protocol error";
-    case TC_ERR_TOO_BIG:
-        return "value larger than max_value_bytes";
-    case TC_ERR_LOADER:
-        return "loader failed";
-    case TC_ERR_AUTH:
-        return "authentication refused";
-    case TC_ERR_NOT_INT:
-        return "value is not an integer";
-    case TC_ERR_CLOSED:
-        return "cache is closing";
-    }
-    return "unknown status";
-}
-
-tc_status tc__random_bytes(void *buf, size_t n)
-{
-    unsigned char *p = buf;
-    while (n > 0) {
-        ssize_t got = getrandom(p, n, 0);
-        if (got < 0) {
-            if (errno == EINTR)
-                continue;
-            return TC_ERR_IO;
-        }
-        p += got;
-        n -= (size_t)got;
-    }
-    return TC_OK;
-}
 
 /* A Redis key built on the stack when it fits, on the heap otherwise. */
 typedef struct rkey {
@@ -370,7 +320,7 @@ TC_API tc_status tc_open(const tc_options *o, tc_cache **out)
     if (st == TC_OK)
         st = tc__coherence_start(c);
     if (st != TC_OK) {
-        tc__log(&c->log, TC_LOG_ERROR, "tc_open failed: %s", tc_strerror(st));
+        tc__log(&c->log, TC_LOG_ERROR, "tc_open failed: %s", tc__strerror(st));
         cache_free(c);
         return st;
     }

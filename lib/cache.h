@@ -73,7 +73,4 @@ tc_status tc__cache_store(tc_cache *c, const char *key, size_t klen, const void 
 /* The counters of key's type (registering the type if there is room). */
 tc_counters *tc__key_counters(tc_cache *c, const char *key, size_t klen);
 
-/* Fills buf with cryptographically random bytes (getrandom). TC_ERR_IO if unavailable. */
-tc_status tc__random_bytes(void *buf, size_t n);
-
 #endif /* TC_CACHE_H */

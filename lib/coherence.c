@@ -46,6 +46,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "error.h"
 #include "flight.h"
 #include "key.h"
 #include "reclaim.h"
@@ -481,7 +482,7 @@ static void watch_open(tc_coherence_state *cs)
                                              &cs->watch);
     if (st != TC_OK)
         tc__log(&cs->c->log, TC_LOG_WARN, "cannot watch the sentinels for failovers (%s)",
-                tc_strerror(st));
+                tc__strerror(st));
     cs->watch_pong = tc__now_ns();
     cs->watch_ping = 0;
 }
@@ -773,7 +774,7 @@ static void *subscriber_main(void *arg)
         else
             set_start_state(cs, TC_ERR_TIMEOUT);
         tc__log(&cs->c->log, TC_LOG_WARN, "invalidation link down (%s); local tier bypassed",
-                tc_strerror(st));
+                tc__strerror(st));
         /* A link that stayed up a while earns a quick retry; a flapping one backs off. */
         if (tc__now_ns() - began > (int64_t)BACKOFF_MAX_MS * 1000000)
             backoff = BACKOFF_MIN_MS;

@@ -35,6 +35,7 @@
 #include <pthread.h>
 #include <string.h>
 
+#include "error.h"
 #include "flight.h"
 #include "format.h"
 #include "key.h"
@@ -260,7 +261,7 @@ static void store_value(req *q, tc_ref *v, uint32_t delta_ms)
     tc_status st = tc__cache_store(c, q->key, q->klen, v->data, v->len, mp, rttl);
     if (st != TC_OK)
         tc__log(&c->log, TC_LOG_WARN, "get_or_set %s: loaded value not stored: %s", q->key,
-                tc_strerror(st));
+                tc__strerror(st));
 }
 
 /* Caches the loader's "does not exist" for min(ttl, negative_ttl_ms). */
@@ -276,7 +277,7 @@ static void store_negative(req *q)
     tc_status st = tc__cache_store(c, q->key, q->klen, NULL, 0, &meta, ttl);
     if (st != TC_OK)
         tc__log(&c->log, TC_LOG_WARN, "get_or_set %s: negative entry not stored: %s",
-                q->key, tc_strerror(st));
+                q->key, tc__strerror(st));
 }
 
 static result load_and_store(req *q)
