@@ -24,12 +24,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "coherence.h"
 #include "error.h"
 #include "flight.h"
 #include "format.h"
+#include "inval.h"
 #include "key.h"
 #include "tags.h"
+#include "testing.h"
 
 #define RKEY_STACK 512
 
@@ -142,9 +143,20 @@ static bool asks_ttl(const tc_cache *c)
     return c->local_enabled && c->opt.fetch_remote_ttl;
 }
 
+/* One atomic load: the subscriber clears link_ok (release) as soon as its link is in
+ * doubt. */
 static bool local_readable(const tc_cache *c)
 {
-    return c->local_enabled && tc__coherence_local_usable(c);
+    return c->local_enabled &&
+           atomic_load_explicit(&((tc_cache *)c)->link_ok, memory_order_acquire);
+}
+
+/* Whether a value this process writes may be kept in its local tier at once. Not in
+ * tracking mode: our own writes come back as invalidations and would evict the copy at
+ * once, with no origin to tell them apart. */
+static bool write_through(const tc_cache *c)
+{
+    return c->local_enabled && c->opt.coherence != TC_COHERENCE_TRACKING;
 }
 
 tc_counters *tc__key_counters(tc_cache *c, const char *key, size_t klen)
@@ -263,9 +275,85 @@ static tc_status cache_strings(tc_cache *c)
     return TC_OK;
 }
 
+/* ------------------------------------------------------------------ coherence */
+
+/* Builds the subscriber's context and starts the subscriber (broadcast and tracking
+ * modes); in TC_COHERENCE_NONE the local tier is always readable. */
+static tc_status coherence_start(tc_cache *c)
+{
+    c->sub_ctx = (tc_sub_ctx){
+        .mode = c->opt.coherence,
+        .version = c->opt.version,
+        .origin = c->origin,
+        .channel = c->channel,
+        .key_prefix = c->key_prefix,
+        .rprefix = c->rprefix,
+        .rprefix_len = c->rprefix_len,
+        .heartbeat_ms = c->opt.heartbeat_ms,
+        .connect_timeout_ms = c->opt.connect_timeout_ms,
+        .command_timeout_ms = c->opt.command_timeout_ms,
+        .log = c->log,
+        .remote = c->remote,
+        .local = c->local,
+        .flights = c->flights,
+        .types = c->types,
+        .counters = &c->counters,
+        .healthy = &c->link_ok,
+    };
+    if (c->opt.coherence == TC_COHERENCE_NONE) {
+        atomic_store(&c->link_ok, true);
+        return TC_OK;
+    }
+    return tc__subscriber_start(&c->sub_ctx, &c->sub);
+}
+
+/* A message of len bytes on c's channel, its buffer allocated. */
+static tc_status inval_alloc(tc_cache *c, size_t len, tc_inval_msg *m)
+{
+    m->buf = tc__malloc(len);
+    if (!m->buf)
+        return TC_ERR_NOMEM;
+    m->active = true;
+    m->pub.channel = c->channel;
+    m->pub.channel_len = c->channel_len;
+    m->pub.payload = m->buf;
+    m->pub.payload_len = len;
+    return TC_OK;
+}
+
+tc_status tc__cache_inval_keys(tc_cache *c, size_t n, const char *const *keys,
+                               const size_t *klens, tc_inval_msg *m)
+{
+    memset(m, 0, sizeof *m);
+    if (c->opt.coherence != TC_COHERENCE_BROADCAST)
+        return TC_OK;
+    if (inval_alloc(c, tc__inval_keys_len(c->opt.version, n, klens), m) != TC_OK)
+        return TC_ERR_NOMEM;
+    tc__inval_encode_keys(m->buf, c->origin, c->opt.version, n, keys, klens);
+    return TC_OK;
+}
+
+/* The flush-all message of tc_clear. */
+static tc_status inval_flush(tc_cache *c, tc_inval_msg *m)
+{
+    memset(m, 0, sizeof *m);
+    if (c->opt.coherence != TC_COHERENCE_BROADCAST)
+        return TC_OK;
+    if (inval_alloc(c, TC_INVAL_FLUSH_LEN, m) != TC_OK)
+        return TC_ERR_NOMEM;
+    tc__inval_encode_flush(m->buf, c->origin);
+    return TC_OK;
+}
+
+void tc__cache_inval_done(tc_inval_msg *m)
+{
+    tc__free(m->buf);
+    memset(m, 0, sizeof *m);
+}
+
 static void cache_free(tc_cache *c)
 {
-    tc__coherence_stop(c); /* before the flights: the subscriber wakes them */
+    tc__subscriber_stop(c->sub); /* before the flights: the subscriber wakes them */
     tc__flights_free(c->flights);
     tc__types_free(c->types);
     tc__remote_close(c->remote);
@@ -318,7 +406,7 @@ TC_API tc_status tc_open(const tc_options *o, tc_cache **out)
     if (st == TC_OK && c->opt.check_redis_config)
         tc__remote_check_config(c->remote);
     if (st == TC_OK)
-        st = tc__coherence_start(c);
+        st = coherence_start(c);
     if (st != TC_OK) {
         tc__log(&c->log, TC_LOG_ERROR, "tc_open failed: %s", tc__strerror(st));
         cache_free(c);
@@ -639,7 +727,7 @@ static tc_status write_begin(tc_cache *c, write_ctx *w, size_t n, const char *co
         tc__local_invalidate(c->local, hashes[i]);
         w->tickets[i] = tc__local_ticket(c->local, hashes[i]);
     }
-    return tc__inval_keys(c, n, keys, klens, &w->msg);
+    return tc__cache_inval_keys(c, n, keys, klens, &w->msg);
 }
 
 /* vals[i] (may be NULL): the value written for key i, kept locally until local_expiry when
@@ -647,7 +735,7 @@ static tc_status write_begin(tc_cache *c, write_ctx *w, size_t n, const char *co
 static void write_end(tc_cache *c, write_ctx *w, tc_status st, tc_ref *const *vals,
                       int ttl_ms)
 {
-    bool through = st == TC_OK && vals && c->local_enabled && tc__coherence_write_through(c);
+    bool through = st == TC_OK && vals && write_through(c);
     int64_t exp = local_expiry(c, tc__now_ns(), ttl_ms == TC_TTL_FOREVER ? -1 : ttl_ms);
     for (size_t i = 0; i < w->n; i++) {
         uint32_t type = tc__type_of(c->types, w->keys[i], w->klens[i]);
@@ -664,7 +752,7 @@ static void write_end(tc_cache *c, write_ctx *w, tc_status st, tc_ref *const *va
         if (st == TC_OK && vals)
             TC_COUNT(k, sets);
     }
-    tc__inval_done(&w->msg);
+    tc__cache_inval_done(&w->msg);
     note_remote_error(c, w->n ? w->keys[0] : NULL, w->n ? w->klens[0] : 0, st);
 }
 
@@ -711,7 +799,7 @@ static tc_status delete_keys(tc_cache *c, size_t n, const char *const *keys,
     tc_status st = write_begin(c, &w, n, keys, klens, hashes, tickets);
     if (st == TC_OK)
         st = tc__remote_delete(c->remote, n, (const char *const *)rkeys, rklens,
-                               tc__inval_pub(&w.msg), deleted);
+                               tc__cache_inval_pub(&w.msg), deleted);
     write_end(c, &w, st, NULL, 0);
     for (size_t i = 0; st == TC_OK && i < n; i++)
         TC_COUNT(tc__key_counters(c, keys[i], klens[i]), deletes);
@@ -756,7 +844,7 @@ static tc_status store_one(tc_cache *c, set_mode mode, const char *key, size_t k
     tc_status st = encode_value(data, len, meta, &bytes, &blen, &owned);
     if (st == TC_OK)
         st = rkey_build(c, key, klen, &rk);
-    if (st == TC_OK && c->local_enabled && tc__coherence_write_through(c))
+    if (st == TC_OK && write_through(c))
         local_copy = local_copy_of(bytes, blen);
     write_ctx w;
     if (st == TC_OK)
@@ -766,10 +854,10 @@ static tc_status store_one(tc_cache *c, set_mode mode, const char *key, size_t k
     if (st == TC_OK) {
         if (mode == SET_ALWAYS)
             st = tc__remote_set(c->remote, 1, (const char *const *)&rk.s, &rk.len, &bytes,
-                                &blen, ttl, tc__inval_pub(&w.msg));
+                                &blen, ttl, tc__cache_inval_pub(&w.msg));
         else
             st = tc__remote_add(c->remote, rk.s, rk.len, bytes, blen, ttl,
-                                tc__inval_pub(&w.msg));
+                                tc__cache_inval_pub(&w.msg));
     }
     if (w.n)
         write_end(c, &w, st, &local_copy, ttl); /* counts the set */
@@ -858,7 +946,7 @@ TC_API tc_status tc_touch(tc_cache *c, const char *key, int ttl_ms)
     write_ctx w;
     st = write_begin(c, &w, 1, &key, &klen, &h, NULL);
     if (st == TC_OK)
-        st = tc__remote_touch(c->remote, rk.s, rk.len, ttl, tc__inval_pub(&w.msg));
+        st = tc__remote_touch(c->remote, rk.s, rk.len, ttl, tc__cache_inval_pub(&w.msg));
     write_end(c, &w, st, NULL, 0);
     rkey_done(&rk);
     return st;
@@ -879,7 +967,7 @@ TC_API tc_status tc_incr(tc_cache *c, const char *key, int64_t delta, int64_t *r
     st = write_begin(c, &w, 1, &key, &klen, &h, NULL);
     if (st == TC_OK)
         st = tc__remote_incr(c->remote, rk.s, rk.len, delta, TC_FMT_MAGIC, TC_FMT_MAGIC_LEN,
-                             tc__inval_pub(&w.msg), &value);
+                             tc__cache_inval_pub(&w.msg), &value);
     write_end(c, &w, st, NULL, 0);
     rkey_done(&rk);
     if (st == TC_OK) {
@@ -922,7 +1010,7 @@ TC_API tc_status tc_set_many(tc_cache *c, const char *const *keys, const void *c
     const void **bytes = tc__calloc(n, sizeof *bytes);
     size_t *blens = tc__calloc(n, sizeof *blens);
     void **owned = tc__calloc(n, sizeof *owned);
-    bool through = c->local_enabled && tc__coherence_write_through(c);
+    bool through = write_through(c);
     if (!bytes || !blens || !owned)
         st = TC_ERR_NOMEM;
     for (size_t i = 0; st == TC_OK && i < n; i++) {
@@ -936,7 +1024,7 @@ TC_API tc_status tc_set_many(tc_cache *c, const char *const *keys, const void *c
         st = write_begin(c, &w, n, keys, b.klens, b.hashes, b.tickets);
     if (st == TC_OK)
         st = tc__remote_set(c->remote, n, (const char *const *)b.rkeys, b.rklens, bytes,
-                            blens, ttl, tc__inval_pub(&w.msg));
+                            blens, ttl, tc__cache_inval_pub(&w.msg));
     if (w.n)
         write_end(c, &w, st, b.vals, ttl); /* counts the sets */
     for (size_t i = 0; i < n; i++) {
@@ -1001,15 +1089,27 @@ TC_API tc_status tc_clear(tc_cache *c)
         return TC_ERR_NOMEM;
     tc_inval_msg m;
     tc__local_flush(c->local);
-    st = tc__inval_flush(c, &m);
+    st = inval_flush(c, &m);
     if (st == TC_OK)
-        st = tc__remote_clear(c->remote, pattern, tc__inval_pub(&m));
+        st = tc__remote_clear(c->remote, pattern, tc__cache_inval_pub(&m));
     /* Again after: fills that raced with the scan may hold values it has since removed. */
     tc__local_flush(c->local);
     if (st == TC_OK && m.active)
         TC_COUNT(&c->counters, inval_sent);
     note_remote_error(c, NULL, 0, st);
-    tc__inval_done(&m);
+    tc__cache_inval_done(&m);
     tc__free(pattern);
     return st;
+}
+
+/* ------------------------------------------------------------------ test-only interface */
+
+bool tc__test_inval_apply(tc_cache *c, const char *payload, size_t len)
+{
+    return tc__subscriber_apply(&c->sub_ctx, payload, len);
+}
+
+bool tc__test_local_usable(const tc_cache *c)
+{
+    return atomic_load_explicit(&((tc_cache *)c)->link_ok, memory_order_acquire);
 }

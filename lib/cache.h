@@ -11,8 +11,7 @@
 #include "local.h"
 #include "remote.h"
 #include "stats.h"
-
-typedef struct tc_coherence_state tc_coherence_state;
+#include "subscriber.h"
 
 /* Test hook: called by a read between the Redis reply and the local store (never with a
  * lock held), so a test can deliver an invalidation inside the fill race window. */
@@ -33,7 +32,10 @@ struct tc_cache {
     tc_logger log;
     tc_local *local;
     tc_remote *remote;
-    tc_coherence_state *coh; /* NULL in TC_COHERENCE_NONE */
+    tc_sub_ctx sub_ctx;     /* what the subscriber works with (built by tc_open) */
+    tc_subscriber *sub;     /* NULL in TC_COHERENCE_NONE */
+    atomic_bool link_ok;    /* the local tier may answer: always in TC_COHERENCE_NONE,
+                               otherwise while the subscriber's link is known healthy */
     struct tc_flights *flights; /* single-flight table of tc_get_or_set (flight.h) */
     tc_counters counters;   /* cache-wide: what belongs to no key type */
     tc_types *types;        /* counters per key type */
@@ -69,6 +71,27 @@ struct tc_fmt_meta;
  * ttl_ms as the public API (0 deletes). */
 tc_status tc__cache_store(tc_cache *c, const char *key, size_t klen, const void *data,
                           size_t len, const struct tc_fmt_meta *meta, int ttl_ms);
+
+/* An invalidation message to publish with a write (its bytes: inval.h). */
+typedef struct tc_inval_msg {
+    tc_pub pub;  /* pass tc__cache_inval_pub(&m) to the remote write */
+    char *buf;   /* owned */
+    bool active; /* false: nothing to publish in this mode */
+} tc_inval_msg;
+
+/* Builds the message naming n caller keys (klens[i] bytes each), to publish atomically with
+ * their write; inactive outside TC_COHERENCE_BROADCAST. TC_ERR_NOMEM. */
+tc_status tc__cache_inval_keys(tc_cache *c, size_t n, const char *const *keys,
+                               const size_t *klens, tc_inval_msg *m);
+
+/* The publication to pass to a remote write: NULL when m is inactive. */
+static inline const tc_pub *tc__cache_inval_pub(const tc_inval_msg *m)
+{
+    return m->active ? &m->pub : NULL;
+}
+
+/* Frees what m holds. */
+void tc__cache_inval_done(tc_inval_msg *m);
 
 /* The counters of key's type (registering the type if there is room). */
 tc_counters *tc__key_counters(tc_cache *c, const char *key, size_t klen);

@@ -23,7 +23,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "coherence.h"
 #include "flight.h"
 #include "key.h"
 #include "remote_conn.h"
@@ -181,10 +180,10 @@ TC_API tc_status tc_lock_release(tc_lock *l)
     const char *name = l->rkey + c->rprefix_len;
     size_t nlen = l->rklen - c->rprefix_len;
     tc_inval_msg m;
-    tc_status st = tc__inval_keys(c, 1, &name, &nlen, &m);
+    tc_status st = tc__cache_inval_keys(c, 1, &name, &nlen, &m);
     if (st == TC_OK) {
-        st = tc__lock_unlock(c, l->rkey, l->rklen, l->token, tc__inval_pub(&m));
-        tc__inval_done(&m);
+        st = tc__lock_unlock(c, l->rkey, l->rklen, l->token, tc__cache_inval_pub(&m));
+        tc__cache_inval_done(&m);
     } else { /* no memory for the message: release anyway; waiters poll */
         st = tc__lock_unlock(c, l->rkey, l->rklen, l->token, NULL);
     }

@@ -22,7 +22,7 @@
 #include <hiredis/hiredis.h>
 
 #include "cache.h"
-#include "coherence.h"
+#include "testing.h"
 #include "remote.h"
 #include "remote_conn.h"
 #include "testutil.h"
@@ -809,11 +809,11 @@ START_TEST(test_cluster_tracking_follows_new_master)
     for (int m = 0; m < cluster.n; m++)
         free(node_cmd(m, "CLUSTER", "SETSLOT", slot, "NODE", owner_id));
     t0 = tc__now_ns();
-    while (tc__coherence_local_usable(c) && tc__now_ns() - t0 < 3000000000LL)
+    while (tc__test_local_usable(c) && tc__now_ns() - t0 < 3000000000LL)
         tct_sleep_ms(10); /* its link to the dead server fails */
-    while (!tc__coherence_local_usable(c) && tc__now_ns() - t0 < 10000000000LL)
+    while (!tc__test_local_usable(c) && tc__now_ns() - t0 < 10000000000LL)
         tct_sleep_ms(20);
-    ck_assert_msg(tc__coherence_local_usable(c), "the local tier stayed bypassed");
+    ck_assert_msg(tc__test_local_usable(c), "the local tier stayed bypassed");
     ck_assert(eventually_writable(c, key));
     ck_assert(eventually(c, key, "mine"));
     tc_close(c);
@@ -1350,9 +1350,9 @@ END_TEST
 static bool usable_within(tc_cache *c, bool want, int ms)
 {
     int64_t t0 = tc__now_ns();
-    while (tc__coherence_local_usable(c) != want && tc__now_ns() - t0 < (int64_t)ms * 1000000)
+    while (tc__test_local_usable(c) != want && tc__now_ns() - t0 < (int64_t)ms * 1000000)
         tct_sleep_ms(10);
-    return tc__coherence_local_usable(c) == want;
+    return tc__test_local_usable(c) == want;
 }
 
 /* The watch on the sentinel has a heartbeat: a sentinel that stops answering (SIGSTOP here;
@@ -1374,7 +1374,7 @@ START_TEST(test_cluster_sentinel_watch_heartbeat)
     uint64_t failures = TC_READ(&c->counters, link_failures);
     tct_sleep_ms(1200); /* six beats: the sentinel answers every ping */
     ck_assert_uint_eq(TC_READ(&c->counters, link_failures), failures);
-    ck_assert(tc__coherence_local_usable(c));
+    ck_assert(tc__test_local_usable(c));
 
     ck_assert_int_eq(kill(sentinel.pid, SIGSTOP), 0);
     bool down = usable_within(c, false, 3000);

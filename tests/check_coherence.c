@@ -17,7 +17,7 @@
 #include <unistd.h>
 
 #include "cache.h"
-#include "coherence.h"
+#include "testing.h"
 #include "testutil.h"
 
 /* Generous: the healthy-link delay is milliseconds; sanitizer builds are slow. */
@@ -405,16 +405,16 @@ START_TEST(test_coherence_heartbeat_bypasses_then_recovers)
     o.key_prefix = prefix;
     o.heartbeat_ms = 50;
     tc_cache *c = tct_open(&o);
-    ck_assert(tc__coherence_local_usable(c));
+    ck_assert(tc__test_local_usable(c));
     tct_redis_pause();
     tct_sleep_ms(300); /* > 2 heartbeats with no answer */
-    bool usable_while_stopped = tc__coherence_local_usable(c);
+    bool usable_while_stopped = tc__test_local_usable(c);
     tct_redis_resume();
     ck_assert(!usable_while_stopped);
     int64_t t0 = tc__now_ns();
-    while (!tc__coherence_local_usable(c) && tc__now_ns() - t0 < 5000000000LL)
+    while (!tc__test_local_usable(c) && tc__now_ns() - t0 < 5000000000LL)
         tct_sleep_ms(10);
-    ck_assert(tc__coherence_local_usable(c));
+    ck_assert(tc__test_local_usable(c));
     ck_assert_int_eq(tc_set(c, "k", "v", 1, TC_TTL_DEFAULT), TC_OK);
     tct_expect(c, "k", TC_OK, "v");
     tc_close(c);
@@ -448,9 +448,9 @@ START_TEST(test_coherence_output_buffer_cutoff)
     ck_assert_int_ge(wait_for(victim, "k", "new"), 0);
     ck_assert_uint_ge(TC_READ(&victim->counters, link_failures), 1);
     int64_t t0 = tc__now_ns();
-    while (!tc__coherence_local_usable(victim) && tc__now_ns() - t0 < 5000000000LL)
+    while (!tc__test_local_usable(victim) && tc__now_ns() - t0 < 5000000000LL)
         tct_sleep_ms(10);
-    ck_assert(tc__coherence_local_usable(victim));
+    ck_assert(tc__test_local_usable(victim));
     tct_expect(victim, "k", TC_OK, "new"); /* resubscribed, and never the old value */
     tct_expect(victim, "k", TC_OK, "new");
     tc_close(victim);
@@ -573,7 +573,7 @@ START_TEST(test_coherence_forged_keys_break_no_rule)
                   {with_del, sizeof with_del - 1}};
     for (size_t i = 0; i < sizeof forged / sizeof forged[0]; i++) {
         tc_stats s0, s1;
-        ck_assert(!tc__inval_apply(c, forged[i].m, forged[i].len));
+        ck_assert(!tc__test_inval_apply(c, forged[i].m, forged[i].len));
         tc_stats_get(c, &s0);
         tct_expect(c, "p", TC_OK, "v"); /* "p" was not evicted: nothing applied */
         tc_stats_get(c, &s1);
@@ -582,7 +582,7 @@ START_TEST(test_coherence_forged_keys_break_no_rule)
     ck_assert_uint_eq(TC_READ(&c->counters, inval_malformed), 3);
     /* Bytes above 127 (UTF-8 or not) are key bytes: such a message applies. */
     static const char high[] = "TC1 K 0123456789abcdef 1 \xff\xfe p";
-    ck_assert(tc__inval_apply(c, high, sizeof high - 1));
+    ck_assert(tc__test_inval_apply(c, high, sizeof high - 1));
     tc_close(c);
 
     tc_cache *t = open_mode(TC_COHERENCE_TRACKING);
@@ -611,29 +611,29 @@ START_TEST(test_coherence_parser_direct)
     fresh_prefix();
     tc_cache *c = open_mode(TC_COHERENCE_NONE);
     ck_assert_int_eq(tc_set(c, "p", "v", 1, TC_TTL_DEFAULT), TC_OK);
-    ck_assert(!tc__inval_apply(c, "TC1 K", 5));
-    ck_assert(!tc__inval_apply(c, "TC1 K 0123456789abcdef 1 p ", 27)); /* trailing space */
+    ck_assert(!tc__test_inval_apply(c, "TC1 K", 5));
+    ck_assert(!tc__test_inval_apply(c, "TC1 K 0123456789abcdef 1 p ", 27)); /* trailing space */
     tc_stats s0, s1;
     tc_stats_get(c, &s0);
     tct_expect(c, "p", TC_OK, "v");
     tc_stats_get(c, &s1);
     ck_assert_uint_eq(s1.local_hits, s0.local_hits + 1);
     /* Other version: ignored. Own origin: ignored. Other origin: evicts. */
-    ck_assert(tc__inval_apply(c, "TC1 K 0123456789abcdef 2 p", 26));
+    ck_assert(tc__test_inval_apply(c, "TC1 K 0123456789abcdef 2 p", 26));
     char own[64];
     snprintf(own, sizeof own, "TC1 K %016llx 1 p", (unsigned long long)c->origin);
-    ck_assert(tc__inval_apply(c, own, strlen(own)));
+    ck_assert(tc__test_inval_apply(c, own, strlen(own)));
     tc_stats_get(c, &s0);
     tct_expect(c, "p", TC_OK, "v");
     tc_stats_get(c, &s1);
     ck_assert_uint_eq(s1.local_hits, s0.local_hits + 1);
-    ck_assert(tc__inval_apply(c, "TC1 K 0123456789abcdef 1 x p", 28));
+    ck_assert(tc__test_inval_apply(c, "TC1 K 0123456789abcdef 1 x p", 28));
     tc_stats_get(c, &s0);
     tct_expect(c, "p", TC_OK, "v");
     tc_stats_get(c, &s1);
     ck_assert_uint_eq(s1.local_hits, s0.local_hits);
     ck_assert_uint_eq(s1.remote_hits, s0.remote_hits + 1);
-    ck_assert(tc__inval_apply(c, "TC1 F 0123456789abcdef", 22));
+    ck_assert(tc__test_inval_apply(c, "TC1 F 0123456789abcdef", 22));
     tc_stats_get(c, &s0);
     tct_expect(c, "p", TC_OK, "v");
     tc_stats_get(c, &s1);

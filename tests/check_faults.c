@@ -29,7 +29,7 @@
 #include <unistd.h>
 
 #include "cache.h"
-#include "coherence.h"
+#include "testing.h"
 #include "testutil.h"
 
 /* The options every scenario's caches use, and the bounds that follow from them. */

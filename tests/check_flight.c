@@ -21,7 +21,7 @@
 #include <unistd.h>
 
 #include "cache.h"
-#include "coherence.h"
+#include "testing.h"
 #include "flight.h"
 #include "key.h"
 #include "lock.h"
@@ -919,9 +919,9 @@ START_TEST(test_flight_stale_when_redis_down)
     expect_value(tc_get_or_set(c, "d", run_loader, &l, 60000, &v), &v, "kept");
     tct_redis_pause();
     int64_t t0 = tc__now_ns();
-    while (tc__coherence_local_usable(c) && ms_since(t0) < 3000)
+    while (tc__test_local_usable(c) && ms_since(t0) < 3000)
         tct_sleep_ms(10);
-    bool bypassed = !tc__coherence_local_usable(c);
+    bool bypassed = !tc__test_local_usable(c);
     l.answer = TC_ERR_IO; /* the database is down too */
     tc_status st1 = tc_get_or_set(c, "d", run_loader, &l, 60000, &v);
     char got1[16] = "";
