@@ -13,6 +13,9 @@
  * ticket) or invalidate again, so that a read in this process after the write returns never
  * sees the old value, even if a concurrent fill fetched it during the write.
  *
+ * struct tc_cache is private to this file: the modules built on it use the narrow API of
+ * cache.h, the subscriber a context of its own (tc_sub_ctx), the tests lib/testing.h.
+ *
  * Locks: this module takes none itself; the local tier's shard locks and the remote pool's
  * lock are leaves taken inside those modules. No user callback runs under any lock.
  */
@@ -20,6 +23,7 @@
 
 #include "cache.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,10 +33,41 @@
 #include "format.h"
 #include "inval.h"
 #include "key.h"
+#include "subscriber.h"
 #include "tags.h"
 #include "testing.h"
 
 #define RKEY_STACK 512
+
+struct tc_cache {
+    tc_options opt;         /* the caller's options with defaults applied; strings below */
+    char *url;              /* owned copies of the option strings */
+    char *key_prefix;
+    size_t key_prefix_len;
+    char *rprefix;          /* "<key_prefix>:<version>:", the Redis key prefix */
+    size_t rprefix_len;
+    char *channel;          /* "<key_prefix>:__tc:inval" */
+    size_t channel_len;
+    uint64_t origin;        /* random id of this instance, carried by its invalidations */
+    bool local_enabled;     /* local_max_bytes > 0 and local_ttl_ms > 0 */
+    int64_t coarse_res_ns;  /* local expiries are shortened by this: see local_expiry */
+    tc_logger log;
+    tc_local *local;
+    tc_remote *remote;
+    tc_sub_ctx sub_ctx;     /* what the subscriber works with (built by tc_open) */
+    tc_subscriber *sub;     /* NULL in TC_COHERENCE_NONE */
+    atomic_bool link_ok;    /* the local tier may answer: always in TC_COHERENCE_NONE,
+                               otherwise while the subscriber's link is known healthy */
+    tc_flights *flights;    /* single-flight table of tc_get_or_set (flight.h) */
+    tc_counters counters;   /* cache-wide: what belongs to no key type */
+    tc_types *types;        /* counters per key type */
+    atomic_bool closing;
+    struct {                /* set through lib/testing.h only; zero otherwise */
+        tc_fill_hook_fn fill;
+        void *fill_arg;
+        int lock_poll_ms;
+    } test;
+};
 
 /* ------------------------------------------------------------------ small helpers */
 
@@ -45,11 +80,11 @@ typedef struct rkey {
 
 static tc_status rkey_build(const tc_cache *c, const char *key, size_t klen, rkey *rk)
 {
-    size_t need = c->rprefix_len + klen + 1;
+    size_t need = tc__cache_rkey_len(c, klen) + 1;
     rk->s = need <= sizeof rk->small ? rk->small : tc__malloc(need);
     if (!rk->s)
         return TC_ERR_NOMEM;
-    rk->len = tc__key_redis(rk->s, need, c->rprefix, c->rprefix_len, key, klen);
+    rk->len = tc__cache_rkey(c, key, klen, rk->s, need);
     return TC_OK;
 }
 
@@ -60,27 +95,10 @@ static void rkey_done(rkey *rk)
     rk->s = NULL;
 }
 
-/* priv of a value held through a hazard slot (a local hit of tc_get): the slot's address
- * with its low bit set, which a tc_ref's address never has. */
-#define PRIV_SLOT 1u
-
-void tc__value_give(tc_value *out, tc_ref *r, tc_hazard *slot)
-{
-    out->data = r->data;
-    out->len = r->len;
-    out->priv = slot ? (void *)((uintptr_t)slot | PRIV_SLOT) : (void *)r;
-}
-
 TC_API void tc_value_release(tc_value *v)
 {
-    if (!v)
-        return;
-    uintptr_t p = (uintptr_t)v->priv;
-    if (p & PRIV_SLOT)
-        tc__hazard_drop((tc_hazard *)(p & ~(uintptr_t)PRIV_SLOT));
-    else
-        tc__ref_drop(v->priv);
-    memset(v, 0, sizeof *v);
+    if (v)
+        tc__value_release(v);
 }
 
 static tc_status check_open(const tc_cache *c)
@@ -162,6 +180,58 @@ static bool write_through(const tc_cache *c)
 tc_counters *tc__key_counters(tc_cache *c, const char *key, size_t klen)
 {
     return tc__type_counters(c->types, tc__type_of(c->types, key, klen));
+}
+
+/* ------------------------------------------------------------------ the internal API */
+
+tc_status tc__cache_check_open(const tc_cache *c)
+{
+    return check_open(c);
+}
+
+const tc_options *tc__cache_options(const tc_cache *c)
+{
+    return &c->opt;
+}
+
+const tc_logger *tc__cache_log(const tc_cache *c)
+{
+    return &c->log;
+}
+
+tc_remote *tc__cache_remote(const tc_cache *c)
+{
+    return c->remote;
+}
+
+tc_local *tc__cache_local(const tc_cache *c)
+{
+    return c->local;
+}
+
+tc_flights *tc__cache_flights(const tc_cache *c)
+{
+    return c->flights;
+}
+
+tc_types *tc__cache_types(const tc_cache *c)
+{
+    return c->types;
+}
+
+tc_counters *tc__cache_counters(tc_cache *c)
+{
+    return &c->counters;
+}
+
+size_t tc__cache_rkey_len(const tc_cache *c, size_t klen)
+{
+    return c->rprefix_len + klen;
+}
+
+size_t tc__cache_rkey(const tc_cache *c, const char *key, size_t klen, char *buf, size_t cap)
+{
+    return tc__key_redis(buf, cap, c->rprefix, c->rprefix_len, key, klen);
 }
 
 static void note_remote_error(tc_cache *c, const char *key, size_t klen, tc_status st)
@@ -433,8 +503,8 @@ static void fill_local(tc_cache *c, uint64_t h, const char *key, size_t klen, tc
 {
     if (!c->local_enabled || pttl_ms == 0)
         return;
-    if (c->fill_hook)
-        c->fill_hook(c->fill_hook_arg, key);
+    if (c->test.fill)
+        c->test.fill(c->test.fill_arg, key);
     r->type_id = tc__type_of(c->types, key, klen);
     tc__local_store_if_fresh(c->local, h, key, klen, r, local_expiry(c, t0_ns, pttl_ms), t);
 }
@@ -514,6 +584,50 @@ bool tc__cache_local_get(tc_cache *c, uint64_t h, const char *key, size_t klen, 
     return local_get(c, h, key, klen, out, slot);
 }
 
+bool tc__cache_local_peek(tc_cache *c, uint64_t h, const char *key, size_t klen,
+                          tc_ref **out)
+{
+    return c->local_enabled && tc__local_get(c->local, h, key, klen, tc__now_ns(), out);
+}
+
+/* A local hit, held through slot, as the caller's answer: a negative entry is a miss. */
+static inline tc_status local_answer(tc_ref *r, tc_hazard *slot, tc_value *out)
+{
+    if (r->flags & TC_REF_NEGATIVE) {
+        tc__local_unborrow(r, slot);
+        return TC_MISS;
+    }
+    tc__value_give(out, r, slot);
+    return TC_OK;
+}
+
+/* The Redis half of a read, counted: a remote hit or a miss. */
+static tc_status read_remote(tc_cache *c, uint64_t h, const char *key, size_t klen,
+                             tc_value *out)
+{
+    tc_ref *r = NULL;
+    tc_status st = tc__cache_fetch(c, h, key, klen, &r);
+    if (st == TC_MISS) {
+        TC_COUNT(tc__key_counters(c, key, klen), misses);
+        return TC_MISS;
+    }
+    if (st != TC_OK)
+        return st;
+    TC_COUNT(tc__key_counters(c, key, klen), remote_hits);
+    return answer(r, out);
+}
+
+tc_status tc__cache_read(tc_cache *c, uint64_t h, const char *key, size_t klen,
+                         tc_value *out)
+{
+    memset(out, 0, sizeof *out);
+    tc_ref *r;
+    tc_hazard *slot;
+    if (local_get(c, h, key, klen, &r, &slot))
+        return local_answer(r, slot, out);
+    return read_remote(c, h, key, klen, out);
+}
+
 TC_API tc_status tc_get(tc_cache *c, const char *key, tc_value *out)
 {
     if (out)
@@ -530,27 +644,13 @@ TC_API tc_status tc_get(tc_cache *c, const char *key, tc_value *out)
      * only for a key equal to one it holds, and every key it holds passed the check. */
     bool readable = local_readable(c);
     tc_hazard *slot;
-    if (readable && local_lookup(c, h, key, klen, &r, &slot)) {
-        if (r->flags & TC_REF_NEGATIVE) {
-            tc__local_unborrow(r, slot);
-            return TC_MISS;
-        }
-        tc__value_give(out, r, slot);
-        return TC_OK;
-    }
+    if (readable && local_lookup(c, h, key, klen, &r, &slot))
+        return local_answer(r, slot, out);
     if (!tc__key_bytes_valid(key, klen))
         return TC_ERR_ARG;
     if (!readable && c->local_enabled)
         TC_COUNT(&c->counters, local_bypasses);
-    st = tc__cache_fetch(c, h, key, klen, &r);
-    if (st == TC_MISS) {
-        TC_COUNT(tc__key_counters(c, key, klen), misses);
-        return TC_MISS;
-    }
-    if (st != TC_OK)
-        return st;
-    TC_COUNT(tc__key_counters(c, key, klen), remote_hits);
-    return answer(r, out);
+    return read_remote(c, h, key, klen, out);
 }
 
 /* Per-batch scratch for tc_get_many: the keys that missed locally and their Redis keys. */
@@ -619,11 +719,11 @@ static tc_status batch_add_rkey(const tc_cache *c, batch *b, const char *key, si
 {
     size_t klen = b->klens[i];
     size_t m = b->n;
-    b->rkeys[m] = tc__malloc(c->rprefix_len + klen + 1);
+    size_t need = tc__cache_rkey_len(c, klen) + 1;
+    b->rkeys[m] = tc__malloc(need);
     if (!b->rkeys[m])
         return TC_ERR_NOMEM;
-    b->rklens[m] = tc__key_redis(b->rkeys[m], c->rprefix_len + klen + 1, c->rprefix,
-                                 c->rprefix_len, key, klen);
+    b->rklens[m] = tc__cache_rkey(c, key, klen, b->rkeys[m], need);
     b->idx[m] = i;
     b->n++;
     return TC_OK;
@@ -896,10 +996,17 @@ TC_API tc_status tc_add(tc_cache *c, const char *key, const void *data, size_t l
                         int ttl_ms)
 {
     size_t klen;
-    int ttl;
     tc_status st = begin_key(c, key, &klen);
     if (st != TC_OK)
         return st;
+    return tc__cache_add(c, key, klen, data, len, ttl_ms);
+}
+
+tc_status tc__cache_add(tc_cache *c, const char *key, size_t klen, const void *data,
+                        size_t len, int ttl_ms)
+{
+    int ttl;
+    tc_status st;
     if (ttl_resolve(c, ttl_ms, &ttl) != TC_OK)
         return TC_ERR_ARG;
     if ((st = value_args_ok(c, data, len)) != TC_OK)
@@ -958,6 +1065,13 @@ TC_API tc_status tc_incr(tc_cache *c, const char *key, int64_t delta, int64_t *r
     tc_status st = begin_key(c, key, &klen);
     if (st != TC_OK)
         return st;
+    return tc__cache_incr(c, key, klen, delta, result);
+}
+
+tc_status tc__cache_incr(tc_cache *c, const char *key, size_t klen, int64_t delta,
+                         int64_t *result)
+{
+    tc_status st;
     uint64_t h = tc__key_hash(key, klen);
     rkey rk;
     if ((st = rkey_build(c, key, klen, &rk)) != TC_OK)
@@ -1112,4 +1226,35 @@ bool tc__test_inval_apply(tc_cache *c, const char *payload, size_t len)
 bool tc__test_local_usable(const tc_cache *c)
 {
     return atomic_load_explicit(&((tc_cache *)c)->link_ok, memory_order_acquire);
+}
+
+void tc__test_set_fill_hook(tc_cache *c, tc_fill_hook_fn fn, void *arg)
+{
+    c->test.fill = fn;
+    c->test.fill_arg = arg;
+}
+
+void tc__test_set_lock_poll_ms(tc_cache *c, int ms)
+{
+    c->test.lock_poll_ms = ms;
+}
+
+int tc__test_lock_poll_ms(const tc_cache *c)
+{
+    return c->test.lock_poll_ms;
+}
+
+const char *tc__test_rprefix(const tc_cache *c)
+{
+    return c->rprefix;
+}
+
+const char *tc__test_channel(const tc_cache *c)
+{
+    return c->channel;
+}
+
+uint64_t tc__test_origin(const tc_cache *c)
+{
+    return c->origin;
 }

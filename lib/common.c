@@ -1,6 +1,6 @@
 /*
  * Shared helpers: allocation wrappers (with the torture build's failure injection), logging
- * through the user's log_fn, deadline conversion and random bytes. The only mutable state is the
+ * through the user's log_fn, deadline conversion, random bytes. The only mutable state is the
  * injection counter of the torture build, which exists only when TC_ALLOC_FAIL is defined.
  */
 #include "config.h"

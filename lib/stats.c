@@ -154,15 +154,15 @@ TC_API void tc_stats_get(tc_cache *c, tc_stats *out)
     if (!c)
         return;
     tc_local_stats ls;
-    tc__local_stats(c->local, &ls);
+    tc__local_stats(tc__cache_local(c), &ls);
     out->local_hits = ls.hits;
     out->local_evictions = ls.evictions;
     out->local_entries = ls.entries;
     out->local_bytes = ls.bytes;
-    add_counters(out, &c->counters); /* what no key type owns (a flush-all message) */
-    uint32_t n = tc__types_count(c->types);
+    add_counters(out, tc__cache_counters(c)); /* what no key type owns (a flush-all message) */
+    uint32_t n = tc__types_count(tc__cache_types(c));
     for (uint32_t id = 0; id < n; id++)
-        add_counters(out, tc__type_counters(c->types, id));
+        add_counters(out, tc__type_counters(tc__cache_types(c), id));
 }
 
 /* Fills one stats record per key type; hits/evictions from the local tier's arrays. */
@@ -170,7 +170,7 @@ static void type_stats(tc_cache *c, uint32_t id, const uint64_t *hits, const uin
                        tc_stats *s)
 {
     memset(s, 0, sizeof *s);
-    add_counters(s, tc__type_counters(c->types, id));
+    add_counters(s, tc__type_counters(tc__cache_types(c), id));
     s->local_hits = hits[id];
     s->local_evictions = ev[id];
 }
@@ -180,8 +180,8 @@ TC_API void tc_stats_foreach(tc_cache *c, tc_stats_fn fn, void *arg)
     if (!c || !fn)
         return;
     uint64_t hits[TC_LOCAL_TYPES], ev[TC_LOCAL_TYPES];
-    tc__local_type_stats(c->local, hits, ev);
-    uint32_t n = tc__types_count(c->types);
+    tc__local_type_stats(tc__cache_local(c), hits, ev);
+    uint32_t n = tc__types_count(tc__cache_types(c));
     for (uint32_t id = 0; id < n; id++) {
         tc_stats s;
         type_stats(c, id, hits, ev, &s);
@@ -189,7 +189,7 @@ TC_API void tc_stats_foreach(tc_cache *c, tc_stats_fn fn, void *arg)
                                s.loads + s.inval_received + s.local_evictions ==
                            0)
             continue; /* "other" only when something fell into it */
-        fn(arg, tc__type_name(c->types, id), &s); /* no lock is held here */
+        fn(arg, tc__type_name(tc__cache_types(c), id), &s); /* no lock is held here */
     }
 }
 
@@ -317,8 +317,8 @@ TC_API tc_status tc_stats_prometheus(tc_cache *c, char **text)
     if (!c || !text)
         return TC_ERR_ARG;
     uint64_t hits[TC_LOCAL_TYPES], ev[TC_LOCAL_TYPES];
-    tc__local_type_stats(c->local, hits, ev);
-    uint32_t n = tc__types_count(c->types);
+    tc__local_type_stats(tc__cache_local(c), hits, ev);
+    uint32_t n = tc__types_count(tc__cache_types(c));
     tc_stats *s = tc__calloc(n, sizeof *s);
     if (!s)
         return TC_ERR_NOMEM;
@@ -330,7 +330,7 @@ TC_API tc_status tc_stats_prometheus(tc_cache *c, char **text)
         for (uint32_t id = 0; id < n; id++) {
             sb_str(&b, per_type[m].name);
             sb_str(&b, "_total{key_type=\"");
-            sb_label(&b, tc__type_name(c->types, id));
+            sb_label(&b, tc__type_name(tc__cache_types(c), id));
             sb_str(&b, "\"} ");
             sb_u64(&b, *(const uint64_t *)((const char *)&s[id] + per_type[m].offset));
             sb_str(&b, "\n");
@@ -350,12 +350,12 @@ TC_API tc_status tc_stats_prometheus(tc_cache *c, char **text)
               "Times the invalidation link went down (local tier bypassed until back).",
               "counter", "_total");
     sb_str(&b, "tiercache_invalidation_link_failures_total ");
-    sb_u64(&b, TC_READ(&c->counters, link_failures));
+    sb_u64(&b, TC_READ(tc__cache_counters(c), link_failures));
     sb_str(&b, "\n");
     sb_header(&b, "tiercache_invalidations_malformed",
               "Malformed invalidation messages ignored.", "counter", "_total");
     sb_str(&b, "tiercache_invalidations_malformed_total ");
-    sb_u64(&b, TC_READ(&c->counters, inval_malformed));
+    sb_u64(&b, TC_READ(tc__cache_counters(c), inval_malformed));
     sb_str(&b, "\n");
     tc__free(s);
     if (b.failed) {

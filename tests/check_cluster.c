@@ -50,7 +50,7 @@ static tc_cache *cl_open(const tcf_cluster *cl, const char *prefix, size_t local
 static tc_remote_stats rstats(tc_cache *c)
 {
     tc_remote_stats s;
-    tc__remote_stats(c->remote, &s);
+    tc__remote_stats(tc__cache_remote(c), &s);
     return s;
 }
 
@@ -78,7 +78,7 @@ static int holder(const tcf_cluster *cl, const char *rkey)
 static int key_holder(const tcf_cluster *cl, const tc_cache *c, const char *key)
 {
     char rk[640];
-    snprintf(rk, sizeof rk, "%s%s", c->rprefix, key);
+    snprintf(rk, sizeof rk, "%s%s", tc__test_rprefix(c), key);
     return holder(cl, rk);
 }
 
@@ -603,7 +603,7 @@ START_TEST(test_cluster_tracking_every_master)
             tc_stats_get(c, &s1);
         } while (s1.local_hits == s0.local_hits && tc__now_ns() - t0 < 3000000000LL);
         ck_assert_uint_gt(s1.local_hits, s0.local_hits);
-        snprintf(rkey, sizeof rkey, "%s%s", c->rprefix, keys[m]);
+        snprintf(rkey, sizeof rkey, "%s%s", tc__test_rprefix(c), keys[m]);
         free(node_cmd(m, "SET", rkey, "theirs", NULL, NULL));
         ck_assert_msg(eventually(c, keys[m], "theirs"), "write on master %d unheard", m);
     }
@@ -634,21 +634,22 @@ START_TEST(test_cluster_torture_batch_writes)
     const void *vals[N];
     size_t rklens[N], lens[N];
     for (int i = 0; i < N; i++) {
-        snprintf(rkb[i], sizeof rkb[i], "%stw%d", c->rprefix, i);
+        snprintf(rkb[i], sizeof rkb[i], "%stw%d", tc__test_rprefix(c), i);
         rkeys[i] = rkb[i];
         rklens[i] = strlen(rkb[i]);
         vals[i] = "v";
         lens[i] = 1;
     }
     tc_pub pub = {.channel = "tw-torture", .channel_len = 10, .payload = "x", .payload_len = 1};
+    tc_remote *rem = tc__cache_remote(c);
     for (int kind = 0; kind < 2; kind++) {
         int n, nomem = 0;
         for (n = 1; n < 1000; n++) {
             size_t deleted = 0;
             tc__alloc_fail_at((uint64_t)n);
-            tc_status st = kind == 0 ? tc__remote_set(c->remote, N, rkeys, rklens, vals, lens,
+            tc_status st = kind == 0 ? tc__remote_set(rem, N, rkeys, rklens, vals, lens,
                                                       60000, &pub)
-                                     : tc__remote_delete(c->remote, N, rkeys, rklens, &pub,
+                                     : tc__remote_delete(rem, N, rkeys, rklens, &pub,
                                                          &deleted);
             uint64_t made = tc__alloc_fail_at(0);
             if (made < (uint64_t)n) {
@@ -659,7 +660,7 @@ START_TEST(test_cluster_torture_batch_writes)
                           tc_strerror(st));
             nomem += st == TC_ERR_NOMEM;
             for (int k = 0; k < 3; k++)
-                ck_assert_int_eq(tc__remote_set(c->remote, N, rkeys, rklens, vals, lens,
+                ck_assert_int_eq(tc__remote_set(rem, N, rkeys, rklens, vals, lens,
                                                 60000, &pub), TC_OK);
         }
         ck_assert_int_lt(n, 1000);
@@ -758,7 +759,7 @@ START_TEST(test_cluster_tracking_follows_new_master)
     int owner = -1;
     for (int i = 0; owner < 0 && i < 100; i++) {
         snprintf(key, sizeof key, "nm{%d-%d}", (int)getpid(), i);
-        snprintf(rkey, sizeof rkey, "%s%s", c->rprefix, key);
+        snprintf(rkey, sizeof rkey, "%s%s", tc__test_rprefix(c), key);
         char *x = node_cmd(0, "CLUSTER", "KEYSLOT", rkey, NULL, NULL);
         snprintf(slot, sizeof slot, "%s", x);
         free(x);
@@ -791,7 +792,7 @@ START_TEST(test_cluster_tracking_follows_new_master)
         tct_sleep_ms(20);
     ck_assert_msg(has_subscriber(&extra),
                   "no subscriber on the new master (link failures %" PRIu64 ", map reloads %"
-                  PRIu64 ")", (uint64_t)TC_READ(&c->counters, link_failures),
+                  PRIu64 ")", (uint64_t)TC_READ(tc__cache_counters(c), link_failures),
                   (uint64_t)rstats(c).map_refreshes);
     ck_assert(eventually_writable(c, key));
     ck_assert(eventually(c, key, "mine"));
@@ -875,7 +876,7 @@ static void migrating_batches(tc_cache *c)
     ck_assert_uint_gt(rstats(c).ask, ask0);
     bool on[TCF_CLUSTER_MAX] = {false};
     for (int i = 0; i < NK; i++) {
-        snprintf(rkb[i], sizeof rkb[i], "%s%s", c->rprefix, keys[i]);
+        snprintf(rkb[i], sizeof rkb[i], "%s%s", tc__test_rprefix(c), keys[i]);
         rkeys[i] = rkb[i];
         rklens[i] = strlen(rkb[i]);
         if (i < W) {
@@ -891,10 +892,11 @@ static void migrating_batches(tc_cache *c)
     tct_expect(c, "{mig}a", TC_OK, "A4");
     uint64_t ask1 = rstats(c).ask;
     size_t deleted = 0;
-    ck_assert_int_eq(tc__remote_delete(c->remote, NK, rkeys, rklens, NULL, &deleted), TC_OK);
+    tc_remote *rem = tc__cache_remote(c);
+    ck_assert_int_eq(tc__remote_delete(rem, NK, rkeys, rklens, NULL, &deleted), TC_OK);
     ck_assert_uint_eq(deleted, W + 1);
     ck_assert_uint_gt(rstats(c).ask, ask1);
-    ck_assert_int_eq(tc__remote_delete(c->remote, NK, rkeys, rklens, NULL, &deleted), TC_OK);
+    ck_assert_int_eq(tc__remote_delete(rem, NK, rkeys, rklens, NULL, &deleted), TC_OK);
     ck_assert_uint_eq(deleted, 0);
     for (int i = 0; i <= W; i++)
         tct_expect(c, keys[i], TC_MISS, NULL);
@@ -903,12 +905,12 @@ static void migrating_batches(tc_cache *c)
 START_TEST(test_cluster_slot_migration_moved_ask)
 {
     tc_cache *c = cl_open(&cluster, NULL, 0);  /* every read goes to Redis */
-    tc_cache *c2 = cl_open(&cluster, c->opt.key_prefix, 0);
+    tc_cache *c2 = cl_open(&cluster, tc__cache_options(c)->key_prefix, 0);
     ck_assert_int_eq(tc_set(c, "{mig}a", "A", 1, TC_TTL_DEFAULT), TC_OK);
     ck_assert_int_eq(tc_set(c, "{mig}b", "B", 1, TC_TTL_DEFAULT), TC_OK);
     char ra[128], rb[128], slot[16];
-    snprintf(ra, sizeof ra, "%s{mig}a", c->rprefix);
-    snprintf(rb, sizeof rb, "%s{mig}b", c->rprefix);
+    snprintf(ra, sizeof ra, "%s{mig}a", tc__test_rprefix(c));
+    snprintf(rb, sizeof rb, "%s{mig}b", tc__test_rprefix(c));
     snprintf(slot, sizeof slot, "%u", tc__cluster_slot(ra, strlen(ra)));
     int src = holder(&cluster, ra), dst = (src + 1) % cluster.n;
     ck_assert_int_ge(src, 0);
@@ -1189,7 +1191,7 @@ START_TEST(test_cluster_sentinel_failover)
     int64_t t0 = tc__now_ns();
     bool landed = false, fresh2 = false;
     char rk[128];
-    snprintf(rk, sizeof rk, "%s", c1->rprefix);
+    snprintf(rk, sizeof rk, "%s", tc__test_rprefix(c1));
     strncat(rk, "k", sizeof rk - strlen(rk) - 1);
     const char *get[] = {"GET", rk, NULL};
     while ((!landed || !fresh2) && tc__now_ns() - t0 < 3000000000LL) {
@@ -1306,7 +1308,7 @@ static void sentinel_options(tc_options *o, int port, const char *name)
 static int master_port(tc_cache *c)
 {
     tc_remote *m[1];
-    ck_assert_int_eq(tc__remote_masters(c->remote, m, 1), 1); /* asks the sentinels */
+    ck_assert_int_eq(tc__remote_masters(tc__cache_remote(c), m, 1), 1); /* asks the sentinels */
     const char *host;
     int port;
     tc__remote_addr(m[0], &host, &port);
@@ -1327,10 +1329,10 @@ START_TEST(test_cluster_sentinel_stale_answer)
     tc_cache *c = tct_open(&o);
     ck_assert_int_eq(master_port(c), master.port);
 
-    stale_arg a = {.r = c->remote, .old_port = master.port, .new_port = other.port};
-    tc__remote_sentinel_ask_hook(c->remote, announce_during_ask, &a);
+    stale_arg a = {.r = tc__cache_remote(c), .old_port = master.port, .new_port = other.port};
+    tc__remote_sentinel_ask_hook(tc__cache_remote(c), announce_during_ask, &a);
     int port = master_port(c); /* answer: master; announced meanwhile: other */
-    tc__remote_sentinel_ask_hook(c->remote, NULL, NULL);
+    tc__remote_sentinel_ask_hook(tc__cache_remote(c), NULL, NULL);
     ck_assert_int_ge(atomic_load(&a.calls), 1);
     ck_assert_msg(port == other.port, "the answer from before the switch undid it (%d)", port);
 
@@ -1371,9 +1373,9 @@ START_TEST(test_cluster_sentinel_watch_heartbeat)
     o.connect_timeout_ms = 300;
     tc_cache *c = tct_open(&o);
     ck_assert_msg(usable_within(c, true, 5000), "the invalidation link never came up");
-    uint64_t failures = TC_READ(&c->counters, link_failures);
+    uint64_t failures = TC_READ(tc__cache_counters(c), link_failures);
     tct_sleep_ms(1200); /* six beats: the sentinel answers every ping */
-    ck_assert_uint_eq(TC_READ(&c->counters, link_failures), failures);
+    ck_assert_uint_eq(TC_READ(tc__cache_counters(c), link_failures), failures);
     ck_assert(tc__test_local_usable(c));
 
     ck_assert_int_eq(kill(sentinel.pid, SIGSTOP), 0);
@@ -1381,9 +1383,9 @@ START_TEST(test_cluster_sentinel_watch_heartbeat)
     ck_assert_int_eq(kill(sentinel.pid, SIGCONT), 0);
     ck_assert_msg(down, "a silent sentinel went unnoticed");
     /* Counted once the session has closed its links, just after it stopped trusting them. */
-    for (int i = 0; i < 100 && TC_READ(&c->counters, link_failures) == failures; i++)
+    for (int i = 0; i < 100 && TC_READ(tc__cache_counters(c), link_failures) == failures; i++)
         tct_sleep_ms(10);
-    ck_assert_uint_gt(TC_READ(&c->counters, link_failures), failures);
+    ck_assert_uint_gt(TC_READ(tc__cache_counters(c), link_failures), failures);
     ck_assert_msg(usable_within(c, true, 10000), "no new session after the sentinel came back");
     ck_assert_int_eq(tc_set(c, "k", "v", 1, TC_TTL_DEFAULT), TC_OK);
     tct_expect(c, "k", TC_OK, "v");

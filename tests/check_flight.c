@@ -87,7 +87,7 @@ static void expect_value(tc_status st, tc_value *v, const char *want)
 
 static void expect_no_flights(tc_cache *c)
 {
-    ck_assert_uint_eq(tc__flights_count(c->flights), 0);
+    ck_assert_uint_eq(tc__flights_count(tc__cache_flights(c)), 0);
 }
 
 /* ------------------------------------------------------------------ loaders */
@@ -286,7 +286,7 @@ static int cold_child_main(FILE *in, FILE *out, void *arg)
         pthread_join(th[i], NULL);
     tc_stats s;
     tc_stats_get(cc.c, &s);
-    if (rc == 0 && tc__flights_count(cc.c->flights) != 0)
+    if (rc == 0 && tc__flights_count(tc__cache_flights(cc.c)) != 0)
         rc = child_fail(out, "flights left in the table");
     fprintf(out, "stats loads %" PRIu64 " flight_waits %" PRIu64 "\n", s.loads, s.flight_waits);
     tc_close(cc.c);
@@ -791,7 +791,7 @@ static void hot_run(tc_cache *c, bool local_tier)
     }
     tc_stats_get(c, &s1);
     int loads = atomic_load(&l.calls);
-    uint64_t early = TC_READ(&c->counters, early_refreshes);
+    uint64_t early = TC_READ(tc__cache_counters(c), early_refreshes);
     fprintf(stderr, "flight: early refresh (%s): %ld calls, %d loads (%" PRIu64 " early), "
                     "each load started after the previous by:",
             local_tier ? "local hits" : "Redis hits", calls, loads, early);
@@ -891,7 +891,7 @@ START_TEST(test_flight_stale_if_error_window)
     l.answer = TC_ERR_IO;
     expect_value(tc_get_or_set(c, "s", run_loader, &l, 300, &v), &v, "v1");
     ck_assert_int_eq(atomic_load(&l.calls), 2); /* the reload was tried */
-    ck_assert_uint_eq(TC_READ(&c->counters, stale_served), 1);
+    ck_assert_uint_eq(TC_READ(tc__cache_counters(c), stale_served), 1);
     /* A reload that works replaces the stale value at once. */
     l.answer = TC_OK;
     l.value = "v2";
@@ -899,7 +899,7 @@ START_TEST(test_flight_stale_if_error_window)
     tct_sleep_ms(1000); /* v2 expired 700 ms ago: past the window */
     l.answer = TC_ERR_IO;
     ck_assert_int_eq(tc_get_or_set(c, "s", run_loader, &l, 300, &v), TC_ERR_LOADER);
-    ck_assert_uint_eq(TC_READ(&c->counters, stale_served), 1);
+    ck_assert_uint_eq(TC_READ(tc__cache_counters(c), stale_served), 1);
     expect_no_flights(c);
     tc_close(c);
 }
@@ -941,7 +941,7 @@ START_TEST(test_flight_stale_when_redis_down)
     ck_assert(bypassed);
     ck_assert_int_eq(st1, TC_OK);
     ck_assert_str_eq(got1, "kept");
-    ck_assert_uint_eq(TC_READ(&c->counters, stale_served), 1);
+    ck_assert_uint_eq(TC_READ(tc__cache_counters(c), stale_served), 1);
     ck_assert_int_eq(st2, TC_OK);
     ck_assert_str_eq(got2, "from db");
     ck_assert_int_eq(atomic_load(&l.calls), 3);
@@ -1084,7 +1084,7 @@ START_TEST(test_lock_release_wakes_waiters)
     tct_proc_start(&p, holder_child, NULL); /* before any thread exists */
     tct_proc_expect(&p, "held");
     tc_cache *c = open_default();
-    c->lock_poll_ms = 10000;
+    tc__test_set_lock_poll_ms(c, 10000);
     tc_lock *l = NULL;
     ck_assert_int_eq(tc_lock_acquire(c, "x", 10000, 0, &l), TC_ERR_TIMEOUT);
     tct_proc_say(&p, "go");
