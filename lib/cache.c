@@ -13,6 +13,9 @@
  * ticket) or invalidate again, so that a read in this process after the write returns never
  * sees the old value, even if a concurrent fill fetched it during the write.
  *
+ * struct tc_cache is private to this file: the modules built on it use the narrow API of
+ * cache.h, the subscriber a context of its own (tc_sub_ctx), the tests lib/testing.h.
+ *
  * Locks: this module takes none itself; the local tier's shard locks and the remote pool's
  * lock are leaves taken inside those modules. No user callback runs under any lock.
  */
@@ -20,70 +23,53 @@
 
 #include "cache.h"
 
-#include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 
-#include "coherence.h"
+#include "error.h"
 #include "flight.h"
 #include "format.h"
+#include "inval.h"
 #include "key.h"
+#include "subscriber.h"
 #include "tags.h"
+#include "testing.h"
 
 #define RKEY_STACK 512
 
+struct tc_cache {
+    tc_options opt;         /* the caller's options with defaults applied; strings below */
+    char *url;              /* owned copies of the option strings */
+    char *key_prefix;
+    size_t key_prefix_len;
+    char *rprefix;          /* "<key_prefix>:<version>:", the Redis key prefix */
+    size_t rprefix_len;
+    char *channel;          /* "<key_prefix>:__tc:inval" */
+    size_t channel_len;
+    uint64_t origin;        /* random id of this instance, carried by its invalidations */
+    bool local_enabled;     /* local_max_bytes > 0 and local_ttl_ms > 0 */
+    int64_t coarse_res_ns;  /* local expiries are shortened by this: see local_expiry */
+    tc_logger log;
+    tc_local *local;
+    tc_remote *remote;
+    tc_sub_ctx sub_ctx;     /* what the subscriber works with (built by tc_open) */
+    tc_subscriber *sub;     /* NULL in TC_COHERENCE_NONE */
+    atomic_bool link_ok;    /* the local tier may answer: always in TC_COHERENCE_NONE,
+                               otherwise while the subscriber's link is known healthy */
+    tc_flights *flights;    /* single-flight table of tc_get_or_set (flight.h) */
+    tc_counters counters;   /* cache-wide: what belongs to no key type */
+    tc_types *types;        /* counters per key type */
+    atomic_bool closing;
+    struct {                /* set through lib/testing.h only; zero otherwise */
+        tc_fill_hook_fn fill;
+        void *fill_arg;
+        int lock_poll_ms;
+    } test;
+};
+
 /* ------------------------------------------------------------------ small helpers */
-
-TC_API const char *tc_strerror(tc_status s)
-{
-    switch (s) {
-    case TC_OK:
-        return "ok";
-    case TC_MISS:
-        return "miss: key absent";
-    case TC_EXISTS:
-        return "key already exists";
-    case TC_ERR_ARG:
-        return "invalid argument";
-    case TC_ERR_NOMEM:
-        return "out of memory";
-    case TC_ERR_IO:
-        return "Redis unreachable or connection lost";
-    case TC_ERR_TIMEOUT:
-        return "deadline passed";
-    case TC_ERR_PROTO:
-        return "Redis error reply or protocol error";
-    case TC_ERR_TOO_BIG:
-        return "value larger than max_value_bytes";
-    case TC_ERR_LOADER:
-        return "loader failed";
-    case TC_ERR_AUTH:
-        return "authentication refused";
-    case TC_ERR_NOT_INT:
-        return "value is not an integer";
-    case TC_ERR_CLOSED:
-        return "cache is closing";
-    }
-    return "unknown status";
-}
-
-tc_status tc__random_bytes(void *buf, size_t n)
-{
-    unsigned char *p = buf;
-    while (n > 0) {
-        ssize_t got = getrandom(p, n, 0);
-        if (got < 0) {
-            if (errno == EINTR)
-                continue;
-            return TC_ERR_IO;
-        }
-        p += got;
-        n -= (size_t)got;
-    }
-    return TC_OK;
-}
 
 /* A Redis key built on the stack when it fits, on the heap otherwise. */
 typedef struct rkey {
@@ -94,11 +80,11 @@ typedef struct rkey {
 
 static tc_status rkey_build(const tc_cache *c, const char *key, size_t klen, rkey *rk)
 {
-    size_t need = c->rprefix_len + klen + 1;
+    size_t need = tc__cache_rkey_len(c, klen) + 1;
     rk->s = need <= sizeof rk->small ? rk->small : tc__malloc(need);
     if (!rk->s)
         return TC_ERR_NOMEM;
-    rk->len = tc__key_redis(rk->s, need, c->rprefix, c->rprefix_len, key, klen);
+    rk->len = tc__cache_rkey(c, key, klen, rk->s, need);
     return TC_OK;
 }
 
@@ -109,27 +95,10 @@ static void rkey_done(rkey *rk)
     rk->s = NULL;
 }
 
-/* priv of a value held through a hazard slot (a local hit of tc_get): the slot's address
- * with its low bit set, which a tc_ref's address never has. */
-#define PRIV_SLOT 1u
-
-void tc__value_give(tc_value *out, tc_ref *r, tc_hazard *slot)
-{
-    out->data = r->data;
-    out->len = r->len;
-    out->priv = slot ? (void *)((uintptr_t)slot | PRIV_SLOT) : (void *)r;
-}
-
 TC_API void tc_value_release(tc_value *v)
 {
-    if (!v)
-        return;
-    uintptr_t p = (uintptr_t)v->priv;
-    if (p & PRIV_SLOT)
-        tc__hazard_drop((tc_hazard *)(p & ~(uintptr_t)PRIV_SLOT));
-    else
-        tc__ref_drop(v->priv);
-    memset(v, 0, sizeof *v);
+    if (v)
+        tc__value_release(v);
 }
 
 static tc_status check_open(const tc_cache *c)
@@ -192,14 +161,77 @@ static bool asks_ttl(const tc_cache *c)
     return c->local_enabled && c->opt.fetch_remote_ttl;
 }
 
+/* One atomic load: the subscriber clears link_ok (release) as soon as its link is in
+ * doubt. */
 static bool local_readable(const tc_cache *c)
 {
-    return c->local_enabled && tc__coherence_local_usable(c);
+    return c->local_enabled &&
+           atomic_load_explicit(&((tc_cache *)c)->link_ok, memory_order_acquire);
+}
+
+/* Whether a value this process writes may be kept in its local tier at once. Not in
+ * tracking mode: our own writes come back as invalidations and would evict the copy at
+ * once, with no origin to tell them apart. */
+static bool write_through(const tc_cache *c)
+{
+    return c->local_enabled && c->opt.coherence != TC_COHERENCE_TRACKING;
 }
 
 tc_counters *tc__key_counters(tc_cache *c, const char *key, size_t klen)
 {
     return tc__type_counters(c->types, tc__type_of(c->types, key, klen));
+}
+
+/* ------------------------------------------------------------------ the internal API */
+
+tc_status tc__cache_check_open(const tc_cache *c)
+{
+    return check_open(c);
+}
+
+const tc_options *tc__cache_options(const tc_cache *c)
+{
+    return &c->opt;
+}
+
+const tc_logger *tc__cache_log(const tc_cache *c)
+{
+    return &c->log;
+}
+
+tc_remote *tc__cache_remote(const tc_cache *c)
+{
+    return c->remote;
+}
+
+tc_local *tc__cache_local(const tc_cache *c)
+{
+    return c->local;
+}
+
+tc_flights *tc__cache_flights(const tc_cache *c)
+{
+    return c->flights;
+}
+
+tc_types *tc__cache_types(const tc_cache *c)
+{
+    return c->types;
+}
+
+tc_counters *tc__cache_counters(tc_cache *c)
+{
+    return &c->counters;
+}
+
+size_t tc__cache_rkey_len(const tc_cache *c, size_t klen)
+{
+    return c->rprefix_len + klen;
+}
+
+size_t tc__cache_rkey(const tc_cache *c, const char *key, size_t klen, char *buf, size_t cap)
+{
+    return tc__key_redis(buf, cap, c->rprefix, c->rprefix_len, key, klen);
 }
 
 static void note_remote_error(tc_cache *c, const char *key, size_t klen, tc_status st)
@@ -313,9 +345,85 @@ static tc_status cache_strings(tc_cache *c)
     return TC_OK;
 }
 
+/* ------------------------------------------------------------------ coherence */
+
+/* Builds the subscriber's context and starts the subscriber (broadcast and tracking
+ * modes); in TC_COHERENCE_NONE the local tier is always readable. */
+static tc_status coherence_start(tc_cache *c)
+{
+    c->sub_ctx = (tc_sub_ctx){
+        .mode = c->opt.coherence,
+        .version = c->opt.version,
+        .origin = c->origin,
+        .channel = c->channel,
+        .key_prefix = c->key_prefix,
+        .rprefix = c->rprefix,
+        .rprefix_len = c->rprefix_len,
+        .heartbeat_ms = c->opt.heartbeat_ms,
+        .connect_timeout_ms = c->opt.connect_timeout_ms,
+        .command_timeout_ms = c->opt.command_timeout_ms,
+        .log = c->log,
+        .remote = c->remote,
+        .local = c->local,
+        .flights = c->flights,
+        .types = c->types,
+        .counters = &c->counters,
+        .healthy = &c->link_ok,
+    };
+    if (c->opt.coherence == TC_COHERENCE_NONE) {
+        atomic_store(&c->link_ok, true);
+        return TC_OK;
+    }
+    return tc__subscriber_start(&c->sub_ctx, &c->sub);
+}
+
+/* A message of len bytes on c's channel, its buffer allocated. */
+static tc_status inval_alloc(tc_cache *c, size_t len, tc_inval_msg *m)
+{
+    m->buf = tc__malloc(len);
+    if (!m->buf)
+        return TC_ERR_NOMEM;
+    m->active = true;
+    m->pub.channel = c->channel;
+    m->pub.channel_len = c->channel_len;
+    m->pub.payload = m->buf;
+    m->pub.payload_len = len;
+    return TC_OK;
+}
+
+tc_status tc__cache_inval_keys(tc_cache *c, size_t n, const char *const *keys,
+                               const size_t *klens, tc_inval_msg *m)
+{
+    memset(m, 0, sizeof *m);
+    if (c->opt.coherence != TC_COHERENCE_BROADCAST)
+        return TC_OK;
+    if (inval_alloc(c, tc__inval_keys_len(c->opt.version, n, klens), m) != TC_OK)
+        return TC_ERR_NOMEM;
+    tc__inval_encode_keys(m->buf, c->origin, c->opt.version, n, keys, klens);
+    return TC_OK;
+}
+
+/* The flush-all message of tc_clear. */
+static tc_status inval_flush(tc_cache *c, tc_inval_msg *m)
+{
+    memset(m, 0, sizeof *m);
+    if (c->opt.coherence != TC_COHERENCE_BROADCAST)
+        return TC_OK;
+    if (inval_alloc(c, TC_INVAL_FLUSH_LEN, m) != TC_OK)
+        return TC_ERR_NOMEM;
+    tc__inval_encode_flush(m->buf, c->origin);
+    return TC_OK;
+}
+
+void tc__cache_inval_done(tc_inval_msg *m)
+{
+    tc__free(m->buf);
+    memset(m, 0, sizeof *m);
+}
+
 static void cache_free(tc_cache *c)
 {
-    tc__coherence_stop(c); /* before the flights: the subscriber wakes them */
+    tc__subscriber_stop(c->sub); /* before the flights: the subscriber wakes them */
     tc__flights_free(c->flights);
     tc__types_free(c->types);
     tc__remote_close(c->remote);
@@ -368,9 +476,9 @@ TC_API tc_status tc_open(const tc_options *o, tc_cache **out)
     if (st == TC_OK && c->opt.check_redis_config)
         tc__remote_check_config(c->remote);
     if (st == TC_OK)
-        st = tc__coherence_start(c);
+        st = coherence_start(c);
     if (st != TC_OK) {
-        tc__log(&c->log, TC_LOG_ERROR, "tc_open failed: %s", tc_strerror(st));
+        tc__log(&c->log, TC_LOG_ERROR, "tc_open failed: %s", tc__strerror(st));
         cache_free(c);
         return st;
     }
@@ -395,8 +503,8 @@ static void fill_local(tc_cache *c, uint64_t h, const char *key, size_t klen, tc
 {
     if (!c->local_enabled || pttl_ms == 0)
         return;
-    if (c->fill_hook)
-        c->fill_hook(c->fill_hook_arg, key);
+    if (c->test.fill)
+        c->test.fill(c->test.fill_arg, key);
     r->type_id = tc__type_of(c->types, key, klen);
     tc__local_store_if_fresh(c->local, h, key, klen, r, local_expiry(c, t0_ns, pttl_ms), t);
 }
@@ -476,6 +584,50 @@ bool tc__cache_local_get(tc_cache *c, uint64_t h, const char *key, size_t klen, 
     return local_get(c, h, key, klen, out, slot);
 }
 
+bool tc__cache_local_peek(tc_cache *c, uint64_t h, const char *key, size_t klen,
+                          tc_ref **out)
+{
+    return c->local_enabled && tc__local_get(c->local, h, key, klen, tc__now_ns(), out);
+}
+
+/* A local hit, held through slot, as the caller's answer: a negative entry is a miss. */
+static inline tc_status local_answer(tc_ref *r, tc_hazard *slot, tc_value *out)
+{
+    if (r->flags & TC_REF_NEGATIVE) {
+        tc__local_unborrow(r, slot);
+        return TC_MISS;
+    }
+    tc__value_give(out, r, slot);
+    return TC_OK;
+}
+
+/* The Redis half of a read, counted: a remote hit or a miss. */
+static tc_status read_remote(tc_cache *c, uint64_t h, const char *key, size_t klen,
+                             tc_value *out)
+{
+    tc_ref *r = NULL;
+    tc_status st = tc__cache_fetch(c, h, key, klen, &r);
+    if (st == TC_MISS) {
+        TC_COUNT(tc__key_counters(c, key, klen), misses);
+        return TC_MISS;
+    }
+    if (st != TC_OK)
+        return st;
+    TC_COUNT(tc__key_counters(c, key, klen), remote_hits);
+    return answer(r, out);
+}
+
+tc_status tc__cache_read(tc_cache *c, uint64_t h, const char *key, size_t klen,
+                         tc_value *out)
+{
+    memset(out, 0, sizeof *out);
+    tc_ref *r;
+    tc_hazard *slot;
+    if (local_get(c, h, key, klen, &r, &slot))
+        return local_answer(r, slot, out);
+    return read_remote(c, h, key, klen, out);
+}
+
 TC_API tc_status tc_get(tc_cache *c, const char *key, tc_value *out)
 {
     if (out)
@@ -492,27 +644,13 @@ TC_API tc_status tc_get(tc_cache *c, const char *key, tc_value *out)
      * only for a key equal to one it holds, and every key it holds passed the check. */
     bool readable = local_readable(c);
     tc_hazard *slot;
-    if (readable && local_lookup(c, h, key, klen, &r, &slot)) {
-        if (r->flags & TC_REF_NEGATIVE) {
-            tc__local_unborrow(r, slot);
-            return TC_MISS;
-        }
-        tc__value_give(out, r, slot);
-        return TC_OK;
-    }
+    if (readable && local_lookup(c, h, key, klen, &r, &slot))
+        return local_answer(r, slot, out);
     if (!tc__key_bytes_valid(key, klen))
         return TC_ERR_ARG;
     if (!readable && c->local_enabled)
         TC_COUNT(tc__key_counters(c, key, klen), local_bypasses);
-    st = tc__cache_fetch(c, h, key, klen, &r);
-    if (st == TC_MISS) {
-        TC_COUNT(tc__key_counters(c, key, klen), misses);
-        return TC_MISS;
-    }
-    if (st != TC_OK)
-        return st;
-    TC_COUNT(tc__key_counters(c, key, klen), remote_hits);
-    return answer(r, out);
+    return read_remote(c, h, key, klen, out);
 }
 
 /* Per-batch scratch for tc_get_many: the keys that missed locally and their Redis keys. */
@@ -581,11 +719,11 @@ static tc_status batch_add_rkey(const tc_cache *c, batch *b, const char *key, si
 {
     size_t klen = b->klens[i];
     size_t m = b->n;
-    b->rkeys[m] = tc__malloc(c->rprefix_len + klen + 1);
+    size_t need = tc__cache_rkey_len(c, klen) + 1;
+    b->rkeys[m] = tc__malloc(need);
     if (!b->rkeys[m])
         return TC_ERR_NOMEM;
-    b->rklens[m] = tc__key_redis(b->rkeys[m], c->rprefix_len + klen + 1, c->rprefix,
-                                 c->rprefix_len, key, klen);
+    b->rklens[m] = tc__cache_rkey(c, key, klen, b->rkeys[m], need);
     b->idx[m] = i;
     b->n++;
     return TC_OK;
@@ -689,7 +827,7 @@ static tc_status write_begin(tc_cache *c, write_ctx *w, size_t n, const char *co
         tc__local_invalidate(c->local, hashes[i]);
         w->tickets[i] = tc__local_ticket(c->local, hashes[i]);
     }
-    return tc__inval_keys(c, n, keys, klens, &w->msg);
+    return tc__cache_inval_keys(c, n, keys, klens, &w->msg);
 }
 
 /* vals[i] (may be NULL): the value written for key i, kept locally until local_expiry when
@@ -697,7 +835,7 @@ static tc_status write_begin(tc_cache *c, write_ctx *w, size_t n, const char *co
 static void write_end(tc_cache *c, write_ctx *w, tc_status st, tc_ref *const *vals,
                       int ttl_ms)
 {
-    bool through = st == TC_OK && vals && c->local_enabled && tc__coherence_write_through(c);
+    bool through = st == TC_OK && vals && write_through(c);
     int64_t exp = local_expiry(c, tc__now_ns(), ttl_ms == TC_TTL_FOREVER ? -1 : ttl_ms);
     for (size_t i = 0; i < w->n; i++) {
         uint32_t type = tc__type_of(c->types, w->keys[i], w->klens[i]);
@@ -714,7 +852,7 @@ static void write_end(tc_cache *c, write_ctx *w, tc_status st, tc_ref *const *va
         if (st == TC_OK && vals)
             TC_COUNT(k, sets);
     }
-    tc__inval_done(&w->msg);
+    tc__cache_inval_done(&w->msg);
     note_remote_error(c, w->n ? w->keys[0] : NULL, w->n ? w->klens[0] : 0, st);
 }
 
@@ -761,7 +899,7 @@ static tc_status delete_keys(tc_cache *c, size_t n, const char *const *keys,
     tc_status st = write_begin(c, &w, n, keys, klens, hashes, tickets);
     if (st == TC_OK)
         st = tc__remote_delete(c->remote, n, (const char *const *)rkeys, rklens,
-                               tc__inval_pub(&w.msg), deleted);
+                               tc__cache_inval_pub(&w.msg), deleted);
     write_end(c, &w, st, NULL, 0);
     for (size_t i = 0; st == TC_OK && i < n; i++)
         TC_COUNT(tc__key_counters(c, keys[i], klens[i]), deletes);
@@ -806,7 +944,7 @@ static tc_status store_one(tc_cache *c, set_mode mode, const char *key, size_t k
     tc_status st = encode_value(data, len, meta, &bytes, &blen, &owned);
     if (st == TC_OK)
         st = rkey_build(c, key, klen, &rk);
-    if (st == TC_OK && c->local_enabled && tc__coherence_write_through(c))
+    if (st == TC_OK && write_through(c))
         local_copy = local_copy_of(bytes, blen);
     write_ctx w;
     if (st == TC_OK)
@@ -816,10 +954,10 @@ static tc_status store_one(tc_cache *c, set_mode mode, const char *key, size_t k
     if (st == TC_OK) {
         if (mode == SET_ALWAYS)
             st = tc__remote_set(c->remote, 1, (const char *const *)&rk.s, &rk.len, &bytes,
-                                &blen, ttl, tc__inval_pub(&w.msg));
+                                &blen, ttl, tc__cache_inval_pub(&w.msg));
         else
             st = tc__remote_add(c->remote, rk.s, rk.len, bytes, blen, ttl,
-                                tc__inval_pub(&w.msg));
+                                tc__cache_inval_pub(&w.msg));
     }
     if (w.n)
         write_end(c, &w, st, &local_copy, ttl); /* counts the set */
@@ -858,10 +996,17 @@ TC_API tc_status tc_add(tc_cache *c, const char *key, const void *data, size_t l
                         int ttl_ms)
 {
     size_t klen;
-    int ttl;
     tc_status st = begin_key(c, key, &klen);
     if (st != TC_OK)
         return st;
+    return tc__cache_add(c, key, klen, data, len, ttl_ms);
+}
+
+tc_status tc__cache_add(tc_cache *c, const char *key, size_t klen, const void *data,
+                        size_t len, int ttl_ms)
+{
+    int ttl;
+    tc_status st;
     if (ttl_resolve(c, ttl_ms, &ttl) != TC_OK)
         return TC_ERR_ARG;
     if ((st = value_args_ok(c, data, len)) != TC_OK)
@@ -908,7 +1053,7 @@ TC_API tc_status tc_touch(tc_cache *c, const char *key, int ttl_ms)
     write_ctx w;
     st = write_begin(c, &w, 1, &key, &klen, &h, NULL);
     if (st == TC_OK)
-        st = tc__remote_touch(c->remote, rk.s, rk.len, ttl, tc__inval_pub(&w.msg));
+        st = tc__remote_touch(c->remote, rk.s, rk.len, ttl, tc__cache_inval_pub(&w.msg));
     write_end(c, &w, st, NULL, 0);
     rkey_done(&rk);
     return st;
@@ -920,6 +1065,13 @@ TC_API tc_status tc_incr(tc_cache *c, const char *key, int64_t delta, int64_t *r
     tc_status st = begin_key(c, key, &klen);
     if (st != TC_OK)
         return st;
+    return tc__cache_incr(c, key, klen, delta, result);
+}
+
+tc_status tc__cache_incr(tc_cache *c, const char *key, size_t klen, int64_t delta,
+                         int64_t *result)
+{
+    tc_status st;
     uint64_t h = tc__key_hash(key, klen);
     rkey rk;
     if ((st = rkey_build(c, key, klen, &rk)) != TC_OK)
@@ -929,7 +1081,7 @@ TC_API tc_status tc_incr(tc_cache *c, const char *key, int64_t delta, int64_t *r
     st = write_begin(c, &w, 1, &key, &klen, &h, NULL);
     if (st == TC_OK)
         st = tc__remote_incr(c->remote, rk.s, rk.len, delta, TC_FMT_MAGIC, TC_FMT_MAGIC_LEN,
-                             tc__inval_pub(&w.msg), &value);
+                             tc__cache_inval_pub(&w.msg), &value);
     write_end(c, &w, st, NULL, 0);
     rkey_done(&rk);
     if (st == TC_OK) {
@@ -972,7 +1124,7 @@ TC_API tc_status tc_set_many(tc_cache *c, const char *const *keys, const void *c
     const void **bytes = tc__calloc(n, sizeof *bytes);
     size_t *blens = tc__calloc(n, sizeof *blens);
     void **owned = tc__calloc(n, sizeof *owned);
-    bool through = c->local_enabled && tc__coherence_write_through(c);
+    bool through = write_through(c);
     if (!bytes || !blens || !owned)
         st = TC_ERR_NOMEM;
     for (size_t i = 0; st == TC_OK && i < n; i++) {
@@ -986,7 +1138,7 @@ TC_API tc_status tc_set_many(tc_cache *c, const char *const *keys, const void *c
         st = write_begin(c, &w, n, keys, b.klens, b.hashes, b.tickets);
     if (st == TC_OK)
         st = tc__remote_set(c->remote, n, (const char *const *)b.rkeys, b.rklens, bytes,
-                            blens, ttl, tc__inval_pub(&w.msg));
+                            blens, ttl, tc__cache_inval_pub(&w.msg));
     if (w.n)
         write_end(c, &w, st, b.vals, ttl); /* counts the sets */
     for (size_t i = 0; i < n; i++) {
@@ -1051,15 +1203,58 @@ TC_API tc_status tc_clear(tc_cache *c)
         return TC_ERR_NOMEM;
     tc_inval_msg m;
     tc__local_flush(c->local);
-    st = tc__inval_flush(c, &m);
+    st = inval_flush(c, &m);
     if (st == TC_OK)
-        st = tc__remote_clear(c->remote, pattern, tc__inval_pub(&m));
+        st = tc__remote_clear(c->remote, pattern, tc__cache_inval_pub(&m));
     /* Again after: fills that raced with the scan may hold values it has since removed. */
     tc__local_flush(c->local);
     if (st == TC_OK && m.active)
         TC_COUNT(&c->counters, inval_sent);
     note_remote_error(c, NULL, 0, st);
-    tc__inval_done(&m);
+    tc__cache_inval_done(&m);
     tc__free(pattern);
     return st;
+}
+
+/* ------------------------------------------------------------------ test-only interface */
+
+bool tc__test_inval_apply(tc_cache *c, const char *payload, size_t len)
+{
+    return tc__subscriber_apply(&c->sub_ctx, payload, len);
+}
+
+bool tc__test_local_usable(const tc_cache *c)
+{
+    return atomic_load_explicit(&((tc_cache *)c)->link_ok, memory_order_acquire);
+}
+
+void tc__test_set_fill_hook(tc_cache *c, tc_fill_hook_fn fn, void *arg)
+{
+    c->test.fill = fn;
+    c->test.fill_arg = arg;
+}
+
+void tc__test_set_lock_poll_ms(tc_cache *c, int ms)
+{
+    c->test.lock_poll_ms = ms;
+}
+
+int tc__test_lock_poll_ms(const tc_cache *c)
+{
+    return c->test.lock_poll_ms;
+}
+
+const char *tc__test_rprefix(const tc_cache *c)
+{
+    return c->rprefix;
+}
+
+const char *tc__test_channel(const tc_cache *c)
+{
+    return c->channel;
+}
+
+uint64_t tc__test_origin(const tc_cache *c)
+{
+    return c->origin;
 }

@@ -1,51 +1,75 @@
 /*
- * The cache handle, shared by the modules that orchestrate the tiers (cache.c), keep them
- * coherent (coherence.c) and report on them (stats.c). Everything here is internal.
+ * The core's internal API: what the modules built on the cache call (load.c, lock.c,
+ * tags.c, stats.c). struct tc_cache is private to cache.c; they reach the cache only
+ * through these functions, and none of them calls a public tc_* function (whose open
+ * check, validation and counting would run a second time).
+ *
+ * Unless said otherwise: keys are already validated, h is tc__key_hash(key, klen), and a
+ * function may be called from any thread with no lock held.
  */
 #ifndef TC_CACHE_H
 #define TC_CACHE_H
 
-#include <stdatomic.h>
+#include <string.h>
 
 #include "common.h"
+#include "flight.h"
 #include "local.h"
 #include "remote.h"
 #include "stats.h"
 
-typedef struct tc_coherence_state tc_coherence_state;
+/* ------------------------------------------------------------------ the handle */
 
-/* Test hook: called by a read between the Redis reply and the local store (never with a
- * lock held), so a test can deliver an invalidation inside the fill race window. */
-typedef void (*tc_fill_hook_fn)(void *arg, const char *key);
+/* TC_OK for an open cache; TC_ERR_ARG for NULL, TC_ERR_CLOSED once tc_close began. */
+tc_status tc__cache_check_open(const tc_cache *c);
 
-struct tc_cache {
-    tc_options opt;         /* the caller's options with defaults applied; strings below */
-    char *url;              /* owned copies of the option strings */
-    char *key_prefix;
-    size_t key_prefix_len;
-    char *rprefix;          /* "<key_prefix>:<version>:", the Redis key prefix */
-    size_t rprefix_len;
-    char *channel;          /* "<key_prefix>:__tc:inval" */
-    size_t channel_len;
-    uint64_t origin;        /* random id of this instance, carried by its invalidations */
-    bool local_enabled;     /* local_max_bytes > 0 and local_ttl_ms > 0 */
-    int64_t coarse_res_ns;  /* local expiries are shortened by this: see local_expiry */
-    tc_logger log;
-    tc_local *local;
-    tc_remote *remote;
-    tc_coherence_state *coh; /* NULL in TC_COHERENCE_NONE */
-    struct tc_flights *flights; /* single-flight table of tc_get_or_set (flight.h) */
-    tc_counters counters;   /* cache-wide: what belongs to no key type */
-    tc_types *types;        /* counters per key type */
-    atomic_bool closing;
-    int lock_poll_ms;       /* when > 0, tc_lock_acquire polls with this fixed step.
-                               Tests raise it to show waiters are woken by a release. */
-    tc_fill_hook_fn fill_hook; /* tests only; NULL otherwise */
-    void *fill_hook_arg;
-};
+/* The caller's options with defaults applied (read-only, fixed while the cache lives). */
+const tc_options *tc__cache_options(const tc_cache *c);
+const tc_logger *tc__cache_log(const tc_cache *c);
 
-/* For the modules built on the core operations (loading, namespaces, tags). Keys are
- * already validated; h is tc__key_hash(key, klen). */
+/* The cache's parts, borrowed for the cache's lifetime. */
+tc_remote *tc__cache_remote(const tc_cache *c);
+tc_local *tc__cache_local(const tc_cache *c);
+tc_flights *tc__cache_flights(const tc_cache *c);
+tc_types *tc__cache_types(const tc_cache *c);
+
+/* Counters: the cache-wide ones (what belongs to no key type), and those of key's type
+ * (registering the type if there is room). */
+tc_counters *tc__cache_counters(tc_cache *c);
+tc_counters *tc__key_counters(tc_cache *c, const char *key, size_t klen);
+
+/* The length of key's Redis key "<key_prefix>:<version>:<key>" (NUL excluded). */
+size_t tc__cache_rkey_len(const tc_cache *c, size_t klen);
+/* Writes key's Redis key into buf (cap > tc__cache_rkey_len) and returns its length. */
+size_t tc__cache_rkey(const tc_cache *c, const char *key, size_t klen, char *buf, size_t cap);
+
+/* ------------------------------------------------------------------ values */
+
+/* priv of a value held through a hazard slot (a local hit): the slot's address with its
+ * low bit set, which a tc_ref's address never has. */
+#define TC_PRIV_SLOT 1u
+
+/* Makes r, held through slot (NULL: a reference, which the value takes over), the caller's
+ * tc_value. */
+static inline void tc__value_give(tc_value *out, tc_ref *r, tc_hazard *slot)
+{
+    out->data = r->data;
+    out->len = r->len;
+    out->priv = slot ? (void *)((uintptr_t)slot | TC_PRIV_SLOT) : (void *)r;
+}
+
+/* tc_value_release: lets go of what a tc_value holds and zeroes it. */
+static inline void tc__value_release(tc_value *v)
+{
+    uintptr_t p = (uintptr_t)v->priv;
+    if (p & TC_PRIV_SLOT)
+        tc__hazard_drop((tc_hazard *)(p & ~(uintptr_t)TC_PRIV_SLOT));
+    else
+        tc__ref_drop(v->priv);
+    memset(v, 0, sizeof *v);
+}
+
+/* ------------------------------------------------------------------ reads */
 
 /* The local tier's live copy of key when the local tier may answer (counts a bypass when
  * it may not). On true *out holds a new reference, negative entries included; or, if slot
@@ -54,8 +78,10 @@ struct tc_cache {
 bool tc__cache_local_get(tc_cache *c, uint64_t h, const char *key, size_t klen,
                          tc_ref **out, tc_hazard **slot);
 
-/* Makes r, held through slot (NULL: a reference), the caller's tc_value. */
-void tc__value_give(tc_value *out, tc_ref *r, tc_hazard *slot);
+/* The local tier's copy of key even while the tier is bypassed (for stale-if-error, which
+ * accepts a copy that may have missed invalidations). True with *out a new reference. */
+bool tc__cache_local_peek(tc_cache *c, uint64_t h, const char *key, size_t klen,
+                          tc_ref **out);
 
 /* Reads key from Redis and keeps it locally under the fill guard. TC_OK with *out (a
  * reference the caller owns; a negative entry has TC_REF_NEGATIVE), TC_MISS, or an error.
@@ -63,17 +89,50 @@ void tc__value_give(tc_value *out, tc_ref *r, tc_hazard *slot);
 tc_status tc__cache_fetch(tc_cache *c, uint64_t h, const char *key, size_t klen,
                           tc_ref **out);
 
+/* tc_get of a validated key: local tier, then Redis, counted as tc_get counts. TC_OK with
+ * *out (release with tc__value_release), TC_MISS (a cached "does not exist" too), or an
+ * error. */
+tc_status tc__cache_read(tc_cache *c, uint64_t h, const char *key, size_t klen,
+                         tc_value *out);
+
+/* ------------------------------------------------------------------ writes
+ *
+ * Every write goes through the one write path of cache.c: local invalidation, the Redis
+ * write and its invalidation message in one round trip, write-through. ttl_ms as the public
+ * API (TC_TTL_DEFAULT, TC_TTL_FOREVER, 0 deletes). */
+
 struct tc_fmt_meta;
-/* Writes a value with its metadata (stored-format header) through the one write path:
- * local invalidation, SET + invalidation message in one round trip, write-through.
- * ttl_ms as the public API (0 deletes). */
+/* tc_set of a validated key, with the value's metadata (stored-format header; NULL: none). */
 tc_status tc__cache_store(tc_cache *c, const char *key, size_t klen, const void *data,
                           size_t len, const struct tc_fmt_meta *meta, int ttl_ms);
 
-/* The counters of key's type (registering the type if there is room). */
-tc_counters *tc__key_counters(tc_cache *c, const char *key, size_t klen);
+/* tc_add of a validated key: TC_OK stored, TC_EXISTS present, or an error. */
+tc_status tc__cache_add(tc_cache *c, const char *key, size_t klen, const void *data,
+                        size_t len, int ttl_ms);
 
-/* Fills buf with cryptographically random bytes (getrandom). TC_ERR_IO if unavailable. */
-tc_status tc__random_bytes(void *buf, size_t n);
+/* tc_incr of a validated key. */
+tc_status tc__cache_incr(tc_cache *c, const char *key, size_t klen, int64_t delta,
+                         int64_t *result);
+
+/* An invalidation message to publish with a write (its bytes: inval.h). */
+typedef struct tc_inval_msg {
+    tc_pub pub;  /* pass tc__cache_inval_pub(&m) to the remote write */
+    char *buf;   /* owned */
+    bool active; /* false: nothing to publish in this mode */
+} tc_inval_msg;
+
+/* Builds the message naming n caller keys (klens[i] bytes each), to publish atomically with
+ * their write; inactive outside TC_COHERENCE_BROADCAST. TC_ERR_NOMEM. */
+tc_status tc__cache_inval_keys(tc_cache *c, size_t n, const char *const *keys,
+                               const size_t *klens, tc_inval_msg *m);
+
+/* The publication to pass to a remote write: NULL when m is inactive. */
+static inline const tc_pub *tc__cache_inval_pub(const tc_inval_msg *m)
+{
+    return m->active ? &m->pub : NULL;
+}
+
+/* Frees what m holds. */
+void tc__cache_inval_done(tc_inval_msg *m);
 
 #endif /* TC_CACHE_H */

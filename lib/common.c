@@ -1,16 +1,18 @@
 /*
  * Shared helpers: allocation wrappers (with the torture build's failure injection), logging
- * through the user's log_fn, and deadline conversion. The only mutable state is the
+ * through the user's log_fn, deadline conversion, random bytes. The only mutable state is the
  * injection counter of the torture build, which exists only when TC_ALLOC_FAIL is defined.
  */
 #include "config.h"
 
 #include "common.h"
 
+#include <errno.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 #ifdef TC_ALLOC_FAIL
 /* Torture build only: the countdown to the allocation that fails (0: none) and the count
@@ -109,4 +111,20 @@ void tc__deadline_to_timespec(int64_t deadline_ns, struct timespec *ts)
         deadline_ns = 0;
     ts->tv_sec = (time_t)(deadline_ns / 1000000000);
     ts->tv_nsec = (long)(deadline_ns % 1000000000);
+}
+
+tc_status tc__random_bytes(void *buf, size_t n)
+{
+    unsigned char *p = buf;
+    while (n > 0) {
+        ssize_t got = getrandom(p, n, 0);
+        if (got < 0) {
+            if (errno == EINTR)
+                continue;
+            return TC_ERR_IO;
+        }
+        p += got;
+        n -= (size_t)got;
+    }
+    return TC_OK;
 }

@@ -78,6 +78,9 @@ typedef struct tc_logger {
 void tc__log(const tc_logger *lg, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* Fills buf with cryptographically random bytes (getrandom). TC_ERR_IO if unavailable. */
+tc_status tc__random_bytes(void *buf, size_t n);
+
 /* Deadline helpers: a deadline is an absolute tc__now_ns() value. */
 static inline int64_t tc__deadline_after_ms(int ms)
 {

@@ -22,8 +22,6 @@
 #include <stdatomic.h>
 #include <string.h>
 
-#include "cache.h"
-
 /* uthash allocates through our wrappers and reports a failed allocation by leaving the
  * element's hh.tbl NULL (checked after each add) instead of exiting. We always pass the
  * key hash ourselves (the _BYHASHVALUE macros). */

@@ -35,6 +35,7 @@
 #include <pthread.h>
 #include <string.h>
 
+#include "error.h"
 #include "flight.h"
 #include "format.h"
 #include "key.h"
@@ -137,12 +138,11 @@ typedef struct lkey {
 
 static tc_status lkey_build(const req *q, lkey *k)
 {
-    const tc_cache *c = q->c;
-    size_t need = c->rprefix_len + q->klen + LOCK_SUFFIX_LEN + 1;
+    size_t need = tc__cache_rkey_len(q->c, q->klen) + LOCK_SUFFIX_LEN + 1;
     k->s = need <= sizeof k->small ? k->small : tc__malloc(need);
     if (!k->s)
         return TC_ERR_NOMEM;
-    k->len = tc__key_redis(k->s, need, c->rprefix, c->rprefix_len, q->key, q->klen);
+    k->len = tc__cache_rkey(q->c, q->key, q->klen, k->s, need);
     memcpy(k->s + k->len, LOCK_SUFFIX, LOCK_SUFFIX_LEN + 1);
     k->len += LOCK_SUFFIX_LEN;
     return TC_OK;
@@ -185,27 +185,29 @@ static bool expired(const tc_ref *r)
  * without an expiry in their header (written by tc_set, or FOREVER) are always fresh. */
 static verdict judge(tc_cache *c, const tc_ref *r)
 {
+    const tc_options *o = tc__cache_options(c);
     if (r->meta_expiry_ms <= 0)
         return V_FRESH;
     int64_t gap = r->meta_expiry_ms - tc__wall_ms();
     if (gap <= 0)
         return V_EXPIRED;
-    double scale = (double)(r->meta_delta_ms ? r->meta_delta_ms : 1) * c->opt.xfetch_beta;
+    double scale = (double)(r->meta_delta_ms ? r->meta_delta_ms : 1) * o->xfetch_beta;
     if (!(scale > 0))
         return V_FRESH;
     double x = (double)gap / scale; /* refresh iff -ln(u) >= x: probability exp(-x) */
     if (x > XFETCH_CUTOFF)
         return V_FRESH;
-    return -ln01(tc__flights_rand01(c->flights)) >= x ? V_REFRESH : V_FRESH;
+    return -ln01(tc__flights_rand01(tc__cache_flights(c))) >= x ? V_REFRESH : V_FRESH;
 }
 
 /* May r be served after a failed reload? Within stale_if_error_ms of its expiry. */
 static bool stale_usable(const tc_cache *c, const tc_ref *r)
 {
-    if (!r || (r->flags & TC_REF_NEGATIVE) || c->opt.stale_if_error_ms <= 0)
+    const tc_options *o = tc__cache_options(c);
+    if (!r || (r->flags & TC_REF_NEGATIVE) || o->stale_if_error_ms <= 0)
         return false;
     return r->meta_expiry_ms <= 0 ||
-           tc__wall_ms() < r->meta_expiry_ms + c->opt.stale_if_error_ms;
+           tc__wall_ms() < r->meta_expiry_ms + o->stale_if_error_ms;
 }
 
 /* ------------------------------------------------------------------ load and store */
@@ -215,7 +217,8 @@ static bool stale_usable(const tc_cache *c, const tc_ref *r)
 static tc_status load_value(req *q, tc_ref **out, uint32_t *delta_ms)
 {
     tc_cache *c = q->c;
-    tc_buf b = {.r = NULL, .max = c->opt.max_value_bytes, .st = TC_OK};
+    const tc_options *o = tc__cache_options(c);
+    tc_buf b = {.r = NULL, .max = o->max_value_bytes, .st = TC_OK};
     pthread_mutex_init(&b.mu, NULL);
     TC_COUNT(type_counters(q), loads);
     int64_t t0 = tc__now_ns();
@@ -237,7 +240,8 @@ static tc_status load_value(req *q, tc_ref **out, uint32_t *delta_ms)
     if (ls == TC_MISS)
         return TC_MISS;
     TC_COUNT(type_counters(q), load_errors);
-    tc__log(&c->log, TC_LOG_WARN, "get_or_set %s: loader failed (%d)", q->key, (int)ls);
+    tc__log(tc__cache_log(c), TC_LOG_WARN, "get_or_set %s: loader failed (%d)", q->key,
+            (int)ls);
     return TC_ERR_LOADER;
 }
 
@@ -246,6 +250,7 @@ static tc_status load_value(req *q, tc_ref **out, uint32_t *delta_ms)
 static void store_value(req *q, tc_ref *v, uint32_t delta_ms)
 {
     tc_cache *c = q->c;
+    const tc_options *o = tc__cache_options(c);
     tc_fmt_meta meta = {.flags = TC_FMT_XFETCH, .expiry_ms = 0, .delta_ms = delta_ms};
     const tc_fmt_meta *mp = NULL;
     int rttl = q->ttl;
@@ -253,21 +258,22 @@ static void store_value(req *q, tc_ref *v, uint32_t delta_ms)
         meta.expiry_ms = tc__wall_ms() + q->ttl;
         v->meta_expiry_ms = meta.expiry_ms;
         v->meta_delta_ms = delta_ms;
-        int64_t t = (int64_t)q->ttl + c->opt.stale_if_error_ms;
+        int64_t t = (int64_t)q->ttl + o->stale_if_error_ms;
         rttl = t > INT_MAX ? INT_MAX : (int)t;
         mp = &meta;
     }
     tc_status st = tc__cache_store(c, q->key, q->klen, v->data, v->len, mp, rttl);
     if (st != TC_OK)
-        tc__log(&c->log, TC_LOG_WARN, "get_or_set %s: loaded value not stored: %s", q->key,
-                tc_strerror(st));
+        tc__log(tc__cache_log(c), TC_LOG_WARN, "get_or_set %s: loaded value not stored: %s",
+                q->key, tc__strerror(st));
 }
 
 /* Caches the loader's "does not exist" for min(ttl, negative_ttl_ms). */
 static void store_negative(req *q)
 {
     tc_cache *c = q->c;
-    int ttl = c->opt.negative_ttl_ms;
+    const tc_options *o = tc__cache_options(c);
+    int ttl = o->negative_ttl_ms;
     if (ttl == 0 || q->ttl == 0)
         return;
     if (q->ttl > 0 && q->ttl < ttl)
@@ -275,8 +281,8 @@ static void store_negative(req *q)
     tc_fmt_meta meta = {.flags = TC_FMT_NEGATIVE};
     tc_status st = tc__cache_store(c, q->key, q->klen, NULL, 0, &meta, ttl);
     if (st != TC_OK)
-        tc__log(&c->log, TC_LOG_WARN, "get_or_set %s: negative entry not stored: %s",
-                q->key, tc_strerror(st));
+        tc__log(tc__cache_log(c), TC_LOG_WARN, "get_or_set %s: negative entry not stored: %s",
+                q->key, tc__strerror(st));
 }
 
 static result load_and_store(req *q)
@@ -344,6 +350,7 @@ static result fill_holding_lock(req *q)
 static result fill_with_lock(req *q, tc_flight *f)
 {
     tc_cache *c = q->c;
+    const tc_options *o = tc__cache_options(c);
     lkey lk;
     char token[TC_LOCK_TOKEN_HEX + 1];
     if (lkey_build(q, &lk) != TC_OK)
@@ -352,12 +359,12 @@ static result fill_with_lock(req *q, tc_flight *f)
         lkey_done(&lk);
         return load_and_store(q);
     }
-    const int64_t deadline = tc__deadline_after_ms(c->opt.flight_wait_ms);
+    const int64_t deadline = tc__deadline_after_ms(o->flight_wait_ms);
     uint64_t seen = 0; /* the flight's sequence when our last read began: 0 at creation */
     bool waited = false;
     result res;
     for (;;) {
-        tc_status st = tc__lock_try(c, lk.s, lk.len, token, c->opt.lock_ttl_ms);
+        tc_status st = tc__lock_try(c, lk.s, lk.len, token, o->lock_ttl_ms);
         if (st == TC_OK) {
             res = fill_holding_lock(q);
             (void)tc__lock_unlock(c, lk.s, lk.len, token, NULL); /* else its TTL ends it */
@@ -378,8 +385,8 @@ static result fill_with_lock(req *q, tc_flight *f)
             break;
         }
         int64_t wake = now + (int64_t)POLL_MS * 1000000;
-        tc__flight_wait_inval(c->flights, f, seen, wake < deadline ? wake : deadline);
-        seen = tc__flight_inval_seq(c->flights, f);
+        tc__flight_wait_inval(tc__cache_flights(c), f, seen, wake < deadline ? wake : deadline);
+        seen = tc__flight_inval_seq(tc__cache_flights(c), f);
         tc_ref *r;
         found fd = fetch_fresh(q, &r, &st);
         if (fd == F_VALUE || fd == F_NEGATIVE) {
@@ -403,6 +410,7 @@ static result fill_with_lock(req *q, tc_flight *f)
 static result refresh_value(req *q, tc_ref *cur)
 {
     tc_cache *c = q->c;
+    const tc_options *o = tc__cache_options(c);
     lkey lk;
     char token[TC_LOCK_TOKEN_HEX + 1];
     tc__ref_hold(cur);
@@ -410,7 +418,7 @@ static result refresh_value(req *q, tc_ref *cur)
     if (lkey_build(q, &lk) != TC_OK)
         return keep;
     if (tc__lock_token(token) != TC_OK ||
-        tc__lock_try(c, lk.s, lk.len, token, c->opt.lock_ttl_ms) != TC_OK) {
+        tc__lock_try(c, lk.s, lk.len, token, o->lock_ttl_ms) != TC_OK) {
         lkey_done(&lk);
         return keep;
     }
@@ -424,7 +432,7 @@ static result refresh_value(req *q, tc_ref *cur)
         res = res_of(TC_OK, r); /* written since we read cur: already refreshed */
     } else {
         tc__ref_drop(r);
-        TC_COUNT(&c->counters, early_refreshes);
+        TC_COUNT(tc__cache_counters(c), early_refreshes);
         res = load_and_store(q);
     }
     (void)tc__lock_unlock(c, lk.s, lk.len, token, NULL);
@@ -471,15 +479,14 @@ static result lead(req *q, tc_flight *f, bool *refresh)
 static result stale_fallback(req *q, result res)
 {
     tc_cache *c = q->c;
-    if (res.st >= 0 || res.st == TC_ERR_ARG || c->opt.stale_if_error_ms <= 0)
+    const tc_options *o = tc__cache_options(c);
+    if (res.st >= 0 || res.st == TC_ERR_ARG || o->stale_if_error_ms <= 0)
         return res;
     tc_ref *r = NULL;
     if (stale_usable(c, q->stale)) {
         r = q->stale;
         q->stale = NULL;
-    } else if (c->local_enabled &&
-               tc__local_get(c->local, q->h, q->key, q->klen, tc__now_ns(), &r) &&
-               !stale_usable(c, r)) {
+    } else if (tc__cache_local_peek(c, q->h, q->key, q->klen, &r) && !stale_usable(c, r)) {
         tc__ref_drop(r);
         r = NULL;
     }
@@ -503,7 +510,7 @@ static tc_status answer(req *q, result res, tc_value *out)
     if (res.st != TC_OK)
         return res.st;
     if (res.stale)
-        TC_COUNT(&q->c->counters, stale_served);
+        TC_COUNT(tc__cache_counters(q->c), stale_served);
     return give(out, res.val);
 }
 
@@ -512,11 +519,11 @@ static tc_status answer(req *q, result res, tc_value *out)
 static tc_status refresh_from_hit(req *q, tc_ref *cur, tc_value *out)
 {
     tc_cache *c = q->c;
-    tc_flight *f = tc__flight_try_lead(c->flights, q->h, q->key, q->klen);
+    tc_flight *f = tc__flight_try_lead(tc__cache_flights(c), q->h, q->key, q->klen);
     if (!f)
         return give(out, cur);
     result res = refresh_value(q, cur);
-    tc__flight_finish(c->flights, f, &res);
+    tc__flight_finish(tc__cache_flights(c), f, &res);
     tc__ref_drop(cur);
     keep_stale(q, NULL);
     return res.st == TC_OK ? give(out, res.val) : res.st;
@@ -527,14 +534,15 @@ TC_API tc_status tc_get_or_set(tc_cache *c, const char *key, tc_loader_fn fn, vo
 {
     if (out)
         memset(out, 0, sizeof *out);
-    if (!c)
-        return TC_ERR_ARG;
-    if (atomic_load_explicit(&c->closing, memory_order_relaxed))
-        return TC_ERR_CLOSED;
+    tc_status st = tc__cache_check_open(c);
+    if (st != TC_OK)
+        return st;
+    const tc_options *o = tc__cache_options(c);
+    tc_flights *flights = tc__cache_flights(c);
     size_t klen;
-    if (!out || !fn || !tc__key_valid(key, c->opt.max_key_len, &klen))
+    if (!out || !fn || !tc__key_valid(key, o->max_key_len, &klen))
         return TC_ERR_ARG;
-    int ttl = ttl_ms == TC_TTL_DEFAULT ? c->opt.remote_ttl_ms : ttl_ms;
+    int ttl = ttl_ms == TC_TTL_DEFAULT ? o->remote_ttl_ms : ttl_ms;
     if (ttl < 0 && ttl != TC_TTL_FOREVER)
         return TC_ERR_ARG;
     req q = {.c = c, .key = key, .klen = klen, .h = tc__key_hash(key, klen), .fn = fn,
@@ -563,7 +571,7 @@ TC_API tc_status tc_get_or_set(tc_cache *c, const char *key, tc_loader_fn fn, vo
 
     result res;
     tc_flight_role role;
-    tc_flight *f = tc__flight_join(c->flights, q.h, key, klen, false, &role);
+    tc_flight *f = tc__flight_join(flights, q.h, key, klen, false, &role);
     if (role == TC_FLIGHT_REFRESHING) {
         /* Another caller refreshes early, so the value has not expired: read it from Redis
          * rather than wait for the refresh. (The refresher's write invalidates our local
@@ -574,21 +582,21 @@ TC_API tc_status tc_get_or_set(tc_cache *c, const char *key, tc_loader_fn fn, vo
             keep_stale(&q, NULL);
             return fd == F_VALUE ? give(out, r) : TC_MISS;
         }
-        f = tc__flight_join(c->flights, q.h, key, klen, true, &role);
+        f = tc__flight_join(flights, q.h, key, klen, true, &role);
     }
     if (!f) {
         res = res_of(TC_ERR_NOMEM, NULL);
     } else if (role == TC_FLIGHT_LEADER) {
         bool refresh = false;
         res = stale_fallback(&q, lead(&q, f, &refresh));
-        tc__flight_finish(c->flights, f, &res);
+        tc__flight_finish(flights, f, &res);
         if (refresh) {
             keep_stale(&q, NULL);
             return refresh_from_hit(&q, res.val, out);
         }
     } else {
         TC_COUNT(type_counters(&q), flight_waits);
-        tc__flight_wait(c->flights, f, tc__deadline_after_ms(c->opt.flight_wait_ms), &res);
+        tc__flight_wait(flights, f, tc__deadline_after_ms(o->flight_wait_ms), &res);
         res = stale_fallback(&q, res);
     }
     return answer(&q, res, out);

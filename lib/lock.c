@@ -23,10 +23,10 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "coherence.h"
 #include "flight.h"
 #include "key.h"
 #include "remote_conn.h"
+#include "testing.h"
 
 #define STEP_MIN_MS 2
 #define STEP_MAX_MS 50
@@ -34,6 +34,7 @@
 struct tc_lock {
     tc_cache *c;
     size_t rklen;
+    size_t nlen;  /* the name's length: the name ends rkey */
     char token[TC_LOCK_TOKEN_HEX + 1];
     char rkey[]; /* "<key_prefix>:<version>:<name>" */
 };
@@ -51,7 +52,7 @@ static const char script_unlock[] =
 static void note_remote_error(tc_cache *c, tc_status st)
 {
     if (st == TC_ERR_IO || st == TC_ERR_TIMEOUT || st == TC_ERR_PROTO)
-        TC_COUNT(&c->counters, remote_errors);
+        TC_COUNT(tc__cache_counters(c), remote_errors);
 }
 
 tc_status tc__lock_token(char token[TC_LOCK_TOKEN_HEX + 1])
@@ -77,7 +78,7 @@ tc_status tc__lock_try(tc_cache *c, const char *rkey, size_t rklen, const char *
     const char *argv[] = {"SET", rkey, token, "NX", "PX", ttl};
     const size_t lens[] = {3, rklen, TC_LOCK_TOKEN_HEX, 2, 2, (size_t)tlen};
     redisReply *r = NULL;
-    tc_status st = tc__remote_command(c->remote, 6, argv, lens, &r);
+    tc_status st = tc__remote_command(tc__cache_remote(c), 6, argv, lens, &r);
     if (st == TC_OK) {
         if (r->type == REDIS_REPLY_STATUS)
             st = TC_OK;
@@ -99,7 +100,8 @@ tc_status tc__lock_unlock(tc_cache *c, const char *rkey, size_t rklen, const cha
     const size_t lens[] = {1, rklen, strlen(token), pub ? pub->channel_len : 0,
                            pub ? pub->payload_len : 0};
     redisReply *r = NULL;
-    tc_status st = tc__remote_script(c->remote, script_unlock, pub ? 5 : 3, argv, lens, &r);
+    tc_status st =
+        tc__remote_script(tc__cache_remote(c), script_unlock, pub ? 5 : 3, argv, lens, &r);
     if (st == TC_OK) {
         if (r->type != REDIS_REPLY_INTEGER)
             st = TC_ERR_PROTO;
@@ -117,11 +119,13 @@ tc_status tc__lock_unlock(tc_cache *c, const char *rkey, size_t rklen, const cha
 static tc_status wait_for_lock(tc_lock *l, uint64_t h, int ttl_ms, int wait_ms)
 {
     tc_cache *c = l->c;
+    tc_flights *fs = tc__cache_flights(c);
     const int64_t deadline = tc__deadline_after_ms(wait_ms);
-    const int step_max = c->lock_poll_ms > 0 ? c->lock_poll_ms : STEP_MAX_MS;
-    int step = c->lock_poll_ms > 0 ? c->lock_poll_ms : STEP_MIN_MS;
+    const int poll = tc__test_lock_poll_ms(c);
+    const int step_max = poll > 0 ? poll : STEP_MAX_MS;
+    int step = poll > 0 ? poll : STEP_MIN_MS;
     tc_lock_waiter w;
-    tc__lock_waiter_enter(c->flights, &w, h);
+    tc__lock_waiter_enter(fs, &w, h);
     uint64_t seen = 0; /* a release between the first try and enter is caught by the poll */
     tc_status st = TC_EXISTS;
     while (st == TC_EXISTS) {
@@ -131,12 +135,12 @@ static tc_status wait_for_lock(tc_lock *l, uint64_t h, int ttl_ms, int wait_ms)
             break;
         }
         int64_t wake = now + (int64_t)step * 1000000;
-        tc__lock_waiter_sleep(c->flights, &w, seen, wake < deadline ? wake : deadline);
+        tc__lock_waiter_sleep(fs, &w, seen, wake < deadline ? wake : deadline);
         step = step * 2 > step_max ? step_max : step * 2;
-        seen = tc__lock_waiter_seq(c->flights, &w);
+        seen = tc__lock_waiter_seq(fs, &w);
         st = tc__lock_try(c, l->rkey, l->rklen, l->token, ttl_ms);
     }
-    tc__lock_waiter_leave(c->flights, &w);
+    tc__lock_waiter_leave(fs, &w);
     return st;
 }
 
@@ -145,20 +149,21 @@ TC_API tc_status tc_lock_acquire(tc_cache *c, const char *name, int ttl_ms, int 
 {
     if (out)
         *out = NULL;
-    if (!c)
-        return TC_ERR_ARG;
-    if (atomic_load_explicit(&c->closing, memory_order_relaxed))
-        return TC_ERR_CLOSED;
+    tc_status st = tc__cache_check_open(c);
+    if (st != TC_OK)
+        return st;
     size_t nlen;
-    if (!out || ttl_ms <= 0 || wait_ms < 0 || !tc__key_valid(name, c->opt.max_key_len, &nlen))
+    if (!out || ttl_ms <= 0 || wait_ms < 0 ||
+        !tc__key_valid(name, tc__cache_options(c)->max_key_len, &nlen))
         return TC_ERR_ARG;
-    size_t cap = c->rprefix_len + nlen + 1;
+    size_t cap = tc__cache_rkey_len(c, nlen) + 1;
     tc_lock *l = tc__malloc(sizeof *l + cap);
     if (!l)
         return TC_ERR_NOMEM;
     l->c = c;
-    l->rklen = tc__key_redis(l->rkey, cap, c->rprefix, c->rprefix_len, name, nlen);
-    tc_status st = tc__lock_token(l->token);
+    l->nlen = nlen;
+    l->rklen = tc__cache_rkey(c, name, nlen, l->rkey, cap);
+    st = tc__lock_token(l->token);
     if (st == TC_OK)
         st = tc__lock_try(c, l->rkey, l->rklen, l->token, ttl_ms);
     if (st == TC_EXISTS && wait_ms > 0)
@@ -178,18 +183,18 @@ TC_API tc_status tc_lock_release(tc_lock *l)
     if (!l)
         return TC_ERR_ARG;
     tc_cache *c = l->c;
-    const char *name = l->rkey + c->rprefix_len;
-    size_t nlen = l->rklen - c->rprefix_len;
+    const char *name = l->rkey + l->rklen - l->nlen;
+    size_t nlen = l->nlen;
     tc_inval_msg m;
-    tc_status st = tc__inval_keys(c, 1, &name, &nlen, &m);
+    tc_status st = tc__cache_inval_keys(c, 1, &name, &nlen, &m);
     if (st == TC_OK) {
-        st = tc__lock_unlock(c, l->rkey, l->rklen, l->token, tc__inval_pub(&m));
-        tc__inval_done(&m);
+        st = tc__lock_unlock(c, l->rkey, l->rklen, l->token, tc__cache_inval_pub(&m));
+        tc__cache_inval_done(&m);
     } else { /* no memory for the message: release anyway; waiters poll */
         st = tc__lock_unlock(c, l->rkey, l->rklen, l->token, NULL);
     }
     if (st == TC_OK) /* our own message is ignored here: wake this process's waiters */
-        tc__flights_notify(c->flights, tc__key_hash(name, nlen), name, nlen);
+        tc__flights_notify(tc__cache_flights(c), tc__key_hash(name, nlen), name, nlen);
     tc__free(l);
     return st;
 }

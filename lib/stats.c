@@ -171,16 +171,16 @@ static void snapshot(tc_cache *c, tc_stats *out)
 {
     memset(out, 0, sizeof *out);
     tc_local_stats ls;
-    tc__local_stats(c->local, &ls);
+    tc__local_stats(tc__cache_local(c), &ls);
     out->local_hits = ls.hits;
     out->local_evictions = ls.evictions;
     out->local_entries = ls.entries;
     out->local_bytes = ls.bytes;
     out->local_rejects = ls.rejects;
-    add_counters(out, &c->counters);
-    uint32_t n = tc__types_count(c->types);
+    add_counters(out, tc__cache_counters(c));
+    uint32_t n = tc__types_count(tc__cache_types(c));
     for (uint32_t id = 0; id < n; id++)
-        add_counters(out, tc__type_counters(c->types, id));
+        add_counters(out, tc__type_counters(tc__cache_types(c), id));
 }
 
 TC_API void tc_stats_get_sized(tc_cache *c, tc_stats *out, size_t size)
@@ -209,7 +209,7 @@ TC_API void(tc_stats_get)(tc_cache *c, tc_stats *out)
 static void type_stats(tc_cache *c, uint32_t id, const local_types *lt, tc_stats *s)
 {
     memset(s, 0, sizeof *s);
-    add_counters(s, tc__type_counters(c->types, id));
+    add_counters(s, tc__type_counters(tc__cache_types(c), id));
     s->local_hits = lt->hits[id];
     s->local_evictions = lt->evictions[id];
     s->local_rejects = lt->rejects[id];
@@ -220,15 +220,15 @@ TC_API void tc_stats_foreach(tc_cache *c, tc_stats_fn fn, void *arg)
     if (!c || !fn)
         return;
     local_types lt;
-    tc__local_type_stats(c->local, lt.hits, lt.evictions, lt.rejects);
+    tc__local_type_stats(tc__cache_local(c), lt.hits, lt.evictions, lt.rejects);
     static const tc_stats zero;
-    uint32_t n = tc__types_count(c->types);
+    uint32_t n = tc__types_count(tc__cache_types(c));
     for (uint32_t id = 0; id < n; id++) {
         tc_stats s;
         type_stats(c, id, &lt, &s);
         if (id == 0 && memcmp(&s, &zero, sizeof s) == 0)
             continue; /* "other" only when something fell into it */
-        fn(arg, tc__type_name(c->types, id), &s); /* no lock is held here */
+        fn(arg, tc__type_name(tc__cache_types(c), id), &s); /* no lock is held here */
     }
 }
 
@@ -386,8 +386,8 @@ TC_API tc_status tc_stats_prometheus(tc_cache *c, char **text)
     if (!c || !text)
         return TC_ERR_ARG;
     local_types lt;
-    tc__local_type_stats(c->local, lt.hits, lt.evictions, lt.rejects);
-    uint32_t n = tc__types_count(c->types);
+    tc__local_type_stats(tc__cache_local(c), lt.hits, lt.evictions, lt.rejects);
+    uint32_t n = tc__types_count(tc__cache_types(c));
     tc_stats *s = tc__calloc(n, sizeof *s);
     if (!s)
         return TC_ERR_NOMEM;
@@ -400,7 +400,7 @@ TC_API tc_status tc_stats_prometheus(tc_cache *c, char **text)
             sb_str(&b, per_type[m].name);
             sb_str(&b, suffix);
             sb_str(&b, "{key_type=\"");
-            sb_label(&b, tc__type_name(c->types, id));
+            sb_label(&b, tc__type_name(tc__cache_types(c), id));
             sb_str(&b, "\"} ");
             sb_u64(&b, field_of(&s[id], &per_type[m]));
             sb_str(&b, "\n");

@@ -18,7 +18,9 @@
  * ever read from local tiers; it is re-read from Redis every local_ttl_ms, which keeps it
  * recently used. An evicted namespace version restarts at 0.
  *
- * No locks of its own; it calls the public operations.
+ * No locks of its own; it reads and writes through the core's internal API (cache.h), never
+ * through the public operations, whose open check, validation and counting the caller's
+ * own call already ran.
  */
 #include "config.h"
 
@@ -40,17 +42,19 @@
  * max_key_len - strlen(kind) bytes). */
 static bool name_ok(const tc_cache *c, const char *kind, const char *name)
 {
-    size_t kl = strlen(kind);
-    return c->opt.max_key_len > kl && tc__key_valid(name, c->opt.max_key_len - kl, NULL);
+    size_t kl = strlen(kind), max = tc__cache_options(c)->max_key_len;
+    return max > kl && tc__key_valid(name, max - kl, NULL);
 }
 
-/* Builds the version key of name into buf (cap >= strlen(kind) + max name + 1). */
+/* Builds the version key of name into buf (cap >= strlen(kind) + max name + 1); *len gets
+ * its length. */
 static tc_status version_key(const tc_cache *c, const char *kind, const char *name, char *buf,
-                             size_t cap)
+                             size_t cap, size_t *len)
 {
     if (!name_ok(c, kind, name))
         return TC_ERR_ARG;
     int n = snprintf(buf, cap, "%s%s", kind, name);
+    *len = (size_t)n;
     return n > 0 && (size_t)n < cap ? TC_OK : TC_ERR_ARG;
 }
 
@@ -70,21 +74,22 @@ static bool parse_version(const tc_value *v, int64_t *out)
     return true;
 }
 
-/* Reads the version behind vkey through both tiers: 0 if it was never bumped (creating it
- * at 0, so later reads are local hits). */
-static tc_status version_read(tc_cache *c, const char *vkey, int64_t *version)
+/* Reads the version behind vkey (vlen bytes, a valid key) through both tiers: 0 if it was
+ * never bumped (creating it at 0, so later reads are local hits). */
+static tc_status version_read(tc_cache *c, const char *vkey, size_t vlen, int64_t *version)
 {
+    uint64_t h = tc__key_hash(vkey, vlen);
     for (int attempt = 0; attempt < 2; attempt++) {
         tc_value v;
-        tc_status st = tc_get(c, vkey, &v);
+        tc_status st = tc__cache_read(c, h, vkey, vlen, &v);
         if (st == TC_OK) {
             bool ok = parse_version(&v, version);
-            tc_value_release(&v);
+            tc__value_release(&v);
             return ok ? TC_OK : TC_ERR_NOT_INT;
         }
         if (st != TC_MISS)
             return st;
-        st = tc_add(c, vkey, "0", 1, TC_TTL_FOREVER);
+        st = tc__cache_add(c, vkey, vlen, "0", 1, TC_TTL_FOREVER);
         if (st != TC_OK && st != TC_EXISTS)
             return st;
     }
@@ -92,15 +97,15 @@ static tc_status version_read(tc_cache *c, const char *vkey, int64_t *version)
     return TC_OK;
 }
 
-/* Increments the version behind vkey, creating it at 0 first if needed. */
-static tc_status version_bump(tc_cache *c, const char *vkey, int64_t *new_version)
+/* Increments the version behind vkey (vlen bytes), creating it at 0 first if needed. */
+static tc_status version_bump(tc_cache *c, const char *vkey, size_t vlen, int64_t *new_version)
 {
     int64_t v = 0;
-    tc_status st = tc_incr(c, vkey, 1, &v);
+    tc_status st = tc__cache_incr(c, vkey, vlen, 1, &v);
     if (st == TC_MISS) {
-        st = tc_add(c, vkey, "0", 1, TC_TTL_FOREVER);
+        st = tc__cache_add(c, vkey, vlen, "0", 1, TC_TTL_FOREVER);
         if (st == TC_OK || st == TC_EXISTS)
-            st = tc_incr(c, vkey, 1, &v);
+            st = tc__cache_incr(c, vkey, vlen, 1, &v);
     }
     if (st == TC_OK && new_version)
         *new_version = v;
@@ -112,7 +117,7 @@ static tc_status version_bump(tc_cache *c, const char *vkey, int64_t *new_versio
 #define VKEY_STACK 320
 static char *vkey_buf(const tc_cache *c, char *stack, size_t *cap)
 {
-    *cap = c->opt.max_key_len + sizeof TAG_KIND + 1;
+    *cap = tc__cache_options(c)->max_key_len + sizeof TAG_KIND + 1;
     return *cap <= VKEY_STACK ? stack : tc__malloc(*cap);
 }
 
@@ -127,17 +132,21 @@ TC_API tc_status tc_ns_key(tc_cache *c, const char *ns, const char *suffix, char
 {
     if (buf && cap)
         buf[0] = '\0';
-    if (!c || !buf || cap == 0 || !suffix || !tc__key_valid(suffix, c->opt.max_key_len, NULL))
+    tc_status st = tc__cache_check_open(c);
+    if (st != TC_OK)
+        return st;
+    if (!buf || cap == 0 || !suffix ||
+        !tc__key_valid(suffix, tc__cache_options(c)->max_key_len, NULL))
         return TC_ERR_ARG;
-    size_t vcap;
+    size_t vcap, vlen;
     char stack[VKEY_STACK];
     char *vkey = vkey_buf(c, stack, &vcap);
     if (!vkey)
         return TC_ERR_NOMEM;
     int64_t version = 0;
-    tc_status st = version_key(c, NS_KIND, ns, vkey, vcap);
+    st = version_key(c, NS_KIND, ns, vkey, vcap, &vlen);
     if (st == TC_OK)
-        st = version_read(c, vkey, &version);
+        st = version_read(c, vkey, vlen, &version);
     vkey_done(vkey, stack);
     if (st != TC_OK)
         return st;
@@ -152,16 +161,17 @@ TC_API tc_status tc_ns_key(tc_cache *c, const char *ns, const char *suffix, char
 /* Bumps the version of the namespace or tag name (kind says which). */
 static tc_status bump(tc_cache *c, const char *kind, const char *name, int64_t *new_version)
 {
-    if (!c)
-        return TC_ERR_ARG;
-    size_t vcap;
+    tc_status st = tc__cache_check_open(c);
+    if (st != TC_OK)
+        return st;
+    size_t vcap, vlen;
     char stack[VKEY_STACK];
     char *vkey = vkey_buf(c, stack, &vcap);
     if (!vkey)
         return TC_ERR_NOMEM;
-    tc_status st = version_key(c, kind, name, vkey, vcap);
+    st = version_key(c, kind, name, vkey, vcap, &vlen);
     if (st == TC_OK)
-        st = version_bump(c, vkey, new_version);
+        st = version_bump(c, vkey, vlen, new_version);
     vkey_done(vkey, stack);
     return st;
 }
@@ -179,11 +189,16 @@ TC_API tc_status tc_tag_invalidate(tc_cache *c, const char *tag)
 TC_API tc_status tc_set_tagged(tc_cache *c, const char *key, const void *data, size_t len,
                                int ttl_ms, const char *const *tags, size_t ntags)
 {
-    if (ntags == 0)
-        return tc_set(c, key, data, len, ttl_ms);
+    tc_status st = tc__cache_check_open(c);
+    if (st != TC_OK)
+        return st;
+    const tc_options *o = tc__cache_options(c);
     size_t klen;
-    if (!c || !key || !tags || ntags > TC_FMT_MAX_TAGS ||
-        !tc__key_valid(key, c->opt.max_key_len, &klen))
+    if (!tc__key_valid(key, o->max_key_len, &klen))
+        return TC_ERR_ARG;
+    if (ntags == 0) /* a plain set */
+        return tc__cache_store(c, key, klen, data, len, NULL, ttl_ms);
+    if (!tags || ntags > TC_FMT_MAX_TAGS)
         return TC_ERR_ARG;
     /* Everything is checked before the tag versions are read: a bad argument sends nothing
      * to Redis. */
@@ -193,17 +208,17 @@ TC_API tc_status tc_set_tagged(tc_cache *c, const char *key, const void *data, s
     if ((!data && len > 0) ||
         (ttl_ms < 0 && ttl_ms != TC_TTL_DEFAULT && ttl_ms != TC_TTL_FOREVER))
         return TC_ERR_ARG;
-    if (len > c->opt.max_value_bytes)
+    if (len > o->max_value_bytes)
         return TC_ERR_TOO_BIG;
     tc_fmt_tag *t = tc__calloc(ntags, sizeof *t);
-    size_t vcap;
+    size_t vcap, vlen;
     char stack[VKEY_STACK];
     char *vkey = vkey_buf(c, stack, &vcap);
-    tc_status st = t && vkey ? TC_OK : TC_ERR_NOMEM;
+    st = t && vkey ? TC_OK : TC_ERR_NOMEM;
     for (size_t i = 0; st == TC_OK && i < ntags; i++) {
-        st = version_key(c, TAG_KIND, tags[i], vkey, vcap);
+        st = version_key(c, TAG_KIND, tags[i], vkey, vcap, &vlen);
         if (st == TC_OK)
-            st = version_read(c, vkey, &t[i].version);
+            st = version_read(c, vkey, vlen, &t[i].version);
         t[i].name = tags[i];
         t[i].len = tags[i] ? strlen(tags[i]) : 0;
     }
@@ -232,7 +247,14 @@ tc_status tc__tags_current(tc_cache *c, const tc_ref *r)
             st = TC_MISS; /* a tag we could never have written: not ours */
             break;
         }
-        st = version_read(c, vkey, &now);
+        /* The header comes from Redis, where anyone may write: its names keep the key
+         * rules to be read as keys. */
+        if ((size_t)n > tc__cache_options(c)->max_key_len ||
+            !tc__key_bytes_valid(vkey, (size_t)n)) {
+            st = TC_ERR_ARG;
+            break;
+        }
+        st = version_read(c, vkey, (size_t)n, &now);
         if (st == TC_OK && now != tag.version)
             st = TC_MISS;
     }

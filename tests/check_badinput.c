@@ -71,7 +71,7 @@ static const char *describe(const char *k, char *buf, size_t cap)
 static uint64_t commands_sent(tc_cache *c)
 {
     tc_remote_stats rs;
-    tc__remote_stats(c->remote, &rs);
+    tc__remote_stats(tc__cache_remote(c), &rs);
     return rs.commands;
 }
 
@@ -374,7 +374,7 @@ START_TEST(test_badinput_values_ttls)
             ck_assert_uint_eq(v.len, vc->len);
             ck_assert(vc->len == 0 || memcmp(v.data, vc->data, vc->len) == 0);
             tc_value_release(&v);
-            tc__local_flush(c->local); /* and from Redis too */
+            tc__local_flush(tc__cache_local(c)); /* and from Redis too */
             expect(tc_get(c, "v", &v), TC_OK, "tc_get remote", vc->what);
             ck_assert_uint_eq(v.len, vc->len);
             ck_assert(vc->len == 0 || memcmp(v.data, vc->data, vc->len) == 0);
@@ -713,7 +713,7 @@ START_TEST(test_badinput_open)
     expect(tc_set(other, "keep", "1", 1, TC_TTL_DEFAULT), TC_OK, "tc_set", "other prefix");
     expect(tc_set(c, "k", "v", 1, TC_TTL_DEFAULT), TC_OK, "tc_set", "glob prefix");
     expect(tc_clear(c), TC_OK, "tc_clear", "glob prefix");
-    tc__local_flush(other->local);
+    tc__local_flush(tc__cache_local(other));
     tct_expect(other, "keep", TC_OK, "1");
     tct_expect(c, "k", TC_MISS, NULL);
     tc_close(other);

@@ -13,6 +13,7 @@
 #include "reclaim.h"
 #include "format.h"
 #include "key.h"
+#include "testing.h"
 #include "testutil.h"
 
 /* Runs a Redis command on the suite's server (the key's node on a cluster); returns its reply as a string (freed by the
@@ -35,14 +36,14 @@ static void expect_redis(const char *want, const char *a0, const char *a1, const
 static const char *rkey_of(tc_cache *c, const char *key)
 {
     static char buf[512];
-    snprintf(buf, sizeof buf, "%s%s", c->rprefix, key);
+    snprintf(buf, sizeof buf, "%s%s", tc__test_rprefix(c), key);
     return buf;
 }
 
 static uint64_t remote_commands(tc_cache *c)
 {
     tc_remote_stats rs;
-    tc__remote_stats(c->remote, &rs);
+    tc__remote_stats(tc__cache_remote(c), &rs);
     return rs.commands;
 }
 
@@ -73,7 +74,7 @@ START_TEST(test_cache_binary_and_empty_values)
         ck_assert_int_eq(tc_get(c, "empty", &v), TC_OK);
         ck_assert_uint_eq(v.len, 0);
         tc_value_release(&v);
-        tc__local_flush(c->local);
+        tc__local_flush(tc__cache_local(c));
     }
     tc_close(c);
 }
@@ -84,7 +85,7 @@ START_TEST(test_cache_magic_prefixed_value_round_trips)
     tc_cache *c = tct_open_default();
     const char v[] = TC_FMT_MAGIC "\x08\x00\x00\x00looks like a header";
     ck_assert_int_eq(tc_set(c, "m", v, sizeof v - 1, TC_TTL_DEFAULT), TC_OK);
-    tc__local_flush(c->local);
+    tc__local_flush(tc__cache_local(c));
     tc_value out;
     ck_assert_int_eq(tc_get(c, "m", &out), TC_OK);
     ck_assert_uint_eq(out.len, sizeof v - 1);
@@ -131,7 +132,7 @@ START_TEST(test_cache_value_outlives_replacement)
     ck_assert_int_eq(tc_get(c, "k", &held), TC_OK);
     ck_assert_int_eq(tc_set(c, "k", "second", 6, TC_TTL_DEFAULT), TC_OK);
     ck_assert_int_eq(tc_delete(c, "k"), TC_OK);
-    tc__local_flush(c->local);
+    tc__local_flush(tc__cache_local(c));
     ck_assert_uint_eq(held.len, 5);
     ck_assert_int_eq(memcmp(held.data, "first", 5), 0);
     tc_close(c);
@@ -196,7 +197,7 @@ START_TEST(test_cache_add_semantics)
     ck_assert_int_eq(tc_add(c, "a", "one", 3, TC_TTL_DEFAULT), TC_OK);
     ck_assert_int_eq(tc_add(c, "a", "two", 3, TC_TTL_DEFAULT), TC_EXISTS);
     tct_expect(c, "a", TC_OK, "one");
-    tc__local_flush(c->local);
+    tc__local_flush(tc__cache_local(c));
     tct_expect(c, "a", TC_OK, "one");
     tc_close(c);
 }
@@ -332,7 +333,7 @@ START_TEST(test_cache_remote_read_asks_ttl_only_for_local_copy)
     ck_assert_int_eq(tc_set(c, "k", "v", 1, TC_TTL_DEFAULT), TC_OK);
     ck_assert_int_eq(tc_delete(c, "k"), TC_OK); /* forget the written-through copy */
     ck_assert_int_eq(tc_set(c, "k", "v", 1, 60000), TC_OK);
-    tc__local_invalidate(c->local, tc__key_hash("k", 1));
+    tc__local_invalidate(tc__cache_local(c), tc__key_hash("k", 1));
     before = remote_commands(c);
     tct_expect(c, "k", TC_OK, "v");
     ck_assert_uint_eq(remote_commands(c) - before, 2); /* GET + PTTL: the copy's bound */
@@ -358,7 +359,7 @@ static void check_fetch_remote_ttl(int on)
     ck_assert_int_eq(tc_get_many(c, keys, 3, v, st), TC_OK); /* opens what it needs */
     for (int i = 0; i < 3; i++)
         tc_value_release(&v[i]);
-    tc__local_flush(c->local);
+    tc__local_flush(tc__cache_local(c));
     uint64_t before = remote_commands(c);
     ck_assert_int_eq(tc_get_many(c, keys, 3, v, st), TC_OK);
     ck_assert_uint_eq(remote_commands(c) - before, on ? 6 : 3);
@@ -402,9 +403,9 @@ START_TEST(test_cache_get_many_one_round_trip)
     /* Warm first: a new connection's handshake is a round trip of its own (on a cluster,
      * the first call opens one per node). */
     ck_assert_int_eq(tc_get_many(c, keys, 5, v, st), TC_OK);
-    tc__remote_stats(c->remote, &before);
+    tc__remote_stats(tc__cache_remote(c), &before);
     ck_assert_int_eq(tc_get_many(c, keys, 5, v, st), TC_OK);
-    tc__remote_stats(c->remote, &after);
+    tc__remote_stats(tc__cache_remote(c), &after);
     /* One round trip per server holding the keys, sent to all before any is read. */
     ck_assert_uint_ge(after.round_trips - before.round_trips, 1);
     ck_assert_uint_le(after.round_trips - before.round_trips, (unsigned)tct_server_count());
@@ -422,7 +423,7 @@ START_TEST(test_cache_set_many_delete_many)
     tct_expect(c, "k1", TC_OK, "one");
     tct_expect(c, "k2", TC_OK, "");
     tct_expect(c, "k3", TC_OK, "three");
-    tc__local_flush(c->local);
+    tc__local_flush(tc__cache_local(c));
     tct_expect(c, "k3", TC_OK, "three");
     ck_assert_int_eq(tc_delete_many(c, keys, 2), TC_OK);
     tct_expect(c, "k1", TC_MISS, NULL);
@@ -694,7 +695,7 @@ START_TEST(test_cache_large_value_default_limit)
     for (size_t i = 0; i < n; i++)
         buf[i] = (unsigned char)(i * 31);
     ck_assert_int_eq(tc_set(c, "mb", buf, n, TC_TTL_DEFAULT), TC_OK);
-    tc__local_flush(c->local);
+    tc__local_flush(tc__cache_local(c));
     tc_value v;
     ck_assert_int_eq(tc_get(c, "mb", &v), TC_OK);
     ck_assert_uint_eq(v.len, n);
@@ -748,7 +749,7 @@ START_TEST(test_cache_old_options_layout)
     o.struct_size = offsetof(tc_options, heartbeat_ms);
     tc_cache *c = NULL;
     ck_assert_int_eq(tc_open(&o, &c), TC_OK);
-    ck_assert_int_eq(c->opt.heartbeat_ms, 250);
+    ck_assert_int_eq(tc__cache_options(c)->heartbeat_ms, 250);
     tc_close(c);
 
     /* The layout before fetch_remote_ttl ended in padding, which its struct_size (sizeof)
@@ -760,7 +761,7 @@ START_TEST(test_cache_old_options_layout)
     o.fetch_remote_ttl = 0;
     o.struct_size = offsetof(tc_options, reserved1) + sizeof(int);
     ck_assert_int_eq(tc_open(&o, &c), TC_OK);
-    ck_assert_int_eq(c->opt.fetch_remote_ttl, 1);
+    ck_assert_int_eq(tc__cache_options(c)->fetch_remote_ttl, 1);
     tc_close(c);
 }
 END_TEST
@@ -798,7 +799,7 @@ START_TEST(test_cache_stats_move)
     ck_assert_int_eq(tc_set(c, "s", "v", 1, TC_TTL_DEFAULT), TC_OK);
     tct_expect(c, "s", TC_OK, "v");   /* local (write-through) */
     tct_expect(c, "nope", TC_MISS, NULL);
-    tc__local_flush(c->local);
+    tc__local_flush(tc__cache_local(c));
     tct_expect(c, "s", TC_OK, "v");   /* remote */
     ck_assert_int_eq(tc_delete(c, "s"), TC_OK);
     tc_stats_get(c, &s);

@@ -18,7 +18,7 @@
 #include <unistd.h>
 
 #include "cache.h"
-#include "coherence.h"
+#include "testing.h"
 #include "remote.h"
 #include "remote_conn.h"
 #include "testutil.h"
@@ -46,7 +46,7 @@ static tc_cache *cl_open(const tcf_cluster *cl, const char *prefix, size_t local
 static tc_remote_stats rstats(tc_cache *c)
 {
     tc_remote_stats s;
-    tc__remote_stats(c->remote, &s);
+    tc__remote_stats(tc__cache_remote(c), &s);
     return s;
 }
 
@@ -74,7 +74,7 @@ static int holder(const tcf_cluster *cl, const char *rkey)
 static int key_holder(const tcf_cluster *cl, const tc_cache *c, const char *key)
 {
     char rk[640];
-    snprintf(rk, sizeof rk, "%s%s", c->rprefix, key);
+    snprintf(rk, sizeof rk, "%s%s", tc__test_rprefix(c), key);
     return holder(cl, rk);
 }
 
@@ -599,7 +599,7 @@ START_TEST(test_cluster_tracking_every_master)
             tc_stats_get(c, &s1);
         } while (s1.local_hits == s0.local_hits && tc__now_ns() - t0 < 3000000000LL);
         ck_assert_uint_gt(s1.local_hits, s0.local_hits);
-        snprintf(rkey, sizeof rkey, "%s%s", c->rprefix, keys[m]);
+        snprintf(rkey, sizeof rkey, "%s%s", tc__test_rprefix(c), keys[m]);
         free(node_cmd(m, "SET", rkey, "theirs", NULL, NULL));
         ck_assert_msg(eventually(c, keys[m], "theirs"), "write on master %d unheard", m);
     }
@@ -630,21 +630,22 @@ START_TEST(test_cluster_torture_batch_writes)
     const void *vals[N];
     size_t rklens[N], lens[N];
     for (int i = 0; i < N; i++) {
-        snprintf(rkb[i], sizeof rkb[i], "%stw%d", c->rprefix, i);
+        snprintf(rkb[i], sizeof rkb[i], "%stw%d", tc__test_rprefix(c), i);
         rkeys[i] = rkb[i];
         rklens[i] = strlen(rkb[i]);
         vals[i] = "v";
         lens[i] = 1;
     }
     tc_pub pub = {.channel = "tw-torture", .channel_len = 10, .payload = "x", .payload_len = 1};
+    tc_remote *rem = tc__cache_remote(c);
     for (int kind = 0; kind < 2; kind++) {
         int n, nomem = 0;
         for (n = 1; n < 1000; n++) {
             size_t deleted = 0;
             tc__alloc_fail_at((uint64_t)n);
-            tc_status st = kind == 0 ? tc__remote_set(c->remote, N, rkeys, rklens, vals, lens,
+            tc_status st = kind == 0 ? tc__remote_set(rem, N, rkeys, rklens, vals, lens,
                                                       60000, &pub)
-                                     : tc__remote_delete(c->remote, N, rkeys, rklens, &pub,
+                                     : tc__remote_delete(rem, N, rkeys, rklens, &pub,
                                                          &deleted);
             uint64_t made = tc__alloc_fail_at(0);
             if (made < (uint64_t)n) {
@@ -655,7 +656,7 @@ START_TEST(test_cluster_torture_batch_writes)
                           tc_strerror(st));
             nomem += st == TC_ERR_NOMEM;
             for (int k = 0; k < 3; k++)
-                ck_assert_int_eq(tc__remote_set(c->remote, N, rkeys, rklens, vals, lens,
+                ck_assert_int_eq(tc__remote_set(rem, N, rkeys, rklens, vals, lens,
                                                 60000, &pub), TC_OK);
         }
         ck_assert_int_lt(n, 1000);
@@ -754,7 +755,7 @@ START_TEST(test_cluster_tracking_follows_new_master)
     int owner = -1;
     for (int i = 0; owner < 0 && i < 100; i++) {
         snprintf(key, sizeof key, "nm{%d-%d}", (int)getpid(), i);
-        snprintf(rkey, sizeof rkey, "%s%s", c->rprefix, key);
+        snprintf(rkey, sizeof rkey, "%s%s", tc__test_rprefix(c), key);
         char *x = node_cmd(0, "CLUSTER", "KEYSLOT", rkey, NULL, NULL);
         snprintf(slot, sizeof slot, "%s", x);
         free(x);
@@ -787,7 +788,7 @@ START_TEST(test_cluster_tracking_follows_new_master)
         tct_sleep_ms(20);
     ck_assert_msg(has_subscriber(&extra),
                   "no subscriber on the new master (link failures %" PRIu64 ", map reloads %"
-                  PRIu64 ")", (uint64_t)TC_READ(&c->counters, link_failures),
+                  PRIu64 ")", (uint64_t)TC_READ(tc__cache_counters(c), link_failures),
                   (uint64_t)rstats(c).map_refreshes);
     ck_assert(eventually_writable(c, key));
     ck_assert(eventually(c, key, "mine"));
@@ -805,11 +806,11 @@ START_TEST(test_cluster_tracking_follows_new_master)
     for (int m = 0; m < cluster.n; m++)
         free(node_cmd(m, "CLUSTER", "SETSLOT", slot, "NODE", owner_id));
     t0 = tc__now_ns();
-    while (tc__coherence_local_usable(c) && tc__now_ns() - t0 < 3000000000LL)
+    while (tc__test_local_usable(c) && tc__now_ns() - t0 < 3000000000LL)
         tct_sleep_ms(10); /* its link to the dead server fails */
-    while (!tc__coherence_local_usable(c) && tc__now_ns() - t0 < 10000000000LL)
+    while (!tc__test_local_usable(c) && tc__now_ns() - t0 < 10000000000LL)
         tct_sleep_ms(20);
-    ck_assert_msg(tc__coherence_local_usable(c), "the local tier stayed bypassed");
+    ck_assert_msg(tc__test_local_usable(c), "the local tier stayed bypassed");
     ck_assert(eventually_writable(c, key));
     ck_assert(eventually(c, key, "mine"));
     tc_close(c);
@@ -871,7 +872,7 @@ static void migrating_batches(tc_cache *c)
     ck_assert_uint_gt(rstats(c).ask, ask0);
     bool on[TCF_CLUSTER_MAX] = {false};
     for (int i = 0; i < NK; i++) {
-        snprintf(rkb[i], sizeof rkb[i], "%s%s", c->rprefix, keys[i]);
+        snprintf(rkb[i], sizeof rkb[i], "%s%s", tc__test_rprefix(c), keys[i]);
         rkeys[i] = rkb[i];
         rklens[i] = strlen(rkb[i]);
         if (i < W) {
@@ -887,10 +888,11 @@ static void migrating_batches(tc_cache *c)
     tct_expect(c, "{mig}a", TC_OK, "A4");
     uint64_t ask1 = rstats(c).ask;
     size_t deleted = 0;
-    ck_assert_int_eq(tc__remote_delete(c->remote, NK, rkeys, rklens, NULL, &deleted), TC_OK);
+    tc_remote *rem = tc__cache_remote(c);
+    ck_assert_int_eq(tc__remote_delete(rem, NK, rkeys, rklens, NULL, &deleted), TC_OK);
     ck_assert_uint_eq(deleted, W + 1);
     ck_assert_uint_gt(rstats(c).ask, ask1);
-    ck_assert_int_eq(tc__remote_delete(c->remote, NK, rkeys, rklens, NULL, &deleted), TC_OK);
+    ck_assert_int_eq(tc__remote_delete(rem, NK, rkeys, rklens, NULL, &deleted), TC_OK);
     ck_assert_uint_eq(deleted, 0);
     for (int i = 0; i <= W; i++)
         tct_expect(c, keys[i], TC_MISS, NULL);
@@ -899,12 +901,12 @@ static void migrating_batches(tc_cache *c)
 START_TEST(test_cluster_slot_migration_moved_ask)
 {
     tc_cache *c = cl_open(&cluster, NULL, 0);  /* every read goes to Redis */
-    tc_cache *c2 = cl_open(&cluster, c->opt.key_prefix, 0);
+    tc_cache *c2 = cl_open(&cluster, tc__cache_options(c)->key_prefix, 0);
     ck_assert_int_eq(tc_set(c, "{mig}a", "A", 1, TC_TTL_DEFAULT), TC_OK);
     ck_assert_int_eq(tc_set(c, "{mig}b", "B", 1, TC_TTL_DEFAULT), TC_OK);
     char ra[128], rb[128], slot[16];
-    snprintf(ra, sizeof ra, "%s{mig}a", c->rprefix);
-    snprintf(rb, sizeof rb, "%s{mig}b", c->rprefix);
+    snprintf(ra, sizeof ra, "%s{mig}a", tc__test_rprefix(c));
+    snprintf(rb, sizeof rb, "%s{mig}b", tc__test_rprefix(c));
     snprintf(slot, sizeof slot, "%u", tc__cluster_slot(ra, strlen(ra)));
     int src = holder(&cluster, ra), dst = (src + 1) % cluster.n;
     ck_assert_int_ge(src, 0);

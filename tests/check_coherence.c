@@ -17,7 +17,7 @@
 #include <unistd.h>
 
 #include "cache.h"
-#include "coherence.h"
+#include "testing.h"
 #include "testutil.h"
 
 /* Generous: the healthy-link delay is milliseconds; sanitizer builds are slow. */
@@ -216,8 +216,7 @@ START_TEST(test_coherence_fill_guard_race)
     tc_cache *writer = open_mode(TC_COHERENCE_BROADCAST);
     ck_assert_int_eq(tc_set(writer, "race", "old", 3, TC_TTL_DEFAULT), TC_OK);
     fr.c = victim;
-    victim->fill_hook_arg = &fr;
-    victim->fill_hook = hold_fill;
+    tc__test_set_fill_hook(victim, hold_fill, &fr);
     pthread_t th;
     pthread_create(&th, NULL, race_reader, &fr);
     sem_wait(&fr.reached); /* the reader holds "old", fetched before the write */
@@ -232,7 +231,7 @@ START_TEST(test_coherence_fill_guard_race)
     ck_assert_uint_gt(s1.inval_received, s0.inval_received);
     sem_post(&fr.release);
     pthread_join(th, NULL);
-    victim->fill_hook = NULL;
+    tc__test_set_fill_hook(victim, NULL, NULL);
     ck_assert_str_eq(fr.got, "old"); /* the read itself began before the write */
     char buf[32];
     ck_assert_int_eq(read_str(victim, "race", buf, sizeof buf), TC_OK);
@@ -405,16 +404,16 @@ START_TEST(test_coherence_heartbeat_bypasses_then_recovers)
     o.key_prefix = prefix;
     o.heartbeat_ms = 50;
     tc_cache *c = tct_open(&o);
-    ck_assert(tc__coherence_local_usable(c));
+    ck_assert(tc__test_local_usable(c));
     tct_redis_pause();
     tct_sleep_ms(300); /* > 2 heartbeats with no answer */
-    bool usable_while_stopped = tc__coherence_local_usable(c);
+    bool usable_while_stopped = tc__test_local_usable(c);
     tct_redis_resume();
     ck_assert(!usable_while_stopped);
     int64_t t0 = tc__now_ns();
-    while (!tc__coherence_local_usable(c) && tc__now_ns() - t0 < 5000000000LL)
+    while (!tc__test_local_usable(c) && tc__now_ns() - t0 < 5000000000LL)
         tct_sleep_ms(10);
-    ck_assert(tc__coherence_local_usable(c));
+    ck_assert(tc__test_local_usable(c));
     ck_assert_int_eq(tc_set(c, "k", "v", 1, TC_TTL_DEFAULT), TC_OK);
     tct_expect(c, "k", TC_OK, "v");
     tc_close(c);
@@ -439,18 +438,18 @@ START_TEST(test_coherence_output_buffer_cutoff)
     char *big = malloc(big_len + 1);
     memset(big, 'x', big_len);
     big[big_len] = '\0';
-    const char *pub_argv[] = {"PUBLISH", victim->channel, big, NULL};
+    const char *pub_argv[] = {"PUBLISH", tc__test_channel(victim), big, NULL};
     free(tct_redis_cmd(pub_argv));
     free(big);
     /* Written while the victim is cut off: its invalidation is lost to the victim. */
     ck_assert_int_eq(tc_set(w, "k", "new", 3, TC_TTL_DEFAULT), TC_OK);
     free(tct_redis_cmd_all(normal));
     ck_assert_int_ge(wait_for(victim, "k", "new"), 0);
-    ck_assert_uint_ge(TC_READ(&victim->counters, link_failures), 1);
+    ck_assert_uint_ge(TC_READ(tc__cache_counters(victim), link_failures), 1);
     int64_t t0 = tc__now_ns();
-    while (!tc__coherence_local_usable(victim) && tc__now_ns() - t0 < 5000000000LL)
+    while (!tc__test_local_usable(victim) && tc__now_ns() - t0 < 5000000000LL)
         tct_sleep_ms(10);
-    ck_assert(tc__coherence_local_usable(victim));
+    ck_assert(tc__test_local_usable(victim));
     tct_expect(victim, "k", TC_OK, "new"); /* resubscribed, and never the old value */
     tct_expect(victim, "k", TC_OK, "new");
     tc_close(victim);
@@ -529,11 +528,12 @@ START_TEST(test_coherence_garbage_messages_ignored)
     };
     size_t n = sizeof garbage / sizeof garbage[0];
     for (size_t i = 0; i < n; i++) {
-        const char *argv[] = {"PUBLISH", c->channel, garbage[i], NULL};
+        const char *argv[] = {"PUBLISH", tc__test_channel(c), garbage[i], NULL};
         free(tct_redis_cmd(argv));
     }
     /* A well-formed message from another origin is applied (it can only evict). */
-    const char *valid[] = {"PUBLISH", c->channel, "TC1 K 0123456789abcdef 1 other", NULL};
+    const char *valid[] = {"PUBLISH", tc__test_channel(c), "TC1 K 0123456789abcdef 1 other",
+                           NULL};
     free(tct_redis_cmd(valid));
     int64_t t0 = tc__now_ns();
     tc_stats s;
@@ -541,7 +541,8 @@ START_TEST(test_coherence_garbage_messages_ignored)
         tct_sleep_ms(5);
         tc_stats_get(c, &s);
     } while (s.inval_received < 1 && tc__now_ns() - t0 < 2000000000LL);
-    ck_assert_uint_eq(TC_READ(&c->counters, inval_malformed), n - 1); /* "" is not sent */
+    /* "" is not sent */
+    ck_assert_uint_eq(TC_READ(tc__cache_counters(c), inval_malformed), n - 1);
     tc_stats s0;
     tc_stats_get(c, &s0);
     tct_expect(c, "g", TC_OK, "keep");
@@ -573,16 +574,16 @@ START_TEST(test_coherence_forged_keys_break_no_rule)
                   {with_del, sizeof with_del - 1}};
     for (size_t i = 0; i < sizeof forged / sizeof forged[0]; i++) {
         tc_stats s0, s1;
-        ck_assert(!tc__inval_apply(c, forged[i].m, forged[i].len));
+        ck_assert(!tc__test_inval_apply(c, forged[i].m, forged[i].len));
         tc_stats_get(c, &s0);
         tct_expect(c, "p", TC_OK, "v"); /* "p" was not evicted: nothing applied */
         tc_stats_get(c, &s1);
         ck_assert_uint_eq(s1.local_hits, s0.local_hits + 1);
     }
-    ck_assert_uint_eq(TC_READ(&c->counters, inval_malformed), 3);
+    ck_assert_uint_eq(TC_READ(tc__cache_counters(c), inval_malformed), 3);
     /* Bytes above 127 (UTF-8 or not) are key bytes: such a message applies. */
     static const char high[] = "TC1 K 0123456789abcdef 1 \xff\xfe p";
-    ck_assert(tc__inval_apply(c, high, sizeof high - 1));
+    ck_assert(tc__test_inval_apply(c, high, sizeof high - 1));
     tc_close(c);
 
     tc_cache *t = open_mode(TC_COHERENCE_TRACKING);
@@ -611,29 +612,29 @@ START_TEST(test_coherence_parser_direct)
     fresh_prefix();
     tc_cache *c = open_mode(TC_COHERENCE_NONE);
     ck_assert_int_eq(tc_set(c, "p", "v", 1, TC_TTL_DEFAULT), TC_OK);
-    ck_assert(!tc__inval_apply(c, "TC1 K", 5));
-    ck_assert(!tc__inval_apply(c, "TC1 K 0123456789abcdef 1 p ", 27)); /* trailing space */
+    ck_assert(!tc__test_inval_apply(c, "TC1 K", 5));
+    ck_assert(!tc__test_inval_apply(c, "TC1 K 0123456789abcdef 1 p ", 27)); /* trailing space */
     tc_stats s0, s1;
     tc_stats_get(c, &s0);
     tct_expect(c, "p", TC_OK, "v");
     tc_stats_get(c, &s1);
     ck_assert_uint_eq(s1.local_hits, s0.local_hits + 1);
     /* Other version: ignored. Own origin: ignored. Other origin: evicts. */
-    ck_assert(tc__inval_apply(c, "TC1 K 0123456789abcdef 2 p", 26));
+    ck_assert(tc__test_inval_apply(c, "TC1 K 0123456789abcdef 2 p", 26));
     char own[64];
-    snprintf(own, sizeof own, "TC1 K %016llx 1 p", (unsigned long long)c->origin);
-    ck_assert(tc__inval_apply(c, own, strlen(own)));
+    snprintf(own, sizeof own, "TC1 K %016llx 1 p", (unsigned long long)tc__test_origin(c));
+    ck_assert(tc__test_inval_apply(c, own, strlen(own)));
     tc_stats_get(c, &s0);
     tct_expect(c, "p", TC_OK, "v");
     tc_stats_get(c, &s1);
     ck_assert_uint_eq(s1.local_hits, s0.local_hits + 1);
-    ck_assert(tc__inval_apply(c, "TC1 K 0123456789abcdef 1 x p", 28));
+    ck_assert(tc__test_inval_apply(c, "TC1 K 0123456789abcdef 1 x p", 28));
     tc_stats_get(c, &s0);
     tct_expect(c, "p", TC_OK, "v");
     tc_stats_get(c, &s1);
     ck_assert_uint_eq(s1.local_hits, s0.local_hits);
     ck_assert_uint_eq(s1.remote_hits, s0.remote_hits + 1);
-    ck_assert(tc__inval_apply(c, "TC1 F 0123456789abcdef", 22));
+    ck_assert(tc__test_inval_apply(c, "TC1 F 0123456789abcdef", 22));
     tc_stats_get(c, &s0);
     tct_expect(c, "p", TC_OK, "v");
     tc_stats_get(c, &s1);

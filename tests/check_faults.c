@@ -29,7 +29,7 @@
 #include <unistd.h>
 
 #include "cache.h"
-#include "coherence.h"
+#include "testing.h"
 #include "testutil.h"
 
 /* The options every scenario's caches use, and the bounds that follow from them. */
@@ -875,13 +875,13 @@ START_TEST(test_faults_pubsub_buffer_cutoff)
     char *big = malloc(big_len + 1);
     memset(big, 'x', big_len);
     big[big_len] = '\0';
-    char *r = cmd(&s, "PUBLISH", c->channel, big, NULL);
+    char *r = cmd(&s, "PUBLISH", tc__test_channel(c), big, NULL);
     free(r);
     free(big);
     tally t = {0};
     rounds_for(c, 300, "k", &t);
     cmd_ok(&s, "CONFIG", "SET", "client-output-buffer-limit", "pubsub 33554432 8388608 60");
-    ck_assert_uint_ge(TC_READ(&c->counters, link_failures), 1);
+    ck_assert_uint_ge(TC_READ(tc__cache_counters(c), link_failures), 1);
     check_fresh(c, w, "k", "before", false);
     close_timed(w);
     close_timed(c);

@@ -18,7 +18,7 @@
 #include <unistd.h>
 
 #include "cache.h"
-#include "coherence.h"
+#include "testing.h"
 #include "flight.h"
 #include "key.h"
 #include "testutil.h"
@@ -83,7 +83,7 @@ static void expect_value(tc_status st, tc_value *v, const char *want)
 
 static void expect_no_flights(tc_cache *c)
 {
-    ck_assert_uint_eq(tc__flights_count(c->flights), 0);
+    ck_assert_uint_eq(tc__flights_count(tc__cache_flights(c)), 0);
 }
 
 /* ------------------------------------------------------------------ loaders */
@@ -282,7 +282,7 @@ static int cold_child_main(FILE *in, FILE *out, void *arg)
         pthread_join(th[i], NULL);
     tc_stats s;
     tc_stats_get(cc.c, &s);
-    if (rc == 0 && tc__flights_count(cc.c->flights) != 0)
+    if (rc == 0 && tc__flights_count(tc__cache_flights(cc.c)) != 0)
         rc = child_fail(out, "flights left in the table");
     fprintf(out, "stats loads %" PRIu64 " flight_waits %" PRIu64 "\n", s.loads, s.flight_waits);
     tc_close(cc.c);
@@ -716,7 +716,7 @@ static void hot_run(tc_cache *c, bool local_tier)
     }
     tc_stats_get(c, &s1);
     int loads = atomic_load(&l.calls);
-    uint64_t early = TC_READ(&c->counters, early_refreshes);
+    uint64_t early = TC_READ(tc__cache_counters(c), early_refreshes);
     fprintf(stderr, "flight: early refresh (%s): %ld calls, %d loads (%" PRIu64 " early), "
                     "each load started after the previous by:",
             local_tier ? "local hits" : "Redis hits", calls, loads, early);
@@ -816,7 +816,7 @@ START_TEST(test_load_stale_if_error_window)
     l.answer = TC_ERR_IO;
     expect_value(tc_get_or_set(c, "s", run_loader, &l, 300, &v), &v, "v1");
     ck_assert_int_eq(atomic_load(&l.calls), 2); /* the reload was tried */
-    ck_assert_uint_eq(TC_READ(&c->counters, stale_served), 1);
+    ck_assert_uint_eq(TC_READ(tc__cache_counters(c), stale_served), 1);
     /* A reload that works replaces the stale value at once. */
     l.answer = TC_OK;
     l.value = "v2";
@@ -824,7 +824,7 @@ START_TEST(test_load_stale_if_error_window)
     tct_sleep_ms(1000); /* v2 expired 700 ms ago: past the window */
     l.answer = TC_ERR_IO;
     ck_assert_int_eq(tc_get_or_set(c, "s", run_loader, &l, 300, &v), TC_ERR_LOADER);
-    ck_assert_uint_eq(TC_READ(&c->counters, stale_served), 1);
+    ck_assert_uint_eq(TC_READ(tc__cache_counters(c), stale_served), 1);
     expect_no_flights(c);
     tc_close(c);
 }
@@ -844,9 +844,9 @@ START_TEST(test_load_stale_when_redis_down)
     expect_value(tc_get_or_set(c, "d", run_loader, &l, 60000, &v), &v, "kept");
     tct_redis_pause();
     int64_t t0 = tc__now_ns();
-    while (tc__coherence_local_usable(c) && ms_since(t0) < 3000)
+    while (tc__test_local_usable(c) && ms_since(t0) < 3000)
         tct_sleep_ms(10);
-    bool bypassed = !tc__coherence_local_usable(c);
+    bool bypassed = !tc__test_local_usable(c);
     l.answer = TC_ERR_IO; /* the database is down too */
     tc_status st1 = tc_get_or_set(c, "d", run_loader, &l, 60000, &v);
     char got1[16] = "";
@@ -866,7 +866,7 @@ START_TEST(test_load_stale_when_redis_down)
     ck_assert(bypassed);
     ck_assert_int_eq(st1, TC_OK);
     ck_assert_str_eq(got1, "kept");
-    ck_assert_uint_eq(TC_READ(&c->counters, stale_served), 1);
+    ck_assert_uint_eq(TC_READ(tc__cache_counters(c), stale_served), 1);
     ck_assert_int_eq(st2, TC_OK);
     ck_assert_str_eq(got2, "from db");
     ck_assert_int_eq(atomic_load(&l.calls), 3);

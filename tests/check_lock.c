@@ -16,6 +16,7 @@
 
 #include "cache.h"
 #include "lock.h"
+#include "testing.h"
 #include "testutil.h"
 
 static char prefix[64];
@@ -211,7 +212,7 @@ START_TEST(test_lock_release_wakes_waiters)
     tct_proc_start(&p, holder_child, NULL); /* before any thread exists */
     tct_proc_expect(&p, "held");
     tc_cache *c = open_default();
-    c->lock_poll_ms = 10000;
+    tc__test_set_lock_poll_ms(c, 10000);
     tc_lock *l = NULL;
     ck_assert_int_eq(tc_lock_acquire(c, "x", 10000, 0, &l), TC_ERR_TIMEOUT);
     tct_proc_say(&p, "go");

@@ -18,7 +18,7 @@
 #include <hiredis/hiredis.h>
 
 #include "cache.h"
-#include "coherence.h"
+#include "testing.h"
 #include "remote.h"
 #include "remote_conn.h"
 #include "testutil.h"
@@ -26,7 +26,7 @@
 static tc_remote_stats rstats(tc_cache *c)
 {
     tc_remote_stats s;
-    tc__remote_stats(c->remote, &s);
+    tc__remote_stats(tc__cache_remote(c), &s);
     return s;
 }
 
@@ -131,7 +131,7 @@ START_TEST(test_sentinel_failover)
     int64_t t0 = tc__now_ns();
     bool landed = false, fresh2 = false;
     char rk[128];
-    snprintf(rk, sizeof rk, "%s", c1->rprefix);
+    snprintf(rk, sizeof rk, "%s", tc__test_rprefix(c1));
     strncat(rk, "k", sizeof rk - strlen(rk) - 1);
     const char *get[] = {"GET", rk, NULL};
     while ((!landed || !fresh2) && tc__now_ns() - t0 < 3000000000LL) {
@@ -248,7 +248,7 @@ static void sentinel_options(tc_options *o, int port, const char *name)
 static int master_port(tc_cache *c)
 {
     tc_node *m[1];
-    ck_assert_int_eq(tc__remote_masters(c->remote, m, 1), 1); /* asks the sentinels */
+    ck_assert_int_eq(tc__remote_masters(tc__cache_remote(c), m, 1), 1); /* asks the sentinels */
     const char *host;
     int port;
     tc__node_addr(m[0], &host, &port);
@@ -269,10 +269,10 @@ START_TEST(test_sentinel_stale_answer)
     tc_cache *c = tct_open(&o);
     ck_assert_int_eq(master_port(c), master.port);
 
-    stale_arg a = {.r = c->remote, .old_port = master.port, .new_port = other.port};
-    tc__remote_sentinel_ask_hook(c->remote, announce_during_ask, &a);
+    stale_arg a = {.r = tc__cache_remote(c), .old_port = master.port, .new_port = other.port};
+    tc__remote_sentinel_ask_hook(tc__cache_remote(c), announce_during_ask, &a);
     int port = master_port(c); /* answer: master; announced meanwhile: other */
-    tc__remote_sentinel_ask_hook(c->remote, NULL, NULL);
+    tc__remote_sentinel_ask_hook(tc__cache_remote(c), NULL, NULL);
     ck_assert_int_ge(atomic_load(&a.calls), 1);
     ck_assert_msg(port == other.port, "the answer from before the switch undid it (%d)", port);
 
@@ -292,9 +292,9 @@ END_TEST
 static bool usable_within(tc_cache *c, bool want, int ms)
 {
     int64_t t0 = tc__now_ns();
-    while (tc__coherence_local_usable(c) != want && tc__now_ns() - t0 < (int64_t)ms * 1000000)
+    while (tc__test_local_usable(c) != want && tc__now_ns() - t0 < (int64_t)ms * 1000000)
         tct_sleep_ms(10);
-    return tc__coherence_local_usable(c) == want;
+    return tc__test_local_usable(c) == want;
 }
 
 /* The watch on the sentinel has a heartbeat: a sentinel that stops answering (SIGSTOP here;
@@ -313,19 +313,19 @@ START_TEST(test_sentinel_watch_heartbeat)
     o.connect_timeout_ms = 300;
     tc_cache *c = tct_open(&o);
     ck_assert_msg(usable_within(c, true, 5000), "the invalidation link never came up");
-    uint64_t failures = TC_READ(&c->counters, link_failures);
+    uint64_t failures = TC_READ(tc__cache_counters(c), link_failures);
     tct_sleep_ms(1200); /* six beats: the sentinel answers every ping */
-    ck_assert_uint_eq(TC_READ(&c->counters, link_failures), failures);
-    ck_assert(tc__coherence_local_usable(c));
+    ck_assert_uint_eq(TC_READ(tc__cache_counters(c), link_failures), failures);
+    ck_assert(tc__test_local_usable(c));
 
     ck_assert_int_eq(kill(sentinel.pid, SIGSTOP), 0);
     bool down = usable_within(c, false, 3000);
     ck_assert_int_eq(kill(sentinel.pid, SIGCONT), 0);
     ck_assert_msg(down, "a silent sentinel went unnoticed");
     /* Counted once the session has closed its links, just after it stopped trusting them. */
-    for (int i = 0; i < 100 && TC_READ(&c->counters, link_failures) == failures; i++)
+    for (int i = 0; i < 100 && TC_READ(tc__cache_counters(c), link_failures) == failures; i++)
         tct_sleep_ms(10);
-    ck_assert_uint_gt(TC_READ(&c->counters, link_failures), failures);
+    ck_assert_uint_gt(TC_READ(tc__cache_counters(c), link_failures), failures);
     ck_assert_msg(usable_within(c, true, 10000), "no new session after the sentinel came back");
     ck_assert_int_eq(tc_set(c, "k", "v", 1, TC_TTL_DEFAULT), TC_OK);
     tct_expect(c, "k", TC_OK, "v");

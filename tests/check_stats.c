@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "cache.h"
-#include "coherence.h"
+#include "testing.h"
 #include "testutil.h"
 
 typedef struct seen {
@@ -335,9 +335,9 @@ END_TEST
 static void wait_usable(tc_cache *c)
 {
     int64_t t0 = tc__now_ns();
-    while (!tc__coherence_local_usable(c) && tc__now_ns() - t0 < 5000000000LL)
+    while (!tc__test_local_usable(c) && tc__now_ns() - t0 < 5000000000LL)
         tct_sleep_ms(10);
-    ck_assert(tc__coherence_local_usable(c));
+    ck_assert(tc__test_local_usable(c));
 }
 
 START_TEST(test_stats_link_down)
@@ -355,7 +355,7 @@ START_TEST(test_stats_link_down)
     ck_assert_uint_eq(s.local_bypasses + s.inval_link_failures + s.full_flushes, 0);
     tct_redis_pause();
     tct_sleep_ms(tct_slow_ms(300)); /* > 2 heartbeats with no answer */
-    bool usable = tc__coherence_local_usable(c);
+    bool usable = tc__test_local_usable(c);
     tc_value v;
     tc_status st = tc_get(c, "grades:gpa:1", &v); /* Redis is frozen: it fails */
     tct_redis_resume();
@@ -442,7 +442,7 @@ END_TEST
 START_TEST(test_stats_inval_malformed)
 {
     tc_cache *c = tct_open_default();
-    const char *argv[] = {"PUBLISH", c->channel, "TC1 nonsense", NULL};
+    const char *argv[] = {"PUBLISH", tc__test_channel(c), "TC1 nonsense", NULL};
     free(tct_redis_cmd(argv));
     tc_stats s = wait_counted(c, offsetof(tc_stats, inval_malformed));
     ck_assert_uint_eq(s.inval_malformed, 1);

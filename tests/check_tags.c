@@ -24,7 +24,7 @@ static tc_cache *open_shared(void)
 static uint64_t remote_commands(tc_cache *c)
 {
     tc_remote_stats rs;
-    tc__remote_stats(c->remote, &rs);
+    tc__remote_stats(tc__cache_remote(c), &rs);
     return rs.commands;
 }
 
@@ -149,7 +149,7 @@ START_TEST(test_tags_invalidate_makes_tagged_miss)
     tct_expect(c, "roster:course:9", TC_OK, "r");
     tct_expect(c, "untagged", TC_OK, "u");
     /* Also from Redis (the local tier flushed): the recorded versions travel with it. */
-    tc__local_flush(c->local);
+    tc__local_flush(tc__cache_local(c));
     tct_expect(c, "gpa:student:1", TC_MISS, NULL);
     tct_expect(c, "transcript:student:1", TC_OK, "A,B");
     ck_assert_int_eq(tc_tag_invalidate(c, "student:1"), TC_OK);

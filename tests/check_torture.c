@@ -109,7 +109,7 @@ static void still_works(int n)
     snprintf(v, sizeof v, "v%d", n);
     ck_assert_int_eq(tc_set(c, k, v, strlen(v), TC_TTL_DEFAULT), TC_OK);
     expect_coherent(k, TC_OK, v);
-    ck_assert_uint_eq(tc__flights_count(c->flights), 0);
+    ck_assert_uint_eq(tc__flights_count(tc__cache_flights(c)), 0);
 }
 
 /* One API path: setup (no injection), the call (injected), and what a success and a
@@ -191,7 +191,7 @@ static void after_get_miss(tc_status st)
 static void setup_get_hit_remote(void)
 {
     ck_assert_int_eq(tc_set(c, "g", "value", 5, TC_TTL_DEFAULT), TC_OK);
-    tc__local_flush(c->local); /* the read goes to Redis and fills the local tier */
+    tc__local_flush(tc__cache_local(c)); /* the read goes to Redis and fills the local tier */
 }
 
 static void setup_get_hit_local(void)
@@ -299,7 +299,7 @@ static void setup_get_many(void)
     const size_t l[] = {1, 1};
     ck_assert_int_eq(tc_set_many(c, mkeys, d, l, 2, TC_TTL_DEFAULT), TC_OK);
     tc_delete(c, "m3");
-    tc__local_flush(c->local);
+    tc__local_flush(tc__cache_local(c));
     char buf[16];
     coherent("m1", buf, sizeof buf); /* m1 local, m2 remote, m3 absent */
 }
@@ -403,7 +403,7 @@ static void setup_get_or_set_hit(void)
     tc_value v;
     ck_assert_int_eq(tc_get_or_set(c, "lh", loader, NULL, TC_TTL_DEFAULT, &v), TC_OK);
     tc_value_release(&v);
-    tc__local_flush(c->local);
+    tc__local_flush(tc__cache_local(c));
 }
 
 static tc_status run_get_or_set_hit(void)

@@ -1,15 +1,11 @@
 /*
- * Coherence: invalidation messages and the subscriber that applies them.
+ * The subscriber (see subscriber.h): the thread that applies invalidations to the local tier.
  *
- * Broadcast mode: every write publishes, in the same MULTI/EXEC or script as the write, a
- * message on "<key_prefix>:__tc:inval":
- *     "TC1 K <origin> <version> <key> <key> ..."   these caller keys changed
- *     "TC1 F <origin>"                              everything under the prefix changed
- * <origin> is the writer's random 64-bit instance id in 16 lowercase hex digits; <version>
- * the writer's key version in decimal. Keys cannot hold spaces (the key rule), so a single
- * space separates them. A receiver ignores its own messages (its writes already updated its
- * local tier) and those of another version (they name other Redis keys). Anything that does
- * not parse is counted and ignored: anyone can PUBLISH.
+ * Broadcast mode: it subscribes to "<key_prefix>:__tc:inval", on which every writer
+ * publishes, atomically with the write, a message naming the changed keys or a flush
+ * (inval.h has its bytes). A receiver ignores its own messages (its writes already updated
+ * its local tier) and those of another version (they name other Redis keys). Anything that
+ * does not parse is counted and ignored: anyone can PUBLISH.
  *
  * Tracking mode: a dedicated "tracker" connection runs CLIENT TRACKING ON REDIRECT <sub>
  * BCAST PREFIX "<key_prefix>:", so Redis itself reports writes by any client to the
@@ -18,23 +14,23 @@
  * on every master, and ends (resubscribing, flushing) when the set of masters in the slot
  * map changes; broadcast mode needs one link anywhere (PUBLISH crosses the cluster).
  *
- * The subscriber thread owns its connections. It pings every heartbeat_ms and declares the
- * link dead when a ping has had no answer for heartbeat_ms more (in tracking mode it also
- * checks CLIENT TRACKINGINFO for a broken redirect). While the link is not known healthy the
- * local tier is bypassed; after every (re)subscription it flushes the local tier (an epoch
- * bump) BEFORE declaring the link healthy, because messages sent during the outage are lost.
+ * The thread owns its connections. It pings every heartbeat_ms and declares the link dead
+ * when a ping has had no answer for heartbeat_ms more (in tracking mode it also checks
+ * CLIENT TRACKINGINFO for a broken redirect). While the link is not known healthy the local
+ * tier is bypassed; after every (re)subscription it flushes the local tier (an epoch bump)
+ * BEFORE declaring the link healthy, because messages sent during the outage are lost.
  * With Sentinel it also holds a "watch" connection to a sentinel, subscribed to
  * +switch-master: when the sentinels name a new master it resubscribes there (flushing) at
  * once, not seconds later when the old master is demoted and drops its clients.
  *
- * Locks: start_mu guards the start handshake only. healthy is an atomic read on every local
- * read; it is written by the subscriber thread alone. Applying a key invalidation also wakes
- * a tc_get_or_set flight waiting for that key (flight.h), taking the flight table's leaf
- * mutex only while some flight is in progress.
+ * Locks: start_mu guards the start handshake only. The healthy flag (the context's) is an
+ * atomic read on every local read; it is written by this thread alone. Applying a key
+ * invalidation also wakes a tc_get_or_set flight waiting for that key (flight.h), taking the
+ * flight table's leaf mutex only while some flight is in progress.
  */
 #include "config.h"
 
-#include "coherence.h"
+#include "subscriber.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -46,232 +42,82 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "flight.h"
+#include "error.h"
+#include "inval.h"
 #include "key.h"
 #include "reclaim.h"
 #include "remote_conn.h"
 
-#define MSG_MAGIC "TC1 "
-#define MSG_MAGIC_LEN 4
-#define ORIGIN_HEX 16
 #define BACKOFF_MIN_MS 50
 #define BACKOFF_MAX_MS 2000
 #define TRACKING_CHANNEL "__redis__:invalidate"
 #define TC_SUB_LINKS_MAX 64 /* masters of a cluster in tracking mode */
 
-struct tc_coherence_state {
-    tc_cache *c;
+struct tc_subscriber {
+    tc_sub_ctx ctx;
     pthread_t thread;
     bool thread_started;
     int wake[2];          /* a pipe: a byte written to wake[1] stops the thread */
-    atomic_bool healthy;  /* the local tier may be trusted */
     atomic_bool stopping;
     pthread_mutex_t start_mu;
     pthread_cond_t start_cv;
     int start_state;      /* 0 pending, 1 subscribed, < 0 the tc_status of the failure */
-    int heartbeat_ms;
     /* The subscriber thread's own: */
     redisContext *watch;  /* Sentinel: subscribed to +switch-master, kept across sessions */
     int64_t watch_pong, watch_ping; /* its heartbeat, as a link's (watch_beat) */
     unsigned sessions;    /* sessions begun */
 };
 
-/* ------------------------------------------------------------------ messages */
+/* ------------------------------------------------------------------ applying messages */
 
-static void hex64(char *out, uint64_t v)
-{
-    static const char digits[] = "0123456789abcdef";
-    for (int i = ORIGIN_HEX - 1; i >= 0; i--, v >>= 4)
-        out[i] = digits[v & 0xf];
-}
-
-static bool parse_hex64(const char *p, size_t len, uint64_t *out)
-{
-    if (len != ORIGIN_HEX)
-        return false;
-    uint64_t v = 0;
-    for (size_t i = 0; i < len; i++) {
-        char ch = p[i];
-        unsigned d = ch >= '0' && ch <= '9'   ? (unsigned)(ch - '0')
-                     : ch >= 'a' && ch <= 'f' ? (unsigned)(ch - 'a' + 10)
-                                              : 16u;
-        if (d > 15)
-            return false;
-        v = (v << 4) | d;
-    }
-    *out = v;
-    return true;
-}
-
-static tc_status msg_alloc(tc_cache *c, size_t body, tc_inval_msg *m)
-{
-    m->buf = tc__malloc(body);
-    if (!m->buf)
-        return TC_ERR_NOMEM;
-    m->active = true;
-    m->pub.channel = c->channel;
-    m->pub.channel_len = c->channel_len;
-    m->pub.payload = m->buf;
-    return TC_OK;
-}
-
-tc_status tc__inval_keys(tc_cache *c, size_t n, const char *const *keys, const size_t *klens,
-                         tc_inval_msg *m)
-{
-    memset(m, 0, sizeof *m);
-    if (c->opt.coherence != TC_COHERENCE_BROADCAST)
-        return TC_OK;
-    char version[16];
-    int vlen = snprintf(version, sizeof version, "%d", c->opt.version);
-    size_t size = MSG_MAGIC_LEN + 2 + ORIGIN_HEX + 1 + (size_t)vlen;
-    for (size_t i = 0; i < n; i++)
-        size += 1 + klens[i];
-    if (msg_alloc(c, size, m) != TC_OK)
-        return TC_ERR_NOMEM;
-    char *p = m->buf;
-    memcpy(p, MSG_MAGIC "K ", MSG_MAGIC_LEN + 2);
-    p += MSG_MAGIC_LEN + 2;
-    hex64(p, c->origin);
-    p += ORIGIN_HEX;
-    *p++ = ' ';
-    memcpy(p, version, (size_t)vlen);
-    p += vlen;
-    for (size_t i = 0; i < n; i++) {
-        *p++ = ' ';
-        memcpy(p, keys[i], klens[i]);
-        p += klens[i];
-    }
-    m->pub.payload_len = (size_t)(p - m->buf);
-    return TC_OK;
-}
-
-tc_status tc__inval_flush(tc_cache *c, tc_inval_msg *m)
-{
-    memset(m, 0, sizeof *m);
-    if (c->opt.coherence != TC_COHERENCE_BROADCAST)
-        return TC_OK;
-    if (msg_alloc(c, MSG_MAGIC_LEN + 2 + ORIGIN_HEX, m) != TC_OK)
-        return TC_ERR_NOMEM;
-    memcpy(m->buf, MSG_MAGIC "F ", MSG_MAGIC_LEN + 2);
-    hex64(m->buf + MSG_MAGIC_LEN + 2, c->origin);
-    m->pub.payload_len = MSG_MAGIC_LEN + 2 + ORIGIN_HEX;
-    return TC_OK;
-}
-
-const tc_pub *tc__inval_pub(const tc_inval_msg *m)
-{
-    return m->active ? &m->pub : NULL;
-}
-
-void tc__inval_done(tc_inval_msg *m)
-{
-    tc__free(m->buf);
-    memset(m, 0, sizeof *m);
-}
-
-/* The next space-separated token of [*p, end): sets *tok and *len and advances *p past
- * it and one separator. False at the end. Empty tokens (two spaces) are malformed. */
-static bool next_token(const char **p, const char *end, const char **tok, size_t *len)
-{
-    if (*p >= end)
-        return false;
-    const char *s = *p;
-    const char *e = memchr(s, ' ', (size_t)(end - s));
-    if (!e)
-        e = end;
-    *tok = s;
-    *len = (size_t)(e - s);
-    *p = e < end ? e + 1 : end;
-    return *len > 0;
-}
-
-static bool parse_int(const char *s, size_t len, long long *out)
-{
-    if (len == 0 || len > 11)
-        return false;
-    long long v = 0;
-    size_t i = 0;
-    bool neg = s[0] == '-';
-    if (neg && len == 1)
-        return false;
-    for (i = neg ? 1 : 0; i < len; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return false;
-        v = v * 10 + (s[i] - '0');
-    }
-    *out = neg ? -v : v;
-    return true;
-}
-
-static void invalidate_key(tc_cache *c, const char *key, size_t klen)
+static void invalidate_key(const tc_sub_ctx *ctx, const char *key, size_t klen)
 {
     uint64_t h = tc__key_hash(key, klen);
-    tc__local_invalidate(c->local, h);
+    tc__local_invalidate(ctx->local, h);
     /* A tc_get_or_set in this process may be waiting for another process to load key:
      * this message may be that load's write, so wake it to re-read Redis now. One atomic
      * load when nothing is in flight. */
-    tc__flights_notify(c->flights, h, key, klen);
-    TC_COUNT(tc__key_counters(c, key, klen), inval_received);
+    tc__flights_notify(ctx->flights, h, key, klen);
+    TC_COUNT(tc__type_counters(ctx->types, tc__type_of(ctx->types, key, klen)), inval_received);
 }
 
-bool tc__inval_apply(tc_cache *c, const char *payload, size_t len)
+bool tc__subscriber_apply(const tc_sub_ctx *ctx, const char *payload, size_t len)
 {
-    const char *p = payload, *end = payload + len;
-    const char *tok;
-    size_t tlen;
-    uint64_t origin;
-    long long version;
-    if (len < MSG_MAGIC_LEN + 1 || memcmp(p, MSG_MAGIC, MSG_MAGIC_LEN) != 0 ||
-        payload[len - 1] == ' ')
-        goto malformed;
-    p += MSG_MAGIC_LEN;
-    if (!next_token(&p, end, &tok, &tlen) || tlen != 1 || (tok[0] != 'K' && tok[0] != 'F'))
-        goto malformed;
-    char op = tok[0];
-    if (!next_token(&p, end, &tok, &tlen) || !parse_hex64(tok, tlen, &origin))
-        goto malformed;
-    if (op == 'F') {
-        if (p != end)
-            goto malformed;
-        TC_COUNT(&c->counters, inval_received);
-        if (origin != c->origin) {
-            tc__local_flush(c->local);
-            TC_COUNT(&c->counters, full_flushes);
+    tc_inval m;
+    if (!tc__inval_parse(payload, len, &m)) {
+        TC_COUNT(ctx->counters, inval_malformed);
+        return false;
+    }
+    if (m.op == TC_INVAL_FLUSH) {
+        TC_COUNT(ctx->counters, inval_received);
+        if (m.origin != ctx->origin) {
+            tc__local_flush(ctx->local);
+            TC_COUNT(ctx->counters, full_flushes);
         }
         return true;
     }
-    if (!next_token(&p, end, &tok, &tlen) || !parse_int(tok, tlen, &version) || p == end)
-        goto malformed;
-    /* Validate every key before applying any, so a malformed message changes nothing. A
-     * key must keep the key rules: a forged one holding a NUL or control byte would
-     * otherwise reach the per-type metrics as a name. */
-    for (const char *q = p; q < end;) {
-        if (!next_token(&q, end, &tok, &tlen) || !tc__key_bytes_valid(tok, tlen))
-            goto malformed;
-    }
-    if (origin == c->origin || version != c->opt.version)
+    if (m.origin == ctx->origin || m.version != ctx->version)
         return true; /* well formed, not for us: counted nowhere */
-    while (next_token(&p, end, &tok, &tlen))
-        invalidate_key(c, tok, tlen);
+    const char *key;
+    size_t klen;
+    while (tc__inval_next_key(&m, &key, &klen))
+        invalidate_key(ctx, key, klen);
     return true;
-malformed:
-    TC_COUNT(&c->counters, inval_malformed);
-    return false;
 }
 
 /* A tracking message's payload: an array of full Redis keys, or nil for a flush. */
-static void apply_tracking(tc_cache *c, const redisReply *keys)
+static void apply_tracking(const tc_sub_ctx *ctx, const redisReply *keys)
 {
     if (keys->type == REDIS_REPLY_NIL) {
-        TC_COUNT(&c->counters, inval_received);
-        tc__local_flush(c->local);
-        TC_COUNT(&c->counters, full_flushes);
+        TC_COUNT(ctx->counters, inval_received);
+        tc__local_flush(ctx->local);
+        TC_COUNT(ctx->counters, full_flushes);
         return;
     }
     if (keys->type != REDIS_REPLY_ARRAY) {
-        TC_COUNT(&c->counters, inval_malformed);
-        tc__local_flush(c->local); /* unknown content: the safe answer */
-        TC_COUNT(&c->counters, full_flushes);
+        TC_COUNT(ctx->counters, inval_malformed);
+        tc__local_flush(ctx->local); /* unknown content: the safe answer */
+        TC_COUNT(ctx->counters, full_flushes);
         return;
     }
     for (size_t i = 0; i < keys->elements; i++) {
@@ -280,10 +126,10 @@ static void apply_tracking(tc_cache *c, const redisReply *keys)
             continue;
         /* Another client may write any bytes under our prefix; a name that breaks the
          * key rules is no key of ours and cannot be in the local tier. */
-        if ((size_t)k->len > c->rprefix_len &&
-            memcmp(k->str, c->rprefix, c->rprefix_len) == 0 &&
-            tc__key_bytes_valid(k->str + c->rprefix_len, (size_t)k->len - c->rprefix_len))
-            invalidate_key(c, k->str + c->rprefix_len, (size_t)k->len - c->rprefix_len);
+        if ((size_t)k->len > ctx->rprefix_len &&
+            memcmp(k->str, ctx->rprefix, ctx->rprefix_len) == 0 &&
+            tc__key_bytes_valid(k->str + ctx->rprefix_len, (size_t)k->len - ctx->rprefix_len))
+            invalidate_key(ctx, k->str + ctx->rprefix_len, (size_t)k->len - ctx->rprefix_len);
     }
 }
 
@@ -305,9 +151,9 @@ static bool is_pong(const redisReply *r)
            reply_is_str(r->element[0], "pong");
 }
 
-static sub_event handle_reply(tc_coherence_state *cs, const redisReply *r)
+static sub_event handle_reply(tc_subscriber *cs, const redisReply *r)
 {
-    tc_cache *c = cs->c;
+    const tc_sub_ctx *ctx = &cs->ctx;
     if (r->type != REDIS_REPLY_ARRAY || r->elements < 1)
         return EV_NONE;
     const redisReply *kind = r->element[0];
@@ -318,17 +164,17 @@ static sub_event handle_reply(tc_coherence_state *cs, const redisReply *r)
     if (!reply_is_str(kind, "message") || r->elements != 3)
         return EV_NONE;
     const redisReply *payload = r->element[2];
-    if (c->opt.coherence == TC_COHERENCE_TRACKING) {
-        apply_tracking(c, payload);
+    if (ctx->mode == TC_COHERENCE_TRACKING) {
+        apply_tracking(ctx, payload);
     } else if (payload->type == REDIS_REPLY_STRING) {
-        tc__inval_apply(c, payload->str, (size_t)payload->len);
+        tc__subscriber_apply(ctx, payload->str, (size_t)payload->len);
     } else {
-        TC_COUNT(&c->counters, inval_malformed);
+        TC_COUNT(ctx->counters, inval_malformed);
     }
     return EV_NONE;
 }
 
-static void set_start_state(tc_coherence_state *cs, int state)
+static void set_start_state(tc_subscriber *cs, int state)
 {
     pthread_mutex_lock(&cs->start_mu);
     if (cs->start_state == 0) {
@@ -366,16 +212,15 @@ typedef struct sub_link {
 /* Tracking mode: learns the subscriber's client id and makes a new tracker connection to
  * the same server redirect Redis's invalidations for our prefix to it. */
 /* A subscriber connection to server, or (NULL) to any node of the handle's Redis. */
-static tc_status server_connect(tc_coherence_state *cs, tc_node *server, redisContext **out)
+static tc_status server_connect(const tc_sub_ctx *ctx, tc_node *server, redisContext **out)
 {
-    int timeout_ms = cs->c->opt.command_timeout_ms;
-    return server ? tc__node_connect(server, timeout_ms, out)
-                  : tc__remote_connect(cs->c->remote, timeout_ms, out);
+    return server ? tc__node_connect(server, ctx->command_timeout_ms, out)
+                  : tc__remote_connect(ctx->remote, ctx->command_timeout_ms, out);
 }
 
-static tc_status tracking_setup(tc_coherence_state *cs, tc_node *server, sub_link *l)
+static tc_status tracking_setup(tc_subscriber *cs, tc_node *server, sub_link *l)
 {
-    tc_cache *c = cs->c;
+    const tc_sub_ctx *ctx = &cs->ctx;
     redisReply *r = NULL;
     const char *id_argv[] = {"CLIENT", "ID"};
     tc_status st = run(l->sub, &r, 2, id_argv);
@@ -384,15 +229,15 @@ static tc_status tracking_setup(tc_coherence_state *cs, tc_node *server, sub_lin
     char id[32];
     snprintf(id, sizeof id, "%lld", r->type == REDIS_REPLY_INTEGER ? r->integer : -1LL);
     freeReplyObject(r);
-    st = server_connect(cs, server, &l->tracker);
+    st = server_connect(ctx, server, &l->tracker);
     if (st != TC_OK)
         return st;
     char prefix[1100];
-    snprintf(prefix, sizeof prefix, "%s:", c->key_prefix);
+    snprintf(prefix, sizeof prefix, "%s:", ctx->key_prefix);
     const char *argv[] = {"CLIENT", "TRACKING", "ON", "REDIRECT", id, "BCAST", "PREFIX", prefix};
     st = run(l->tracker, NULL, 8, argv);
     if (st != TC_OK)
-        tc__log(&c->log, TC_LOG_ERROR, "CLIENT TRACKING refused (Redis >= 6 needed)");
+        tc__log(&ctx->log, TC_LOG_ERROR, "CLIENT TRACKING refused (Redis >= 6 needed)");
     return st;
 }
 
@@ -403,18 +248,7 @@ static bool tracker_healthy(redisContext *tracker)
     redisReply *r = NULL;
     if (run(tracker, &r, 2, argv) != TC_OK)
         return false;
-    bool ok = r->type == REDIS_REPLY_ARRAY;
-    for (size_t i = 0; ok && i + 1 < r->elements; i += 2) {
-        const redisReply *v = r->element[i + 1];
-        if (!reply_is_str(r->element[i], "flags") || v->type != REDIS_REPLY_ARRAY)
-            continue;
-        bool on = false;
-        for (size_t j = 0; j < v->elements; j++) {
-            on = on || reply_is_str(v->element[j], "on");
-            ok = ok && !reply_is_str(v->element[j], "broken_redirect");
-        }
-        ok = ok && on;
-    }
+    bool ok = tc__reply_tracking_ok(r);
     freeReplyObject(r);
     return ok;
 }
@@ -433,7 +267,7 @@ static bool send_ping(redisContext *ctx)
 
 /* Reads and applies every complete reply in the link's buffer. False if the stream is
  * broken. */
-static bool drain(tc_coherence_state *cs, sub_link *l)
+static bool drain(tc_subscriber *cs, sub_link *l)
 {
     for (;;) {
         void *reply = NULL;
@@ -453,17 +287,17 @@ static bool drain(tc_coherence_state *cs, sub_link *l)
 /* The heartbeat of one link at time now: declares it dead (false) when a ping has gone
  * unanswered for a beat or its tracking redirect broke; sends the next ping when due.
  * *next gets the time it wants to be looked at again. */
-static bool link_beat(tc_coherence_state *cs, sub_link *l, int64_t now, int64_t *next)
+static bool link_beat(tc_subscriber *cs, sub_link *l, int64_t now, int64_t *next)
 {
-    const int64_t beat = (int64_t)cs->heartbeat_ms * 1000000;
+    const int64_t beat = (int64_t)cs->ctx.heartbeat_ms * 1000000;
     bool outstanding = l->ping_sent > l->last_pong;
     if (outstanding && now - l->ping_sent > beat) {
-        tc__log(&cs->c->log, TC_LOG_WARN, "invalidation link: heartbeat missed");
+        tc__log(&cs->ctx.log, TC_LOG_WARN, "invalidation link: heartbeat missed");
         return false;
     }
     if (l->subscribed && !outstanding && now - l->last_pong >= beat) {
         if (l->tracker && !tracker_healthy(l->tracker)) {
-            tc__log(&cs->c->log, TC_LOG_WARN, "tracking redirect broken");
+            tc__log(&cs->ctx.log, TC_LOG_WARN, "tracking redirect broken");
             return false;
         }
         if (!send_ping(l->sub))
@@ -485,20 +319,20 @@ static bool all_subscribed(const sub_link *ls, int n)
 
 /* Sentinel: opens the watch unless it is open (it outlives sessions: a switch announced
  * between two sessions waits in its buffer and is seen by the next one). */
-static void watch_open(tc_coherence_state *cs)
+static void watch_open(tc_subscriber *cs)
 {
-    if (cs->watch || !tc__remote_is_sentinel(cs->c->remote))
+    if (cs->watch || !tc__remote_is_sentinel(cs->ctx.remote))
         return;
-    tc_status st = tc__remote_sentinel_watch(cs->c->remote, cs->c->opt.command_timeout_ms,
+    tc_status st = tc__remote_sentinel_watch(cs->ctx.remote, cs->ctx.command_timeout_ms,
                                              &cs->watch);
     if (st != TC_OK)
-        tc__log(&cs->c->log, TC_LOG_WARN, "cannot watch the sentinels for failovers (%s)",
-                tc_strerror(st));
+        tc__log(&cs->ctx.log, TC_LOG_WARN, "cannot watch the sentinels for failovers (%s)",
+                tc__strerror(st));
     cs->watch_pong = tc__now_ns();
     cs->watch_ping = 0;
 }
 
-static void watch_close(tc_coherence_state *cs)
+static void watch_close(tc_subscriber *cs)
 {
     redisFree(cs->watch);
     cs->watch = NULL;
@@ -509,7 +343,7 @@ static void watch_close(tc_coherence_state *cs)
  * True if the master moved: the caller ends the session and resubscribes on the new master,
  * which flushes the local tier. A watch that broke is closed (reopened by the next
  * session). */
-static bool watch_switched(tc_coherence_state *cs, bool read_socket)
+static bool watch_switched(tc_subscriber *cs, bool read_socket)
 {
     if (!cs->watch)
         return false;
@@ -521,13 +355,13 @@ static bool watch_switched(tc_coherence_state *cs, bool read_socket)
             break;
         if (is_pong(reply))
             cs->watch_pong = tc__now_ns();
-        switched = tc__remote_sentinel_switched(cs->c->remote, reply) || switched;
+        switched = tc__remote_sentinel_switched(cs->ctx.remote, reply) || switched;
         freeReplyObject(reply);
     }
     if (switched)
-        tc__log(&cs->c->log, TC_LOG_WARN, "Sentinel announced a new master: resubscribing");
+        tc__log(&cs->ctx.log, TC_LOG_WARN, "Sentinel announced a new master: resubscribing");
     if (!ok) {
-        tc__log(&cs->c->log, TC_LOG_WARN, "lost the connection to the sentinel");
+        tc__log(&cs->ctx.log, TC_LOG_WARN, "lost the connection to the sentinel");
         watch_close(cs);
     }
     return switched;
@@ -539,12 +373,12 @@ static bool watch_switched(tc_coherence_state *cs, bool read_socket)
  * a beat closes the watch and ends the session (false): the next one opens a watch on a
  * sentinel that answers, if one does then (else it runs without one until the next
  * session), and asks the sentinels which master to follow. */
-static bool watch_beat(tc_coherence_state *cs, int64_t now, int64_t *next)
+static bool watch_beat(tc_subscriber *cs, int64_t now, int64_t *next)
 {
     *next = INT64_MAX;
     if (!cs->watch)
         return true;
-    const int64_t beat = (int64_t)cs->heartbeat_ms * 1000000;
+    const int64_t beat = (int64_t)cs->ctx.heartbeat_ms * 1000000;
     bool outstanding = cs->watch_ping > cs->watch_pong;
     if (outstanding && now - cs->watch_ping > beat) {
         /* The loop looks at the time before it polls: read a pong that is waiting first. */
@@ -552,7 +386,7 @@ static bool watch_beat(tc_coherence_state *cs, int64_t now, int64_t *next)
         if (poll(&p, 1, 0) > 0 && (watch_switched(cs, true) || !cs->watch))
             return false; /* the master moved, or the watch broke */
         if (cs->watch_ping > cs->watch_pong) {
-            tc__log(&cs->c->log, TC_LOG_WARN,
+            tc__log(&cs->ctx.log, TC_LOG_WARN,
                     "the sentinel watched for failovers stopped answering");
             watch_close(cs);
             return false;
@@ -575,57 +409,60 @@ static bool watch_beat(tc_coherence_state *cs, int64_t now, int64_t *next)
  * names exactly the session's masters (a new master's writes would go unheard). Asked on a
  * live connection of the session, so a dead node's connect can never stall this thread
  * while it applies invalidations. */
-static bool masters_unchanged(tc_coherence_state *cs, const sub_link *ls, tc_node **servers,
+/* What a CLUSTER SLOTS walk needs: the session's masters and which of them it named. */
+typedef struct masters_walk {
+    tc_node **servers;
+    int n;
+    bool seen[TC_SUB_LINKS_MAX];
+} masters_walk;
+
+static bool note_master(void *arg, int lo, int hi, const char *host, size_t hlen, int port)
+{
+    (void)lo;
+    (void)hi;
+    masters_walk *w = arg;
+    for (int j = 0; j < w->n; j++) {
+        const char *h;
+        int p;
+        tc__node_addr(w->servers[j], &h, &p);
+        /* No host stands for the server asked (the first link's). */
+        bool same_host = !host ? j == 0 : strlen(h) == hlen && memcmp(h, host, hlen) == 0;
+        if (same_host && p == port) {
+            w->seen[j] = true;
+            return true;
+        }
+    }
+    return false; /* a master the session does not cover */
+}
+
+static bool masters_unchanged(tc_subscriber *cs, const sub_link *ls, tc_node **servers,
                               int n)
 {
     redisReply *r = NULL;
     const char *argv[] = {"CLUSTER", "SLOTS"};
     if (run(ls[0].tracker, &r, 2, argv) != TC_OK)
         return false;
-    bool seen[TC_SUB_LINKS_MAX] = {false};
-    bool ok = r->type == REDIS_REPLY_ARRAY;
-    for (size_t i = 0; ok && i < r->elements; i++) {
-        const redisReply *e = r->element[i], *m = e->elements >= 3 ? e->element[2] : NULL;
-        ok = e->type == REDIS_REPLY_ARRAY && m && m->type == REDIS_REPLY_ARRAY &&
-             m->elements >= 2 && m->element[0]->type == REDIS_REPLY_STRING &&
-             m->element[1]->type == REDIS_REPLY_INTEGER;
-        int k = -1;
-        for (int j = 0; ok && j < n && k < 0; j++) {
-            const char *host;
-            int port;
-            tc__node_addr(servers[j], &host, &port);
-            const redisReply *h = m->element[0];
-            /* An empty or "?" host stands for the server asked (the first link's). */
-            bool asked = h->len == 0 || (h->len == 1 && h->str[0] == '?');
-            bool same_host = asked ? j == 0
-                                   : strlen(host) == (size_t)h->len &&
-                                         memcmp(host, h->str, (size_t)h->len) == 0;
-            if (same_host && m->element[1]->integer == port)
-                k = j;
-        }
-        ok = ok && k >= 0;
-        if (ok)
-            seen[k] = true;
-    }
+    masters_walk w = {servers, n, {false}};
+    bool ok = tc__reply_cluster_slots(r, note_master, &w) == TC_OK;
     for (int j = 0; ok && j < n; j++)
-        ok = seen[j];
+        ok = w.seen[j];
     freeReplyObject(r);
     if (!ok)
-        tc__log(&cs->c->log, TC_LOG_WARN, "the cluster's masters changed: resubscribing");
+        tc__log(&cs->ctx.log, TC_LOG_WARN, "the cluster's masters changed: resubscribing");
     return ok;
 }
 
 /* The subscribed loop: returns when a link fails, the set of masters a tracking session on
  * a cluster covers changes (check_masters), the sentinels announce a new master, or the
  * cache stops. */
-static void listen_loop(tc_coherence_state *cs, sub_link *ls, tc_node **servers, int n,
+static void listen_loop(tc_subscriber *cs, sub_link *ls, tc_node **servers, int n,
                         bool check_masters)
 {
-    tc_cache *c = cs->c;
+    const tc_sub_ctx *ctx = &cs->ctx;
     bool healthy = false;
-    const int64_t sub_deadline = tc__deadline_after_ms(c->opt.command_timeout_ms +
-                                                       c->opt.connect_timeout_ms);
-    const int64_t beat = (int64_t)cs->heartbeat_ms * 1000000;
+    const int64_t sub_deadline = tc__deadline_after_ms(ctx->command_timeout_ms +
+                                                       ctx->connect_timeout_ms);
+    const int64_t beat = (int64_t)cs->ctx.heartbeat_ms * 1000000;
     struct pollfd fds[TC_SUB_LINKS_MAX + 2];
     int64_t next_masters_check = 0;
     for (int i = 0; i < n; i++)
@@ -676,10 +513,10 @@ static void listen_loop(tc_coherence_state *cs, sub_link *ls, tc_node **servers,
         if (!healthy && all_subscribed(ls, n)) {
             /* Messages from before this point are lost: forget everything first. (The
              * first session's flush empties a tier that was never trusted: not counted.) */
-            tc__local_flush(c->local);
+            tc__local_flush(ctx->local);
             if (cs->sessions > 1)
-                TC_COUNT(&c->counters, full_flushes);
-            atomic_store(&cs->healthy, true);
+                TC_COUNT(ctx->counters, full_flushes);
+            atomic_store(cs->ctx.healthy, true);
             set_start_state(cs, 1);
             healthy = true;
             for (int i = 0; i < n; i++)
@@ -689,16 +526,16 @@ static void listen_loop(tc_coherence_state *cs, sub_link *ls, tc_node **servers,
 }
 
 /* Connects and subscribes one link to server. */
-static tc_status link_open(tc_coherence_state *cs, tc_node *server, sub_link *l)
+static tc_status link_open(tc_subscriber *cs, tc_node *server, sub_link *l)
 {
-    tc_cache *c = cs->c;
-    bool tracking = c->opt.coherence == TC_COHERENCE_TRACKING;
-    tc_status st = server_connect(cs, server, &l->sub);
+    const tc_sub_ctx *ctx = &cs->ctx;
+    bool tracking = ctx->mode == TC_COHERENCE_TRACKING;
+    tc_status st = server_connect(ctx, server, &l->sub);
     if (st == TC_OK && tracking)
         st = tracking_setup(cs, server, l);
     if (st != TC_OK)
         return st;
-    const char *argv[] = {"SUBSCRIBE", tracking ? TRACKING_CHANNEL : c->channel};
+    const char *argv[] = {"SUBSCRIBE", tracking ? TRACKING_CHANNEL : ctx->channel};
     int done = 0;
     if (redisAppendCommandArgv(l->sub, 2, argv, NULL) != REDIS_OK)
         return TC_ERR_NOMEM;
@@ -722,19 +559,19 @@ static void link_close(sub_link *l)
  * first after a failed session (the masters may be what changed). Sentinel: the master the
  * sentinels name now, so that a tracker and its subscriber are on the same server. The
  * count, or <= 0 with *st set. */
-static int session_servers(tc_coherence_state *cs, tc_node **servers, tc_status *st)
+static int session_servers(tc_subscriber *cs, tc_node **servers, tc_status *st)
 {
-    tc_cache *c = cs->c;
-    bool cluster = tc__remote_is_cluster(c->remote);
-    if (cluster && c->opt.coherence != TC_COHERENCE_TRACKING) {
+    const tc_sub_ctx *ctx = &cs->ctx;
+    bool cluster = tc__remote_is_cluster(ctx->remote);
+    if (cluster && ctx->mode != TC_COHERENCE_TRACKING) {
         servers[0] = NULL; /* any node: server_connect asks the cluster */
         return 1;
     }
     if (cluster && cs->sessions > 1)
-        (void)tc__remote_refresh_map(c->remote); /* on failure the map we have is used */
-    int n = tc__remote_masters(c->remote, servers, TC_SUB_LINKS_MAX);
+        (void)tc__remote_refresh_map(ctx->remote); /* on failure the map we have is used */
+    int n = tc__remote_masters(ctx->remote, servers, TC_SUB_LINKS_MAX);
     if (n < 0)
-        tc__log(&c->log, TC_LOG_ERROR, "tracking mode follows at most %d masters",
+        tc__log(&ctx->log, TC_LOG_ERROR, "tracking mode follows at most %d masters",
                 TC_SUB_LINKS_MAX);
     if (n <= 0)
         *st = n < 0 ? TC_ERR_ARG : TC_ERR_NOMEM;
@@ -742,9 +579,9 @@ static int session_servers(tc_coherence_state *cs, tc_node **servers, tc_status 
 }
 
 /* One session: connect and subscribe every link, listen until one fails. */
-static tc_status session(tc_coherence_state *cs)
+static tc_status session(tc_subscriber *cs)
 {
-    tc_cache *c = cs->c;
+    const tc_sub_ctx *ctx = &cs->ctx;
     tc_node *servers[TC_SUB_LINKS_MAX];
     sub_link ls[TC_SUB_LINKS_MAX];
     tc_status st = TC_OK;
@@ -757,16 +594,16 @@ static tc_status session(tc_coherence_state *cs)
         st = link_open(cs, servers[i], &ls[i]);
     if (st == TC_OK)
         listen_loop(cs, ls, servers, n,
-                    c->opt.coherence == TC_COHERENCE_TRACKING &&
-                        tc__remote_is_cluster(c->remote));
-    atomic_store(&cs->healthy, false);
+                    ctx->mode == TC_COHERENCE_TRACKING &&
+                        tc__remote_is_cluster(ctx->remote));
+    atomic_store(cs->ctx.healthy, false);
     for (int i = 0; i < n; i++)
         link_close(&ls[i]);
     return st;
 }
 
 /* Waits ms milliseconds or until woken by stop. True if stopping. */
-static bool wait_or_stop(tc_coherence_state *cs, int ms)
+static bool wait_or_stop(tc_subscriber *cs, int ms)
 {
     struct pollfd p = {.fd = cs->wake[0], .events = POLLIN};
     int n = poll(&p, 1, ms);
@@ -775,20 +612,20 @@ static bool wait_or_stop(tc_coherence_state *cs, int ms)
 
 static void *subscriber_main(void *arg)
 {
-    tc_coherence_state *cs = arg;
+    tc_subscriber *cs = arg;
     int backoff = BACKOFF_MIN_MS;
     while (!atomic_load(&cs->stopping)) {
         int64_t began = tc__now_ns();
         tc_status st = session(cs);
         if (atomic_load(&cs->stopping))
             break;
-        TC_COUNT(&cs->c->counters, link_failures);
+        TC_COUNT(cs->ctx.counters, link_failures);
         if (st != TC_OK)
             set_start_state(cs, st);
         else
             set_start_state(cs, TC_ERR_TIMEOUT);
-        tc__log(&cs->c->log, TC_LOG_WARN, "invalidation link down (%s); local tier bypassed",
-                tc_strerror(st));
+        tc__log(&cs->ctx.log, TC_LOG_WARN, "invalidation link down (%s); local tier bypassed",
+                tc__strerror(st));
         /* A link that stayed up a while earns a quick retry; a flapping one backs off. */
         if (tc__now_ns() - began > (int64_t)BACKOFF_MAX_MS * 1000000)
             backoff = BACKOFF_MIN_MS;
@@ -796,14 +633,14 @@ static void *subscriber_main(void *arg)
             break;
         backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
     }
-    atomic_store(&cs->healthy, false);
+    atomic_store(cs->ctx.healthy, false);
     if (cs->watch)
         redisFree(cs->watch);
     cs->watch = NULL;
     return NULL;
 }
 
-static void state_free(tc_coherence_state *cs)
+static void state_free(tc_subscriber *cs)
 {
     if (cs->wake[0] >= 0)
         close(cs->wake[0]);
@@ -814,31 +651,30 @@ static void state_free(tc_coherence_state *cs)
     tc__free(cs);
 }
 
-/* Waits for the subscriber's first subscription, up to the connect + command timeouts. */
 /* How long tc_open waits for the first subscription: what the connections it needs may
  * take, one after the other. One link: a connect and two commands (tracking: two of each).
  * Tracking on a cluster: a link per master. Sentinel: the watch's connect and subscribe. */
-static int startup_budget_ms(tc_cache *c)
+static int startup_budget_ms(const tc_sub_ctx *ctx)
 {
-    const tc_options *o = &c->opt;
-    bool tracking = o->coherence == TC_COHERENCE_TRACKING;
-    int link = tracking ? 2 * (o->connect_timeout_ms + o->command_timeout_ms)
-                        : o->connect_timeout_ms + 2 * o->command_timeout_ms;
+    bool tracking = ctx->mode == TC_COHERENCE_TRACKING;
+    int link = tracking ? 2 * (ctx->connect_timeout_ms + ctx->command_timeout_ms)
+                        : ctx->connect_timeout_ms + 2 * ctx->command_timeout_ms;
     int links = 1;
-    if (tracking && tc__remote_is_cluster(c->remote)) {
+    if (tracking && tc__remote_is_cluster(ctx->remote)) {
         tc_node *servers[TC_SUB_LINKS_MAX];
-        int n = tc__remote_masters(c->remote, servers, TC_SUB_LINKS_MAX);
+        int n = tc__remote_masters(ctx->remote, servers, TC_SUB_LINKS_MAX);
         links = n > 1 ? n : 1;
     }
-    int watch = tc__remote_is_sentinel(c->remote) ? o->connect_timeout_ms + o->command_timeout_ms
-                                                  : 0;
+    int watch = tc__remote_is_sentinel(ctx->remote)
+                    ? ctx->connect_timeout_ms + ctx->command_timeout_ms
+                    : 0;
     return link * links + watch;
 }
 
-static tc_status wait_started(tc_coherence_state *cs)
+static tc_status wait_started(tc_subscriber *cs)
 {
     struct timespec ts;
-    tc__deadline_to_timespec(tc__deadline_after_ms(startup_budget_ms(cs->c)), &ts);
+    tc__deadline_to_timespec(tc__deadline_after_ms(startup_budget_ms(&cs->ctx)), &ts);
     pthread_mutex_lock(&cs->start_mu);
     while (cs->start_state == 0)
         if (pthread_cond_timedwait(&cs->start_cv, &cs->start_mu, &ts) == ETIMEDOUT)
@@ -848,16 +684,15 @@ static tc_status wait_started(tc_coherence_state *cs)
     return state == 1 ? TC_OK : state < 0 ? (tc_status)state : TC_ERR_TIMEOUT;
 }
 
-tc_status tc__coherence_start(tc_cache *c)
+tc_status tc__subscriber_start(const tc_sub_ctx *ctx, tc_subscriber **out)
 {
-    if (c->opt.coherence == TC_COHERENCE_NONE)
-        return TC_OK;
-    tc_coherence_state *cs = tc__calloc(1, sizeof *cs);
+    *out = NULL;
+    tc_subscriber *cs = tc__calloc(1, sizeof *cs);
     if (!cs)
         return TC_ERR_NOMEM;
-    cs->c = c;
+    cs->ctx = *ctx;
     cs->wake[0] = cs->wake[1] = -1;
-    cs->heartbeat_ms = c->opt.heartbeat_ms;
+    atomic_store(ctx->healthy, false);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -868,7 +703,6 @@ tc_status tc__coherence_start(tc_cache *c)
         state_free(cs);
         return TC_ERR_IO;
     }
-    c->coh = cs;
     /* The thread starts with every signal blocked: process signals belong to the
      * application's threads, and a SIGPIPE from writing to a connection Redis has closed
      * stays pending on this thread instead of killing the process. */
@@ -878,17 +712,21 @@ tc_status tc__coherence_start(tc_cache *c)
     int created = pthread_create(&cs->thread, NULL, subscriber_main, cs);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (created != 0) {
-        c->coh = NULL;
         state_free(cs);
         return TC_ERR_NOMEM;
     }
     cs->thread_started = true;
-    return wait_started(cs);
+    tc_status st = wait_started(cs);
+    if (st != TC_OK) {
+        tc__subscriber_stop(cs);
+        return st;
+    }
+    *out = cs;
+    return TC_OK;
 }
 
-void tc__coherence_stop(tc_cache *c)
+void tc__subscriber_stop(tc_subscriber *cs)
 {
-    tc_coherence_state *cs = c->coh;
     if (!cs)
         return;
     atomic_store(&cs->stopping, true);
@@ -897,22 +735,5 @@ void tc__coherence_stop(tc_cache *c)
         (void)w; /* a full pipe already wakes the thread */
         pthread_join(cs->thread, NULL);
     }
-    c->coh = NULL;
     state_free(cs);
-}
-
-bool tc__coherence_local_usable(const tc_cache *c)
-{
-    const tc_coherence_state *cs = c->coh;
-    if (c->opt.coherence == TC_COHERENCE_NONE)
-        return true;
-    return cs && atomic_load_explicit(&((tc_coherence_state *)cs)->healthy,
-                                      memory_order_acquire);
-}
-
-bool tc__coherence_write_through(const tc_cache *c)
-{
-    /* In tracking mode our own writes come back as invalidations and would evict the
-     * copy at once; there is no origin to tell them apart. */
-    return c->opt.coherence != TC_COHERENCE_TRACKING;
 }
