@@ -46,6 +46,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "error.h"
+
 /* Circuit breaker bounds: the first failed connect closes the door for 100 ms, each
  * further failure doubles that, up to 2 s; a successful connect resets it. */
 #define BREAKER_MIN_MS 100
@@ -138,7 +140,7 @@ static tc_status handshake(tc_node *node, redisContext *c)
     if (st == TC_OK)
         st = tc__ex_recv(&e, n, rep);
     if (st != TC_OK) {
-        NLOG(node, TC_LOG_WARN, "Redis handshake failed: %s (%s)", tc_strerror(st),
+        NLOG(node, TC_LOG_WARN, "Redis handshake failed: %s (%s)", tc__strerror(st),
              c->errstr[0] ? c->errstr : "no detail");
         return st;
     }

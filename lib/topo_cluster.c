@@ -24,6 +24,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "error.h"
+
 #include "remote.h"
 
 #define NSLOTS 16384
@@ -248,7 +250,7 @@ static tc_status load_from_seeds(tc_cluster *cl)
                                "Cluster (CLUSTER SLOTS failed)");
     else if (st != TC_OK)
         CLOG(cl, TC_LOG_ERROR, "no seed node of the Redis Cluster answered: %s",
-             tc_strerror(st));
+             tc__strerror(st));
     return st;
 }
 

@@ -22,6 +22,8 @@
 #include <stdatomic.h>
 #include <string.h>
 
+#include "error.h"
+
 #define SENTINEL_ASK_MS 200
 
 typedef struct tc_sentinel {
@@ -202,7 +204,7 @@ static tc_status find_master(tc_sentinel *sn)
     tc_status st = sentinel_update(sn);
     if (st != TC_OK) {
         SLOG(sn, TC_LOG_ERROR, "no sentinel told the address of master %s: %s",
-             sn->url->master_name, tc_strerror(st));
+             sn->url->master_name, tc__strerror(st));
         return st;
     }
     const char *ping = "PING";
