@@ -7,6 +7,9 @@
 
 #include "format.h"
 
+_Static_assert(TC_FMT_MAGIC_LEN <= TC_FMT_LEN_AT && TC_FMT_LEN_AT + 2 <= TC_FMT_BASE_LEN,
+               "the header length follows the magic, inside the base header");
+
 #include <string.h>
 
 #define XFETCH_FIELDS_LEN 12
@@ -62,7 +65,7 @@ void tc__fmt_write_header(unsigned char *out, size_t hlen, const tc_fmt_meta *me
 {
     unsigned flags = meta ? meta->flags : 0;
     memcpy(out, TC_FMT_MAGIC, TC_FMT_MAGIC_LEN);
-    put_u16(out + 4, (uint16_t)hlen);
+    put_u16(out + TC_FMT_LEN_AT, (uint16_t)hlen);
     out[6] = (unsigned char)flags;
     out[7] = 0;
     unsigned char *p = out + TC_FMT_BASE_LEN;
@@ -131,7 +134,7 @@ void tc__fmt_decode(tc_ref *r)
     size_t total = r->len;
     if (!starts_with_magic(p, total) || total < TC_FMT_BASE_LEN)
         return;
-    size_t hlen = get_u16(p + 4);
+    size_t hlen = get_u16(p + TC_FMT_LEN_AT);
     unsigned flags = p[6];
     size_t need = TC_FMT_BASE_LEN + ((flags & TC_FMT_XFETCH) ? XFETCH_FIELDS_LEN : 0);
     if (hlen < need || hlen > total ||

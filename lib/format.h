@@ -19,11 +19,14 @@
 #define TC_FORMAT_H
 
 #include "common.h"
-#include "local.h"
+#include "ref.h"
 
 #define TC_FMT_MAGIC "\xF8TC\x01"
 #define TC_FMT_MAGIC_LEN 4
 #define TC_FMT_BASE_LEN 8
+/* Where the 2-byte header length sits. The incr script (redis_ops.c) reads the header
+ * through this one number: the layout is spelled out here only. */
+#define TC_FMT_LEN_AT 4
 
 #define TC_FMT_NEGATIVE 0x01u
 #define TC_FMT_XFETCH 0x02u

@@ -19,57 +19,7 @@
 
 #include "common.h"
 #include "reclaim.h"
-
-/* A reference-counted, immutable value. tc_value.priv points at one (or at the hazard
- * slot that holds it: cache.c). The bytes the caller sees are data[0..len); they live
- * inside the same allocation (buf), possibly after a stored-format header. refs counts the
- * holders of references, the tier's one per entry included; values handed out by local
- * hits through hazard slots are not counted (reclaim.h), so a value that has been in the
- * tier is freed, once refs is 0, only when no slot holds it. */
-typedef struct tc_ref {
-    tc_retired ret;       /* for its deferred free; first, so slots hold the tc_ref */
-    atomic_uint_fast64_t refs;
-    atomic_bool in_tier;  /* has been in the local tier: hazard slots may hold it */
-    uint32_t flags;       /* TC_REF_* */
-    size_t len;           /* length of the caller-visible value */
-    size_t alloc;         /* bytes allocated for buf */
-    const unsigned char *data; /* points into buf */
-    int64_t meta_expiry_ms;    /* wall-clock expiry in Redis as the writer saw it; 0: none
-                                  known (used by early refresh; may stay 0) */
-    uint32_t meta_delta_ms;    /* how long the value took to compute; 0: unknown */
-    uint32_t type_id;          /* the key's type, for per-type metrics (stats.h); 0: other */
-    unsigned char buf[];
-} tc_ref;
-
-#define TC_REF_NEGATIVE 0x1u /* a cached "does not exist" */
-#define TC_REF_TAGGED 0x2u   /* carries tags (in its stored-format header, at buf) */
-
-/* A new reference (refs = 1) with room for cap bytes in buf; data = buf, len = 0.
- * NULL on allocation failure. */
-tc_ref *tc__ref_new(size_t cap);
-/* A new reference holding a copy of len bytes at src (src may be NULL when len is 0). */
-tc_ref *tc__ref_copy(const void *src, size_t len);
-/* Adds a reference. Inline: a local hit and its release take one each. */
-static inline void tc__ref_hold(tc_ref *r)
-{
-    /* Relaxed is enough: whoever passes r on to another thread does so through a lock or
-     * another synchronising operation, which orders this increment before any drop. */
-    atomic_fetch_add_explicit(&r->refs, 1, memory_order_relaxed);
-}
-
-/* Frees a value whose last reference went (deferred while hazard slots may hold it). */
-void tc__ref_free(tc_ref *r);
-
-/* Drops a reference; frees at zero. NULL is a no-op. */
-static inline void tc__ref_drop(tc_ref *r)
-{
-    if (!r)
-        return;
-    /* Release so this holder's reads of the value happen before the free; acquire so the
-     * thread that frees sees every other holder's release. */
-    if (atomic_fetch_sub_explicit(&r->refs, 1, memory_order_acq_rel) == 1)
-        tc__ref_free(r);
-}
+#include "ref.h"
 
 typedef struct tc_local tc_local;
 

@@ -13,6 +13,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "format.h"
+
+/* A macro's value as a string literal, to build a script from format.h's layout. */
+#define TC_FMT_STR(x) #x
+#define TC_FMT_XSTR(x) TC_FMT_STR(x)
+
 /* SCAN batch hint for clear. */
 #define CLEAR_SCAN_COUNT "1000"
 
@@ -79,9 +85,10 @@ static const char script_incr[] =
     "local orig = v\n"
     "local m = ARGV[2]\n"
     "if #m > 0 and string.sub(v, 1, #m) == m then\n"
-    "  if #v < 6 then return {-1} end\n"
-    "  local hl = string.byte(v, 5) + 256 * string.byte(v, 6)\n"
-    "  if hl < 6 or hl < #m or hl > #v then return {-1} end\n"
+    "  local at = " TC_FMT_XSTR(TC_FMT_LEN_AT) "\n"
+    "  if #v < at + 2 then return {-1} end\n"
+    "  local hl = string.byte(v, at + 1) + 256 * string.byte(v, at + 2)\n"
+    "  if hl < at + 2 or hl < #m or hl > #v then return {-1} end\n"
     "  v = string.sub(v, hl + 1)\n"
     "  redis.call('SET', KEYS[1], v, 'KEEPTTL')\n"
     "end\n"

@@ -12,7 +12,7 @@
 #include <hiredis/hiredis.h>
 
 #include "common.h"
-#include "local.h"
+#include "ref.h"
 
 /* ------------------------------------------------------------------ kinds of reply */
 
