@@ -69,6 +69,15 @@ tc_status tc__bad_reply(const tc_logger *log, const redisReply *x, const char *w
     return TC_ERR_PROTO;
 }
 
+/* ------------------------------------------------------------------ addresses */
+
+/* Whether s[0..n) can name a host: bytes a C string can carry (a NUL inside would cut the
+ * name the connection uses short of the one compared). */
+static bool host_bytes_ok(const char *s, size_t n)
+{
+    return n > 0 && memchr(s, '\0', n) == NULL;
+}
+
 /* ------------------------------------------------------------------ redirects */
 
 /* "MOVED <slot> <host>:<port>" or "ASK ..." after its first word (p): the address's
@@ -89,8 +98,9 @@ static bool parse_redirect_addr(const char *p, size_t n, tc_redirect *out)
     if (!colon || !tc__parse_uint(colon + 1, (size_t)(end - colon - 1), 65535, &port) ||
         port == 0)
         return false;
+    size_t hlen = (size_t)(colon - addr);
     char *host = NULL;
-    if (colon > addr && !(host = tc__strndup(addr, (size_t)(colon - addr))))
+    if (hlen > 0 && (!host_bytes_ok(addr, hlen) || !(host = tc__strndup(addr, hlen))))
         return false;
     out->host = host;
     out->slot = (int)slot;
@@ -155,6 +165,8 @@ tc_status tc__reply_cluster_slots(const redisReply *x, tc_slots_fn fn, void *arg
             return TC_ERR_PROTO;
         /* An empty or "?" host: the node asked stands for it. */
         bool asked = h->len == 0 || (h->len == 1 && h->str[0] == '?');
+        if (!asked && !host_bytes_ok(h->str, h->len))
+            return TC_ERR_PROTO;
         if (!fn(arg, (int)lo, (int)hi, asked ? NULL : h->str, asked ? 0 : h->len, (int)port))
             return TC_ERR_NOMEM;
     }
@@ -170,7 +182,8 @@ tc_status tc__reply_master_addr(const redisReply *x, char **host, int *port)
         return TC_MISS;
     long p = 0;
     if (x->type != REDIS_REPLY_ARRAY || x->elements != 2 ||
-        x->element[0]->type != REDIS_REPLY_STRING || x->element[0]->len == 0 ||
+        x->element[0]->type != REDIS_REPLY_STRING ||
+        !host_bytes_ok(x->element[0]->str, x->element[0]->len) ||
         x->element[1]->type != REDIS_REPLY_STRING ||
         !tc__parse_uint(x->element[1]->str, x->element[1]->len, 65535, &p) || p == 0)
         return TC_ERR_PROTO;
@@ -207,7 +220,7 @@ tc_status tc__reply_switch_master(const redisReply *x, const char *channel,
     long p = 0;
     if (len[4] == 0 || next_word(s, n, &at, &extra) != 0 || len[0] != strlen(master_name) ||
         memcmp(w[0], master_name, len[0]) != 0 || !tc__parse_uint(w[4], len[4], 65535, &p) ||
-        p == 0)
+        p == 0 || !host_bytes_ok(w[3], len[3]))
         return TC_MISS;
     *host = tc__strndup(w[3], len[3]);
     *port = (int)p;

@@ -188,6 +188,28 @@ START_TEST(test_reply_cluster_slots)
 }
 END_TEST
 
+/* Found by fuzz_reply: a host with a NUL inside was cut short when copied, so the redirect
+ * named another (empty) host than the reply did. */
+START_TEST(test_reply_host_with_nul)
+{
+    redisReader *rd = redisReaderCreate();
+    static const char resp[] = "-ASK 0 a\0b:7000\r\n"
+                               "*1\r\n*3\r\n:0\r\n:1\r\n*2\r\n$3\r\na\0b\r\n:7000\r\n";
+    ck_assert_int_eq(redisReaderFeed(rd, resp, sizeof resp - 1), REDIS_OK);
+    void *x = NULL, *y = NULL;
+    ck_assert_int_eq(redisReaderGetReply(rd, &x), REDIS_OK);
+    ck_assert_int_eq(redisReaderGetReply(rd, &y), REDIS_OK);
+    tc_redirect d = {TC_REDIR_NONE, 0, 0, NULL};
+    ck_assert(!tc__reply_redirect(x, &d));
+    ck_assert_int_eq(d.kind, TC_REDIR_NONE);
+    ranges rs = {.refuse_at = -1};
+    ck_assert_int_eq(tc__reply_cluster_slots(y, collect, &rs), TC_ERR_PROTO);
+    freeReplyObject(x);
+    freeReplyObject(y);
+    redisReaderFree(rd);
+}
+END_TEST
+
 START_TEST(test_reply_sentinel_master_addr)
 {
     char *host = NULL;
@@ -378,6 +400,7 @@ static Suite *reply_suite(void)
     suite_add_tcase(s, tc);
     tc = tcase_create("cluster_slots");
     tcase_add_test(tc, test_reply_cluster_slots);
+    tcase_add_test(tc, test_reply_host_with_nul);
     suite_add_tcase(s, tc);
     tc = tcase_create("sentinel");
     tcase_add_test(tc, test_reply_sentinel_master_addr);
