@@ -59,7 +59,12 @@ if cat "$out"/*.tidy | grep -E '^[^ ].*:[0-9]+:[0-9]+: (warning|error):' >/dev/n
 fi
 
 if [ "$found" -ne 0 ]; then
-  echo "check-static: findings above (fix them, or silence a false positive on its line with a comment)"
+  # The findings again, one line each, without the analyzer's paths to them.
+  list=$(cat "$out/cppcheck" "$out"/*.tidy | grep -E '^[^ ].*:[0-9]+:[0-9]+: (warning|error):' |
+         sed "s|^$top/||")
+  echo "check-static: $(printf '%s\n' "$list" | grep -c .) findings (fix them, or silence a" \
+       "false positive on its line with a comment saying why):"
+  printf '%s\n' "$list"
   exit 1
 fi
 echo "check-static: no findings"
