@@ -50,7 +50,7 @@ cat "$out/cppcheck"
 # clang-tidy: one process per file, $jobs at a time; the checks are in .clang-tidy.
 echo "== clang-tidy $(clang-tidy --version | sed -n 's/.*version \([0-9.]*\).*/\1/p' | head -1) over lib/"
 printf '%s\n' "${srcs[@]}" | xargs -P"$jobs" -I{} sh -c \
-  'clang-tidy -quiet "$1" -- -std=c11 -D_GNU_SOURCE -pthread "$@" >"$0/$(basename "$1").tidy" 2>&1 || true' \
+  'f=$1; shift; clang-tidy -quiet "$f" -- -std=c11 -D_GNU_SOURCE -pthread "$@" >"$0/${f##*/}.tidy" 2>&1 || true' \
   "$out" {} "${incs[@]}"
 # Only the findings and their notes; clang-tidy's "N warnings generated" chatter is not one.
 if cat "$out"/*.tidy | grep -E '^[^ ].*:[0-9]+:[0-9]+: (warning|error):' >/dev/null; then
