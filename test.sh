@@ -3,14 +3,16 @@
 #
 #   ./test.sh            gcc build with -Werror, then make check
 #   ./test.sh VARIANT..  any of: gcc clang asan tsan cluster distcheck torture fuzz stress
-#                        valgrind all
+#                        lint valgrind all
 #                        (cluster: gcc build, make check-cluster against a 3-master
 #                        loopback Redis Cluster, and the Sentinel tests against their own
 #                        master, replica and sentinel;
 #                        torture: clang + ASan + --enable-alloc-fail,
 #                        tests/check_torture only; fuzz: make fuzz FUZZ_SECONDS=10, one case
 #                        per target; stress: make stress STRESS_SECONDS=5, one case;
-#                        valgrind: make check-valgrind, one case per program, not in all)
+#                        valgrind: make check-valgrind, one case per program, not in all;
+#                        lint: scripts/check-{format,static,abi,architecture}.sh, one case
+#                        each)
 #
 # On Debian it first installs what the build needs (as root, or through sudo). Each variant
 # builds in build/<variant>. It ends with one line: "N passed, M failed" (test cases).
@@ -160,9 +162,30 @@ run_valgrind() {
   failed=$((failed + bad))
 }
 
+# lint: the checks that catch drift (docs/design/versioning.md for the ABI): formatting
+# (.clang-format), static analysis of lib/ (cppcheck, clang-tidy), the ABI against the last
+# release (abi/), and every lib/ file named in docs/design/architecture.md. One test case
+# each; each one's output is in build/lint/<check>.out.
+run_lint() {
+  local dir=$top/build/lint check out
+  mkdir -p "$dir"
+  for check in format static abi architecture; do
+    echo "== lint: scripts/check-$check.sh"
+    out=$dir/$check.out
+    if "$top/scripts/check-$check.sh" >"$out" 2>&1; then
+      passed=$((passed + 1))
+      tail -1 "$out"
+    else
+      failed=$((failed + 1))
+      if [ "$(wc -l <"$out")" -le 150 ]; then cat "$out"
+      else head -80 "$out"; echo "... (all of it in $out)"; tail -40 "$out"; fi
+    fi
+  done
+}
+
 variants=("$@")
 [ ${#variants[@]} -eq 0 ] && variants=(gcc)
-[ "${variants[0]}" = all ] && variants=(gcc clang asan tsan cluster distcheck torture fuzz stress)
+[ "${variants[0]}" = all ] && variants=(gcc clang asan tsan cluster distcheck torture fuzz stress lint)
 for v in "${variants[@]}"; do
   case $v in
     distcheck) run_distcheck ;;
@@ -170,6 +193,7 @@ for v in "${variants[@]}"; do
     fuzz) run_fuzz ;;
     stress) run_stress ;;
     valgrind) run_valgrind ;;
+    lint) run_lint ;;
     *) run_variant "$v" ;;
   esac
 done

@@ -291,7 +291,9 @@ static tc_status gql_digest(const char *scope, size_t scope_len, const char *doc
         return TC_ERR_NOMEM;
     }
     unsigned char *p = buf;
-    memcpy(p, DIGEST_TAG, DIGEST_TAG_LEN);
+    /* The digest's input is length-framed bytes, not a string: the tag goes in without its
+     * NUL. */
+    memcpy(p, DIGEST_TAG, DIGEST_TAG_LEN); /* NOLINT(bugprone-not-null-terminated-result) */
     p = put_field(p + DIGEST_TAG_LEN, scope, scope_len);
     size_t norm_len = 0;
     tc_status st = tc__gql_normalize(document, doc_len, (char *)p + 8, &norm_len);

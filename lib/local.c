@@ -411,8 +411,10 @@ static inline bool dead(const entry *e, uint64_t epoch, int64_t now_ns)
  * a key costs one cache miss, not one per row. The block and the four positions come from
  * one remix of h, independent of the shard, slot and bucket bits. */
 #define SKETCH_BLOCK 64u
-#define SKETCH_ROW_CELLS (SKETCH_BLOCK / SKETCH_ROWS)
+#define SKETCH_ROW_CELLS ((size_t)SKETCH_BLOCK / SKETCH_ROWS)
 
+/* c names the array the macro declares, so it cannot be parenthesized. */
+/* NOLINTBEGIN(bugprone-macro-parentheses) */
 #define SKETCH_CELLS(s, h, c)                                                              \
     uint64_t g_ = ((h) ^ ((h) >> 29)) * 0xbf58476d1ce4e5b9ULL;                             \
     atomic_uchar *b_ = (s)->sketch + (size_t)((uint32_t)(g_ >> 32) & (s)->sketch_mask) *   \
@@ -421,6 +423,7 @@ static inline bool dead(const entry *e, uint64_t epoch, int64_t now_ns)
                                     b_ + SKETCH_ROW_CELLS + ((unsigned)(g_ >> 4) & 15),    \
                                     b_ + 2 * SKETCH_ROW_CELLS + ((unsigned)(g_ >> 8) & 15), \
                                     b_ + 3 * SKETCH_ROW_CELLS + ((unsigned)(g_ >> 12) & 15)}
+/* NOLINTEND(bugprone-macro-parentheses) */
 
 static inline void cell_bump(atomic_uchar *c)
 {
@@ -774,7 +777,7 @@ static inline bool read(tc_local *l, uint64_t h, const char *key, size_t klen,
         __builtin_prefetch(e->key);
         __builtin_prefetch((const void *)v);
         __builtin_prefetch((const void *)(v + CACHE_LINE));
-        __builtin_prefetch((const void *)(v + 2 * CACHE_LINE));
+        __builtin_prefetch((const void *)(v + 2 * (uintptr_t)CACHE_LINE));
     }
     /* The table is keyed by hash: an entry for another key with the same hash is a miss,
      * and stays (it is valid for its own key). */

@@ -1,9 +1,10 @@
-# Sourced by test.sh and bench.sh (bash): what building and running tiercache needs on
-# Debian, and the function that installs whatever of it is missing (as root, or through
+# Sourced by test.sh and bench.sh (bash): what building, running and checking tiercache
+# (./test.sh lint: clang-format 14, clang-tidy, cppcheck, abidiff) needs on Debian, and the function that installs whatever of it is missing (as root, or through
 # sudo). Only Debian's own package archive is used, through apt-get.
 
 DEPS="build-essential autoconf automake libtool pkg-config clang libhiredis-dev uthash-dev
-      check libxxhash-dev libjansson-dev redis-server redis-tools libclang-rt-dev gnuplot-nox"
+      check libxxhash-dev libjansson-dev redis-server redis-tools libclang-rt-dev gnuplot-nox
+      clang-format clang-tidy cppcheck abigail-tools"
 
 install_deps() {
   local missing=()
