@@ -839,7 +839,7 @@ static void write_end(tc_cache *c, write_ctx *w, tc_status st, tc_ref *const *va
     int64_t exp = local_expiry(c, tc__now_ns(), ttl_ms == TC_TTL_FOREVER ? -1 : ttl_ms);
     for (size_t i = 0; i < w->n; i++) {
         uint32_t type = tc__type_of(c->types, w->keys[i], w->klens[i]);
-        if (through && vals[i]) {
+        if (through && vals && vals[i]) {
             vals[i]->type_id = type;
             tc__local_store_write(c->local, w->hashes[i], w->keys[i], w->klens[i], vals[i],
                                   exp, w->tickets[i]);

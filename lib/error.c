@@ -13,7 +13,7 @@
 #pragma GCC diagnostic error "-Wswitch"
 
 #define TC_STATUS_AGREES(name, value, text)                                              \
-    _Static_assert(name == (value), #name " has the value error.h lists");
+    _Static_assert((name) == (value), #name " has the value error.h lists");
 TC_STATUS_LIST(TC_STATUS_AGREES)
 #undef TC_STATUS_AGREES
 

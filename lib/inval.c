@@ -41,7 +41,8 @@ static bool parse_hex64(const char *p, size_t len, uint64_t *out)
 /* The message's head, "TC1 <op> <origin>", into buf; returns its length. */
 static size_t encode_head(char *buf, char op, uint64_t origin)
 {
-    memcpy(buf, TC_INVAL_MAGIC, TC_INVAL_MAGIC_LEN);
+    /* The head is bytes, not a C string: the caller writes on after it. */
+    memcpy(buf, TC_INVAL_MAGIC, TC_INVAL_MAGIC_LEN); // NOLINT(bugprone-not-null-terminated-result)
     buf[TC_INVAL_MAGIC_LEN] = op;
     buf[TC_INVAL_MAGIC_LEN + 1] = ' ';
     hex64(buf + TC_INVAL_MAGIC_LEN + 2, origin);

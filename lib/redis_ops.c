@@ -540,7 +540,7 @@ static tc_status node_clear(tc_node *node, tc_route *rt, const char *pattern, co
         if (prev)
             freeReplyObject(prev);
         prev = NULL;
-        if (st == TC_OK && unlinking + 1 > cap) {
+        if (st == TC_OK && (!rep || unlinking + 1 > cap)) {
             tc__free(rep);
             cap = unlinking + 1;
             rep = tc__calloc(cap, sizeof *rep);

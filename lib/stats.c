@@ -96,7 +96,7 @@ uint32_t tc__type_of(tc_types *t, const char *key, size_t klen)
 {
     size_t len = tc__key_type_len(key, klen);
     uint64_t h = tc__key_hash(key, len);
-    unsigned slot;
+    unsigned slot = SLOTS; /* find sets it when it returns 0 */
     uint32_t id = find(t, key, len, h, &slot);
     if (id || atomic_load_explicit(&t->count, memory_order_relaxed) > TC_KEY_TYPES_MAX)
         return id;

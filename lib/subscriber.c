@@ -189,8 +189,10 @@ static void set_start_state(tc_subscriber *cs, int state)
 static tc_status run(redisContext *ctx, redisReply **out, int argc, const char **argv)
 {
     redisReply *r = redisCommandArgv(ctx, argc, argv, NULL);
-    if (!r)
-        return tc__remote_ctx_status(ctx);
+    if (!r) {
+        tc_status st = tc__remote_ctx_status(ctx);
+        return st == TC_OK ? TC_ERR_IO : st; /* never TC_OK without a reply */
+    }
     tc_status st = r->type == REDIS_REPLY_ERROR ? TC_ERR_PROTO : TC_OK;
     if (out && st == TC_OK)
         *out = r;
@@ -209,8 +211,6 @@ typedef struct sub_link {
     bool subscribed;
 } sub_link;
 
-/* Tracking mode: learns the subscriber's client id and makes a new tracker connection to
- * the same server redirect Redis's invalidations for our prefix to it. */
 /* A subscriber connection to server, or (NULL) to any node of the handle's Redis. */
 static tc_status server_connect(const tc_sub_ctx *ctx, tc_node *server, redisContext **out)
 {
@@ -218,6 +218,8 @@ static tc_status server_connect(const tc_sub_ctx *ctx, tc_node *server, redisCon
                   : tc__remote_connect(ctx->remote, ctx->command_timeout_ms, out);
 }
 
+/* Tracking mode: learns the subscriber's client id and makes a new tracker connection to
+ * the same server redirect Redis's invalidations for our prefix to it. */
 static tc_status tracking_setup(tc_subscriber *cs, tc_node *server, sub_link *l)
 {
     const tc_sub_ctx *ctx = &cs->ctx;
