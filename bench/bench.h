@@ -22,24 +22,24 @@
 typedef struct bench_cfg {
     const char *redis_url; /* the embedded server's or --redis-url */
     bool embedded;
-    char prefix[64];       /* key prefix unique to this run; cleared after each workload */
-    uint64_t keys;         /* 0: the workload's default */
+    char prefix[64]; /* key prefix unique to this run; cleared after each workload */
+    uint64_t keys;   /* 0: the workload's default */
     size_t value_size;
-    uint64_t ops;          /* 0: the workload's default */
-    int64_t warmup;        /* < 0: the workload's default */
+    uint64_t ops;   /* 0: the workload's default */
+    int64_t warmup; /* < 0: the workload's default */
     int threads[TCB_MAX_THREADS];
-    int nthreads;          /* 0: the workload's default */
+    int nthreads; /* 0: the workload's default */
     uint64_t seed;
     double zipf_s;
     double write_frac;
-    double local_pct;      /* local tier sized for this % of the keys */
-    size_t local_bytes;    /* > 0: overrides local_pct */
-    const char *trace;     /* trace file (trace, mrc, suite) */
-    const char *plot;      /* --plot out.png */
-    int hot_keys;          /* hot path */
-    bool quick;            /* the default suite's shorter runs */
-    bool hot_only;         /* hotpath without its zipf throughput runs */
-    bool no_remote_ttl;    /* tc_options.fetch_remote_ttl = 0 */
+    double local_pct;   /* local tier sized for this % of the keys */
+    size_t local_bytes; /* > 0: overrides local_pct */
+    const char *trace;  /* trace file (trace, mrc, suite) */
+    const char *plot;   /* --plot out.png */
+    int hot_keys;       /* hot path */
+    bool quick;         /* the default suite's shorter runs */
+    bool hot_only;      /* hotpath without its zipf throughput runs */
+    bool no_remote_ttl; /* tc_options.fetch_remote_ttl = 0 */
 } bench_cfg;
 
 /* One measured result. Numbers that do not apply are NaN (a blank in the table and CSV,
@@ -88,16 +88,16 @@ int gnuplot_close(FILE *gp, const char *png);
 
 /* Headline numbers the workloads leave for the suite's closing summary (NaN: not run). */
 typedef struct bench_summary {
-    double hit_ns, floor_ns, redis_get_ns;   /* hot path, mean per op */
-    double zipf_speedup[TCB_MAX_THREADS];    /* tiercache / redis-only ops/s, by thread count */
-    double zipf_floor[TCB_MAX_THREADS];      /* tiercache / floor ops/s */
-    double zipf_vs_bound[TCB_MAX_THREADS];   /* tiercache / (redis-only ops/s / rt per op) */
+    double hit_ns, floor_ns, redis_get_ns; /* hot path, mean per op */
+    double zipf_speedup[TCB_MAX_THREADS];  /* tiercache / redis-only ops/s, by thread count */
+    double zipf_floor[TCB_MAX_THREADS];    /* tiercache / floor ops/s */
+    double zipf_vs_bound[TCB_MAX_THREADS]; /* tiercache / (redis-only ops/s / rt per op) */
     int zipf_threads[TCB_MAX_THREADS];
     int nzipf;
-    double zipf_local_hit;                   /* 1 thread */
-    double coh_p50, coh_p99, coh_max;        /* invalidation delay, tiercache */
+    double zipf_local_hit;                     /* 1 thread */
+    double coh_p50, coh_p99, coh_max;          /* invalidation delay, tiercache */
     double st_loads_per_key, st_naive_per_key; /* stampede: loader calls per cold key */
-    char mrc_label[2][64];                   /* "trace" / "zipf": miss ratios at 10% */
+    char mrc_label[2][64];                     /* "trace" / "zipf": miss ratios at 10% */
     double mrc_clock[2], mrc_real[2], mrc_lru[2], mrc_opt[2];
     int nmrc;
 } bench_summary;

@@ -90,8 +90,8 @@ static char *read_all(const char *path, size_t *len)
     return buf;
 }
 
-int trace_load(const char *path, uint64_t limit, keyset *distinct, uint32_t **seq,
-               size_t *nseq, size_t *skipped)
+int trace_load(const char *path, uint64_t limit, keyset *distinct, uint32_t **seq, size_t *nseq,
+               size_t *skipped)
 {
     memset(distinct, 0, sizeof *distinct);
     *seq = NULL;

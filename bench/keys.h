@@ -15,7 +15,7 @@
 
 typedef struct keyset {
     size_t n;
-    char **k;   /* n NUL-terminated keys, pointing into buf */
+    char **k; /* n NUL-terminated keys, pointing into buf */
     char *buf;
     size_t maxlen;
     size_t stride; /* numbered keys: key i is at buf + i * stride (0: look it up in k) */
@@ -38,8 +38,8 @@ void keyset_free(keyset *ks);
  * distinct with one key "t:<id>" per distinct id (in order of first use) and *seq (malloc'd,
  * *nseq entries) with the index in distinct of each access. Returns 0, or -1 with a message
  * on stderr. */
-int trace_load(const char *path, uint64_t limit, keyset *distinct, uint32_t **seq,
-               size_t *nseq, size_t *skipped);
+int trace_load(const char *path, uint64_t limit, keyset *distinct, uint32_t **seq, size_t *nseq,
+               size_t *skipped);
 
 typedef struct ftab ftab;
 

@@ -292,8 +292,8 @@ static void compute(const uint32_t *seq, size_t n, size_t nkeys, curve *cv)
             cap = 1;
         cv->cap[s] = cap;
         cv->miss[P_CLOCK][s] = (double)sim_list(seq, n, nkeys, cap, true) / (double)n;
-        cv->miss[P_REAL][s] =
-            (double)sim_real(seq, n, &ks, hs, cap, charge, &cv->held[s]) / (double)n;
+        cv->miss[P_REAL][s] = (double)sim_real(seq, n, &ks, hs, cap, charge, &cv->held[s]) /
+                              (double)n;
         cv->miss[P_LRU][s] = (double)sim_list(seq, n, nkeys, cap, false) / (double)n;
         cv->miss[P_OPT][s] = (double)sim_opt(seq, next, n, nkeys, cap) / (double)n;
     }
@@ -312,11 +312,12 @@ static int plot_curve(const char *png, const char *title, const curve *cv)
     fprintf(gp, "set xlabel 'cache size (%% of the key space, count-based)'\n");
     fprintf(gp, "set ylabel 'miss ratio'\nset grid\nset key top right\n");
     fprintf(gp, "set yrange [0:1]\nset xrange [0:%g]\n", sizes_pct[NSIZES - 1] + 1);
-    fprintf(gp, "plot '-' using 1:2 with linespoints lw 2 pt 7 title \"%s\", "
-                "'-' using 1:2 with linespoints lw 2 pt 5 title \"%s\", "
-                "'-' using 1:2 with linespoints lw 2 pt 9 title \"%s\", "
-                "'-' using 1:2 with linespoints lw 2 pt 11 title \"%s\", "
-                "%g with lines dt 2 lc rgb 'gray40' title 'compulsory misses (first accesses)'\n",
+    fprintf(gp,
+            "plot '-' using 1:2 with linespoints lw 2 pt 7 title \"%s\", "
+            "'-' using 1:2 with linespoints lw 2 pt 5 title \"%s\", "
+            "'-' using 1:2 with linespoints lw 2 pt 9 title \"%s\", "
+            "'-' using 1:2 with linespoints lw 2 pt 11 title \"%s\", "
+            "%g with lines dt 2 lc rgb 'gray40' title 'compulsory misses (first accesses)'\n",
             pol_titles[P_CLOCK], pol_titles[P_REAL], pol_titles[P_LRU], pol_titles[P_OPT],
             cv->compulsory);
     for (int p = 0; p < NPOL; p++) {
@@ -335,9 +336,8 @@ static void print_curve(const char *label, const char *params, size_t n, size_t 
     for (size_t s = 0; s < NSIZES; s++) {
         report_printf("  %6g%% %8zu %9.4f %10.4f %8zu %8.4f %8.4f   %.3f / %.3f / %.3f\n",
                       sizes_pct[s], cv->cap[s], cv->miss[P_CLOCK][s], cv->miss[P_REAL][s],
-                      cv->held[s], cv->miss[P_LRU][s], cv->miss[P_OPT][s],
-                      1 - cv->miss[P_CLOCK][s], 1 - cv->miss[P_LRU][s],
-                      1 - cv->miss[P_OPT][s]);
+                      cv->held[s], cv->miss[P_LRU][s], cv->miss[P_OPT][s], 1 - cv->miss[P_CLOCK][s],
+                      1 - cv->miss[P_LRU][s], 1 - cv->miss[P_OPT][s]);
         for (int p = 0; p < NPOL; p++) {
             result r;
             result_init(&r, "mrc", pol_names[p]);
@@ -386,8 +386,8 @@ int wl_mrc(const bench_cfg *cfg)
         base = base ? base + 1 : cfg->trace;
         snprintf(label, sizeof label, "trace %s", base);
         snprintf(params, sizeof params, "trace=%s", base);
-        snprintf(title, sizeof title, "miss-ratio curve: trace %s (%zu accesses, %zu keys)",
-                 base, n, nkeys);
+        snprintf(title, sizeof title, "miss-ratio curve: trace %s (%zu accesses, %zu keys)", base,
+                 n, nkeys);
     } else {
         nkeys = cfg->keys ? cfg->keys : 100000;
         n = cfg->ops ? cfg->ops : 1000000;
@@ -402,8 +402,7 @@ int wl_mrc(const bench_cfg *cfg)
         zipf_free(&z);
         snprintf(label, sizeof label, "zipf s=%.2f", cfg->zipf_s);
         snprintf(params, sizeof params, "zipf s=%.2f keys=%zu", cfg->zipf_s, nkeys);
-        snprintf(title, sizeof title,
-                 "miss-ratio curve: Zipf s=%.2f over %zu keys (%zu accesses)",
+        snprintf(title, sizeof title, "miss-ratio curve: Zipf s=%.2f over %zu keys (%zu accesses)",
                  cfg->zipf_s, nkeys, n);
     }
     report_section(title);

@@ -271,15 +271,15 @@ void report_section(const char *title)
 void report_latency_head(void)
 {
     report_printf("  %-22s %3s %8s %8s %8s %8s %8s %6s %6s %6s %5s %5s %4s %8s %8s\n", "mode",
-                  "thr", "ops/s", "mean", "p50", "p99", "p99.9", "local", "remote", "miss",
-                  "rt/op", "loads", "err", "vs redis", "vs floor");
+                  "thr", "ops/s", "mean", "p50", "p99", "p99.9", "local", "remote", "miss", "rt/op",
+                  "loads", "err", "vs redis", "vs floor");
 }
 
 void report_latency_row(const result *r)
 {
     char a[16], b[16], c[16], d[16], e[16], f[16], g[16], h[16], i[16], j[16], k[16];
-    report_printf("  %-22s %3d %8s %8s %8s %8s %8s %6s %6s %6s %5s %5llu %4llu %8s %8s\n",
-                  r->mode, r->threads, fmt_rate(r->ops_s, a, sizeof a),
+    report_printf("  %-22s %3d %8s %8s %8s %8s %8s %6s %6s %6s %5s %5llu %4llu %8s %8s\n", r->mode,
+                  r->threads, fmt_rate(r->ops_s, a, sizeof a),
                   report_fmt_ns(r->mean_ns, b, sizeof b), report_fmt_ns(r->p50, c, sizeof c),
                   report_fmt_ns(r->p99, d, sizeof d), report_fmt_ns(r->p999, e, sizeof e),
                   fmt_pct(r->local_hit, f, sizeof f), fmt_pct(r->remote_hit, g, sizeof g),

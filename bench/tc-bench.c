@@ -129,7 +129,8 @@ void summary_init(void)
 
 static void usage(FILE *f)
 {
-    fprintf(f,
+    fprintf(
+        f,
         "usage: tc-bench [WORKLOAD] [options]\n"
         "\n"
         "Workloads (default: suite):\n"
@@ -208,17 +209,19 @@ static void parse_threads(bench_cfg *cfg, const char *s)
     for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
         uint64_t n = parse_u64("--threads", t);
         if (n < 1 || n > TCB_MAX_THREADS || cfg->nthreads >= TCB_MAX_THREADS)
-            bench_die("--threads: 1..%d each, at most %d counts", TCB_MAX_THREADS,
-                      TCB_MAX_THREADS);
+            bench_die("--threads: 1..%d each, at most %d counts", TCB_MAX_THREADS, TCB_MAX_THREADS);
         cfg->threads[cfg->nthreads++] = (int)n;
     }
 }
 
+/* Kept compact, one line per row of options. */
+// clang-format off
 enum {
     O_URL = 256, O_KEYS, O_VSIZE, O_OPS, O_WARMUP, O_THREADS, O_SEED, O_ZIPF_S, O_WFRAC,
     O_LPCT, O_LBYTES, O_HOT, O_HOT_ONLY, O_TRACE, O_PLOT, O_JSON, O_CSV, O_NO_RTTL,
     O_VERSION
 };
+// clang-format on
 
 static const struct option long_opts[] = {
     {"redis-url", required_argument, NULL, O_URL},
@@ -290,14 +293,13 @@ static void print_summary(const bench_cfg *cfg)
         report_printf("  zipf reads, %d thr: tiercache / redis-only throughput = %5.2fx  "
                       "(target: several times)   / floor = %.3fx   / hit-ratio bound = %.2fx "
                       "(target >= 0.90x)\n",
-                      g_summary.zipf_threads[i], g_summary.zipf_speedup[i],
-                      g_summary.zipf_floor[i], g_summary.zipf_vs_bound[i]);
+                      g_summary.zipf_threads[i], g_summary.zipf_speedup[i], g_summary.zipf_floor[i],
+                      g_summary.zipf_vs_bound[i]);
     for (int i = 0; i < g_summary.nmrc; i++)
         report_printf("  hit ratio at 10%% of keys, %s: clock-sim %.3f, real tier %.3f, "
                       "LRU %.3f, Belady %.3f\n",
-                      g_summary.mrc_label[i], 1 - g_summary.mrc_clock[i],
-                      1 - g_summary.mrc_real[i], 1 - g_summary.mrc_lru[i],
-                      1 - g_summary.mrc_opt[i]);
+                      g_summary.mrc_label[i], 1 - g_summary.mrc_clock[i], 1 - g_summary.mrc_real[i],
+                      1 - g_summary.mrc_lru[i], 1 - g_summary.mrc_opt[i]);
     if (!isnan(g_summary.coh_p50)) {
         char a[16], b[16], c[16];
         report_printf("  invalidation delay (write returned -> other process sees it): p50 %s, "
@@ -390,27 +392,69 @@ int main(int argc, char **argv)
     int c;
     while ((c = getopt_long(argc, argv, "h", long_opts, NULL)) != -1) {
         switch (c) {
-        case O_URL: cfg.redis_url = optarg; break;
-        case O_KEYS: cfg.keys = parse_u64("--keys", optarg); break;
-        case O_VSIZE: cfg.value_size = (size_t)parse_u64("--value-size", optarg); break;
-        case O_OPS: cfg.ops = parse_u64("--ops", optarg); break;
-        case O_WARMUP: cfg.warmup = (int64_t)parse_u64("--warmup", optarg); break;
-        case O_THREADS: parse_threads(&cfg, optarg); break;
-        case O_SEED: cfg.seed = parse_u64("--seed", optarg); break;
-        case O_ZIPF_S: cfg.zipf_s = parse_double("--zipf-s", optarg, 0, 10); break;
-        case O_WFRAC: cfg.write_frac = parse_double("--write-frac", optarg, 0, 1); break;
-        case O_LPCT: cfg.local_pct = parse_double("--local-pct", optarg, 0, 1000); break;
-        case O_LBYTES: cfg.local_bytes = (size_t)parse_u64("--local-bytes", optarg); break;
-        case O_HOT: cfg.hot_keys = (int)parse_u64("--hot-keys", optarg); break;
-        case O_HOT_ONLY: cfg.hot_only = true; break;
-        case O_NO_RTTL: cfg.no_remote_ttl = true; break;
-        case O_TRACE: cfg.trace = optarg; break;
-        case O_PLOT: cfg.plot = optarg; break;
-        case O_JSON: json = optarg; break;
-        case O_CSV: csv = optarg; break;
-        case O_VERSION: printf("tc-bench %s\n", tc_version()); return 0;
-        case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        case O_URL:
+            cfg.redis_url = optarg;
+            break;
+        case O_KEYS:
+            cfg.keys = parse_u64("--keys", optarg);
+            break;
+        case O_VSIZE:
+            cfg.value_size = (size_t)parse_u64("--value-size", optarg);
+            break;
+        case O_OPS:
+            cfg.ops = parse_u64("--ops", optarg);
+            break;
+        case O_WARMUP:
+            cfg.warmup = (int64_t)parse_u64("--warmup", optarg);
+            break;
+        case O_THREADS:
+            parse_threads(&cfg, optarg);
+            break;
+        case O_SEED:
+            cfg.seed = parse_u64("--seed", optarg);
+            break;
+        case O_ZIPF_S:
+            cfg.zipf_s = parse_double("--zipf-s", optarg, 0, 10);
+            break;
+        case O_WFRAC:
+            cfg.write_frac = parse_double("--write-frac", optarg, 0, 1);
+            break;
+        case O_LPCT:
+            cfg.local_pct = parse_double("--local-pct", optarg, 0, 1000);
+            break;
+        case O_LBYTES:
+            cfg.local_bytes = (size_t)parse_u64("--local-bytes", optarg);
+            break;
+        case O_HOT:
+            cfg.hot_keys = (int)parse_u64("--hot-keys", optarg);
+            break;
+        case O_HOT_ONLY:
+            cfg.hot_only = true;
+            break;
+        case O_NO_RTTL:
+            cfg.no_remote_ttl = true;
+            break;
+        case O_TRACE:
+            cfg.trace = optarg;
+            break;
+        case O_PLOT:
+            cfg.plot = optarg;
+            break;
+        case O_JSON:
+            json = optarg;
+            break;
+        case O_CSV:
+            csv = optarg;
+            break;
+        case O_VERSION:
+            printf("tc-bench %s\n", tc_version());
+            return 0;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
         }
     }
     const char *workload = optind < argc ? argv[optind++] : "suite";
@@ -421,8 +465,8 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    static const char *const known[] = {"suite", "hotpath", "zipf", "trace", "stampede",
-                                        "coherence", "mrc", NULL};
+    static const char *const known[] = {"suite",    "hotpath",   "zipf", "trace",
+                                        "stampede", "coherence", "mrc",  NULL};
     bool ok = false;
     for (int i = 0; known[i]; i++)
         ok |= strcmp(workload, known[i]) == 0;
@@ -484,8 +528,7 @@ int main(int argc, char **argv)
     else if (strcmp(workload, "hotpath") == 0) {
         rc = wl_hotpath(&cfg, !cfg.hot_only);
         print_summary(&cfg);
-    }
-    else if (strcmp(workload, "zipf") == 0)
+    } else if (strcmp(workload, "zipf") == 0)
         rc = wl_zipf(&cfg);
     else if (strcmp(workload, "trace") == 0)
         rc = wl_trace(&cfg);

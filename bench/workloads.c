@@ -108,8 +108,7 @@ static void unpopulate(const bench_cfg *cfg, const char *prefix)
 
 /* What one local entry of this key length and value size costs the local tier's budget,
  * read from tc_stats after storing one (public API only). */
-static size_t local_charge(const bench_cfg *cfg, const char *prefix, const char *key,
-                           size_t vsize)
+static size_t local_charge(const bench_cfg *cfg, const char *prefix, const char *key, size_t vsize)
 {
     tc_cache *c = open_cache(cfg, prefix, (size_t)64 << 20);
     unsigned char *val = calloc(1, vsize ? vsize : 1);
@@ -386,7 +385,11 @@ static void run_modes(const modeset *ms, int threads, uint32_t *const *seqs,
         snprintf(res[m].params, sizeof res[m].params, "%s", params);
         res[m].keys = ms->ks->n;
         res[m].value_size = ms->vsize;
-        r[m] = (run){.m = (mode)m, .ft = ms->ft, .ks = ms->ks, .vsize = ms->vsize, .wval = wval,
+        r[m] = (run){.m = (mode)m,
+                     .ft = ms->ft,
+                     .ks = ms->ks,
+                     .vsize = ms->vsize,
+                     .wval = wval,
                      .fill_on_miss = ms->fill_on_miss};
         h[m] = malloc(sizeof *h[m]);
         if (!h[m])
@@ -513,15 +516,21 @@ static int zipf_runs(const bench_cfg *cfg, const int *thr, int nthr, uint64_t op
              "zipf%s: s=%.2f, %zu keys, %zu-byte values, %.0f%% writes, %llu ops per mode in up "
              "to %d rounds, the modes taking turns; local tier %.2f MB (~%.1f%% of keys at "
              "%zu B/entry)%s",
-             title_extra, cfg->zipf_s, nkeys, vsize, cfg->write_frac * 100,
-             (unsigned long long)ops, TURN_ROUNDS, (double)budget / 1e6,
+             title_extra, cfg->zipf_s, nkeys, vsize, cfg->write_frac * 100, (unsigned long long)ops,
+             TURN_ROUNDS, (double)budget / 1e6,
              100.0 * (double)budget / (double)charge / (double)nkeys, charge,
              cfg->no_remote_ttl ? "; fills GET alone (fetch_remote_ttl = 0)" : "");
     report_section(title);
     report_latency_head();
 
-    modeset ms = {.cfg = cfg, .workload = "zipf", .prefix = prefix, .base_prefix = bprefix,
-                  .ks = &ks, .ft = ft, .vsize = vsize, .local_bytes = budget};
+    modeset ms = {.cfg = cfg,
+                  .workload = "zipf",
+                  .prefix = prefix,
+                  .base_prefix = bprefix,
+                  .ks = &ks,
+                  .ft = ft,
+                  .vsize = vsize,
+                  .local_bytes = budget};
     result *all = calloc((size_t)nthr * NMODES, sizeof *all);
     bound_ratio *vb = calloc((size_t)nthr, sizeof *vb);
     if (!all || !vb)
@@ -661,8 +670,14 @@ int wl_trace(const bench_cfg *cfg)
     static const int def[] = {1};
     const int *thr = cfg->nthreads ? cfg->threads : def;
     int nthr = cfg->nthreads ? cfg->nthreads : 1;
-    modeset ms = {.cfg = cfg, .workload = "trace", .prefix = prefix, .base_prefix = bprefix,
-                  .ks = &ks, .ft = ft, .vsize = vsize, .local_bytes = budget,
+    modeset ms = {.cfg = cfg,
+                  .workload = "trace",
+                  .prefix = prefix,
+                  .base_prefix = bprefix,
+                  .ks = &ks,
+                  .ft = ft,
+                  .vsize = vsize,
+                  .local_bytes = budget,
                   .fill_on_miss = true};
     result *all = calloc((size_t)nthr * NMODES, sizeof *all);
     if (!all)
@@ -1023,8 +1038,8 @@ int wl_hotpath(const bench_cfg *cfg, bool with_zipf)
              "%zu ops)",
              nk, vsize, HOT_REPS, iters, riters);
     report_section(title);
-    report_printf("  %-34s %9s %8s %8s %8s %8s %6s\n", "operation", "ns/op", "p50", "p99",
-                  "p99.9", "max", "err");
+    report_printf("  %-34s %9s %8s %8s %8s %8s %6s\n", "operation", "ns/op", "p50", "p99", "p99.9",
+                  "max", "err");
 
     tc_cache *tier = open_cache(cfg, prefix, (size_t)64 << 20);
     tc_cache *redis = open_cache(cfg, prefix, 0);
@@ -1035,8 +1050,13 @@ int wl_hotpath(const bench_cfg *cfg, bool with_zipf)
         if (tc_get(tier, ks.k[i % nk], &v) == TC_OK)
             tc_value_release(&v);
     }
-    hot_set hs = {.tier = tier, .redis = redis, .ft = ft, .ks = &ks, .plain = plain_connect(cfg),
-                  .buf = buf, .vsize = vsize};
+    hot_set hs = {.tier = tier,
+                  .redis = redis,
+                  .ft = ft,
+                  .ks = &ks,
+                  .plain = plain_connect(cfg),
+                  .buf = buf,
+                  .vsize = vsize};
     if (hs.plain)
         hs.rkeys = plain_rkeys(prefix, &ks);
     tc_stats s0, s1;
@@ -1063,8 +1083,7 @@ int wl_hotpath(const bench_cfg *cfg, bool with_zipf)
             bench_die("out of memory");
         hist_init(h);
         size_t n = i == 2 ? riters : iters / 2;
-        hot_hist(i == 0 ? tier : i == 2 ? redis : NULL, i == 1 ? ft : NULL, &ks, n, buf, vsize,
-                 h);
+        hot_hist(i == 0 ? tier : i == 2 ? redis : NULL, i == 1 ? ft : NULL, &ks, n, buf, vsize, h);
         result_init(&res[i], "hotpath", modes[i]);
         snprintf(res[i].params, sizeof res[i].params, "hot_keys=%zu", nk);
         res[i].threads = 1;
@@ -1140,11 +1159,11 @@ int wl_hotpath(const bench_cfg *cfg, bool with_zipf)
  * processes. Timestamps are CLOCK_MONOTONIC, the same clock in every process. */
 typedef struct coh_shm {
     atomic_int writer_up, reader_up, abort;
-    atomic_llong ready;   /* the last version the reader holds (locally, when its tier is on) */
-    int64_t n;            /* versions to write: 1..n */
+    atomic_llong ready; /* the last version the reader holds (locally, when its tier is on) */
+    int64_t n;          /* versions to write: 1..n */
     uint64_t writer_errors, reader_errors, reader_reads, timeouts;
     tc_stats reader_stats;
-    uint64_t t_start[];   /* then t_ret[n + 1], t_seen[n + 1] */
+    uint64_t t_start[]; /* then t_ret[n + 1], t_seen[n + 1] */
 } coh_shm;
 
 #define COH_WAIT_NS (3ull * 1000000000ull)
@@ -1386,8 +1405,8 @@ int wl_coherence(const bench_cfg *cfg)
              "writes of one hot key, the reader polling tc_get",
              (long long)n);
     report_section(title);
-    report_printf("  %-24s %6s %8s %8s %8s %8s %6s %5s %7s %5s\n", "reader", "writes",
-                  "p50", "p99", "p99.9", "max", "early", "lost", "local", "err");
+    report_printf("  %-24s %6s %8s %8s %8s %8s %6s %5s %7s %5s\n", "reader", "writes", "p50", "p99",
+                  "p99.9", "max", "early", "lost", "local", "err");
     result res[2];
     uint64_t early[2], lost[2];
     int rc = 0;
@@ -1416,8 +1435,8 @@ int wl_coherence(const bench_cfg *cfg)
     g_summary.coh_p99 = res[0].p99;
     g_summary.coh_max = res[0].max_ns;
     if (cfg->plot)
-        rc |= report_plot_cdf(cfg->plot, "invalidation delay CDF (write returned -> reader sees it)",
-                              res, 2);
+        rc |= report_plot_cdf(cfg->plot,
+                              "invalidation delay CDF (write returned -> reader sees it)", res, 2);
     for (int i = 0; i < 2; i++)
         result_free(&res[i]);
     return rc;
@@ -1515,8 +1534,7 @@ int wl_stampede(const bench_cfg *cfg)
     for (int m = 0; m < NST; m++) {
         char prefix[80];
         snprintf(prefix, sizeof prefix, "%ss%d", cfg->prefix, m);
-        st_run r = {.m = (st_mode)m, .ks = &ks, .val = val, .vsize = vsize,
-                    .load_ns = load_ns};
+        st_run r = {.m = (st_mode)m, .ks = &ks, .val = val, .vsize = vsize, .load_ns = load_ns};
         atomic_init(&r.loads, 0);
         r.c = open_cache(cfg, prefix, m == ST_REDIS ? 0 : (size_t)64 << 20);
         st_worker *w = calloc((size_t)threads, sizeof *w);
@@ -1574,8 +1592,7 @@ int wl_stampede(const bench_cfg *cfg)
                       threads, nkeys, (unsigned long long)x->loads,
                       (double)x->loads / (double)nkeys, report_fmt_ns(x->p50, a, sizeof a),
                       report_fmt_ns(x->p99, b, sizeof b), report_fmt_ns(x->max_ns, c, sizeof c),
-                      (unsigned long long)s.flight_waits, x->rt_per_op,
-                      (unsigned long long)errors);
+                      (unsigned long long)s.flight_waits, x->rt_per_op, (unsigned long long)errors);
     }
     for (int m = 0; m < NST; m++) {
         res[m].vs_redis = res[m].ops_s / res[ST_REDIS].ops_s;
@@ -1588,8 +1605,7 @@ int wl_stampede(const bench_cfg *cfg)
     g_summary.st_naive_per_key = (double)res[ST_NAIVE].loads / (double)nkeys;
     int rc = 0;
     if (cfg->plot)
-        rc = report_plot_cdf(cfg->plot, "stampede: latency of the calls for a cold key", res,
-                             NST);
+        rc = report_plot_cdf(cfg->plot, "stampede: latency of the calls for a cold key", res, NST);
     for (int m = 0; m < NST; m++)
         result_free(&res[m]);
     free(val);

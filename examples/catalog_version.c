@@ -8,9 +8,9 @@
 #include <time.h>
 #include <tiercache.h>
 
-#define TTL_MS 1500                          /* short, so the old keys age out during the run */
+#define TTL_MS 1500 /* short, so the old keys age out during the run */
 
-static int prices[] = {1000, 2500, 399};     /* the "database": products 1-3, in cents */
+static int prices[] = {1000, 2500, 399}; /* the "database": products 1-3, in cents */
 static int db_queries;
 
 /* The loader: one product row, on a miss. key is "catalog:v<version>:product:<id>". */
@@ -51,7 +51,7 @@ static int cached(tc_cache *c, const char *key)
 int main(void)
 {
     tc_options o;
-    tc_options_init(&o);                 /* redis_url NULL: $TC_REDIS_URL or localhost */
+    tc_options_init(&o); /* redis_url NULL: $TC_REDIS_URL or localhost */
     o.key_prefix = "recipe-catalog";
     tc_cache *c;
     tc_status st = tc_open(&o, &c);
@@ -61,15 +61,15 @@ int main(void)
     }
     char old_key[3][64], key[64], json[3][64];
     int err = 0;
-    for (int round = 0; round < 2; round++)          /* 3 queries, then 3 hits */
-        for (int i = 0; i < 3; i++)                  /* products 1, 2 and 3 */
+    for (int round = 0; round < 2; round++) /* 3 queries, then 3 hits */
+        for (int i = 0; i < 3; i++)         /* products 1, 2 and 3 */
             err |= product(c, i + 1, old_key[i], sizeof old_key[i], json[i], sizeof json[i]);
     printf("%s = %s (%d DB queries for 6 reads)\n", old_key[0], json[0], db_queries);
     err |= db_queries != 3;
 
-    prices[0] = 900;                     /* the price import updates the database ... */
+    prices[0] = 900; /* the price import updates the database ... */
     int64_t version;
-    err |= tc_ns_bump(c, "catalog", &version) != TC_OK;   /* ... then bumps the catalog */
+    err |= tc_ns_bump(c, "catalog", &version) != TC_OK; /* ... then bumps the catalog */
     err |= product(c, 1, key, sizeof key, json[0], sizeof json[0]);
     printf("import done, catalog v%lld: %s = %s\n", (long long)version, key, json[0]);
     err |= db_queries != 4 || strstr(json[0], "\"price\":900") == NULL;

@@ -15,7 +15,7 @@ static const char *doc_b = "query Cart($user: ID!) {\n"
                            "    name, cart { id, price }   # what the cart page shows\n"
                            "  }\n"
                            "}\n";
-static int executions;                   /* how often the GraphQL server really ran */
+static int executions; /* how often the GraphQL server really ran */
 
 /* Serves one request: from the cache, or by running the query and caching the response
  * with the tags of the entities in it. Returns 1 for a hit, 0 for a miss, -1 on error. */
@@ -30,7 +30,7 @@ static int serve(tc_cache *c, const char *doc, const char *vars, char *key, size
         tc_value_release(&v);
         return 1;
     }
-    executions++;                        /* the resolvers run: user 7, product 42 */
+    executions++; /* the resolvers run: user 7, product 42 */
     const char *body = "{\"data\":{\"user\":{\"name\":\"Ada\",\"cart\":[{\"id\":42,"
                        "\"price\":1000}]}}}";
     const char *const tags[] = {"product:42", "user:7"};
@@ -44,7 +44,7 @@ static int serve(tc_cache *c, const char *doc, const char *vars, char *key, size
 int main(void)
 {
     tc_options o;
-    tc_options_init(&o);                 /* redis_url NULL: $TC_REDIS_URL or localhost */
+    tc_options_init(&o); /* redis_url NULL: $TC_REDIS_URL or localhost */
     o.key_prefix = "recipe-gql";
     tc_cache *c;
     tc_status st = tc_open(&o, &c);

@@ -16,7 +16,7 @@ static tc_status load_gpa(void *arg, const char *key, tc_buf *out)
 {
     (void)arg;
     (void)key;
-    db_queries++;                                    /* SELECT grade FROM grades WHERE ... */
+    db_queries++; /* SELECT grade FROM grades WHERE ... */
     int sum = 0, n = (int)(sizeof grades / sizeof grades[0]);
     for (int i = 0; i < n; i++)
         sum += grades[i];
@@ -29,7 +29,7 @@ static tc_status load_gpa(void *arg, const char *key, tc_buf *out)
 static int gpa(tc_cache *c, const char *key, char *buf, size_t cap)
 {
     tc_value v;
-    tc_status st = tc_get_or_set(c, key, load_gpa, NULL, 10 * 60 * 1000, &v);  /* 10 min */
+    tc_status st = tc_get_or_set(c, key, load_gpa, NULL, 10 * 60 * 1000, &v); /* 10 min */
     if (st != TC_OK) {
         fprintf(stderr, "tc_get_or_set: %s\n", tc_strerror(st));
         return -1;
@@ -53,7 +53,7 @@ static void print_type(void *arg, const char *key_type, const tc_stats *s)
 int main(int argc, char **argv)
 {
     tc_options o;
-    tc_options_init(&o);                 /* redis_url NULL: $TC_REDIS_URL or localhost */
+    tc_options_init(&o); /* redis_url NULL: $TC_REDIS_URL or localhost */
     o.key_prefix = "recipe-object";
     tc_cache *c;
     tc_status st = tc_open(&o, &c);
@@ -65,13 +65,13 @@ int main(int argc, char **argv)
     tc_key(key, sizeof key, "grades", "gpa", "student", "123", NULL);
 
     int ok = 1;
-    for (int request = 0; request < 3; request++)    /* one query, then two hits */
+    for (int request = 0; request < 3; request++) /* one query, then two hits */
         ok &= gpa(c, key, before, sizeof before) == 0;
     printf("%s = %s after 3 reads, %d DB query\n", key, before, db_queries);
     ok &= db_queries == 1;
 
-    grades[3] = 4;                                    /* UPDATE grades SET grade = 4 ... */
-    tc_delete(c, key);                                /* ... then drop the cached GPA */
+    grades[3] = 4;     /* UPDATE grades SET grade = 4 ... */
+    tc_delete(c, key); /* ... then drop the cached GPA */
     ok &= gpa(c, key, after, sizeof after) == 0 && gpa(c, key, after, sizeof after) == 0;
     printf("%s = %s after a grade change, %d DB queries\n", key, after, db_queries);
     ok &= db_queries == 2 && strcmp(before, after) != 0;

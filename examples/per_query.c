@@ -6,14 +6,14 @@
 #include <string.h>
 #include <tiercache.h>
 
-static int notifications[2] = {3, 5};     /* the "database": notifications of users 7 and 8 */
+static int notifications[2] = {3, 5}; /* the "database": notifications of users 7 and 8 */
 static int db_queries;
 
 /* The loader: the query the cache saves. key ends in the parameters; arg is the user. */
 static tc_status load_list(void *arg, const char *key, tc_buf *out)
 {
     int user = *(const int *)arg;
-    db_queries++;                         /* SELECT ... WHERE user = ? ORDER BY ... LIMIT ... */
+    db_queries++; /* SELECT ... WHERE user = ? ORDER BY ... LIMIT ... */
     char json[128];
     int len = snprintf(json, sizeof json, "{\"query\":\"%s\",\"total\":%d}", key,
                        notifications[user - 7]);
@@ -52,7 +52,7 @@ static int browse(tc_cache *c, int print)
 int main(void)
 {
     tc_options o;
-    tc_options_init(&o);                 /* redis_url NULL: $TC_REDIS_URL or localhost */
+    tc_options_init(&o); /* redis_url NULL: $TC_REDIS_URL or localhost */
     o.key_prefix = "recipe-query";
     tc_cache *c;
     tc_status st = tc_open(&o, &c);
@@ -64,9 +64,9 @@ int main(void)
     int warm = browse(c, 0);
     printf("first visit: %d queries; second visit: %d queries\n", cold, warm);
 
-    notifications[0]++;                  /* INSERT INTO notifications (user 7) ... */
+    notifications[0]++; /* INSERT INTO notifications (user 7) ... */
     int64_t version;
-    st = tc_ns_bump(c, "notifications:list:user:7", &version);   /* ... then stale them */
+    st = tc_ns_bump(c, "notifications:list:user:7", &version); /* ... then stale them */
     printf("new notification for user 7: namespace now v%lld\n", (long long)version);
     int after = browse(c, 1);
     printf("after the bump: %d queries (user 7's three results, not user 8's)\n", after);

@@ -16,9 +16,9 @@
 static tc_cache *open_cache(void)
 {
     tc_options o;
-    tc_options_init(&o);                 /* redis_url NULL: $TC_REDIS_URL or localhost */
+    tc_options_init(&o); /* redis_url NULL: $TC_REDIS_URL or localhost */
     o.key_prefix = "recipe-unread";
-    o.local_ttl_ms = 60 * 1000;          /* long: the invalidation does the work */
+    o.local_ttl_ms = 60 * 1000; /* long: the invalidation does the work */
     tc_cache *c = NULL;
     tc_status st = tc_open(&o, &c);
     if (st != TC_OK)
@@ -66,23 +66,23 @@ static int wait_for(tc_cache *c, const char *want, const char *what)
 static int child(int from_parent, int to_parent)
 {
     char step, first[24], second[24];
-    if (read(from_parent, &step, 1) != 1)               /* wait: the count is in Redis */
+    if (read(from_parent, &step, 1) != 1) /* wait: the count is in Redis */
         return 1;
     /* Opened after the parent's write: had it been subscribed already, the write's
      * invalidation could still be on its way and drop the copy the first read keeps. */
     tc_cache *c = open_cache();
     if (!c)
         return 1;
-    count(c, first, sizeof first);                      /* from Redis, kept locally */
-    count(c, second, sizeof second);                    /* a local hit */
+    count(c, first, sizeof first);   /* from Redis, kept locally */
+    count(c, second, sizeof second); /* a local hit */
     printf("  child: %s unread, %s unread\n", first, second);
     int err = strcmp(first, "3") != 0 || strcmp(second, "3") != 0;
     if (write(to_parent, "r", 1) != 1 || read(from_parent, &step, 1) != 1)
         return 1;
-    err |= wait_for(c, "2", "2 unread");                 /* one marked as read */
+    err |= wait_for(c, "2", "2 unread"); /* one marked as read */
     if (write(to_parent, "r", 1) != 1 || read(from_parent, &step, 1) != 1)
         return 1;
-    err |= wait_for(c, "", "a miss");                    /* all marked as read */
+    err |= wait_for(c, "", "a miss"); /* all marked as read */
     tc_stats s;
     tc_stats_get(c, &s);
     printf("  child: local hits %llu, invalidations received %llu\n",
@@ -96,12 +96,12 @@ int main(void)
     int down[2], up[2];
     if (pipe(down) != 0 || pipe(up) != 0)
         return 1;
-    setvbuf(stdout, NULL, _IOLBF, 0);    /* the two processes' lines in order */
-    pid_t pid = fork();                  /* before tc_open: a cache's threads do not fork */
+    setvbuf(stdout, NULL, _IOLBF, 0); /* the two processes' lines in order */
+    pid_t pid = fork();               /* before tc_open: a cache's threads do not fork */
     if (pid < 0)
         return 1;
     if (pid == 0) {
-        close(down[1]);                  /* so that a dead peer reads as EOF, not a hang */
+        close(down[1]); /* so that a dead peer reads as EOF, not a hang */
         close(up[0]);
         _exit(child(down[0], up[1]));
     }
@@ -111,16 +111,16 @@ int main(void)
     tc_cache *c = open_cache();
     char ack;
     int ok = c != NULL;
-    ok &= c && tc_set(c, KEY, "3", 1, 10 * 60 * 1000) == TC_OK;   /* counted from the DB */
+    ok &= c && tc_set(c, KEY, "3", 1, 10 * 60 * 1000) == TC_OK; /* counted from the DB */
     printf("parent: 3 unread\n");
     ok &= write(down[1], "s", 1) == 1 && read(up[0], &ack, 1) == 1;
 
     int64_t n = 0;
-    ok &= c && tc_incr(c, KEY, -1, &n) == TC_OK && n == 2;        /* mark one as read */
+    ok &= c && tc_incr(c, KEY, -1, &n) == TC_OK && n == 2; /* mark one as read */
     printf("parent: marked one as read, %lld unread\n", (long long)n);
     ok &= write(down[1], "s", 1) == 1 && read(up[0], &ack, 1) == 1;
 
-    ok &= c && tc_delete(c, KEY) == TC_OK;     /* mark all as read: recount on next read */
+    ok &= c && tc_delete(c, KEY) == TC_OK; /* mark all as read: recount on next read */
     printf("parent: marked all as read, count deleted\n");
     ok &= write(down[1], "s", 1) == 1;
 

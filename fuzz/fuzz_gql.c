@@ -146,9 +146,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         free(renorm);
     }
 
-    json_t *json = vars ? json_loads(vars, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES |
-                                               JSON_ALLOW_NUL, NULL)
-                        : NULL;
+    json_t *json = vars
+                       ? json_loads(vars, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL,
+                                    NULL)
+                       : NULL;
     bool want_ok = norm && (!vars || json);
     size_t need = 4 + strlen(scope) + 1 + 32 + 1;
     char *buf = malloc(need);

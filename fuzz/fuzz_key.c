@@ -39,15 +39,24 @@ static bool ref_valid(const char *k, size_t max_len)
 static int call_tc_key(char *buf, size_t cap, char **p, size_t n)
 {
     switch (n) {
-    case 0: return tc_key(buf, cap, END);
-    case 1: return tc_key(buf, cap, p[0], END);
-    case 2: return tc_key(buf, cap, p[0], p[1], END);
-    case 3: return tc_key(buf, cap, p[0], p[1], p[2], END);
-    case 4: return tc_key(buf, cap, p[0], p[1], p[2], p[3], END);
-    case 5: return tc_key(buf, cap, p[0], p[1], p[2], p[3], p[4], END);
-    case 6: return tc_key(buf, cap, p[0], p[1], p[2], p[3], p[4], p[5], END);
-    case 7: return tc_key(buf, cap, p[0], p[1], p[2], p[3], p[4], p[5], p[6], END);
-    default: return tc_key(buf, cap, p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], END);
+    case 0:
+        return tc_key(buf, cap, END);
+    case 1:
+        return tc_key(buf, cap, p[0], END);
+    case 2:
+        return tc_key(buf, cap, p[0], p[1], END);
+    case 3:
+        return tc_key(buf, cap, p[0], p[1], p[2], END);
+    case 4:
+        return tc_key(buf, cap, p[0], p[1], p[2], p[3], END);
+    case 5:
+        return tc_key(buf, cap, p[0], p[1], p[2], p[3], p[4], END);
+    case 6:
+        return tc_key(buf, cap, p[0], p[1], p[2], p[3], p[4], p[5], END);
+    case 7:
+        return tc_key(buf, cap, p[0], p[1], p[2], p[3], p[4], p[5], p[6], END);
+    default:
+        return tc_key(buf, cap, p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], END);
     }
 }
 

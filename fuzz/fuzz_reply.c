@@ -34,8 +34,7 @@ static void check_redirect(const redisReply *x)
     if (!is && d.kind != TC_REDIR_NONE)
         abort();
     if (d.kind == TC_REDIR_MOVED || d.kind == TC_REDIR_ASK) {
-        if (d.slot < 0 || d.slot > 16383 || d.port < 1 || d.port > 65535 ||
-            (d.host && !*d.host))
+        if (d.slot < 0 || d.slot > 16383 || d.port < 1 || d.port > 65535 || (d.host && !*d.host))
             abort();
     }
     tc__redirect_clear(&d);

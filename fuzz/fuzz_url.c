@@ -71,10 +71,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     tc_status st = tc__url_parse(s, &u);
     if (st == TC_OK) {
         check_ok(&u);
-        if (tc__url_parse(s, &again) != TC_OK || again.kind != u.kind ||
-            again.port != u.port || again.db != u.db || !same_str(again.host, u.host) ||
-            !same_str(again.path, u.path) || !same_str(again.user, u.user) ||
-            !same_str(again.password, u.password))
+        if (tc__url_parse(s, &again) != TC_OK || again.kind != u.kind || again.port != u.port ||
+            again.db != u.db || !same_str(again.host, u.host) || !same_str(again.path, u.path) ||
+            !same_str(again.user, u.user) || !same_str(again.password, u.password))
             abort();
         tc__url_free(&again);
         tc__url_free(&u);

@@ -109,75 +109,75 @@ typedef enum tc_coherence {
 /* Filled with defaults by tc_options_init; then set what you need. The struct only ever
  * grows at its end; tc_open reads no further than struct_size. */
 typedef struct tc_options {
-    size_t struct_size;       /* set by tc_options_init; lets the struct grow */
-    const char *redis_url;    /* "redis://[user[:password]@]host[:port][/db]",
-                                 "unix:///path[?db=N]", a Redis Cluster:
-                                 "redis-cluster://[user[:password]@]host:port[,host:port
-                                 ...]" (seed nodes; the rest is discovered; not with
-                                 TC_COHERENCE_TRACKING), or a Sentinel-managed master:
-                                 "redis-sentinel://[user[:password]@]host:port[,host:port
-                                 ...]/master-name[/db][?sentinel_password=P[&sentinel_user=
-                                 U]]" (the sentinels; credentials and db are the master's,
-                                 the query's the sentinels'); see docs/scaling.md.
-                                 NULL: $TC_REDIS_URL, else "redis://127.0.0.1:6379/0" */
-    const char *key_prefix;   /* default "" */
-    int version;              /* default 1 */
-    int remote_ttl_ms;        /* default 300000 (TC_TTL_DEFAULT resolves to this) */
-    int local_ttl_ms;         /* default 60000; a local copy never outlives its remote TTL */
-    size_t local_max_bytes;   /* default 64 MiB; 0 disables the local tier */
-    size_t max_value_bytes;   /* default 1 MiB */
-    size_t max_key_len;       /* default 250 */
-    int pool_size;            /* Redis connections for commands; default 8 */
-    int connect_timeout_ms;   /* default 500: a TCP/unix connect to Redis */
-    int command_timeout_ms;   /* default 250: the deadline of one Redis operation, its wait
-                                 for a free pooled connection and its whole round trip
-                                 included (+ connect_timeout_ms + command_timeout_ms when
-                                 it opens a connection). Per call: docs/operations.md,
-                                 "Deadlines". A timeout opens the circuit breaker: calls
-                                 then fail at once with TC_ERR_IO until a probe gets an
-                                 answer (100 ms doubling to 2 s) */
-    tc_coherence coherence;   /* default TC_COHERENCE_BROADCAST */
+    size_t struct_size;     /* set by tc_options_init; lets the struct grow */
+    const char *redis_url;  /* "redis://[user[:password]@]host[:port][/db]",
+                               "unix:///path[?db=N]", a Redis Cluster:
+                               "redis-cluster://[user[:password]@]host:port[,host:port
+                               ...]" (seed nodes; the rest is discovered; not with
+                               TC_COHERENCE_TRACKING), or a Sentinel-managed master:
+                               "redis-sentinel://[user[:password]@]host:port[,host:port
+                               ...]/master-name[/db][?sentinel_password=P[&sentinel_user=
+                               U]]" (the sentinels; credentials and db are the master's,
+                               the query's the sentinels'); see docs/scaling.md.
+                               NULL: $TC_REDIS_URL, else "redis://127.0.0.1:6379/0" */
+    const char *key_prefix; /* default "" */
+    int version;            /* default 1 */
+    int remote_ttl_ms;      /* default 300000 (TC_TTL_DEFAULT resolves to this) */
+    int local_ttl_ms;       /* default 60000; a local copy never outlives its remote TTL */
+    size_t local_max_bytes; /* default 64 MiB; 0 disables the local tier */
+    size_t max_value_bytes; /* default 1 MiB */
+    size_t max_key_len;     /* default 250 */
+    int pool_size;          /* Redis connections for commands; default 8 */
+    int connect_timeout_ms; /* default 500: a TCP/unix connect to Redis */
+    int command_timeout_ms; /* default 250: the deadline of one Redis operation, its wait
+                               for a free pooled connection and its whole round trip
+                               included (+ connect_timeout_ms + command_timeout_ms when
+                               it opens a connection). Per call: docs/operations.md,
+                               "Deadlines". A timeout opens the circuit breaker: calls
+                               then fail at once with TC_ERR_IO until a probe gets an
+                               answer (100 ms doubling to 2 s) */
+    tc_coherence coherence; /* default TC_COHERENCE_BROADCAST */
     void (*log_fn)(void *arg, int level, const char *msg); /* NULL: quiet. Called from any
                                  thread, never with a lock of the cache held. */
     void *log_arg;
     /* Fields below were added after the first layout; tc_open reads them only when
        struct_size covers them. */
-    int heartbeat_ms;         /* default 250: the invalidation link is pinged this often and
-                                 declared dead when a ping has no answer for as long again;
-                                 while dead, reads bypass the local tier */
+    int heartbeat_ms; /* default 250: the invalidation link is pinged this often and
+                         declared dead when a ping has no answer for as long again;
+                         while dead, reads bypass the local tier */
     /* Stampede protection (tc_get_or_set; see docs/stampede.md). */
-    int lock_ttl_ms;          /* default 10000: TTL of the Redis lock a process holds while
-                                 it loads a key; a process that dies while loading blocks
-                                 others' loads of that key for at most this long. Keep it
-                                 above your slowest loader: when it runs out mid-load,
-                                 another process may load the same key */
-    int flight_wait_ms;       /* default 5000: how long a caller waits for a load run by
-                                 another thread or process before TC_ERR_TIMEOUT */
-    double xfetch_beta;       /* default 1.0: early refresh eagerness (XFetch beta); > 1
-                                 refreshes earlier, 0 disables early refresh */
-    int stale_if_error_ms;    /* default 0 (off): when a reload fails, tc_get_or_set may
-                                 return a value that expired less than this long ago.
-                                 Values written by tc_get_or_set stay in Redis this much
-                                 longer than their TTL to make that possible, and tc_get
-                                 still returns them during that window */
-    int negative_ttl_ms;      /* default 30000: how long a loader's "does not exist"
-                                 (TC_MISS) is cached, capped by the call's TTL; 0: never */
-    int check_redis_config;   /* default 1: at tc_open, warn through log_fn when Redis has
-                                 no maxmemory, an eviction policy other than allkeys-*, or
-                                 no password; 0 skips the check */
-    int reserved1;            /* unused: it fills what was the end padding of the layout
-                                 before it, so that no field after it is ever read from an
-                                 older caller's padding (struct_size covers that padding) */
-    int fetch_remote_ttl;     /* default 1: a read from Redis whose value will be kept in
-                                 the local tier also asks for the key's remaining TTL (PTTL,
-                                 in the same round trip), so that the local copy never
-                                 outlives it. 0: it does not (one command per fill instead
-                                 of two), and a local copy lives local_ttl_ms or until it
-                                 is invalidated, even up to local_ttl_ms past the expiry of
-                                 its Redis key: for when serving that is acceptable, or with
-                                 TC_COHERENCE_TRACKING, under which Redis reports a key that
-                                 expired when it deletes it (see docs/guide.md, "Local
-                                 TTLs") */
+    int lock_ttl_ms;        /* default 10000: TTL of the Redis lock a process holds while
+                               it loads a key; a process that dies while loading blocks
+                               others' loads of that key for at most this long. Keep it
+                               above your slowest loader: when it runs out mid-load,
+                               another process may load the same key */
+    int flight_wait_ms;     /* default 5000: how long a caller waits for a load run by
+                               another thread or process before TC_ERR_TIMEOUT */
+    double xfetch_beta;     /* default 1.0: early refresh eagerness (XFetch beta); > 1
+                               refreshes earlier, 0 disables early refresh */
+    int stale_if_error_ms;  /* default 0 (off): when a reload fails, tc_get_or_set may
+                               return a value that expired less than this long ago.
+                               Values written by tc_get_or_set stay in Redis this much
+                               longer than their TTL to make that possible, and tc_get
+                               still returns them during that window */
+    int negative_ttl_ms;    /* default 30000: how long a loader's "does not exist"
+                               (TC_MISS) is cached, capped by the call's TTL; 0: never */
+    int check_redis_config; /* default 1: at tc_open, warn through log_fn when Redis has
+                               no maxmemory, an eviction policy other than allkeys-*, or
+                               no password; 0 skips the check */
+    int reserved1;          /* unused: it fills what was the end padding of the layout
+                               before it, so that no field after it is ever read from an
+                               older caller's padding (struct_size covers that padding) */
+    int fetch_remote_ttl;   /* default 1: a read from Redis whose value will be kept in
+                               the local tier also asks for the key's remaining TTL (PTTL,
+                               in the same round trip), so that the local copy never
+                               outlives it. 0: it does not (one command per fill instead
+                               of two), and a local copy lives local_ttl_ms or until it
+                               is invalidated, even up to local_ttl_ms past the expiry of
+                               its Redis key: for when serving that is acceptable, or with
+                               TC_COHERENCE_TRACKING, under which Redis reports a key that
+                               expired when it deletes it (see docs/guide.md, "Local
+                               TTLs") */
 } tc_options;
 
 /* Fills o with the defaults above and sets struct_size. Thread-safe (touches only o). */
@@ -230,13 +230,11 @@ TC_API tc_status tc_get(tc_cache *c, const char *key, tc_value *out);
 /* Stores len bytes at data (copied; data may be NULL when len is 0) under key for ttl_ms.
  * TC_ERR_TOO_BIG above max_value_bytes. The write is visible to this process's next read
  * when the call returns, and to other processes' local tiers as the coherence mode says. */
-TC_API tc_status tc_set(tc_cache *c, const char *key, const void *data, size_t len,
-                        int ttl_ms);
+TC_API tc_status tc_set(tc_cache *c, const char *key, const void *data, size_t len, int ttl_ms);
 
 /* As tc_set, but only if key is absent: TC_OK stored, TC_EXISTS if present (nothing
  * written). */
-TC_API tc_status tc_add(tc_cache *c, const char *key, const void *data, size_t len,
-                        int ttl_ms);
+TC_API tc_status tc_add(tc_cache *c, const char *key, const void *data, size_t len, int ttl_ms);
 
 /* TC_OK: deleted. TC_MISS: it was absent. */
 TC_API tc_status tc_delete(tc_cache *c, const char *key);
@@ -304,17 +302,15 @@ TC_API tc_status tc_clear(tc_cache *c);
  * accidental collisions negligible, not crafted ones impossible. The key must also fit the
  * cache's max_key_len (default 250: a scope of up to 213 bytes). Thread-safe (no state;
  * touches only buf). */
-TC_API tc_status tc_gql_key(const char *scope, const char *document,
-                            const char *operation_name, const char *variables_json,
-                            char *buf, size_t cap);
+TC_API tc_status tc_gql_key(const char *scope, const char *document, const char *operation_name,
+                            const char *variables_json, char *buf, size_t cap);
 
 /* A Cache-Control header value for a response cached for remaining_ttl_ms more: writes
  * "public, max-age=N" when scope is exactly "public", "private, max-age=N" for any other
  * scope, where N is the remaining whole seconds (rounded down; 0 for a negative TTL).
  * 25 bytes always suffice. TC_ERR_ARG: scope or buf NULL, or cap too small (buf is then set
  * to "" when cap > 0). Thread-safe (touches only buf). */
-TC_API tc_status tc_cache_control(int remaining_ttl_ms, const char *scope, char *buf,
-                                  size_t cap);
+TC_API tc_status tc_cache_control(int remaining_ttl_ms, const char *scope, char *buf, size_t cap);
 
 /* ---------------------------------------------------------------------------------------
  * Loading with stampede protection
@@ -348,9 +344,9 @@ typedef tc_status (*tc_loader_fn)(void *arg, const char *key, tc_buf *out);
 
 /* Reads key as tc_get does; on a miss, calls fn(arg, key, buf) to compute the value,
  * stores it with ttl_ms (as tc_set: TC_TTL_DEFAULT, TC_TTL_FOREVER; 0 returns the value and
- * deletes the key) and returns it. Concurrent callers of one key share one load: one per process (the others
- * wait for it, at most flight_wait_ms), and one across processes (a Redis lock taken with
- * SET NX PX lock_ttl_ms; processes that lose it wait for the winner's value, woken by the
+ * deletes the key) and returns it. Concurrent callers of one key share one load: one per process
+ * (the others wait for it, at most flight_wait_ms), and one across processes (a Redis lock taken
+ * with SET NX PX lock_ttl_ms; processes that lose it wait for the winner's value, woken by the
  * invalidation its write publishes, re-reading Redis every 50 ms as a fallback, and take
  * over if the lock expires without a value).
  *
@@ -370,8 +366,8 @@ typedef tc_status (*tc_loader_fn)(void *arg, const char *key, tc_buf *out);
  * error. When Redis is unreachable the loader is still called (without the cross-process
  * lock) and its value returned: Redis errors are not returned by this function.
  * Thread-safe. arg is passed to fn untouched. */
-TC_API tc_status tc_get_or_set(tc_cache *c, const char *key, tc_loader_fn fn, void *arg,
-                               int ttl_ms, tc_value *out);
+TC_API tc_status tc_get_or_set(tc_cache *c, const char *key, tc_loader_fn fn, void *arg, int ttl_ms,
+                               tc_value *out);
 
 /* ---------------------------------------------------------------------------------------
  * Distributed lock
@@ -389,9 +385,9 @@ typedef struct tc_lock tc_lock;
  * until it is taken or wait_ms has passed: at once when the holder releases it (a release
  * publishes an invalidation naming the lock, and this process's releases wake its waiters
  * directly), otherwise polling every 2 ms at first, backing off to every 50 ms (a lease
- * that ran out publishes nothing). TC_OK: held; *out is the handle (release it with tc_lock_release, before
- * tc_close). TC_ERR_TIMEOUT: not acquired within wait_ms. TC_ERR_ARG: NULL c or out, bad
- * name, ttl_ms <= 0 or wait_ms < 0. TC_ERR_IO, TC_ERR_TIMEOUT, TC_ERR_PROTO: Redis
+ * that ran out publishes nothing). TC_OK: held; *out is the handle (release it with
+ * tc_lock_release, before tc_close). TC_ERR_TIMEOUT: not acquired within wait_ms. TC_ERR_ARG: NULL
+ * c or out, bad name, ttl_ms <= 0 or wait_ms < 0. TC_ERR_IO, TC_ERR_TIMEOUT, TC_ERR_PROTO: Redis
  * trouble. TC_ERR_NOMEM, TC_ERR_CLOSED. *out is NULL on every error. Thread-safe. */
 TC_API tc_status tc_lock_acquire(tc_cache *c, const char *name, int ttl_ms, int wait_ms,
                                  tc_lock **out);
@@ -418,8 +414,7 @@ TC_API tc_status tc_lock_release(tc_lock *l);
  * namespace's current version (0 if never bumped), read through the local tier. Use the
  * result as a key. TC_ERR_ARG also when the result does not fit in cap (buf is then "").
  * Errors reading the version: as tc_get. Thread-safe. */
-TC_API tc_status tc_ns_key(tc_cache *c, const char *ns, const char *suffix, char *buf,
-                           size_t cap);
+TC_API tc_status tc_ns_key(tc_cache *c, const char *ns, const char *suffix, char *buf, size_t cap);
 
 /* Increments the namespace version (new = old + 1; a namespace never bumped is version 0):
  * every key built before by tc_ns_key for ns is stale at once, in every instance, with no

@@ -40,29 +40,29 @@
 #define RKEY_STACK 512
 
 struct tc_cache {
-    tc_options opt;         /* the caller's options with defaults applied; strings below */
-    char *url;              /* owned copies of the option strings */
+    tc_options opt; /* the caller's options with defaults applied; strings below */
+    char *url;      /* owned copies of the option strings */
     char *key_prefix;
     size_t key_prefix_len;
-    char *rprefix;          /* "<key_prefix>:<version>:", the Redis key prefix */
+    char *rprefix; /* "<key_prefix>:<version>:", the Redis key prefix */
     size_t rprefix_len;
-    char *channel;          /* "<key_prefix>:__tc:inval" */
+    char *channel; /* "<key_prefix>:__tc:inval" */
     size_t channel_len;
-    uint64_t origin;        /* random id of this instance, carried by its invalidations */
-    bool local_enabled;     /* local_max_bytes > 0 and local_ttl_ms > 0 */
-    int64_t coarse_res_ns;  /* local expiries are shortened by this: see local_expiry */
+    uint64_t origin;       /* random id of this instance, carried by its invalidations */
+    bool local_enabled;    /* local_max_bytes > 0 and local_ttl_ms > 0 */
+    int64_t coarse_res_ns; /* local expiries are shortened by this: see local_expiry */
     tc_logger log;
     tc_local *local;
     tc_remote *remote;
-    tc_sub_ctx sub_ctx;     /* what the subscriber works with (built by tc_open) */
-    tc_subscriber *sub;     /* NULL in TC_COHERENCE_NONE */
-    atomic_bool link_ok;    /* the local tier may answer: always in TC_COHERENCE_NONE,
-                               otherwise while the subscriber's link is known healthy */
-    tc_flights *flights;    /* single-flight table of tc_get_or_set (flight.h) */
-    tc_counters counters;   /* cache-wide: what belongs to no key type */
-    tc_types *types;        /* counters per key type */
+    tc_sub_ctx sub_ctx;   /* what the subscriber works with (built by tc_open) */
+    tc_subscriber *sub;   /* NULL in TC_COHERENCE_NONE */
+    atomic_bool link_ok;  /* the local tier may answer: always in TC_COHERENCE_NONE,
+                             otherwise while the subscriber's link is known healthy */
+    tc_flights *flights;  /* single-flight table of tc_get_or_set (flight.h) */
+    tc_counters counters; /* cache-wide: what belongs to no key type */
+    tc_types *types;      /* counters per key type */
     atomic_bool closing;
-    struct {                /* set through lib/testing.h only; zero otherwise */
+    struct { /* set through lib/testing.h only; zero otherwise */
         tc_fill_hook_fn fill;
         void *fill_arg;
         int lock_poll_ms;
@@ -294,9 +294,9 @@ static tc_status options_copy(const tc_options *in, tc_options *o)
     if (!o->key_prefix)
         o->key_prefix = "";
     if (!prefix_valid(o->key_prefix) || o->remote_ttl_ms <= 0 || o->local_ttl_ms < 0 ||
-        o->max_value_bytes == 0 || o->max_value_bytes > MAX_VALUE_LIMIT ||
-        o->max_key_len == 0 || o->max_key_len > MAX_KEY_LEN_LIMIT || o->pool_size < 1 ||
-        o->pool_size > 1024 || o->heartbeat_ms < 10 || o->connect_timeout_ms <= 0 || o->command_timeout_ms <= 0 ||
+        o->max_value_bytes == 0 || o->max_value_bytes > MAX_VALUE_LIMIT || o->max_key_len == 0 ||
+        o->max_key_len > MAX_KEY_LEN_LIMIT || o->pool_size < 1 || o->pool_size > 1024 ||
+        o->heartbeat_ms < 10 || o->connect_timeout_ms <= 0 || o->command_timeout_ms <= 0 ||
         (o->coherence != TC_COHERENCE_BROADCAST && o->coherence != TC_COHERENCE_TRACKING &&
          o->coherence != TC_COHERENCE_NONE))
         return TC_ERR_ARG;
@@ -391,8 +391,8 @@ static tc_status inval_alloc(tc_cache *c, size_t len, tc_inval_msg *m)
     return TC_OK;
 }
 
-tc_status tc__cache_inval_keys(tc_cache *c, size_t n, const char *const *keys,
-                               const size_t *klens, tc_inval_msg *m)
+tc_status tc__cache_inval_keys(tc_cache *c, size_t n, const char *const *keys, const size_t *klens,
+                               tc_inval_msg *m)
 {
     memset(m, 0, sizeof *m);
     if (c->opt.coherence != TC_COHERENCE_BROADCAST)
@@ -509,8 +509,7 @@ static void fill_local(tc_cache *c, uint64_t h, const char *key, size_t klen, tc
     tc__local_store_if_fresh(c->local, h, key, klen, r, local_expiry(c, t0_ns, pttl_ms), t);
 }
 
-tc_status tc__cache_fetch(tc_cache *c, uint64_t h, const char *key, size_t klen,
-                          tc_ref **out)
+tc_status tc__cache_fetch(tc_cache *c, uint64_t h, const char *key, size_t klen, tc_ref **out)
 {
     rkey rk;
     tc_status st = rkey_build(c, key, klen, &rk);
@@ -551,8 +550,8 @@ static tc_status answer(tc_ref *r, tc_value *out)
 
 /* The local tier's live copy of key, for a caller that found the tier readable: held
  * through *slot if slot is not NULL (tc__local_borrow), else a reference. */
-static inline bool local_lookup(tc_cache *c, uint64_t h, const char *key, size_t klen,
-                                tc_ref **out, tc_hazard **slot)
+static inline bool local_lookup(tc_cache *c, uint64_t h, const char *key, size_t klen, tc_ref **out,
+                                tc_hazard **slot)
 {
     int64_t now = tc__now_coarse_ns();
     if (!(slot ? tc__local_borrow(c->local, h, key, klen, now, out, slot)
@@ -568,8 +567,8 @@ static inline bool local_lookup(tc_cache *c, uint64_t h, const char *key, size_t
 }
 
 /* tc__cache_local_get, inlined into the read paths of this file. */
-static inline bool local_get(tc_cache *c, uint64_t h, const char *key, size_t klen,
-                             tc_ref **out, tc_hazard **slot)
+static inline bool local_get(tc_cache *c, uint64_t h, const char *key, size_t klen, tc_ref **out,
+                             tc_hazard **slot)
 {
     if (local_readable(c))
         return local_lookup(c, h, key, klen, out, slot);
@@ -584,8 +583,7 @@ bool tc__cache_local_get(tc_cache *c, uint64_t h, const char *key, size_t klen, 
     return local_get(c, h, key, klen, out, slot);
 }
 
-bool tc__cache_local_peek(tc_cache *c, uint64_t h, const char *key, size_t klen,
-                          tc_ref **out)
+bool tc__cache_local_peek(tc_cache *c, uint64_t h, const char *key, size_t klen, tc_ref **out)
 {
     return c->local_enabled && tc__local_get(c->local, h, key, klen, tc__now_ns(), out);
 }
@@ -602,8 +600,7 @@ static inline tc_status local_answer(tc_ref *r, tc_hazard *slot, tc_value *out)
 }
 
 /* The Redis half of a read, counted: a remote hit or a miss. */
-static tc_status read_remote(tc_cache *c, uint64_t h, const char *key, size_t klen,
-                             tc_value *out)
+static tc_status read_remote(tc_cache *c, uint64_t h, const char *key, size_t klen, tc_value *out)
 {
     tc_ref *r = NULL;
     tc_status st = tc__cache_fetch(c, h, key, klen, &r);
@@ -617,8 +614,7 @@ static tc_status read_remote(tc_cache *c, uint64_t h, const char *key, size_t kl
     return answer(r, out);
 }
 
-tc_status tc__cache_read(tc_cache *c, uint64_t h, const char *key, size_t klen,
-                         tc_value *out)
+tc_status tc__cache_read(tc_cache *c, uint64_t h, const char *key, size_t klen, tc_value *out)
 {
     memset(out, 0, sizeof *out);
     tc_ref *r;
@@ -656,10 +652,10 @@ TC_API tc_status tc_get(tc_cache *c, const char *key, tc_value *out)
 /* Per-batch scratch for tc_get_many: the keys that missed locally and their Redis keys. */
 typedef struct batch {
     size_t n;
-    size_t *idx;       /* index in the caller's arrays */
-    size_t *klens;     /* caller key lengths, by caller index */
-    uint64_t *hashes;  /* by caller index */
-    char **rkeys;      /* by miss index */
+    size_t *idx;      /* index in the caller's arrays */
+    size_t *klens;    /* caller key lengths, by caller index */
+    uint64_t *hashes; /* by caller index */
+    char **rkeys;     /* by miss index */
     size_t *rklens;
     tc_ref **vals;
     int64_t *pttls;
@@ -695,8 +691,8 @@ static tc_status batch_alloc(batch *b, size_t n)
     b->pttls = tc__calloc(n, sizeof *b->pttls);
     b->st = tc__calloc(n, sizeof *b->st);
     b->tickets = tc__calloc(n, sizeof *b->tickets);
-    if (!b->idx || !b->klens || !b->hashes || !b->rkeys || !b->rklens || !b->vals ||
-        !b->pttls || !b->st || !b->tickets)
+    if (!b->idx || !b->klens || !b->hashes || !b->rkeys || !b->rklens || !b->vals || !b->pttls ||
+        !b->st || !b->tickets)
         return TC_ERR_NOMEM;
     return TC_OK;
 }
@@ -768,8 +764,8 @@ TC_API tc_status tc_get_many(tc_cache *c, const char *const *keys, size_t n, tc_
         bool ttl = asks_ttl(c);
         for (size_t m = 0; !ttl && m < b.n; m++)
             b.pttls[m] = -1; /* not asked: local_ttl_ms alone bounds a copy */
-        rc = tc__remote_get_many(c->remote, b.n, (const char *const *)b.rkeys, b.rklens,
-                                 b.vals, ttl ? b.pttls : NULL, b.st);
+        rc = tc__remote_get_many(c->remote, b.n, (const char *const *)b.rkeys, b.rklens, b.vals,
+                                 ttl ? b.pttls : NULL, b.st);
         note_remote_error(c, keys[b.idx[0]], b.klens[b.idx[0]], rc);
         for (size_t m = 0; rc == TC_OK && m < b.n; m++) {
             size_t i = b.idx[m];
@@ -832,8 +828,7 @@ static tc_status write_begin(tc_cache *c, write_ctx *w, size_t n, const char *co
 
 /* vals[i] (may be NULL): the value written for key i, kept locally until local_expiry when
  * the mode allows write-through; NULL or a failed write invalidates the key again. */
-static void write_end(tc_cache *c, write_ctx *w, tc_status st, tc_ref *const *vals,
-                      int ttl_ms)
+static void write_end(tc_cache *c, write_ctx *w, tc_status st, tc_ref *const *vals, int ttl_ms)
 {
     bool through = st == TC_OK && vals && write_through(c);
     int64_t exp = local_expiry(c, tc__now_ns(), ttl_ms == TC_TTL_FOREVER ? -1 : ttl_ms);
@@ -841,8 +836,8 @@ static void write_end(tc_cache *c, write_ctx *w, tc_status st, tc_ref *const *va
         uint32_t type = tc__type_of(c->types, w->keys[i], w->klens[i]);
         if (through && vals && vals[i]) {
             vals[i]->type_id = type;
-            tc__local_store_write(c->local, w->hashes[i], w->keys[i], w->klens[i], vals[i],
-                                  exp, w->tickets[i]);
+            tc__local_store_write(c->local, w->hashes[i], w->keys[i], w->klens[i], vals[i], exp,
+                                  w->tickets[i]);
         } else {
             tc__local_invalidate(c->local, w->hashes[i]);
         }
@@ -891,9 +886,9 @@ static tc_status value_args_ok(const tc_cache *c, const void *data, size_t len)
 
 /* Deletes keys (already validated and hashed) through the write path. *deleted may be
  * NULL. */
-static tc_status delete_keys(tc_cache *c, size_t n, const char *const *keys,
-                             const size_t *klens, const uint64_t *hashes, tc_ticket *tickets,
-                             char **rkeys, const size_t *rklens, size_t *deleted)
+static tc_status delete_keys(tc_cache *c, size_t n, const char *const *keys, const size_t *klens,
+                             const uint64_t *hashes, tc_ticket *tickets, char **rkeys,
+                             const size_t *rklens, size_t *deleted)
 {
     write_ctx w;
     tc_status st = write_begin(c, &w, n, keys, klens, hashes, tickets);
@@ -906,8 +901,7 @@ static tc_status delete_keys(tc_cache *c, size_t n, const char *const *keys,
     return st;
 }
 
-static tc_status delete_one(tc_cache *c, const char *key, size_t klen, uint64_t h,
-                            size_t *deleted)
+static tc_status delete_one(tc_cache *c, const char *key, size_t klen, uint64_t h, size_t *deleted)
 {
     rkey rk;
     tc_status st = rkey_build(c, key, klen, &rk);
@@ -953,8 +947,8 @@ static tc_status store_one(tc_cache *c, set_mode mode, const char *key, size_t k
         w.n = 0;
     if (st == TC_OK) {
         if (mode == SET_ALWAYS)
-            st = tc__remote_set(c->remote, 1, (const char *const *)&rk.s, &rk.len, &bytes,
-                                &blen, ttl, tc__cache_inval_pub(&w.msg));
+            st = tc__remote_set(c->remote, 1, (const char *const *)&rk.s, &rk.len, &bytes, &blen,
+                                ttl, tc__cache_inval_pub(&w.msg));
         else
             st = tc__remote_add(c->remote, rk.s, rk.len, bytes, blen, ttl,
                                 tc__cache_inval_pub(&w.msg));
@@ -967,8 +961,8 @@ static tc_status store_one(tc_cache *c, set_mode mode, const char *key, size_t k
     return st;
 }
 
-tc_status tc__cache_store(tc_cache *c, const char *key, size_t klen, const void *data,
-                          size_t len, const tc_fmt_meta *meta, int ttl_ms)
+tc_status tc__cache_store(tc_cache *c, const char *key, size_t klen, const void *data, size_t len,
+                          const tc_fmt_meta *meta, int ttl_ms)
 {
     int ttl;
     if (ttl_resolve(c, ttl_ms, &ttl) != TC_OK)
@@ -981,8 +975,7 @@ tc_status tc__cache_store(tc_cache *c, const char *key, size_t klen, const void 
     return store_one(c, SET_ALWAYS, key, klen, data, len, meta, ttl);
 }
 
-TC_API tc_status tc_set(tc_cache *c, const char *key, const void *data, size_t len,
-                        int ttl_ms)
+TC_API tc_status tc_set(tc_cache *c, const char *key, const void *data, size_t len, int ttl_ms)
 {
     size_t klen;
     tc_status st = begin_key(c, key, &klen);
@@ -992,8 +985,7 @@ TC_API tc_status tc_set(tc_cache *c, const char *key, const void *data, size_t l
     return tc__cache_store(c, key, klen, data, len, NULL, ttl_ms);
 }
 
-TC_API tc_status tc_add(tc_cache *c, const char *key, const void *data, size_t len,
-                        int ttl_ms)
+TC_API tc_status tc_add(tc_cache *c, const char *key, const void *data, size_t len, int ttl_ms)
 {
     size_t klen;
     tc_status st = begin_key(c, key, &klen);
@@ -1002,8 +994,8 @@ TC_API tc_status tc_add(tc_cache *c, const char *key, const void *data, size_t l
     return tc__cache_add(c, key, klen, data, len, ttl_ms);
 }
 
-tc_status tc__cache_add(tc_cache *c, const char *key, size_t klen, const void *data,
-                        size_t len, int ttl_ms)
+tc_status tc__cache_add(tc_cache *c, const char *key, size_t klen, const void *data, size_t len,
+                        int ttl_ms)
 {
     int ttl;
     tc_status st;
@@ -1068,8 +1060,7 @@ TC_API tc_status tc_incr(tc_cache *c, const char *key, int64_t delta, int64_t *r
     return tc__cache_incr(c, key, klen, delta, result);
 }
 
-tc_status tc__cache_incr(tc_cache *c, const char *key, size_t klen, int64_t delta,
-                         int64_t *result)
+tc_status tc__cache_incr(tc_cache *c, const char *key, size_t klen, int64_t delta, int64_t *result)
 {
     tc_status st;
     uint64_t h = tc__key_hash(key, klen);
@@ -1137,8 +1128,8 @@ TC_API tc_status tc_set_many(tc_cache *c, const char *const *keys, const void *c
     if (st == TC_OK)
         st = write_begin(c, &w, n, keys, b.klens, b.hashes, b.tickets);
     if (st == TC_OK)
-        st = tc__remote_set(c->remote, n, (const char *const *)b.rkeys, b.rklens, bytes,
-                            blens, ttl, tc__cache_inval_pub(&w.msg));
+        st = tc__remote_set(c->remote, n, (const char *const *)b.rkeys, b.rklens, bytes, blens, ttl,
+                            tc__cache_inval_pub(&w.msg));
     if (w.n)
         write_end(c, &w, st, b.vals, ttl); /* counts the sets */
     for (size_t i = 0; i < n; i++) {

@@ -75,25 +75,22 @@ static inline void tc__value_release(tc_value *v)
  * it may not). On true *out holds a new reference, negative entries included; or, if slot
  * is not NULL, is held as tc__local_borrow holds it (release with tc__local_unborrow, or
  * hand it to the caller with tc__value_give). */
-bool tc__cache_local_get(tc_cache *c, uint64_t h, const char *key, size_t klen,
-                         tc_ref **out, tc_hazard **slot);
+bool tc__cache_local_get(tc_cache *c, uint64_t h, const char *key, size_t klen, tc_ref **out,
+                         tc_hazard **slot);
 
 /* The local tier's copy of key even while the tier is bypassed (for stale-if-error, which
  * accepts a copy that may have missed invalidations). True with *out a new reference. */
-bool tc__cache_local_peek(tc_cache *c, uint64_t h, const char *key, size_t klen,
-                          tc_ref **out);
+bool tc__cache_local_peek(tc_cache *c, uint64_t h, const char *key, size_t klen, tc_ref **out);
 
 /* Reads key from Redis and keeps it locally under the fill guard. TC_OK with *out (a
  * reference the caller owns; a negative entry has TC_REF_NEGATIVE), TC_MISS, or an error.
  * Counts nothing in the hit/miss counters: the caller does. */
-tc_status tc__cache_fetch(tc_cache *c, uint64_t h, const char *key, size_t klen,
-                          tc_ref **out);
+tc_status tc__cache_fetch(tc_cache *c, uint64_t h, const char *key, size_t klen, tc_ref **out);
 
 /* tc_get of a validated key: local tier, then Redis, counted as tc_get counts. TC_OK with
  * *out (release with tc__value_release), TC_MISS (a cached "does not exist" too), or an
  * error. */
-tc_status tc__cache_read(tc_cache *c, uint64_t h, const char *key, size_t klen,
-                         tc_value *out);
+tc_status tc__cache_read(tc_cache *c, uint64_t h, const char *key, size_t klen, tc_value *out);
 
 /* ------------------------------------------------------------------ writes
  *
@@ -103,16 +100,15 @@ tc_status tc__cache_read(tc_cache *c, uint64_t h, const char *key, size_t klen,
 
 struct tc_fmt_meta;
 /* tc_set of a validated key, with the value's metadata (stored-format header; NULL: none). */
-tc_status tc__cache_store(tc_cache *c, const char *key, size_t klen, const void *data,
-                          size_t len, const struct tc_fmt_meta *meta, int ttl_ms);
+tc_status tc__cache_store(tc_cache *c, const char *key, size_t klen, const void *data, size_t len,
+                          const struct tc_fmt_meta *meta, int ttl_ms);
 
 /* tc_add of a validated key: TC_OK stored, TC_EXISTS present, or an error. */
-tc_status tc__cache_add(tc_cache *c, const char *key, size_t klen, const void *data,
-                        size_t len, int ttl_ms);
+tc_status tc__cache_add(tc_cache *c, const char *key, size_t klen, const void *data, size_t len,
+                        int ttl_ms);
 
 /* tc_incr of a validated key. */
-tc_status tc__cache_incr(tc_cache *c, const char *key, size_t klen, int64_t delta,
-                         int64_t *result);
+tc_status tc__cache_incr(tc_cache *c, const char *key, size_t klen, int64_t delta, int64_t *result);
 
 /* An invalidation message to publish with a write (its bytes: inval.h). */
 typedef struct tc_inval_msg {
@@ -123,8 +119,8 @@ typedef struct tc_inval_msg {
 
 /* Builds the message naming n caller keys (klens[i] bytes each), to publish atomically with
  * their write; inactive outside TC_COHERENCE_BROADCAST. TC_ERR_NOMEM. */
-tc_status tc__cache_inval_keys(tc_cache *c, size_t n, const char *const *keys,
-                               const size_t *klens, tc_inval_msg *m);
+tc_status tc__cache_inval_keys(tc_cache *c, size_t n, const char *const *keys, const size_t *klens,
+                               tc_inval_msg *m);
 
 /* The publication to pass to a remote write: NULL when m is inactive. */
 static inline const tc_pub *tc__cache_inval_pub(const tc_inval_msg *m)

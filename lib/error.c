@@ -12,15 +12,15 @@
 
 #pragma GCC diagnostic error "-Wswitch"
 
-#define TC_STATUS_AGREES(name, value, text)                                              \
+#define TC_STATUS_AGREES(name, value, text)                                                        \
     _Static_assert((name) == (value), #name " has the value error.h lists");
 TC_STATUS_LIST(TC_STATUS_AGREES)
 #undef TC_STATUS_AGREES
 
 const char *tc__strerror(tc_status s)
 {
-#define TC_STATUS_CASE(name, value, text)                                                \
-    case name:                                                                           \
+#define TC_STATUS_CASE(name, value, text)                                                          \
+    case name:                                                                                     \
         return text;
     switch (s) {
         TC_STATUS_LIST(TC_STATUS_CASE)

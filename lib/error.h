@@ -9,19 +9,19 @@
 
 #include "tiercache.h"
 
-#define TC_STATUS_LIST(X)                                                                \
-    X(TC_OK, 0, "ok")                                                                    \
-    X(TC_MISS, 1, "miss: key absent")                                                    \
-    X(TC_EXISTS, 2, "key already exists")                                                \
-    X(TC_ERR_ARG, -1, "invalid argument")                                                \
-    X(TC_ERR_NOMEM, -2, "out of memory")                                                 \
-    X(TC_ERR_IO, -3, "Redis unreachable or connection lost")                             \
-    X(TC_ERR_TIMEOUT, -4, "deadline passed")                                             \
-    X(TC_ERR_PROTO, -5, "Redis error reply or protocol error")                           \
-    X(TC_ERR_TOO_BIG, -6, "value larger than max_value_bytes")                           \
-    X(TC_ERR_LOADER, -7, "loader failed")                                                \
-    X(TC_ERR_AUTH, -8, "authentication refused")                                         \
-    X(TC_ERR_NOT_INT, -9, "value is not an integer")                                     \
+#define TC_STATUS_LIST(X)                                                                          \
+    X(TC_OK, 0, "ok")                                                                              \
+    X(TC_MISS, 1, "miss: key absent")                                                              \
+    X(TC_EXISTS, 2, "key already exists")                                                          \
+    X(TC_ERR_ARG, -1, "invalid argument")                                                          \
+    X(TC_ERR_NOMEM, -2, "out of memory")                                                           \
+    X(TC_ERR_IO, -3, "Redis unreachable or connection lost")                                       \
+    X(TC_ERR_TIMEOUT, -4, "deadline passed")                                                       \
+    X(TC_ERR_PROTO, -5, "Redis error reply or protocol error")                                     \
+    X(TC_ERR_TOO_BIG, -6, "value larger than max_value_bytes")                                     \
+    X(TC_ERR_LOADER, -7, "loader failed")                                                          \
+    X(TC_ERR_AUTH, -8, "authentication refused")                                                   \
+    X(TC_ERR_NOT_INT, -9, "value is not an integer")                                               \
     X(TC_ERR_CLOSED, -10, "cache is closing")
 
 /* tc_strerror for the library's own modules (which call no public function): a static

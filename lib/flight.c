@@ -170,8 +170,7 @@ tc_flight *tc__flight_try_lead(tc_flights *fs, uint64_t h, const char *key, size
     return f;
 }
 
-tc_status tc__flight_wait(tc_flights *fs, tc_flight *f, int64_t deadline_ns,
-                          tc_flight_result *out)
+tc_status tc__flight_wait(tc_flights *fs, tc_flight *f, int64_t deadline_ns, tc_flight_result *out)
 {
     struct timespec ts;
     tc__deadline_to_timespec(deadline_ns, &ts);
@@ -325,8 +324,7 @@ double tc__flights_rand01(tc_flights *fs)
      * fetch_add makes every draw distinct without a lock; relaxed suffices for
      * randomness. */
     const uint64_t gamma = 0x9E3779B97F4A7C15ull;
-    uint64_t z = (uint64_t)atomic_fetch_add_explicit(&fs->rng, gamma, memory_order_relaxed) +
-                 gamma;
+    uint64_t z = (uint64_t)atomic_fetch_add_explicit(&fs->rng, gamma, memory_order_relaxed) + gamma;
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
     z ^= z >> 31;

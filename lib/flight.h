@@ -64,8 +64,7 @@ tc_flight *tc__flight_try_lead(tc_flights *fs, uint64_t h, const char *key, size
  * the flight (f must not be used afterwards). Returns the leader's status, with *out filled
  * (out->val a new reference the caller owns when out->st is TC_OK), or TC_ERR_TIMEOUT with
  * out->val NULL. */
-tc_status tc__flight_wait(tc_flights *fs, tc_flight *f, int64_t deadline_ns,
-                          tc_flight_result *out);
+tc_status tc__flight_wait(tc_flights *fs, tc_flight *f, int64_t deadline_ns, tc_flight_result *out);
 
 /* Leader: the flight's invalidation sequence, to pass to tc__flight_wait_inval. Read it
  * before a Redis fetch: an invalidation that arrives after it makes the wait return. */

@@ -137,8 +137,7 @@ void tc__fmt_decode(tc_ref *r)
     size_t hlen = get_u16(p + TC_FMT_LEN_AT);
     unsigned flags = p[6];
     size_t need = TC_FMT_BASE_LEN + ((flags & TC_FMT_XFETCH) ? XFETCH_FIELDS_LEN : 0);
-    if (hlen < need || hlen > total ||
-        (flags & ~(TC_FMT_NEGATIVE | TC_FMT_XFETCH | TC_FMT_TAGS)))
+    if (hlen < need || hlen > total || (flags & ~(TC_FMT_NEGATIVE | TC_FMT_XFETCH | TC_FMT_TAGS)))
         return;
     if ((flags & TC_FMT_TAGS) && check_tags(p, need, hlen) == 0)
         return;

@@ -317,9 +317,8 @@ static tc_status gql_digest(const char *scope, size_t scope_len, const char *doc
     return st;
 }
 
-TC_API tc_status tc_gql_key(const char *scope, const char *document,
-                            const char *operation_name, const char *variables_json,
-                            char *buf, size_t cap)
+TC_API tc_status tc_gql_key(const char *scope, const char *document, const char *operation_name,
+                            const char *variables_json, char *buf, size_t cap)
 {
     if (buf && cap > 0)
         buf[0] = '\0';
@@ -352,8 +351,7 @@ TC_API tc_status tc_gql_key(const char *scope, const char *document,
 
 /* ------------------------------------------------------------------ tc_cache_control */
 
-TC_API tc_status tc_cache_control(int remaining_ttl_ms, const char *scope, char *buf,
-                                  size_t cap)
+TC_API tc_status tc_cache_control(int remaining_ttl_ms, const char *scope, char *buf, size_t cap)
 {
     if (buf && cap > 0)
         buf[0] = '\0';

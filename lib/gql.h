@@ -15,15 +15,15 @@
 #include "common.h"
 
 typedef enum tc_gql_kind {
-    TC_GQL_EOF = 0,    /* the end of the document */
-    TC_GQL_PUNCT,      /* one of ! $ & ( ) : = @ [ ] { | } */
-    TC_GQL_SPREAD,     /* ... */
-    TC_GQL_NAME,       /* [_A-Za-z][_0-9A-Za-z]* */
-    TC_GQL_NUMBER,     /* IntValue or FloatValue: -?[0-9]+(\.[0-9]+)?([eE][+-]?[0-9]+)? */
-    TC_GQL_STRING,     /* "...", quotes and escapes included, bytes as written */
-    TC_GQL_BLOCK,      /* """...""", quotes and \""" escapes included, bytes as written */
-    TC_GQL_OTHER       /* one byte that starts no token above (a lone '.' or '-', a
-                          non-ASCII byte outside strings, a control character, ...) */
+    TC_GQL_EOF = 0, /* the end of the document */
+    TC_GQL_PUNCT,   /* one of ! $ & ( ) : = @ [ ] { | } */
+    TC_GQL_SPREAD,  /* ... */
+    TC_GQL_NAME,    /* [_A-Za-z][_0-9A-Za-z]* */
+    TC_GQL_NUMBER,  /* IntValue or FloatValue: -?[0-9]+(\.[0-9]+)?([eE][+-]?[0-9]+)? */
+    TC_GQL_STRING,  /* "...", quotes and escapes included, bytes as written */
+    TC_GQL_BLOCK,   /* """...""", quotes and \""" escapes included, bytes as written */
+    TC_GQL_OTHER    /* one byte that starts no token above (a lone '.' or '-', a
+                       non-ASCII byte outside strings, a control character, ...) */
 } tc_gql_kind;
 
 /* A token: start points into the document (borrowed), len bytes. */

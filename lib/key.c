@@ -19,7 +19,7 @@ static inline bool key_byte_ok(unsigned char b)
 /* 1 for the bytes a key may hold, 0 for the others (the NUL among them): for the few bytes
  * that do not fill a word. */
 static const unsigned char key_byte_table[256] = {
-    [33 ... 126] = 1, /* printable ASCII but space */
+    [33 ... 126] = 1,  /* printable ASCII but space */
     [128 ... 255] = 1, /* any byte of a multi-byte UTF-8 sequence (or other 8-bit data) */
 };
 
@@ -81,8 +81,8 @@ uint64_t tc__key_hash(const void *key, size_t len)
     return XXH3_64bits(key, len);
 }
 
-size_t tc__key_redis(char *buf, size_t cap, const char *prefix, size_t prefix_len,
-                     const char *key, size_t klen)
+size_t tc__key_redis(char *buf, size_t cap, const char *prefix, size_t prefix_len, const char *key,
+                     size_t klen)
 {
     if (prefix_len + klen + 1 > cap)
         return 0;

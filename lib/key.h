@@ -35,7 +35,7 @@ uint64_t tc__key_hash(const void *key, size_t len);
 
 /* Writes "<prefix><key>" into buf where prefix is the precomputed "<key_prefix>:<version>:"
  * string. Returns the length, or 0 if it does not fit (cap includes the NUL). */
-size_t tc__key_redis(char *buf, size_t cap, const char *prefix, size_t prefix_len,
-                     const char *key, size_t klen);
+size_t tc__key_redis(char *buf, size_t cap, const char *prefix, size_t prefix_len, const char *key,
+                     size_t klen);
 
 #endif /* TC_KEY_H */

@@ -41,12 +41,12 @@
 #include "key.h"
 #include "lock.h"
 
-#define POLL_MS 50                /* fallback re-read of Redis while another process loads */
+#define POLL_MS 50 /* fallback re-read of Redis while another process loads */
 #define LOCK_SUFFIX ":lock"
 #define LOCK_SUFFIX_LEN 5
 #define LKEY_STACK 512
 #define BUF_MIN_CAP 256
-#define XFETCH_CUTOFF 40.0        /* exp(-40) < 1e-17: no draw needed further from expiry */
+#define XFETCH_CUTOFF 40.0 /* exp(-40) < 1e-17: no draw needed further from expiry */
 
 /* ------------------------------------------------------------------ the loader's buffer */
 
@@ -206,8 +206,7 @@ static bool stale_usable(const tc_cache *c, const tc_ref *r)
     const tc_options *o = tc__cache_options(c);
     if (!r || (r->flags & TC_REF_NEGATIVE) || o->stale_if_error_ms <= 0)
         return false;
-    return r->meta_expiry_ms <= 0 ||
-           tc__wall_ms() < r->meta_expiry_ms + o->stale_if_error_ms;
+    return r->meta_expiry_ms <= 0 || tc__wall_ms() < r->meta_expiry_ms + o->stale_if_error_ms;
 }
 
 /* ------------------------------------------------------------------ load and store */
@@ -240,8 +239,7 @@ static tc_status load_value(req *q, tc_ref **out, uint32_t *delta_ms)
     if (ls == TC_MISS)
         return TC_MISS;
     TC_COUNT(type_counters(q), load_errors);
-    tc__log(tc__cache_log(c), TC_LOG_WARN, "get_or_set %s: loader failed (%d)", q->key,
-            (int)ls);
+    tc__log(tc__cache_log(c), TC_LOG_WARN, "get_or_set %s: loader failed (%d)", q->key, (int)ls);
     return TC_ERR_LOADER;
 }
 
@@ -264,8 +262,8 @@ static void store_value(req *q, tc_ref *v, uint32_t delta_ms)
     }
     tc_status st = tc__cache_store(c, q->key, q->klen, v->data, v->len, mp, rttl);
     if (st != TC_OK)
-        tc__log(tc__cache_log(c), TC_LOG_WARN, "get_or_set %s: loaded value not stored: %s",
-                q->key, tc__strerror(st));
+        tc__log(tc__cache_log(c), TC_LOG_WARN, "get_or_set %s: loaded value not stored: %s", q->key,
+                tc__strerror(st));
 }
 
 /* Caches the loader's "does not exist" for min(ttl, negative_ttl_ms). */
@@ -529,8 +527,8 @@ static tc_status refresh_from_hit(req *q, tc_ref *cur, tc_value *out)
     return res.st == TC_OK ? give(out, res.val) : res.st;
 }
 
-TC_API tc_status tc_get_or_set(tc_cache *c, const char *key, tc_loader_fn fn, void *arg,
-                               int ttl_ms, tc_value *out)
+TC_API tc_status tc_get_or_set(tc_cache *c, const char *key, tc_loader_fn fn, void *arg, int ttl_ms,
+                               tc_value *out)
 {
     if (out)
         memset(out, 0, sizeof *out);
@@ -545,8 +543,14 @@ TC_API tc_status tc_get_or_set(tc_cache *c, const char *key, tc_loader_fn fn, vo
     int ttl = ttl_ms == TC_TTL_DEFAULT ? o->remote_ttl_ms : ttl_ms;
     if (ttl < 0 && ttl != TC_TTL_FOREVER)
         return TC_ERR_ARG;
-    req q = {.c = c, .key = key, .klen = klen, .h = tc__key_hash(key, klen), .fn = fn,
-             .arg = arg, .ttl = ttl, .stale = NULL};
+    req q = {.c = c,
+             .key = key,
+             .klen = klen,
+             .h = tc__key_hash(key, klen),
+             .fn = fn,
+             .arg = arg,
+             .ttl = ttl,
+             .stale = NULL};
 
     tc_ref *r = NULL;
     tc_hazard *slot;

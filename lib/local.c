@@ -67,9 +67,9 @@ typedef struct entry {
     uint64_t epoch;     /* the flush epoch of the ticket it was stored with */
     uint32_t klen;
     atomic_bool referenced; /* hit since it last passed the eviction hand */
-    bool in_window; /* writers': in the admission window, not yet admitted to main */
-    uint8_t type;   /* type_slot(val), kept here so an eviction need not touch the value */
-    char key[];     /* klen bytes and a NUL */
+    bool in_window;         /* writers': in the admission window, not yet admitted to main */
+    uint8_t type;           /* type_slot(val), kept here so an eviction need not touch the value */
+    char key[];             /* klen bytes and a NUL */
 } entry;
 
 _Static_assert(offsetof(entry, ret) == 0, "a retired entry is its allocation's start");
@@ -95,9 +95,9 @@ typedef struct shard {
     atomic_uint increments;
     /* The writers' line(s). */
     alignas(CACHE_LINE) atomic_uint mu; /* the shard lock: see shard_lock */
-    list main;    /* admitted entries, CLOCK order (head: newest) */
-    list window;  /* W-TinyLFU's admission window, FIFO (head: newest) */
-    size_t bytes; /* main.bytes + window.bytes */
+    list main;                          /* admitted entries, CLOCK order (head: newest) */
+    list window;                        /* W-TinyLFU's admission window, FIFO (head: newest) */
+    size_t bytes;                       /* main.bytes + window.bytes */
     uint64_t entries;
     /* rejects: values not kept because admission refused them or they exceed the budget
      * (a stale ticket's fill is a store_reject, not a reject). */
@@ -122,8 +122,8 @@ struct tc_local {
     void *shards_mem; /* the allocation, over-sized for the alignment */
     stripe *stripes;  /* STRIPES + 1, aligned inside stripes_mem */
     void *stripes_mem;
-    unsigned mask;    /* nshards - 1 */
-    size_t budget;    /* per shard: max_bytes / nshards */
+    unsigned mask;        /* nshards - 1 */
+    size_t budget;        /* per shard: max_bytes / nshards */
     size_t window_budget; /* per shard: the admission window's share (0: no admission) */
     atomic_uint_fast64_t epoch;
 };
@@ -331,8 +331,9 @@ static inline entry *find_locked(shard *s, uint64_t h)
 static void remove_locked(shard *s, entry *e, entry **victims)
 {
     /* Sequentially consistent: the retirement's stamp is read after it (reclaim.c). */
-    atomic_store_explicit(link_locked(s, e->h), atomic_load_explicit(&e->chain,
-                          memory_order_relaxed), memory_order_seq_cst);
+    atomic_store_explicit(link_locked(s, e->h),
+                          atomic_load_explicit(&e->chain, memory_order_relaxed),
+                          memory_order_seq_cst);
     lru_unlink_locked(s, e);
     s->bytes -= e->charge;
     s->entries--;
@@ -415,13 +416,13 @@ static inline bool dead(const entry *e, uint64_t epoch, int64_t now_ns)
 
 /* c names the array the macro declares, so it cannot be parenthesized. */
 /* NOLINTBEGIN(bugprone-macro-parentheses) */
-#define SKETCH_CELLS(s, h, c)                                                              \
-    uint64_t g_ = ((h) ^ ((h) >> 29)) * 0xbf58476d1ce4e5b9ULL;                             \
-    atomic_uchar *b_ = (s)->sketch + (size_t)((uint32_t)(g_ >> 32) & (s)->sketch_mask) *   \
-                                         SKETCH_BLOCK;                                     \
-    atomic_uchar *c[SKETCH_ROWS] = {b_ + ((unsigned)g_ & 15),                              \
-                                    b_ + SKETCH_ROW_CELLS + ((unsigned)(g_ >> 4) & 15),    \
-                                    b_ + 2 * SKETCH_ROW_CELLS + ((unsigned)(g_ >> 8) & 15), \
+#define SKETCH_CELLS(s, h, c)                                                                      \
+    uint64_t g_ = ((h) ^ ((h) >> 29)) * 0xbf58476d1ce4e5b9ULL;                                     \
+    atomic_uchar *b_ = (s)->sketch +                                                               \
+                       (size_t)((uint32_t)(g_ >> 32) & (s)->sketch_mask) * SKETCH_BLOCK;           \
+    atomic_uchar *c[SKETCH_ROWS] = {b_ + ((unsigned)g_ & 15),                                      \
+                                    b_ + SKETCH_ROW_CELLS + ((unsigned)(g_ >> 4) & 15),            \
+                                    b_ + 2 * SKETCH_ROW_CELLS + ((unsigned)(g_ >> 8) & 15),        \
                                     b_ + 3 * SKETCH_ROW_CELLS + ((unsigned)(g_ >> 12) & 15)}
 /* NOLINTEND(bugprone-macro-parentheses) */
 
@@ -448,8 +449,7 @@ static void sketch_increment(shard *s, uint64_t h)
  * since the last time. Writers only, so two threads never halve it at once. */
 static void sketch_age_locked(shard *s)
 {
-    if (!s->sketch ||
-        atomic_load_explicit(&s->increments, memory_order_relaxed) < s->sample_size)
+    if (!s->sketch || atomic_load_explicit(&s->increments, memory_order_relaxed) < s->sample_size)
         return;
     for (size_t i = 0; i < (size_t)SKETCH_BLOCK * (s->sketch_mask + 1); i++)
         atomic_store_explicit(&s->sketch[i],
@@ -718,8 +718,8 @@ static void reap(tc_local *l, shard *s, uint64_t h, int64_t now_ns)
 
 /* The end of a read that found no live entry for its key (reaped: a dead one was there).
  * Out of line, so the hit path stays short. */
-static __attribute__((noinline)) bool read_missed(tc_local *l, shard *s, tc_rec *me,
-                                                  uint64_t h, int64_t now_ns, bool reaped)
+static __attribute__((noinline)) bool read_missed(tc_local *l, shard *s, tc_rec *me, uint64_t h,
+                                                  int64_t now_ns, bool reaped)
 {
     if (reaped)
         reap(l, s, h, now_ns);
@@ -733,8 +733,8 @@ static __attribute__((noinline)) bool read_missed(tc_local *l, shard *s, tc_rec 
 /* A read for a thread without a record (it could not be allocated): under the lock, which
  * keeps writers and their retirements out, with a counted reference. */
 static __attribute__((noinline)) bool read_locked(tc_local *l, shard *s, uint64_t h,
-                                                  const char *key, size_t klen,
-                                                  int64_t now_ns, tc_ref **out)
+                                                  const char *key, size_t klen, int64_t now_ns,
+                                                  tc_ref **out)
 {
     uint64_t epoch = atomic_load_explicit(&l->epoch, memory_order_acquire);
     shard_lock(s);
@@ -756,8 +756,8 @@ static __attribute__((noinline)) bool read_locked(tc_local *l, shard *s, uint64_
 
 /* A read: *out the value, held through *slot (NULL: a counted reference) or, with slot
  * NULL, always counted. */
-static inline bool read(tc_local *l, uint64_t h, const char *key, size_t klen,
-                        int64_t now_ns, tc_ref **out, tc_hazard **slot)
+static inline bool read(tc_local *l, uint64_t h, const char *key, size_t klen, int64_t now_ns,
+                        tc_ref **out, tc_hazard **slot)
 {
     *out = NULL;
     if (slot)
@@ -821,8 +821,7 @@ tc_ref *tc__local_keep(tc_ref *r, tc_hazard *slot)
         return r;
     /* Never from zero: a value at zero is retired, and only the slot keeps it. */
     uint_fast64_t n = atomic_load_explicit(&r->refs, memory_order_relaxed);
-    while (n && !atomic_compare_exchange_weak_explicit(&r->refs, &n, n + 1,
-                                                       memory_order_relaxed,
+    while (n && !atomic_compare_exchange_weak_explicit(&r->refs, &n, n + 1, memory_order_relaxed,
                                                        memory_order_relaxed))
         ;
     tc__hazard_drop(slot);
@@ -866,8 +865,8 @@ tc_ticket tc__local_ticket(tc_local *l, uint64_t h)
     return t;
 }
 
-static entry *entry_new(uint64_t h, const char *key, size_t klen, tc_ref *v,
-                        int64_t expires_ns, uint64_t epoch, size_t charge)
+static entry *entry_new(uint64_t h, const char *key, size_t klen, tc_ref *v, int64_t expires_ns,
+                        uint64_t epoch, size_t charge)
 {
     entry *e = tc__malloc(sizeof(entry) + klen + 1);
     if (!e)
@@ -893,7 +892,7 @@ static entry *entry_new(uint64_t h, const char *key, size_t klen, tc_ref *v,
  * slot (refusing older fills in flight) and, if the ticket is stale, remove the entry,
  * since what is cached for the key predates a write. */
 static bool local_store(tc_local *l, uint64_t h, const char *key, size_t klen, tc_ref *v,
-                  int64_t expires_ns, tc_ticket t, bool write)
+                        int64_t expires_ns, tc_ticket t, bool write)
 {
     shard *s = shard_of(l, h);
     size_t need = entry_charge(klen, v);
@@ -909,8 +908,7 @@ static bool local_store(tc_local *l, uint64_t h, const char *key, size_t klen, t
     shard_lock(s);
     atomic_uint_fast64_t *slot = slot_of(s, h);
     uint64_t seq = atomic_load_explicit(slot, memory_order_relaxed);
-    bool fresh = seq == t.seq &&
-                 atomic_load_explicit(&l->epoch, memory_order_acquire) == t.epoch;
+    bool fresh = seq == t.seq && atomic_load_explicit(&l->epoch, memory_order_acquire) == t.epoch;
     if (write)
         atomic_store_explicit(slot, seq + 1, memory_order_release);
 
@@ -949,8 +947,8 @@ static bool local_store(tc_local *l, uint64_t h, const char *key, size_t klen, t
     return stored;
 }
 
-bool tc__local_store_if_fresh(tc_local *l, uint64_t h, const char *key, size_t klen,
-                              tc_ref *v, int64_t expires_ns, tc_ticket t)
+bool tc__local_store_if_fresh(tc_local *l, uint64_t h, const char *key, size_t klen, tc_ref *v,
+                              int64_t expires_ns, tc_ticket t)
 {
     return local_store(l, h, key, klen, v, expires_ns, t, false);
 }
@@ -1018,8 +1016,7 @@ void tc__local_type_stats(tc_local *l, uint64_t *hits, uint64_t *evictions, uint
     memset(rejects, 0, TC_LOCAL_TYPES * sizeof *rejects);
     for (unsigned i = 0; i <= STRIPES; i++)
         for (unsigned t = 0; t < TC_LOCAL_TYPES; t++)
-            hits[t] += atomic_load_explicit(&l->stripes[i].type_hits[t],
-                                            memory_order_relaxed);
+            hits[t] += atomic_load_explicit(&l->stripes[i].type_hits[t], memory_order_relaxed);
     for (unsigned i = 0; i <= l->mask; i++) {
         shard *s = &l->shards[i];
         shard_lock(s);

@@ -76,8 +76,8 @@ tc_ticket tc__local_ticket(tc_local *l, uint64_t h);
  * taken. Then nothing is stored. Returns true if stored. Replaces an entry for the same
  * hash. Evicts to stay within the byte budget; a value too large for a shard is not
  * stored. */
-bool tc__local_store_if_fresh(tc_local *l, uint64_t h, const char *key, size_t klen,
-                              tc_ref *v, int64_t expires_ns, tc_ticket t);
+bool tc__local_store_if_fresh(tc_local *l, uint64_t h, const char *key, size_t klen, tc_ref *v,
+                              int64_t expires_ns, tc_ticket t);
 
 /* As tc__local_store_if_fresh, for a value this process has just written: also bumps the
  * slot's sequence, so that a concurrent reader's fill that started before cannot overwrite

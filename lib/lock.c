@@ -34,7 +34,7 @@
 struct tc_lock {
     tc_cache *c;
     size_t rklen;
-    size_t nlen;  /* the name's length: the name ends rkey */
+    size_t nlen; /* the name's length: the name ends rkey */
     char token[TC_LOCK_TOKEN_HEX + 1];
     char rkey[]; /* "<key_prefix>:<version>:<name>" */
 };
@@ -70,8 +70,7 @@ tc_status tc__lock_token(char token[TC_LOCK_TOKEN_HEX + 1])
     return TC_OK;
 }
 
-tc_status tc__lock_try(tc_cache *c, const char *rkey, size_t rklen, const char *token,
-                       int ttl_ms)
+tc_status tc__lock_try(tc_cache *c, const char *rkey, size_t rklen, const char *token, int ttl_ms)
 {
     char ttl[16];
     int tlen = snprintf(ttl, sizeof ttl, "%d", ttl_ms);
@@ -95,13 +94,12 @@ tc_status tc__lock_try(tc_cache *c, const char *rkey, size_t rklen, const char *
 tc_status tc__lock_unlock(tc_cache *c, const char *rkey, size_t rklen, const char *token,
                           const tc_pub *pub)
 {
-    const char *argv[] = {"1", rkey, token, pub ? pub->channel : NULL,
-                          pub ? pub->payload : NULL};
+    const char *argv[] = {"1", rkey, token, pub ? pub->channel : NULL, pub ? pub->payload : NULL};
     const size_t lens[] = {1, rklen, strlen(token), pub ? pub->channel_len : 0,
                            pub ? pub->payload_len : 0};
     redisReply *r = NULL;
-    tc_status st =
-        tc__remote_script(tc__cache_remote(c), script_unlock, pub ? 5 : 3, argv, lens, &r);
+    tc_status st = tc__remote_script(tc__cache_remote(c), script_unlock, pub ? 5 : 3, argv, lens,
+                                     &r);
     if (st == TC_OK) {
         if (r->type != REDIS_REPLY_INTEGER)
             st = TC_ERR_PROTO;

@@ -21,8 +21,7 @@ tc_status tc__lock_token(char token[TC_LOCK_TOKEN_HEX + 1]);
 /* One attempt to take the lock at the Redis key rkey with token for ttl_ms (> 0).
  * TC_OK: taken. TC_EXISTS: someone holds it. Errors: as the remote operations
  * (TC_ERR_IO, TC_ERR_TIMEOUT, TC_ERR_PROTO, TC_ERR_NOMEM). */
-tc_status tc__lock_try(tc_cache *c, const char *rkey, size_t rklen, const char *token,
-                       int ttl_ms);
+tc_status tc__lock_try(tc_cache *c, const char *rkey, size_t rklen, const char *token, int ttl_ms);
 
 /* Deletes the lock at rkey if and only if it still holds token (atomically, by script),
  * and then publishes pub (may be NULL) in the same script, so that waiters in other

@@ -221,8 +221,7 @@ void tc__retire(tc_retired *it, void (*free_fn)(tc_retired *), bool guarded, siz
     /* Survivors of passes (objects held in slots) stay on the list; a pass is due every
      * PASS_EVERY retirements or PASS_BYTES beyond them. */
     r->bytes_since_pass += bytes;
-    if ((++r->since_pass >= PASS_EVERY || r->bytes_since_pass >= PASS_BYTES) &&
-        !r->reclaiming)
+    if ((++r->since_pass >= PASS_EVERY || r->bytes_since_pass >= PASS_BYTES) && !r->reclaiming)
         pass_own(r);
 }
 

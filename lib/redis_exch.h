@@ -45,22 +45,22 @@ typedef struct tc_route {
 struct tc_node;
 
 typedef struct tc_exch {
-    struct tc_node *node;  /* the node whose pool lent c (the node layer's business) */
+    struct tc_node *node; /* the node whose pool lent c (the node layer's business) */
     tc_exch_counters *ctr;
-    tc_route *rt;          /* NULL outside a cluster */
-    bool in_multi;         /* asking mode: between MULTI and EXEC (ASKING lasts through it) */
-    unsigned char *askq;   /* asking mode: per command sent, whether ASKING preceded it */
+    tc_route *rt;        /* NULL outside a cluster */
+    bool in_multi;       /* asking mode: between MULTI and EXEC (ASKING lasts through it) */
+    unsigned char *askq; /* asking mode: per command sent, whether ASKING preceded it */
     size_t askq_n, askq_cap, askq_r;
     redisContext *c;
-    size_t owed;           /* commands appended whose replies were not read */
-    bool broken;           /* do not reuse the context */
-    bool probe;            /* this operation is the breaker's probe */
-    bool answered;         /* a round trip completed: the server answers */
-    bool timed_out;        /* a round trip ran out of time on an established connection */
-    bool shortened;        /* a redirect's retry with what was left of the first deadline:
-                              its running out says nothing about the server */
-    int timeout_ms;        /* the command timeout: the context's socket timeouts at rest */
-    int64_t deadline_ns;   /* when the operation's time is up (monotonic) */
+    size_t owed;             /* commands appended whose replies were not read */
+    bool broken;             /* do not reuse the context */
+    bool probe;              /* this operation is the breaker's probe */
+    bool answered;           /* a round trip completed: the server answers */
+    bool timed_out;          /* a round trip ran out of time on an established connection */
+    bool shortened;          /* a redirect's retry with what was left of the first deadline:
+                                its running out says nothing about the server */
+    int timeout_ms;          /* the command timeout: the context's socket timeouts at rest */
+    int64_t deadline_ns;     /* when the operation's time is up (monotonic) */
     int64_t sock_timeout_ns; /* the context's socket timeouts now (timeout_ms unless
                                 lowered; restored before it is pooled again) */
 } tc_exch;

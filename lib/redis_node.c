@@ -167,9 +167,11 @@ static tc_status conn_new(tc_node *node, int io_timeout_ms, redisContext **out)
 {
     *out = NULL;
     const tc_url *u = &node->url;
-    redisContext *c = u->kind == TC_URL_TCP
-                          ? redisConnectWithTimeout(u->host, u->port, tc__tv_from_ms(node->cfg.connect_timeout_ms))
-                          : redisConnectUnixWithTimeout(u->path, tc__tv_from_ms(node->cfg.connect_timeout_ms));
+    redisContext *c =
+        u->kind == TC_URL_TCP
+            ? redisConnectWithTimeout(u->host, u->port,
+                                      tc__tv_from_ms(node->cfg.connect_timeout_ms))
+            : redisConnectUnixWithTimeout(u->path, tc__tv_from_ms(node->cfg.connect_timeout_ms));
     if (!c)
         return TC_ERR_NOMEM;
     tc_status st = TC_OK;
@@ -177,8 +179,8 @@ static tc_status conn_new(tc_node *node, int io_timeout_ms, redisContext **out)
         /* Refused, unreachable or a connect timeout: the server is not there. */
         st = TC_ERR_IO;
         if (u->kind == TC_URL_TCP)
-            NLOG(node, TC_LOG_WARN, "cannot connect to Redis at %s port %d: %s", u->host,
-                 u->port, c->errstr);
+            NLOG(node, TC_LOG_WARN, "cannot connect to Redis at %s port %d: %s", u->host, u->port,
+                 c->errstr);
         else
             NLOG(node, TC_LOG_WARN, "cannot connect to Redis at %s: %s", u->path, c->errstr);
     } else if (redisSetTimeout(c, tc__tv_from_ms(node->cfg.command_timeout_ms)) != REDIS_OK ||
@@ -348,8 +350,7 @@ tc_status tc__node_op_finish(tc_exch *e, tc_status st)
         pool_release(node, e->c, tc__ex_reusable(e));
     e->c = NULL;
     if ((e->timed_out && !e->shortened) || (e->answered && !e->timed_out))
-        breaker_note(node, !e->timed_out, e->timed_out, e->probe,
-                     "Redis did not answer in time");
+        breaker_note(node, !e->timed_out, e->timed_out, e->probe, "Redis did not answer in time");
     if (st < 0 && st != TC_ERR_ARG && st != TC_ERR_NOT_INT)
         atomic_fetch_add(&node->errors, 1);
     return st;
@@ -398,7 +399,7 @@ static void script_remember(tc_node *node, const char *source, const redisReply 
 }
 
 tc_status tc__node_script(tc_exch *e, const char *source, int argc, const char **argv,
-                           const size_t *lens, redisReply **reply)
+                          const size_t *lens, redisReply **reply)
 {
     *reply = NULL;
     const char *sargv[SCRIPT_STACK_ARGS];
@@ -544,8 +545,8 @@ static tc_status copy_str(const char *s, char **out)
     return s && !(*out = tc__strdup(s)) ? TC_ERR_NOMEM : TC_OK;
 }
 
-tc_node *tc__node_new(const tc_node_config *cfg, const tc_url *addr, const char *host,
-                      size_t hlen, int port)
+tc_node *tc__node_new(const tc_node_config *cfg, const tc_url *addr, const char *host, size_t hlen,
+                      int port)
 {
     tc_node *node = tc__calloc(1, sizeof *node);
     if (!node)

@@ -36,8 +36,8 @@ typedef struct tc_node_stats {
 /* A node for the server that addr names (TC_URL_TCP or TC_URL_UNIX; its credentials and
  * db are copied), with host:port in place of addr's when host is not NULL. It connects
  * lazily. NULL without memory. */
-tc_node *tc__node_new(const tc_node_config *cfg, const tc_url *addr, const char *host,
-                      size_t hlen, int port);
+tc_node *tc__node_new(const tc_node_config *cfg, const tc_url *addr, const char *host, size_t hlen,
+                      int port);
 /* Closes every connection. No call may be running. NULL is a no-op. */
 void tc__node_close(tc_node *node);
 

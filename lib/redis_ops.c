@@ -23,8 +23,7 @@
 #define CLEAR_SCAN_COUNT "1000"
 
 static tc_status node_script(tc_node *node, tc_route *rt, const char *source, int argc,
-                             const char **argv,
-                            const size_t *lens, redisReply **reply)
+                             const char **argv, const size_t *lens, redisReply **reply)
 {
     if (!node || !source || !reply || argc < 1 || !argv || !lens)
         return TC_ERR_ARG;
@@ -37,8 +36,7 @@ static tc_status node_script(tc_node *node, tc_route *rt, const char *source, in
 }
 
 static tc_status node_command(tc_node *node, tc_route *rt, int argc, const char **argv,
-                              const size_t *lens,
-                             redisReply **reply)
+                              const size_t *lens, redisReply **reply)
 {
     if (!node || argc < 1 || !argv || !reply)
         return TC_ERR_ARG;
@@ -85,21 +83,21 @@ static const char script_incr[] =
     "local orig = v\n"
     "local m = ARGV[2]\n"
     "if #m > 0 and string.sub(v, 1, #m) == m then\n"
-    "  local at = " TC_FMT_XSTR(TC_FMT_LEN_AT) "\n"
-    "  if #v < at + 2 then return {-1} end\n"
-    "  local hl = string.byte(v, at + 1) + 256 * string.byte(v, at + 2)\n"
-    "  if hl < at + 2 or hl < #m or hl > #v then return {-1} end\n"
-    "  v = string.sub(v, hl + 1)\n"
-    "  redis.call('SET', KEYS[1], v, 'KEEPTTL')\n"
-    "end\n"
-    "local n = redis.pcall('INCRBY', KEYS[1], ARGV[1])\n"
-    "if type(n) == 'table' and n.err then\n"
-    "  if v ~= orig then redis.call('SET', KEYS[1], orig, 'KEEPTTL') end\n"
-    "  return {-1}\n"
-    "end\n"
-    "if #ARGV >= 4 then redis.call('PUBLISH', ARGV[3], ARGV[4]) end\n"
-    "return {1, redis.call('GET', KEYS[1])}\n";
-
+    "  local at = " TC_FMT_XSTR(
+        TC_FMT_LEN_AT) "\n"
+                       "  if #v < at + 2 then return {-1} end\n"
+                       "  local hl = string.byte(v, at + 1) + 256 * string.byte(v, at + 2)\n"
+                       "  if hl < at + 2 or hl < #m or hl > #v then return {-1} end\n"
+                       "  v = string.sub(v, hl + 1)\n"
+                       "  redis.call('SET', KEYS[1], v, 'KEEPTTL')\n"
+                       "end\n"
+                       "local n = redis.pcall('INCRBY', KEYS[1], ARGV[1])\n"
+                       "if type(n) == 'table' and n.err then\n"
+                       "  if v ~= orig then redis.call('SET', KEYS[1], orig, 'KEEPTTL') end\n"
+                       "  return {-1}\n"
+                       "end\n"
+                       "if #ARGV >= 4 then redis.call('PUBLISH', ARGV[3], ARGV[4]) end\n"
+                       "return {1, redis.call('GET', KEYS[1])}\n";
 
 /* ------------------------------------------------------------------ operations */
 
@@ -136,8 +134,8 @@ tc_status tc__ops_send_publish(tc_exch *e, const tc_pub *pub)
 }
 
 /* Interprets a GET reply and, when the TTL was asked, a PTTL reply (t: NULL if not). */
-static tc_status take_value(tc_node *node, const redisReply *g, const redisReply *t,
-                            tc_ref **val, int64_t *pttl_ms)
+static tc_status take_value(tc_node *node, const redisReply *g, const redisReply *t, tc_ref **val,
+                            int64_t *pttl_ms)
 {
     const redisReply *bad = NULL;
     tc_status st = tc__reply_value(g, t, val, pttl_ms, &bad);
@@ -147,7 +145,7 @@ static tc_status take_value(tc_node *node, const redisReply *g, const redisReply
 }
 
 static tc_status node_get(tc_node *node, tc_route *rt, const char *rkey, size_t rklen, tc_ref **val,
-                         int64_t *pttl_ms)
+                          int64_t *pttl_ms)
 {
     if (val)
         *val = NULL;
@@ -235,8 +233,8 @@ tc_status tc__get_batch_recv(tc_get_batch *b, tc_ref **vals, int64_t *pttls, tc_
 }
 
 static tc_status node_get_many(tc_node *node, tc_route *rt, size_t n, const char *const *rkeys,
-                              const size_t *rklens, tc_ref **vals, int64_t *pttls,
-                              tc_status *st_out)
+                               const size_t *rklens, tc_ref **vals, int64_t *pttls,
+                               tc_status *st_out)
 {
     if (!node || (n > 0 && (!rkeys || !rklens || !vals || !st_out)))
         return TC_ERR_ARG;
@@ -271,8 +269,8 @@ tc_status tc__ops_tx_check(const tc_logger *log, redisReply **rep, size_t q, con
 }
 
 static tc_status node_set(tc_node *node, tc_route *rt, size_t n, const char *const *rkeys,
-                         const size_t *rklens, const void *const *vals, const size_t *lens,
-                         int ttl_ms, const tc_pub *pub)
+                          const size_t *rklens, const void *const *vals, const size_t *lens,
+                          int ttl_ms, const tc_pub *pub)
 {
     char ttl[16];
     int tl = tc__ops_ttl_arg(ttl_ms, ttl);
@@ -323,8 +321,7 @@ static tc_status node_set(tc_node *node, tc_route *rt, size_t n, const char *con
  * The exchange stays open so the caller interprets the reply before op_finish counts the
  * outcome; the caller calls op_finish whatever this returns. */
 static tc_status run_own_script(tc_node *node, tc_route *rt, tc_exch *e, const char *source,
-                                const char *rkey,
-                                size_t rklen, int nargs, const char **args,
+                                const char *rkey, size_t rklen, int nargs, const char **args,
                                 const size_t *arglens, const tc_pub *pub, redisReply **reply)
 {
     const char *argv[8] = {"1", rkey};
@@ -342,8 +339,8 @@ static tc_status run_own_script(tc_node *node, tc_route *rt, tc_exch *e, const c
     return st;
 }
 
-static tc_status node_add(tc_node *node, tc_route *rt, const char *rkey, size_t rklen, const void *val,
-                         size_t len, int ttl_ms, const tc_pub *pub)
+static tc_status node_add(tc_node *node, tc_route *rt, const char *rkey, size_t rklen,
+                          const void *val, size_t len, int ttl_ms, const tc_pub *pub)
 {
     char ttl[16];
     int tl = tc__ops_ttl_arg(ttl_ms, ttl);
@@ -365,7 +362,7 @@ static tc_status node_add(tc_node *node, tc_route *rt, const char *rkey, size_t 
 }
 
 static tc_status node_delete(tc_node *node, tc_route *rt, size_t n, const char *const *rkeys,
-                            const size_t *rklens, const tc_pub *pub, size_t *deleted)
+                             const size_t *rklens, const tc_pub *pub, size_t *deleted)
 {
     if (deleted)
         *deleted = 0;
@@ -420,7 +417,7 @@ static tc_status node_delete(tc_node *node, tc_route *rt, size_t n, const char *
 }
 
 static tc_status node_touch(tc_node *node, tc_route *rt, const char *rkey, size_t rklen, int ttl_ms,
-                           const tc_pub *pub)
+                            const tc_pub *pub)
 {
     char ttl[16];
     int tl = tc__ops_ttl_arg(ttl_ms, ttl);
@@ -441,9 +438,9 @@ static tc_status node_touch(tc_node *node, tc_route *rt, const char *rkey, size_
     return tc__node_op_finish(&e, st);
 }
 
-static tc_status node_incr(tc_node *node, tc_route *rt, const char *rkey, size_t rklen, int64_t delta,
-                          const void *hdr_magic, size_t hdr_magic_len, const tc_pub *pub,
-                          int64_t *result)
+static tc_status node_incr(tc_node *node, tc_route *rt, const char *rkey, size_t rklen,
+                           int64_t delta, const void *hdr_magic, size_t hdr_magic_len,
+                           const tc_pub *pub, int64_t *result)
 {
     if (!node || !rkey || !result || (!hdr_magic && hdr_magic_len > 0) || !pub_ok(pub))
         return TC_ERR_ARG;
@@ -594,7 +591,8 @@ static tc_status node_clear(tc_node *node, tc_route *rt, const char *pattern, co
         }
         for (size_t i = 0; st == TC_OK && i < n; i++) {
             if (rep[i]->type != REDIS_REPLY_INTEGER)
-                st = tc__bad_reply(tc__node_log(node), rep[i], i < unlinking ? "UNLINK" : "PUBLISH");
+                st = tc__bad_reply(tc__node_log(node), rep[i],
+                                   i < unlinking ? "UNLINK" : "PUBLISH");
         }
         if (rep)
             tc__replies_free(rep, n <= cap ? n : cap);
@@ -638,11 +636,9 @@ tc_status tc__ops_run(tc_node *node, tc_route *rt, const tc_op *o)
     case TC_OP_GET:
         return node_get(node, rt, o->keys[0], o->klens[0], o->vals_out, o->pttls);
     case TC_OP_GET_MANY:
-        return node_get_many(node, rt, o->n, o->keys, o->klens, o->vals_out, o->pttls,
-                             o->st_out);
+        return node_get_many(node, rt, o->n, o->keys, o->klens, o->vals_out, o->pttls, o->st_out);
     case TC_OP_SET:
-        return node_set(node, rt, o->n, o->keys, o->klens, o->vals, o->lens, o->ttl_ms,
-                        o->pub);
+        return node_set(node, rt, o->n, o->keys, o->klens, o->vals, o->lens, o->ttl_ms, o->pub);
     case TC_OP_ADD:
         return node_add(node, rt, o->keys[0], o->klens[0], o->vals[0], o->lens[0], o->ttl_ms,
                         o->pub);
@@ -719,7 +715,8 @@ tc_status tc__ops_check(const tc_op *o)
     case TC_OP_COMMAND:
         if (o->reply)
             *o->reply = NULL;
-        ok = o->reply && o->argv && o->argc >= 1 && (o->kind == TC_OP_COMMAND || (o->source && o->alens));
+        ok = o->reply && o->argv && o->argc >= 1 &&
+             (o->kind == TC_OP_COMMAND || (o->source && o->alens));
         break;
     }
     if (!ok)

@@ -14,7 +14,6 @@
 #include "redis_node.h"
 #include "redis_types.h"
 
-
 typedef enum tc_op_kind {
     TC_OP_GET,
     TC_OP_GET_MANY,
@@ -37,24 +36,24 @@ typedef struct tc_op {
     size_t n;
     const char *const *keys;
     const size_t *klens;
-    tc_ref **vals_out;    /* GET, GET_MANY */
-    int64_t *pttls;       /* GET, GET_MANY: NULL for no TTL */
-    tc_status *st_out;    /* GET_MANY */
+    tc_ref **vals_out;       /* GET, GET_MANY */
+    int64_t *pttls;          /* GET, GET_MANY: NULL for no TTL */
+    tc_status *st_out;       /* GET_MANY */
     const void *const *vals; /* SET, ADD */
-    const size_t *lens;   /* SET, ADD */
-    int ttl_ms;           /* SET, ADD, TOUCH */
-    const tc_pub *pub;    /* every write; NULL: nothing published */
-    size_t *deleted;      /* DELETE; may be NULL */
-    int64_t delta;        /* INCR */
-    const void *magic;    /* INCR: the stored-format header magic */
+    const size_t *lens;      /* SET, ADD */
+    int ttl_ms;              /* SET, ADD, TOUCH */
+    const tc_pub *pub;       /* every write; NULL: nothing published */
+    size_t *deleted;         /* DELETE; may be NULL */
+    int64_t delta;           /* INCR */
+    const void *magic;       /* INCR: the stored-format header magic */
     size_t magic_len;
-    int64_t *result;      /* INCR */
-    const char *pattern;  /* CLEAR */
-    const char *source;   /* SCRIPT */
-    int argc;             /* SCRIPT, COMMAND */
+    int64_t *result;     /* INCR */
+    const char *pattern; /* CLEAR */
+    const char *source;  /* SCRIPT */
+    int argc;            /* SCRIPT, COMMAND */
     const char **argv;
     const size_t *alens;
-    redisReply **reply;   /* SCRIPT, COMMAND */
+    redisReply **reply; /* SCRIPT, COMMAND */
 } tc_op;
 
 /* Runs o on node (rt: how a router sends it; NULL for a plain operation). Statuses as the
@@ -84,8 +83,7 @@ tc_status tc__ops_send_publish(tc_exch *e, const tc_pub *pub);
 /* Checks the replies of "MULTI, q commands, EXEC": OK, q x QUEUED and an array of q
  * results, which the caller inspects. The first error reply is the one reported (a
  * command refused while queued, e.g. OOM, makes EXEC answer EXECABORT). */
-tc_status tc__ops_tx_check(const tc_logger *log, redisReply **rep, size_t q,
-                           const char *what);
+tc_status tc__ops_tx_check(const tc_logger *log, redisReply **rep, size_t q, const char *what);
 
 /* A GET (+ PTTL) batch on one node, in two halves: tc__get_batch_send appends the
  * commands (and with flush, sends them), tc__get_batch_recv reads the replies and gives
@@ -94,7 +92,7 @@ typedef struct tc_get_batch {
     tc_exch e;
     tc_route rt; /* the node's redirect, if it met one (the caller clears it) */
     size_t n;
-    size_t per;  /* replies per key: GET, and PTTL when the TTLs are wanted */
+    size_t per; /* replies per key: GET, and PTTL when the TTLs are wanted */
     redisReply **rep;
     tc_status st;
 } tc_get_batch;
@@ -103,7 +101,6 @@ void tc__get_batch_send(tc_get_batch *b, tc_node *node, size_t n, const char *co
                         const size_t *rklens, bool ttl, bool flush);
 /* vals[i] and st_out[i] (TC_OK or TC_MISS; pttls[i] if asked) for each key. Returns
  * TC_OK if the batch ran; on error nothing is returned (every vals[i] NULL). */
-tc_status tc__get_batch_recv(tc_get_batch *b, tc_ref **vals, int64_t *pttls,
-                             tc_status *st_out);
+tc_status tc__get_batch_recv(tc_get_batch *b, tc_ref **vals, int64_t *pttls, tc_status *st_out);
 
 #endif /* TC_REDIS_OPS_H */

@@ -95,8 +95,7 @@ static bool parse_redirect_addr(const char *p, size_t n, tc_redirect *out)
         if (*q == ':')
             colon = q;
     long port = 0;
-    if (!colon || !tc__parse_uint(colon + 1, (size_t)(end - colon - 1), 65535, &port) ||
-        port == 0)
+    if (!colon || !tc__parse_uint(colon + 1, (size_t)(end - colon - 1), 65535, &port) || port == 0)
         return false;
     size_t hlen = (size_t)(colon - addr);
     char *host = NULL;
@@ -144,9 +143,8 @@ static bool slot_range_ok(const redisReply *e)
 {
     return e->type == REDIS_REPLY_ARRAY && e->elements >= 3 &&
            e->element[0]->type == REDIS_REPLY_INTEGER &&
-           e->element[1]->type == REDIS_REPLY_INTEGER &&
-           e->element[2]->type == REDIS_REPLY_ARRAY && e->element[2]->elements >= 2 &&
-           e->element[2]->element[0]->type == REDIS_REPLY_STRING &&
+           e->element[1]->type == REDIS_REPLY_INTEGER && e->element[2]->type == REDIS_REPLY_ARRAY &&
+           e->element[2]->elements >= 2 && e->element[2]->element[0]->type == REDIS_REPLY_STRING &&
            e->element[2]->element[1]->type == REDIS_REPLY_INTEGER;
 }
 
@@ -204,13 +202,13 @@ static size_t next_word(const char *s, size_t n, size_t *at, const char **word)
     return len;
 }
 
-tc_status tc__reply_switch_master(const redisReply *x, const char *channel,
-                                  const char *master_name, char **host, int *port)
+tc_status tc__reply_switch_master(const redisReply *x, const char *channel, const char *master_name,
+                                  char **host, int *port)
 {
     *host = NULL;
     if (x->type != REDIS_REPLY_ARRAY || x->elements != 3 ||
-        !tc__reply_is_str(x->element[0], "message") ||
-        !tc__reply_is_str(x->element[1], channel) || x->element[2]->type != REDIS_REPLY_STRING)
+        !tc__reply_is_str(x->element[0], "message") || !tc__reply_is_str(x->element[1], channel) ||
+        x->element[2]->type != REDIS_REPLY_STRING)
         return TC_MISS;
     const char *s = x->element[2]->str, *w[5];
     size_t n = x->element[2]->len, at = 0, len[5];
@@ -229,8 +227,8 @@ tc_status tc__reply_switch_master(const redisReply *x, const char *channel,
 
 /* ------------------------------------------------------------------ values and lists */
 
-tc_status tc__reply_value(const redisReply *g, const redisReply *t, tc_ref **val,
-                          int64_t *pttl_ms, const redisReply **bad)
+tc_status tc__reply_value(const redisReply *g, const redisReply *t, tc_ref **val, int64_t *pttl_ms,
+                          const redisReply **bad)
 {
     *val = NULL;
     *bad = NULL;

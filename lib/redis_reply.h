@@ -64,8 +64,7 @@ void tc__redirect_clear(tc_redirect *out);
 /* Called once per slot range of a CLUSTER SLOTS reply with its master's address; host
  * NULL (hlen 0) when the reply names none ("" or "?": the node asked). Returns false to
  * stop the walk (the parse then fails with TC_ERR_NOMEM). */
-typedef bool (*tc_slots_fn)(void *arg, int lo, int hi, const char *host, size_t hlen,
-                            int port);
+typedef bool (*tc_slots_fn)(void *arg, int lo, int hi, const char *host, size_t hlen, int port);
 
 /* Walks a CLUSTER SLOTS reply. TC_OK if every range was well formed (slots in 0..16383,
  * lo <= hi, a port in 1..65535) and fn accepted it, TC_ERR_PROTO for an empty or
@@ -84,8 +83,8 @@ tc_status tc__reply_master_addr(const redisReply *x, char **host, int *port);
  * <old-port> <new-ip> <new-port>" on channel; the form a subscribed connection reads).
  * TC_OK: *host (the caller frees it) and *port are the new master's; TC_MISS: another
  * message, another master or a malformed one; TC_ERR_NOMEM. */
-tc_status tc__reply_switch_master(const redisReply *x, const char *channel,
-                                  const char *master_name, char **host, int *port);
+tc_status tc__reply_switch_master(const redisReply *x, const char *channel, const char *master_name,
+                                  char **host, int *port);
 
 /* ------------------------------------------------------------------ values and lists */
 
@@ -93,8 +92,8 @@ tc_status tc__reply_switch_master(const redisReply *x, const char *channel,
  * is a new reference to the bytes and *pttl_ms (if both it and t are given) the TTL left
  * (-1 none; 0 if the key expired between the two commands); TC_MISS: nil; TC_ERR_PROTO
  * with *bad the reply of the wrong type; TC_ERR_NOMEM. */
-tc_status tc__reply_value(const redisReply *g, const redisReply *t, tc_ref **val,
-                          int64_t *pttl_ms, const redisReply **bad);
+tc_status tc__reply_value(const redisReply *g, const redisReply *t, tc_ref **val, int64_t *pttl_ms,
+                          const redisReply **bad);
 
 /* A well-formed SCAN reply: [cursor digits (at most 20), [key strings]]. */
 bool tc__reply_scan_ok(const redisReply *x);

@@ -37,8 +37,8 @@ static int hex_value(char c)
 
 static bool is_unreserved(char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '-' || c == '.' || c == '_' || c == '~';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '.' || c == '_' || c == '~';
 }
 
 static bool is_sub_delim(char c)
@@ -415,4 +415,3 @@ void tc__url_free(tc_url *u)
     tc__free(u->sentinel_password);
     memset(u, 0, sizeof *u);
 }
-

@@ -28,7 +28,7 @@ typedef struct tc_url {
     int nseeds;
     char **seed_hosts;
     int *seed_ports;
-    char *master_name; /* SENTINEL: the monitored master's name */
+    char *master_name;       /* SENTINEL: the monitored master's name */
     char *sentinel_user;     /* SENTINEL: what the sentinels themselves ask for (NULL: */
     char *sentinel_password; /* nothing), independent of the master's user and password */
 } tc_url;

@@ -21,12 +21,12 @@
  * hits through hazard slots are not counted (reclaim.h), so a value that has been in the
  * tier is freed, once refs is 0, only when no slot holds it. */
 typedef struct tc_ref {
-    tc_retired ret;       /* for its deferred free; first, so slots hold the tc_ref */
+    tc_retired ret; /* for its deferred free; first, so slots hold the tc_ref */
     atomic_uint_fast64_t refs;
-    atomic_bool in_tier;  /* has been in the local tier: hazard slots may hold it */
-    uint32_t flags;       /* TC_REF_* */
-    size_t len;           /* length of the caller-visible value */
-    size_t alloc;         /* bytes allocated for buf */
+    atomic_bool in_tier;       /* has been in the local tier: hazard slots may hold it */
+    uint32_t flags;            /* TC_REF_* */
+    size_t len;                /* length of the caller-visible value */
+    size_t alloc;              /* bytes allocated for buf */
     const unsigned char *data; /* points into buf */
     int64_t meta_expiry_ms;    /* wall-clock expiry in Redis as the writer saw it; 0: none
                                   known (used by early refresh; may stay 0) */

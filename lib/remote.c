@@ -52,14 +52,16 @@ void tc__remote_close(tc_remote *r)
 static void log_bad_url(tc_remote *r, const char *url)
 {
     if (strncasecmp(url, "rediss://", 9) == 0)
-        RLOG(r, TC_LOG_ERROR, "rediss:// (TLS) is not available: this build uses "
-                              "hiredis 0.14, which has no TLS support");
+        RLOG(r, TC_LOG_ERROR,
+             "rediss:// (TLS) is not available: this build uses "
+             "hiredis 0.14, which has no TLS support");
     else
-        RLOG(r, TC_LOG_ERROR, "the Redis URL is malformed (expected redis://[user[:"
-                              "password]@]host[:port][/db], unix:///path[?db=N] or "
-                              "redis-cluster://[user[:password]@]host:port[,host:port"
-                              "...] or redis-sentinel://[user[:password]@]host:port"
-                              "[,host:port...]/master-name[/db])");
+        RLOG(r, TC_LOG_ERROR,
+             "the Redis URL is malformed (expected redis://[user[:"
+             "password]@]host[:port][/db], unix:///path[?db=N] or "
+             "redis-cluster://[user[:password]@]host:port[,host:port"
+             "...] or redis-sentinel://[user[:password]@]host:port"
+             "[,host:port...]/master-name[/db])");
 }
 
 static const tc_topo_vt *topology_for(tc_url_kind kind)
@@ -98,8 +100,8 @@ tc_status tc__remote_open(const tc_remote_config *cfg, tc_remote **out)
     if (st == TC_ERR_ARG)
         log_bad_url(r, cfg->url);
     if (st == TC_OK) {
-        tc_node_config ncfg = {cfg->pool_size, cfg->connect_timeout_ms,
-                               cfg->command_timeout_ms, cfg->log};
+        tc_node_config ncfg = {cfg->pool_size, cfg->connect_timeout_ms, cfg->command_timeout_ms,
+                               cfg->log};
         r->vt = topology_for(r->url.kind);
         st = r->vt->open(&ncfg, &r->url, &r->topo);
     }
@@ -187,41 +189,64 @@ static tc_status run(tc_remote *r, const tc_op *o)
 tc_status tc__remote_get(tc_remote *r, const char *rkey, size_t rklen, tc_ref **val,
                          int64_t *pttl_ms)
 {
-    tc_op o = {.kind = TC_OP_GET, .n = 1, .keys = &rkey, .klens = &rklen, .vals_out = val,
+    tc_op o = {.kind = TC_OP_GET,
+               .n = 1,
+               .keys = &rkey,
+               .klens = &rklen,
+               .vals_out = val,
                .pttls = pttl_ms};
     return run(r, &o);
 }
 
 tc_status tc__remote_get_many(tc_remote *r, size_t n, const char *const *rkeys,
-                              const size_t *rklens, tc_ref **vals, int64_t *pttls,
-                              tc_status *st)
+                              const size_t *rklens, tc_ref **vals, int64_t *pttls, tc_status *st)
 {
-    tc_op o = {.kind = TC_OP_GET_MANY, .n = n, .keys = rkeys, .klens = rklens,
-               .vals_out = vals, .pttls = pttls, .st_out = st};
+    tc_op o = {.kind = TC_OP_GET_MANY,
+               .n = n,
+               .keys = rkeys,
+               .klens = rklens,
+               .vals_out = vals,
+               .pttls = pttls,
+               .st_out = st};
     return run(r, &o);
 }
 
-tc_status tc__remote_set(tc_remote *r, size_t n, const char *const *rkeys,
-                         const size_t *rklens, const void *const *vals, const size_t *lens,
+tc_status tc__remote_set(tc_remote *r, size_t n, const char *const *rkeys, const size_t *rklens,
+                         const void *const *vals, const size_t *lens, int ttl_ms, const tc_pub *pub)
+{
+    tc_op o = {.kind = TC_OP_SET,
+               .n = n,
+               .keys = rkeys,
+               .klens = rklens,
+               .vals = vals,
+               .lens = lens,
+               .ttl_ms = ttl_ms,
+               .pub = pub};
+    return run(r, &o);
+}
+
+tc_status tc__remote_add(tc_remote *r, const char *rkey, size_t rklen, const void *val, size_t len,
                          int ttl_ms, const tc_pub *pub)
 {
-    tc_op o = {.kind = TC_OP_SET, .n = n, .keys = rkeys, .klens = rklens, .vals = vals,
-               .lens = lens, .ttl_ms = ttl_ms, .pub = pub};
+    tc_op o = {.kind = TC_OP_ADD,
+               .n = 1,
+               .keys = &rkey,
+               .klens = &rklen,
+               .vals = &val,
+               .lens = &len,
+               .ttl_ms = ttl_ms,
+               .pub = pub};
     return run(r, &o);
 }
 
-tc_status tc__remote_add(tc_remote *r, const char *rkey, size_t rklen, const void *val,
-                         size_t len, int ttl_ms, const tc_pub *pub)
+tc_status tc__remote_delete(tc_remote *r, size_t n, const char *const *rkeys, const size_t *rklens,
+                            const tc_pub *pub, size_t *deleted)
 {
-    tc_op o = {.kind = TC_OP_ADD, .n = 1, .keys = &rkey, .klens = &rklen, .vals = &val,
-               .lens = &len, .ttl_ms = ttl_ms, .pub = pub};
-    return run(r, &o);
-}
-
-tc_status tc__remote_delete(tc_remote *r, size_t n, const char *const *rkeys,
-                            const size_t *rklens, const tc_pub *pub, size_t *deleted)
-{
-    tc_op o = {.kind = TC_OP_DELETE, .n = n, .keys = rkeys, .klens = rklens, .pub = pub,
+    tc_op o = {.kind = TC_OP_DELETE,
+               .n = n,
+               .keys = rkeys,
+               .klens = rklens,
+               .pub = pub,
                .deleted = deleted};
     return run(r, &o);
 }
@@ -229,8 +254,8 @@ tc_status tc__remote_delete(tc_remote *r, size_t n, const char *const *rkeys,
 tc_status tc__remote_touch(tc_remote *r, const char *rkey, size_t rklen, int ttl_ms,
                            const tc_pub *pub)
 {
-    tc_op o = {.kind = TC_OP_TOUCH, .n = 1, .keys = &rkey, .klens = &rklen,
-               .ttl_ms = ttl_ms, .pub = pub};
+    tc_op o = {
+        .kind = TC_OP_TOUCH, .n = 1, .keys = &rkey, .klens = &rklen, .ttl_ms = ttl_ms, .pub = pub};
     return run(r, &o);
 }
 
@@ -238,8 +263,15 @@ tc_status tc__remote_incr(tc_remote *r, const char *rkey, size_t rklen, int64_t 
                           const void *hdr_magic, size_t hdr_magic_len, const tc_pub *pub,
                           int64_t *result)
 {
-    tc_op o = {.kind = TC_OP_INCR, .n = 1, .keys = &rkey, .klens = &rklen, .delta = delta,
-               .magic = hdr_magic, .magic_len = hdr_magic_len, .pub = pub, .result = result};
+    tc_op o = {.kind = TC_OP_INCR,
+               .n = 1,
+               .keys = &rkey,
+               .klens = &rklen,
+               .delta = delta,
+               .magic = hdr_magic,
+               .magic_len = hdr_magic_len,
+               .pub = pub,
+               .result = result};
     return run(r, &o);
 }
 
@@ -258,16 +290,19 @@ tc_status tc__remote_publish(tc_remote *r, const tc_pub *pub)
 tc_status tc__remote_script(tc_remote *r, const char *source, int argc, const char **argv,
                             const size_t *lens, redisReply **reply)
 {
-    tc_op o = {.kind = TC_OP_SCRIPT, .source = source, .argc = argc, .argv = argv,
-               .alens = lens, .reply = reply};
+    tc_op o = {.kind = TC_OP_SCRIPT,
+               .source = source,
+               .argc = argc,
+               .argv = argv,
+               .alens = lens,
+               .reply = reply};
     return run(r, &o);
 }
 
 tc_status tc__remote_command(tc_remote *r, int argc, const char **argv, const size_t *lens,
                              redisReply **reply)
 {
-    tc_op o = {.kind = TC_OP_COMMAND, .argc = argc, .argv = argv, .alens = lens,
-               .reply = reply};
+    tc_op o = {.kind = TC_OP_COMMAND, .argc = argc, .argv = argv, .alens = lens, .reply = reply};
     return run(r, &o);
 }
 
@@ -300,21 +335,25 @@ int tc__remote_check_config(tc_remote *r)
         return 0;
     }
     if (strcmp(maxmemory, "0") == 0) {
-        RLOG(r, TC_LOG_WARN, "Redis has no maxmemory: as a cache it grows until the system "
-                             "runs out of memory; set maxmemory and maxmemory-policy "
-                             "allkeys-lru (docs/operations.md)");
+        RLOG(r, TC_LOG_WARN,
+             "Redis has no maxmemory: as a cache it grows until the system "
+             "runs out of memory; set maxmemory and maxmemory-policy "
+             "allkeys-lru (docs/operations.md)");
         warnings++;
     }
     if (strncmp(policy, "allkeys-", 8) != 0) {
-        RLOG(r, TC_LOG_WARN, "Redis maxmemory-policy is %s: keys without a TTL are never "
-                             "evicted and writes fail when memory is full; use allkeys-lru "
-                             "or allkeys-lfu (docs/operations.md)", policy);
+        RLOG(r, TC_LOG_WARN,
+             "Redis maxmemory-policy is %s: keys without a TTL are never "
+             "evicted and writes fail when memory is full; use allkeys-lru "
+             "or allkeys-lfu (docs/operations.md)",
+             policy);
         warnings++;
     }
     if (!r->url.password) {
-        RLOG(r, TC_LOG_WARN, "connected to Redis without a password: anyone who reaches it "
-                             "can read the cache and forge invalidations "
-                             "(docs/security.md)");
+        RLOG(r, TC_LOG_WARN,
+             "connected to Redis without a password: anyone who reaches it "
+             "can read the cache and forge invalidations "
+             "(docs/security.md)");
         warnings++;
     }
     return warnings;

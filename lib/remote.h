@@ -35,10 +35,10 @@
 typedef struct tc_remote tc_remote;
 
 typedef struct tc_remote_config {
-    const char *url;          /* not NULL */
-    int pool_size;            /* >= 1 */
-    int connect_timeout_ms;   /* > 0 */
-    int command_timeout_ms;   /* > 0 */
+    const char *url;        /* not NULL */
+    int pool_size;          /* >= 1 */
+    int connect_timeout_ms; /* > 0 */
+    int command_timeout_ms; /* > 0 */
     tc_logger log;
 } tc_remote_config;
 
@@ -47,7 +47,6 @@ typedef struct tc_remote_config {
 tc_status tc__remote_open(const tc_remote_config *cfg, tc_remote **out);
 /* Closes every connection. No call may be running. */
 void tc__remote_close(tc_remote *r);
-
 
 /* ------------------------------------------------------------------ Redis Cluster */
 
@@ -81,23 +80,22 @@ tc_status tc__remote_get(tc_remote *r, const char *rkey, size_t rklen, tc_ref **
  * and pttls[i] if asked, set) or TC_MISS (vals[i] NULL). Returns TC_OK if the batch ran;
  * on error nothing is returned (all NULL). */
 tc_status tc__remote_get_many(tc_remote *r, size_t n, const char *const *rkeys,
-                              const size_t *rklens, tc_ref **vals, int64_t *pttls,
-                              tc_status *st);
+                              const size_t *rklens, tc_ref **vals, int64_t *pttls, tc_status *st);
 
 /* SET each key to its value with the TTL (PX, or none for FOREVER), and PUBLISH pub, in one
  * MULTI/EXEC round trip. */
-tc_status tc__remote_set(tc_remote *r, size_t n, const char *const *rkeys,
-                         const size_t *rklens, const void *const *vals, const size_t *lens,
-                         int ttl_ms, const tc_pub *pub);
+tc_status tc__remote_set(tc_remote *r, size_t n, const char *const *rkeys, const size_t *rklens,
+                         const void *const *vals, const size_t *lens, int ttl_ms,
+                         const tc_pub *pub);
 
 /* SET NX with the TTL; publishes only if it stored. TC_OK stored, TC_EXISTS present. */
-tc_status tc__remote_add(tc_remote *r, const char *rkey, size_t rklen, const void *val,
-                         size_t len, int ttl_ms, const tc_pub *pub);
+tc_status tc__remote_add(tc_remote *r, const char *rkey, size_t rklen, const void *val, size_t len,
+                         int ttl_ms, const tc_pub *pub);
 
 /* UNLINK the keys and PUBLISH pub in one MULTI/EXEC round trip. *deleted (may be NULL)
  * gets how many existed. */
-tc_status tc__remote_delete(tc_remote *r, size_t n, const char *const *rkeys,
-                            const size_t *rklens, const tc_pub *pub, size_t *deleted);
+tc_status tc__remote_delete(tc_remote *r, size_t n, const char *const *rkeys, const size_t *rklens,
+                            const tc_pub *pub, size_t *deleted);
 
 /* Sets the TTL of an existing key (PEXPIRE, or PERSIST for FOREVER); publishes only if the
  * key exists. TC_OK, or TC_MISS if absent. */

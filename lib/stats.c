@@ -32,8 +32,8 @@ typedef struct key_type {
 
 struct tc_types {
     pthread_mutex_t mu;
-    atomic_uint count;             /* ids in use, "other" included */
-    atomic_uint slots[SLOTS];      /* id + 1 of the type hashed there; 0: empty */
+    atomic_uint count;        /* ids in use, "other" included */
+    atomic_uint slots[SLOTS]; /* id + 1 of the type hashed there; 0: empty */
     key_type types[TC_KEY_TYPES_MAX + 1];
 };
 
@@ -269,9 +269,11 @@ static void sb_str(sbuf *b, const char *s)
 /* The length of the valid UTF-8 sequence at s (n bytes left), or 0. */
 static size_t utf8_seq(const unsigned char *s, size_t n)
 {
-    size_t len = s[0] < 0x80 ? 1 : (s[0] & 0xe0) == 0xc0 ? 2 : (s[0] & 0xf0) == 0xe0 ? 3
-                                                        : (s[0] & 0xf8) == 0xf0   ? 4
-                                                                                  : 0;
+    size_t len = s[0] < 0x80             ? 1
+                 : (s[0] & 0xe0) == 0xc0 ? 2
+                 : (s[0] & 0xf0) == 0xe0 ? 3
+                 : (s[0] & 0xf8) == 0xf0 ? 4
+                                         : 0;
     if (len == 0 || len > n || (len == 2 && s[0] < 0xc2) || (len == 4 && s[0] > 0xf4))
         return 0;
     for (size_t i = 1; i < len; i++)
@@ -309,7 +311,10 @@ typedef struct metric {
     size_t offset;                  /* of the field in tc_stats */
 } metric;
 
-#define M(field, type, help) {"tiercache_" #field, help, type, offsetof(tc_stats, field)}
+#define M(field, type, help)                                                                       \
+    {                                                                                              \
+        "tiercache_" #field, help, type, offsetof(tc_stats, field)                                 \
+    }
 static const metric per_type[] = {
     M(local_hits, "counter", "Reads answered by the local tier."),
     M(remote_hits, "counter", "Reads answered by Redis."),
@@ -339,8 +344,8 @@ static const metric cache_wide[] = {
     {"tiercache_invalidation_link_failures",
      "Times the invalidation link went down (local tier bypassed until back).", "counter",
      offsetof(tc_stats, inval_link_failures)},
-    {"tiercache_invalidations_malformed", "Malformed invalidation messages ignored.",
-     "counter", offsetof(tc_stats, inval_malformed)},
+    {"tiercache_invalidations_malformed", "Malformed invalidation messages ignored.", "counter",
+     offsetof(tc_stats, inval_malformed)},
     {"tiercache_full_flushes",
      "Times the whole local tier was flushed: the invalidation link was re-established, or "
      "another instance flushed everything.",

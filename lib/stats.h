@@ -27,8 +27,8 @@
 #define TC_KEY_TYPE_OTHER 0u
 
 typedef struct tc_counters {
-    atomic_uint_fast64_t remote_hits, misses, sets, deletes, loads, load_errors,
-        flight_waits, inval_sent, inval_received, remote_errors;
+    atomic_uint_fast64_t remote_hits, misses, sets, deletes, loads, load_errors, flight_waits,
+        inval_sent, inval_received, remote_errors;
     /* Reads that skipped the local tier because the invalidation link was not healthy. */
     atomic_uint_fast64_t local_bypasses;
     /* tc_get_or_set: stale values served because a reload failed (stale_if_error_ms), and
@@ -39,7 +39,7 @@ typedef struct tc_counters {
 } tc_counters;
 
 #define TC_COUNT(c, field) atomic_fetch_add_explicit(&(c)->field, 1, memory_order_relaxed)
-#define TC_COUNT_N(c, field, n)                                                          \
+#define TC_COUNT_N(c, field, n)                                                                    \
     atomic_fetch_add_explicit(&(c)->field, (uint_fast64_t)(n), memory_order_relaxed)
 #define TC_READ(c, field) ((uint64_t)atomic_load_explicit(&(c)->field, memory_order_relaxed))
 

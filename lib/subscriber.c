@@ -57,15 +57,15 @@ struct tc_subscriber {
     tc_sub_ctx ctx;
     pthread_t thread;
     bool thread_started;
-    int wake[2];          /* a pipe: a byte written to wake[1] stops the thread */
+    int wake[2]; /* a pipe: a byte written to wake[1] stops the thread */
     atomic_bool stopping;
     pthread_mutex_t start_mu;
     pthread_cond_t start_cv;
-    int start_state;      /* 0 pending, 1 subscribed, < 0 the tc_status of the failure */
+    int start_state; /* 0 pending, 1 subscribed, < 0 the tc_status of the failure */
     /* The subscriber thread's own: */
-    redisContext *watch;  /* Sentinel: subscribed to +switch-master, kept across sessions */
+    redisContext *watch; /* Sentinel: subscribed to +switch-master, kept across sessions */
     int64_t watch_pong, watch_ping; /* its heartbeat, as a link's (watch_beat) */
-    unsigned sessions;    /* sessions begun */
+    unsigned sessions;              /* sessions begun */
 };
 
 /* ------------------------------------------------------------------ applying messages */
@@ -147,8 +147,7 @@ typedef enum sub_event { EV_NONE, EV_PONG, EV_SUBSCRIBED } sub_event;
 /* The answer to a PING on a subscribed connection: ["pong", ""]. */
 static bool is_pong(const redisReply *r)
 {
-    return r->type == REDIS_REPLY_ARRAY && r->elements >= 1 &&
-           reply_is_str(r->element[0], "pong");
+    return r->type == REDIS_REPLY_ARRAY && r->elements >= 1 && reply_is_str(r->element[0], "pong");
 }
 
 static sub_event handle_reply(tc_subscriber *cs, const redisReply *r)
@@ -437,8 +436,7 @@ static bool note_master(void *arg, int lo, int hi, const char *host, size_t hlen
     return false; /* a master the session does not cover */
 }
 
-static bool masters_unchanged(tc_subscriber *cs, const sub_link *ls, tc_node **servers,
-                              int n)
+static bool masters_unchanged(tc_subscriber *cs, const sub_link *ls, tc_node **servers, int n)
 {
     redisReply *r = NULL;
     const char *argv[] = {"CLUSTER", "SLOTS"};
@@ -507,8 +505,7 @@ static void listen_loop(tc_subscriber *cs, sub_link *ls, tc_node **servers, int 
         if (fds[n].revents)
             return;
         for (int i = 0; i < n; i++)
-            if (fds[i].revents &&
-                (redisBufferRead(ls[i].sub) != REDIS_OK || !drain(cs, &ls[i])))
+            if (fds[i].revents && (redisBufferRead(ls[i].sub) != REDIS_OK || !drain(cs, &ls[i])))
                 return;
         if (fds[n + 1].revents && watch_switched(cs, true))
             return;
@@ -596,8 +593,7 @@ static tc_status session(tc_subscriber *cs)
         st = link_open(cs, servers[i], &ls[i]);
     if (st == TC_OK)
         listen_loop(cs, ls, servers, n,
-                    ctx->mode == TC_COHERENCE_TRACKING &&
-                        tc__remote_is_cluster(ctx->remote));
+                    ctx->mode == TC_COHERENCE_TRACKING && tc__remote_is_cluster(ctx->remote));
     atomic_store(cs->ctx.healthy, false);
     for (int i = 0; i < n; i++)
         link_close(&ls[i]);

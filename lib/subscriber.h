@@ -24,23 +24,23 @@
 #include "stats.h"
 
 typedef struct tc_sub_ctx {
-    tc_coherence mode;        /* TC_COHERENCE_BROADCAST or TC_COHERENCE_TRACKING */
-    int version;              /* the cache's key version: messages of another are ignored */
-    uint64_t origin;          /* this instance's id: its own messages are ignored */
-    const char *channel;      /* broadcast: "<key_prefix>:__tc:inval" */
-    const char *key_prefix;   /* tracking: Redis reports writes under "<key_prefix>:" */
-    const char *rprefix;      /* tracking: "<key_prefix>:<version>:", stripped from the */
-    size_t rprefix_len;       /* full Redis keys Redis reports */
+    tc_coherence mode;      /* TC_COHERENCE_BROADCAST or TC_COHERENCE_TRACKING */
+    int version;            /* the cache's key version: messages of another are ignored */
+    uint64_t origin;        /* this instance's id: its own messages are ignored */
+    const char *channel;    /* broadcast: "<key_prefix>:__tc:inval" */
+    const char *key_prefix; /* tracking: Redis reports writes under "<key_prefix>:" */
+    const char *rprefix;    /* tracking: "<key_prefix>:<version>:", stripped from the */
+    size_t rprefix_len;     /* full Redis keys Redis reports */
     int heartbeat_ms, connect_timeout_ms, command_timeout_ms;
     tc_logger log;
-    tc_remote *remote;        /* where the links go (one server, a cluster or Sentinel) */
-    tc_local *local;          /* the tier kept coherent */
-    tc_flights *flights;      /* woken by a key invalidation (tc__flights_notify) */
-    tc_types *types;          /* per key type: inval_received */
-    tc_counters *counters;    /* cache-wide: inval_received of flushes, inval_malformed,
-                                 link_failures */
-    atomic_bool *healthy;     /* written by the subscriber alone (release): the local tier
-                                 may answer reads */
+    tc_remote *remote;     /* where the links go (one server, a cluster or Sentinel) */
+    tc_local *local;       /* the tier kept coherent */
+    tc_flights *flights;   /* woken by a key invalidation (tc__flights_notify) */
+    tc_types *types;       /* per key type: inval_received */
+    tc_counters *counters; /* cache-wide: inval_received of flushes, inval_malformed,
+                              link_failures */
+    atomic_bool *healthy;  /* written by the subscriber alone (release): the local tier
+                              may answer reads */
 } tc_sub_ctx;
 
 typedef struct tc_subscriber tc_subscriber;

@@ -127,8 +127,7 @@ static void vkey_done(char *vkey, const char *stack)
         tc__free(vkey);
 }
 
-TC_API tc_status tc_ns_key(tc_cache *c, const char *ns, const char *suffix, char *buf,
-                           size_t cap)
+TC_API tc_status tc_ns_key(tc_cache *c, const char *ns, const char *suffix, char *buf, size_t cap)
 {
     if (buf && cap)
         buf[0] = '\0';
@@ -205,8 +204,7 @@ TC_API tc_status tc_set_tagged(tc_cache *c, const char *key, const void *data, s
     for (size_t i = 0; i < ntags; i++)
         if (!name_ok(c, TAG_KIND, tags[i]))
             return TC_ERR_ARG;
-    if ((!data && len > 0) ||
-        (ttl_ms < 0 && ttl_ms != TC_TTL_DEFAULT && ttl_ms != TC_TTL_FOREVER))
+    if ((!data && len > 0) || (ttl_ms < 0 && ttl_ms != TC_TTL_DEFAULT && ttl_ms != TC_TTL_FOREVER))
         return TC_ERR_ARG;
     if (len > o->max_value_bytes)
         return TC_ERR_TOO_BIG;

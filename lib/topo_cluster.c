@@ -72,8 +72,6 @@ unsigned tc__cluster_slot(const char *key, size_t len)
     return tc__crc16(key, len) & (NSLOTS - 1);
 }
 
-
-
 /* The index of the node host:port, added if new. Caller holds map_mu for writing. -1 on
  * allocation failure. */
 static int node_index_locked(tc_cluster *cl, const char *host, size_t hlen, int port)
@@ -142,8 +140,7 @@ typedef struct slots_walk {
     tc_node *from;
 } slots_walk;
 
-static bool map_set_range_locked(void *arg, int lo, int hi, const char *host, size_t hlen,
-                                 int port)
+static bool map_set_range_locked(void *arg, int lo, int hi, const char *host, size_t hlen, int port)
 {
     slots_walk *w = arg;
     if (!host) {
@@ -246,11 +243,11 @@ static tc_status load_from_seeds(tc_cluster *cl)
             break;
     }
     if (st == TC_ERR_PROTO)
-        CLOG(cl, TC_LOG_ERROR, "redis-cluster:// names a server that is not a working Redis "
-                               "Cluster (CLUSTER SLOTS failed)");
+        CLOG(cl, TC_LOG_ERROR,
+             "redis-cluster:// names a server that is not a working Redis "
+             "Cluster (CLUSTER SLOTS failed)");
     else if (st != TC_OK)
-        CLOG(cl, TC_LOG_ERROR, "no seed node of the Redis Cluster answered: %s",
-             tc__strerror(st));
+        CLOG(cl, TC_LOG_ERROR, "no seed node of the Redis Cluster answered: %s", tc__strerror(st));
     return st;
 }
 
@@ -347,7 +344,6 @@ static tc_status cluster_refresh(void *t)
     return map_refresh(t);
 }
 
-
 /* Runs o on the node that serves slot, following redirects until the deadline. */
 static tc_status cluster_run(tc_cluster *cl, unsigned slot, const tc_op *o)
 {
@@ -441,11 +437,11 @@ static uint32_t *by_slot(const tc_op *o)
  * the order their connections are taken; the groups of a slot no node is known for come
  * last. */
 typedef struct wgroup {
-    size_t beg, n;   /* its keys: keys[beg .. beg + n) */
+    size_t beg, n; /* its keys: keys[beg .. beg + n) */
     unsigned slot;
     tc_node *node; /* NULL: no node known for the slot (yet) */
-    tc_status st;    /* its transaction's outcome */
-    bool redir;      /* it met a redirect: routed again on its own */
+    tc_status st;  /* its transaction's outcome */
+    bool redir;    /* it met a redirect: routed again on its own */
 } wgroup;
 
 /* One node's transactions, pipelined in one round trip: wbatch_send puts them on the wire,
@@ -455,7 +451,7 @@ typedef struct wbatch {
     size_t g0, g1; /* its groups: g[g0 .. g1) */
     size_t nrep;
     redisReply **rep;
-    tc_status st;  /* the send's outcome */
+    tc_status st; /* the send's outcome */
 } wbatch;
 
 typedef struct wplan {
@@ -568,8 +564,7 @@ static tc_status wgroup_send(wplan *p, tc_exch *e, const wgroup *g)
     tc_status st = tc__ex_send(e, 1, &multi, &multi_len);
     if (p->vals) {
         for (size_t i = g->beg; i < g->beg + g->n && st == TC_OK; i++) {
-            const char *av[5] = {"SET", p->keys[i], p->vals[i] ? p->vals[i] : "", "PX",
-                                 p->ttl};
+            const char *av[5] = {"SET", p->keys[i], p->vals[i] ? p->vals[i] : "", "PX", p->ttl};
             size_t al[5] = {3, p->klens[i], p->lens[i], 2, (size_t)p->tl};
             st = tc__ex_send(e, p->tl > 0 ? 5 : 3, av, al);
         }
@@ -717,7 +712,7 @@ static tc_status cluster_write_by_slot(tc_cluster *cl, const tc_op *o)
 
 static int cmp_ptr(const void *a, const void *b)
 {
-    uintptr_t x = (uintptr_t)*(tc_node *const *)a, y = (uintptr_t)*(tc_node *const *)b;
+    uintptr_t x = (uintptr_t) * (tc_node *const *)a, y = (uintptr_t) * (tc_node *const *)b;
     return x < y ? -1 : x > y;
 }
 
@@ -741,8 +736,8 @@ static tc_status cluster_get_many(tc_cluster *cl, const tc_op *o)
     tc_status *sts = tc__malloc(sizeof *sts * n);
     tc_get_batch *batches = tc__calloc(n, sizeof *batches);
     tc_status st = TC_OK;
-    if (!owner || !nodes || !beg || !done || !keys || !klens || !idx || !vals || !pttls ||
-        !sts || !batches)
+    if (!owner || !nodes || !beg || !done || !keys || !klens || !idx || !vals || !pttls || !sts ||
+        !batches)
         st = TC_ERR_NOMEM;
     size_t nn = 0; /* distinct nodes */
     for (size_t i = 0; i < n && st == TC_OK; i++) {
@@ -809,8 +804,12 @@ static tc_status cluster_get_many(tc_cluster *cl, const tc_op *o)
     for (size_t i = 0; i < n && st == TC_OK; i++) {
         if (done[i])
             continue;
-        tc_op g = {.kind = TC_OP_GET, .n = 1, .keys = &o->keys[i], .klens = &o->klens[i],
-                .vals_out = &o->vals_out[i], .pttls = o->pttls ? &o->pttls[i] : NULL};
+        tc_op g = {.kind = TC_OP_GET,
+                   .n = 1,
+                   .keys = &o->keys[i],
+                   .klens = &o->klens[i],
+                   .vals_out = &o->vals_out[i],
+                   .pttls = o->pttls ? &o->pttls[i] : NULL};
         tc_status one = cluster_single(cl, &g);
         if (one == TC_OK || one == TC_MISS)
             o->st_out[i] = one;
@@ -889,8 +888,8 @@ static tc_status cluster_clear(tc_cluster *cl, const char *pattern, const tc_pub
 /* Commands that name no key go to any master; the others are routed by argv[1]. */
 static bool keyless_command(int argc, const char **argv)
 {
-    static const char *const keyless[] = {"CONFIG", "PING", "PUBLISH", "INFO", "CLUSTER",
-                                          "SCRIPT", "CLIENT", "DBSIZE", "TIME", NULL};
+    static const char *const keyless[] = {"CONFIG", "PING",   "PUBLISH", "INFO", "CLUSTER",
+                                          "SCRIPT", "CLIENT", "DBSIZE",  "TIME", NULL};
     if (argc < 2)
         return true;
     for (int i = 0; keyless[i]; i++) {

@@ -36,8 +36,8 @@ typedef struct tc_sentinel {
     tc_node **former;
     int nformer;
     _Atomic int64_t last_ask_ns;
-    atomic_int last_good; /* the sentinel that answered last: asked first next time */
-    unsigned switches;    /* under mu: master changes so far */
+    atomic_int last_good;        /* the sentinel that answered last: asked first next time */
+    unsigned switches;           /* under mu: master changes so far */
     void (*ask_hook)(void *arg); /* under mu; tests only (tc__sentinel_ask_hook) */
     void *ask_hook_arg;
 } tc_sentinel;
@@ -107,8 +107,7 @@ static tc_status sentinel_switch_to(tc_sentinel *sn, const char *host, int port,
         return TC_OK;
     }
     if (m) {
-        tc_node **former =
-            tc__realloc(sn->former, sizeof *former * (size_t)(sn->nformer + 1));
+        tc_node **former = tc__realloc(sn->former, sizeof *former * (size_t)(sn->nformer + 1));
         if (!former) {
             pthread_mutex_unlock(&sn->mu);
             tc__node_close(n);
@@ -181,9 +180,7 @@ static void sentinel_close(void *t)
 static tc_status add_sentinels(tc_sentinel *sn)
 {
     const tc_url *u = sn->url;
-    tc_url tmpl = {.kind = TC_URL_TCP,
-                   .user = u->sentinel_user,
-                   .password = u->sentinel_password};
+    tc_url tmpl = {.kind = TC_URL_TCP, .user = u->sentinel_user, .password = u->sentinel_password};
     sn->sentinels = tc__calloc((size_t)u->nseeds, sizeof *sn->sentinels);
     if (!sn->sentinels)
         return TC_ERR_NOMEM;
@@ -336,8 +333,7 @@ bool tc__sentinel_switched(void *t, const redisReply *x)
     tc_sentinel *sn = t;
     char *host = NULL;
     int port = 0;
-    tc_status st = tc__reply_switch_master(x, SWITCH_CHANNEL, sn->url->master_name, &host,
-                                           &port);
+    tc_status st = tc__reply_switch_master(x, SWITCH_CHANNEL, sn->url->master_name, &host, &port);
     /* On TC_ERR_NOMEM the caller's resubscription asks the sentinels again. */
     if (st == TC_OK)
         (void)sentinel_switch_to(sn, host, port, NULL); /* an announcement is news */

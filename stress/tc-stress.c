@@ -43,8 +43,8 @@
 #include "tiercache.h"
 
 #define THREADS 16
-#define VKEYS 64      /* versioned keys */
-#define RING 32       /* recent successful writes kept per key */
+#define VKEYS 64 /* versioned keys */
+#define RING 32  /* recent successful writes kept per key */
 #define CMD_MS 250
 #define CONN_MS 500
 #define HB_MS 100
@@ -93,15 +93,15 @@ static int64_t floor_at(vkey *k, int64_t t)
 /* ------------------------------------------------------------------ tallies */
 
 enum { OP_GET, OP_SET, OP_GOS, OP_MANY, OP_MISC, OP_NS, OP_LOCK, OP_N };
-static const char *const op_names[OP_N] = {"get", "set (versioned)", "get_or_set",
-                                           "get_many/set_many", "add/delete/incr/touch",
-                                           "ns/tags", "lock"};
+static const char *const op_names[OP_N] = {
+    "get", "set (versioned)", "get_or_set", "get_many/set_many", "add/delete/incr/touch", "ns/tags",
+    "lock"};
 static const int op_bounds[OP_N] = {B_OP, B_OP, B_GOS, B_OP, B_OP, B_MULTI, B_OP};
 
 typedef struct tally {
     atomic_uint_fast64_t calls[OP_N], faults[OP_N], max_us[OP_N];
-    atomic_uint_fast64_t reads_checked, misses, stale_floor, stale_monotonic, invented,
-        unexpected, over_bound, loads, gos_timeouts;
+    atomic_uint_fast64_t reads_checked, misses, stale_floor, stale_monotonic, invented, unexpected,
+        over_bound, loads, gos_timeouts;
 } tally;
 
 static tally T;
@@ -134,7 +134,8 @@ static void record(int op, int64_t t0, tc_status st, bool ok)
     int64_t us = (tc__now_ns() - t0) / 1000;
     atomic_fetch_add(&T.calls[op], 1);
     uint_fast64_t m = atomic_load(&T.max_us[op]);
-    while ((uint_fast64_t)us > m && !atomic_compare_exchange_weak(&T.max_us[op], &m, (uint_fast64_t)us))
+    while ((uint_fast64_t)us > m &&
+           !atomic_compare_exchange_weak(&T.max_us[op], &m, (uint_fast64_t)us))
         ;
     if (us > (int64_t)(op_bounds[op] + SLACK_MS) * 1000) {
         atomic_fetch_add(&T.over_bound, 1);
@@ -503,10 +504,10 @@ int main(void)
 
     pthread_t th[THREADS], samp;
     reader_arg args[THREADS];
-    void *(*fns[THREADS])(void *) = {writer,        reader,       reader,      reader,
-                                     reader,        reader,       reader,      reader,
-                                     reader,        loader_thread, loader_thread, batch_thread,
-                                     batch_thread,  misc_thread,  ns_thread,   lock_thread};
+    void *(*fns[THREADS])(void *) = {writer,       reader,        reader,        reader,
+                                     reader,       reader,        reader,        reader,
+                                     reader,       loader_thread, loader_thread, batch_thread,
+                                     batch_thread, misc_thread,   ns_thread,     lock_thread};
     for (int i = 0; i < THREADS; i++) {
         args[i] = (reader_arg){.c = i % 2 ? cb : ca, .seed = 0x1234567ull * (uint64_t)(i + 1)};
         pthread_create(&th[i], NULL, fns[i], &args[i]);
@@ -554,8 +555,8 @@ int main(void)
         uint64_t n = atomic_load(&T.calls[op]);
         total += n;
         printf("%-24s %10" PRIu64 " %10" PRIu64 " %12.1f %10d\n", op_names[op], n,
-               (uint64_t)atomic_load(&T.faults[op]),
-               (double)atomic_load(&T.max_us[op]) / 1000.0, op_bounds[op]);
+               (uint64_t)atomic_load(&T.faults[op]), (double)atomic_load(&T.max_us[op]) / 1000.0,
+               op_bounds[op]);
     }
     printf("total %" PRIu64 " calls (%.0f/s); loader calls %" PRIu64
            "; get_or_set waits timed out %" PRIu64 "\n",

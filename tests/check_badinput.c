@@ -47,8 +47,8 @@ static void family_done(const char *family)
 static void expect(tc_status got, tc_status want, const char *what, const char *detail)
 {
     tried++;
-    ck_assert_msg(got == want, "%s [%s]: got %s (%d), want %s (%d)", what, detail,
-                  tc_strerror(got), (int)got, tc_strerror(want), (int)want);
+    ck_assert_msg(got == want, "%s [%s]: got %s (%d), want %s (%d)", what, detail, tc_strerror(got),
+                  (int)got, tc_strerror(want), (int)want);
 }
 
 /* A printable description of a key for messages. */
@@ -137,7 +137,9 @@ static void build_keys(void)
     }
     add_str("\x7f", false);
     add_str("a\x7f", false);
-    add_str("\x7f" "a", false);
+    add_str("\x7f"
+            "a",
+            false);
     add_str("key with spaces", false);
     add_str("TC1 K 0123456789abcdef 1 k", false); /* an invalidation message as a key */
     /* Length limits. */
@@ -210,11 +212,10 @@ static void key_calls(tc_cache *c, const key_case *kc)
         const void *data[2] = {"a", "b"};
         size_t lens[2] = {1, 1};
         expect(tc_get_many(c, ks, 2, vs, sts), want_arg, "tc_get_many", what);
-        expect(tc_set_many(c, ks, data, lens, 2, TC_TTL_DEFAULT), want_arg, "tc_set_many",
-               what);
+        expect(tc_set_many(c, ks, data, lens, 2, TC_TTL_DEFAULT), want_arg, "tc_set_many", what);
         expect(tc_delete_many(c, ks, 2), want_arg, "tc_delete_many", what);
-        expect(tc_get_or_set(c, k, loader_v, NULL, TC_TTL_DEFAULT, &v), want_arg,
-               "tc_get_or_set", what);
+        expect(tc_get_or_set(c, k, loader_v, NULL, TC_TTL_DEFAULT, &v), want_arg, "tc_get_or_set",
+               what);
         tc_lock *l = (tc_lock *)1;
         expect(tc_lock_acquire(c, k, 1000, 0, &l), want_arg, "tc_lock_acquire", what);
         ck_assert_ptr_null(l);
@@ -223,8 +224,8 @@ static void key_calls(tc_cache *c, const key_case *kc)
         expect(tc_ns_key(c, "ns", k, buf, sizeof buf), want_arg, "tc_ns_key suffix", what);
         expect(tc_ns_bump(c, k, &n), want_arg, "tc_ns_bump", what);
         const char *tags[2] = {"t", k};
-        expect(tc_set_tagged(c, k, "v", 1, TC_TTL_DEFAULT, tags, 1), want_arg,
-               "tc_set_tagged key", what);
+        expect(tc_set_tagged(c, k, "v", 1, TC_TTL_DEFAULT, tags, 1), want_arg, "tc_set_tagged key",
+               what);
         expect(tc_set_tagged(c, "fine", "v", 1, TC_TTL_DEFAULT, tags, 2), want_arg,
                "tc_set_tagged tag", what);
         expect(tc_tag_invalidate(c, k), want_arg, "tc_tag_invalidate", what);
@@ -247,8 +248,7 @@ static void key_calls(tc_cache *c, const key_case *kc)
     tc_value_release(&v);
     expect(tc_delete_many(c, ks, 1), TC_OK, "tc_delete_many", what);
     expect(tc_delete(c, k), TC_MISS, "tc_delete", what);
-    expect(tc_get_or_set(c, k, loader_v, NULL, TC_TTL_DEFAULT, &v), TC_OK, "tc_get_or_set",
-           what);
+    expect(tc_get_or_set(c, k, loader_v, NULL, TC_TTL_DEFAULT, &v), TC_OK, "tc_get_or_set", what);
     ck_assert_uint_eq(v.len, 2);
     tc_value_release(&v);
     expect(tc_delete(c, k), TC_OK, "tc_delete", what);
@@ -262,8 +262,8 @@ static void key_calls(tc_cache *c, const key_case *kc)
     expect(tc_ns_bump(c, k, &n), ns_want, "tc_ns_bump", what);
     expect(tc_ns_key(c, k, "s", buf, sizeof buf), ns_want, "tc_ns_key", what);
     const char *tags[1] = {k};
-    expect(tc_set_tagged(c, "tagged", "v", 1, TC_TTL_DEFAULT, tags, 1), tag_want,
-           "tc_set_tagged", what);
+    expect(tc_set_tagged(c, "tagged", "v", 1, TC_TTL_DEFAULT, tags, 1), tag_want, "tc_set_tagged",
+           what);
     expect(tc_tag_invalidate(c, k), tag_want, "tc_tag_invalidate", what);
     expect(tc_get(c, "tagged", &v), TC_MISS, "tc_get tagged", what);
 }
@@ -385,8 +385,7 @@ START_TEST(test_badinput_values_ttls)
         const char *ks[2] = {"m1", "m2"};
         const void *ds[2] = {"ok", vc->data};
         size_t ls[2] = {2, vc->len};
-        expect(tc_set_many(c, ks, ds, ls, 2, TC_TTL_DEFAULT), vc->want, "tc_set_many",
-               vc->what);
+        expect(tc_set_many(c, ks, ds, ls, 2, TC_TTL_DEFAULT), vc->want, "tc_set_many", vc->what);
         const char *tags[1] = {"tg"};
         expect(tc_set_tagged(c, "tv", vc->data, vc->len, TC_TTL_DEFAULT, tags, 1), vc->want,
                "tc_set_tagged", vc->what);
@@ -403,8 +402,8 @@ START_TEST(test_badinput_values_ttls)
         }
     }
     /* Loaders that return what a loader may not. */
-    const tc_status odd[] = {TC_ERR_IO, TC_ERR_ARG, TC_EXISTS, (tc_status)12345,
-                             (tc_status)-12345, TC_ERR_NOMEM};
+    const tc_status odd[] = {TC_ERR_IO,        TC_ERR_ARG,        TC_EXISTS,
+                             (tc_status)12345, (tc_status)-12345, TC_ERR_NOMEM};
     for (size_t i = 0; i < sizeof odd / sizeof odd[0]; i++) {
         loader_arg la = {"x", 1, odd[i]};
         char key[32];
@@ -419,8 +418,13 @@ START_TEST(test_badinput_values_ttls)
     const struct {
         int ttl;
         tc_status want;
-    } ttls[] = {{-3, TC_ERR_ARG}, {INT_MIN, TC_ERR_ARG}, {-100000, TC_ERR_ARG},
-                {TC_TTL_DEFAULT, TC_OK}, {TC_TTL_FOREVER, TC_OK}, {0, TC_OK}, {1, TC_OK},
+    } ttls[] = {{-3, TC_ERR_ARG},
+                {INT_MIN, TC_ERR_ARG},
+                {-100000, TC_ERR_ARG},
+                {TC_TTL_DEFAULT, TC_OK},
+                {TC_TTL_FOREVER, TC_OK},
+                {0, TC_OK},
+                {1, TC_OK},
                 {INT_MAX, TC_OK}};
     for (size_t i = 0; i < sizeof ttls / sizeof ttls[0]; i++) {
         char what[32];
@@ -438,12 +442,11 @@ START_TEST(test_badinput_values_ttls)
         size_t ls[1] = {1};
         expect(tc_set_many(c, ks, ds, ls, 1, ttls[i].ttl), want, "tc_set_many", what);
         const char *tags[1] = {"tg"};
-        expect(tc_set_tagged(c, "t5", "v", 1, ttls[i].ttl, tags, 1), want, "tc_set_tagged",
-               what);
+        expect(tc_set_tagged(c, "t5", "v", 1, ttls[i].ttl, tags, 1), want, "tc_set_tagged", what);
         tc_value v;
         loader_arg la = {"x", 1, TC_OK};
-        expect(tc_get_or_set(c, "t6", loader_append, &la, ttls[i].ttl, &v), want,
-               "tc_get_or_set", what);
+        expect(tc_get_or_set(c, "t6", loader_append, &la, ttls[i].ttl, &v), want, "tc_get_or_set",
+               what);
         tc_value_release(&v);
         tc_delete(c, "t6");
         tc_lock *l = NULL;
@@ -467,11 +470,11 @@ START_TEST(test_badinput_values_ttls)
     expect(tc_incr(c, "n", INT64_MIN, &n), TC_OK, "tc_incr", "INT64_MIN");
     ck_assert_int_eq(n, -1);
     expect(tc_incr(c, "n", INT64_MIN, &n), TC_ERR_NOT_INT, "tc_incr", "underflow");
-    const char *not_ints[] = {"", " 1", "1 ", "+1", "0x10", "1e3", "99999999999999999999",
+    const char *not_ints[] = {"",    " 1",  "1 ",  "+1", "0x10", "1e3", "99999999999999999999",
                               "--1", "1.5", "\xff"};
     for (size_t i = 0; i < sizeof not_ints / sizeof not_ints[0]; i++) {
-        expect(tc_set(c, "ni", not_ints[i], strlen(not_ints[i]), TC_TTL_DEFAULT), TC_OK,
-               "tc_set", not_ints[i]);
+        expect(tc_set(c, "ni", not_ints[i], strlen(not_ints[i]), TC_TTL_DEFAULT), TC_OK, "tc_set",
+               not_ints[i]);
         expect(tc_incr(c, "ni", 1, NULL), TC_ERR_NOT_INT, "tc_incr", not_ints[i]);
         tct_expect(c, "ni", TC_OK, not_ints[i]); /* unchanged */
     }
@@ -479,8 +482,7 @@ START_TEST(test_badinput_values_ttls)
     tc_cache *d = tct_open_default();
     expect(tc_set(d, "mb", big_value((size_t)1 << 20), (size_t)1 << 20, TC_TTL_DEFAULT), TC_OK,
            "tc_set", "1 MiB");
-    expect(tc_set(d, "mb", big_value(((size_t)1 << 20) + 1), ((size_t)1 << 20) + 1,
-                  TC_TTL_DEFAULT),
+    expect(tc_set(d, "mb", big_value(((size_t)1 << 20) + 1), ((size_t)1 << 20) + 1, TC_TTL_DEFAULT),
            TC_ERR_TOO_BIG, "tc_set", "1 MiB + 1");
     tc_close(d);
     tct_expect(c, "t3", TC_OK, NULL);
@@ -560,8 +562,7 @@ START_TEST(test_badinput_batches)
         ck_assert_uint_eq(mvals[i].len, mlens[i]);
         tc_value_release(&mvals[i]);
     }
-    expect(tc_delete_many(c, (const char *const *)many, N), TC_OK, "tc_delete_many",
-           "2000 keys");
+    expect(tc_delete_many(c, (const char *const *)many, N), TC_OK, "tc_delete_many", "2000 keys");
     for (int i = 0; i < N; i++)
         free(many[i]);
     free(many);
@@ -582,27 +583,65 @@ END_TEST
 /* ------------------------------------------------------------------ tc_open */
 
 static const char *const bad_urls[] = {
-    "", "localhost", "localhost:6379", "http://127.0.0.1:6379", "rediss://127.0.0.1:6379",
-    "redis:/127.0.0.1", "redis://", "redis://:6379", "redis://u:p@", "redis://127.0.0.1:0",
-    "redis://127.0.0.1:65536", "redis://127.0.0.1:", "redis://127.0.0.1:12a",
-    "redis://127.0.0.1:-1", "redis://127.0.0.1/x", "redis://127.0.0.1/-1",
-    "redis://127.0.0.1/1/", "redis://127.0.0.1/99999999999", "redis://127.0.0.1?db=1",
-    "redis://127.0.0.1/1#f", "redis://[::1", "redis://[]:1", "redis://[g::1]",
-    "redis://[fe80::1%25eth0]", "redis://::1:6379", "redis://h h", "redis://a@b@h",
-    "redis://u:p w@h", "redis://u:p%4@h", "redis://u:p%zz@h", "redis://u:%00@h",
-    "redis://127.0.0.1\n:6379", "redis://127.0.0.1:6379\r\n", "redis://\x01",
-    "redis://h\xff", "redis://user\x7f@h", "unix://", "unix:///", "unix://tmp/s",
-    "unix://host/tmp/s", "unix:///tmp/s?db=x", "unix:///tmp/s?db=", "unix:///tmp/s?x=1",
-    "unix:///tmp/dir/", "unix:///tmp/a b", "unix:///tmp/a%00b", "unix:///tmp/\x01",
-    " redis://127.0.0.1", "REDIS:/127.0.0.1", "redis//127.0.0.1", "ftp://x",
+    "",
+    "localhost",
+    "localhost:6379",
+    "http://127.0.0.1:6379",
+    "rediss://127.0.0.1:6379",
+    "redis:/127.0.0.1",
+    "redis://",
+    "redis://:6379",
+    "redis://u:p@",
+    "redis://127.0.0.1:0",
+    "redis://127.0.0.1:65536",
+    "redis://127.0.0.1:",
+    "redis://127.0.0.1:12a",
+    "redis://127.0.0.1:-1",
+    "redis://127.0.0.1/x",
+    "redis://127.0.0.1/-1",
+    "redis://127.0.0.1/1/",
+    "redis://127.0.0.1/99999999999",
+    "redis://127.0.0.1?db=1",
+    "redis://127.0.0.1/1#f",
+    "redis://[::1",
+    "redis://[]:1",
+    "redis://[g::1]",
+    "redis://[fe80::1%25eth0]",
+    "redis://::1:6379",
+    "redis://h h",
+    "redis://a@b@h",
+    "redis://u:p w@h",
+    "redis://u:p%4@h",
+    "redis://u:p%zz@h",
+    "redis://u:%00@h",
+    "redis://127.0.0.1\n:6379",
+    "redis://127.0.0.1:6379\r\n",
+    "redis://\x01",
+    "redis://h\xff",
+    "redis://user\x7f@h",
+    "unix://",
+    "unix:///",
+    "unix://tmp/s",
+    "unix://host/tmp/s",
+    "unix:///tmp/s?db=x",
+    "unix:///tmp/s?db=",
+    "unix:///tmp/s?x=1",
+    "unix:///tmp/dir/",
+    "unix:///tmp/a b",
+    "unix:///tmp/a%00b",
+    "unix:///tmp/\x01",
+    " redis://127.0.0.1",
+    "REDIS:/127.0.0.1",
+    "redis//127.0.0.1",
+    "ftp://x",
     "%72edis://127.0.0.1",
 };
 
 typedef void (*opt_mutator)(tc_options *o);
-#define MUT(name, stmt)                                                                  \
-    static void name(tc_options *o)                                                      \
-    {                                                                                    \
-        stmt;                                                                            \
+#define MUT(name, stmt)                                                                            \
+    static void name(tc_options *o)                                                                \
+    {                                                                                              \
+        stmt;                                                                                      \
     }
 MUT(m_prefix_space, o->key_prefix = "a b")
 MUT(m_prefix_ctrl, o->key_prefix = "a\x01")
@@ -671,12 +710,13 @@ START_TEST(test_badinput_open)
     expect(tc_open(&o, &c), TC_ERR_ARG, "tc_open", "unix path over sun_path");
     free(longurl);
     const opt_mutator muts[] = {
-        m_prefix_space, m_prefix_ctrl, m_prefix_del, m_remote_ttl0, m_remote_ttl_neg,
-        m_local_ttl_neg, m_max_value0, m_max_value_big, m_max_value_huge, m_max_key0,
-        m_max_key_big, m_pool0, m_pool_neg, m_pool_big, m_connect0, m_connect_neg,
-        m_command0, m_command_neg, m_coherence7, m_coherence_neg, m_heartbeat_low,
-        m_heartbeat_neg, m_lock_ttl0, m_flight0, m_beta_neg, m_beta_nan, m_beta_inf,
-        m_beta_big, m_stale_neg, m_negative_neg, m_struct0, m_struct8, m_struct_half,
+        m_prefix_space,  m_prefix_ctrl,   m_prefix_del,    m_remote_ttl0,    m_remote_ttl_neg,
+        m_local_ttl_neg, m_max_value0,    m_max_value_big, m_max_value_huge, m_max_key0,
+        m_max_key_big,   m_pool0,         m_pool_neg,      m_pool_big,       m_connect0,
+        m_connect_neg,   m_command0,      m_command_neg,   m_coherence7,     m_coherence_neg,
+        m_heartbeat_low, m_heartbeat_neg, m_lock_ttl0,     m_flight0,        m_beta_neg,
+        m_beta_nan,      m_beta_inf,      m_beta_big,      m_stale_neg,      m_negative_neg,
+        m_struct0,       m_struct8,       m_struct_half,
     };
     for (size_t i = 0; i < sizeof muts / sizeof muts[0]; i++) {
         char what[32];
@@ -789,9 +829,9 @@ START_TEST(test_badinput_buffers)
         const char *a, *b, *c;
         int want;
     } parts[] = {
-        {"a", "b", "c", 5},       {"", "b", NULL, -1},      {"a", "", NULL, -1},
-        {"a b", NULL, NULL, -1},  {"a\x01", NULL, NULL, -1}, {"\x7f", NULL, NULL, -1},
-        {"\xff", "\xc3", NULL, 3}, {"a:b", "c", NULL, 5},    {"%s", "%n", NULL, 5},
+        {"a", "b", "c", 5},        {"", "b", NULL, -1},       {"a", "", NULL, -1},
+        {"a b", NULL, NULL, -1},   {"a\x01", NULL, NULL, -1}, {"\x7f", NULL, NULL, -1},
+        {"\xff", "\xc3", NULL, 3}, {"a:b", "c", NULL, 5},     {"%s", "%n", NULL, 5},
     };
     for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
         int n = tc_key(buf, sizeof buf, parts[i].a, parts[i].b, parts[i].c, NULL);
@@ -813,8 +853,7 @@ START_TEST(test_badinput_buffers)
     }
     expect(tc_cache_control(1000, NULL, buf, sizeof buf), TC_ERR_ARG, "tc_cache_control",
            "NULL scope");
-    expect(tc_cache_control(1000, "public", NULL, 10), TC_ERR_ARG, "tc_cache_control",
-           "NULL buf");
+    expect(tc_cache_control(1000, "public", NULL, 10), TC_ERR_ARG, "tc_cache_control", "NULL buf");
     expect(tc_cache_control(1000, "", buf, sizeof buf), TC_OK, "tc_cache_control", "\"\"");
     /* tc_ns_key and the like with NULLs. */
     expect(tc_ns_key(NULL, "ns", "s", buf, sizeof buf), TC_ERR_ARG, "tc_ns_key", "NULL c");
@@ -830,14 +869,14 @@ START_TEST(test_badinput_buffers)
         tags65[i] = "t";
     expect(tc_set_tagged(c, "k", "v", 1, TC_TTL_DEFAULT, tags65, 64), TC_OK, "tc_set_tagged",
            "64 tags");
-    expect(tc_set_tagged(c, "k", "v", 1, TC_TTL_DEFAULT, tags65, 65), TC_ERR_ARG,
-           "tc_set_tagged", "65 tags");
+    expect(tc_set_tagged(c, "k", "v", 1, TC_TTL_DEFAULT, tags65, 65), TC_ERR_ARG, "tc_set_tagged",
+           "65 tags");
     expect(tc_set_tagged(c, "k", "v", 1, TC_TTL_DEFAULT, NULL, 1), TC_ERR_ARG, "tc_set_tagged",
            "NULL tags");
     expect(tc_set_tagged(c, "k", "v", 1, TC_TTL_DEFAULT, NULL, 0), TC_OK, "tc_set_tagged",
            "no tags");
-    expect(tc_set_tagged(NULL, "k", "v", 1, TC_TTL_DEFAULT, tags65, 1), TC_ERR_ARG,
-           "tc_set_tagged", "NULL c");
+    expect(tc_set_tagged(NULL, "k", "v", 1, TC_TTL_DEFAULT, tags65, 1), TC_ERR_ARG, "tc_set_tagged",
+           "NULL c");
     /* Locks and stats. */
     tc_lock *l = NULL;
     expect(tc_lock_acquire(NULL, "l", 100, 0, &l), TC_ERR_ARG, "tc_lock_acquire", "NULL c");
@@ -915,14 +954,13 @@ START_TEST(test_badinput_gql)
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char what[32];
         snprintf(what, sizeof what, "case %zu", i);
-        tc_status st = tc_gql_key(cases[i].scope, cases[i].doc, cases[i].op, cases[i].vars,
-                                  buf, sizeof buf);
+        tc_status st = tc_gql_key(cases[i].scope, cases[i].doc, cases[i].op, cases[i].vars, buf,
+                                  sizeof buf);
         expect(st, cases[i].want, "tc_gql_key", what);
         if (st != TC_OK)
             ck_assert_str_eq(buf, "");
     }
-    expect(tc_gql_key("public", "{a}", NULL, NULL, NULL, 64), TC_ERR_ARG, "tc_gql_key",
-           "NULL buf");
+    expect(tc_gql_key("public", "{a}", NULL, NULL, NULL, 64), TC_ERR_ARG, "tc_gql_key", "NULL buf");
     /* Nesting: deep documents (the lexer does not recurse) and variables at and past the
      * 2048 limit. */
     size_t deep = 200000;
@@ -1013,8 +1051,8 @@ int main(void)
     }
     if (f)
         fclose(f);
-    printf("  %d inputs tried in %d families; %d crashed%s\n\n", total, (int)n,
-           (int)n - reported, rc == 0 ? ", 0 failed" : "; FAILURES: see above");
+    printf("  %d inputs tried in %d families; %d crashed%s\n\n", total, (int)n, (int)n - reported,
+           rc == 0 ? ", 0 failed" : "; FAILURES: see above");
     unlink(path);
     return rc;
 }

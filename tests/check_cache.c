@@ -16,8 +16,8 @@
 #include "testing.h"
 #include "testutil.h"
 
-/* Runs a Redis command on the suite's server (the key's node on a cluster); returns its reply as a string (freed by the
- * caller). */
+/* Runs a Redis command on the suite's server (the key's node on a cluster); returns its reply as a
+ * string (freed by the caller). */
 static char *redis(const char *a0, const char *a1, const char *a2, const char *a3)
 {
     const char *argv[] = {a0, a1, a2, a3, NULL};
@@ -448,8 +448,7 @@ START_TEST(test_cache_many_bad_key_writes_nothing)
     ck_assert_uint_eq(remote_commands(c), cmds);
     tct_expect(c, "good1", TC_MISS, NULL);
     size_t big[] = {1, 1u << 21, 1};
-    ck_assert_int_eq(tc_set_many(c, (const char *[]){"a", "b", "c"}, data, big, 3,
-                                 TC_TTL_DEFAULT),
+    ck_assert_int_eq(tc_set_many(c, (const char *[]){"a", "b", "c"}, data, big, 3, TC_TTL_DEFAULT),
                      TC_ERR_TOO_BIG);
     tct_expect(c, "a", TC_MISS, NULL);
     tc_close(c);
@@ -797,10 +796,10 @@ START_TEST(test_cache_stats_move)
     tc_cache *c = tct_open_default();
     tc_stats s;
     ck_assert_int_eq(tc_set(c, "s", "v", 1, TC_TTL_DEFAULT), TC_OK);
-    tct_expect(c, "s", TC_OK, "v");   /* local (write-through) */
+    tct_expect(c, "s", TC_OK, "v"); /* local (write-through) */
     tct_expect(c, "nope", TC_MISS, NULL);
     tc__local_flush(tc__cache_local(c));
-    tct_expect(c, "s", TC_OK, "v");   /* remote */
+    tct_expect(c, "s", TC_OK, "v"); /* remote */
     ck_assert_int_eq(tc_delete(c, "s"), TC_OK);
     tc_stats_get(c, &s);
     ck_assert_uint_eq(s.sets, 1);
@@ -936,8 +935,9 @@ START_TEST(test_cache_config_check_warns)
     ck_assert_int_eq(lc.warnings, 0);
     tc_close(c);
     /* A server set up as docs/operations.md says: nothing to warn about. */
-    const char *args[] = {"--maxmemory", "64mb", "--maxmemory-policy", "allkeys-lru",
-                          "--requirepass", "s3cret", NULL};
+    const char *args[] = {"--maxmemory", "64mb",          "--maxmemory-policy",
+                          "allkeys-lru", "--requirepass", "s3cret",
+                          NULL};
     tcf_redis good;
     ck_assert_int_eq(tcf_redis_start(&good, args), 0);
     char url[128];
@@ -983,9 +983,9 @@ static Suite *cache_suite(void)
           test_cache_ttl_semantics, test_cache_fetch_remote_ttl}},
         {"bad_input",
          {test_cache_invalid_keys_send_nothing, test_cache_null_arguments,
-          test_cache_value_size_limit, test_cache_large_value_default_limit,
-          test_cache_bad_options, test_cache_old_options_layout, test_cache_unreachable,
-          test_cache_env_url, test_cache_config_check_warns}},
+          test_cache_value_size_limit, test_cache_large_value_default_limit, test_cache_bad_options,
+          test_cache_old_options_layout, test_cache_unreachable, test_cache_env_url,
+          test_cache_config_check_warns}},
         {"local",
          {test_cache_stats_move, test_cache_local_disabled, test_cache_local_byte_budget,
           test_cache_threads_share_one_cache}},

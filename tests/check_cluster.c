@@ -97,8 +97,8 @@ END_TEST
 START_TEST(test_cluster_url_parse)
 {
     tc_url u;
-    ck_assert_int_eq(tc__url_parse("redis-cluster://us%40r:p:w@h1:7000,[::1]:7001,h3:7002",
-                                   &u), TC_OK);
+    ck_assert_int_eq(tc__url_parse("redis-cluster://us%40r:p:w@h1:7000,[::1]:7001,h3:7002", &u),
+                     TC_OK);
     ck_assert_int_eq(u.kind, TC_URL_CLUSTER);
     ck_assert_int_eq(u.nseeds, 3);
     ck_assert_str_eq(u.seed_hosts[0], "h1");
@@ -110,8 +110,8 @@ START_TEST(test_cluster_url_parse)
     ck_assert_int_eq(tc__url_parse("REDIS-CLUSTER://h", &u), TC_OK);
     ck_assert_int_eq(u.port, 6379);
     tc__url_free(&u);
-    ck_assert_int_eq(tc__url_parse("redis-sentinel://:pw@s1:26379,s2:26380/my%2Dmaster/3",
-                                   &u), TC_OK);
+    ck_assert_int_eq(tc__url_parse("redis-sentinel://:pw@s1:26379,s2:26380/my%2Dmaster/3", &u),
+                     TC_OK);
     ck_assert_int_eq(u.kind, TC_URL_SENTINEL);
     ck_assert_int_eq(u.nseeds, 2);
     ck_assert_int_eq(u.seed_ports[1], 26380);
@@ -122,7 +122,9 @@ START_TEST(test_cluster_url_parse)
     tc__url_free(&u);
     /* The sentinels' own credentials, apart from the master's. */
     ck_assert_int_eq(tc__url_parse("redis-sentinel://:pw@s1:26379/m/2?sentinel_password=s%3Ap"
-                                   "&sentinel_user=su", &u), TC_OK);
+                                   "&sentinel_user=su",
+                                   &u),
+                     TC_OK);
     ck_assert_str_eq(u.master_name, "m");
     ck_assert_int_eq(u.db, 2);
     ck_assert_str_eq(u.password, "pw");
@@ -135,18 +137,25 @@ START_TEST(test_cluster_url_parse)
     ck_assert_str_eq(u.sentinel_password, "x");
     ck_assert_ptr_null(u.sentinel_user);
     tc__url_free(&u);
-    const char *bad[] = {"redis-cluster://", "redis-cluster://h:1/0", "redis-cluster://h:1,",
-                         "redis-cluster://h:1?x", "redis-cluster://h:0",
-                         "redis-sentinel://h:26379", "redis-sentinel://h:26379/",
-                         "redis-sentinel://h:26379/m/x", "redis-sentinel:///m",
-                         "redis-sentinel://h:1/m?", "redis-sentinel://h:1/m?x=1",
+    const char *bad[] = {"redis-cluster://",
+                         "redis-cluster://h:1/0",
+                         "redis-cluster://h:1,",
+                         "redis-cluster://h:1?x",
+                         "redis-cluster://h:0",
+                         "redis-sentinel://h:26379",
+                         "redis-sentinel://h:26379/",
+                         "redis-sentinel://h:26379/m/x",
+                         "redis-sentinel:///m",
+                         "redis-sentinel://h:1/m?",
+                         "redis-sentinel://h:1/m?x=1",
                          "redis-sentinel://h:1/m?sentinel_password",
                          "redis-sentinel://h:1/m?sentinel_password=a&",
                          "redis-sentinel://h:1/m?sentinel_password=a&sentinel_password=b",
                          "redis-sentinel://h:1/?sentinel_password=a",
                          "redis-sentinel://h:1/m/x?sentinel_password=a",
                          "redis-sentinel://h:1/m?sentinel_password=a b",
-                         "redis-cluster://h:1?sentinel_password=a", NULL};
+                         "redis-cluster://h:1?sentinel_password=a",
+                         NULL};
     for (int i = 0; bad[i]; i++)
         ck_assert_msg(tc__url_parse(bad[i], &u) == TC_ERR_ARG, "%s", bad[i]);
     /* No sentinel there: an I/O error at open, promptly. */
@@ -280,8 +289,7 @@ static void pause_all(bool on)
         const char *pause[] = {"CLIENT", "PAUSE", "5000", "WRITE", NULL};
         const char *unpause[] = {"CLIENT", "UNPAUSE", NULL};
         char *x = tcf_redis_cmd(&cluster.nodes[i], on ? pause : unpause);
-        ck_assert_msg(x && strcmp(x, "OK") == 0, "CLIENT %sPAUSE on node %d",
-                      on ? "" : "UN", i);
+        ck_assert_msg(x && strcmp(x, "OK") == 0, "CLIENT %sPAUSE on node %d", on ? "" : "UN", i);
         free(x);
     }
 }
@@ -643,10 +651,9 @@ START_TEST(test_cluster_torture_batch_writes)
         for (n = 1; n < 1000; n++) {
             size_t deleted = 0;
             tc__alloc_fail_at((uint64_t)n);
-            tc_status st = kind == 0 ? tc__remote_set(rem, N, rkeys, rklens, vals, lens,
-                                                      60000, &pub)
-                                     : tc__remote_delete(rem, N, rkeys, rklens, &pub,
-                                                         &deleted);
+            tc_status st = kind == 0
+                               ? tc__remote_set(rem, N, rkeys, rklens, vals, lens, 60000, &pub)
+                               : tc__remote_delete(rem, N, rkeys, rklens, &pub, &deleted);
             uint64_t made = tc__alloc_fail_at(0);
             if (made < (uint64_t)n) {
                 ck_assert_msg(st == TC_OK, "no failure injected: %s", tc_strerror(st));
@@ -656,8 +663,8 @@ START_TEST(test_cluster_torture_batch_writes)
                           tc_strerror(st));
             nomem += st == TC_ERR_NOMEM;
             for (int k = 0; k < 3; k++)
-                ck_assert_int_eq(tc__remote_set(rem, N, rkeys, rklens, vals, lens,
-                                                60000, &pub), TC_OK);
+                ck_assert_int_eq(tc__remote_set(rem, N, rkeys, rklens, vals, lens, 60000, &pub),
+                                 TC_OK);
         }
         ck_assert_int_lt(n, 1000);
         ck_assert_int_gt(nomem, 0);
@@ -702,8 +709,8 @@ static char *cmd_on(const tcf_redis *r, const char *a0, const char *a1, const ch
 {
     const char *argv[] = {a0, a1, a2, a3, a4, NULL};
     char *x = tcf_redis_cmd(r, argv);
-    ck_assert_msg(x != NULL, "%s %s %s %s %s on port %d failed", a0, a1 ? a1 : "",
-                  a2 ? a2 : "", a3 ? a3 : "", a4 ? a4 : "", r->port);
+    ck_assert_msg(x != NULL, "%s %s %s %s %s on port %d failed", a0, a1 ? a1 : "", a2 ? a2 : "",
+                  a3 ? a3 : "", a4 ? a4 : "", r->port);
     return x;
 }
 
@@ -787,8 +794,9 @@ START_TEST(test_cluster_tracking_follows_new_master)
     while (!has_subscriber(&extra) && tc__now_ns() - t0 < 10000000000LL)
         tct_sleep_ms(20);
     ck_assert_msg(has_subscriber(&extra),
-                  "no subscriber on the new master (link failures %" PRIu64 ", map reloads %"
-                  PRIu64 ")", (uint64_t)TC_READ(tc__cache_counters(c), link_failures),
+                  "no subscriber on the new master (link failures %" PRIu64 ", map reloads %" PRIu64
+                  ")",
+                  (uint64_t)TC_READ(tc__cache_counters(c), link_failures),
                   (uint64_t)rstats(c).map_refreshes);
     ck_assert(eventually_writable(c, key));
     ck_assert(eventually(c, key, "mine"));
@@ -900,7 +908,7 @@ static void migrating_batches(tc_cache *c)
 
 START_TEST(test_cluster_slot_migration_moved_ask)
 {
-    tc_cache *c = cl_open(&cluster, NULL, 0);  /* every read goes to Redis */
+    tc_cache *c = cl_open(&cluster, NULL, 0); /* every read goes to Redis */
     tc_cache *c2 = cl_open(&cluster, tc__cache_options(c)->key_prefix, 0);
     ck_assert_int_eq(tc_set(c, "{mig}a", "A", 1, TC_TTL_DEFAULT), TC_OK);
     ck_assert_int_eq(tc_set(c, "{mig}b", "B", 1, TC_TTL_DEFAULT), TC_OK);
@@ -1025,8 +1033,7 @@ START_TEST(test_cluster_killed_master)
         int64_t ms = (tc__now_ns() - t0) / 1000000;
         ck_assert_msg(ms < 2000, "a read took %lld ms", (long long)ms);
         if (where[i] == victim) {
-            ck_assert_msg(st == TC_ERR_IO || st == TC_ERR_TIMEOUT, "%s: %s", key,
-                          tc_strerror(st));
+            ck_assert_msg(st == TC_ERR_IO || st == TC_ERR_TIMEOUT, "%s: %s", key, tc_strerror(st));
             failed++;
         } else {
             ck_assert_msg(st == TC_OK, "%s: %s", key, tc_strerror(st));

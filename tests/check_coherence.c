@@ -89,8 +89,8 @@ static long wait_for(tc_cache *c, const char *key, const char *want)
 /* ------------------------------------------------------------------ a hot key is replaced */
 
 typedef enum op { OP_SET, OP_DELETE, OP_INCR, OP_TOUCH, OP_SET_MANY, OP_DELETE_MANY, OP_CLEAR } op;
-static const char *const op_names[] = {"set", "delete", "incr", "touch", "set_many",
-                                       "delete_many", "clear"};
+static const char *const op_names[] = {"set",      "delete",      "incr", "touch",
+                                       "set_many", "delete_many", "clear"};
 
 /* What the key reads as in the other process after the op. NULL: a miss. For touch the
  * value is unchanged and the local copy must be gone (seen as a remote hit). */
@@ -184,8 +184,8 @@ END_TEST
 /* ------------------------------------------------------------------ the fill race */
 
 typedef struct fill_race {
-    sem_t reached;  /* the reader has its Redis reply and waits before storing */
-    sem_t release;  /* the test lets it store */
+    sem_t reached; /* the reader has its Redis reply and waits before storing */
+    sem_t release; /* the test lets it store */
     tc_cache *c;
     char got[32];
 } fill_race;
@@ -521,10 +521,21 @@ START_TEST(test_coherence_garbage_messages_ignored)
     ck_assert_int_eq(tc_set(c, "g", "keep", 4, TC_TTL_DEFAULT), TC_OK);
     tct_expect(c, "g", TC_OK, "keep");
     static const char *garbage[] = {
-        "", "TC1", "TC1 ", "TC1 K", "TC1 K 0123", "TC1 X 0123456789abcdef",
-        "TC1 K 0123456789abcdef", "TC1 K 0123456789abcdef 1", "TC1 K 0123456789abcdeg 1 g",
-        "TC1 K 0123456789abcdef x g", "TC1 K 0123456789abcdef 1  g", "TC1 F 0123456789abcdef junk",
-        "TC2 K 0123456789abcdef 1 g", "\xff\xfe\x00garbage", "TC1 K 0123456789abcdef 99999999999 g",
+        "",
+        "TC1",
+        "TC1 ",
+        "TC1 K",
+        "TC1 K 0123",
+        "TC1 X 0123456789abcdef",
+        "TC1 K 0123456789abcdef",
+        "TC1 K 0123456789abcdef 1",
+        "TC1 K 0123456789abcdeg 1 g",
+        "TC1 K 0123456789abcdef x g",
+        "TC1 K 0123456789abcdef 1  g",
+        "TC1 F 0123456789abcdef junk",
+        "TC2 K 0123456789abcdef 1 g",
+        "\xff\xfe\x00garbage",
+        "TC1 K 0123456789abcdef 99999999999 g",
     };
     size_t n = sizeof garbage / sizeof garbage[0];
     for (size_t i = 0; i < n; i++) {
@@ -532,8 +543,7 @@ START_TEST(test_coherence_garbage_messages_ignored)
         free(tct_redis_cmd(argv));
     }
     /* A well-formed message from another origin is applied (it can only evict). */
-    const char *valid[] = {"PUBLISH", tc__test_channel(c), "TC1 K 0123456789abcdef 1 other",
-                           NULL};
+    const char *valid[] = {"PUBLISH", tc__test_channel(c), "TC1 K 0123456789abcdef 1 other", NULL};
     free(tct_redis_cmd(valid));
     int64_t t0 = tc__now_ns();
     tc_stats s;

@@ -37,8 +37,9 @@
 #define CONN_MS 200   /* connect_timeout_ms */
 #define HB_MS 50      /* heartbeat_ms */
 #define FLIGHT_MS 800 /* flight_wait_ms */
-#define LOCK_MS 400   /* lock_ttl_ms: below flight_wait_ms, so a lock whose release was
-                         lost in a fault is taken over within one wait */
+#define LOCK_MS                                                                                    \
+    400 /* lock_ttl_ms: below flight_wait_ms, so a lock whose release was                          \
+           lost in a fault is taken over within one wait */
 /* One operation (one round trip): command_timeout_ms, plus connect_timeout_ms +
  * command_timeout_ms when it has to open a connection. */
 #define B_OP (CMD_MS + CONN_MS + CMD_MS)
@@ -89,8 +90,8 @@ static void write_row(const char *result)
     if (sc.recovery_ms >= 0)
         snprintf(rec, sizeof rec, "%lld", (long long)sc.recovery_ms);
     int n = snprintf(line, sizeof line, "%s|%d|%.1f|%.1f / %d|%s|%s|%s\n", sc.name, sc.calls,
-                     (double)sc.max_ns / 1e6, (double)sc.worst_ns / 1e6, sc.worst_bound_ms,
-                     rec, result, sc.worst);
+                     (double)sc.max_ns / 1e6, (double)sc.worst_ns / 1e6, sc.worst_bound_ms, rec,
+                     result, sc.worst);
     int fd = open(rows_path, O_WRONLY | O_APPEND | O_CREAT, 0600);
     if (fd >= 0) {
         ssize_t w = write(fd, line, (size_t)n);
@@ -125,17 +126,16 @@ static void note_call(const char *what, int bound_ms, int64_t t0)
     }
     if (d > ((int64_t)bound_ms + slack_ms) * 1000000) {
         write_row("HUNG");
-        ck_abort_msg("%s: %s took %.1f ms, bound %d ms", sc.name, what, (double)d / 1e6,
-                     bound_ms);
+        ck_abort_msg("%s: %s took %.1f ms, bound %d ms", sc.name, what, (double)d / 1e6, bound_ms);
     }
 }
 
 /* st = expr, timed against bound. */
-#define T(st, bound, expr)                                                               \
-    do {                                                                                 \
-        int64_t t0_ = tc__now_ns();                                                      \
-        (st) = (expr);                                                                   \
-        note_call(#expr, (bound), t0_);                                                  \
+#define T(st, bound, expr)                                                                         \
+    do {                                                                                           \
+        int64_t t0_ = tc__now_ns();                                                                \
+        (st) = (expr);                                                                             \
+        note_call(#expr, (bound), t0_);                                                            \
     } while (0)
 
 /* ------------------------------------------------------------------ servers and caches */
@@ -154,8 +154,7 @@ static void start_server(tcf_redis *s, const char *const *extra)
     ck_assert_int_eq(tcf_redis_start(s, args), 0);
 }
 
-static char *cmd(const tcf_redis *s, const char *a0, const char *a1, const char *a2,
-                 const char *a3)
+static char *cmd(const tcf_redis *s, const char *a0, const char *a1, const char *a2, const char *a3)
 {
     const char *argv[] = {a0, a1, a2, a3, NULL};
     return tcf_redis_cmd(s, argv);
@@ -348,8 +347,7 @@ static bool read_value(tc_cache *c, const char *key, char *buf, size_t cap)
  * it); from then on c never returns `old`, converges to the token within the invalidation
  * bound, and never goes back. strict: c may not even return old before converging (after
  * a restart, when Redis itself has forgotten old). */
-static void check_fresh(tc_cache *c, tc_cache *w, const char *key, const char *old,
-                        bool strict)
+static void check_fresh(tc_cache *c, tc_cache *w, const char *key, const char *old, bool strict)
 {
     char token[32], got[64];
     snprintf(token, sizeof token, "after-%lld", (long long)tc__now_ns());
@@ -368,8 +366,8 @@ static void check_fresh(tc_cache *c, tc_cache *w, const char *key, const char *o
         if (read_value(c, key, got, sizeof got)) {
             seen = strcmp(got, token) == 0;
             ck_assert_msg(!strict || seen || strcmp(got, old) != 0,
-                          "%s: read the pre-fault value '%s' after a write of '%s'", sc.name,
-                          old, token);
+                          "%s: read the pre-fault value '%s' after a write of '%s'", sc.name, old,
+                          token);
         }
         if (!seen)
             tct_sleep_ms(2);
@@ -378,8 +376,8 @@ static void check_fresh(tc_cache *c, tc_cache *w, const char *key, const char *o
     for (int i = 0; i < 50; i++) {
         ck_assert_msg(read_value(c, key, got, sizeof got), "%s: read failed after recovery",
                       sc.name);
-        ck_assert_msg(strcmp(got, token) == 0, "%s: read '%s' after seeing '%s'", sc.name,
-                      got, token);
+        ck_assert_msg(strcmp(got, token) == 0, "%s: read '%s' after seeing '%s'", sc.name, got,
+                      token);
     }
 }
 
@@ -504,7 +502,7 @@ START_TEST(test_faults_breaker_public_api)
         ck_assert_int_eq(gos_st[i], TC_OK);
     }
     ck_assert_int_lt(slowest_ns / 1000000, 5 + slack_ms / 10); /* three calls, fail fast */
-    recover(c, 3000); /* the probe gets an answer: closed */
+    recover(c, 3000);               /* the probe gets an answer: closed */
     tct_expect(c, "k", TC_OK, "v"); /* none of the failed writes happened */
     close_timed(c);
     tcf_redis_stop(&s);
@@ -655,8 +653,8 @@ START_TEST(test_faults_client_pause_write)
     long long conns = info_stat(&s, "total_connections_received") - conns0;
     tc_stats stats;
     tc_stats_get(c, &stats);
-    printf("pause write: %d writes waited for a timeout, %lld new connections in 0.8 s\n",
-           slow, conns);
+    printf("pause write: %d writes waited for a timeout, %lld new connections in 0.8 s\n", slow,
+           conns);
     fflush(stdout);
     /* Backoff 100, 200, 400 ms: a handful of probes, not 4 threads x 4 timeouts each. */
     ck_assert_int_le(slow, 8);
@@ -944,15 +942,14 @@ END_TEST
 
 /* ------------------------------------------------------------------ the table */
 
-
 static void print_table(int expected)
 {
     FILE *f = rows_path ? fopen(rows_path, "r") : NULL;
     printf("\nFault scenarios (bounds: command_timeout_ms %d, connect_timeout_ms %d, "
            "heartbeat_ms %d, flight_wait_ms %d; slack %d ms)\n",
            CMD_MS, CONN_MS, HB_MS, FLIGHT_MS, slack_ms);
-    printf("%-40s %7s %7s %14s %8s  %-8s %s\n", "scenario", "calls", "max ms",
-           "worst ms/bound", "recovery", "result", "worst call (closest to its bound)");
+    printf("%-40s %7s %7s %14s %8s  %-8s %s\n", "scenario", "calls", "max ms", "worst ms/bound",
+           "recovery", "result", "worst call (closest to its bound)");
     int rows = 0;
     char line[512];
     while (f && fgets(line, sizeof line, f)) {
@@ -968,8 +965,8 @@ static void print_table(int expected)
     }
     if (f)
         fclose(f);
-    printf("%d of %d scenarios reported (a missing one failed an assertion: see above)\n\n",
-           rows, expected);
+    printf("%d of %d scenarios reported (a missing one failed an assertion: see above)\n\n", rows,
+           expected);
 }
 
 int main(void)

@@ -16,8 +16,8 @@ static void key_of(const char *scope, const char *doc, const char *op, const cha
                    char out[KEYCAP])
 {
     tc_status st = tc_gql_key(scope, doc, op, vars, out, KEYCAP);
-    ck_assert_msg(st == TC_OK, "tc_gql_key(%s, <%s>, %s, %s) = %d", scope, doc,
-                  op ? op : "NULL", vars ? vars : "NULL", st);
+    ck_assert_msg(st == TC_OK, "tc_gql_key(%s, <%s>, %s, %s) = %d", scope, doc, op ? op : "NULL",
+                  vars ? vars : "NULL", st);
 }
 
 static void same_docs(const char *a, const char *b)
@@ -49,8 +49,8 @@ static void different_vars(const char *a, const char *b)
     char ka[KEYCAP], kb[KEYCAP];
     key_of("public", "query Q($a:Int){f(a:$a)}", "Q", a, ka);
     key_of("public", "query Q($a:Int){f(a:$a)}", "Q", b, kb);
-    ck_assert_msg(strcmp(ka, kb) != 0, "variables %s and %s should not share a key",
-                  a ? a : "NULL", b ? b : "NULL");
+    ck_assert_msg(strcmp(ka, kb) != 0, "variables %s and %s should not share a key", a ? a : "NULL",
+                  b ? b : "NULL");
 }
 
 /* The normalised form of doc, asserting success. */
@@ -64,8 +64,8 @@ static void expect_normalized(const char *doc, const char *want)
                   "<%s> normalised to <%.*s>, want <%s>", doc, (int)n, out, want);
 }
 
-static void expect_arg_error(const char *scope, const char *doc, const char *op,
-                             const char *vars, size_t cap)
+static void expect_arg_error(const char *scope, const char *doc, const char *op, const char *vars,
+                             size_t cap)
 {
     char buf[KEYCAP];
     memset(buf, 'x', sizeof buf);
@@ -116,10 +116,11 @@ START_TEST(test_gql_ignores_whitespace_commas_comments)
     same_docs("{ user(id: 1) { id, name } }", "{user(id:1){id name}}");
     same_docs("{ user(id: 1) { id, name } }",
               "# a comment\n{\r\n\tuser( id : 1 ,) {\n id\n,,, name # trailing\n}\r}");
-    same_docs("{a}", "\xEF\xBB\xBF{a}");              /* byte order mark */
-    same_docs("{a b}", "{a\xEF\xBB\xBF" "b}");         /* a BOM separates tokens too */
+    same_docs("{a}", "\xEF\xBB\xBF{a}"); /* byte order mark */
+    same_docs("{a b}", "{a\xEF\xBB\xBF"
+                       "b}"); /* a BOM separates tokens too */
     same_docs("{a}", "{a}# no newline at the end");
-    same_docs("{a b}", "{a#x\rb}");                    /* CR ends a comment */
+    same_docs("{a b}", "{a#x\rb}"); /* CR ends a comment */
     same_docs("query { a }", "query{a}");
     same_docs("{ ...F } fragment F on T { a }", "{...F}fragment F on T{a}");
     same_docs("", " \t\n,#only ignored\n");
@@ -159,9 +160,9 @@ START_TEST(test_gql_token_boundaries)
     different_docs("{.. .}", "{...}");
     different_docs("{\"\" \"x\" \"\"}", "{\"\"\"x\"\"\"}");
     different_docs("{\xEF \xBB \xBF a}", "{a}"); /* separated bytes are not a BOM */
-    different_docs("{a b}", "{b a}");           /* order is significant */
-    different_docs("{f(x: 1)}", "{f(x: 1.0)}"); /* values are not parsed */
-    same_docs("{. .}", "{..}");                 /* lone bytes: one token each */
+    different_docs("{a b}", "{b a}");            /* order is significant */
+    different_docs("{f(x: 1)}", "{f(x: 1.0)}");  /* values are not parsed */
+    same_docs("{. .}", "{..}");                  /* lone bytes: one token each */
 }
 END_TEST
 
@@ -255,10 +256,20 @@ END_TEST
 
 START_TEST(test_gql_rejects_invalid_json)
 {
-    const char *bad[] = {"",          "{",          "{\"a\":}",         "{a:1}",
-                         "[1,]",      "{\"a\":1,}", "{\"a\":1} x",      "'a'",
-                         "\"\xff\"",  "\"\\ud800\"", "{\"a\":1,\"a\":2}", "9223372036854775808",
-                         "1e400",     "{\"a\\u0000\":1}"};
+    const char *bad[] = {"",
+                         "{",
+                         "{\"a\":}",
+                         "{a:1}",
+                         "[1,]",
+                         "{\"a\":1,}",
+                         "{\"a\":1} x",
+                         "'a'",
+                         "\"\xff\"",
+                         "\"\\ud800\"",
+                         "{\"a\":1,\"a\":2}",
+                         "9223372036854775808",
+                         "1e400",
+                         "{\"a\\u0000\":1}"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         expect_arg_error("public", "{a}", NULL, bad[i], KEYCAP);
     static char deep[2 * 2100 + 1]; /* nested deeper than jansson's 2048 */
@@ -269,17 +280,24 @@ START_TEST(test_gql_rejects_invalid_json)
     memset(deep + 2000, ']', 2000);
     deep[4000] = '\0';
     char k[KEYCAP];
-    key_of("public", "{a}", NULL, deep, k); /* 2000 levels: fine */
+    key_of("public", "{a}", NULL, deep, k);                  /* 2000 levels: fine */
     key_of("public", "{a}", NULL, "{\"a\":\"\\u0000\"}", k); /* NUL in a value is fine */
 }
 END_TEST
 
 START_TEST(test_gql_rejects_unterminated_strings)
 {
-    const char *bad[] = {"{f(s: \"abc)}",         "{f(s: \"abc\\\")}",   "{f(s: \"a\nb\")}",
-                         "{f(s: \"a\rb\")}",      "{f(s: \"a\\",         "\"",
-                         "{f(s: \"\"\"abc)}",     "{f(s: \"\"\"a\\\"\"\")}", "\"\"\"",
-                         "\"\"\"\"",              "{f(s: \"\"\"x\"\"\"\")}"};
+    const char *bad[] = {"{f(s: \"abc)}",
+                         "{f(s: \"abc\\\")}",
+                         "{f(s: \"a\nb\")}",
+                         "{f(s: \"a\rb\")}",
+                         "{f(s: \"a\\",
+                         "\"",
+                         "{f(s: \"\"\"abc)}",
+                         "{f(s: \"\"\"a\\\"\"\")}",
+                         "\"\"\"",
+                         "\"\"\"\"",
+                         "{f(s: \"\"\"x\"\"\"\")}"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         expect_arg_error("public", bad[i], NULL, NULL, KEYCAP);
     /* Closed ones, for contrast: a block string may span lines; an empty string. */
@@ -387,13 +405,12 @@ START_TEST(test_gql_realistic_queries)
     }
     /* A typical request, as two clients might send it. */
     char k1[KEYCAP], k2[KEYCAP];
-    key_of("user:42", realistic[0].doc, "GetUser", "{\"id\": \"u1\", \"withFriends\": true}",
-           k1);
-    key_of("user:42", realistic[0].normalized, "GetUser",
-           "{\"withFriends\":true,\"id\":\"u1\"}", k2);
+    key_of("user:42", realistic[0].doc, "GetUser", "{\"id\": \"u1\", \"withFriends\": true}", k1);
+    key_of("user:42", realistic[0].normalized, "GetUser", "{\"withFriends\":true,\"id\":\"u1\"}",
+           k2);
     ck_assert_str_eq(k1, k2);
-    key_of("user:42", realistic[0].normalized, "GetUser",
-           "{\"withFriends\":false,\"id\":\"u1\"}", k2);
+    key_of("user:42", realistic[0].normalized, "GetUser", "{\"withFriends\":false,\"id\":\"u1\"}",
+           k2);
     ck_assert_str_ne(k1, k2);
 }
 END_TEST

@@ -92,9 +92,9 @@ static void expect_no_flights(tc_cache *c)
 typedef struct loader {
     atomic_int calls;
     int sleep_ms;
-    tc_status answer;   /* what it returns */
-    const char *value;  /* appended when answer is TC_OK (NULL: nothing) */
-    int64_t started_ms[64]; /* wall-clock start of each call */
+    tc_status answer;            /* what it returns */
+    const char *value;           /* appended when answer is TC_OK (NULL: nothing) */
+    int64_t started_ms[64];      /* wall-clock start of each call */
     _Atomic int64_t returned_ns; /* monotonic time of the last call's return */
 } loader;
 
@@ -263,8 +263,8 @@ static int cold_child_main(FILE *in, FILE *out, void *arg)
         pthread_barrier_wait(&cc.done);
         int64_t landed_ns = atomic_load(&cold_landed[k]);
         char report[1024];
-        int n = snprintf(report, sizeof report, "ok %d %d %s", k,
-                         (int)atomic_load(&cc.loaded_here), cc.got[0]);
+        int n = snprintf(report, sizeof report, "ok %d %d %s", k, (int)atomic_load(&cc.loaded_here),
+                         cc.got[0]);
         for (int i = 0; i < THREADS; i++) {
             if (cc.st[i] != TC_OK || strcmp(cc.got[i], cc.got[0]) != 0 || landed_ns == 0) {
                 rc = child_fail(out, "key %d thread %d: %s '%s' (thread 0 '%s')", k, i,
@@ -299,8 +299,7 @@ static void latency_report(const char *what, int64_t *us, int n, int64_t *p50)
 {
     qsort(us, (size_t)n, sizeof *us, cmp_i64);
     *p50 = us[n / 2];
-    fprintf(stderr, "flight: %s: n=%d p50=%" PRId64 " us p90=%" PRId64 " us max=%" PRId64
-                    " us\n",
+    fprintf(stderr, "flight: %s: n=%d p50=%" PRId64 " us p90=%" PRId64 " us max=%" PRId64 " us\n",
             what, n, us[n / 2], us[n * 9 / 10], us[n - 1]);
 }
 
@@ -380,8 +379,7 @@ START_TEST(test_load_loser_woken_by_invalidation)
         char key[16];
         snprintf(key, sizeof key, "wake%d", i);
         caller k[2] = {{.c = a, .key = key, .l = &la, .ttl_ms = TC_TTL_DEFAULT},
-                       {.c = b, .key = key, .l = &lb, .ttl_ms = TC_TTL_DEFAULT,
-                        .delay_ms = 10}};
+                       {.c = b, .key = key, .l = &lb, .ttl_ms = TC_TTL_DEFAULT, .delay_ms = 10}};
         run_callers(k, 2);
         ck_assert_int_eq(k[0].st, TC_OK);
         ck_assert_int_eq(k[1].st, TC_OK);
@@ -409,8 +407,8 @@ START_TEST(test_load_loader_failure_reaches_every_waiter)
     loader l = {.sleep_ms = tct_slow_ms(100), .answer = TC_ERR_IO};
     caller k[8];
     for (int i = 0; i < 8; i++)
-        k[i] = (caller){.c = c, .key = "fails", .l = &l, .ttl_ms = TC_TTL_DEFAULT,
-                        .delay_ms = i ? 10 : 0};
+        k[i] = (caller){
+            .c = c, .key = "fails", .l = &l, .ttl_ms = TC_TTL_DEFAULT, .delay_ms = i ? 10 : 0};
     run_callers(k, 8);
     for (int i = 0; i < 8; i++) {
         ck_assert_int_eq(k[i].st, TC_ERR_LOADER);
@@ -430,8 +428,7 @@ START_TEST(test_load_loader_failure_reaches_every_waiter)
     l.value = "second try";
     l.sleep_ms = 0;
     tc_value v;
-    expect_value(tc_get_or_set(c, "fails", run_loader, &l, TC_TTL_DEFAULT, &v), &v,
-                 "second try");
+    expect_value(tc_get_or_set(c, "fails", run_loader, &l, TC_TTL_DEFAULT, &v), &v, "second try");
     ck_assert_int_eq(atomic_load(&l.calls), 2);
     expect_no_flights(c);
     tc_close(c);
@@ -449,7 +446,10 @@ START_TEST(test_load_waiters_time_out)
     loader l = {.sleep_ms = 700, .answer = TC_OK, .value = "slow"};
     caller k[6];
     for (int i = 0; i < 6; i++)
-        k[i] = (caller){.c = i < 5 ? a : b, .key = "slow", .l = &l, .ttl_ms = TC_TTL_DEFAULT,
+        k[i] = (caller){.c = i < 5 ? a : b,
+                        .key = "slow",
+                        .l = &l,
+                        .ttl_ms = TC_TTL_DEFAULT,
                         .delay_ms = i ? 30 : 0};
     run_callers(k, 6);
     ck_assert_int_eq(k[0].st, TC_OK); /* the leader finishes its load */
@@ -500,10 +500,9 @@ START_TEST(test_load_expired_lock_taken_over)
     loader l = {.answer = TC_OK, .value = "recovered"};
     tc_value v;
     int64_t t0 = tc__now_ns();
-    expect_value(tc_get_or_set(c, "orphan", run_loader, &l, TC_TTL_DEFAULT, &v), &v,
-                 "recovered");
+    expect_value(tc_get_or_set(c, "orphan", run_loader, &l, TC_TTL_DEFAULT, &v), &v, "recovered");
     int64_t ms = ms_since(t0);
-    ck_assert_int_ge(ms, 250); /* it waited for the lease ... */
+    ck_assert_int_ge(ms, 250);  /* it waited for the lease ... */
     ck_assert_int_lt(ms, 1000); /* ... and took over soon after it ended */
     ck_assert_int_eq(atomic_load(&l.calls), 1);
     expect_no_flights(c);
@@ -526,8 +525,7 @@ START_TEST(test_load_negative_result_cached)
     ck_assert_int_eq(tc_get_or_set(c, "ghost", run_loader, &l, TC_TTL_DEFAULT, &v), TC_MISS);
     ck_assert_ptr_null(v.priv);
     ck_assert_int_eq(tc_get_or_set(c, "ghost", run_loader, &l, TC_TTL_DEFAULT, &v), TC_MISS);
-    ck_assert_int_eq(tc_get_or_set(other, "ghost", run_loader, &l, TC_TTL_DEFAULT, &v),
-                     TC_MISS);
+    ck_assert_int_eq(tc_get_or_set(other, "ghost", run_loader, &l, TC_TTL_DEFAULT, &v), TC_MISS);
     ck_assert_int_eq(atomic_load(&l.calls), 1); /* the "does not exist" was cached */
     tct_expect(c, "ghost", TC_MISS, NULL);
     tct_expect(other, "ghost", TC_MISS, NULL);
@@ -586,13 +584,13 @@ START_TEST(test_load_too_big_whatever_the_loader_returns)
     tc_cache *c = tct_open(&o);
     tc_value v;
     bool say_miss = false;
-    ck_assert_int_eq(tc_get_or_set(c, "big1", big_loader_propagating, &say_miss,
-                                   TC_TTL_DEFAULT, &v),
+    ck_assert_int_eq(tc_get_or_set(c, "big1", big_loader_propagating, &say_miss, TC_TTL_DEFAULT,
+                                   &v),
                      TC_ERR_TOO_BIG);
     ck_assert_ptr_null(v.priv);
     say_miss = true;
-    ck_assert_int_eq(tc_get_or_set(c, "big2", big_loader_propagating, &say_miss,
-                                   TC_TTL_DEFAULT, &v),
+    ck_assert_int_eq(tc_get_or_set(c, "big2", big_loader_propagating, &say_miss, TC_TTL_DEFAULT,
+                                   &v),
                      TC_ERR_TOO_BIG);
     tct_expect(c, "big1", TC_MISS, NULL);
     tct_expect(c, "big2", TC_MISS, NULL); /* no negative entry either */
@@ -639,8 +637,8 @@ START_TEST(test_load_hits_skip_the_loader)
     tc_value v;
     int64_t before = tc__wall_ms();
     expect_value(tc_get_or_set(c, "k", run_loader, &l, 60000, &v), &v, "v");
-    expect_value(tc_get_or_set(c, "k", run_loader, &l, 60000, &v), &v, "v");      /* local */
-    expect_value(tc_get_or_set(other, "k", run_loader, &l, 60000, &v), &v, "v");  /* Redis */
+    expect_value(tc_get_or_set(c, "k", run_loader, &l, 60000, &v), &v, "v");     /* local */
+    expect_value(tc_get_or_set(other, "k", run_loader, &l, 60000, &v), &v, "v"); /* Redis */
     ck_assert_int_eq(atomic_load(&l.calls), 1);
     tct_expect(other, "k", TC_OK, "v"); /* plain reads see the value behind its header */
     /* The stored header carries the load time (delta) and the expiry (wall ms). */
@@ -717,15 +715,16 @@ static void hot_run(tc_cache *c, bool local_tier)
     tc_stats_get(c, &s1);
     int loads = atomic_load(&l.calls);
     uint64_t early = TC_READ(tc__cache_counters(c), early_refreshes);
-    fprintf(stderr, "flight: early refresh (%s): %ld calls, %d loads (%" PRIu64 " early), "
-                    "each load started after the previous by:",
+    fprintf(stderr,
+            "flight: early refresh (%s): %ld calls, %d loads (%" PRIu64 " early), "
+            "each load started after the previous by:",
             local_tier ? "local hits" : "Redis hits", calls, loads, early);
     for (int i = 1; i < loads && i < 64; i++)
         fprintf(stderr, " %" PRId64 "ms", l.started_ms[i] - l.started_ms[i - 1]);
     fprintf(stderr, "\n");
-    ck_assert_int_ge(loads, 3); /* refreshed at least once per TTL */
+    ck_assert_int_ge(loads, 3);                    /* refreshed at least once per TTL */
     ck_assert_uint_eq(early, (uint64_t)loads - 1); /* every reload was an early one */
-    for (int i = 1; i < loads && i < 64; i++) /* each began before the last value expired */
+    for (int i = 1; i < loads && i < 64; i++)      /* each began before the last value expired */
         ck_assert_int_lt(l.started_ms[i] - l.started_ms[i - 1], 1000);
     /* Nobody found the key missing. */
     ck_assert_uint_eq(s1.misses, s0.misses);
@@ -764,13 +763,12 @@ START_TEST(test_load_early_refresh_probability)
     ck_assert_int_eq(tc_get_or_set(c, "p", slow_then_failing_loader, NULL, 100000, &v), TC_OK);
     tc_value_release(&v);
     for (int i = 0; i < CALLS; i++) {
-        ck_assert_int_eq(tc_get_or_set(c, "p", slow_then_failing_loader, NULL, 100000, &v),
-                         TC_OK);
+        ck_assert_int_eq(tc_get_or_set(c, "p", slow_then_failing_loader, NULL, 100000, &v), TC_OK);
         tc_value_release(&v);
     }
     int refreshes = atomic_load(&p_loads) - 1;
-    fprintf(stderr, "flight: early refresh probability: %d refreshes in %d local hits\n",
-            refreshes, CALLS);
+    fprintf(stderr, "flight: early refresh probability: %d refreshes in %d local hits\n", refreshes,
+            CALLS);
     /* Binomial(1000, ~0.49): 490 +- 16; judged twice it would be ~240. */
     ck_assert_int_gt(refreshes, CALLS * 38 / 100);
     ck_assert_int_lt(refreshes, CALLS * 60 / 100);

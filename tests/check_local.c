@@ -268,7 +268,7 @@ START_TEST(test_local_borrow)
         tc__local_unborrow(b[i], slot[i]); /* the counted ones: the last retires r */
     tc__reclaim_now();
     ck_assert_uint_eq(tc__reclaim_pending(), 1); /* held by the slots */
-    tc__local_free(l); /* and the tier goes too */
+    tc__local_free(l);                           /* and the tier goes too */
     for (int i = 0; i < TC_HAZARDS; i++)
         ck_assert_int_eq(memcmp(b[i]->data, "payload", 7), 0);
     for (int i = 0; i < TC_HAZARDS; i++) {
@@ -854,8 +854,8 @@ START_TEST(test_local_lru_ratio)
      * above FIFO's; with W-TinyLFU admission (the default) it is clearly above LRU's. */
     enum { NKEYS = 20000, OPS = 300000, CAP = 2000, SHARDS = 4 };
     double *cdf = malloc(NKEYS * sizeof *cdf);
-    lru_sim s = {malloc(NKEYS * sizeof(int)), malloc(NKEYS * sizeof(int)), calloc(NKEYS, 1),
-                 -1, -1, 0, CAP};
+    lru_sim s = {
+        malloc(NKEYS * sizeof(int)), malloc(NKEYS * sizeof(int)), calloc(NKEYS, 1), -1, -1, 0, CAP};
     int *fifo = malloc(CAP * sizeof *fifo);
     char *fifo_in = calloc(NKEYS, 1);
     ck_assert(cdf && s.prev && s.next && s.in && fifo && fifo_in);
@@ -910,8 +910,8 @@ START_TEST(test_local_lru_ratio)
            fifo_r = (double)fifo_hits / OPS;
     ck_assert_msg(ratio > lru - 0.025 && ratio < lru + 0.025,
                   "hit ratio %.4f, exact LRU %.4f, FIFO %.4f", ratio, lru, fifo_r);
-    ck_assert_msg(ratio > fifo_r + 0.025, "hit ratio %.4f, exact LRU %.4f, FIFO %.4f", ratio,
-                  lru, fifo_r);
+    ck_assert_msg(ratio > fifo_r + 0.025, "hit ratio %.4f, exact LRU %.4f, FIFO %.4f", ratio, lru,
+                  fifo_r);
     double tinylfu = (double)lfu_hits / OPS;
     ck_assert_msg(tinylfu > lru + 0.02, "W-TinyLFU %.4f, exact LRU %.4f", tinylfu, lru);
     ck_assert_uint_gt(stats_of(lfu).bytes, 0);

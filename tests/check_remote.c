@@ -242,20 +242,18 @@ static const url_case url_cases[] = {
     {"redis://127.0.0.1:6380/2", TC_OK, TC_URL_TCP, "127.0.0.1", 6380, 2, NULL, NULL},
     {"redis://localhost", TC_OK, TC_URL_TCP, "localhost", 6379, 0, NULL, NULL},
     {"redis://localhost/", TC_OK, TC_URL_TCP, "localhost", 6379, 0, NULL, NULL},
-    {"REDIS://Cache-1.example_x:65535/0", TC_OK, TC_URL_TCP, "Cache-1.example_x", 65535, 0,
-     NULL, NULL},
+    {"REDIS://Cache-1.example_x:65535/0", TC_OK, TC_URL_TCP, "Cache-1.example_x", 65535, 0, NULL,
+     NULL},
     {"redis://[::1]:7000/3", TC_OK, TC_URL_TCP, "::1", 7000, 3, NULL, NULL},
     {"redis://[2001:db8::1]", TC_OK, TC_URL_TCP, "2001:db8::1", 6379, 0, NULL, NULL},
     {"redis://:secret@h", TC_OK, TC_URL_TCP, "h", 6379, 0, NULL, "secret"},
-    {"redis://alice:p%40ss%3Aw%2Frd@h:1/15", TC_OK, TC_URL_TCP, "h", 1, 15, "alice",
-     "p@ss:w/rd"},
+    {"redis://alice:p%40ss%3Aw%2Frd@h:1/15", TC_OK, TC_URL_TCP, "h", 1, 15, "alice", "p@ss:w/rd"},
     {"redis://al%69ce:a:b@[::1]:2", TC_OK, TC_URL_TCP, "::1", 2, 0, "alice", "a:b"},
     {"redis://alice@h", TC_OK, TC_URL_TCP, "h", 6379, 0, "alice", NULL},
     {"redis://@h", TC_OK, TC_URL_TCP, "h", 6379, 0, NULL, NULL},
     {"unix:///tmp/redis.sock", TC_OK, TC_URL_UNIX, "/tmp/redis.sock", 0, 0, NULL, NULL},
     {"unix:///tmp/redis.sock?db=5", TC_OK, TC_URL_UNIX, "/tmp/redis.sock", 0, 5, NULL, NULL},
-    {"unix://u:p%21@/var/run/r.sock?db=1", TC_OK, TC_URL_UNIX, "/var/run/r.sock", 0, 1, "u",
-     "p!"},
+    {"unix://u:p%21@/var/run/r.sock?db=1", TC_OK, TC_URL_UNIX, "/var/run/r.sock", 0, 1, "u", "p!"},
     {"unix:///tmp/my%20sock", TC_OK, TC_URL_UNIX, "/tmp/my sock", 0, 0, NULL, NULL},
     {"", TC_ERR_ARG, 0, NULL, 0, 0, NULL, NULL},
     {"localhost:6379", TC_ERR_ARG, 0, NULL, 0, 0, NULL, NULL},
@@ -751,16 +749,13 @@ START_TEST(test_remote_incr)
 
     /* Not an integer, and overflow: TC_ERR_NOT_INT, value unchanged, nothing published. */
     ck_assert_int_eq(set_str(r, k, "abc", 60000), TC_OK);
-    ck_assert_int_eq(tc__remote_incr(r, k, strlen(k), 1, MAGIC, 4, &pub, &res),
-                     TC_ERR_NOT_INT);
+    ck_assert_int_eq(tc__remote_incr(r, k, strlen(k), 1, MAGIC, 4, &pub, &res), TC_ERR_NOT_INT);
     expect_get(r, k, TC_OK, "abc", 3);
     ck_assert_ptr_null(next_message(sub));
     ck_assert_int_eq(set_str(r, k, "", 60000), TC_OK);
-    ck_assert_int_eq(tc__remote_incr(r, k, strlen(k), 1, MAGIC, 4, NULL, &res),
-                     TC_ERR_NOT_INT);
+    ck_assert_int_eq(tc__remote_incr(r, k, strlen(k), 1, MAGIC, 4, NULL, &res), TC_ERR_NOT_INT);
     ck_assert_int_eq(set_str(r, k, "9223372036854775807", 60000), TC_OK);
-    ck_assert_int_eq(tc__remote_incr(r, k, strlen(k), 1, MAGIC, 4, NULL, &res),
-                     TC_ERR_NOT_INT);
+    ck_assert_int_eq(tc__remote_incr(r, k, strlen(k), 1, MAGIC, 4, NULL, &res), TC_ERR_NOT_INT);
     expect_get(r, k, TC_OK, "9223372036854775807", 19);
 
     /* A value written with a 16-byte stored-format header: the header goes, the plain
@@ -782,16 +777,14 @@ START_TEST(test_remote_incr)
     /* A header around a non-integer: refused, and the stored bytes are left as they were. */
     memcpy(hv + 16, "4x", 2);
     ck_assert_int_eq(set1(r, k, hv, sizeof hv, 60000, NULL), TC_OK);
-    ck_assert_int_eq(tc__remote_incr(r, k, strlen(k), 1, MAGIC, 4, NULL, &res),
-                     TC_ERR_NOT_INT);
+    ck_assert_int_eq(tc__remote_incr(r, k, strlen(k), 1, MAGIC, 4, NULL, &res), TC_ERR_NOT_INT);
     expect_get(r, k, TC_OK, hv, sizeof hv);
 
     /* A header length past the value is malformed: not an integer. */
     hv[4] = 40;
     memcpy(hv + 16, "41", 2);
     ck_assert_int_eq(set1(r, k, hv, sizeof hv, 60000, NULL), TC_OK);
-    ck_assert_int_eq(tc__remote_incr(r, k, strlen(k), 1, MAGIC, 4, NULL, &res),
-                     TC_ERR_NOT_INT);
+    ck_assert_int_eq(tc__remote_incr(r, k, strlen(k), 1, MAGIC, 4, NULL, &res), TC_ERR_NOT_INT);
 
     /* A caller error is not a Redis error. */
     tc_remote_stats s;
@@ -839,8 +832,7 @@ START_TEST(test_remote_clear)
     ck_assert_str_eq(m, "flush");
     free(m);
 
-    const char *scan[] = {"EVAL",
-                          "return #redis.call('KEYS', ARGV[1])", "0", pattern, NULL};
+    const char *scan[] = {"EVAL", "return #redis.call('KEYS', ARGV[1])", "0", pattern, NULL};
     char *left = tcf_redis_cmd(&tct_redis, scan);
     ck_assert_ptr_nonnull(left);
     ck_assert_str_eq(left, "0");
@@ -864,7 +856,7 @@ START_TEST(test_remote_publish)
 
     /* A set carries its publication in the same transaction. */
     tc_pub pub = {ch, strlen(ch), "inv\0al", 6};
-    ck_assert_int_eq(set_str(r, k, "v", 60000) , TC_OK);
+    ck_assert_int_eq(set_str(r, k, "v", 60000), TC_OK);
     ck_assert_ptr_null(next_message(sub));
     const char *kp = k;
     size_t kl = strlen(k);
@@ -1075,15 +1067,13 @@ START_TEST(test_remote_auth_acl)
     tcf_unique_prefix(pfx, sizeof pfx);
     snprintf(user, sizeof user, "alice%s", pfx);
     /* The password "p@ss:w/rd" must arrive percent-decoded. */
-    const char *acl[] = {"ACL", "SETUSER", user, "on", ">p@ss:w/rd", "~*", "&*", "+@all",
-                         NULL};
+    const char *acl[] = {"ACL", "SETUSER", user, "on", ">p@ss:w/rd", "~*", "&*", "+@all", NULL};
     char *s = tcf_redis_cmd(&tct_redis, acl);
     ck_assert_ptr_nonnull(s);
     ck_assert_str_eq(s, "OK");
     free(s);
     tc_remote *r = NULL;
-    snprintf(url, sizeof url, "redis://%s:p%%40ss%%3Aw%%2Frd@127.0.0.1:%d", user,
-             tct_redis.port);
+    snprintf(url, sizeof url, "redis://%s:p%%40ss%%3Aw%%2Frd@127.0.0.1:%d", user, tct_redis.port);
     ck_assert_int_eq(try_open(url, 1, 500, 1000, &r), TC_OK);
     const char *argv[2] = {"ACL", "WHOAMI"};
     redisReply *x = NULL;
@@ -1612,8 +1602,7 @@ static int acl_rule_from_doc(const char *user, const char *pw, const char *prefi
             else {
                 const char *m = strstr(tok, "myapp");
                 if (m)
-                    snprintf(word, sizeof word, "%.*s%s%s", (int)(m - tok), tok, prefix,
-                             m + 5);
+                    snprintf(word, sizeof word, "%.*s%s%s", (int)(m - tok), tok, prefix, m + 5);
                 else
                     snprintf(word, sizeof word, "%s", tok);
             }
@@ -1766,8 +1755,8 @@ static void expect_noperm(int port, const char *user, const char *pw, const char
         argc++;
     x = redisCommandArgv(c, argc, (const char **)argv, NULL);
     ck_assert_ptr_nonnull(x);
-    ck_assert_msg(x->type == REDIS_REPLY_ERROR && strstr(x->str, "NOPERM"),
-                  "%s %s was allowed", argv[0], argc > 1 ? argv[1] : "");
+    ck_assert_msg(x->type == REDIS_REPLY_ERROR && strstr(x->str, "NOPERM"), "%s %s was allowed",
+                  argv[0], argc > 1 ? argv[1] : "");
     freeReplyObject(x);
     redisFree(c);
 }
@@ -1821,8 +1810,7 @@ START_TEST(test_remote_acl_least_privilege)
     const char *config[] = {"CONFIG", "GET", "requirepass", NULL};
     const char *keys[] = {"KEYS", "*", NULL};
     const char *kill[] = {"CLIENT", "KILL", "TYPE", "normal", NULL};
-    const char *const *denied[] = {get_other, set_other, pub_other, flushall,
-                                   config,    keys,      kill};
+    const char *const *denied[] = {get_other, set_other, pub_other, flushall, config, keys, kill};
     for (size_t i = 0; i < sizeof denied / sizeof denied[0]; i++)
         expect_noperm(tct_redis.port, user, "pw0", denied[i]);
     const char *del[] = {"ACL", "DELUSER", user, NULL};
@@ -1903,8 +1891,8 @@ START_TEST(test_remote_pool_concurrency)
     for (int i = 0; i < THREADS; i++)
         pthread_join(t[i], NULL);
     for (int i = 0; i < THREADS; i++)
-        ck_assert_msg(w[i].failures == 0, "thread %d: %d failures, first %s", i,
-                      w[i].failures, w[i].first_error);
+        ck_assert_msg(w[i].failures == 0, "thread %d: %d failures, first %s", i, w[i].failures,
+                      w[i].first_error);
     char *s = raw("GET", ctr, NULL);
     ck_assert_int_eq(atoi(s), THREADS * OPS / 4);
     free(s);

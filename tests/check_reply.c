@@ -65,11 +65,16 @@ START_TEST(test_reply_redirects)
     ck_assert_int_eq(d.kind, TC_REDIR_TRYAGAIN);
 
     const char *not_redirects[] = {
-        "-MOVED 16384 127.0.0.1:6381\r\n", "-MOVED -1 127.0.0.1:6381\r\n",
-        "-MOVED 12 127.0.0.1:0\r\n",       "-MOVED 12 127.0.0.1:65536\r\n",
-        "-MOVED 12 127.0.0.1\r\n",         "-MOVED 12 127.0.0.1:63x\r\n",
-        "-MOVEDX 12 a:1\r\n",              "-ERR wrong type\r\n",
-        "+MOVED 12 a:1\r\n",               "$5\r\nMOVED\r\n",
+        "-MOVED 16384 127.0.0.1:6381\r\n",
+        "-MOVED -1 127.0.0.1:6381\r\n",
+        "-MOVED 12 127.0.0.1:0\r\n",
+        "-MOVED 12 127.0.0.1:65536\r\n",
+        "-MOVED 12 127.0.0.1\r\n",
+        "-MOVED 12 127.0.0.1:63x\r\n",
+        "-MOVEDX 12 a:1\r\n",
+        "-ERR wrong type\r\n",
+        "+MOVED 12 a:1\r\n",
+        "$5\r\nMOVED\r\n",
     };
     for (size_t i = 0; i < sizeof not_redirects / sizeof *not_redirects; i++) {
         d = redirect_of(not_redirects[i], &is);
@@ -161,19 +166,19 @@ START_TEST(test_reply_cluster_slots)
     ck_assert_str_eq(rs.r[0].host, "127.0.0.1");
     ck_assert_int_eq(rs.r[0].port, 7000);
     ck_assert_int_eq(rs.r[1].port, 7001); /* the master, not the replica */
-    ck_assert_str_eq(rs.r[2].host, "");    /* "?": the node asked */
+    ck_assert_str_eq(rs.r[2].host, "");   /* "?": the node asked */
     ck_assert_int_eq(rs.r[2].hi, 16383);
 
     const char *bad[] = {
-        "*0\r\n",                                                       /* no slots */
-        "$2\r\nno\r\n",                                                 /* not an array */
-        "*1\r\n*3\r\n:5\r\n:4\r\n*2\r\n$1\r\na\r\n:1\r\n",              /* lo > hi */
-        "*1\r\n*3\r\n:0\r\n:16384\r\n*2\r\n$1\r\na\r\n:1\r\n",          /* slot 16384 */
-        "*1\r\n*3\r\n:0\r\n:1\r\n*2\r\n$1\r\na\r\n:0\r\n",              /* port 0 */
-        "*1\r\n*3\r\n:0\r\n:1\r\n*2\r\n:1\r\n:1\r\n",                   /* host an int */
-        "*1\r\n*3\r\n:0\r\n:1\r\n*1\r\n$1\r\na\r\n",                    /* no port */
-        "*1\r\n*2\r\n:0\r\n:1\r\n",                                     /* no master */
-        "*1\r\n*3\r\n$1\r\n0\r\n:1\r\n*2\r\n$1\r\na\r\n:1\r\n",         /* lo a string */
+        "*0\r\n",                                               /* no slots */
+        "$2\r\nno\r\n",                                         /* not an array */
+        "*1\r\n*3\r\n:5\r\n:4\r\n*2\r\n$1\r\na\r\n:1\r\n",      /* lo > hi */
+        "*1\r\n*3\r\n:0\r\n:16384\r\n*2\r\n$1\r\na\r\n:1\r\n",  /* slot 16384 */
+        "*1\r\n*3\r\n:0\r\n:1\r\n*2\r\n$1\r\na\r\n:0\r\n",      /* port 0 */
+        "*1\r\n*3\r\n:0\r\n:1\r\n*2\r\n:1\r\n:1\r\n",           /* host an int */
+        "*1\r\n*3\r\n:0\r\n:1\r\n*1\r\n$1\r\na\r\n",            /* no port */
+        "*1\r\n*2\r\n:0\r\n:1\r\n",                             /* no master */
+        "*1\r\n*3\r\n$1\r\n0\r\n:1\r\n*2\r\n$1\r\na\r\n:1\r\n", /* lo a string */
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
         ck_assert_msg(slots_of(bad[i], &rs) == TC_ERR_PROTO, "%zu", i);
@@ -226,9 +231,12 @@ START_TEST(test_reply_sentinel_master_addr)
     ck_assert_ptr_null(host);
     freeReplyObject(x);
 
-    const char *bad[] = {"*2\r\n$1\r\na\r\n$5\r\n65536\r\n", "*2\r\n$1\r\na\r\n$1\r\n0\r\n",
-                         "*2\r\n$0\r\n\r\n$2\r\n80\r\n",      "*2\r\n$1\r\na\r\n:80\r\n",
-                         "*1\r\n$1\r\na\r\n",                  "-ERR unknown\r\n",
+    const char *bad[] = {"*2\r\n$1\r\na\r\n$5\r\n65536\r\n",
+                         "*2\r\n$1\r\na\r\n$1\r\n0\r\n",
+                         "*2\r\n$0\r\n\r\n$2\r\n80\r\n",
+                         "*2\r\n$1\r\na\r\n:80\r\n",
+                         "*1\r\n$1\r\na\r\n",
+                         "-ERR unknown\r\n",
                          "*3\r\n$1\r\na\r\n$2\r\n80\r\n$1\r\nx\r\n"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         x = reply_of(bad[i]);
@@ -336,9 +344,12 @@ START_TEST(test_reply_scan_and_integers)
     redisReply *x = reply_of("*2\r\n$2\r\n17\r\n*2\r\n$1\r\na\r\n$1\r\nb\r\n");
     ck_assert(tc__reply_scan_ok(x));
     freeReplyObject(x);
-    const char *bad[] = {"*2\r\n$2\r\n1x\r\n*0\r\n", "*2\r\n$0\r\n\r\n*0\r\n",
-                         "*2\r\n:17\r\n*0\r\n",      "*2\r\n$1\r\n0\r\n*1\r\n:1\r\n",
-                         "*1\r\n$1\r\n0\r\n",        "*2\r\n$21\r\n123456789012345678901\r\n*0\r\n"};
+    const char *bad[] = {"*2\r\n$2\r\n1x\r\n*0\r\n",
+                         "*2\r\n$0\r\n\r\n*0\r\n",
+                         "*2\r\n:17\r\n*0\r\n",
+                         "*2\r\n$1\r\n0\r\n*1\r\n:1\r\n",
+                         "*1\r\n$1\r\n0\r\n",
+                         "*2\r\n$21\r\n123456789012345678901\r\n*0\r\n"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         x = reply_of(bad[i]);
         ck_assert_msg(!tc__reply_scan_ok(x), "%zu", i);

@@ -203,8 +203,7 @@ END_TEST
 static redisReply *switch_message(const char *name, int old_port, int new_port)
 {
     char payload[128], resp[256];
-    snprintf(payload, sizeof payload, "%s 127.0.0.1 %d 127.0.0.1 %d", name, old_port,
-             new_port);
+    snprintf(payload, sizeof payload, "%s 127.0.0.1 %d 127.0.0.1 %d", name, old_port, new_port);
     snprintf(resp, sizeof resp, "*3\r\n$7\r\nmessage\r\n$14\r\n+switch-master\r\n$%zu\r\n%s\r\n",
              strlen(payload), payload);
     redisReader *rd = redisReaderCreate();
@@ -375,10 +374,10 @@ START_TEST(test_sentinel_auth)
         const char *userinfo, *query;
         tc_status want;
     } cases[] = {
-        {":mpw@", "", TC_ERR_AUTH},                             /* the sentinel wants one */
-        {":mpw@", "?sentinel_password=nope", TC_ERR_AUTH},      /* a wrong one */
-        {":bad@", "?sentinel_password=spw", TC_ERR_AUTH},       /* the master's is wrong */
-        {"", "?sentinel_password=spw", TC_ERR_AUTH},            /* the master wants one too */
+        {":mpw@", "", TC_ERR_AUTH},                        /* the sentinel wants one */
+        {":mpw@", "?sentinel_password=nope", TC_ERR_AUTH}, /* a wrong one */
+        {":bad@", "?sentinel_password=spw", TC_ERR_AUTH},  /* the master's is wrong */
+        {"", "?sentinel_password=spw", TC_ERR_AUTH},       /* the master wants one too */
         {":mpw@", "?sentinel_user=default&sentinel_password=spw", TC_OK},
         {":mpw@", "?sentinel_password=spw", TC_OK},
     };

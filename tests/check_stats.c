@@ -36,9 +36,9 @@ START_TEST(test_stats_per_key_type)
     tc_cache *c = tct_open_default();
     const char *unread = "notifications:unread_count:user:7";
     ck_assert_int_eq(tc_set(c, unread, "3", 1, TC_TTL_DEFAULT), TC_OK);
-    tct_expect(c, unread, TC_OK, "3");                          /* local */
+    tct_expect(c, unread, TC_OK, "3"); /* local */
     ck_assert_int_eq(tc_incr(c, unread, -1, NULL), TC_OK);
-    tct_expect(c, unread, TC_OK, "2");                          /* remote */
+    tct_expect(c, unread, TC_OK, "2"); /* remote */
     tct_expect(c, "notifications:unread_count:user:8", TC_MISS, NULL);
     ck_assert_int_eq(tc_set(c, "grades:gpa:student:1", "3.9", 3, TC_TTL_DEFAULT), TC_OK);
     ck_assert_int_eq(tc_delete(c, "grades:gpa:student:1"), TC_OK);
@@ -137,7 +137,8 @@ START_TEST(test_stats_prometheus_format)
     ck_assert_ptr_nonnull(text);
     ck_assert_ptr_nonnull(strstr(text, "# TYPE tiercache_local_hits_total counter\n"));
     ck_assert_ptr_nonnull(strstr(text, "tiercache_local_hits_total{key_type=\"plain:type\"} 1\n"));
-    ck_assert_ptr_nonnull(strstr(text, "tiercache_sets_total{key_type=\"we\\\"ird:ty\\\\pe\"} 1\n"));
+    ck_assert_ptr_nonnull(
+        strstr(text, "tiercache_sets_total{key_type=\"we\\\"ird:ty\\\\pe\"} 1\n"));
     ck_assert_ptr_nonnull(strstr(text, "{key_type=\"bad\xef\xbf\xbd:utf8\"}"));
     ck_assert_ptr_nonnull(strstr(text, "# TYPE tiercache_local_bytes gauge\n"));
     int lines = 0;
@@ -164,7 +165,7 @@ static tc_status load_gpa(void *arg, const char *key, tc_buf *out)
 START_TEST(test_stats_get_or_set_per_key_type)
 {
     tc_options o;
-    tct_options(&o);                     /* one prefix for both instances */
+    tct_options(&o); /* one prefix for both instances */
     tc_cache *c = tct_open(&o);
     tc_cache *c2 = tct_open(&o);
     int fail = 0;
@@ -172,9 +173,9 @@ START_TEST(test_stats_get_or_set_per_key_type)
     ck_assert_int_eq(tc_get_or_set(c, "grades:gpa:student:1", load_gpa, &fail, 60000, &v), TC_OK);
     tc_value_release(&v);
     ck_assert_int_eq(tc_get_or_set(c, "grades:gpa:student:1", load_gpa, &fail, 60000, &v), TC_OK);
-    tc_value_release(&v);                                                /* local */
+    tc_value_release(&v); /* local */
     ck_assert_int_eq(tc_get_or_set(c2, "grades:gpa:student:1", load_gpa, &fail, 60000, &v), TC_OK);
-    tc_value_release(&v);                                                /* remote */
+    tc_value_release(&v); /* remote */
     fail = 1;
     ck_assert_int_eq(tc_get_or_set(c, "grades:gpa:student:2", load_gpa, &fail, 60000, &v),
                      TC_ERR_LOADER);
@@ -325,7 +326,8 @@ START_TEST(test_stats_local_rejects)
     char *text;
     ck_assert_int_eq(tc_stats_prometheus(c, &text), TC_OK);
     ck_assert_ptr_nonnull(strstr(text, "# TYPE tiercache_local_rejects_total counter\n"));
-    ck_assert_ptr_nonnull(strstr(text, "tiercache_local_rejects_total{key_type=\"grades:big\"} 2\n"));
+    ck_assert_ptr_nonnull(
+        strstr(text, "tiercache_local_rejects_total{key_type=\"grades:big\"} 2\n"));
     free(text);
     tc_close(c);
 }
@@ -463,8 +465,7 @@ START_TEST(test_stats_version)
      * PACKAGE_VERSION (taken from the header by configure.ac; after a bump, re-run
      * ./autogen.sh if this fails). */
     char want[32];
-    snprintf(want, sizeof want, "%d.%d.%d", TC_VERSION_MAJOR, TC_VERSION_MINOR,
-             TC_VERSION_PATCH);
+    snprintf(want, sizeof want, "%d.%d.%d", TC_VERSION_MAJOR, TC_VERSION_MINOR, TC_VERSION_PATCH);
     ck_assert_ptr_nonnull(tc_version());
     ck_assert_str_eq(tc_version(), want);
     ck_assert_str_eq(tc_version(), PACKAGE_VERSION);

@@ -46,7 +46,7 @@ START_TEST(test_tags_ns_key_and_bump)
     char k2[128];
     ck_assert_int_eq(tc_ns_key(c, "notifications", "list:user:7", k2, sizeof k2), TC_OK);
     ck_assert_str_eq(k2, "notifications:v2:list:user:7");
-    tct_expect(c, k2, TC_MISS, NULL); /* the old entry is unreachable */
+    tct_expect(c, k2, TC_MISS, NULL);    /* the old entry is unreachable */
     tct_expect(c, k, TC_OK, "old list"); /* and ages out by its TTL */
     ck_assert_int_eq(tc_ns_bump(c, "other", NULL), TC_OK);
     tc_close(c);
@@ -100,8 +100,7 @@ static int ns_child(FILE *in, FILE *out, void *arg)
     while (tc__now_ns() - t0 < (int64_t)BOUND_MS * 1000000) {
         tc_ns_key(c, "catalog", "page:1", k, sizeof k);
         if (strcmp(k, "catalog:v1:page:1") == 0) {
-            fprintf(out, "ok bump seen after %lld us\n",
-                    (long long)((tc__now_ns() - t0) / 1000));
+            fprintf(out, "ok bump seen after %lld us\n", (long long)((tc__now_ns() - t0) / 1000));
             tc_close(c);
             return 0;
         }
@@ -139,8 +138,7 @@ START_TEST(test_tags_invalidate_makes_tagged_miss)
                                    student_tags, 1),
                      TC_OK);
     const char *other[] = {"course:9"};
-    ck_assert_int_eq(tc_set_tagged(c, "roster:course:9", "r", 1, TC_TTL_DEFAULT, other, 1),
-                     TC_OK);
+    ck_assert_int_eq(tc_set_tagged(c, "roster:course:9", "r", 1, TC_TTL_DEFAULT, other, 1), TC_OK);
     ck_assert_int_eq(tc_set(c, "untagged", "u", 1, TC_TTL_DEFAULT), TC_OK);
     tct_expect(c, "gpa:student:1", TC_OK, "3.9");
     ck_assert_int_eq(tc_tag_invalidate(c, "course:2"), TC_OK);
@@ -215,11 +213,9 @@ START_TEST(test_tags_bad_arguments_send_nothing)
     ck_assert_int_eq(tc_set_tagged(c, "k", "v", 1, TC_TTL_DEFAULT, late_bad, 3), TC_ERR_ARG);
     const char *late_null[] = {"t1", NULL};
     ck_assert_int_eq(tc_set_tagged(c, "k", "v", 1, TC_TTL_DEFAULT, late_null, 2), TC_ERR_ARG);
-    ck_assert_int_eq(tc_set_tagged(c, "k", NULL, 3, TC_TTL_DEFAULT, student_tags, 2),
-                     TC_ERR_ARG);
+    ck_assert_int_eq(tc_set_tagged(c, "k", NULL, 3, TC_TTL_DEFAULT, student_tags, 2), TC_ERR_ARG);
     ck_assert_int_eq(tc_set_tagged(c, "k", "v", 1, -5, student_tags, 2), TC_ERR_ARG);
-    ck_assert_int_eq(tc_set_tagged(c, "k", "v", (size_t)2 << 20, TC_TTL_DEFAULT, student_tags,
-                                   2),
+    ck_assert_int_eq(tc_set_tagged(c, "k", "v", (size_t)2 << 20, TC_TTL_DEFAULT, student_tags, 2),
                      TC_ERR_TOO_BIG);
     /* A name whose version key ("__tc:tag:<name>", "__tc:ns:<name>") would be longer
      * than max_key_len (250) is refused up front as well. */

@@ -32,8 +32,8 @@ static const char *rows_path;
 
 static void report(const char *path, int allocations, int nomem, int optional)
 {
-    printf("torture %-18s %3d allocations: %3d TC_ERR_NOMEM, %2d optional\n", path,
-           allocations, nomem, optional);
+    printf("torture %-18s %3d allocations: %3d TC_ERR_NOMEM, %2d optional\n", path, allocations,
+           nomem, optional);
     fflush(stdout);
     if (!rows_path)
         return;
@@ -558,8 +558,8 @@ START_TEST(test_torture_open)
                 tc_close(x);
                 break;
             }
-            ck_assert_msg(st == TC_ERR_NOMEM || st == TC_OK,
-                          "tc_open, allocation %d failed: %s", n, tc_strerror(st));
+            ck_assert_msg(st == TC_ERR_NOMEM || st == TC_OK, "tc_open, allocation %d failed: %s", n,
+                          tc_strerror(st));
             if (st == TC_OK) {
                 optional++;
                 ck_assert_int_eq(tc_set(x, "k", "v", 1, TC_TTL_DEFAULT), TC_OK);

@@ -157,8 +157,7 @@ int tcf_redis_start(tcf_redis *r, const char *const *extra_args)
         if (r->pid > 0)
             tcf_redis_kill(r);
     }
-    fprintf(stderr, "fixture: could not start %s (is redis-server installed?)\n",
-            server_path());
+    fprintf(stderr, "fixture: could not start %s (is redis-server installed?)\n", server_path());
     tcf_redis_stop(r);
     return -1;
 }
@@ -187,8 +186,9 @@ void tcf_redis_kill(tcf_redis *r)
 
 static void remove_dir(const char *dir)
 {
-    static const char *files[] = {"redis.log", "dump.rdb", "appendonly.aof", "nodes.conf",
-                                  "sentinel.conf", "sentinel.log", NULL};
+    static const char *files[] = {"redis.log",  "dump.rdb",      "appendonly.aof",
+                                  "nodes.conf", "sentinel.conf", "sentinel.log",
+                                  NULL};
     char path[512];
     for (int i = 0; files[i]; i++) {
         snprintf(path, sizeof path, "%s/%s", dir, files[i]);
@@ -276,8 +276,7 @@ int tcf_cluster_start(tcf_cluster *cl, int masters)
     for (int i = 0; i < masters; i++) {
         snprintf(addr[i], sizeof addr[i], "127.0.0.1:%d", cl->nodes[i].port);
         argv[argc++] = addr[i];
-        off += (size_t)snprintf(cl->url + off, sizeof cl->url - off, "%s%s", i ? "," : "",
-                                addr[i]);
+        off += (size_t)snprintf(cl->url + off, sizeof cl->url - off, "%s%s", i ? "," : "", addr[i]);
     }
     argv[argc++] = "--cluster-yes";
     argv[argc] = NULL;
@@ -311,8 +310,7 @@ int tcf_sentinel_start(tcf_redis *s, int master_port, const char *name)
     return tcf_sentinel_start_conf(s, master_port, name, NULL);
 }
 
-int tcf_sentinel_start_conf(tcf_redis *s, int master_port, const char *name,
-                            const char *extra_conf)
+int tcf_sentinel_start_conf(tcf_redis *s, int master_port, const char *name, const char *extra_conf)
 {
     memset(s, 0, sizeof *s);
     snprintf(s->dir, sizeof s->dir, "%s/tcsentinel.XXXXXX",
@@ -328,10 +326,11 @@ int tcf_sentinel_start_conf(tcf_redis *s, int master_port, const char *name,
         FILE *f = fopen(conf, "w");
         if (!f)
             break;
-        fprintf(f, "port %d\nbind 127.0.0.1\ndaemonize no\ndir %s\nlogfile sentinel.log\n"
-                   "sentinel monitor %s 127.0.0.1 %d 1\n"
-                   "sentinel down-after-milliseconds %s 1000\n"
-                   "sentinel failover-timeout %s 5000\n",
+        fprintf(f,
+                "port %d\nbind 127.0.0.1\ndaemonize no\ndir %s\nlogfile sentinel.log\n"
+                "sentinel monitor %s 127.0.0.1 %d 1\n"
+                "sentinel down-after-milliseconds %s 1000\n"
+                "sentinel failover-timeout %s 5000\n",
                 s->port, s->dir, name, master_port, name, name);
         if (extra_conf)
             fputs(extra_conf, f);
@@ -557,8 +556,7 @@ static void *proxy_main(void *arg)
                 cev |= POLLOUT;
             fds[n] = (struct pollfd){.fd = pp->cfd, .events = cev};
             owner[n++] = i;
-            fds[n] = (struct pollfd){.fd = pp->sfd,
-                                     .events = pp->out_len < PROXY_BUF ? POLLIN : 0};
+            fds[n] = (struct pollfd){.fd = pp->sfd, .events = pp->out_len < PROXY_BUF ? POLLIN : 0};
             owner[n++] = i;
         }
         int ready = poll(fds, (nfds_t)n, 5);

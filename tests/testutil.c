@@ -190,8 +190,7 @@ void tct_expect(tc_cache *c, const char *key, tc_status want, const char *want_v
 {
     tc_value v;
     tc_status st = tc_get(c, key, &v);
-    ck_assert_msg(st == want, "get %s: got %s, want %s", key, tc_strerror(st),
-                  tc_strerror(want));
+    ck_assert_msg(st == want, "get %s: got %s, want %s", key, tc_strerror(st), tc_strerror(want));
     if (st == TC_OK && want_value) {
         ck_assert_uint_eq(v.len, strlen(want_value));
         ck_assert_int_eq(memcmp(v.data, want_value, v.len), 0);
@@ -228,8 +227,7 @@ void tct_proc_expect(tct_proc *p, const char *want)
     char line[256] = "";
     ck_assert_msg(fgets(line, sizeof line, p->from) != NULL, "child %d said nothing (want %s)",
                   (int)p->pid, want);
-    ck_assert_msg(strncmp(line, want, strlen(want)) == 0, "child said '%s', want '%s'", line,
-                  want);
+    ck_assert_msg(strncmp(line, want, strlen(want)) == 0, "child said '%s', want '%s'", line, want);
 }
 
 void tct_proc_say(tct_proc *p, const char *msg)
@@ -246,8 +244,8 @@ void tct_proc_finish(tct_proc *p)
     int status = 0;
     ck_assert_int_eq(waitpid(p->pid, &status, 0), p->pid);
     fclose(p->from);
-    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
-                  "child %d failed (status %d)", (int)p->pid, status);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child %d failed (status %d)",
+                  (int)p->pid, status);
 }
 
 void tct_wait_line(FILE *in, const char *want)
