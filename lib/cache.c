@@ -1235,6 +1235,11 @@ int tc__test_lock_poll_ms(const tc_cache *c)
     return c->test.lock_poll_ms;
 }
 
+void tc__test_set_sentinel_ask_hook(tc_cache *c, void (*fn)(void *arg), void *arg)
+{
+    tc__remote_sentinel_ask_hook(c->remote, fn, arg);
+}
+
 const char *tc__test_rprefix(const tc_cache *c)
 {
     return c->rprefix;

@@ -55,6 +55,11 @@ void tc__remote_close(tc_remote *r);
 unsigned tc__cluster_slot(const char *key, size_t len);
 /* CRC16-CCITT (XMODEM: poly 0x1021, init 0), as Redis Cluster uses. */
 uint16_t tc__crc16(const void *buf, size_t len);
+/* Tests only (through tc__test_set_sentinel_ask_hook), for a redis-sentinel:// remote:
+ * fn(arg) runs in every thread that asked the
+ * sentinels, once their answer came and before it is applied. fn NULL removes it. */
+void tc__remote_sentinel_ask_hook(tc_remote *r, void (*fn)(void *arg), void *arg);
+
 /* Whether r talks to a Redis Cluster. (A Sentinel-managed master is not a cluster.) */
 bool tc__remote_is_cluster(const tc_remote *r);
 /* Whether r follows a master through Redis Sentinel (a redis-sentinel:// URL). */

@@ -42,10 +42,6 @@ tc_status tc__remote_sentinel_watch(tc_remote *r, int timeout_ms, redisContext *
  * master when this returns. Borrows reply. */
 bool tc__remote_sentinel_switched(tc_remote *r, const redisReply *reply);
 
-/* Tests only, for a redis-sentinel:// remote: fn(arg) runs in every thread that asked the
- * sentinels, once their answer came and before it is applied. fn NULL removes it. */
-void tc__remote_sentinel_ask_hook(tc_remote *r, void (*fn)(void *arg), void *arg);
-
 /* The servers a subscriber that needs the data servers themselves connects to: a
  * cluster's masters in its current slot map (at most cap); the master the sentinels name
  * now (asked first) for Sentinel; the one server otherwise. Each is a node that

@@ -28,6 +28,11 @@ void tc__test_set_lock_poll_ms(tc_cache *c, int ms);
 /* What the lock module reads: the step set above, 0 unless a test set one. */
 int tc__test_lock_poll_ms(const tc_cache *c);
 
+/* For a redis-sentinel:// cache: fn(arg) runs in every thread that asked the sentinels,
+ * once their answer came and before it is applied. fn NULL removes it; other caches
+ * ignore it. */
+void tc__test_set_sentinel_ask_hook(tc_cache *c, void (*fn)(void *arg), void *arg);
+
 /* ------------------------------------------------------------------ observation */
 
 /* Applies one broadcast invalidation payload to c's local tier, as the subscriber does

@@ -269,9 +269,9 @@ START_TEST(test_sentinel_stale_answer)
     ck_assert_int_eq(master_port(c), master.port);
 
     stale_arg a = {.r = tc__cache_remote(c), .old_port = master.port, .new_port = other.port};
-    tc__remote_sentinel_ask_hook(tc__cache_remote(c), announce_during_ask, &a);
+    tc__test_set_sentinel_ask_hook(c, announce_during_ask, &a);
     int port = master_port(c); /* answer: master; announced meanwhile: other */
-    tc__remote_sentinel_ask_hook(tc__cache_remote(c), NULL, NULL);
+    tc__test_set_sentinel_ask_hook(c, NULL, NULL);
     ck_assert_int_ge(atomic_load(&a.calls), 1);
     ck_assert_msg(port == other.port, "the answer from before the switch undid it (%d)", port);
 
