@@ -178,6 +178,24 @@ typedef struct tc_options {
                                TC_COHERENCE_TRACKING, under which Redis reports a key that
                                expired when it deletes it (see docs/guide.md, "Local
                                TTLs") */
+    /* TLS, for rediss://, rediss-cluster:// and rediss-sentinel:// URLs (docs/security.md).
+       The files are read when a connection is made, so a rotated certificate or CA is
+       picked up by the next new connection without a reopen. */
+    const char *tls_ca_file;     /* PEM bundle of the CAs to trust; NULL: the system store
+                                    (OpenSSL's default paths, which honour SSL_CERT_FILE
+                                    and SSL_CERT_DIR) */
+    const char *tls_ca_dir;      /* a hashed directory of CA certificates (c_rehash);
+                                    NULL: none beyond the above */
+    const char *tls_cert_file;   /* client certificate (PEM) for mutual TLS; NULL: none */
+    const char *tls_key_file;    /* its private key (PEM); NULL: in tls_cert_file */
+    const char *tls_server_name; /* the name sent as SNI and verified against the server's
+                                    certificate; NULL: the URL's host (or the address a
+                                    cluster or the sentinels announce) */
+    int tls_skip_verify;         /* default 0. 1: no certificate or host name check: for
+                                    tests only; every connection logs a warning */
+    unsigned shadow_rate;        /* default 0. Reserved for shadow reads (sampled local
+                                    hits compared with Redis), not in this release: a
+                                    non-zero value is TC_ERR_ARG */
 } tc_options;
 
 /* Fills o with the defaults above and sets struct_size. Thread-safe (touches only o). */
