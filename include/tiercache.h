@@ -192,7 +192,7 @@ typedef struct tc_options {
                                     certificate; NULL: the URL's host (or the address a
                                     cluster or the sentinels announce) */
     int tls_skip_verify;         /* default 0. 1: no certificate or host name check: for
-                                    tests only; every connection logs a warning */
+                                    tests only; tc_open logs a warning */
     unsigned shadow_rate;        /* default 0. Reserved for shadow reads (sampled local
                                     hits compared with Redis), not in this release: a
                                     non-zero value is TC_ERR_ARG */

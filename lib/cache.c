@@ -308,6 +308,9 @@ static tc_status options_copy(const tc_options *in, tc_options *o)
     if (o->lock_ttl_ms <= 0 || o->flight_wait_ms <= 0 || !(o->xfetch_beta >= 0) ||
         o->xfetch_beta > 1e6 || o->stale_if_error_ms < 0 || o->negative_ttl_ms < 0)
         return TC_ERR_ARG;
+    /* TLS; shadow reads are reserved (not in this release). */
+    if ((o->tls_skip_verify != 0 && o->tls_skip_verify != 1) || o->shadow_rate != 0)
+        return TC_ERR_ARG;
     return TC_OK;
 }
 
@@ -470,8 +473,17 @@ TC_API tc_status tc_open(const tc_options *o, tc_cache **out)
             .connect_timeout_ms = c->opt.connect_timeout_ms,
             .command_timeout_ms = c->opt.command_timeout_ms,
             .log = c->log,
+            .tls = {.ca_file = c->opt.tls_ca_file,
+                    .ca_dir = c->opt.tls_ca_dir,
+                    .cert_file = c->opt.tls_cert_file,
+                    .key_file = c->opt.tls_key_file,
+                    .server_name = c->opt.tls_server_name,
+                    .skip_verify = c->opt.tls_skip_verify != 0},
         };
         st = tc__remote_open(&rc, &c->remote);
+        /* The remote copied what it keeps; the caller's strings need not outlive tc_open. */
+        c->opt.tls_ca_file = c->opt.tls_ca_dir = c->opt.tls_cert_file = NULL;
+        c->opt.tls_key_file = c->opt.tls_server_name = NULL;
     }
     if (st == TC_OK && c->opt.check_redis_config)
         tc__remote_check_config(c->remote);

@@ -128,3 +128,12 @@ tc_status tc__random_bytes(void *buf, size_t n)
     }
     return TC_OK;
 }
+
+const char *tc__errno_text(int errnum, char buf[128])
+{
+#if defined(__GLIBC__) && defined(_GNU_SOURCE)
+    return strerror_r(errnum, buf, 128);
+#else
+    return strerror_r(errnum, buf, 128) == 0 ? buf : "";
+#endif
+}

@@ -75,6 +75,9 @@ typedef struct tc_logger {
     void *arg;
 } tc_logger;
 
+/* errnum's message, thread-safe (strerror_r; buf may hold it). */
+const char *tc__errno_text(int errnum, char buf[128]);
+
 void tc__log(const tc_logger *lg, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 

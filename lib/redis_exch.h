@@ -1,8 +1,7 @@
 /*
- * The exchange: commands appended to one hiredis context, flushed, and exactly as many
- * replies read, in one round trip, within one deadline. hiredis is used for RESP only
- * (formatting and its reader); the socket writes are ours (send with MSG_NOSIGNAL, so a
- * reset connection raises no SIGPIPE), and before each blocking read or write the socket
+ * The exchange: commands appended to one connection (redis_conn.h), flushed, and exactly
+ * as many replies read, in one round trip, within one deadline. Before each blocking read
+ * or write the socket
  * timeouts are lowered to what is left of the deadline, so a server that trickles its
  * reply a byte at a time cannot hold a call for ever.
  *
@@ -16,13 +15,13 @@
 #ifndef TC_REDIS_EXCH_H
 #define TC_REDIS_EXCH_H
 
-#include <signal.h>
 #include <stdatomic.h>
 #include <sys/time.h>
 
 #include <hiredis/hiredis.h>
 
 #include "common.h"
+#include "redis_conn.h"
 #include "redis_reply.h"
 
 /* What every exchange of a node counts. */
@@ -51,7 +50,7 @@ typedef struct tc_exch {
     bool in_multi;       /* asking mode: between MULTI and EXEC (ASKING lasts through it) */
     unsigned char *askq; /* asking mode: per command sent, whether ASKING preceded it */
     size_t askq_n, askq_cap, askq_r;
-    redisContext *c;
+    tc_conn *conn;
     size_t owed;             /* commands appended whose replies were not read */
     bool broken;             /* do not reuse the context */
     bool probe;              /* this operation is the breaker's probe */
@@ -67,7 +66,7 @@ typedef struct tc_exch {
 
 /* An exchange on context c (NULL: set later), with the deadline of an operation of
  * timeout_ms starting now. */
-void tc__ex_init(tc_exch *e, redisContext *c, int timeout_ms, tc_exch_counters *ctr);
+void tc__ex_init(tc_exch *e, tc_conn *c, int timeout_ms, tc_exch_counters *ctr);
 
 /* Appends one command (in asking mode, after an ASKING). TC_ERR_NOMEM breaks e. */
 tc_status tc__ex_send(tc_exch *e, int argc, const char **argv, const size_t *lens);
@@ -98,26 +97,7 @@ bool tc__ex_restore_timeouts(tc_exch *e);
 /* Whether e's context may be pooled again (with its timeouts restored). */
 bool tc__ex_reusable(tc_exch *e);
 
-/* Maps a failed hiredis context (ctx->err) to a status: timeouts (EAGAIN) to
- * TC_ERR_TIMEOUT, everything else to TC_ERR_IO. */
-tc_status tc__remote_ctx_status(const redisContext *ctx);
-
-/* errnum's message, as hiredis formats it (strerror_r; buf may hold it). */
-const char *tc__errno_text(int errnum, char buf[128]);
-
 /* A timeval of ms milliseconds ({0, 0}, "no timeout" to hiredis, if ms <= 0). */
 struct timeval tc__tv_from_ms(int ms);
-
-/* Where hiredis itself writes (redisGetReply on a connection outside an exchange), a
- * section that blocks SIGPIPE in the calling thread (as libpq does) and, if the I/O
- * failed, consumes a SIGPIPE that it caused before restoring the mask. A SIGPIPE already
- * pending before the section is left for its owner. */
-typedef struct tc_sigpipe_guard {
-    sigset_t old;
-    bool blocked, was_pending;
-} tc_sigpipe_guard;
-
-void tc__sigpipe_block(tc_sigpipe_guard *g);
-void tc__sigpipe_restore(tc_sigpipe_guard *g, bool io_failed);
 
 #endif /* TC_REDIS_EXCH_H */

@@ -2,7 +2,7 @@
  * One Redis server (see redis_node.h): its pool of blocking hiredis connections, the
  * connection handshake, the circuit breaker, the script SHA1 cache and the operation frame.
  *
- * Owns: its address and credentials, every pooled redisContext while it is idle, the
+ * Owns: its address and credentials, every pooled connection while it is idle, the
  * script SHA1 cache and the counters. A connection checked out of the pool belongs to the
  * calling thread until it gives it back; hiredis contexts are never shared between threads.
  *
@@ -41,6 +41,7 @@
 
 #include "redis_node.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -71,7 +72,7 @@ struct tc_node {
 
     pthread_mutex_t pool_mu;
     pthread_cond_t pool_cv; /* signalled when a slot is given back; CLOCK_MONOTONIC */
-    redisContext **idle;    /* idle[0..nidle): connected, set up, unused */
+    tc_conn **idle;         /* idle[0..nidle): connected, set up, unused */
     int nidle;
     int nfree;              /* slots not checked out (idle or empty) */
     int breaker_backoff_ms; /* 0: closed (operations allowed) */
@@ -89,10 +90,39 @@ struct tc_node {
 
 /* ------------------------------------------------------------------ connections */
 
+/* A TLS alert that says the server refused our certificate (mutual TLS), as OpenSSL words
+ * it: it arrives with the first read after a TLS 1.3 handshake. */
+static bool cert_refused(const char *errstr)
+{
+    return strstr(errstr, "alert") &&
+           (strstr(errstr, "certificate") || strstr(errstr, "unknown ca") ||
+            strstr(errstr, "access denied"));
+}
+
+/* Logs why the Redis handshake's round trip failed, and what that means. */
+static tc_status handshake_failed(tc_node *node, tc_conn *c, tc_status st)
+{
+    const char *why = c->ctx->errstr[0] ? c->ctx->errstr : "no detail";
+    if (c->ssl && cert_refused(why)) {
+        NLOG(node, TC_LOG_ERROR,
+             "TLS: Redis refused our client certificate (%s); set "
+             "tls_cert_file and tls_key_file",
+             why);
+        return TC_ERR_AUTH;
+    }
+    /* What a TLS port does with a plaintext handshake: drops it, or answers an alert. */
+    char reset[128];
+    bool dropped = c->ctx->err == REDIS_ERR_PROTOCOL || c->ctx->err == REDIS_ERR_EOF ||
+                   strcmp(why, tc__errno_text(ECONNRESET, reset)) == 0;
+    NLOG(node, TC_LOG_WARN, "Redis handshake failed: %s (%s)%s", tc__strerror(st), why,
+         !c->ssl && dropped ? "; if this port speaks TLS, use a rediss:// URL" : "");
+    return st;
+}
+
 /* Sends AUTH / SELECT / PING in one round trip on a fresh context and maps the first
  * failure: credentials refused or missing -> TC_ERR_AUTH, other error replies ->
  * TC_ERR_PROTO, timeouts -> TC_ERR_TIMEOUT, I/O -> TC_ERR_IO. */
-static tc_status handshake(tc_node *node, redisContext *c)
+static tc_status handshake(tc_node *node, tc_conn *c)
 {
     tc_exch e;
     tc__ex_init(&e, c, node->cfg.command_timeout_ms, &node->ctr);
@@ -139,11 +169,8 @@ static tc_status handshake(tc_node *node, redisContext *c)
     redisReply *rep[3] = {NULL, NULL, NULL};
     if (st == TC_OK)
         st = tc__ex_recv(&e, n, rep);
-    if (st != TC_OK) {
-        NLOG(node, TC_LOG_WARN, "Redis handshake failed: %s (%s)", tc__strerror(st),
-             c->errstr[0] ? c->errstr : "no detail");
-        return st;
-    }
+    if (st != TC_OK)
+        return handshake_failed(node, c, st);
     for (size_t i = 0; i < n && st == TC_OK; i++) {
         const char *what = i == n - 1 ? "PING" : (auth && i == 0) ? "AUTH" : "SELECT";
         if (tc__reply_is_auth_error(rep[i])) {
@@ -160,43 +187,37 @@ static tc_status handshake(tc_node *node, redisContext *c)
     return st;
 }
 
-/* A new context set up like every pooled one: connected within connect_timeout_ms, read
- * and write timeouts of command_timeout_ms for the handshake and io_timeout_ms after it
- * (none if <= 0), TCP keepalive, then the handshake. Does not touch the breaker. */
-static tc_status conn_new(tc_node *node, int io_timeout_ms, redisContext **out)
+/* A new connection set up like every pooled one: connected within connect_timeout_ms (and
+ * its TLS handshake within command_timeout_ms), read and write timeouts of
+ * command_timeout_ms for the Redis handshake and io_timeout_ms after it (none if <= 0),
+ * TCP keepalive, then the Redis handshake. Does not touch the breaker. */
+static tc_status conn_new(tc_node *node, int io_timeout_ms, tc_conn **out)
 {
     *out = NULL;
     const tc_url *u = &node->url;
-    redisContext *c =
-        u->kind == TC_URL_TCP
-            ? redisConnectWithTimeout(u->host, u->port,
-                                      tc__tv_from_ms(node->cfg.connect_timeout_ms))
-            : redisConnectUnixWithTimeout(u->path, tc__tv_from_ms(node->cfg.connect_timeout_ms));
-    if (!c)
-        return TC_ERR_NOMEM;
-    tc_status st = TC_OK;
-    if (c->err) {
-        /* Refused, unreachable or a connect timeout: the server is not there. */
+    tc_conn_addr a = {.host = u->kind == TC_URL_TCP ? u->host : NULL,
+                      .port = u->port,
+                      .path = u->path,
+                      .tls = node->cfg.tls};
+    tc_conn *c = NULL;
+    tc_status st = tc__conn_open(&a, node->cfg.connect_timeout_ms, node->cfg.command_timeout_ms,
+                                 &node->cfg.log, &c);
+    if (st != TC_OK)
+        return st;
+    if (tc__conn_set_timeout(c, node->cfg.command_timeout_ms) != REDIS_OK ||
+        (u->kind == TC_URL_TCP && redisEnableKeepAlive(c->ctx) != REDIS_OK)) {
         st = TC_ERR_IO;
-        if (u->kind == TC_URL_TCP)
-            NLOG(node, TC_LOG_WARN, "cannot connect to Redis at %s port %d: %s", u->host, u->port,
-                 c->errstr);
-        else
-            NLOG(node, TC_LOG_WARN, "cannot connect to Redis at %s: %s", u->path, c->errstr);
-    } else if (redisSetTimeout(c, tc__tv_from_ms(node->cfg.command_timeout_ms)) != REDIS_OK ||
-               (u->kind == TC_URL_TCP && redisEnableKeepAlive(c) != REDIS_OK)) {
-        st = TC_ERR_IO;
-        NLOG(node, TC_LOG_WARN, "cannot set up a Redis connection: %s", c->errstr);
+        NLOG(node, TC_LOG_WARN, "cannot set up a Redis connection: %s", c->ctx->errstr);
     } else {
         st = handshake(node, c);
     }
     if (st == TC_OK && io_timeout_ms != node->cfg.command_timeout_ms &&
-        redisSetTimeout(c, tc__tv_from_ms(io_timeout_ms)) != REDIS_OK) {
+        tc__conn_set_timeout(c, io_timeout_ms) != REDIS_OK) {
         st = TC_ERR_IO;
-        NLOG(node, TC_LOG_WARN, "cannot set the Redis timeout: %s", c->errstr);
+        NLOG(node, TC_LOG_WARN, "cannot set the Redis timeout: %s", c->ctx->errstr);
     }
     if (st != TC_OK) {
-        redisFree(c);
+        tc__conn_free(c);
         return st;
     }
     *out = c;
@@ -264,12 +285,12 @@ static bool breaker_allows_locked(tc_node *node, bool *probe)
 }
 
 /* Gives a slot back, with its context if that can be reused. Takes pool_mu. */
-static void pool_release(tc_node *node, redisContext *c, bool reusable)
+static void pool_release(tc_node *node, tc_conn *c, bool reusable)
 {
     if (c && !reusable) {
         NLOG(node, TC_LOG_INFO, "discarding a Redis connection (%s)",
-             c->errstr[0] ? c->errstr : "unfinished exchange");
-        redisFree(c);
+             c->ctx->errstr[0] ? c->ctx->errstr : "unfinished exchange");
+        tc__conn_free(c);
         c = NULL;
     }
     pthread_mutex_lock(&node->pool_mu);
@@ -280,7 +301,7 @@ static void pool_release(tc_node *node, redisContext *c, bool reusable)
     pthread_mutex_unlock(&node->pool_mu);
 }
 
-/* Takes a slot for e, waiting for one until e's deadline, and sets e->c to its context,
+/* Takes a slot for e, waiting for one until e's deadline, and sets e->conn to its connection,
  * connecting a new one (outside the lock) if the slot is empty; the connection's time
  * pushes e's deadline back. TC_ERR_IO at once while the breaker is open. */
 static tc_status pool_acquire(tc_node *node, tc_exch *e)
@@ -305,11 +326,11 @@ static tc_status pool_acquire(tc_node *node, tc_exch *e)
         return TC_ERR_IO;
     }
     node->nfree--;
-    redisContext *c = node->nidle > 0 ? node->idle[--node->nidle] : NULL;
+    tc_conn *c = node->nidle > 0 ? node->idle[--node->nidle] : NULL;
     pthread_mutex_unlock(&node->pool_mu);
     e->probe = probe;
     if (c) {
-        e->c = c;
+        e->conn = c;
         return TC_OK;
     }
     int64_t t0 = tc__now_ns();
@@ -323,7 +344,7 @@ static tc_status pool_acquire(tc_node *node, tc_exch *e)
     /* Slots start empty; a connection beyond the first pool_size replaces a lost one. */
     if (atomic_fetch_add(&node->created, 1) >= (uint_fast64_t)node->cfg.pool_size)
         atomic_fetch_add(&node->reconnects, 1);
-    e->c = c;
+    e->conn = c;
     return TC_OK;
 }
 
@@ -346,9 +367,9 @@ tc_status tc__node_op_finish(tc_exch *e, tc_status st)
     tc_node *node = e->node;
     tc__free(e->askq);
     e->askq = NULL;
-    if (e->c)
-        pool_release(node, e->c, tc__ex_reusable(e));
-    e->c = NULL;
+    if (e->conn)
+        pool_release(node, e->conn, tc__ex_reusable(e));
+    e->conn = NULL;
     if ((e->timed_out && !e->shortened) || (e->answered && !e->timed_out))
         breaker_note(node, !e->timed_out, e->timed_out, e->probe, "Redis did not answer in time");
     if (st < 0 && st != TC_ERR_ARG && st != TC_ERR_NOT_INT)
@@ -468,7 +489,7 @@ tc_status tc__node_script(tc_exch *e, const char *source, int argc, const char *
 /* SCRIPT LOADs the scripts on a fresh connection in one round trip, so their first runs
  * go by EVALSHA. A refusal (an ACL without +@scripting) is only logged: the operations
  * will report it themselves. */
-static tc_status preload_scripts(tc_node *node, redisContext *c, const char *const *scripts,
+static tc_status preload_scripts(tc_node *node, tc_conn *c, const char *const *scripts,
                                  size_t nscripts)
 {
     tc_exch e;
@@ -501,7 +522,7 @@ void tc__node_close(tc_node *node)
     if (!node)
         return;
     for (int i = 0; node->idle && i < node->nidle; i++)
-        redisFree(node->idle[i]);
+        tc__conn_free(node->idle[i]);
     tc__free(node->idle);
     script_sha *s = node->scripts;
     while (s) {
@@ -576,13 +597,13 @@ tc_node *tc__node_new(const tc_node_config *cfg, const tc_url *addr, const char 
 
 tc_status tc__node_warm(tc_node *node, const char *const *scripts, size_t nscripts)
 {
-    redisContext *c = NULL;
+    tc_conn *c = NULL;
     tc_status st = conn_new(node, node->cfg.command_timeout_ms, &c);
     if (st == TC_OK)
         st = preload_scripts(node, c, scripts, nscripts);
     if (st != TC_OK) {
         if (c)
-            redisFree(c);
+            tc__conn_free(c);
         return st;
     }
     pthread_mutex_lock(&node->pool_mu);
@@ -593,18 +614,18 @@ tc_status tc__node_warm(tc_node *node, const char *const *scripts, size_t nscrip
     }
     pthread_mutex_unlock(&node->pool_mu);
     if (c)
-        redisFree(c);
+        tc__conn_free(c);
     return TC_OK;
 }
 
-tc_status tc__node_connect(tc_node *node, int timeout_ms, redisContext **out)
+tc_status tc__node_connect(tc_node *node, int timeout_ms, tc_conn **out)
 {
     tc_status st = conn_new(node, timeout_ms, out);
     breaker_record(node, st, false);
     return st;
 }
 
-tc_status tc__node_dial(tc_node *node, int timeout_ms, redisContext **out)
+tc_status tc__node_dial(tc_node *node, int timeout_ms, tc_conn **out)
 {
     return conn_new(node, timeout_ms, out);
 }

@@ -26,6 +26,7 @@ typedef struct tc_node_config {
     int connect_timeout_ms; /* > 0 */
     int command_timeout_ms; /* > 0 */
     tc_logger log;
+    tc_tls *tls; /* NULL: plaintext; else every connection over TLS (shared, borrowed) */
 } tc_node_config;
 
 /* A node's counters. */
@@ -47,12 +48,12 @@ void tc__node_close(tc_node *node);
 tc_status tc__node_warm(tc_node *node, const char *const *scripts, size_t nscripts);
 
 /* A new connection, set up like the pool's (AUTH, SELECT, read/write timeout = timeout_ms,
- * or none if timeout_ms <= 0), owned by the caller (redisFree). Not gated by the breaker:
+ * or none if timeout_ms <= 0), owned by the caller (tc__conn_free). Not gated by the breaker:
  * the caller (a subscriber) paces its own retries and must learn promptly that Redis is
  * back; the outcome still informs the breaker. Errors as tc__node_warm. */
-tc_status tc__node_connect(tc_node *node, int timeout_ms, redisContext **out);
+tc_status tc__node_connect(tc_node *node, int timeout_ms, tc_conn **out);
 /* The same without telling the breaker (a sentinel's watch connection). */
-tc_status tc__node_dial(tc_node *node, int timeout_ms, redisContext **out);
+tc_status tc__node_dial(tc_node *node, int timeout_ms, tc_conn **out);
 
 /* Starts an operation on node: an exchange on a pooled connection (a new one if the slot
  * is empty), with the operation's deadline (rt's, if that is sooner). TC_ERR_IO at once

@@ -6,6 +6,7 @@
 #ifndef TC_REDIS_TYPES_H
 #define TC_REDIS_TYPES_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -25,5 +26,13 @@ typedef struct tc_remote_stats {
     uint64_t round_trips, commands, errors, reconnects;
     uint64_t moved, ask, map_refreshes;
 } tc_remote_stats;
+
+/* TLS settings, as tc_options gives them (docs/security.md); NULL strings are absent. */
+typedef struct tc_tls_config {
+    const char *ca_file, *ca_dir;     /* what to trust; both NULL: the system store */
+    const char *cert_file, *key_file; /* our certificate, for mutual TLS */
+    const char *server_name;          /* verified and sent as SNI; NULL: each server's host */
+    bool skip_verify;                 /* tests only */
+} tc_tls_config;
 
 #endif /* TC_REDIS_TYPES_H */

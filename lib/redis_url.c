@@ -379,16 +379,20 @@ tc_status tc__url_parse(const char *s, tc_url *out)
     if (!s)
         return TC_ERR_ARG;
     tc_status st;
-    if (has_prefix_ci(s, "redis://"))
-        st = parse_tcp(s + 8, out);
-    else if (has_prefix_ci(s, "unix://"))
-        st = parse_unix(s + 7, out);
-    else if (has_prefix_ci(s, "redis-cluster://"))
-        st = parse_cluster(s + 16, out, false);
-    else if (has_prefix_ci(s, "redis-sentinel://"))
-        st = parse_cluster(s + 17, out, true);
+    /* "rediss" instead of "redis": the same form over TLS. */
+    bool tls = has_prefix_ci(s, "rediss");
+    const char *p = s + (tls ? 6 : 5);
+    if (!has_prefix_ci(s, "redis"))
+        st = has_prefix_ci(s, "unix://") ? parse_unix(s + 7, out) : TC_ERR_ARG;
+    else if (has_prefix_ci(p, "://"))
+        st = parse_tcp(p + 3, out);
+    else if (has_prefix_ci(p, "-cluster://"))
+        st = parse_cluster(p + 11, out, false);
+    else if (has_prefix_ci(p, "-sentinel://"))
+        st = parse_cluster(p + 12, out, true);
     else
-        st = TC_ERR_ARG; /* "rediss://" too: hiredis 0.14 has no TLS */
+        st = TC_ERR_ARG;
+    out->tls = st == TC_OK && tls;
     if (st != TC_OK)
         tc__url_free(out);
     return st;

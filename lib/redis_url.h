@@ -17,6 +17,7 @@ typedef enum tc_url_kind {
 
 typedef struct tc_url {
     tc_url_kind kind;
+    bool tls;       /* a rediss scheme: every connection (to nodes and sentinels) over TLS */
     char *host;     /* TCP: host name or address (IPv6 without brackets) */
     int port;       /* TCP: default 6379 */
     char *path;     /* UNIX: socket path */
@@ -40,8 +41,10 @@ typedef struct tc_url {
  * "redis-sentinel://[user[:password]@]host:port[,host:port...]/master-name[/db]
  * [?sentinel_password=P[&sentinel_user=U]]" (the sentinels; user and password are the
  * master's, and the sentinels get the query's credentials, or none).
+ * "rediss://", "rediss-cluster://" and "rediss-sentinel://" are the same forms over TLS
+ * (tls set).
  * User and password may be percent-encoded; an empty one is absent. TC_ERR_ARG on an
- * unknown scheme (also "rediss://": this build has no TLS) or bad syntax (empty host,
+ * unknown scheme or bad syntax (empty host,
  * port outside 1..65535, db not a non-negative integer, trailing garbage, a character a
  * URL must percent-encode, an escape decoding to NUL, an IPv6 zone id, a socket path
  * longer than sun_path allows).

@@ -20,7 +20,6 @@
 
 #include <stdio.h>
 #include <string.h>
-#include <strings.h>
 
 #include "topo.h"
 
@@ -30,6 +29,7 @@ struct tc_remote {
     tc_url url;
     const tc_topo_vt *vt;
     void *topo;
+    tc_tls *tls; /* NULL: plaintext; shared by every node */
 };
 
 #define RLOG(r, level, ...) tc__log(&(r)->cfg.log, (level), __VA_ARGS__)
@@ -42,6 +42,7 @@ void tc__remote_close(tc_remote *r)
         return;
     if (r->topo)
         r->vt->close(r->topo);
+    tc__tls_free(r->tls);
     tc__url_free(&r->url);
     tc__url_wipe(r->url_copy);
     tc__free(r->url_copy);
@@ -49,19 +50,12 @@ void tc__remote_close(tc_remote *r)
 }
 
 /* Never logs the URL itself: it may carry a password. */
-static void log_bad_url(tc_remote *r, const char *url)
+static void log_bad_url(tc_remote *r)
 {
-    if (strncasecmp(url, "rediss://", 9) == 0)
-        RLOG(r, TC_LOG_ERROR,
-             "rediss:// (TLS) is not available: this build uses "
-             "hiredis 0.14, which has no TLS support");
-    else
-        RLOG(r, TC_LOG_ERROR,
-             "the Redis URL is malformed (expected redis://[user[:"
-             "password]@]host[:port][/db], unix:///path[?db=N] or "
-             "redis-cluster://[user[:password]@]host:port[,host:port"
-             "...] or redis-sentinel://[user[:password]@]host:port"
-             "[,host:port...]/master-name[/db])");
+    RLOG(r, TC_LOG_ERROR,
+         "the Redis URL is malformed (expected redis[s]://[user[:password]@]host[:port][/db], "
+         "unix:///path[?db=N], redis[s]-cluster://[user[:password]@]host:port[,host:port...] "
+         "or redis[s]-sentinel://[user[:password]@]host:port[,host:port...]/master-name[/db])");
 }
 
 static const tc_topo_vt *topology_for(tc_url_kind kind)
@@ -98,10 +92,12 @@ tc_status tc__remote_open(const tc_remote_config *cfg, tc_remote **out)
     r->cfg.url = r->url_copy;
     tc_status st = tc__url_parse(r->url_copy, &r->url);
     if (st == TC_ERR_ARG)
-        log_bad_url(r, cfg->url);
+        log_bad_url(r);
+    if (st == TC_OK && r->url.tls)
+        st = tc__tls_new(&cfg->tls, &cfg->log, &r->tls);
     if (st == TC_OK) {
         tc_node_config ncfg = {cfg->pool_size, cfg->connect_timeout_ms, cfg->command_timeout_ms,
-                               cfg->log};
+                               cfg->log, r->tls};
         r->vt = topology_for(r->url.kind);
         st = r->vt->open(&ncfg, &r->url, &r->topo);
     }
@@ -135,7 +131,7 @@ void tc__remote_stats(tc_remote *r, tc_remote_stats *out)
 
 /* ------------------------------------------------------------------ connections */
 
-tc_status tc__remote_connect(tc_remote *r, int timeout_ms, redisContext **out)
+tc_status tc__remote_connect(tc_remote *r, int timeout_ms, tc_conn **out)
 {
     if (!r || !out)
         return TC_ERR_ARG;
@@ -152,7 +148,7 @@ tc_status tc__remote_refresh_map(tc_remote *r)
     return r->vt->refresh(r->topo);
 }
 
-tc_status tc__remote_sentinel_watch(tc_remote *r, int timeout_ms, redisContext **out)
+tc_status tc__remote_sentinel_watch(tc_remote *r, int timeout_ms, tc_conn **out)
 {
     if (!out)
         return TC_ERR_ARG;

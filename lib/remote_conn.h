@@ -27,15 +27,15 @@ tc_status tc__remote_script(tc_remote *r, const char *source, int argc, const ch
                             const size_t *lens, redisReply **reply);
 
 /* A new connection, set up like the pool's (AUTH, SELECT, read/write timeout = timeout_ms,
- * or none if timeout_ms <= 0), owned by the caller (redisFree). Errors as tc__remote_open. */
-tc_status tc__remote_connect(tc_remote *r, int timeout_ms, redisContext **out);
+ * or none if timeout_ms <= 0), owned by the caller (tc__conn_free). Errors as tc__remote_open. */
+tc_status tc__remote_connect(tc_remote *r, int timeout_ms, tc_conn **out);
 
 /* For a redis-sentinel:// remote: a new connection to the first sentinel that answers (with
  * the URL's sentinel credentials), subscribed to "+switch-master" (the subscription is
  * confirmed before this returns, so no switch announced later is missed), with read/write
- * timeouts of timeout_ms; owned by the caller (redisFree). TC_ERR_ARG for other remotes;
+ * timeouts of timeout_ms; owned by the caller (tc__conn_free). TC_ERR_ARG for other remotes;
  * otherwise errors as tc__remote_connect. */
-tc_status tc__remote_sentinel_watch(tc_remote *r, int timeout_ms, redisContext **out);
+tc_status tc__remote_sentinel_watch(tc_remote *r, int timeout_ms, tc_conn **out);
 
 /* Given a reply read from a watch connection: whether it announces that r's master moved
  * (a +switch-master naming r's master). If so, r's later operations already go to the new

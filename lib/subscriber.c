@@ -63,7 +63,7 @@ struct tc_subscriber {
     pthread_cond_t start_cv;
     int start_state; /* 0 pending, 1 subscribed, < 0 the tc_status of the failure */
     /* The subscriber thread's own: */
-    redisContext *watch; /* Sentinel: subscribed to +switch-master, kept across sessions */
+    tc_conn *watch; /* Sentinel: subscribed to +switch-master, kept across sessions */
     int64_t watch_pong, watch_ping; /* its heartbeat, as a link's (watch_beat) */
     unsigned sessions;              /* sessions begun */
 };
@@ -185,14 +185,13 @@ static void set_start_state(tc_subscriber *cs, int state)
 
 /* Runs one command on ctx and checks for an error reply; *out (may be NULL) gets the
  * reply. */
-static tc_status run(redisContext *ctx, redisReply **out, int argc, const char **argv)
+static tc_status run(tc_conn *c, redisReply **out, int argc, const char **argv)
 {
-    redisReply *r = redisCommandArgv(ctx, argc, argv, NULL);
-    if (!r) {
-        tc_status st = tc__remote_ctx_status(ctx);
+    redisReply *r = NULL;
+    tc_status st = tc__conn_command(c, argc, argv, NULL, &r);
+    if (st != TC_OK || !r)
         return st == TC_OK ? TC_ERR_IO : st; /* never TC_OK without a reply */
-    }
-    tc_status st = r->type == REDIS_REPLY_ERROR ? TC_ERR_PROTO : TC_OK;
+    st = r->type == REDIS_REPLY_ERROR ? TC_ERR_PROTO : TC_OK;
     if (out && st == TC_OK)
         *out = r;
     else
@@ -204,14 +203,14 @@ static tc_status run(redisContext *ctx, redisReply **out, int argc, const char *
  * tracking redirects to it (on the same server: a redirect cannot cross servers). Broadcast
  * mode needs one link (PUBLISH crosses a whole cluster); tracking mode one per master. */
 typedef struct sub_link {
-    redisContext *sub;
-    redisContext *tracker;
+    tc_conn *sub;
+    tc_conn *tracker;
     int64_t last_pong, ping_sent;
     bool subscribed;
 } sub_link;
 
 /* A subscriber connection to server, or (NULL) to any node of the handle's Redis. */
-static tc_status server_connect(const tc_sub_ctx *ctx, tc_node *server, redisContext **out)
+static tc_status server_connect(const tc_sub_ctx *ctx, tc_node *server, tc_conn **out)
 {
     return server ? tc__node_connect(server, ctx->command_timeout_ms, out)
                   : tc__remote_connect(ctx->remote, ctx->command_timeout_ms, out);
@@ -243,7 +242,7 @@ static tc_status tracking_setup(tc_subscriber *cs, tc_node *server, sub_link *l)
 }
 
 /* Tracking mode heartbeat: the redirect must still point at a live subscriber. */
-static bool tracker_healthy(redisContext *tracker)
+static bool tracker_healthy(tc_conn *tracker)
 {
     const char *argv[] = {"CLIENT", "TRACKINGINFO"};
     redisReply *r = NULL;
@@ -254,16 +253,22 @@ static bool tracker_healthy(redisContext *tracker)
     return ok;
 }
 
-static bool send_ping(redisContext *ctx)
+/* Appends argv and writes it all (blocking within the socket's timeouts). */
+static bool send_command(tc_conn *c, int argc, const char **argv)
 {
-    const char *argv[] = {"PING"};
-    if (redisAppendCommandArgv(ctx, 1, argv, NULL) != REDIS_OK)
+    if (redisAppendCommandArgv(c->ctx, argc, argv, NULL) != REDIS_OK)
         return false;
     int done = 0;
     while (!done)
-        if (redisBufferWrite(ctx, &done) != REDIS_OK)
+        if (tc__conn_write(c, &done) != REDIS_OK)
             return false;
     return true;
+}
+
+static bool send_ping(tc_conn *c)
+{
+    const char *argv[] = {"PING"};
+    return send_command(c, 1, argv);
 }
 
 /* Reads and applies every complete reply in the link's buffer. False if the stream is
@@ -272,7 +277,7 @@ static bool drain(tc_subscriber *cs, sub_link *l)
 {
     for (;;) {
         void *reply = NULL;
-        if (redisGetReplyFromReader(l->sub, &reply) != REDIS_OK)
+        if (redisGetReplyFromReader(l->sub->ctx, &reply) != REDIS_OK)
             return false;
         if (!reply)
             return true;
@@ -335,7 +340,7 @@ static void watch_open(tc_subscriber *cs)
 
 static void watch_close(tc_subscriber *cs)
 {
-    redisFree(cs->watch);
+    tc__conn_free(cs->watch);
     cs->watch = NULL;
 }
 
@@ -348,10 +353,10 @@ static bool watch_switched(tc_subscriber *cs, bool read_socket)
 {
     if (!cs->watch)
         return false;
-    bool ok = !read_socket || redisBufferRead(cs->watch) == REDIS_OK, switched = false;
+    bool ok = !read_socket || tc__conn_read(cs->watch) == REDIS_OK, switched = false;
     while (ok) {
         void *reply = NULL;
-        ok = redisGetReplyFromReader(cs->watch, &reply) == REDIS_OK;
+        ok = redisGetReplyFromReader(cs->watch->ctx, &reply) == REDIS_OK;
         if (!ok || !reply)
             break;
         if (is_pong(reply))
@@ -383,7 +388,7 @@ static bool watch_beat(tc_subscriber *cs, int64_t now, int64_t *next)
     bool outstanding = cs->watch_ping > cs->watch_pong;
     if (outstanding && now - cs->watch_ping > beat) {
         /* The loop looks at the time before it polls: read a pong that is waiting first. */
-        struct pollfd p = {.fd = cs->watch->fd, .events = POLLIN};
+        struct pollfd p = {.fd = tc__conn_fd(cs->watch), .events = POLLIN};
         if (poll(&p, 1, 0) > 0 && (watch_switched(cs, true) || !cs->watch))
             return false; /* the master moved, or the watch broke */
         if (cs->watch_ping > cs->watch_pong) {
@@ -492,9 +497,10 @@ static void listen_loop(tc_subscriber *cs, sub_link *ls, tc_node **servers, int 
             next = next_masters_check;
         int wait_ms = (int)((next - now) / 1000000) + 1;
         for (int i = 0; i < n; i++)
-            fds[i] = (struct pollfd){.fd = ls[i].sub->fd, .events = POLLIN};
+            fds[i] = (struct pollfd){.fd = tc__conn_fd(ls[i].sub), .events = POLLIN};
         fds[n] = (struct pollfd){.fd = cs->wake[0], .events = POLLIN};
-        fds[n + 1] = (struct pollfd){.fd = cs->watch ? cs->watch->fd : -1, .events = POLLIN};
+        fds[n + 1] = (struct pollfd){.fd = cs->watch ? tc__conn_fd(cs->watch) : -1,
+                                     .events = POLLIN};
         int ready = poll(fds, (nfds_t)n + 2, wait_ms < 1 ? 1 : wait_ms);
         if (ready < 0 && errno != EINTR)
             return;
@@ -505,7 +511,7 @@ static void listen_loop(tc_subscriber *cs, sub_link *ls, tc_node **servers, int 
         if (fds[n].revents)
             return;
         for (int i = 0; i < n; i++)
-            if (fds[i].revents && (redisBufferRead(ls[i].sub) != REDIS_OK || !drain(cs, &ls[i])))
+            if (fds[i].revents && (tc__conn_read(ls[i].sub) != REDIS_OK || !drain(cs, &ls[i])))
                 return;
         if (fds[n + 1].revents && watch_switched(cs, true))
             return;
@@ -535,21 +541,17 @@ static tc_status link_open(tc_subscriber *cs, tc_node *server, sub_link *l)
     if (st != TC_OK)
         return st;
     const char *argv[] = {"SUBSCRIBE", tracking ? TRACKING_CHANNEL : ctx->channel};
-    int done = 0;
-    if (redisAppendCommandArgv(l->sub, 2, argv, NULL) != REDIS_OK)
-        return TC_ERR_NOMEM;
-    while (!done)
-        if (redisBufferWrite(l->sub, &done) != REDIS_OK)
-            return tc__remote_ctx_status(l->sub);
+    if (!send_command(l->sub, 2, argv))
+        return l->sub->ctx->err ? tc__remote_ctx_status(l->sub->ctx) : TC_ERR_NOMEM;
     return TC_OK;
 }
 
 static void link_close(sub_link *l)
 {
     if (l->tracker)
-        redisFree(l->tracker);
+        tc__conn_free(l->tracker);
     if (l->sub)
-        redisFree(l->sub);
+        tc__conn_free(l->sub);
     memset(l, 0, sizeof *l);
 }
 
@@ -633,7 +635,7 @@ static void *subscriber_main(void *arg)
     }
     atomic_store(cs->ctx.healthy, false);
     if (cs->watch)
-        redisFree(cs->watch);
+        tc__conn_free(cs->watch);
     cs->watch = NULL;
     return NULL;
 }

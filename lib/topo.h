@@ -24,7 +24,7 @@ typedef struct tc_topo_vt {
     /* Runs an operation whose arguments tc__ops_check accepted. */
     tc_status (*run)(void *t, const tc_op *o);
     /* A new connection for a subscriber: to a master of the topology. */
-    tc_status (*connect)(void *t, int timeout_ms, redisContext **out);
+    tc_status (*connect)(void *t, int timeout_ms, tc_conn **out);
     /* The masters a subscriber that needs the data servers connects to (at most cap):
      * the count, 0 without memory, -1 if there are more than cap. */
     int (*masters)(void *t, tc_node **out, int cap);
@@ -47,7 +47,7 @@ extern const tc_topo_vt tc__topo_cluster;
 extern const tc_topo_vt tc__topo_sentinel;
 
 /* Sentinel only (t from tc__topo_sentinel): the "+switch-master" watch. */
-tc_status tc__sentinel_watch(void *t, int timeout_ms, redisContext **out);
+tc_status tc__sentinel_watch(void *t, int timeout_ms, tc_conn **out);
 bool tc__sentinel_switched(void *t, const redisReply *reply);
 void tc__sentinel_ask_hook(void *t, void (*fn)(void *arg), void *arg);
 

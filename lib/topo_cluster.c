@@ -287,7 +287,7 @@ static void cluster_stats(void *t, tc_remote_stats *out)
     out->map_refreshes = atomic_load(&cl->map_refreshes);
 }
 
-static tc_status cluster_connect(void *t, int timeout_ms, redisContext **out)
+static tc_status cluster_connect(void *t, int timeout_ms, tc_conn **out)
 {
     tc_cluster *cl = t;
     /* Classic pub/sub reaches every node of a cluster: any node will do. */

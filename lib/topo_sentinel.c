@@ -248,7 +248,7 @@ static void sentinel_stats(void *t, tc_remote_stats *out)
     out->map_refreshes = failovers; /* failovers followed */
 }
 
-static tc_status sentinel_connect(void *t, int timeout_ms, redisContext **out)
+static tc_status sentinel_connect(void *t, int timeout_ms, tc_conn **out)
 {
     tc_sentinel *sn = t;
     sentinel_update(sn);
@@ -282,39 +282,34 @@ static tc_status sentinel_refresh(void *t)
 #define SWITCH_CHANNEL "+switch-master"
 
 /* Subscribes c to SWITCH_CHANNEL and waits for the confirmation. */
-static tc_status watch_subscribe(redisContext *c)
+static tc_status watch_subscribe(tc_conn *c)
 {
     const char *argv[2] = {"SUBSCRIBE", SWITCH_CHANNEL};
-    if (redisAppendCommandArgv(c, 2, argv, NULL) != REDIS_OK)
-        return TC_ERR_NOMEM;
-    tc_sigpipe_guard g;
-    tc__sigpipe_block(&g);
     redisReply *x = NULL;
-    bool io_ok = redisGetReply(c, (void **)&x) == REDIS_OK;
-    tc__sigpipe_restore(&g, !io_ok);
-    if (!io_ok)
-        return tc__remote_ctx_status(c);
+    tc_status st = tc__conn_command(c, 2, argv, NULL, &x);
+    if (st != TC_OK)
+        return st;
     bool ok = x->type == REDIS_REPLY_ARRAY && x->elements == 3 &&
               tc__reply_is_str(x->element[0], "subscribe");
     freeReplyObject(x);
     return ok ? TC_OK : TC_ERR_PROTO;
 }
 
-tc_status tc__sentinel_watch(void *t, int timeout_ms, redisContext **out)
+tc_status tc__sentinel_watch(void *t, int timeout_ms, tc_conn **out)
 {
     tc_sentinel *sn = t;
     tc_status st = TC_ERR_IO;
     int first = atomic_load(&sn->last_good); /* a silent sentinel ahead costs a timeout */
     for (int k = 0; k < sn->nsentinels && st != TC_OK; k++) {
         int i = (first + k) % sn->nsentinels;
-        redisContext *c = NULL;
+        tc_conn *c = NULL;
         st = tc__node_dial(sn->sentinels[i], timeout_ms, &c);
         if (st == TC_OK)
             st = watch_subscribe(c);
         if (st == TC_OK)
             *out = c;
-        else if (c)
-            redisFree(c);
+        else
+            tc__conn_free(c);
     }
     return st;
 }

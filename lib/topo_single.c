@@ -30,7 +30,7 @@ static tc_status single_run(void *t, const tc_op *o)
     return tc__ops_run(t, NULL, o);
 }
 
-static tc_status single_connect(void *t, int timeout_ms, redisContext **out)
+static tc_status single_connect(void *t, int timeout_ms, tc_conn **out)
 {
     return tc__node_connect(t, timeout_ms, out);
 }

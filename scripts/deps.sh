@@ -2,7 +2,7 @@
 # (./test.sh lint: clang-format 14, clang-tidy, cppcheck, abidiff) needs on Debian, and the function that installs whatever of it is missing (as root, or through
 # sudo). Only Debian's own package archive is used, through apt-get.
 
-DEPS="build-essential autoconf automake libtool pkg-config clang libhiredis-dev uthash-dev
+DEPS="build-essential autoconf automake libtool pkg-config clang libhiredis-dev libssl-dev openssl uthash-dev
       check libxxhash-dev libjansson-dev redis-server redis-tools libclang-rt-dev gnuplot-nox
       clang-format clang-tidy cppcheck abigail-tools"
 
