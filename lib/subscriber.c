@@ -293,10 +293,29 @@ static bool drain(tc_subscriber *cs, sub_link *l)
 /* The heartbeat of one link at time now: declares it dead (false) when a ping has gone
  * unanswered for a beat or its tracking redirect broke; sends the next ping when due.
  * *next gets the time it wants to be looked at again. */
+/* Reads and applies what waits on the link's socket, until the pong of the ping in flight
+ * comes or nothing more is there. A backlog of messages ahead of the pong (a burst of
+ * writes, a subscriber slower than its publishers) is a link that works: Redis answers a
+ * PING after the messages queued before it. False if the link broke meanwhile. */
+static bool catch_up(tc_subscriber *cs, sub_link *l)
+{
+    struct pollfd p = {.fd = tc__conn_fd(l->sub), .events = POLLIN};
+    while (l->ping_sent > l->last_pong && !atomic_load(&cs->stopping) && poll(&p, 1, 0) > 0) {
+        if (tc__conn_read(l->sub) != REDIS_OK || !drain(cs, l))
+            return false;
+    }
+    return true;
+}
+
 static bool link_beat(tc_subscriber *cs, sub_link *l, int64_t now, int64_t *next)
 {
     const int64_t beat = (int64_t)cs->ctx.heartbeat_ms * 1000000;
     bool outstanding = l->ping_sent > l->last_pong;
+    if (outstanding && now - l->ping_sent > beat) {
+        if (!catch_up(cs, l))
+            return false;
+        outstanding = l->ping_sent > l->last_pong;
+    }
     if (outstanding && now - l->ping_sent > beat) {
         tc__log(&cs->ctx.log, TC_LOG_WARN, "invalidation link: heartbeat missed");
         return false;

@@ -420,6 +420,64 @@ START_TEST(test_coherence_heartbeat_bypasses_then_recovers)
 }
 END_TEST
 
+/* Publishes n well-formed invalidations of one key each, from another origin, pipelined on
+ * one connection so that Redis queues them for the subscriber faster than it applies them.
+ * Over TLS (where the test's plain hiredis cannot connect) one command at a time. */
+static void flood(const char *channel, int n)
+{
+    char msg[96];
+    redisContext *r = NULL;
+    if (strncmp(tct_redis.url, "rediss", 6) != 0) {
+        r = redisConnect("127.0.0.1", tct_redis.port);
+        ck_assert(r && !r->err);
+    }
+    for (int i = 0; i < n; i++) {
+        snprintf(msg, sizeof msg, "TC1 K 0123456789abcdef 1 flood%d", i % 1000);
+        if (r) {
+            ck_assert_int_eq(redisAppendCommand(r, "PUBLISH %s %s", channel, msg), REDIS_OK);
+            continue;
+        }
+        const char *argv[] = {"PUBLISH", channel, msg, NULL};
+        free(tct_redis_cmd(argv));
+    }
+    for (int i = 0; r && i < n; i++) {
+        void *x = NULL;
+        ck_assert_int_eq(redisGetReply(r, &x), REDIS_OK);
+        freeReplyObject(x);
+    }
+    if (r)
+        redisFree(r);
+}
+
+/* Regression (issue 17): a subscriber behind a backlog of messages took the pong queued
+ * after them for missing, declared the link dead, reconnected and flushed its whole tier.
+ * A backlog is a link that works: it is read before the heartbeat is judged. */
+START_TEST(test_coherence_backlog_is_not_a_dead_link)
+{
+    fresh_prefix();
+    tc_options o;
+    tc_options_init(&o);
+    o.redis_url = tct_redis.url;
+    o.key_prefix = prefix;
+    o.heartbeat_ms = 10; /* a backlog of a few ms outlives a beat */
+    tc_cache *c = tct_open(&o);
+    tc_stats s0, s1;
+    tc_stats_get(c, &s0);
+    enum { N = 60000 }; /* ~5 MB queued: under Redis's 8 MB pubsub soft limit */
+    flood(tc__test_channel(c), N);
+    int64_t t0 = tc__now_ns();
+    do {
+        tct_sleep_ms(20);
+        tc_stats_get(c, &s1);
+    } while (s1.inval_received < s0.inval_received + N && tc__now_ns() - t0 < 20000000000LL);
+    ck_assert_uint_ge(s1.inval_received, s0.inval_received + N);
+    ck_assert_uint_eq(s1.inval_link_failures, s0.inval_link_failures);
+    ck_assert_uint_eq(s1.full_flushes, s0.full_flushes);
+    ck_assert(tc__test_local_usable(c));
+    tc_close(c);
+}
+END_TEST
+
 START_TEST(test_coherence_output_buffer_cutoff)
 {
     fresh_prefix();
@@ -665,7 +723,8 @@ static Suite *coherence_suite(void)
         {"storm", {test_coherence_storm_converges}},
         {"link_failure",
          {test_coherence_killed_subscriber_never_stale,
-          test_coherence_heartbeat_bypasses_then_recovers, test_coherence_output_buffer_cutoff}},
+          test_coherence_heartbeat_bypasses_then_recovers, test_coherence_output_buffer_cutoff,
+          test_coherence_backlog_is_not_a_dead_link}},
         {"modes",
          {test_coherence_tracking_sees_foreign_write,
           test_coherence_none_mode_bounded_by_local_ttl}},
