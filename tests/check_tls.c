@@ -246,7 +246,18 @@ START_TEST(test_tls_fixture_server)
     plain.tls = NULL;
     x = tcf_redis_cmd(&plain, get);
     ck_assert_msg(x == NULL, "a plaintext client was answered: %s", x);
+    tcf_redis_stop(&r);
+
+    /* The fixture's client reaches servers that serve the test's bad certificates. */
+    const char *const certs[] = {tls.expired_cert, tls.other_host_cert, tls.other_server_cert};
+    for (size_t i = 0; i < sizeof certs / sizeof certs[0]; i++) {
+        const char *args[] = {"--tls-cert-file", certs[i], NULL};
+        start_tls(&r, args);
+        tcf_redis_stop(&r);
+    }
+
     /* A restart keeps the server's TLS. */
+    start_tls(&r, NULL);
     tcf_redis_kill(&r);
     ck_assert_int_eq(tcf_redis_restart(&r, NULL), 0);
     const char *ping[] = {"PING", NULL};
