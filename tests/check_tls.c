@@ -52,12 +52,13 @@ static int64_t now_ms(void)
 
 /* ------------------------------------------------------------------ the log */
 
-/* What a cache logged at TC_LOG_ERROR and TC_LOG_WARN, one line per message. log_fn is
- * called from any thread: the mutex guards the text. */
+/* What a cache logged at TC_LOG_ERROR and TC_LOG_WARN, one line per message, and in all
+ * every message whatever its level. log_fn is called from any thread: the mutex guards
+ * the text. */
 typedef struct logcap {
     pthread_mutex_t mu;
-    char text[16384];
-    size_t len;
+    char text[16384], all[16384];
+    size_t len, all_len;
     int warnings;
 } logcap;
 
@@ -66,31 +67,48 @@ typedef struct logcap {
         .mu = PTHREAD_MUTEX_INITIALIZER                                                            \
     }
 
+/* Appends "level: msg\n" to buf (of cap bytes, *len used), cutting what does not fit. */
+static void append_line(char *buf, size_t cap, size_t *len, int level, const char *msg)
+{
+    static const char *const names[] = {"error", "warn", "info", "debug"};
+    int n = snprintf(buf + *len, cap - *len, "%s: %s\n",
+                     level >= 0 && level <= 3 ? names[level] : "?", msg);
+    if (n > 0)
+        *len += (size_t)n < cap - *len ? (size_t)n : cap - *len - 1;
+}
+
 static void log_capture(void *arg, int level, const char *msg)
 {
     logcap *lc = arg;
-    if (level > TC_LOG_WARN)
-        return;
     pthread_mutex_lock(&lc->mu);
+    append_line(lc->all, sizeof lc->all, &lc->all_len, level, msg);
+    if (level <= TC_LOG_WARN)
+        append_line(lc->text, sizeof lc->text, &lc->len, level, msg);
     if (level == TC_LOG_WARN)
         lc->warnings++;
-    int n = snprintf(lc->text + lc->len, sizeof lc->text - lc->len, "%s: %s\n",
-                     level == TC_LOG_ERROR ? "error" : "warn", msg);
-    if (n > 0)
-        lc->len += (size_t)n < sizeof lc->text - lc->len ? (size_t)n
-                                                         : sizeof lc->text - lc->len - 1;
     pthread_mutex_unlock(&lc->mu);
+}
+
+static bool text_has(logcap *lc, const char *text, const char *const *words)
+{
+    pthread_mutex_lock(&lc->mu);
+    bool found = false;
+    for (; *words && !found; words++)
+        found = strcasestr(text, *words) != NULL;
+    pthread_mutex_unlock(&lc->mu);
+    return found;
 }
 
 /* Whether an error or warning line holds one of words (NULL-terminated), in any case. */
 static bool logged(logcap *lc, const char *const *words)
 {
-    pthread_mutex_lock(&lc->mu);
-    bool found = false;
-    for (; *words && !found; words++)
-        found = strcasestr(lc->text, *words) != NULL;
-    pthread_mutex_unlock(&lc->mu);
-    return found;
+    return text_has(lc, lc->text, words);
+}
+
+/* The same over the lines of every level. */
+static bool logged_any_level(logcap *lc, const char *const *words)
+{
+    return text_has(lc, lc->all, words);
 }
 
 /* ------------------------------------------------------------------ helpers */
@@ -683,7 +701,7 @@ START_TEST(test_tls_reset_mid_reply)
                   "a get whose reply was reset gave %s", tc_strerror(st));
     ck_assert_msg(ms <= OP_BOUND_MS, "the get took %lld ms (bound %d)", (long long)ms, OP_BOUND_MS);
     const char *const words[] = {"TLS", "reset", "connection", "closed", "lost", NULL};
-    ck_assert_msg(logged(&lc, words), "the reset was not logged:\n%s", lc.text);
+    ck_assert_msg(logged_any_level(&lc, words), "the reset was not logged:\n%s", lc.all);
     tcf_proxy_set_mode(p, TCF_PROXY_PASS, 0);
     ck_assert_msg(works_again(c, "k", 5000), "the cache did not recover within 5 s");
     /* And the big value reads whole again. */
