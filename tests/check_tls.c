@@ -740,9 +740,8 @@ static void copy_file(const char *from, const char *to)
  * certificate did change and the new CA was needed. */
 START_TEST(test_tls_rotation_without_reopen)
 {
-    char dir[256];
-    snprintf(dir, sizeof dir, "%s/tcrot.XXXXXX",
-             getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    char dir[288]; /* inside the certificates' directory: main removes it, whatever happens */
+    snprintf(dir, sizeof dir, "%s/rotation.XXXXXX", tls.dir);
     ck_assert_ptr_nonnull(mkdtemp(dir));
     char ca[320];
     snprintf(ca, sizeof ca, "%s/ca.pem", dir);
