@@ -2,11 +2,14 @@
 # Builds tiercache and runs its test suite against private redis-servers it starts itself.
 #
 #   ./test.sh            gcc build with -Werror, then make check
-#   ./test.sh VARIANT..  any of: gcc clang asan tsan cluster distcheck torture fuzz stress
-#                        lint valgrind all
+#   ./test.sh VARIANT..  any of: gcc clang asan tsan cluster tls distcheck torture fuzz
+#                        stress lint valgrind all
 #                        (cluster: gcc build, make check-cluster against a 3-master
 #                        loopback Redis Cluster, and the Sentinel tests against their own
 #                        master, replica and sentinel;
+#                        tls: gcc build, make check-tls: tests/check_tls, then the suites
+#                        again with every server on TLS only, the cluster and Sentinel
+#                        tests included (certificates made by openssl at run time);
 #                        torture: clang + ASan + --enable-alloc-fail,
 #                        tests/check_torture only; fuzz: make fuzz FUZZ_SECONDS=10, one case
 #                        per target; stress: make stress STRESS_SECONDS=5, one case;
@@ -42,6 +45,12 @@ count_results() {
     if grep -q 'Checks: ' "$log" 2>/dev/null; then continue; fi
     if grep -q ':test-result: PASS' "$trs"; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
   done
+  # The logs of make check-cluster and check-tls have no .trs: one without a summary is a
+  # program that died, a failure.
+  for log in "$dir"/tests/check_*.log; do
+    [ -e "$log" ] && [ ! -e "${log%.log}.trs" ] || continue
+    grep -q 'Checks: ' "$log" || failed=$((failed + 1))
+  done
 }
 
 run_variant() {
@@ -49,6 +58,7 @@ run_variant() {
   case $v in
     gcc) ;;
     cluster) target=check-cluster ;;
+    tls) target=check-tls ;;
     clang) cc=clang ;;
     asan) cc=clang; flags+=(--enable-asan) ;;
     tsan) cc=clang; flags+=(--enable-tsan) ;;
@@ -185,7 +195,7 @@ run_lint() {
 
 variants=("$@")
 [ ${#variants[@]} -eq 0 ] && variants=(gcc)
-[ "${variants[0]}" = all ] && variants=(gcc clang asan tsan cluster distcheck torture fuzz stress lint)
+[ "${variants[0]}" = all ] && variants=(gcc clang asan tsan cluster tls distcheck torture fuzz stress lint)
 for v in "${variants[@]}"; do
   case $v in
     distcheck) run_distcheck ;;

@@ -941,7 +941,8 @@ START_TEST(test_cache_config_check_warns)
     tcf_redis good;
     ck_assert_int_eq(tcf_redis_start(&good, args), 0);
     char url[128];
-    snprintf(url, sizeof url, "redis://:s3cret@127.0.0.1:%d/0", good.port);
+    snprintf(url, sizeof url, "%s://:s3cret@127.0.0.1:%d/0", tct_on_tls() ? "rediss" : "redis",
+             good.port);
     tct_options(&o);
     o.redis_url = url;
     o.log_fn = capture_log;

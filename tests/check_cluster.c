@@ -31,6 +31,7 @@ static void cl_options(tc_options *o, const tcf_cluster *cl)
     tc_options_init(o);
     o->redis_url = cl->url;
     o->key_prefix = tcf_unique_prefix(prefix, sizeof prefix);
+    tct_tls_options(o); /* TC_TEST_TOPOLOGY=tls-cluster */
 }
 
 static tc_cache *cl_open(const tcf_cluster *cl, const char *prefix, size_t local_bytes)
@@ -1131,8 +1132,9 @@ static Suite *cluster_suite(void)
 
 int main(void)
 {
-    if (tcf_cluster_start(&cluster, 3) != 0) {
+    if (tct_tls_setup() != 0 || tcf_cluster_start(&cluster, 3) != 0) {
         fprintf(stderr, "cannot start the test cluster: failing\n");
+        tct_tls_teardown();
         return EXIT_FAILURE;
     }
     SRunner *sr = srunner_create(cluster_suite());
@@ -1140,5 +1142,6 @@ int main(void)
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);
     tcf_cluster_stop(&cluster);
+    tct_tls_teardown();
     return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

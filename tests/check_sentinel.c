@@ -93,6 +93,7 @@ START_TEST(test_sentinel_failover)
     char prefix[64];
     o.redis_url = sentinel.url;
     o.key_prefix = tcf_unique_prefix(prefix, sizeof prefix);
+    tct_tls_options(&o);
     o.command_timeout_ms = 500;
     o.connect_timeout_ms = 500;
     tc_cache *c1 = tct_open(&o), *c2 = tct_open(&o);
@@ -239,9 +240,11 @@ static void sentinel_options(tc_options *o, int port, const char *name)
 {
     static char prefix[64], url[256];
     tc_options_init(o);
-    snprintf(url, sizeof url, "redis-sentinel://127.0.0.1:%d/%s", port, name);
+    snprintf(url, sizeof url, "%s://127.0.0.1:%d/%s",
+             tct_on_tls() ? "rediss-sentinel" : "redis-sentinel", port, name);
     o->redis_url = url;
     o->key_prefix = tcf_unique_prefix(prefix, sizeof prefix);
+    tct_tls_options(o);
 }
 
 static int master_port(tc_cache *c)
@@ -335,22 +338,16 @@ START_TEST(test_sentinel_watch_heartbeat)
 END_TEST
 
 /* How many clients of the sentinel are subscribed (CLIENT LIST: sub=1), asked with its
- * password. */
+ * password (over TLS on a TLS run). */
 static int sentinel_subscribers(const tcf_redis *s, const char *password)
 {
-    struct timeval tv = {2, 0};
-    redisContext *ctx = redisConnectWithTimeout("127.0.0.1", s->port, tv);
-    ck_assert_msg(ctx && !ctx->err, "cannot connect to the sentinel");
-    redisReply *x = redisCommand(ctx, "AUTH %s", password);
-    ck_assert_msg(x && x->type == REDIS_REPLY_STATUS, "AUTH to the sentinel refused");
-    freeReplyObject(x);
-    x = redisCommand(ctx, "CLIENT LIST");
-    ck_assert_msg(x && x->type == REDIS_REPLY_STRING, "CLIENT LIST on the sentinel failed");
+    const char *argv[] = {"CLIENT", "LIST", NULL};
+    char *x = tcf_redis_cmd_ex(s, password, -1, argv, NULL);
+    ck_assert_msg(x != NULL, "AUTH and CLIENT LIST on the sentinel failed");
     int n = 0;
-    for (const char *p = x->str; (p = strstr(p, " sub=1 ")) != NULL; p++)
+    for (const char *p = x; (p = strstr(p, " sub=1 ")) != NULL; p++)
         n++;
-    freeReplyObject(x);
-    redisFree(ctx);
+    free(x);
     return n;
 }
 
@@ -368,6 +365,7 @@ START_TEST(test_sentinel_auth)
     char prefix[64], url[256];
     o.key_prefix = tcf_unique_prefix(prefix, sizeof prefix);
     o.redis_url = url;
+    tct_tls_options(&o);
     o.command_timeout_ms = 1000;
     o.connect_timeout_ms = 1000;
     const struct {
@@ -382,7 +380,8 @@ START_TEST(test_sentinel_auth)
         {":mpw@", "?sentinel_password=spw", TC_OK},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        snprintf(url, sizeof url, "redis-sentinel://%s127.0.0.1:%d/tcauth%s", cases[i].userinfo,
+        snprintf(url, sizeof url, "%s://%s127.0.0.1:%d/tcauth%s",
+                 tct_on_tls() ? "rediss-sentinel" : "redis-sentinel", cases[i].userinfo,
                  sentinel.port, cases[i].query);
         tc_cache *c = NULL;
         tc_status st = tc_open(&o, &c);

@@ -1,6 +1,7 @@
 /*
  * The Redis test fixture (see fixture.h). It only ever talks to 127.0.0.1 and only signals
- * the PID it started.
+ * the PID it started. Its own client (tcf_redis_cmd) does its socket I/O itself, plain or
+ * through OpenSSL, and uses hiredis only to format commands and parse replies.
  */
 #include "config.h"
 
@@ -8,8 +9,11 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <hiredis/hiredis.h>
 #include <netinet/in.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -57,32 +61,45 @@ static const char *server_path(void)
     return env && *env ? env : REDIS_SERVER;
 }
 
-static bool answers_ping(int port)
+static redisReply *exchange(const tcf_redis *r, int timeout_ms, const char *password, int argc,
+                            const char *const *argv, const size_t *lens);
+
+static bool answers_ping(const tcf_redis *r)
 {
-    struct timeval tv = {0, 200000};
-    redisContext *c = redisConnectWithTimeout("127.0.0.1", port, tv);
-    bool ok = false;
-    if (c && !c->err) {
-        redisReply *rep = redisCommand(c, "PING");
-        /* LOADING or NOAUTH also prove the server is up. */
-        ok = rep != NULL;
-        if (rep)
-            freeReplyObject(rep);
-    }
-    if (c)
-        redisFree(c);
-    return ok;
+    const char *argv[] = {"PING"};
+    redisReply *rep = exchange(r, 200, NULL, 1, argv, NULL);
+    /* LOADING or NOAUTH also prove the server is up. */
+    if (rep)
+        freeReplyObject(rep);
+    return rep != NULL;
 }
 
 static pid_t spawn(tcf_redis *r, const char *const *extra)
 {
-    const char *argv[64];
+    const char *argv[80];
     char port[16];
     int n = 0;
     snprintf(port, sizeof port, "%d", r->port);
     argv[n++] = server_path();
-    argv[n++] = "--port";
-    argv[n++] = port;
+    if (r->tls) {
+        argv[n++] = "--port";
+        argv[n++] = "0";
+        argv[n++] = "--tls-port";
+        argv[n++] = port;
+        argv[n++] = "--tls-cert-file";
+        argv[n++] = r->tls->server_cert;
+        argv[n++] = "--tls-key-file";
+        argv[n++] = r->tls->server_key;
+        argv[n++] = "--tls-ca-cert-file";
+        argv[n++] = r->tls->ca_file;
+        argv[n++] = "--tls-auth-clients";
+        argv[n++] = r->tls->auth_clients[0] ? r->tls->auth_clients : "no";
+        argv[n++] = "--tls-replication";
+        argv[n++] = "yes";
+    } else {
+        argv[n++] = "--port";
+        argv[n++] = port;
+    }
     argv[n++] = "--bind";
     argv[n++] = "127.0.0.1";
     argv[n++] = "--dir";
@@ -95,7 +112,7 @@ static pid_t spawn(tcf_redis *r, const char *const *extra)
     argv[n++] = "no";
     argv[n++] = "--logfile";
     argv[n++] = "redis.log";
-    for (; extra && *extra && n < 62; extra++)
+    for (; extra && *extra && n < 78; extra++)
         argv[n++] = *extra;
     argv[n] = NULL;
 
@@ -125,16 +142,34 @@ static int wait_up(tcf_redis *r)
             r->pid = 0;
             return -1;
         }
-        if (answers_ping(r->port))
+        if (answers_ping(r))
             return 0;
         sleep_ms(10);
     }
     return -1;
 }
 
+static const tcf_tls *default_tls; /* tcf_tls_use; set before any server starts */
+
+void tcf_tls_use(const tcf_tls *t)
+{
+    default_tls = t;
+}
+
+const tcf_tls *tcf_tls_current(void)
+{
+    return default_tls;
+}
+
 int tcf_redis_start(tcf_redis *r, const char *const *extra_args)
 {
+    return tcf_redis_start_tls(r, default_tls, extra_args);
+}
+
+int tcf_redis_start_tls(tcf_redis *r, const tcf_tls *t, const char *const *extra_args)
+{
     memset(r, 0, sizeof *r);
+    r->tls = t;
     snprintf(r->dir, sizeof r->dir, "%s/tcredis.XXXXXX",
              getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
     if (!mkdtemp(r->dir)) {
@@ -151,7 +186,7 @@ int tcf_redis_start(tcf_redis *r, const char *const *extra_args)
             break;
         }
         if (wait_up(r) == 0) {
-            snprintf(r->url, sizeof r->url, "redis://127.0.0.1:%d/0", r->port);
+            snprintf(r->url, sizeof r->url, "%s://127.0.0.1:%d/0", t ? "rediss" : "redis", r->port);
             return 0;
         }
         if (r->pid > 0)
@@ -245,10 +280,14 @@ int tcf_cluster_wait_ok(const tcf_cluster *cl, int timeout_ms)
 
 int tcf_cluster_node_start(tcf_redis *r)
 {
-    static const char *const args[] = {"--cluster-enabled", "yes", "--cluster-config-file",
-                                       "nodes.conf", "--cluster-node-timeout", "1000",
-                                       /* a dead master fails its own slots only */
-                                       "--cluster-require-full-coverage", "no", NULL};
+    const char *args[] = {"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                          "--cluster-node-timeout", "1000",
+                          /* a dead master fails its own slots only */
+                          "--cluster-require-full-coverage", "no",
+                          /* the bus too, when the nodes speak TLS */
+                          "--tls-cluster", "yes", NULL};
+    if (!default_tls)
+        args[8] = NULL;
     return tcf_redis_start(r, args);
 }
 
@@ -267,12 +306,22 @@ int tcf_cluster_start(tcf_cluster *cl, int masters)
         cl->n = i + 1;
     }
     char addr[TCF_CLUSTER_MAX][32];
-    const char *argv[TCF_CLUSTER_MAX + 8];
+    const char *argv[TCF_CLUSTER_MAX + 16];
     int argc = 0;
     argv[argc++] = "redis-cli";
+    if (default_tls) {
+        argv[argc++] = "--tls";
+        argv[argc++] = "--cacert";
+        argv[argc++] = default_tls->ca_file;
+        argv[argc++] = "--cert";
+        argv[argc++] = default_tls->client_cert;
+        argv[argc++] = "--key";
+        argv[argc++] = default_tls->client_key;
+    }
     argv[argc++] = "--cluster";
     argv[argc++] = "create";
-    size_t off = (size_t)snprintf(cl->url, sizeof cl->url, "redis-cluster://");
+    size_t off = (size_t)snprintf(cl->url, sizeof cl->url, "%s://",
+                                  default_tls ? "rediss-cluster" : "redis-cluster");
     for (int i = 0; i < masters; i++) {
         snprintf(addr[i], sizeof addr[i], "127.0.0.1:%d", cl->nodes[i].port);
         argv[argc++] = addr[i];
@@ -313,6 +362,7 @@ int tcf_sentinel_start(tcf_redis *s, int master_port, const char *name)
 int tcf_sentinel_start_conf(tcf_redis *s, int master_port, const char *name, const char *extra_conf)
 {
     memset(s, 0, sizeof *s);
+    s->tls = default_tls;
     snprintf(s->dir, sizeof s->dir, "%s/tcsentinel.XXXXXX",
              getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
     if (!mkdtemp(s->dir)) {
@@ -326,12 +376,20 @@ int tcf_sentinel_start_conf(tcf_redis *s, int master_port, const char *name, con
         FILE *f = fopen(conf, "w");
         if (!f)
             break;
+        if (s->tls)
+            fprintf(f,
+                    "port 0\ntls-port %d\ntls-cert-file %s\ntls-key-file %s\n"
+                    "tls-ca-cert-file %s\ntls-auth-clients %s\ntls-replication yes\n",
+                    s->port, s->tls->server_cert, s->tls->server_key, s->tls->ca_file,
+                    s->tls->auth_clients[0] ? s->tls->auth_clients : "no");
+        else
+            fprintf(f, "port %d\n", s->port);
         fprintf(f,
-                "port %d\nbind 127.0.0.1\ndaemonize no\ndir %s\nlogfile sentinel.log\n"
+                "bind 127.0.0.1\ndaemonize no\ndir %s\nlogfile sentinel.log\n"
                 "sentinel monitor %s 127.0.0.1 %d 1\n"
                 "sentinel down-after-milliseconds %s 1000\n"
                 "sentinel failover-timeout %s 5000\n",
-                s->port, s->dir, name, master_port, name, name);
+                s->dir, name, master_port, name, name);
         if (extra_conf)
             fputs(extra_conf, f);
         fclose(f);
@@ -353,7 +411,8 @@ int tcf_sentinel_start_conf(tcf_redis *s, int master_port, const char *name, con
             break;
         s->pid = pid;
         if (wait_up(s) == 0) {
-            snprintf(s->url, sizeof s->url, "redis-sentinel://127.0.0.1:%d/%s", s->port, name);
+            snprintf(s->url, sizeof s->url, "%s://127.0.0.1:%d/%s",
+                     s->tls ? "rediss-sentinel" : "redis-sentinel", s->port, name);
             return 0;
         }
         if (s->pid > 0)
@@ -371,44 +430,333 @@ void tcf_cluster_stop(tcf_cluster *cl)
     cl->n = 0;
 }
 
-char *tcf_redis_cmd(const tcf_redis *r, const char *const *argv)
+/* ---------------------------------------------------------------- the fixture's client */
+
+/* A blocking connection to 127.0.0.1:port whose reads and writes give up after timeout_ms;
+ * -1 if it cannot connect within timeout_ms. */
+static int connect_port(int port, int timeout_ms)
 {
-    int argc = 0;
-    while (argv[argc])
-        argc++;
-    struct timeval tv = {2, 0};
-    redisContext *c = redisConnectWithTimeout("127.0.0.1", r->port, tv);
-    char *out = NULL;
-    if (c && !c->err) {
-        redisSetTimeout(c, tv);
-        redisReply *rep = redisCommandArgv(c, argc, (const char **)argv, NULL);
-        if (rep) {
-            char buf[64];
-            switch (rep->type) {
-            case REDIS_REPLY_INTEGER:
-                snprintf(buf, sizeof buf, "%lld", rep->integer);
-                out = strdup(buf);
-                break;
-            case REDIS_REPLY_STRING:
-            case REDIS_REPLY_STATUS:
-                out = strndup(rep->str, rep->len);
-                break;
-            case REDIS_REPLY_NIL:
-                out = strdup("");
-                break;
-            case REDIS_REPLY_ARRAY:
-                snprintf(buf, sizeof buf, "%zu", rep->elements);
-                out = strdup(buf);
-                break;
-            default:
-                break;
-            }
-            freeReplyObject(rep);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        return -1;
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+        if (errno != EINPROGRESS || poll(&pfd, 1, timeout_ms) != 1 ||
+            getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err != 0) {
+            close(fd);
+            return -1;
         }
     }
-    if (c)
-        redisFree(c);
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+    struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    return fd;
+}
+
+/* A client context for t's servers: TLS 1.2 or later, the server verified against both test
+ * CAs (a test may restart a server with the second CA's certificate) but not its dates (a
+ * test may serve the expired one), the test client certificate presented (servers with
+ * tls-auth-clients yes). NULL on failure. */
+static SSL_CTX *client_ctx(const tcf_tls *t)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    if (!ctx)
+        return NULL;
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    X509_VERIFY_PARAM_set_flags(SSL_CTX_get0_param(ctx), X509_V_FLAG_NO_CHECK_TIME);
+    if (SSL_CTX_load_verify_locations(ctx, t->ca_file, NULL) != 1 ||
+        SSL_CTX_load_verify_locations(ctx, t->other_ca_file, NULL) != 1 ||
+        SSL_CTX_use_certificate_chain_file(ctx, t->client_cert) != 1 ||
+        SSL_CTX_use_PrivateKey_file(ctx, t->client_key, SSL_FILETYPE_PEM) != 1) {
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    return ctx;
+}
+
+typedef struct conn {
+    int fd;
+    SSL_CTX *ctx;
+    SSL *ssl; /* NULL: plaintext */
+} conn;
+
+static bool send_all(int fd, const char *p, size_t n);
+
+static bool conn_write(conn *c, const char *p, size_t n)
+{
+    if (!c->ssl)
+        return send_all(c->fd, p, n);
+    while (n > 0) {
+        int w = SSL_write(c->ssl, p, n > INT32_MAX ? INT32_MAX : (int)n);
+        if (w <= 0)
+            return false;
+        p += w;
+        n -= (size_t)w;
+    }
+    return true;
+}
+
+/* The next reply from the reader, reading from c as needed; NULL on error or timeout. */
+static redisReply *conn_read(conn *c, redisReader *rd)
+{
+    char buf[16384];
+    for (;;) {
+        void *rep = NULL;
+        if (redisReaderGetReply(rd, &rep) != REDIS_OK)
+            return NULL;
+        if (rep)
+            return rep;
+        ssize_t n;
+        if (c->ssl) {
+            int k = SSL_read(c->ssl, buf, sizeof buf);
+            n = k > 0 ? k : -1;
+        } else {
+            n = recv(c->fd, buf, sizeof buf, 0);
+            if (n < 0 && errno == EINTR)
+                continue;
+        }
+        if (n <= 0 || redisReaderFeed(rd, buf, (size_t)n) != REDIS_OK)
+            return NULL;
+    }
+}
+
+/* Sends AUTH password (when not NULL) and the command on a fresh connection to r, over TLS
+ * when r->tls is set, and returns the command's reply (an error reply included); NULL when
+ * it cannot connect, AUTH is refused, or timeout_ms passes on a read or write. SIGPIPE is
+ * blocked in this thread meanwhile (a TLS write to a closed socket raises it), and one it
+ * raised is consumed before it is unblocked. */
+static redisReply *exchange(const tcf_redis *r, int timeout_ms, const char *password, int argc,
+                            const char *const *argv, const size_t *lens)
+{
+    sigset_t pipe_set, old;
+    sigemptyset(&pipe_set);
+    sigaddset(&pipe_set, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
+    redisReply *out = NULL;
+    redisReader *rd = redisReaderCreate();
+    conn c = {.fd = connect_port(r->port, timeout_ms)};
+    if (!rd || c.fd < 0)
+        goto done;
+    if (r->tls) {
+        c.ctx = client_ctx(r->tls);
+        c.ssl = c.ctx ? SSL_new(c.ctx) : NULL;
+        if (!c.ssl || SSL_set_fd(c.ssl, c.fd) != 1 || SSL_connect(c.ssl) != 1)
+            goto done;
+    }
+    if (password) {
+        const char *auth[] = {"AUTH", password};
+        char *cmd = NULL;
+        int n = redisFormatCommandArgv(&cmd, 2, auth, NULL);
+        bool sent = n > 0 && conn_write(&c, cmd, (size_t)n);
+        redisFreeCommand(cmd);
+        redisReply *ok = sent ? conn_read(&c, rd) : NULL;
+        bool accepted = ok && ok->type == REDIS_REPLY_STATUS;
+        if (ok)
+            freeReplyObject(ok);
+        if (!accepted)
+            goto done;
+    }
+    char *cmd = NULL;
+    int n = redisFormatCommandArgv(&cmd, argc, (const char **)argv, lens);
+    if (n > 0 && conn_write(&c, cmd, (size_t)n))
+        out = conn_read(&c, rd);
+    redisFreeCommand(cmd);
+done:
+    if (c.ssl) {
+        SSL_shutdown(c.ssl);
+        SSL_free(c.ssl);
+    }
+    SSL_CTX_free(c.ctx);
+    ERR_clear_error(); /* this thread's OpenSSL error queue: left clean for the library */
+    if (c.fd >= 0)
+        close(c.fd);
+    if (rd)
+        redisReaderFree(rd);
+    sigset_t pending;
+    if (!sigismember(&old, SIGPIPE) && sigpending(&pending) == 0 &&
+        sigismember(&pending, SIGPIPE)) {
+        struct timespec zero = {0, 0};
+        sigtimedwait(&pipe_set, NULL, &zero);
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
     return out;
+}
+
+char *tcf_redis_cmd_ex(const tcf_redis *r, const char *password, int argc, const char *const *argv,
+                       const size_t *lens)
+{
+    if (argc < 0)
+        for (argc = 0; argv[argc];)
+            argc++;
+    redisReply *rep = exchange(r, 2000, password, argc, argv, lens);
+    if (!rep)
+        return NULL;
+    char *out = NULL;
+    char buf[64];
+    switch (rep->type) {
+    case REDIS_REPLY_INTEGER:
+        snprintf(buf, sizeof buf, "%lld", rep->integer);
+        out = strdup(buf);
+        break;
+    case REDIS_REPLY_STRING:
+    case REDIS_REPLY_STATUS:
+        out = strndup(rep->str, rep->len);
+        break;
+    case REDIS_REPLY_NIL:
+        out = strdup("");
+        break;
+    case REDIS_REPLY_ARRAY:
+        snprintf(buf, sizeof buf, "%zu", rep->elements);
+        out = strdup(buf);
+        break;
+    default:
+        break;
+    }
+    freeReplyObject(rep);
+    return out;
+}
+
+char *tcf_redis_cmd(const tcf_redis *r, const char *const *argv)
+{
+    return tcf_redis_cmd_ex(r, NULL, -1, argv, NULL);
+}
+
+/* ---------------------------------------------------------------- TLS certificates */
+
+/* Run by sh in the new directory ($1): a CA configuration of its own (so the system's
+ * openssl.cnf plays no part), two CAs, and the leaf certificates of tcf_tls. `openssl ca`
+ * signs them because it alone sets a start and end date in the past (the expired one) in
+ * OpenSSL 3.0; copy_extensions carries each request's subjectAltName over. */
+static const char tls_script[] =
+    "set -e\n"
+    "cd \"$1\"\n"
+    "umask 077\n"
+    "mkdir -p newcerts\n"
+    ": > index.txt\n"
+    "echo 1000 > serial\n"
+    "cat > ca.cnf <<'EOF'\n"
+    "[ req ]\n"
+    "distinguished_name = dn\n"
+    "prompt = no\n"
+    "x509_extensions = v3_ca\n"
+    "[ dn ]\n"
+    "CN = unused\n"
+    "[ v3_ca ]\n"
+    "basicConstraints = critical, CA:TRUE\n"
+    "keyUsage = critical, keyCertSign, cRLSign\n"
+    "subjectKeyIdentifier = hash\n"
+    "[ ca ]\n"
+    "default_ca = tc\n"
+    "[ tc ]\n"
+    "database = index.txt\n"
+    "new_certs_dir = newcerts\n"
+    "serial = serial\n"
+    "default_md = sha256\n"
+    "policy = any\n"
+    "copy_extensions = copy\n"
+    "unique_subject = no\n"
+    "x509_extensions = leaf\n"
+    "[ any ]\n"
+    "commonName = supplied\n"
+    "[ leaf ]\n"
+    "basicConstraints = CA:FALSE\n"
+    "extendedKeyUsage = serverAuth, clientAuth\n"
+    "subjectKeyIdentifier = hash\n"
+    "authorityKeyIdentifier = keyid\n"
+    "EOF\n"
+    "key() { openssl ecparam -name prime256v1 -genkey -noout -out \"$1\"; }\n"
+    "ca() {\n"
+    "  key \"$1.key\"\n"
+    "  openssl req -config ca.cnf -x509 -new -key \"$1.key\" -days 3650 -subj \"/CN=$2\" "
+    "-out \"$1.pem\"\n"
+    "}\n"
+    "# leaf NAME CA KEY CN [SAN [START END]]\n"
+    "leaf() {\n"
+    "  openssl req -config ca.cnf -new -key \"$3\" -subj \"/CN=$4\" "
+    "${5:+-addext \"subjectAltName=$5\"} -out \"$1.csr\"\n"
+    "  if [ -n \"$6\" ]; then dates=\"-startdate $6 -enddate $7\"; else dates=\"-days 3650\"; fi\n"
+    "  openssl ca -config ca.cnf -batch -notext -cert \"$2.pem\" -keyfile \"$2.key\" $dates "
+    "-in \"$1.csr\" -out \"$1.pem\"\n"
+    "  rm -f \"$1.csr\"\n"
+    "}\n"
+    "ca ca 'tiercache test CA'\n"
+    "ca other-ca 'tiercache other test CA'\n"
+    "key server.key\n"
+    "key client.key\n"
+    "san='IP:127.0.0.1,DNS:localhost'\n"
+    "leaf server ca server.key 127.0.0.1 \"$san\"\n"
+    "leaf client ca client.key 'tiercache test client'\n"
+    "leaf expired ca server.key 127.0.0.1 \"$san\" 20200101000000Z 20200102000000Z\n"
+    "leaf other-host ca server.key other.example DNS:other.example\n"
+    "leaf other-server other-ca server.key 127.0.0.1 \"$san\"\n";
+
+int tcf_tls_make(tcf_tls *t)
+{
+    memset(t, 0, sizeof *t);
+    snprintf(t->dir, sizeof t->dir, "%s/tctls.XXXXXX",
+             getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    if (!mkdtemp(t->dir)) {
+        fprintf(stderr, "fixture: mkdtemp: %s\n", strerror(errno));
+        t->dir[0] = '\0';
+        return -1;
+    }
+    char log[320];
+    snprintf(log, sizeof log, "%s/openssl.log", t->dir);
+    pid_t pid = fork();
+    if (pid == 0) {
+        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+        }
+        execl("/bin/sh", "sh", "-c", tls_script, "sh", t->dir, (char *)NULL);
+        _exit(127);
+    }
+    int status = -1;
+    if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status) ||
+        WEXITSTATUS(status) != 0) {
+        fprintf(stderr, "fixture: making the test certificates failed (status %d):\n", status);
+        FILE *f = fopen(log, "r");
+        char line[512];
+        while (f && fgets(line, sizeof line, f))
+            fputs(line, stderr);
+        if (f)
+            fclose(f);
+        tcf_tls_remove(t);
+        return -1;
+    }
+    snprintf(t->ca_file, sizeof t->ca_file, "%s/ca.pem", t->dir);
+    snprintf(t->server_cert, sizeof t->server_cert, "%s/server.pem", t->dir);
+    snprintf(t->server_key, sizeof t->server_key, "%s/server.key", t->dir);
+    snprintf(t->client_cert, sizeof t->client_cert, "%s/client.pem", t->dir);
+    snprintf(t->client_key, sizeof t->client_key, "%s/client.key", t->dir);
+    snprintf(t->expired_cert, sizeof t->expired_cert, "%s/expired.pem", t->dir);
+    snprintf(t->other_host_cert, sizeof t->other_host_cert, "%s/other-host.pem", t->dir);
+    snprintf(t->other_ca_file, sizeof t->other_ca_file, "%s/other-ca.pem", t->dir);
+    snprintf(t->other_server_cert, sizeof t->other_server_cert, "%s/other-server.pem", t->dir);
+    snprintf(t->auth_clients, sizeof t->auth_clients, "no");
+    return 0;
+}
+
+static int remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+    (void)st;
+    (void)ftw;
+    return type == FTW_DP ? rmdir(path) : unlink(path);
+}
+
+void tcf_tls_remove(tcf_tls *t)
+{
+    /* Only ever the directory tcf_tls_make created (its name came from mkdtemp). */
+    if (t->dir[0] && strstr(t->dir, "/tctls."))
+        nftw(t->dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    t->dir[0] = '\0';
 }
 
 const char *tcf_unique_prefix(char *buf, size_t cap)
@@ -514,6 +862,14 @@ static bool proxy_deliver(tcf_proxy *p, proxy_pair *pp, int mode, int64_t now)
     }
     if (n == 0)
         return true;
+    if (mode == TCF_PROXY_CUT) {
+        /* Half of what the server said, then a reset: SO_LINGER 0 makes pair_close send RST. */
+        ssize_t w = send(pp->cfd, pp->out, (n + 1) / 2, MSG_NOSIGNAL);
+        (void)w;
+        struct linger lg = {.l_onoff = 1, .l_linger = 0};
+        setsockopt(pp->cfd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+        return false;
+    }
     if (mode == TCF_PROXY_TRICKLE) {
         if (now < pp->next_drip_ns)
             return true;

@@ -13,18 +13,69 @@
 #include <unistd.h>
 
 tcf_redis tct_redis;
-static tcf_cluster cluster; /* when TC_TEST_TOPOLOGY=cluster */
+static tcf_cluster cluster; /* when TC_TEST_TOPOLOGY=cluster or tls-cluster */
 static bool clustered;
+static tcf_tls tls; /* when TC_TEST_TOPOLOGY=tls* */
+static bool on_tls;
 
 bool tct_on_cluster(void)
 {
     return clustered;
 }
 
+bool tct_on_tls(void)
+{
+    return on_tls;
+}
+
+const tcf_tls *tct_tls(void)
+{
+    return on_tls ? &tls : NULL;
+}
+
+int tct_tls_setup(void)
+{
+    const char *topo = getenv("TC_TEST_TOPOLOGY");
+    if (!topo || strncmp(topo, "tls", 3) != 0)
+        return 0;
+    if (tcf_tls_make(&tls) != 0)
+        return -1;
+    /* Clients may present the test certificate (tct_options) or none (suites that fill
+     * their own options). */
+    snprintf(tls.auth_clients, sizeof tls.auth_clients, "optional");
+    tcf_tls_use(&tls);
+    setenv("SSL_CERT_FILE", tls.ca_file, 1);
+    on_tls = true;
+    return 0;
+}
+
+void tct_tls_teardown(void)
+{
+    if (!on_tls)
+        return;
+    tcf_tls_use(NULL);
+    tcf_tls_remove(&tls);
+    on_tls = false;
+}
+
+void tct_tls_options(tc_options *o)
+{
+    if (!on_tls)
+        return;
+    o->tls_ca_file = tls.ca_file;
+    o->tls_cert_file = tls.client_cert;
+    o->tls_key_file = tls.client_key;
+}
+
 static int start_servers(void)
 {
     const char *topo = getenv("TC_TEST_TOPOLOGY");
-    clustered = topo && strcmp(topo, "cluster") == 0;
+    clustered = topo && (strcmp(topo, "cluster") == 0 || strcmp(topo, "tls-cluster") == 0);
+    if (topo && strcmp(topo, "tls-sentinel") == 0) {
+        /* Nothing shared: each sentinel test starts its own servers. */
+        fprintf(stderr, "TC_TEST_TOPOLOGY=tls-sentinel is for check_sentinel only\n");
+        return -1;
+    }
     if (!clustered)
         return tcf_redis_start(&tct_redis, NULL);
     if (tcf_cluster_start(&cluster, 3) != 0)
@@ -49,9 +100,14 @@ static void stop_servers(void)
 
 int tct_main(Suite *s, bool need_redis)
 {
+    if (tct_tls_setup() != 0) {
+        fprintf(stderr, "cannot make the test certificates: failing\n");
+        return EXIT_FAILURE;
+    }
     if (need_redis) {
         if (start_servers() != 0) {
             fprintf(stderr, "cannot start the test Redis: failing\n");
+            tct_tls_teardown();
             return EXIT_FAILURE;
         }
         setenv("TC_REDIS_URL", tct_redis.url, 1);
@@ -62,6 +118,7 @@ int tct_main(Suite *s, bool need_redis)
     srunner_free(sr);
     if (need_redis)
         stop_servers();
+    tct_tls_teardown();
     return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }
 
@@ -154,6 +211,7 @@ void tct_options(tc_options *o)
     tc_options_init(o);
     o->redis_url = tct_redis.url;
     o->key_prefix = tcf_unique_prefix(prefix, sizeof prefix);
+    tct_tls_options(o);
 }
 
 tc_cache *tct_open(const tc_options *o)

@@ -16,15 +16,40 @@
  * TC_TEST_TOPOLOGY=cluster in the environment (make check-cluster), the suite runs against
  * a 3-master Redis Cluster instead: tct_redis.url is then the cluster's redis-cluster:// URL
  * and tct_redis.port/pid those of its first node. Tests reach the servers through the
- * tct_redis_* helpers below, which work on either deployment. */
+ * tct_redis_* helpers below, which work on either deployment.
+ *
+ * TC_TEST_TOPOLOGY=tls, tls-cluster or tls-sentinel (make check-tls) runs the same over TLS:
+ * tct_main makes the test certificates (tcf_tls_make) and every server the fixture starts
+ * from then on listens on TLS only (tcf_tls_use), with tls-auth-clients optional; URLs are
+ * rediss://, rediss-cluster:// and rediss-sentinel://. tls is one server, tls-cluster the
+ * 3-master cluster, tls-sentinel starts nothing (check_sentinel starts its own servers).
+ * tct_options sets the TLS options; for suites that fill tc_options themselves,
+ * SSL_CERT_FILE names the test CA, so the library's default trust store (tls_ca_file NULL)
+ * trusts it too. */
 extern tcf_redis tct_redis;
 
 /* Starts Redis if need_redis (a failure to start fails the program), runs s in Check's
  * normal (forking) mode, stops Redis, and returns the exit status for main. */
 int tct_main(Suite *s, bool need_redis);
 
-/* Whether this run is against a cluster (TC_TEST_TOPOLOGY=cluster). */
+/* Whether this run is against a cluster (TC_TEST_TOPOLOGY=cluster or tls-cluster). */
 bool tct_on_cluster(void);
+
+/* Whether this run is over TLS (TC_TEST_TOPOLOGY=tls*), and its certificates (NULL when
+ * not). */
+bool tct_on_tls(void);
+const tcf_tls *tct_tls(void);
+
+/* For programs with a main of their own (check_cluster): what tct_main does before and
+ * after the suite for TLS. tct_tls_setup makes the certificates and turns TLS on in the
+ * fixture when TC_TEST_TOPOLOGY asks for it (0, or -1 with a message); tct_tls_teardown
+ * removes them. */
+int tct_tls_setup(void);
+void tct_tls_teardown(void);
+
+/* On a TLS run, sets o's TLS fields for the run's servers: the test CA, and the client
+ * certificate and key; otherwise does nothing. tct_options calls it. */
+void tct_tls_options(tc_options *o);
 
 /* Runs one command (NULL-terminated argv) the way a plain client would, and returns its reply
  * as tcf_redis_cmd does. On a cluster it goes to the node that accepts it: the one owning
