@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "cache.h"
+#include "redis_conn.h"
 #include "testing.h"
 #include "testutil.h"
 
@@ -420,32 +421,36 @@ START_TEST(test_coherence_heartbeat_bypasses_then_recovers)
 END_TEST
 
 /* Publishes n well-formed invalidations of one key each, from another origin, pipelined on
- * one connection so that Redis queues them for the subscriber faster than it applies them.
- * Over TLS (where the test's plain hiredis cannot connect) one command at a time. */
+ * one connection (the library's own, so over TLS too) so that Redis queues them for the
+ * subscriber faster than it applies them. */
 static void flood(const char *channel, int n)
 {
+    tc_options o;
+    tct_options(&o);
+    tc_tls_config tc = {.ca_file = o.tls_ca_file,
+                        .cert_file = o.tls_cert_file,
+                        .key_file = o.tls_key_file};
+    tc_logger quiet = {NULL, NULL};
+    tc_tls *tls = NULL;
+    if (strncmp(tct_redis.url, "rediss", 6) == 0)
+        ck_assert_int_eq(tc__tls_new(&tc, &quiet, &tls), TC_OK);
+    tc_conn_addr a = {.host = "127.0.0.1", .port = tct_redis.port, .tls = tls};
+    tc_conn *c = NULL;
+    ck_assert_int_eq(tc__conn_open(&a, 2000, 2000, &quiet, &c), TC_OK);
+    ck_assert_int_eq(tc__conn_set_timeout(c, 10000), REDIS_OK);
     char msg[96];
-    redisContext *r = NULL;
-    if (strncmp(tct_redis.url, "rediss", 6) != 0) {
-        r = redisConnect("127.0.0.1", tct_redis.port);
-        ck_assert(r && !r->err);
-    }
     for (int i = 0; i < n; i++) {
         snprintf(msg, sizeof msg, "TC1 K 0123456789abcdef 1 flood%d", i % 1000);
-        if (r) {
-            ck_assert_int_eq(redisAppendCommand(r, "PUBLISH %s %s", channel, msg), REDIS_OK);
-            continue;
-        }
-        const char *argv[] = {"PUBLISH", channel, msg, NULL};
-        free(tct_redis_cmd(argv));
+        const char *argv[] = {"PUBLISH", channel, msg};
+        ck_assert_int_eq(redisAppendCommandArgv(c->ctx, 3, argv, NULL), REDIS_OK);
     }
-    for (int i = 0; r && i < n; i++) {
-        void *x = NULL;
-        ck_assert_int_eq(redisGetReply(r, &x), REDIS_OK);
+    for (int i = 0; i < n; i++) {
+        redisReply *x = NULL;
+        ck_assert_int_eq(tc__conn_get_reply(c, &x), TC_OK);
         freeReplyObject(x);
     }
-    if (r)
-        redisFree(r);
+    tc__conn_free(c);
+    tc__tls_free(tls);
 }
 
 /* Regression (issue 17): a subscriber behind a backlog of messages took the pong queued
