@@ -5,9 +5,9 @@
  *
  * The real tier is the one internal API the bench uses (lib/local.h): it is driven with
  * fixed-length keys and empty values, so every entry costs the budget the same, and given
- * cap entries' worth of bytes. Its budget is split evenly over its 64 shards, so at small
- * sizes it holds fewer entries than cap (whole entries per shard) and its hash spreads keys
- * unevenly over shards: the gap between it and the single-list CLOCK simulation is that.
+ * cap entries' worth of bytes. Its budget is split evenly over its shards (up to 64, at
+ * least 64 KiB each), so it may hold a few entries fewer than cap (whole entries per shard)
+ * and its hash spreads keys unevenly over shards.
  */
 #include "config.h"
 
@@ -29,10 +29,9 @@ static const double sizes_pct[] = {1, 2, 3, 5, 7.5, 10, 15, 20, 30, 40, 50};
 
 enum { P_CLOCK, P_REAL, P_LRU, P_OPT, NPOL };
 static const char *const pol_names[NPOL] = {"clock-sim", "local-tier", "lru", "belady"};
-static const char *const pol_titles[NPOL] = {
-    "plain CLOCK (second chance), simulated",
-    "local tier, real tc__local_* (W-TinyLFU over CLOCK, 64 shards)", "LRU",
-    "Belady (offline optimum)"};
+static const char *const pol_titles[NPOL] = {"plain CLOCK (second chance), simulated",
+                                             "local tier, real tc__local_* (W-TinyLFU over CLOCK)",
+                                             "LRU", "Belady (offline optimum)"};
 
 /* ------------------------------------------------------------------ list simulators */
 

@@ -936,6 +936,44 @@ START_TEST(test_local_tinylfu_scan_resistance)
 }
 END_TEST
 
+START_TEST(test_local_admission_moves_on)
+{
+    /* Stale entries with high counts must not lock newcomers out. Ten keys asked for many
+     * times and then never again sit at the eviction hand with the highest counts; a new
+     * working set, asked for a few times each, must still get in: the victim that wins a
+     * contest moves on (the hand passes it), so the next newcomer faces another entry.
+     * Before, the same stale entry won every contest until the sketch aged (thousands of
+     * accesses later), and none of the new keys was ever kept. */
+    size_t c = charge_of(6, 10);
+    tc_local *l = new_local(100 * c, 1);
+    char k[16];
+    for (int i = 0; i < 10; i++) {
+        snprintf(k, sizeof k, "s%05d", i);
+        for (int j = 0; j < 15; j++)
+            ck_assert(!has(l, k)); /* each miss counts */
+        ck_assert(put(l, k, "0123456789"));
+    }
+    for (int i = 0; i < 90; i++) {
+        snprintf(k, sizeof k, "f%05d", i);
+        ck_assert(put(l, k, "0123456789"));
+    }
+    int hits = 0;
+    for (int round = 0; round < 4; round++) {
+        hits = 0;
+        for (int i = 0; i < 50; i++) {
+            snprintf(k, sizeof k, "n%05d", i);
+            if (has(l, k))
+                hits++;
+            else
+                put(l, k, "0123456789");
+        }
+    }
+    ck_assert_msg(hits >= 40, "%d of 50 new keys hit in the last round", hits);
+    ck_assert_uint_le(stats_of(l).bytes, 100 * c);
+    tc__local_free(l);
+}
+END_TEST
+
 START_TEST(test_local_lru_scan)
 {
     /* Fill a 100-entry shard, hit the older half, then store 50 new keys. LRU keeps the
@@ -1537,6 +1575,7 @@ static Suite *local_suite(void)
         {"one_entry", test_local_one_entry, 0},
         {"budget_random", test_local_budget_random, 60},
         {"lru_scan", test_local_lru_scan, 0},
+        {"admission_moves_on", test_local_admission_moves_on, 0},
         {"tinylfu_scan", test_local_tinylfu_scan_resistance, 0},
         {"lru_ratio", test_local_lru_ratio, 60},
         {"expiry", test_local_expiry, 0},
