@@ -6,6 +6,7 @@
 
 #include <check.h>
 #include <limits.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -902,6 +903,52 @@ START_TEST(test_local_budget_random)
 }
 END_TEST
 
+/* The sanitizers replace malloc, and mallinfo2 came with glibc 2.33. */
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 33)) &&          \
+    !defined(__SANITIZE_ADDRESS__) && !defined(UNDER_TSAN)
+#if defined(__has_feature)
+#if !__has_feature(address_sanitizer)
+#define HAVE_HEAP_COUNT 1
+#endif
+#else
+#define HAVE_HEAP_COUNT 1
+#endif
+#endif
+
+#ifdef HAVE_HEAP_COUNT
+START_TEST(test_local_charge_is_memory)
+{
+    /* The budget counts what entries really cost: fill a tier and compare its charge with
+     * the bytes malloc handed out for the entries (keys, values, headers, the allocator's
+     * own header and rounding). Tolerance: 10% either way. */
+    static const size_t vlens[] = {0, 16, 100, 1000, 3000};
+    char val[3000];
+    memset(val, 'v', sizeof val);
+    for (size_t i = 0; i < sizeof vlens / sizeof vlens[0]; i++) {
+        tc_local *l = new_local(64u << 20, 0);
+        tc__reclaim_now();
+        size_t before = mallinfo2().uordblks;
+        for (int k = 0; k < 5000; k++) {
+            char key[40];
+            snprintf(key, sizeof key, "tenant:%d:user:%d", k % 7, k);
+            tc_ref *r = tc__ref_copy(val, vlens[i]);
+            ck_assert_ptr_nonnull(r);
+            uint64_t h = hash_of(key);
+            ck_assert(
+                tc__local_store_if_fresh(l, h, key, strlen(key), r, NEVER, tc__local_ticket(l, h)));
+            tc__ref_drop(r);
+        }
+        tc__reclaim_now();
+        double real = (double)(mallinfo2().uordblks - before);
+        double charge = (double)stats_of(l).bytes;
+        ck_assert_msg(charge >= 0.9 * real && charge <= 1.1 * real,
+                      "%zu-byte values: charge %.0f, malloc %.0f", vlens[i], charge, real);
+        tc__local_free(l);
+    }
+}
+END_TEST
+#endif
+
 /* ---------------------------------------------------------------------------------------
  * LRU behaviour
  * ------------------------------------------------------------------------------------- */
@@ -1574,6 +1621,9 @@ static Suite *local_suite(void)
         {"small_budget", test_local_small_budget, 0},
         {"one_entry", test_local_one_entry, 0},
         {"budget_random", test_local_budget_random, 60},
+#ifdef HAVE_HEAP_COUNT
+        {"charge_is_memory", test_local_charge_is_memory, 0},
+#endif
         {"lru_scan", test_local_lru_scan, 0},
         {"admission_moves_on", test_local_admission_moves_on, 0},
         {"tinylfu_scan", test_local_tinylfu_scan_resistance, 0},
