@@ -5,14 +5,15 @@
  *
  * The real tier is the one internal API the bench uses (lib/local.h): it is driven with
  * fixed-length keys and empty values, so every entry costs the budget the same, and given
- * cap entries' worth of bytes. Its budget is split evenly over its 64 shards, so at small
- * sizes it holds fewer entries than cap (whole entries per shard) and its hash spreads keys
- * unevenly over shards: the gap between it and the single-list CLOCK simulation is that.
+ * cap entries' worth of bytes. Its budget is split evenly over its shards (up to 64, at
+ * least 64 KiB each), so it may hold a few entries fewer than cap (whole entries per shard)
+ * and its hash spreads keys unevenly over shards.
  */
 #include "config.h"
 
 #include "mrc.h"
 
+#include <malloc.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,7 @@
 #include "gen.h"
 #include "keys.h"
 #include "local.h"
+#include "reclaim.h"
 
 #define NONE UINT32_MAX
 
@@ -29,10 +31,9 @@ static const double sizes_pct[] = {1, 2, 3, 5, 7.5, 10, 15, 20, 30, 40, 50};
 
 enum { P_CLOCK, P_REAL, P_LRU, P_OPT, NPOL };
 static const char *const pol_names[NPOL] = {"clock-sim", "local-tier", "lru", "belady"};
-static const char *const pol_titles[NPOL] = {
-    "plain CLOCK (second chance), simulated",
-    "local tier, real tc__local_* (W-TinyLFU over CLOCK, 64 shards)", "LRU",
-    "Belady (offline optimum)"};
+static const char *const pol_titles[NPOL] = {"plain CLOCK (second chance), simulated",
+                                             "local tier, real tc__local_* (W-TinyLFU over CLOCK)",
+                                             "LRU", "Belady (offline optimum)"};
 
 /* ------------------------------------------------------------------ list simulators */
 
@@ -415,4 +416,74 @@ int wl_mrc(const bench_cfg *cfg)
     free(seq);
     keyset_free(&ks);
     return rc;
+}
+
+/* ------------------------------------------------------------------ bytes per entry */
+
+/* Bytes malloc has handed out and not had back (glibc's mallinfo2; 0 where there is none). */
+static size_t heap_in_use(void)
+{
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 33))
+    return mallinfo2().uordblks;
+#else
+    return 0;
+#endif
+}
+
+int wl_entries(const bench_cfg *cfg)
+{
+    static const size_t vsizes[] = {16, 100, 1000};
+    size_t n = cfg->keys ? cfg->keys : 20000;
+    report_section("bytes per local entry: the budget's charge and malloc's real use");
+    report_printf("  %7s %6s %10s %10s %12s %10s %12s\n", "value", "key", "charge", "overhead",
+                  "malloc real", "overhead", "charge/real");
+    for (size_t i = 0; i < sizeof vsizes / sizeof vsizes[0]; i++) {
+        size_t vlen = vsizes[i];
+        tc_local *l;
+        if (tc__local_new((size_t)1 << 30, 0, &l) != TC_OK)
+            bench_die("tc__local_new failed");
+        char *val = calloc(1, vlen);
+        if (!val)
+            bench_die("out of memory");
+        tc__reclaim_now();
+        size_t before = heap_in_use(), klen = 0;
+        for (size_t k = 0; k < n; k++) {
+            char key[32];
+            int kl = snprintf(key, sizeof key, "user:%012zu", k); /* 17 bytes */
+            klen = (size_t)kl;
+            uint64_t h = XXH3_64bits(key, klen);
+            tc_ref *r = tc__ref_copy(val, vlen);
+            if (!r)
+                bench_die("out of memory");
+            tc__local_store_if_fresh(l, h, key, klen, r, INT64_MAX, tc__local_ticket(l, h));
+            tc__ref_drop(r);
+        }
+        tc__reclaim_now();
+        size_t after = heap_in_use();
+        tc_local_stats st;
+        tc__local_stats(l, &st);
+        if (st.entries == 0)
+            bench_die("the local tier kept nothing");
+        double charge = (double)st.bytes / (double)st.entries;
+        double real = after > before ? (double)(after - before) / (double)st.entries : 0;
+        double kv = (double)(klen + vlen);
+        report_printf("  %6zuB %5zuB %9.1fB %9.1fB %11.1fB %9.1fB %11.3fx\n", vlen, klen, charge,
+                      charge - kv, real, real ? real - kv : 0, real ? charge / real : 0);
+        result r;
+        result_init(&r, "entries", "local-tier");
+        snprintf(r.params, sizeof r.params,
+                 "value_size=%zu key_size=%zu charge=%.1f overhead=%.1f malloc=%.1f", vlen, klen,
+                 charge, charge - kv, real);
+        r.threads = 1;
+        r.keys = st.entries;
+        r.value_size = vlen;
+        report_record(&r);
+        tc__local_free(l);
+        free(val);
+    }
+    report_printf("  %zu entries each, one thread; charge = local_bytes / local_entries (what the "
+                  "budget counts); overhead = charge - key - value; malloc real = mallinfo2 "
+                  "in-use bytes added by the entries / entries\n",
+                  n);
+    return 0;
 }

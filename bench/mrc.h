@@ -3,7 +3,7 @@
  * over count-based cache sizes (a percentage of the distinct keys), on a trace file or on a
  * generated Zipf sequence. The local tier's policy is shown twice: simulated (CLOCK with a
  * second chance, one list, as lib/local.c implements it) and measured by driving the real
- * tc__local_* API (64 shards, a byte budget worth the same number of equal-sized entries).
+ * tc__local_* API (a byte budget worth the same number of equal-sized entries).
  * Single-threaded; called from the main thread.
  */
 #ifndef TCB_MRC_H
@@ -13,5 +13,10 @@
 
 /* On cfg->trace if set, else on Zipf(cfg->zipf_s) over cfg->keys. Draws cfg->plot if set. */
 int wl_mrc(const bench_cfg *cfg);
+
+/* Bytes per local entry for 16, 100 and 1,000-byte values (cfg->keys entries each, default
+ * 20,000): the charge the budget counts, the overhead beyond key and value, and what malloc
+ * really holds for them (mallinfo2). Needs no Redis. */
+int wl_entries(const bench_cfg *cfg);
 
 #endif /* TCB_MRC_H */

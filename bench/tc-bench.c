@@ -145,6 +145,8 @@ static void usage(FILE *f)
         "  coherence     writer and reader processes: invalidation delay p50/p99/max\n"
         "  mrc           miss-ratio curve: local tier policy vs LRU vs Belady, on --trace FILE\n"
         "                (else on Zipf); --plot out.png draws it\n"
+        "  entries       bytes per local entry (16, 100, 1000-byte values): the budget's\n"
+        "                charge, its overhead beyond key and value, malloc's real use\n"
         "Every workload runs its baselines in the same run: local tier off (a Redis round\n"
         "trip per read) and, for reads, the floor; ratios are against both.\n"
         "\n"
@@ -341,6 +343,7 @@ static int run_suite(bench_cfg *cfg)
     rc |= wl_mrc(cfg);
     cfg->trace = trace;
     cfg->ops = ops;
+    rc |= wl_entries(cfg);
     rc |= wl_coherence(cfg);
     rc |= wl_stampede(cfg);
     print_summary(cfg);
@@ -465,8 +468,8 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    static const char *const known[] = {"suite",    "hotpath",   "zipf", "trace",
-                                        "stampede", "coherence", "mrc",  NULL};
+    static const char *const known[] = {"suite",     "hotpath", "zipf",    "trace", "stampede",
+                                        "coherence", "mrc",     "entries", NULL};
     bool ok = false;
     for (int i = 0; known[i]; i++)
         ok |= strcmp(workload, known[i]) == 0;
@@ -486,8 +489,8 @@ int main(int argc, char **argv)
 
     /* The Redis: an embedded one unless --redis-url. The mrc workload needs none. */
     char redis_desc[256];
-    snprintf(redis_desc, sizeof redis_desc, "none (mrc needs no Redis)");
-    if (strcmp(workload, "mrc") != 0) {
+    snprintf(redis_desc, sizeof redis_desc, "none (mrc and entries need no Redis)");
+    if (strcmp(workload, "mrc") != 0 && strcmp(workload, "entries") != 0) {
         if (cfg.redis_url) {
             char pub[200];
             url_public(cfg.redis_url, pub, sizeof pub);
@@ -536,6 +539,8 @@ int main(int argc, char **argv)
         rc = wl_stampede(&cfg);
     else if (strcmp(workload, "coherence") == 0)
         rc = wl_coherence(&cfg);
+    else if (strcmp(workload, "entries") == 0)
+        rc = wl_entries(&cfg);
     else
         rc = wl_mrc(&cfg);
 

@@ -6,6 +6,7 @@
 
 #include <check.h>
 #include <limits.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -657,10 +658,13 @@ END_TEST
 
 START_TEST(test_local_eviction_budget)
 {
-    /* One shard, room for exactly 10 equal entries. */
+    /* One shard, room for exactly 10 equal entries; plain CLOCK, so that which ones stay
+     * does not depend on the frequency filter (with it, keys never read have no claim to
+     * displace the first ones). */
     size_t c = charge_of(4, 16);
     size_t max = 10 * c + c / 2;
     tc_local *l = new_local(max, 1);
+    tc__local_set_admission(l, false);
     char k[16];
     for (int i = 0; i < 100; i++) {
         snprintf(k, sizeof k, "k%03d", i);
@@ -697,17 +701,28 @@ START_TEST(test_local_eviction_budget)
 }
 END_TEST
 
+static uint64_t rng_next(uint64_t *s)
+{
+    /* splitmix64: deterministic, so the measured ratios do not vary between runs. */
+    uint64_t z = (*s += 0x9e3779b97f4a7c15u);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
+    return z ^ (z >> 31);
+}
+
 START_TEST(test_local_too_big)
 {
-    /* A value larger than a shard's budget is refused and evicts nothing for it. */
+    /* A value larger than the whole budget is refused, counted as not kept (a reject) and
+     * evicts nothing for it. */
     size_t c = charge_of(2, 8);
     tc_local *l = new_local(4 * (4 * c), 4); /* four shards of four entries each */
     ck_assert(put(l, "k1", "01234567"));
     ck_assert(put(l, "k2", "01234567"));
     tc_local_stats before = stats_of(l);
 
-    tc_ref *big = tc__ref_new(4 * c);
+    tc_ref *big = tc__ref_new(16 * c);
     ck_assert_ptr_nonnull(big);
+    big->type_id = 7;
     uint64_t h = hash_of("big");
     ck_assert(!tc__local_store_if_fresh(l, h, "big", 3, big, NEVER, tc__local_ticket(l, h)));
     ck_assert_uint_eq(atomic_load(&big->refs), 1);
@@ -722,9 +737,217 @@ START_TEST(test_local_too_big)
     ck_assert(!has(l, "big"));
     expect(l, "k1", "01234567");
     expect(l, "k2", "01234567");
+    uint64_t hits[TC_LOCAL_TYPES], evictions[TC_LOCAL_TYPES], rejects[TC_LOCAL_TYPES];
+    tc__local_type_stats(l, hits, evictions, rejects);
+    ck_assert_uint_eq(rejects[7], 1); /* and per key type */
     tc__local_free(l);
 }
 END_TEST
+
+START_TEST(test_local_larger_than_share)
+{
+    /* A value larger than its shard's share but within the whole budget is kept: the
+     * other shards make room for it, and the tier stays within its budget. */
+    size_t c = charge_of(6, 8);
+    size_t max = 4 * (8 * c); /* four shards of eight entries each */
+    tc_local *l = new_local(max, 4);
+    char k[16];
+    for (int i = 0; i < 64; i++) {
+        snprintf(k, sizeof k, "k%05d", i);
+        put(l, k, "01234567");
+    }
+    tc_ref *big = tc__ref_new(12 * c); /* a shard's share and a half */
+    ck_assert_ptr_nonnull(big);
+    big->len = 12 * c;
+    memset(big->buf, 'b', big->len);
+    uint64_t h = hash_of("big");
+    ck_assert(tc__local_store_if_fresh(l, h, "big", 3, big, NEVER, tc__local_ticket(l, h)));
+    tc__ref_drop(big);
+    ck_assert(has(l, "big"));
+    tc_local_stats st = stats_of(l);
+    ck_assert_uint_le(st.bytes, max);
+    ck_assert_uint_eq(tc__local_count(l), st.entries);
+    /* Smaller values stored later push it out in time, and the budget holds throughout. */
+    for (int i = 64; i < 200; i++) {
+        snprintf(k, sizeof k, "k%05d", i);
+        put(l, k, "01234567");
+        ck_assert_uint_le(stats_of(l).bytes, max);
+    }
+    tc__local_free(l);
+}
+END_TEST
+
+START_TEST(test_local_small_budget)
+{
+    /* The issue's new user: a 16 KiB tier, 200 keys of 511-byte values, each written and
+     * then read twice. The tier must hold some and answer the reads locally (before, the
+     * budget was split over 64 shards of 256 bytes, and nothing was ever kept). */
+    size_t max = 16 * 1024;
+    tc_local *l = new_local(max, 0);
+    char k[32], v[512];
+    memset(v, 'v', 511);
+    v[511] = '\0';
+    int hits = 0;
+    for (int i = 0; i < 200; i++) {
+        snprintf(k, sizeof k, "user:%d:profile", i);
+        uint64_t h = hash_of(k);
+        tc_ref *r = ref_of(v);
+        ck_assert(tc__local_store_write(l, h, k, strlen(k), r, NEVER, tc__local_ticket(l, h)));
+        tc__ref_drop(r);
+        hits += has(l, k);
+        hits += has(l, k);
+        ck_assert_uint_le(stats_of(l).bytes, max);
+    }
+    tc_local_stats st = stats_of(l);
+    ck_assert_int_eq(hits, 400);
+    ck_assert_uint_eq(st.hits, 400);
+    ck_assert_uint_ge(st.entries, 10);
+    ck_assert_uint_eq(st.stores, 200);
+    /* Every value the tier let go was evicted or refused, and says so. */
+    ck_assert_uint_eq(st.entries + st.evictions, st.stores);
+    tc__local_free(l);
+}
+END_TEST
+
+START_TEST(test_local_one_entry)
+{
+    /* A tier with room for exactly one entry works: each store replaces the last. */
+    size_t c = charge_of(2, 8);
+    tc_local *l = new_local(c, 0);
+    ck_assert(put(l, "k1", "01234567"));
+    expect(l, "k1", "01234567");
+    expect(l, "k1", "01234567");
+    ck_assert(put(l, "k2", "76543210"));
+    expect(l, "k2", "76543210");
+    ck_assert(!has(l, "k1"));
+    tc_local_stats st = stats_of(l);
+    ck_assert_uint_eq(st.entries, 1);
+    ck_assert_uint_eq(st.bytes, c);
+    ck_assert_uint_eq(st.evictions, 1);
+    ck_assert_uint_eq(st.rejects, 0);
+    /* One byte less, and nothing fits: every store is a reject. */
+    tc_local *none = new_local(c - 1, 0);
+    ck_assert(!put(none, "k1", "01234567"));
+    ck_assert_uint_eq(stats_of(none).rejects, 1);
+    ck_assert_uint_eq(stats_of(none).entries, 0);
+    tc__local_free(none);
+    tc__local_free(l);
+}
+END_TEST
+
+START_TEST(test_local_budget_random)
+{
+    /* Mixed sizes, from a few bytes to more than a shard's share, stored, read and
+     * invalidated at random over tiers of several sizes and shard counts: after every
+     * store the tier is within its budget, and its counts agree with its contents. */
+    static const struct {
+        size_t max;
+        unsigned shards;
+    } tiers[] = {{2000, 0},       {16 * 1024, 0}, {16 * 1024, 4},
+                 {200 * 1024, 0}, {1 << 20, 0},   {1 << 20, 64}};
+    uint64_t seed = 7;
+    char *val = malloc(300 * 1024);
+    ck_assert_ptr_nonnull(val);
+    memset(val, 'x', 300 * 1024);
+    for (size_t t = 0; t < sizeof tiers / sizeof tiers[0]; t++) {
+        size_t max = tiers[t].max;
+        tc_local *l = new_local(max, tiers[t].shards);
+        uint64_t stored = 0, refused = 0;
+        for (int i = 0; i < 4000; i++) {
+            char k[32];
+            snprintf(k, sizeof k, "k:%d", (int)(rng_next(&seed) % 500));
+            uint64_t r = rng_next(&seed);
+            size_t len;
+            switch (r % 8) {
+            case 0:
+                len = (size_t)(r >> 8) % (max + 64); /* up to the whole budget, and past it */
+                break;
+            case 1:
+            case 2:
+                len = (size_t)(r >> 8) % 4096;
+                break;
+            default:
+                len = (size_t)(r >> 8) % 200;
+            }
+            if (len > 300 * 1024)
+                len = 300 * 1024;
+            uint64_t h = hash_of(k);
+            if ((r >> 40) % 10 == 0) {
+                tc__local_invalidate(l, h);
+                continue;
+            }
+            if ((r >> 40) % 10 < 4) {
+                has(l, k);
+                continue;
+            }
+            tc_ref *v = tc__ref_copy(val, len);
+            ck_assert_ptr_nonnull(v);
+            if (tc__local_store_if_fresh(l, h, k, strlen(k), v, NEVER, tc__local_ticket(l, h)))
+                stored++;
+            else
+                refused++;
+            tc__ref_drop(v);
+            tc_local_stats st = stats_of(l);
+            ck_assert_msg(st.bytes <= max, "tier %zu: %llu bytes held, budget %zu", t,
+                          (unsigned long long)st.bytes, max);
+            ck_assert_uint_eq(tc__local_count(l), st.entries);
+        }
+        tc_local_stats st = stats_of(l);
+        ck_assert_uint_gt(stored, 0);
+        ck_assert_uint_eq(st.stores, stored);
+        ck_assert_uint_eq(st.store_rejects, refused);
+        ck_assert_uint_le(refused, st.rejects); /* every refusal counted as not kept */
+        tc__local_free(l);
+    }
+    free(val);
+}
+END_TEST
+
+/* The sanitizers replace malloc, and mallinfo2 came with glibc 2.33. */
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 33)) &&          \
+    !defined(__SANITIZE_ADDRESS__) && !defined(UNDER_TSAN)
+#if defined(__has_feature)
+#if !__has_feature(address_sanitizer)
+#define HAVE_HEAP_COUNT 1
+#endif
+#else
+#define HAVE_HEAP_COUNT 1
+#endif
+#endif
+
+#ifdef HAVE_HEAP_COUNT
+START_TEST(test_local_charge_is_memory)
+{
+    /* The budget counts what entries really cost: fill a tier and compare its charge with
+     * the bytes malloc handed out for the entries (keys, values, headers, the allocator's
+     * own header and rounding). Tolerance: 10% either way. */
+    static const size_t vlens[] = {0, 16, 100, 1000, 3000};
+    char val[3000];
+    memset(val, 'v', sizeof val);
+    for (size_t i = 0; i < sizeof vlens / sizeof vlens[0]; i++) {
+        tc_local *l = new_local(64u << 20, 0);
+        tc__reclaim_now();
+        size_t before = mallinfo2().uordblks;
+        for (int k = 0; k < 5000; k++) {
+            char key[40];
+            snprintf(key, sizeof key, "tenant:%d:user:%d", k % 7, k);
+            tc_ref *r = tc__ref_copy(val, vlens[i]);
+            ck_assert_ptr_nonnull(r);
+            uint64_t h = hash_of(key);
+            ck_assert(
+                tc__local_store_if_fresh(l, h, key, strlen(key), r, NEVER, tc__local_ticket(l, h)));
+            tc__ref_drop(r);
+        }
+        tc__reclaim_now();
+        double real = (double)(mallinfo2().uordblks - before);
+        double charge = (double)stats_of(l).bytes;
+        ck_assert_msg(charge >= 0.9 * real && charge <= 1.1 * real,
+                      "%zu-byte values: charge %.0f, malloc %.0f", vlens[i], charge, real);
+        tc__local_free(l);
+    }
+}
+END_TEST
+#endif
 
 /* ---------------------------------------------------------------------------------------
  * LRU behaviour
@@ -756,6 +979,44 @@ START_TEST(test_local_tinylfu_scan_resistance)
     ck_assert_int_ge(kept, 85);
     ck_assert_uint_le(stats_of(l).bytes, 100 * c);
     ck_assert_uint_ge(stats_of(l).rejects, 400); /* the scan's keys, refused by admission */
+    tc__local_free(l);
+}
+END_TEST
+
+START_TEST(test_local_admission_moves_on)
+{
+    /* Stale entries with high counts must not lock newcomers out. Ten keys asked for many
+     * times and then never again sit at the eviction hand with the highest counts; a new
+     * working set, asked for a few times each, must still get in: the victim that wins a
+     * contest moves on (the hand passes it), so the next newcomer faces another entry.
+     * Before, the same stale entry won every contest until the sketch aged (thousands of
+     * accesses later), and none of the new keys was ever kept. */
+    size_t c = charge_of(6, 10);
+    tc_local *l = new_local(100 * c, 1);
+    char k[16];
+    for (int i = 0; i < 10; i++) {
+        snprintf(k, sizeof k, "s%05d", i);
+        for (int j = 0; j < 15; j++)
+            ck_assert(!has(l, k)); /* each miss counts */
+        ck_assert(put(l, k, "0123456789"));
+    }
+    for (int i = 0; i < 90; i++) {
+        snprintf(k, sizeof k, "f%05d", i);
+        ck_assert(put(l, k, "0123456789"));
+    }
+    int hits = 0;
+    for (int round = 0; round < 4; round++) {
+        hits = 0;
+        for (int i = 0; i < 50; i++) {
+            snprintf(k, sizeof k, "n%05d", i);
+            if (has(l, k))
+                hits++;
+            else
+                put(l, k, "0123456789");
+        }
+    }
+    ck_assert_msg(hits >= 40, "%d of 50 new keys hit in the last round", hits);
+    ck_assert_uint_le(stats_of(l).bytes, 100 * c);
     tc__local_free(l);
 }
 END_TEST
@@ -793,15 +1054,6 @@ START_TEST(test_local_lru_scan)
     tc__local_free(l);
 }
 END_TEST
-
-static uint64_t rng_next(uint64_t *s)
-{
-    /* splitmix64: deterministic, so the measured ratios do not vary between runs. */
-    uint64_t z = (*s += 0x9e3779b97f4a7c15u);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
-    return z ^ (z >> 31);
-}
 
 /* An exact LRU of cap entries over keys 0..n-1 (doubly linked through arrays). */
 typedef struct lru_sim {
@@ -1365,7 +1617,15 @@ static Suite *local_suite(void)
         {"collision", test_local_collision, 0},
         {"eviction_budget", test_local_eviction_budget, 0},
         {"too_big", test_local_too_big, 0},
+        {"larger_than_share", test_local_larger_than_share, 0},
+        {"small_budget", test_local_small_budget, 0},
+        {"one_entry", test_local_one_entry, 0},
+        {"budget_random", test_local_budget_random, 60},
+#ifdef HAVE_HEAP_COUNT
+        {"charge_is_memory", test_local_charge_is_memory, 0},
+#endif
         {"lru_scan", test_local_lru_scan, 0},
+        {"admission_moves_on", test_local_admission_moves_on, 0},
         {"tinylfu_scan", test_local_tinylfu_scan_resistance, 0},
         {"lru_ratio", test_local_lru_ratio, 60},
         {"expiry", test_local_expiry, 0},

@@ -222,7 +222,7 @@ static tc_cache *cache_with_counts(void)
 {
     tc_options o;
     tct_options(&o);
-    o.local_max_bytes = 64 * 1024; /* 1 KiB a shard: the big value below is rejected */
+    o.local_max_bytes = 2048; /* the big value below is larger than the whole tier */
     tc_cache *c = tct_open(&o);
     char big[2048];
     memset(big, 'b', sizeof big);
