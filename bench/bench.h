@@ -32,14 +32,17 @@ typedef struct bench_cfg {
     uint64_t seed;
     double zipf_s;
     double write_frac;
-    double local_pct;   /* local tier sized for this % of the keys */
-    size_t local_bytes; /* > 0: overrides local_pct */
-    const char *trace;  /* trace file (trace, mrc, suite) */
-    const char *plot;   /* --plot out.png */
-    int hot_keys;       /* hot path */
-    bool quick;         /* the default suite's shorter runs */
-    bool hot_only;      /* hotpath without its zipf throughput runs */
-    bool no_remote_ttl; /* tc_options.fetch_remote_ttl = 0 */
+    double local_pct;    /* local tier sized for this % of the keys */
+    size_t local_bytes;  /* > 0: overrides local_pct */
+    const char *trace;   /* trace file (trace, mrc, suite) */
+    const char *plot;    /* --plot out.png */
+    int hot_keys;        /* hot path */
+    bool quick;          /* the default suite's shorter runs */
+    bool hot_only;       /* hotpath without its zipf throughput runs */
+    bool no_remote_ttl;  /* tc_options.fetch_remote_ttl = 0 */
+    bool tls;            /* --tls: also measure over TLS, against tls_url */
+    const char *tls_url; /* an embedded TLS twin of the embedded server (rediss://) */
+    const char *tls_ca;  /* the CA that signed its certificate */
 } bench_cfg;
 
 /* One measured result. Numbers that do not apply are NaN (a blank in the table and CSV,

@@ -38,6 +38,9 @@ bench_summary g_summary;
 static pthread_mutex_t cleanup_mu = PTHREAD_MUTEX_INITIALIZER;
 static tcf_redis g_redis;
 static bool g_redis_started;
+static tcf_tls g_tls;         /* --tls: certificates made for this run */
+static tcf_redis g_redis_tls; /* --tls: the TLS twin of g_redis */
+static bool g_tls_made, g_redis_tls_started;
 static pid_t g_owner;
 static pid_t g_children[MAX_CHILDREN];
 
@@ -80,11 +83,38 @@ static void cleanup(void)
         tcf_redis_stop(&g_redis);
         g_redis_started = false;
     }
+    if (g_redis_tls_started) {
+        tcf_redis_stop(&g_redis_tls);
+        g_redis_tls_started = false;
+    }
+    if (g_tls_made) {
+        tcf_tls_remove(&g_tls);
+        g_tls_made = false;
+    }
     pthread_mutex_unlock(&cleanup_mu);
 }
 
 /* A signal that came while the main thread had them unblocked (starting Redis). */
 static volatile sig_atomic_t g_pending_sig;
+
+/* --tls: certificates for this run and a TLS-only twin of the embedded server, started with
+ * the signals unblocked like the first (see main). */
+static void start_tls_twin(bench_cfg *cfg, const sigset_t *sigs)
+{
+    if (tcf_tls_make(&g_tls) != 0)
+        bench_die("--tls: could not make test certificates (is openssl installed?)");
+    g_tls_made = true;
+    pthread_mutex_lock(&cleanup_mu);
+    pthread_sigmask(SIG_UNBLOCK, sigs, NULL);
+    int r = tcf_redis_start_tls(&g_redis_tls, &g_tls, NULL);
+    pthread_sigmask(SIG_BLOCK, sigs, NULL);
+    g_redis_tls_started = r == 0;
+    pthread_mutex_unlock(&cleanup_mu);
+    if (r != 0)
+        bench_die("--tls: could not start redis-server with TLS");
+    cfg->tls_url = g_redis_tls.url;
+    cfg->tls_ca = g_tls.ca_file;
+}
 
 static void note_signal(int sig)
 {
@@ -170,6 +200,9 @@ static void usage(FILE *f)
         "  --local-bytes N    local tier budget in bytes (overrides --local-pct)\n"
         "  --hot-keys N       hot path keys (8)\n"
         "  --hot-only         hotpath without the zipf throughput runs (for profilers)\n"
+        "  --tls              hotpath, zipf: also start a TLS twin of the embedded Redis\n"
+        "                     (certificates made for the run) and report the miss path and\n"
+        "                     the local hit over TLS next to plaintext\n"
         "  --no-remote-ttl    fills do not ask Redis for the key's TTL (tc_options\n"
         "                     .fetch_remote_ttl = 0: GET alone, local copies bounded by\n"
         "                     local_ttl_ms only)\n"
@@ -221,7 +254,7 @@ static void parse_threads(bench_cfg *cfg, const char *s)
 enum {
     O_URL = 256, O_KEYS, O_VSIZE, O_OPS, O_WARMUP, O_THREADS, O_SEED, O_ZIPF_S, O_WFRAC,
     O_LPCT, O_LBYTES, O_HOT, O_HOT_ONLY, O_TRACE, O_PLOT, O_JSON, O_CSV, O_NO_RTTL,
-    O_VERSION
+    O_VERSION, O_TLS
 };
 // clang-format on
 
@@ -240,6 +273,7 @@ static const struct option long_opts[] = {
     {"hot-keys", required_argument, NULL, O_HOT},
     {"hot-only", no_argument, NULL, O_HOT_ONLY},
     {"no-remote-ttl", no_argument, NULL, O_NO_RTTL},
+    {"tls", no_argument, NULL, O_TLS},
     {"trace", required_argument, NULL, O_TRACE},
     {"plot", required_argument, NULL, O_PLOT},
     {"json", required_argument, NULL, O_JSON},
@@ -434,6 +468,9 @@ int main(int argc, char **argv)
         case O_HOT_ONLY:
             cfg.hot_only = true;
             break;
+        case O_TLS:
+            cfg.tls = true;
+            break;
         case O_NO_RTTL:
             cfg.no_remote_ttl = true;
             break;
@@ -484,6 +521,10 @@ int main(int argc, char **argv)
         bench_die("cannot read trace %s: %s", cfg.trace, strerror(errno));
     if (cfg.hot_keys < 1)
         bench_die("--hot-keys: at least 1");
+    if (cfg.tls && cfg.redis_url)
+        bench_die("--tls starts a TLS twin of the embedded Redis: not with --redis-url");
+    if (cfg.tls && strcmp(workload, "hotpath") != 0 && strcmp(workload, "zipf") != 0)
+        bench_die("--tls: for the hotpath and zipf workloads");
     if (report_open(json, csv) != 0)
         return 1;
 
@@ -515,6 +556,8 @@ int main(int argc, char **argv)
                 bench_die("could not start redis-server (install it, or give --redis-url)");
             cfg.redis_url = g_redis.url;
             cfg.embedded = true;
+            if (cfg.tls)
+                start_tls_twin(&cfg, &sigs);
             char ver[64];
             redis_version(ver, sizeof ver);
             snprintf(redis_desc, sizeof redis_desc,
@@ -531,9 +574,15 @@ int main(int argc, char **argv)
     else if (strcmp(workload, "hotpath") == 0) {
         rc = wl_hotpath(&cfg, !cfg.hot_only);
         print_summary(&cfg);
-    } else if (strcmp(workload, "zipf") == 0)
+    } else if (strcmp(workload, "zipf") == 0) {
         rc = wl_zipf(&cfg);
-    else if (strcmp(workload, "trace") == 0)
+        if (cfg.tls_url) { /* the same workload against the TLS twin, for comparison */
+            bench_cfg tcfg = cfg;
+            tcfg.redis_url = cfg.tls_url;
+            report_printf("\n== the same zipf workload over TLS (%s)\n", cfg.tls_url);
+            rc |= wl_zipf(&tcfg);
+        }
+    } else if (strcmp(workload, "trace") == 0)
         rc = wl_trace(&cfg);
     else if (strcmp(workload, "stampede") == 0)
         rc = wl_stampede(&cfg);

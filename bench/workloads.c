@@ -57,6 +57,8 @@ static tc_cache *open_cache(const bench_cfg *cfg, const char *prefix, size_t loc
     o.remote_ttl_ms = 3600 * 1000;
     o.local_ttl_ms = 3600 * 1000;
     o.fetch_remote_ttl = !cfg->no_remote_ttl;
+    if (cfg->tls_ca && strncmp(cfg->redis_url, "rediss", 6) == 0)
+        o.tls_ca_file = cfg->tls_ca;
     /* Generous: two loaded cores, other work on the machine; errors are counted anyway. */
     o.command_timeout_ms = 2000;
     o.connect_timeout_ms = 2000;
@@ -1014,6 +1016,49 @@ static void hot_hist(tc_cache *c, const ftab *ft, const keyset *ks, size_t iters
     }
 }
 
+/* --tls: the miss path and the local hit over TLS next to plaintext, timed in turns
+ * (plain miss, TLS miss, plain hit, TLS hit, ...) against twin servers holding the same keys. */
+static void hot_tls(const bench_cfg *cfg, const char *prefix, const keyset *ks, tc_cache *tier,
+                    tc_cache *redis, unsigned char *buf, size_t vsize, size_t iters, size_t riters)
+{
+    bench_cfg tcfg = *cfg;
+    tcfg.redis_url = cfg->tls_url;
+    populate(&tcfg, prefix, ks, vsize);
+    tc_cache *ttier = open_cache(&tcfg, prefix, (size_t)64 << 20);
+    tc_cache *tredis = open_cache(&tcfg, prefix, 0);
+    for (size_t i = 0; i < ks->n * 2; i++) {
+        tc_value v;
+        if (tc_get(ttier, keyset_key(ks, i % ks->n), &v) == TC_OK)
+            tc_value_release(&v);
+    }
+    tc_cache *miss[2] = {redis, tredis}, *hit[2] = {tier, ttier};
+    double per[4][HOT_REPS];
+    uint64_t errors = 0;
+    for (int rep = 0; rep < HOT_REPS; rep++) {
+        for (int i = 0; i < 4; i++) {
+            size_t n = i < 2 ? riters / HOT_REPS : iters;
+            uint64_t t0 = now_ns();
+            errors += i < 2 ? hot_redis_loop(miss[i], ks, n, buf, vsize)
+                            : hot_local_loop(hit[i - 2], ks, n, buf, vsize);
+            per[i][rep] = (double)(now_ns() - t0) / (double)n;
+        }
+    }
+    double ns[4];
+    for (int i = 0; i < 4; i++) {
+        qsort(per[i], HOT_REPS, sizeof per[i][0], cmp_double);
+        ns[i] = per[i][HOT_REPS / 2];
+    }
+    report_printf("  over TLS (twin servers, TLS 1.3; median of %d turns, %llu errors):\n"
+                  "    miss path: tc_get (local tier off) over TLS / plaintext = %.3fx "
+                  "(%.0f ns vs %.0f ns)\n"
+                  "    local hit with TLS / without                      = %.3fx "
+                  "(%.1f ns vs %.1f ns; target: the same)\n",
+                  HOT_REPS, (unsigned long long)errors, ns[1] / ns[0], ns[1], ns[0], ns[3] / ns[2],
+                  ns[3], ns[2]);
+    tc_close(ttier);
+    tc_close(tredis);
+}
+
 int wl_hotpath(const bench_cfg *cfg, bool with_zipf)
 {
     size_t nk = cfg->hot_keys > 0 ? (size_t)cfg->hot_keys : 8;
@@ -1121,6 +1166,8 @@ int wl_hotpath(const bench_cfg *cfg, bool with_zipf)
                   "loop's reads; percentiles from %zu separately timed ops, each including a "
                   "clock read)\n",
                   100.0 * (double)local / (double)reads, iters / 2);
+    if (cfg->tls_url)
+        hot_tls(cfg, prefix, &ks, tier, redis, buf, vsize, iters, riters);
     /* Not under --hot-only unless asked for: a profiler counting hot_local_loop would count
      * the threads' loops too. */
     static const int def_thr[] = {1, 2};
