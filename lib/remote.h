@@ -40,7 +40,7 @@ typedef struct tc_remote_config {
     int connect_timeout_ms; /* > 0 */
     int command_timeout_ms; /* > 0 */
     tc_logger log;
-    tc_tls_config tls;      /* for a rediss URL (its strings are copied at open) */
+    tc_tls_config tls; /* for a rediss URL (its strings are copied at open) */
 } tc_remote_config;
 
 /* Parses the URL, connects one connection (AUTH, SELECT, PING) to report problems now, and
