@@ -399,7 +399,9 @@ START_TEST(test_tls_invalidation_between_caches)
     tc_options o;
     tls_options(&o, r.url, &lc);
     tc_cache *c1 = tct_open(&o), *c2 = tct_open(&o);
-    tct_sleep_ms(200); /* both subscribers listening */
+    int64_t t_sub = now_ms(); /* both subscribers listening (slow under valgrind) */
+    while ((!tc__test_local_usable(c1) || !tc__test_local_usable(c2)) && now_ms() - t_sub < 10000)
+        tct_sleep_ms(10);
     ck_assert_int_eq(tc_set(c1, "k", "old", 3, TC_TTL_DEFAULT), TC_OK);
     tct_expect(c2, "k", TC_OK, "old"); /* c2 now holds a local copy (local TTL: 60 s) */
     tc_stats s0, s1;
