@@ -175,6 +175,10 @@ static SSL_CTX *build_ctx(tc_tls *t)
     }
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    /* A read that meets only a non-data record (a TLS 1.3 session ticket) returns at once
+     * instead of waiting for data on the socket: the subscriber reads after poll(2), and
+     * must never sit in a read until the socket's timeout. */
+    SSL_CTX_clear_mode(ctx, SSL_MODE_AUTO_RETRY);
     SSL_CTX_set_verify(ctx, cfg->skip_verify ? SSL_VERIFY_NONE : SSL_VERIFY_PEER, NULL);
     bool ok = true;
     if (cfg->ca_file || cfg->ca_dir) {
@@ -460,7 +464,10 @@ static long io_failed(SSL *ssl, int rc)
         return 0;
     case SSL_ERROR_WANT_READ:
     case SSL_ERROR_WANT_WRITE:
-        errno = EAGAIN; /* the socket's timeout ran out */
+        /* The socket's timeout ran out (recv said EAGAIN), or a record without data was
+         * handled: nothing to give yet, try again (EINTR). */
+        if (errno != EAGAIN && errno != EWOULDBLOCK)
+            errno = EINTR;
         return -1;
     case SSL_ERROR_SYSCALL:
         if (errno == 0)

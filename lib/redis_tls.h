@@ -36,8 +36,9 @@ tc_status tc__tls_handshake(tc_tls *t, int fd, const char *host, int port, int64
                             struct ssl_st **out);
 
 /* Reads up to cap bytes: the count, 0 at the end of the stream (the server closed it), -1
- * on an error with errno set (EAGAIN: the socket's timeout ran out; EPROTO: a TLS error,
- * whose text tc__tls_error copies). */
+ * on an error with errno set (EAGAIN: the socket's timeout ran out; EINTR: no data yet, a
+ * record without data was handled: read again; EPROTO: a TLS error, whose text
+ * tc__tls_error copies). */
 long tc__tls_read(struct ssl_st *ssl, void *buf, size_t cap);
 /* Writes up to len bytes: the count written (> 0), or -1 with errno set as tc__tls_read's. */
 long tc__tls_write(struct ssl_st *ssl, const void *buf, size_t len);
