@@ -29,6 +29,13 @@ extern "C" {
 #define TC_API
 #endif
 
+/* Lets the compiler check the arguments of a printf-style function (tc_keyf). */
+#if defined(__GNUC__)
+#define TC_PRINTF(fmt, args) __attribute__((format(printf, fmt, args)))
+#else
+#define TC_PRINTF(fmt, args)
+#endif
+
 /* ---------------------------------------------------------------------------------------
  * Version
  * ------------------------------------------------------------------------------------- */
@@ -89,6 +96,14 @@ TC_API const char *tc_strerror(tc_status s);
  * that keys may not hold. Checks the byte rules only: the length limit is the cache's
  * max_key_len, checked when the key is used. Thread-safe (touches only buf). */
 TC_API int tc_key(char *buf, size_t cap, const char *part, ...);
+
+/* tc_key with a printf-style format, for ids and other numbers:
+ *   tc_keyf(buf, cap, "grades:gpa:student:%d", id) -> "grades:gpa:student:123".
+ * Returns the length written (without the NUL), or -1 if buf or fmt is NULL, the result
+ * does not fit in cap bytes including the NUL, is empty, or holds a byte that keys may not
+ * hold (a space from "%s" or "% d", for instance); buf is then "" (when cap > 0). As tc_key,
+ * checks the byte rules only. Thread-safe (touches only buf). */
+TC_API int tc_keyf(char *buf, size_t cap, const char *fmt, ...) TC_PRINTF(3, 4);
 
 /* ---------------------------------------------------------------------------------------
  * Options and lifetime
@@ -238,6 +253,22 @@ TC_API tc_status tc_add(tc_cache *c, const char *key, const void *data, size_t l
 
 /* TC_OK: deleted. TC_MISS: it was absent. */
 TC_API tc_status tc_delete(tc_cache *c, const char *key);
+
+/* Whether key holds a value, by the rules of tc_get (Django's has_key): TC_OK present,
+ * TC_MISS absent, also for a cached "does not exist" (tc_get_or_set's negative entry) and a
+ * tagged value whose tag was invalidated. Answered by the local tier when tc_get would be,
+ * else by Redis (it reads the value, as tc_get does, to apply those rules), and counted as
+ * a read. Errors: as tc_get. Thread-safe. */
+TC_API tc_status tc_has_key(tc_cache *c, const char *key);
+
+/* The remaining Redis TTL of key (django-redis's ttl), in milliseconds: *ms_left > 0, or -1
+ * when the key never expires (TC_TTL_FOREVER, tc_touch with it, or a key written by another
+ * client without one). Always asks Redis (one round trip: GET and PTTL): the local tier
+ * does not know it. TC_OK present; TC_MISS absent by the rules of tc_has_key (*ms_left is
+ * then 0). A value written by tc_get_or_set with stale_if_error_ms > 0 is kept that much
+ * longer in Redis, and the TTL reported includes it. Errors: as tc_get (*ms_left 0);
+ * TC_ERR_ARG also for NULL ms_left. Thread-safe. */
+TC_API tc_status tc_ttl(tc_cache *c, const char *key, int64_t *ms_left);
 
 /* Sets a new TTL on an existing key (ttl_ms as above; 0 deletes it). TC_MISS if absent. */
 TC_API tc_status tc_touch(tc_cache *c, const char *key, int ttl_ms);
