@@ -225,11 +225,14 @@ TC_API void tc_close(tc_cache *c);
  * Values and basic operations
  * ------------------------------------------------------------------------------------- */
 
-/* A read-only view of a value. data is valid until tc_value_release, also after tc_close. */
+/* A read-only view of a value, valid until tc_value_release, also after tc_close. data is
+ * NUL-terminated: data[len] is 0 (not counted in len), also for the empty value, so a text
+ * value can be passed to strtol or printf("%s") as is (a value that holds a NUL of its own
+ * reads shorter as a C string: len is its length). */
 typedef struct tc_value {
-    const void *data;
-    size_t len;
-    void *priv;
+    const void *data; /* the value's len bytes, then a NUL; NULL only in a zeroed value */
+    size_t len;       /* its length in bytes (0: the empty value, still a hit) */
+    void *priv;       /* the library's: what tc_value_release lets go of */
 } tc_value;
 
 /* Drops the hold a TC_OK read handed out and zeroes v. Safe on a zeroed value and on

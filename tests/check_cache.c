@@ -189,6 +189,74 @@ START_TEST(test_cache_hit_released_by_another_thread)
 }
 END_TEST
 
+/* ------------------------------------------------------------------ NUL-terminated values */
+
+/* Asserts that key reads as the text want, with a NUL after its bytes (data[len] == 0). */
+static void expect_nul_terminated(tc_cache *c, const char *key, const char *want)
+{
+    tc_value v;
+    ck_assert_int_eq(tc_get(c, key, &v), TC_OK);
+    ck_assert_uint_eq(v.len, strlen(want));
+    ck_assert_int_eq(((const char *)v.data)[v.len], '\0');
+    ck_assert_str_eq(v.data, want);
+    tc_value_release(&v);
+}
+
+/* A loader that appends its value in pieces, so the buffer has room to spare after it. */
+static tc_status loads_pieces(void *arg, const char *key, tc_buf *out)
+{
+    (void)key;
+    for (const char *p = arg; *p; p++)
+        if (tc_buf_append(out, p, 1) != TC_OK)
+            return TC_ERR_LOADER;
+    return TC_OK;
+}
+
+START_TEST(test_cache_values_nul_terminated)
+{
+    tc_cache *c = tct_open_default();
+    ck_assert_int_eq(tc_set(c, "n:num", "12345", 5, TC_TTL_DEFAULT), TC_OK);
+    ck_assert_int_eq(tc_set(c, "n:empty", "", 0, TC_TTL_DEFAULT), TC_OK);
+    const char *tags[] = {"n:tag"};
+    ck_assert_int_eq(tc_set_tagged(c, "n:tagged", "42", 2, TC_TTL_DEFAULT, tags, 1), TC_OK);
+    free(redis("SET", rkey_of(c, "n:raw"), "7", NULL)); /* another client's plain bytes */
+    const char magic[] = TC_FMT_MAGIC "x";
+    ck_assert_int_eq(tc_set(c, "n:magic", magic, sizeof magic - 1, TC_TTL_DEFAULT), TC_OK);
+    for (int pass = 0; pass < 2; pass++) { /* local copies, then fetched from Redis */
+        expect_nul_terminated(c, "n:num", "12345");
+        expect_nul_terminated(c, "n:empty", "");
+        expect_nul_terminated(c, "n:tagged", "42"); /* read through a stored-format header */
+        expect_nul_terminated(c, "n:raw", "7");
+        expect_nul_terminated(c, "n:magic", magic); /* stored behind a header */
+        tc__local_flush(tc__cache_local(c));
+    }
+    tc_value v;
+    char pi[] = "314", none[] = "";
+    ck_assert_int_eq(tc_get_or_set(c, "n:loaded", loads_pieces, pi, TC_TTL_DEFAULT, &v), TC_OK);
+    ck_assert_uint_eq(v.len, 3);
+    ck_assert_str_eq(v.data, "314");
+    tc_value_release(&v);
+    ck_assert_int_eq(tc_get_or_set(c, "n:loaded-empty", loads_pieces, none, TC_TTL_DEFAULT, &v),
+                     TC_OK);
+    ck_assert_uint_eq(v.len, 0);
+    ck_assert_str_eq(v.data, "");
+    tc_value_release(&v);
+    tc__local_flush(tc__cache_local(c));
+    expect_nul_terminated(c, "n:loaded", "314"); /* written with an early-refresh header */
+    expect_nul_terminated(c, "n:loaded-empty", "");
+    const char *keys[] = {"n:num", "n:empty"};
+    tc_value out[2];
+    tc_status st[2];
+    ck_assert_int_eq(tc_get_many(c, keys, 2, out, st), TC_OK);
+    for (int i = 0; i < 2; i++) {
+        ck_assert_int_eq(st[i], TC_OK);
+        ck_assert_int_eq(((const char *)out[i].data)[out[i].len], '\0');
+        tc_value_release(&out[i]);
+    }
+    tc_close(c);
+}
+END_TEST
+
 /* ------------------------------------------------------------------ add, delete, touch */
 
 START_TEST(test_cache_add_semantics)
@@ -1070,7 +1138,7 @@ static Suite *cache_suite(void)
          {test_cache_set_get_round_trip, test_cache_binary_and_empty_values,
           test_cache_magic_prefixed_value_round_trips, test_cache_values_are_plain_in_redis,
           test_cache_overwrite_read_your_writes, test_cache_value_outlives_replacement,
-          test_cache_hit_released_by_another_thread}},
+          test_cache_hit_released_by_another_thread, test_cache_values_nul_terminated}},
         {"add_delete_touch",
          {test_cache_add_semantics, test_cache_delete_semantics, test_cache_touch}},
         {"incr", {test_cache_incr, test_cache_incr_not_int, test_cache_incr_keeps_ttl}},
