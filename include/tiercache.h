@@ -1,8 +1,14 @@
 /*
  * tiercache: a two-tier cache for multithreaded servers.
  *
- * A per-process in-memory LRU (the local tier) in front of Redis (the remote tier). Writes
- * publish invalidations so the local tier of every process sharing the Redis stays coherent.
+ * A per-process in-memory cache (the local tier: sharded, lock-free reads, W-TinyLFU
+ * admission over CLOCK eviction) in front of Redis (the remote tier). Writes publish
+ * invalidations so the local tier of every process sharing the Redis stays coherent.
+ *
+ * Where to start: tc_options_init and tc_open make a cache; tc_get, tc_set and
+ * tc_get_or_set read and write; tc_value_release gives back what a read returned; tc_close
+ * ends. The types (tc_options and its defaults, tc_status, tc_value, tc_stats) and the key
+ * and TTL rules are on one page, tiercache-types(3); the guide is docs/guide.md.
  *
  * Thread safety: every function taking a tc_cache may be called from any number of threads
  * at once on the same handle, except tc_close, which must be the last call on the handle.
@@ -11,7 +17,8 @@
  * copied if kept. Values read out (tc_value) are read-only views that the caller owns until
  * tc_value_release.
  *
- * See docs/man/ for one page per function, docs/guide.md for how to use it.
+ * This header is the reference: scripts/gen-apidocs.py makes the manual pages (tiercache(3),
+ * tiercache-types(3), one per function) and docs/api.md from its comments.
  */
 #ifndef TIERCACHE_H
 #define TIERCACHE_H
@@ -61,6 +68,9 @@ typedef struct tc_cache tc_cache;
  * Status codes
  * ------------------------------------------------------------------------------------- */
 
+/* The result of every call that can fail: 0 and above are answers, below 0 errors
+ * (tc_strerror describes each). New codes may be added; treat an unknown negative as an
+ * error. */
 typedef enum tc_status {
     TC_OK = 0,           /* success; for reads: a hit */
     TC_MISS = 1,         /* key absent (not an error) */
@@ -109,6 +119,8 @@ TC_API int tc_keyf(char *buf, size_t cap, const char *fmt, ...) TC_PRINTF(3, 4);
  * Options and lifetime
  * ------------------------------------------------------------------------------------- */
 
+/* How the local tiers of the processes sharing a Redis learn of each other's writes
+ * (tc_options.coherence; docs/design/coherence.md). */
 typedef enum tc_coherence {
     TC_COHERENCE_BROADCAST = 0, /* default: writers publish invalidations on a pub/sub channel */
     TC_COHERENCE_TRACKING = 1,  /* Redis server-assisted tracking (BCAST on key_prefix) */
@@ -195,7 +207,8 @@ typedef struct tc_options {
                                TTLs") */
 } tc_options;
 
-/* Fills o with the defaults above and sets struct_size. Thread-safe (touches only o). */
+/* Fills o with the defaults (each field's "default" in tc_options: tiercache-types(3)) and
+ * sets struct_size. Thread-safe (touches only o). */
 TC_API void tc_options_init(tc_options *o);
 
 /* Validates the options, connects to Redis and starts what the coherence mode needs.
@@ -216,9 +229,11 @@ TC_API tc_status tc_open(const tc_options *o, tc_cache **out);
 TC_API void tc_close(tc_cache *c);
 
 /* ---------------------------------------------------------------------------------------
- * TTLs: ttl_ms > 0 is that many milliseconds; TC_TTL_DEFAULT is remote_ttl_ms;
- * TC_TTL_FOREVER is no expiry in Redis; 0 expires at once (the key is deleted); any other
- * negative value is TC_ERR_ARG.
+ * TTLs
+ *
+ * ttl_ms > 0 is that many milliseconds; TC_TTL_DEFAULT is remote_ttl_ms; TC_TTL_FOREVER is
+ * no expiry in Redis; 0 expires at once (the key is deleted); any other negative value is
+ * TC_ERR_ARG. A local copy lives at most local_ttl_ms and never past its Redis TTL.
  * ------------------------------------------------------------------------------------- */
 
 /* ---------------------------------------------------------------------------------------
