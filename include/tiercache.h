@@ -541,8 +541,10 @@ TC_API void tc_stats_foreach(tc_cache *c, tc_stats_fn fn, void *arg);
 
 /* The counters per key type, and the cache-wide gauges, in the Prometheus text exposition
  * format (version 0.0.4): counters named tiercache_<field>_total with a key_type label,
- * HELP and TYPE lines, label values escaped. *text is malloc'd: free() it. TC_ERR_ARG (NULL
- * c or text), TC_ERR_NOMEM. Thread-safe. */
+ * HELP and TYPE lines, label values escaped. No two key types share a label: a byte that is
+ * not UTF-8 is written \xNN, a backslash \\, and a key type named "other" (a one-part key)
+ * \x6fther, apart from the overflow bucket "other". *text is malloc'd: free() it.
+ * TC_ERR_ARG (NULL c or text), TC_ERR_NOMEM. Thread-safe. */
 TC_API tc_status tc_stats_prometheus(tc_cache *c, char **text);
 
 #ifdef __cplusplus
