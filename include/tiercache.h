@@ -1,8 +1,14 @@
 /*
  * tiercache: a two-tier cache for multithreaded servers.
  *
- * A per-process in-memory LRU (the local tier) in front of Redis (the remote tier). Writes
- * publish invalidations so the local tier of every process sharing the Redis stays coherent.
+ * A per-process in-memory cache (the local tier: sharded, lock-free reads, W-TinyLFU
+ * admission over CLOCK eviction) in front of Redis (the remote tier). Writes publish
+ * invalidations so the local tier of every process sharing the Redis stays coherent.
+ *
+ * Where to start: tc_options_init and tc_open make a cache; tc_get, tc_set and
+ * tc_get_or_set read and write; tc_value_release gives back what a read returned; tc_close
+ * ends. The types (tc_options and its defaults, tc_status, tc_value, tc_stats) and the key
+ * and TTL rules are on one page, tiercache-types(3); the guide is docs/guide.md.
  *
  * Thread safety: every function taking a tc_cache may be called from any number of threads
  * at once on the same handle, except tc_close, which must be the last call on the handle.
@@ -11,7 +17,8 @@
  * copied if kept. Values read out (tc_value) are read-only views that the caller owns until
  * tc_value_release.
  *
- * See docs/man/ for one page per function, docs/guide.md for how to use it.
+ * This header is the reference: scripts/gen-apidocs.py makes the manual pages (tiercache(3),
+ * tiercache-types(3), one per function) and docs/api.md from its comments.
  */
 #ifndef TIERCACHE_H
 #define TIERCACHE_H
@@ -27,6 +34,13 @@ extern "C" {
 #define TC_API __attribute__((visibility("default")))
 #else
 #define TC_API
+#endif
+
+/* Lets the compiler check the arguments of a printf-style function (tc_keyf). */
+#if defined(__GNUC__)
+#define TC_PRINTF(fmt, args) __attribute__((format(printf, fmt, args)))
+#else
+#define TC_PRINTF(fmt, args)
 #endif
 
 /* ---------------------------------------------------------------------------------------
@@ -54,6 +68,9 @@ typedef struct tc_cache tc_cache;
  * Status codes
  * ------------------------------------------------------------------------------------- */
 
+/* The result of every call that can fail: 0 and above are answers, below 0 errors
+ * (tc_strerror describes each). New codes may be added; treat an unknown negative as an
+ * error. */
 typedef enum tc_status {
     TC_OK = 0,           /* success; for reads: a hit */
     TC_MISS = 1,         /* key absent (not an error) */
@@ -90,10 +107,20 @@ TC_API const char *tc_strerror(tc_status s);
  * max_key_len, checked when the key is used. Thread-safe (touches only buf). */
 TC_API int tc_key(char *buf, size_t cap, const char *part, ...);
 
+/* tc_key with a printf-style format, for ids and other numbers:
+ *   tc_keyf(buf, cap, "grades:gpa:student:%d", id) -> "grades:gpa:student:123".
+ * Returns the length written (without the NUL), or -1 if buf or fmt is NULL, the result
+ * does not fit in cap bytes including the NUL, is empty, or holds a byte that keys may not
+ * hold (a space from "%s" or "% d", for instance); buf is then "" (when cap > 0). As tc_key,
+ * checks the byte rules only. Thread-safe (touches only buf). */
+TC_API int tc_keyf(char *buf, size_t cap, const char *fmt, ...) TC_PRINTF(3, 4);
+
 /* ---------------------------------------------------------------------------------------
  * Options and lifetime
  * ------------------------------------------------------------------------------------- */
 
+/* How the local tiers of the processes sharing a Redis learn of each other's writes
+ * (tc_options.coherence; docs/design/coherence.md). */
 typedef enum tc_coherence {
     TC_COHERENCE_BROADCAST = 0, /* default: writers publish invalidations on a pub/sub channel */
     TC_COHERENCE_TRACKING = 1,  /* Redis server-assisted tracking (BCAST on key_prefix) */
@@ -198,7 +225,8 @@ typedef struct tc_options {
                                     non-zero value is TC_ERR_ARG */
 } tc_options;
 
-/* Fills o with the defaults above and sets struct_size. Thread-safe (touches only o). */
+/* Fills o with the defaults (each field's "default" in tc_options: tiercache-types(3)) and
+ * sets struct_size. Thread-safe (touches only o). */
 TC_API void tc_options_init(tc_options *o);
 
 /* Validates the options, connects to Redis and starts what the coherence mode needs.
@@ -219,20 +247,25 @@ TC_API tc_status tc_open(const tc_options *o, tc_cache **out);
 TC_API void tc_close(tc_cache *c);
 
 /* ---------------------------------------------------------------------------------------
- * TTLs: ttl_ms > 0 is that many milliseconds; TC_TTL_DEFAULT is remote_ttl_ms;
- * TC_TTL_FOREVER is no expiry in Redis; 0 expires at once (the key is deleted); any other
- * negative value is TC_ERR_ARG.
+ * TTLs
+ *
+ * ttl_ms > 0 is that many milliseconds; TC_TTL_DEFAULT is remote_ttl_ms; TC_TTL_FOREVER is
+ * no expiry in Redis; 0 expires at once (the key is deleted); any other negative value is
+ * TC_ERR_ARG. A local copy lives at most local_ttl_ms and never past its Redis TTL.
  * ------------------------------------------------------------------------------------- */
 
 /* ---------------------------------------------------------------------------------------
  * Values and basic operations
  * ------------------------------------------------------------------------------------- */
 
-/* A read-only view of a value. data is valid until tc_value_release, also after tc_close. */
+/* A read-only view of a value, valid until tc_value_release, also after tc_close. data is
+ * NUL-terminated: data[len] is 0 (not counted in len), also for the empty value, so a text
+ * value can be passed to strtol or printf("%s") as is (a value that holds a NUL of its own
+ * reads shorter as a C string: len is its length). */
 typedef struct tc_value {
-    const void *data;
-    size_t len;
-    void *priv;
+    const void *data; /* the value's len bytes, then a NUL; NULL only in a zeroed value */
+    size_t len;       /* its length in bytes (0: the empty value, still a hit) */
+    void *priv;       /* the library's: what tc_value_release lets go of */
 } tc_value;
 
 /* Drops the hold a TC_OK read handed out and zeroes v. Safe on a zeroed value and on
@@ -256,6 +289,22 @@ TC_API tc_status tc_add(tc_cache *c, const char *key, const void *data, size_t l
 
 /* TC_OK: deleted. TC_MISS: it was absent. */
 TC_API tc_status tc_delete(tc_cache *c, const char *key);
+
+/* Whether key holds a value, by the rules of tc_get (Django's has_key): TC_OK present,
+ * TC_MISS absent, also for a cached "does not exist" (tc_get_or_set's negative entry) and a
+ * tagged value whose tag was invalidated. Answered by the local tier when tc_get would be,
+ * else by Redis (it reads the value, as tc_get does, to apply those rules), and counted as
+ * a read. Errors: as tc_get. Thread-safe. */
+TC_API tc_status tc_has_key(tc_cache *c, const char *key);
+
+/* The remaining Redis TTL of key (django-redis's ttl), in milliseconds: *ms_left > 0, or -1
+ * when the key never expires (TC_TTL_FOREVER, tc_touch with it, or a key written by another
+ * client without one). Always asks Redis (one round trip: GET and PTTL): the local tier
+ * does not know it. TC_OK present; TC_MISS absent by the rules of tc_has_key (*ms_left is
+ * then 0). A value written by tc_get_or_set with stale_if_error_ms > 0 is kept that much
+ * longer in Redis, and the TTL reported includes it. Errors: as tc_get (*ms_left 0);
+ * TC_ERR_ARG also for NULL ms_left. Thread-safe. */
+TC_API tc_status tc_ttl(tc_cache *c, const char *key, int64_t *ms_left);
 
 /* Sets a new TTL on an existing key (ttl_ms as above; 0 deletes it). TC_MISS if absent. */
 TC_API tc_status tc_touch(tc_cache *c, const char *key, int ttl_ms);
@@ -510,8 +559,10 @@ TC_API void tc_stats_foreach(tc_cache *c, tc_stats_fn fn, void *arg);
 
 /* The counters per key type, and the cache-wide gauges, in the Prometheus text exposition
  * format (version 0.0.4): counters named tiercache_<field>_total with a key_type label,
- * HELP and TYPE lines, label values escaped. *text is malloc'd: free() it. TC_ERR_ARG (NULL
- * c or text), TC_ERR_NOMEM. Thread-safe. */
+ * HELP and TYPE lines, label values escaped. No two key types share a label: a byte that is
+ * not UTF-8 is written \xNN, a backslash \\, and a key type named "other" (a one-part key)
+ * \x6fther, apart from the overflow bucket "other". *text is malloc'd: free() it.
+ * TC_ERR_ARG (NULL c or text), TC_ERR_NOMEM. Thread-safe. */
 TC_API tc_status tc_stats_prometheus(tc_cache *c, char **text);
 
 #ifdef __cplusplus

@@ -521,7 +521,9 @@ static void fill_local(tc_cache *c, uint64_t h, const char *key, size_t klen, tc
     tc__local_store_if_fresh(c->local, h, key, klen, r, local_expiry(c, t0_ns, pttl_ms), t);
 }
 
-tc_status tc__cache_fetch(tc_cache *c, uint64_t h, const char *key, size_t klen, tc_ref **out)
+/* tc__cache_fetch; ttl_out (NULL: not wanted) also gets the key's PTTL (-1: none). */
+static tc_status fetch(tc_cache *c, uint64_t h, const char *key, size_t klen, tc_ref **out,
+                       int64_t *ttl_out)
 {
     rkey rk;
     tc_status st = rkey_build(c, key, klen, &rk);
@@ -531,8 +533,9 @@ tc_status tc__cache_fetch(tc_cache *c, uint64_t h, const char *key, size_t klen,
     int64_t t0 = tc__now_ns();
     int64_t pttl = -1;
     tc_ref *r = NULL;
-    /* The TTL only bounds the local copy: without a local tier, GET alone. */
-    st = tc__remote_get(c->remote, rk.s, rk.len, &r, asks_ttl(c) ? &pttl : NULL);
+    /* The TTL only bounds the local copy: without a local tier (and unless the caller wants
+     * it), GET alone. */
+    st = tc__remote_get(c->remote, rk.s, rk.len, &r, ttl_out || asks_ttl(c) ? &pttl : NULL);
     rkey_done(&rk);
     if (st != TC_OK) {
         note_remote_error(c, key, klen, st);
@@ -544,8 +547,15 @@ tc_status tc__cache_fetch(tc_cache *c, uint64_t h, const char *key, size_t klen,
         return st;
     }
     fill_local(c, h, key, klen, r, pttl, t0, t);
+    if (ttl_out)
+        *ttl_out = pttl;
     *out = r;
     return TC_OK;
+}
+
+tc_status tc__cache_fetch(tc_cache *c, uint64_t h, const char *key, size_t klen, tc_ref **out)
+{
+    return fetch(c, h, key, klen, out, NULL);
 }
 
 /* Turns a fetched or local reference into the caller's answer: a negative entry is a miss
@@ -659,6 +669,42 @@ TC_API tc_status tc_get(tc_cache *c, const char *key, tc_value *out)
     if (!readable && c->local_enabled)
         TC_COUNT(tc__key_counters(c, key, klen), local_bypasses);
     return read_remote(c, h, key, klen, out);
+}
+
+/* A read whose value nobody wants: the path of tc_get, so the answer is exactly as correct
+ * as a tc_get's (a local copy answers only when it would answer tc_get). */
+TC_API tc_status tc_has_key(tc_cache *c, const char *key)
+{
+    tc_value v;
+    tc_status st = tc_get(c, key, &v);
+    if (st == TC_OK)
+        tc_value_release(&v);
+    return st;
+}
+
+/* Redis's TTL, so always a fetch (GET + PTTL in one round trip): the local tier knows only
+ * its own bound. The fetched value refreshes the local copy as a read's would. */
+TC_API tc_status tc_ttl(tc_cache *c, const char *key, int64_t *ms_left)
+{
+    if (ms_left)
+        *ms_left = 0;
+    size_t klen = 0;
+    tc_status st = begin_key(c, key, &klen);
+    if (st != TC_OK || !ms_left)
+        return st != TC_OK ? st : TC_ERR_ARG;
+    tc_ref *r = NULL;
+    int64_t pttl = -1;
+    st = fetch(c, tc__key_hash(key, klen), key, klen, &r, &pttl);
+    if (st != TC_OK)
+        return st;
+    /* A cached "does not exist" is absent, and so is a key that expired between the GET and
+     * the PTTL (0). */
+    bool present = !(r->flags & TC_REF_NEGATIVE) && pttl != 0;
+    tc__ref_drop(r);
+    if (!present)
+        return TC_MISS;
+    *ms_left = pttl;
+    return TC_OK;
 }
 
 /* Per-batch scratch for tc_get_many: the keys that missed locally and their Redis keys. */

@@ -2,12 +2,13 @@
  * Key rules and key building. The rule is memcached's (and Django's validate_key): 1..max
  * bytes, none below 33 (space and control characters) and none equal to 127 (DEL). Keys are
  * hashed with XXH3-64, whose high and low bits are both good, so the local tier can take
- * shard and slot from different bits of one hash.
+ * shard and slot from different bits of one hash. tc_key and tc_keyf build keys for callers.
  */
 #include "config.h"
 
 #include "key.h"
 
+#include <stdio.h>
 #include <string.h>
 #include <xxhash.h>
 
@@ -129,4 +130,20 @@ TC_API int tc_key(char *buf, size_t cap, const char *part, ...)
     }
     buf[pos] = '\0';
     return (int)pos;
+}
+
+TC_API int tc_keyf(char *buf, size_t cap, const char *fmt, ...)
+{
+    if (!buf || cap == 0 || !fmt)
+        return -1;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, cap, fmt, ap);
+    va_end(ap);
+    /* n >= cap: truncated, which a key must never be silently. */
+    if (n <= 0 || (size_t)n >= cap || !bytes_ok((const unsigned char *)buf, (size_t)n)) {
+        buf[0] = '\0';
+        return -1;
+    }
+    return n;
 }

@@ -71,7 +71,7 @@ static tc_status buf_reserve_locked(tc_buf *b, size_t len)
         ncap *= 2; /* need <= max <= 512 MiB: no overflow */
     if (ncap > b->max)
         ncap = b->max;
-    tc_ref *n = b->r ? tc__realloc(b->r, sizeof(tc_ref) + ncap) : tc__ref_new(ncap);
+    tc_ref *n = b->r ? tc__realloc(b->r, TC_REF_SIZE(ncap)) : tc__ref_new(ncap);
     if (!n)
         return b->st = TC_ERR_NOMEM;
     n->alloc = ncap;
@@ -91,6 +91,7 @@ TC_API tc_status tc_buf_append(tc_buf *b, const void *data, size_t len)
     if (st == TC_OK && len > 0) {
         memcpy(b->r->buf + b->r->len, data, len);
         b->r->len += len;
+        b->r->buf[b->r->len] = '\0'; /* room: alloc + 1 bytes */
     }
     pthread_mutex_unlock(&b->mu);
     return st;

@@ -152,11 +152,13 @@ static inline unsigned type_slot(const tc_ref *r)
 
 tc_ref *tc__ref_new(size_t cap)
 {
-    if (cap > SIZE_MAX - sizeof(tc_ref))
+    if (cap >= SIZE_MAX - sizeof(tc_ref))
         return NULL;
-    tc_ref *r = tc__malloc(sizeof(tc_ref) + cap);
+    tc_ref *r = tc__malloc(TC_REF_SIZE(cap));
     if (!r)
         return NULL;
+    r->buf[0] = '\0';
+    r->buf[cap] = '\0';
     atomic_init(&r->refs, 1);
     atomic_init(&r->in_tier, false);
     r->flags = 0;
@@ -176,6 +178,7 @@ tc_ref *tc__ref_copy(const void *src, size_t len)
         return NULL;
     if (len)
         memcpy(r->buf, src, len);
+    r->buf[len] = '\0';
     r->len = len;
     return r;
 }

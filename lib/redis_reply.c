@@ -245,6 +245,7 @@ tc_status tc__reply_value(const redisReply *g, const redisReply *t, tc_ref **val
         return TC_ERR_NOMEM;
     if (g->len)
         memcpy(v->buf, g->str, g->len);
+    v->buf[g->len] = '\0';
     v->len = g->len;
     *val = v;
     /* -1: no TTL. -2: the key expired between the GET and the PTTL; the value was live

@@ -19,7 +19,12 @@
  * inside the same allocation (buf), possibly after a stored-format header. refs counts the
  * holders of references, the tier's one per entry included; values handed out by local
  * hits through hazard slots are not counted (reclaim.h), so a value that has been in the
- * tier is freed, once refs is 0, only when no slot holds it. */
+ * tier is freed, once refs is 0, only when no slot holds it.
+ *
+ * buf holds alloc bytes and one more, and whoever writes the bytes writes a NUL after them,
+ * so the caller's data[len] is always 0 (tc_value.data is NUL-terminated, which lets callers
+ * parse numbers from it): a stored-format header is skipped by moving data, never by
+ * cutting the end. */
 typedef struct tc_ref {
     tc_retired ret; /* for its deferred free; first, so slots hold the tc_ref */
     atomic_uint_fast64_t refs;
@@ -38,10 +43,14 @@ typedef struct tc_ref {
 #define TC_REF_NEGATIVE 0x1u /* a cached "does not exist" */
 #define TC_REF_TAGGED 0x2u   /* carries tags (in its stored-format header, at buf) */
 
-/* A new reference (refs = 1) with room for cap bytes in buf; data = buf, len = 0.
- * NULL on allocation failure. */
+/* The allocation of a tc_ref with room for cap bytes and their NUL. */
+#define TC_REF_SIZE(cap) (sizeof(tc_ref) + (cap) + 1)
+
+/* A new reference (refs = 1) with room for cap bytes in buf, and NULs at buf[0] and
+ * buf[cap]; data = buf, len = 0. NULL on allocation failure. */
 tc_ref *tc__ref_new(size_t cap);
-/* A new reference holding a copy of len bytes at src (src may be NULL when len is 0). */
+/* A new reference holding a copy of len bytes at src (src may be NULL when len is 0), and
+ * the NUL after them. */
 tc_ref *tc__ref_copy(const void *src, size_t len);
 /* Adds a reference. Inline: a local hit and its release take one each. */
 static inline void tc__ref_hold(tc_ref *r)

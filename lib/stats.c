@@ -282,22 +282,32 @@ static size_t utf8_seq(const unsigned char *s, size_t n)
     return len;
 }
 
-/* A label value as the exposition format wants it: backslash, double quote and newline
- * escaped; bytes that are not UTF-8 replaced by U+FFFD (label values are UTF-8). */
-static void sb_label(sbuf *b, const char *v)
+/* The key_type label of a type, as the exposition format wants it. Two types must never
+ * share a label (the format forbids duplicate series), so the value names the type's bytes
+ * one-to-one: valid UTF-8 is kept, a byte that is not UTF-8 is written \xNN (label values
+ * are UTF-8) and a backslash \\, so no other type can read the same; a type named "other"
+ * (a one-part key) is written \x6fther, apart from the overflow bucket (id 0). Then the
+ * format's own escapes: backslash and double quote (keys hold no newline). */
+static void sb_label(sbuf *b, const char *v, bool overflow)
 {
     const unsigned char *s = (const unsigned char *)v;
     size_t n = strlen(v);
+    if (!overflow && strcmp(v, "other") == 0) {
+        sb_str(b, "\\\\x6f");
+        s++;
+        n--;
+    }
     while (n > 0) {
         size_t len = utf8_seq(s, n);
         if (len == 0) {
-            sb_str(b, "\xef\xbf\xbd");
+            char esc[8];
+            snprintf(esc, sizeof esc, "\\\\x%02x", *s);
+            sb_str(b, esc);
             len = 1;
-        } else if (*s == '\\' || *s == '"') {
-            sb_put(b, "\\", 1);
-            sb_put(b, (const char *)s, 1);
-        } else if (*s == '\n') {
-            sb_str(b, "\\n");
+        } else if (*s == '\\') {
+            sb_str(b, "\\\\\\\\");
+        } else if (*s == '"') {
+            sb_str(b, "\\\"");
         } else {
             sb_put(b, (const char *)s, len);
         }
@@ -405,7 +415,7 @@ TC_API tc_status tc_stats_prometheus(tc_cache *c, char **text)
             sb_str(&b, per_type[m].name);
             sb_str(&b, suffix);
             sb_str(&b, "{key_type=\"");
-            sb_label(&b, tc__type_name(tc__cache_types(c), id));
+            sb_label(&b, tc__type_name(tc__cache_types(c), id), id == TC_KEY_TYPE_OTHER);
             sb_str(&b, "\"} ");
             sb_u64(&b, field_of(&s[id], &per_type[m]));
             sb_str(&b, "\n");

@@ -229,6 +229,10 @@ static void key_calls(tc_cache *c, const key_case *kc)
         expect(tc_set_tagged(c, "fine", "v", 1, TC_TTL_DEFAULT, tags, 2), want_arg,
                "tc_set_tagged tag", what);
         expect(tc_tag_invalidate(c, k), want_arg, "tc_tag_invalidate", what);
+        expect(tc_has_key(c, k), want_arg, "tc_has_key", what);
+        n = 5;
+        expect(tc_ttl(c, k, &n), want_arg, "tc_ttl", what);
+        ck_assert_int_eq(n, 0);
         ck_assert_msg(commands_sent(c) == before, "%s: an invalid key reached Redis", what);
         return;
     }
@@ -240,6 +244,9 @@ static void key_calls(tc_cache *c, const key_case *kc)
     tc_value_release(&v);
     expect(tc_add(c, k, "x", 1, TC_TTL_DEFAULT), TC_EXISTS, "tc_add", what);
     expect(tc_touch(c, k, 60000), TC_OK, "tc_touch", what);
+    expect(tc_has_key(c, k), TC_OK, "tc_has_key", what);
+    expect(tc_ttl(c, k, &n), TC_OK, "tc_ttl", what);
+    ck_assert(n > 0 && n <= 60000);
     expect(tc_incr(c, k, 1, &n), TC_ERR_NOT_INT, "tc_incr", what);
     const char *ks[1] = {k};
     tc_status sts[1];
@@ -845,6 +852,15 @@ START_TEST(test_badinput_buffers)
     tried += 2;
     ck_assert_int_eq(tc_key(NULL, 10, "a", NULL), -1);
     ck_assert_int_eq(tc_key(buf, sizeof buf, NULL), -1);
+    /* tc_keyf: every cap, the canary after it intact. */
+    for (size_t cap = 0; cap < 16; cap++) {
+        char *b = guarded(cap);
+        int n = tc_keyf(b, cap, "grades:%d", 1234);
+        tried++;
+        ck_assert_int_eq(n, cap > 11 ? 11 : -1);
+        check_guard(b, cap, "tc_keyf", cap);
+        free(b);
+    }
     /* tc_cache_control: odd TTLs and scopes. */
     const int ttls[] = {INT_MIN, -1, 0, 999, 1000, INT_MAX};
     for (size_t i = 0; i < sizeof ttls / sizeof ttls[0]; i++) {

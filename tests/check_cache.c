@@ -189,6 +189,74 @@ START_TEST(test_cache_hit_released_by_another_thread)
 }
 END_TEST
 
+/* ------------------------------------------------------------------ NUL-terminated values */
+
+/* Asserts that key reads as the text want, with a NUL after its bytes (data[len] == 0). */
+static void expect_nul_terminated(tc_cache *c, const char *key, const char *want)
+{
+    tc_value v;
+    ck_assert_int_eq(tc_get(c, key, &v), TC_OK);
+    ck_assert_uint_eq(v.len, strlen(want));
+    ck_assert_int_eq(((const char *)v.data)[v.len], '\0');
+    ck_assert_str_eq(v.data, want);
+    tc_value_release(&v);
+}
+
+/* A loader that appends its value in pieces, so the buffer has room to spare after it. */
+static tc_status loads_pieces(void *arg, const char *key, tc_buf *out)
+{
+    (void)key;
+    for (const char *p = arg; *p; p++)
+        if (tc_buf_append(out, p, 1) != TC_OK)
+            return TC_ERR_LOADER;
+    return TC_OK;
+}
+
+START_TEST(test_cache_values_nul_terminated)
+{
+    tc_cache *c = tct_open_default();
+    ck_assert_int_eq(tc_set(c, "n:num", "12345", 5, TC_TTL_DEFAULT), TC_OK);
+    ck_assert_int_eq(tc_set(c, "n:empty", "", 0, TC_TTL_DEFAULT), TC_OK);
+    const char *tags[] = {"n:tag"};
+    ck_assert_int_eq(tc_set_tagged(c, "n:tagged", "42", 2, TC_TTL_DEFAULT, tags, 1), TC_OK);
+    free(redis("SET", rkey_of(c, "n:raw"), "7", NULL)); /* another client's plain bytes */
+    const char magic[] = TC_FMT_MAGIC "x";
+    ck_assert_int_eq(tc_set(c, "n:magic", magic, sizeof magic - 1, TC_TTL_DEFAULT), TC_OK);
+    for (int pass = 0; pass < 2; pass++) { /* local copies, then fetched from Redis */
+        expect_nul_terminated(c, "n:num", "12345");
+        expect_nul_terminated(c, "n:empty", "");
+        expect_nul_terminated(c, "n:tagged", "42"); /* read through a stored-format header */
+        expect_nul_terminated(c, "n:raw", "7");
+        expect_nul_terminated(c, "n:magic", magic); /* stored behind a header */
+        tc__local_flush(tc__cache_local(c));
+    }
+    tc_value v;
+    char pi[] = "314", none[] = "";
+    ck_assert_int_eq(tc_get_or_set(c, "n:loaded", loads_pieces, pi, TC_TTL_DEFAULT, &v), TC_OK);
+    ck_assert_uint_eq(v.len, 3);
+    ck_assert_str_eq(v.data, "314");
+    tc_value_release(&v);
+    ck_assert_int_eq(tc_get_or_set(c, "n:loaded-empty", loads_pieces, none, TC_TTL_DEFAULT, &v),
+                     TC_OK);
+    ck_assert_uint_eq(v.len, 0);
+    ck_assert_str_eq(v.data, "");
+    tc_value_release(&v);
+    tc__local_flush(tc__cache_local(c));
+    expect_nul_terminated(c, "n:loaded", "314"); /* written with an early-refresh header */
+    expect_nul_terminated(c, "n:loaded-empty", "");
+    const char *keys[] = {"n:num", "n:empty"};
+    tc_value out[2];
+    tc_status st[2];
+    ck_assert_int_eq(tc_get_many(c, keys, 2, out, st), TC_OK);
+    for (int i = 0; i < 2; i++) {
+        ck_assert_int_eq(st[i], TC_OK);
+        ck_assert_int_eq(((const char *)out[i].data)[out[i].len], '\0');
+        tc_value_release(&out[i]);
+    }
+    tc_close(c);
+}
+END_TEST
+
 /* ------------------------------------------------------------------ add, delete, touch */
 
 START_TEST(test_cache_add_semantics)
@@ -604,6 +672,109 @@ START_TEST(test_cache_ttl_semantics)
 }
 END_TEST
 
+/* ------------------------------------------------------------------ has_key and ttl */
+
+static tc_status loads_nothing(void *arg, const char *key, tc_buf *out)
+{
+    (void)arg, (void)key, (void)out;
+    return TC_MISS; /* "does not exist": a negative entry */
+}
+
+START_TEST(test_cache_has_key)
+{
+    tc_cache *c = tct_open_default();
+    ck_assert_int_eq(tc_has_key(c, "hk"), TC_MISS);
+    ck_assert_int_eq(tc_set(c, "hk", "v", 1, TC_TTL_DEFAULT), TC_OK);
+    ck_assert_int_eq(tc_set(c, "hk:empty", "", 0, TC_TTL_DEFAULT), TC_OK);
+    /* Held locally after the write: answered without Redis, as tc_get would be. */
+    uint64_t before = remote_commands(c);
+    ck_assert_int_eq(tc_has_key(c, "hk"), TC_OK);
+    ck_assert_int_eq(tc_has_key(c, "hk:empty"), TC_OK); /* a zero-length value is a value */
+    ck_assert_uint_eq(remote_commands(c), before);
+    /* Written by another client: only Redis knows. */
+    free(redis("SET", rkey_of(c, "hk:other"), "x", NULL));
+    ck_assert_int_eq(tc_has_key(c, "hk:other"), TC_OK);
+    ck_assert_int_eq(tc_delete(c, "hk"), TC_OK);
+    ck_assert_int_eq(tc_has_key(c, "hk"), TC_MISS);
+    /* A cached "does not exist" is absent, locally and in Redis. */
+    tc_value v;
+    ck_assert_int_eq(tc_get_or_set(c, "hk:neg", loads_nothing, NULL, TC_TTL_DEFAULT, &v), TC_MISS);
+    ck_assert_int_eq(tc_has_key(c, "hk:neg"), TC_MISS);
+    char *raw = redis("EXISTS", rkey_of(c, "hk:neg"), NULL, NULL);
+    ck_assert_str_eq(raw, "1");
+    free(raw);
+    tc_stats st;
+    tc_stats_get(c, &st);
+    ck_assert_uint_ge(st.local_hits, 2); /* counted as reads */
+    ck_assert_int_eq(tc_has_key(c, "bad key"), TC_ERR_ARG);
+    ck_assert_int_eq(tc_has_key(c, NULL), TC_ERR_ARG);
+    ck_assert_int_eq(tc_has_key(NULL, "hk"), TC_ERR_ARG);
+    tc_close(c);
+}
+END_TEST
+
+/* A tagged value whose tag was invalidated is absent for both, through either tier. */
+START_TEST(test_cache_has_key_tagged)
+{
+    tc_options o;
+    tct_options(&o);
+    tc_cache *c = tct_open(&o);
+    o.local_max_bytes = 0; /* Redis only */
+    tc_cache *remote_only = tct_open(&o);
+    const char *tags[] = {"t:1"};
+    ck_assert_int_eq(tc_set_tagged(c, "tagged", "v", 1, TC_TTL_DEFAULT, tags, 1), TC_OK);
+    ck_assert_int_eq(tc_has_key(c, "tagged"), TC_OK);
+    ck_assert_int_eq(tc_has_key(remote_only, "tagged"), TC_OK);
+    int64_t ms = 0;
+    ck_assert_int_eq(tc_ttl(remote_only, "tagged", &ms), TC_OK);
+    ck_assert_int_gt(ms, 0);
+    ck_assert_int_eq(tc_tag_invalidate(c, "t:1"), TC_OK);
+    ck_assert_int_eq(tc_has_key(c, "tagged"), TC_MISS);
+    ck_assert_int_eq(tc_has_key(remote_only, "tagged"), TC_MISS);
+    ck_assert_int_eq(tc_ttl(c, "tagged", &ms), TC_MISS);
+    ck_assert_int_eq(ms, 0);
+    tc_close(remote_only);
+    tc_close(c);
+}
+END_TEST
+
+START_TEST(test_cache_ttl_remaining)
+{
+    tc_cache *c = tct_open_default();
+    int64_t ms = 123;
+    ck_assert_int_eq(tc_ttl(c, "t:absent", &ms), TC_MISS);
+    ck_assert_int_eq(ms, 0);
+    ck_assert_int_eq(tc_set(c, "t:10s", "v", 1, 10000), TC_OK);
+    ck_assert_int_eq(tc_ttl(c, "t:10s", &ms), TC_OK); /* held locally: asks Redis anyway */
+    ck_assert_int_gt(ms, 9000);
+    ck_assert_int_le(ms, 10000);
+    ck_assert_int_eq(tc_set(c, "t:default", "v", 1, TC_TTL_DEFAULT), TC_OK);
+    ck_assert_int_eq(tc_ttl(c, "t:default", &ms), TC_OK);
+    ck_assert_int_gt(ms, 290000); /* remote_ttl_ms, 300000 by default */
+    ck_assert_int_le(ms, 300000);
+    ck_assert_int_eq(tc_set(c, "t:forever", "", 0, TC_TTL_FOREVER), TC_OK);
+    ck_assert_int_eq(tc_ttl(c, "t:forever", &ms), TC_OK);
+    ck_assert_int_eq(ms, -1);
+    ck_assert_int_eq(tc_touch(c, "t:forever", 5000), TC_OK);
+    ck_assert_int_eq(tc_ttl(c, "t:forever", &ms), TC_OK);
+    ck_assert_int_gt(ms, 4000);
+    ck_assert_int_le(ms, 5000);
+    free(redis("SET", rkey_of(c, "t:plain"), "x", NULL)); /* another client, no expiry */
+    ck_assert_int_eq(tc_ttl(c, "t:plain", &ms), TC_OK);
+    ck_assert_int_eq(ms, -1);
+    ck_assert_int_eq(tc_set(c, "t:short", "v", 1, 50), TC_OK);
+    tct_sleep_ms(120);
+    ck_assert_int_eq(tc_ttl(c, "t:short", &ms), TC_MISS);
+    tc_value v;
+    ck_assert_int_eq(tc_get_or_set(c, "t:neg", loads_nothing, NULL, TC_TTL_DEFAULT, &v), TC_MISS);
+    ck_assert_int_eq(tc_ttl(c, "t:neg", &ms), TC_MISS);
+    ck_assert_int_eq(tc_ttl(c, "t:10s", NULL), TC_ERR_ARG);
+    ck_assert_int_eq(tc_ttl(c, "bad key", &ms), TC_ERR_ARG);
+    ck_assert_int_eq(tc_ttl(NULL, "t:10s", &ms), TC_ERR_ARG);
+    tc_close(c);
+}
+END_TEST
+
 /* ------------------------------------------------------------------ bad input */
 
 START_TEST(test_cache_invalid_keys_send_nothing)
@@ -968,7 +1139,7 @@ static Suite *cache_suite(void)
          {test_cache_set_get_round_trip, test_cache_binary_and_empty_values,
           test_cache_magic_prefixed_value_round_trips, test_cache_values_are_plain_in_redis,
           test_cache_overwrite_read_your_writes, test_cache_value_outlives_replacement,
-          test_cache_hit_released_by_another_thread}},
+          test_cache_hit_released_by_another_thread, test_cache_values_nul_terminated}},
         {"add_delete_touch",
          {test_cache_add_semantics, test_cache_delete_semantics, test_cache_touch}},
         {"incr", {test_cache_incr, test_cache_incr_not_int, test_cache_incr_keeps_ttl}},
@@ -982,6 +1153,7 @@ static Suite *cache_suite(void)
         {"ttl",
          {test_cache_expiry_both_tiers, test_cache_local_ttl_bounds_local_copy,
           test_cache_ttl_semantics, test_cache_fetch_remote_ttl}},
+        {"has_key_ttl", {test_cache_has_key, test_cache_has_key_tagged, test_cache_ttl_remaining}},
         {"bad_input",
          {test_cache_invalid_keys_send_nothing, test_cache_null_arguments,
           test_cache_value_size_limit, test_cache_large_value_default_limit, test_cache_bad_options,

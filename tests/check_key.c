@@ -61,6 +61,39 @@ START_TEST(test_key_build_rejects)
 }
 END_TEST
 
+START_TEST(test_key_build_formats)
+{
+    char buf[32];
+    ck_assert_int_eq(tc_keyf(buf, sizeof buf, "grades:gpa:student:%d", 123), 22);
+    ck_assert_str_eq(buf, "grades:gpa:student:123");
+    ck_assert_int_eq(tc_keyf(buf, sizeof buf, "u:%s:%lld", "x\xc3\xa9", -7LL), 8);
+    ck_assert_str_eq(buf, "u:x\xc3\xa9:-7");
+    ck_assert_int_eq(tc_keyf(buf, sizeof buf, "plain"), 5);
+    ck_assert_str_eq(buf, "plain");
+}
+END_TEST
+
+/* The key rules hold for the result, whatever the format made of it; buf is "" on -1. */
+START_TEST(test_key_build_format_rejects)
+{
+    char buf[8];
+    ck_assert_int_eq(tc_keyf(buf, sizeof buf, "a:%s", "b c"), -1);
+    ck_assert_str_eq(buf, "");
+    ck_assert_int_eq(tc_keyf(buf, sizeof buf, "a:% d", 5), -1);     /* a space from the flag */
+    ck_assert_int_eq(tc_keyf(buf, sizeof buf, "a:%c", '\t'), -1);   /* a control byte */
+    ck_assert_int_eq(tc_keyf(buf, sizeof buf, "a:%c", 127), -1);    /* DEL */
+    ck_assert_int_eq(tc_keyf(buf, sizeof buf, "a:%c", 0), -1);      /* a NUL inside */
+    ck_assert_int_eq(tc_keyf(buf, sizeof buf, "%s", ""), -1);       /* empty */
+    ck_assert_int_eq(tc_keyf(buf, sizeof buf, "1234567"), 7);       /* exactly fits */
+    ck_assert_int_eq(tc_keyf(buf, sizeof buf, "k:%d", 123456), -1); /* truncated */
+    ck_assert_str_eq(buf, "");
+    ck_assert_int_eq(tc_keyf(NULL, 8, "a"), -1);
+    ck_assert_int_eq(tc_keyf(buf, 0, "a"), -1);
+    int (*keyf)(char *, size_t, const char *, ...) = tc_keyf; /* no format check: NULL */
+    ck_assert_int_eq(keyf(buf, sizeof buf, NULL), -1);
+}
+END_TEST
+
 START_TEST(test_key_redis_prefix)
 {
     char buf[32];
@@ -129,6 +162,8 @@ static Suite *key_suite(void)
     tc = tcase_create("build");
     tcase_add_test(tc, test_key_build_joins_parts);
     tcase_add_test(tc, test_key_build_rejects);
+    tcase_add_test(tc, test_key_build_formats);
+    tcase_add_test(tc, test_key_build_format_rejects);
     tcase_add_test(tc, test_key_redis_prefix);
     tcase_add_test(tc, test_key_hash_stable);
     suite_add_tcase(s, tc);

@@ -138,8 +138,8 @@ START_TEST(test_stats_prometheus_format)
     ck_assert_ptr_nonnull(strstr(text, "# TYPE tiercache_local_hits_total counter\n"));
     ck_assert_ptr_nonnull(strstr(text, "tiercache_local_hits_total{key_type=\"plain:type\"} 1\n"));
     ck_assert_ptr_nonnull(
-        strstr(text, "tiercache_sets_total{key_type=\"we\\\"ird:ty\\\\pe\"} 1\n"));
-    ck_assert_ptr_nonnull(strstr(text, "{key_type=\"bad\xef\xbf\xbd:utf8\"}"));
+        strstr(text, "tiercache_sets_total{key_type=\"we\\\"ird:ty\\\\\\\\pe\"} 1\n"));
+    ck_assert_ptr_nonnull(strstr(text, "{key_type=\"bad\\\\xff:utf8\"}"));
     ck_assert_ptr_nonnull(strstr(text, "# TYPE tiercache_local_bytes gauge\n"));
     int lines = 0;
     for (char *l = strtok(text, "\n"); l; l = strtok(NULL, "\n"), lines++)
@@ -149,6 +149,52 @@ START_TEST(test_stats_prometheus_format)
     ck_assert_int_eq(tc_stats_prometheus(NULL, &text), TC_ERR_ARG);
     ck_assert_int_eq(tc_stats_prometheus(c, NULL), TC_ERR_ARG);
     tc_stats_foreach(c, NULL, NULL); /* harmless */
+    tc_close(c);
+}
+END_TEST
+
+/* Regression: a one-part key "other" and the overflow bucket "other" printed the same
+ * series, and so did key types that differed only in bytes that are not UTF-8 (each became
+ * U+FFFD): the exposition format forbids duplicate series. */
+START_TEST(test_stats_prometheus_unique_series)
+{
+    tc_cache *c = tct_open_default();
+    static const char *const hostile[] = {"other",      "a\xff:x:1",
+                                          "a\xfe:x:1",  "a\xef\xbf\xbd:x:1",
+                                          "a\\xff:x:1", "a\\\\xff:x:1",
+                                          "q\"\\:x:1"};
+    size_t nh = sizeof hostile / sizeof hostile[0];
+    for (size_t i = 0; i < nh; i++)
+        ck_assert_int_eq(tc_set(c, hostile[i], "v", 1, TC_TTL_DEFAULT), TC_OK);
+    char key[32];
+    for (int i = 0; i < 130; i++) { /* fills the table: the rest go to the overflow bucket */
+        snprintf(key, sizeof key, "fill%d:t:1", i);
+        ck_assert_int_eq(tc_set(c, key, "v", 1, TC_TTL_DEFAULT), TC_OK);
+    }
+    char *text = NULL;
+    ck_assert_int_eq(tc_stats_prometheus(c, &text), TC_OK);
+    ck_assert_ptr_nonnull(strstr(text, "tiercache_sets_total{key_type=\"other\"} 9\n"));
+    ck_assert_ptr_nonnull(strstr(text, "tiercache_sets_total{key_type=\"\\\\x6fther\"} 1\n"));
+    ck_assert_ptr_nonnull(strstr(text, "{key_type=\"a\\\\xff:x\"} 1\n"));
+    ck_assert_ptr_nonnull(strstr(text, "{key_type=\"a\\\\\\\\xff:x\"} 1\n"));
+    ck_assert_ptr_nonnull(strstr(text, "{key_type=\"a\xef\xbf\xbd:x\"} 1\n"));
+    ck_assert_ptr_nonnull(strstr(text, "{key_type=\"q\\\"\\\\\\\\:x\"} 1\n"));
+    /* Every series of a metric has its own labels. */
+    static char labels[200][128];
+    int n = 0;
+    const char *name = "tiercache_sets_total{";
+    for (const char *p = strstr(text, name); p; p = strstr(p + 1, name)) {
+        const char *end = strstr(p, "} ");
+        ck_assert_ptr_nonnull(end);
+        ck_assert_int_lt(n, 200);
+        ck_assert_int_lt(end - p, 128);
+        snprintf(labels[n], sizeof labels[0], "%.*s", (int)(end - p), p);
+        for (int j = 0; j < n; j++)
+            ck_assert_msg(strcmp(labels[j], labels[n]) != 0, "duplicate series %s", labels[n]);
+        n++;
+    }
+    ck_assert_int_eq(n, 129); /* 128 types and the overflow bucket */
+    free(text);
     tc_close(c);
 }
 END_TEST
@@ -482,6 +528,7 @@ static Suite *stats_suite(void)
     suite_add_tcase(s, tc);
     tc = tcase_create("prometheus");
     tcase_add_test(tc, test_stats_prometheus_format);
+    tcase_add_test(tc, test_stats_prometheus_unique_series);
     suite_add_tcase(s, tc);
     tc = tcase_create("growable");
     tcase_add_test(tc, test_stats_first_layout);
