@@ -16,6 +16,12 @@
  * struct tc_cache is private to this file: the modules built on it use the narrow API of
  * cache.h, the subscriber a context of its own (tc_sub_ctx), the tests lib/testing.h.
  *
+ * After fork: a child must not use what it inherited (the subscriber thread is gone, the
+ * connections are the parent's, the local tier no longer hears invalidations). Every call
+ * compares the cache's fork generation with the process's (common.h: one load; a local hit
+ * makes no syscall); the first call in a child drops what was inherited and reconnects
+ * (see "After fork" below).
+ *
  * Locks: this module takes none itself; the local tier's shard locks and the remote pool's
  * lock are leaves taken inside those modules. No user callback runs under any lock.
  */
@@ -62,7 +68,17 @@ struct tc_cache {
     tc_counters counters; /* cache-wide: what belongs to no key type */
     tc_types *types;      /* counters per key type */
     atomic_bool closing;
-    struct { /* set through lib/testing.h only; zero otherwise */
+    /* After fork (see there). gen: the fork generation the threads, connections and local
+     * tier belong to (release-stored once they are this process's own). reset_gen: the
+     * generation a reset runs for (taken by CAS: one thread resets, the others wait).
+     * The rest is the resetting thread's. */
+    atomic_uint gen;
+    atomic_uint reset_gen;
+    atomic_uint dropped_gen; /* the generation whose inheritance was dropped */
+    atomic_int reset_status; /* a failed reset's status, for the calls until a retry */
+    _Atomic int64_t reset_retry_ns;
+    tc_local *inherited_local; /* the parent's tier: freed at close, shared until then */
+    struct {                   /* set through lib/testing.h only; zero otherwise */
         tc_fill_hook_fn fill;
         void *fill_arg;
         int lock_poll_ms;
@@ -101,12 +117,16 @@ TC_API void tc_value_release(tc_value *v)
         tc__value_release(v);
 }
 
+static tc_status after_fork(tc_cache *c);
+
 static tc_status check_open(const tc_cache *c)
 {
     if (!c)
         return TC_ERR_ARG;
     if (atomic_load_explicit(&c->closing, memory_order_relaxed))
         return TC_ERR_CLOSED;
+    if (TC_UNLIKELY(atomic_load_explicit(&c->gen, memory_order_acquire) != tc__fork_gen()))
+        return after_fork((tc_cache *)c);
     return TC_OK;
 }
 
@@ -421,13 +441,30 @@ void tc__cache_inval_done(tc_inval_msg *m)
     memset(m, 0, sizeof *m);
 }
 
+static void drop_inherited(tc_cache *c, bool keep_local);
+
+static tc_status remote_open(tc_cache *c)
+{
+    tc_remote_config rc = {
+        .url = c->url,
+        .pool_size = c->opt.pool_size,
+        .connect_timeout_ms = c->opt.connect_timeout_ms,
+        .command_timeout_ms = c->opt.command_timeout_ms,
+        .log = c->log,
+    };
+    return tc__remote_open(&rc, &c->remote);
+}
+
 static void cache_free(tc_cache *c)
 {
-    tc__subscriber_stop(c->sub); /* before the flights: the subscriber wakes them */
+    if (atomic_load(&c->gen) != tc__fork_gen() && atomic_load(&c->dropped_gen) != tc__fork_gen())
+        drop_inherited(c, false); /* closed in a child before any other call */
+    tc__subscriber_stop(c->sub);  /* before the flights: the subscriber wakes them */
     tc__flights_free(c->flights);
     tc__types_free(c->types);
     tc__remote_close(c->remote);
     tc__local_free(c->local);
+    tc__local_free_after_fork(c->inherited_local);
     tc__reclaim_now(); /* the values the tier held, unless callers still hold them */
     tc__free(c->url);
     tc__free(c->key_prefix);
@@ -442,9 +479,15 @@ TC_API tc_status tc_open(const tc_options *o, tc_cache **out)
         *out = NULL;
     if (!o || !out)
         return TC_ERR_ARG;
+    /* Without the fork handler a child could not tell it is one. */
+    if (!tc__fork_watch())
+        return TC_ERR_NOMEM;
     tc_cache *c = tc__calloc(1, sizeof *c);
     if (!c)
         return TC_ERR_NOMEM;
+    atomic_init(&c->dropped_gen, tc__fork_gen());
+    atomic_init(&c->gen, tc__fork_gen());
+    atomic_init(&c->reset_gen, tc__fork_gen());
     tc_status st = options_copy(o, &c->opt);
     if (st == TC_OK)
         st = cache_strings(c);
@@ -463,16 +506,8 @@ TC_API tc_status tc_open(const tc_options *o, tc_cache **out)
         st = tc__types_new(&c->types);
     if (st == TC_OK)
         st = tc__local_new(c->local_enabled ? c->opt.local_max_bytes : 0, 0, &c->local);
-    if (st == TC_OK) {
-        tc_remote_config rc = {
-            .url = c->url,
-            .pool_size = c->opt.pool_size,
-            .connect_timeout_ms = c->opt.connect_timeout_ms,
-            .command_timeout_ms = c->opt.command_timeout_ms,
-            .log = c->log,
-        };
-        st = tc__remote_open(&rc, &c->remote);
-    }
+    if (st == TC_OK)
+        st = remote_open(c);
     if (st == TC_OK && c->opt.check_redis_config)
         tc__remote_check_config(c->remote);
     if (st == TC_OK)
@@ -492,6 +527,140 @@ TC_API void tc_close(tc_cache *c)
         return;
     atomic_store(&c->closing, true);
     cache_free(c);
+}
+
+/* ------------------------------------------------------------------ after fork
+ *
+ * In a child, only the forking thread exists: the subscriber thread does not, the
+ * connections and the subscriber's sockets are the parent's (shared file descriptions),
+ * the local tier stops hearing invalidations, and any lock a thread of the parent held at
+ * the fork stays taken. So the first call in a child (check_open sees a new fork
+ * generation) drops all of that and starts afresh, as tc_open would: a new, empty local
+ * tier, flight table and key types (the child's counters count the child's work), a new
+ * origin (the parent's would make the two ignore each other's invalidations), new
+ * connections and a new subscriber. Dropping sends nothing on the parent's sockets: they
+ * are close()d (redisFree does no I/O), and what a thread of the parent was using or
+ * held locked at the fork is left alone, unfreed. The parent's local tier is kept, unused
+ * and shared copy-on-write, until tc_close: freeing it would copy every page it touches
+ * into each worker of a prefork server.
+ *
+ * Other threads of the child wait for the reset. If Redis cannot be reached, the call
+ * returns that status, and so does every call for the next RESET_RETRY_MS, until a call
+ * retries (fail fast, as the circuit breaker does); the local tier is never read meanwhile.
+ */
+
+#define RESET_RETRY_MS 100
+
+/* Lets go of what c inherited from the parent: the subscriber and connections (closed, not
+ * used), the flight table and key types, and the local tier (kept in inherited_local if
+ * keep_local, else freed). */
+static void drop_inherited(tc_cache *c, bool keep_local)
+{
+    atomic_store(&c->link_ok, false);
+    tc__subscriber_forget(c->sub);
+    c->sub = NULL;
+    tc__remote_close(c->remote);
+    c->remote = NULL;
+    tc__flights_free_after_fork(c->flights);
+    c->flights = NULL;
+    tc__types_free(c->types); /* names only; registering takes its lock, reading none */
+    c->types = NULL;
+    tc__local_free_after_fork(c->inherited_local);
+    c->inherited_local = keep_local ? c->local : NULL;
+    if (!keep_local)
+        tc__local_free_after_fork(c->local);
+    c->local = NULL;
+    atomic_store(&c->dropped_gen, tc__fork_gen());
+}
+
+/* The first step of a reset: c's own local tier, flights and types in place of the
+ * inherited ones, its counters zeroed, a new origin. TC_ERR_NOMEM changes nothing. */
+static tc_status renew_parts(tc_cache *c)
+{
+    tc_local *local = NULL;
+    tc_flights *flights = NULL;
+    tc_types *types = NULL;
+    uint64_t origin;
+    tc_status st = tc__local_new(c->local_enabled ? c->opt.local_max_bytes : 0, 0, &local);
+    if (st == TC_OK)
+        st = tc__flights_new(&flights);
+    if (st == TC_OK)
+        st = tc__types_new(&types);
+    if (st == TC_OK)
+        st = tc__random_bytes(&origin, sizeof origin);
+    if (st != TC_OK) {
+        tc__local_free(local);
+        tc__flights_free(flights);
+        tc__types_free(types);
+        return st;
+    }
+    drop_inherited(c, true);
+    c->local = local;
+    c->flights = flights;
+    c->types = types;
+    c->origin = origin;
+    memset(&c->counters, 0, sizeof c->counters);
+    return TC_OK;
+}
+
+/* Makes c usable in this child (generation g); run by one thread at a time. */
+static tc_status reset(tc_cache *c, unsigned g)
+{
+    tc_status st = TC_OK;
+    bool first = atomic_load(&c->dropped_gen) != g;
+    if (first)
+        st = renew_parts(c);
+    if (st == TC_OK && !c->remote)
+        st = remote_open(c);
+    if (st == TC_OK && !c->sub)
+        st = coherence_start(c);
+    if (st == TC_OK) {
+        tc__log(&c->log, TC_LOG_INFO,
+                "fork detected: this child dropped the connections and the local tier it "
+                "inherited and reconnected");
+        atomic_store_explicit(&c->gen, g, memory_order_release);
+        return TC_OK;
+    }
+    if (first || atomic_load(&c->reset_status) != (int)st)
+        tc__log(&c->log, TC_LOG_ERROR,
+                "fork detected: this child cannot reconnect to Redis (%s); every call fails "
+                "with that status until it can",
+                tc__strerror(st));
+    atomic_store(&c->reset_status, (int)st);
+    atomic_store(&c->reset_retry_ns, tc__deadline_after_ms(RESET_RETRY_MS));
+    atomic_store(&c->reset_gen, g - 1); /* not g: the next call may retry */
+    return st;
+}
+
+static tc_status after_fork(tc_cache *c)
+{
+    unsigned g = tc__fork_gen();
+    for (;;) {
+        if (atomic_load_explicit(&c->gen, memory_order_acquire) == g)
+            return TC_OK;
+        unsigned r = atomic_load(&c->reset_gen);
+        if (r != g) {
+            if (atomic_load(&c->dropped_gen) == g && tc__now_ns() < atomic_load(&c->reset_retry_ns))
+                return (tc_status)atomic_load(&c->reset_status);
+            if (atomic_compare_exchange_strong(&c->reset_gen, &r, g))
+                return reset(c, g);
+            continue;
+        }
+        /* Another thread of this child is resetting c. */
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+}
+
+void tc__cache_after_fork(tc_cache *c)
+{
+    if (c && atomic_load_explicit(&c->gen, memory_order_acquire) != tc__fork_gen())
+        (void)after_fork(c);
+}
+
+unsigned tc__cache_gen(const tc_cache *c)
+{
+    return atomic_load_explicit(&c->gen, memory_order_acquire);
 }
 
 /* ------------------------------------------------------------------ reads */
