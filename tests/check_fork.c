@@ -63,6 +63,46 @@ static bool reads_as(tc_cache *c, const char *key, const char *want)
     return tct_read_str(c, key, buf, sizeof buf) == TC_OK && strcmp(buf, want) == 0;
 }
 
+static void set_str(tc_cache *c, const char *key, const char *val)
+{
+    ck_assert_int_eq(tc_set(c, key, val, strlen(val), TC_TTL_DEFAULT), TC_OK);
+}
+
+/* A write by another process (Redis's own client: no invalidation reaches anyone), made
+ * before the child's first read, is what the child reads: not the copy in the tier it
+ * inherited. _i 0: broadcast; 1: TC_COHERENCE_NONE, where the parent runs no thread and the
+ * child starts none, which TSan allows. */
+static int fresh_reader_child(FILE *in, FILE *out, void *arg)
+{
+    (void)arg;
+    tct_wait_line(in, "written");
+    if (!reads_as(pc, "k", "new"))
+        return child_fail(out, "read", "the inherited copy");
+    if (tc_set(pc, "c", "child", 5, TC_TTL_DEFAULT) != TC_OK)
+        return child_fail(out, "set", "");
+    tc_close(pc);
+    return 0;
+}
+
+START_TEST(test_fork_no_inherited_copy)
+{
+    pc = open_mode(_i ? TC_COHERENCE_NONE : TC_COHERENCE_BROADCAST);
+    set_str(pc, "k", "old");
+    tct_expect(pc, "k", TC_OK, "old");
+    tct_proc p;
+    tct_proc_start(&p, fresh_reader_child, NULL);
+    char rkey[128];
+    snprintf(rkey, sizeof rkey, "%s:1:k", prefix);
+    const char *argv[] = {"SET", rkey, "new", NULL};
+    free(tct_redis_cmd(argv));
+    tct_proc_say(&p, "written");
+    tct_proc_finish(&p);
+    tct_expect(pc, "c", TC_OK, "child");
+    tc_close(pc);
+}
+END_TEST
+
+#ifndef UNDER_TSAN
 /* Polls key until it reads as want or BOUND_MS passes. */
 static bool wait_for(tc_cache *c, const char *key, const char *want)
 {
@@ -80,11 +120,6 @@ static uint64_t local_hits(tc_cache *c)
     tc_stats s;
     tc_stats_get(c, &s);
     return s.local_hits;
-}
-
-static void set_str(tc_cache *c, const char *key, const char *val)
-{
-    ck_assert_int_eq(tc_set(c, key, val, strlen(val), TC_TTL_DEFAULT), TC_OK);
 }
 
 /* The parent's cache still works after a child used it and exited: its pool answers, its
@@ -120,7 +155,6 @@ static void assert_parent_fine(const char *key)
 
 /* ------------------------------------------------------------------ the scenario */
 
-#ifndef UNDER_TSAN
 static int reader_child(FILE *in, FILE *out, void *arg)
 {
     (void)arg;
@@ -267,8 +301,6 @@ START_TEST(test_fork_in_fork)
     write_after_fork(middle_child, _i ? (void *)1 : NULL, "v1", "v2");
 }
 END_TEST
-#endif /* UNDER_TSAN */
-
 /* ------------------------------------------------------------------ mid-operation */
 
 static atomic_bool stop_workers;
@@ -318,7 +350,6 @@ static int busy_child(FILE *in, FILE *out, void *arg)
     return ok ? 0 : child_fail(out, "child", "a call failed");
 }
 
-#ifndef UNDER_TSAN
 START_TEST(test_fork_mid_operation)
 {
     pc = open_mode(TC_COHERENCE_BROADCAST);
@@ -339,41 +370,7 @@ START_TEST(test_fork_mid_operation)
     tc_close(pc);
 }
 END_TEST
-#endif
-
-/* A write by another process (Redis's own client: no invalidation reaches anyone), made
- * before the child's first read, is what the child reads: not the copy in the tier it
- * inherited. _i 0: broadcast; 1: TC_COHERENCE_NONE, where the parent runs no thread and the
- * child starts none, which TSan allows. */
-static int fresh_reader_child(FILE *in, FILE *out, void *arg)
-{
-    (void)arg;
-    tct_wait_line(in, "written");
-    if (!reads_as(pc, "k", "new"))
-        return child_fail(out, "read", "the inherited copy");
-    if (tc_set(pc, "c", "child", 5, TC_TTL_DEFAULT) != TC_OK)
-        return child_fail(out, "set", "");
-    tc_close(pc);
-    return 0;
-}
-
-START_TEST(test_fork_no_inherited_copy)
-{
-    pc = open_mode(_i ? TC_COHERENCE_NONE : TC_COHERENCE_BROADCAST);
-    set_str(pc, "k", "old");
-    tct_expect(pc, "k", TC_OK, "old");
-    tct_proc p;
-    tct_proc_start(&p, fresh_reader_child, NULL);
-    char rkey[128];
-    snprintf(rkey, sizeof rkey, "%s:1:k", prefix);
-    const char *argv[] = {"SET", rkey, "new", NULL};
-    free(tct_redis_cmd(argv));
-    tct_proc_say(&p, "written");
-    tct_proc_finish(&p);
-    tct_expect(pc, "c", TC_OK, "child");
-    tc_close(pc);
-}
-END_TEST
+#endif /* UNDER_TSAN */
 
 static Suite *fork_suite(void)
 {
