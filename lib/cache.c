@@ -29,6 +29,10 @@
 
 #include "cache.h"
 
+#include <inttypes.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,13 +81,27 @@ struct tc_cache {
     atomic_uint dropped_gen; /* the generation whose inheritance was dropped */
     atomic_int reset_status; /* a failed reset's status, for the calls until a retry */
     _Atomic int64_t reset_retry_ns;
-    tc_local *inherited_local; /* the parent's tier: freed at close, shared until then */
-    struct {                   /* set through lib/testing.h only; zero otherwise */
+    tc_local *inherited_local;  /* the parent's tier: freed at close, shared until then */
+    struct open_report *report; /* tc_open2 with an error buffer: see there */
+    struct {                    /* set through lib/testing.h only; zero otherwise */
         tc_fill_hook_fn fill;
         void *fill_arg;
         int lock_poll_ms;
     } test;
 };
+
+/* What tc_open2 hands back: the first error logged while the cache opens, or else its
+ * first warning (the connect failure a node logs before the open gives up, the credentials
+ * Redis refused, the option that broke a rule). The cache's logger is report_log for its
+ * whole life, since the Redis tier keeps copies of it; it records only while active.
+ * mu: the opening thread and the subscriber it starts may log at once. */
+typedef struct open_report {
+    pthread_mutex_t mu;
+    bool active;
+    int level; /* msg's; above TC_LOG_WARN while empty */
+    char msg[512];
+    tc_logger user;
+} open_report;
 
 /* ------------------------------------------------------------------ small helpers */
 
@@ -130,16 +148,48 @@ static tc_status check_open(const tc_cache *c)
     return TC_OK;
 }
 
-static bool key_ok(const tc_cache *c, const char *key, size_t *klen)
+/* A caller's bad argument: says which and why through log_fn, at TC_LOG_DEBUG (a busy
+ * server passing bad keys is not flooded unless it asks), and returns TC_ERR_ARG. fn: the
+ * public function. */
+static tc_status __attribute__((format(printf, 3, 4)))
+bad_arg(const tc_cache *c, const char *fn, const char *fmt, ...)
 {
-    return tc__key_valid(key, c->opt.max_key_len, klen);
+    if (!c->log.fn)
+        return TC_ERR_ARG;
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    tc__log(&c->log, TC_LOG_DEBUG, "%s: %s", fn, msg);
+    return TC_ERR_ARG;
+}
+
+tc_status tc__cache_bad_key(const tc_cache *c, const char *fn, const char *what, const char *key,
+                            size_t max_len)
+{
+    char why[256];
+    return bad_arg(c, fn, "%s %s", what, tc__key_problem(key, max_len, why, sizeof why));
+}
+
+/* key_ok(c, key, klen, what): true for a valid key; otherwise says why, as the caller's
+ * public function (its __func__), naming the argument `what`. */
+#define key_ok(c, key, klen, what) key_ok_in(c, key, klen, what, __func__)
+static bool key_ok_in(const tc_cache *c, const char *key, size_t *klen, const char *what,
+                      const char *fn)
+{
+    if (tc__key_valid(key, c->opt.max_key_len, klen))
+        return true;
+    tc__cache_bad_key(c, fn, what, key, c->opt.max_key_len);
+    return false;
 }
 
 /* The prologue of every single-key operation: an open cache and a valid key. */
-static tc_status begin_key(const tc_cache *c, const char *key, size_t *klen)
+#define begin_key(c, key, klen) begin_key_in(c, key, klen, __func__)
+static tc_status begin_key_in(const tc_cache *c, const char *key, size_t *klen, const char *fn)
 {
     tc_status st = check_open(c);
-    if (st == TC_OK && !key_ok(c, key, klen))
+    if (st == TC_OK && !key_ok_in(c, key, klen, "key", fn))
         st = TC_ERR_ARG;
     return st;
 }
@@ -156,8 +206,13 @@ static tc_status ttl_resolve(const tc_cache *c, int ttl_ms, int *out)
 {
     if (ttl_ms == TC_TTL_DEFAULT)
         ttl_ms = c->opt.remote_ttl_ms;
-    if (ttl_ms < 0 && ttl_ms != TC_TTL_FOREVER)
+    if (ttl_ms < 0 && ttl_ms != TC_TTL_FOREVER) {
+        (void)bad_arg(c, "ttl_ms",
+                      "%d is not a TTL: > 0 (ms), 0 (expire at once), "
+                      "TC_TTL_DEFAULT (-1) or TC_TTL_FOREVER (-2)",
+                      ttl_ms);
         return TC_ERR_ARG;
+    }
     *out = ttl_ms;
     return TC_OK;
 }
@@ -304,31 +359,100 @@ static bool prefix_valid(const char *p)
     return *p == '\0' || tc__key_valid(p, 1024, &len);
 }
 
-static tc_status options_copy(const tc_options *in, tc_options *o)
+/* The numeric options and their ranges (an int or a size_t field). */
+typedef struct num_rule {
+    const char *name;
+    size_t off;
+    bool is_size;
+    int64_t min, max;
+} num_rule;
+
+#define INT_RULE(f, lo, hi)                                                                        \
+    {                                                                                              \
+#f, offsetof(tc_options, f), false, (lo), (hi)                                             \
+    }
+#define SIZE_RULE(f, lo, hi)                                                                       \
+    {                                                                                              \
+#f, offsetof(tc_options, f), true, (lo), (int64_t)(hi)                                     \
+    }
+
+static const num_rule num_rules[] = {
+    INT_RULE(remote_ttl_ms, 1, INT_MAX),
+    INT_RULE(local_ttl_ms, 0, INT_MAX),
+    SIZE_RULE(max_value_bytes, 1, MAX_VALUE_LIMIT),
+    SIZE_RULE(max_key_len, 1, MAX_KEY_LEN_LIMIT),
+    INT_RULE(pool_size, 1, 1024),
+    INT_RULE(connect_timeout_ms, 1, INT_MAX),
+    INT_RULE(command_timeout_ms, 1, INT_MAX),
+    INT_RULE(heartbeat_ms, 10, INT_MAX),
+    INT_RULE(lock_ttl_ms, 1, INT_MAX),
+    INT_RULE(flight_wait_ms, 1, INT_MAX),
+    INT_RULE(stale_if_error_ms, 0, INT_MAX),
+    INT_RULE(negative_ttl_ms, 0, INT_MAX),
+};
+
+/* Which option breaks which rule, in why (cap bytes); TC_OK if none. */
+static tc_status options_check(const tc_options *o, char *why, size_t cap)
 {
-    if (in->struct_size < OPTIONS_V1_SIZE)
+    for (size_t i = 0; i < sizeof num_rules / sizeof num_rules[0]; i++) {
+        const num_rule *r = &num_rules[i];
+        const char *p = (const char *)o + r->off;
+        int64_t v;
+        if (r->is_size) {
+            size_t z;
+            memcpy(&z, p, sizeof z);
+            v = z > (size_t)INT64_MAX ? INT64_MAX : (int64_t)z;
+        } else {
+            int n;
+            memcpy(&n, p, sizeof n);
+            v = n;
+        }
+        if (v >= r->min && v <= r->max)
+            continue;
+        if (r->max == INT_MAX)
+            snprintf(why, cap, "%s = %" PRId64 ": must be >= %" PRId64, r->name, v, r->min);
+        else
+            snprintf(why, cap, "%s = %" PRId64 ": must be %" PRId64 "..%" PRId64, r->name, v,
+                     r->min, r->max);
         return TC_ERR_ARG;
+    }
+    if (!prefix_valid(o->key_prefix)) {
+        char k[256];
+        snprintf(why, cap, "key_prefix %s", tc__key_problem(o->key_prefix, 1024, k, sizeof k));
+    } else if (o->coherence != TC_COHERENCE_BROADCAST && o->coherence != TC_COHERENCE_TRACKING &&
+               o->coherence != TC_COHERENCE_NONE) {
+        snprintf(why, cap,
+                 "coherence = %d: must be TC_COHERENCE_BROADCAST (0), TC_COHERENCE_TRACKING "
+                 "(1) or TC_COHERENCE_NONE (2)",
+                 (int)o->coherence);
+    } else if (o->redis_url && !*o->redis_url) {
+        /* "" is a URL with bad syntax, not "no URL": connecting to the default instead
+         * would hide a configuration error (an unset variable in the application's
+         * config). */
+        snprintf(why, cap, "redis_url is \"\": NULL means $TC_REDIS_URL or the default");
+    } else if (!(o->xfetch_beta >= 0) || o->xfetch_beta > 1e6) { /* NaN too */
+        snprintf(why, cap, "xfetch_beta = %g: must be 0..1e6", o->xfetch_beta);
+    } else {
+        return TC_OK;
+    }
+    return TC_ERR_ARG;
+}
+
+static tc_status options_copy(const tc_options *in, tc_options *o, char *why, size_t cap)
+{
+    if (in->struct_size < OPTIONS_V1_SIZE) {
+        snprintf(why, cap,
+                 "struct_size = %zu: smaller than any layout of tc_options (fill it with "
+                 "tc_options_init first)",
+                 in->struct_size);
+        return TC_ERR_ARG;
+    }
     tc_options_init(o);
     memcpy(o, in, in->struct_size < sizeof *o ? in->struct_size : sizeof *o);
     o->struct_size = sizeof *o;
     if (!o->key_prefix)
         o->key_prefix = "";
-    if (!prefix_valid(o->key_prefix) || o->remote_ttl_ms <= 0 || o->local_ttl_ms < 0 ||
-        o->max_value_bytes == 0 || o->max_value_bytes > MAX_VALUE_LIMIT || o->max_key_len == 0 ||
-        o->max_key_len > MAX_KEY_LEN_LIMIT || o->pool_size < 1 || o->pool_size > 1024 ||
-        o->heartbeat_ms < 10 || o->connect_timeout_ms <= 0 || o->command_timeout_ms <= 0 ||
-        (o->coherence != TC_COHERENCE_BROADCAST && o->coherence != TC_COHERENCE_TRACKING &&
-         o->coherence != TC_COHERENCE_NONE))
-        return TC_ERR_ARG;
-    /* "" is a URL with bad syntax, not "no URL": connecting to the default instead would
-     * hide a configuration error (an unset variable in the application's config). */
-    if (o->redis_url && !*o->redis_url)
-        return TC_ERR_ARG;
-    /* Stampede protection; !(beta >= 0) also refuses NaN. */
-    if (o->lock_ttl_ms <= 0 || o->flight_wait_ms <= 0 || !(o->xfetch_beta >= 0) ||
-        o->xfetch_beta > 1e6 || o->stale_if_error_ms < 0 || o->negative_ttl_ms < 0)
-        return TC_ERR_ARG;
-    return TC_OK;
+    return options_check(o, why, cap);
 }
 
 /* "<a><mid><n><end>" in a new string; NULL on allocation failure. */
@@ -470,35 +594,110 @@ static void cache_free(tc_cache *c)
     tc__free(c->key_prefix);
     tc__free(c->rprefix);
     tc__free(c->channel);
+    if (c->report)
+        pthread_mutex_destroy(&c->report->mu);
+    tc__free(c->report);
     tc__free(c);
+}
+
+static void report_log(void *arg, int level, const char *msg)
+{
+    open_report *r = arg;
+    pthread_mutex_lock(&r->mu);
+    if (r->active && level < r->level) {
+        snprintf(r->msg, sizeof r->msg, "%s", msg);
+        r->level = level;
+    }
+    pthread_mutex_unlock(&r->mu);
+    if (r->user.fn)
+        r->user.fn(r->user.arg, level, msg);
+}
+
+/* Sets c's logger from its options, through a report when the caller wants the reason. */
+static tc_status logger_init(tc_cache *c, bool report)
+{
+    c->log.fn = c->opt.log_fn;
+    c->log.arg = c->opt.log_arg;
+    if (!report)
+        return TC_OK;
+    c->report = tc__calloc(1, sizeof *c->report);
+    if (!c->report)
+        return TC_ERR_NOMEM;
+    pthread_mutex_init(&c->report->mu, NULL);
+    c->report->active = true;
+    c->report->level = TC_LOG_WARN + 1;
+    c->report->user = c->log;
+    c->log = (tc_logger){report_log, c->report};
+    return TC_OK;
+}
+
+/* Stops recording into c's report (if any) and writes "<status>: <what it recorded>" into
+ * err (errlen > 0). */
+static void report_end(tc_cache *c, tc_status st, char *err, size_t errlen)
+{
+    if (!c->report)
+        return;
+    pthread_mutex_lock(&c->report->mu);
+    c->report->active = false;
+    if (st != TC_OK)
+        snprintf(err, errlen, "%s: %s", tc__strerror(st),
+                 c->report->msg[0] ? c->report->msg : "no further detail");
+    pthread_mutex_unlock(&c->report->mu);
+}
+
+/* A failed open: logs it, writes the reason into err, frees c. */
+static tc_status open_failed(tc_cache *c, tc_status st, char *err, size_t errlen)
+{
+    if (c->report)
+        report_end(c, st, err, errlen);
+    else if (errlen > 0)
+        snprintf(err, errlen, "%s", tc__strerror(st));
+    tc__log(&c->log, TC_LOG_ERROR, "tc_open failed: %s", tc__strerror(st));
+    cache_free(c);
+    return st;
 }
 
 TC_API tc_status tc_open(const tc_options *o, tc_cache **out)
 {
+    return tc_open2(o, out, NULL, 0);
+}
+
+TC_API tc_status tc_open2(const tc_options *o, tc_cache **out, char *err, size_t errlen)
+{
+    if (!err)
+        errlen = 0;
+    if (errlen > 0)
+        err[0] = '\0';
     if (out)
         *out = NULL;
-    if (!o || !out)
+    if (!o || !out) {
+        if (errlen > 0)
+            snprintf(err, errlen, "invalid argument: %s is NULL", !o ? "o" : "out");
         return TC_ERR_ARG;
+    }
     /* Without the fork handler a child could not tell it is one. */
-    if (!tc__fork_watch())
+    tc_cache *c = tc__fork_watch() ? tc__calloc(1, sizeof *c) : NULL;
+    if (!c) {
+        if (errlen > 0)
+            snprintf(err, errlen, "%s", tc__strerror(TC_ERR_NOMEM));
         return TC_ERR_NOMEM;
-    tc_cache *c = tc__calloc(1, sizeof *c);
-    if (!c)
-        return TC_ERR_NOMEM;
+    }
     atomic_init(&c->dropped_gen, tc__fork_gen());
     atomic_init(&c->gen, tc__fork_gen());
     atomic_init(&c->reset_gen, tc__fork_gen());
-    tc_status st = options_copy(o, &c->opt);
+    char why[512];
+    tc_status st = options_copy(o, &c->opt, why, sizeof why);
+    tc_status lst = logger_init(c, errlen > 0);
+    if (st != TC_OK)
+        tc__log(&c->log, TC_LOG_ERROR, "tc_open: option %s", why);
+    if (st == TC_OK)
+        st = lst;
     if (st == TC_OK)
         st = cache_strings(c);
     if (st == TC_OK)
         st = tc__random_bytes(&c->origin, sizeof c->origin);
-    if (st != TC_OK) {
-        cache_free(c);
-        return st;
-    }
-    c->log.fn = c->opt.log_fn;
-    c->log.arg = c->opt.log_arg;
+    if (st != TC_OK)
+        return open_failed(c, st, err, errlen);
     c->local_enabled = c->opt.local_max_bytes > 0 && c->opt.local_ttl_ms > 0;
     c->coarse_res_ns = tc__coarse_res_ns();
     st = tc__flights_new(&c->flights);
@@ -512,11 +711,9 @@ TC_API tc_status tc_open(const tc_options *o, tc_cache **out)
         tc__remote_check_config(c->remote);
     if (st == TC_OK)
         st = coherence_start(c);
-    if (st != TC_OK) {
-        tc__log(&c->log, TC_LOG_ERROR, "tc_open failed: %s", tc__strerror(st));
-        cache_free(c);
-        return st;
-    }
+    if (st != TC_OK)
+        return open_failed(c, st, err, errlen);
+    report_end(c, TC_OK, err, errlen);
     *out = c;
     return TC_OK;
 }
@@ -801,8 +998,10 @@ TC_API tc_status tc_get(tc_cache *c, const char *key, tc_value *out)
     if (st != TC_OK)
         return st;
     size_t klen = tc__key_len(key, c->opt.max_key_len);
-    if (!out || klen == 0)
-        return TC_ERR_ARG;
+    if (!out)
+        return bad_arg(c, __func__, "out is NULL");
+    if (klen == 0)
+        return tc__cache_bad_key(c, __func__, "key", key, c->opt.max_key_len);
     uint64_t h = tc__key_hash(key, klen);
     tc_ref *r = NULL;
     /* The bytes of the key are checked only when the local tier does not answer: it answers
@@ -812,7 +1011,7 @@ TC_API tc_status tc_get(tc_cache *c, const char *key, tc_value *out)
     if (readable && local_lookup(c, h, key, klen, &r, &slot))
         return local_answer(r, slot, out);
     if (!tc__key_bytes_valid(key, klen))
-        return TC_ERR_ARG;
+        return tc__cache_bad_key(c, __func__, "key", key, c->opt.max_key_len);
     if (!readable && c->local_enabled)
         TC_COUNT(tc__key_counters(c, key, klen), local_bypasses);
     return read_remote(c, h, key, klen, out);
@@ -867,13 +1066,18 @@ static tc_status batch_alloc(batch *b, size_t n)
 }
 
 /* Validates every key of a batch (the whole batch fails on one bad key) and hashes them. */
-static tc_status batch_keys(const tc_cache *c, const char *const *keys, size_t n, batch *b)
+#define batch_keys(c, keys, n, b) batch_keys_in(c, keys, n, b, __func__)
+static tc_status batch_keys_in(const tc_cache *c, const char *const *keys, size_t n, batch *b,
+                               const char *fn)
 {
     if (!keys)
-        return TC_ERR_ARG;
+        return bad_arg(c, fn, "keys is NULL");
     for (size_t i = 0; i < n; i++) {
-        if (!key_ok(c, keys[i], &b->klens[i]))
-            return TC_ERR_ARG;
+        if (!tc__key_valid(keys[i], c->opt.max_key_len, &b->klens[i])) {
+            char what[32];
+            snprintf(what, sizeof what, "keys[%zu]", i);
+            return tc__cache_bad_key(c, fn, what, keys[i], c->opt.max_key_len);
+        }
         b->hashes[i] = tc__key_hash(keys[i], b->klens[i]);
     }
     return TC_OK;
@@ -914,7 +1118,7 @@ TC_API tc_status tc_get_many(tc_cache *c, const char *const *keys, size_t n, tc_
     if (n == 0)
         return TC_OK;
     if (!out || !st || !keys)
-        return TC_ERR_ARG;
+        return bad_arg(c, __func__, "%s is NULL", !keys ? "keys" : !out ? "out" : "st");
     batch b;
     rc = batch_alloc(&b, n);
     if (rc == TC_OK)
@@ -1047,9 +1251,12 @@ static tc_status encode_value(const void *data, size_t len, const tc_fmt_meta *m
 static tc_status value_args_ok(const tc_cache *c, const void *data, size_t len)
 {
     if (!data && len > 0)
-        return TC_ERR_ARG;
-    if (len > c->opt.max_value_bytes)
+        return bad_arg(c, "data", "NULL with a length of %zu", len);
+    if (len > c->opt.max_value_bytes) {
+        tc__log(&c->log, TC_LOG_DEBUG, "value: %zu bytes, above max_value_bytes (%zu)", len,
+                c->opt.max_value_bytes);
         return TC_ERR_TOO_BIG;
+    }
     return TC_OK;
 }
 
@@ -1261,7 +1468,9 @@ TC_API tc_status tc_set_many(tc_cache *c, const char *const *keys, const void *c
         return st;
     if (n == 0)
         return TC_OK;
-    if (!keys || !data || !lens || ttl_resolve(c, ttl_ms, &ttl) != TC_OK)
+    if (!keys || !data || !lens)
+        return bad_arg(c, __func__, "%s is NULL", !keys ? "keys" : !data ? "data" : "lens");
+    if (ttl_resolve(c, ttl_ms, &ttl) != TC_OK)
         return TC_ERR_ARG;
     batch b;
     st = batch_alloc(&b, n);
@@ -1322,7 +1531,7 @@ TC_API tc_status tc_delete_many(tc_cache *c, const char *const *keys, size_t n)
     if (n == 0)
         return TC_OK;
     if (!keys)
-        return TC_ERR_ARG;
+        return bad_arg(c, __func__, "keys is NULL");
     batch b;
     st = batch_alloc(&b, n);
     if (st == TC_OK)
