@@ -88,6 +88,9 @@ typedef enum tc_status {
 } tc_status;
 
 /* A static, human-readable description of s. Never NULL, also for values not in tc_status.
+ * It says what kind of failure s is, not why it happened: tc_open2 writes the reason a
+ * cache could not be opened into a buffer of the caller's, and log_fn receives, at
+ * TC_LOG_DEBUG, which argument of a failing call broke which rule (see tc_open2).
  * Thread-safe. */
 TC_API const char *tc_strerror(tc_status s);
 
@@ -241,9 +244,32 @@ TC_API void tc_options_init(tc_options *o);
  * TC_ERR_NOMEM. Thread-safe. */
 TC_API tc_status tc_open(const tc_options *o, tc_cache **out);
 
+/* As tc_open, and on failure also writes why into err (errlen bytes with the NUL, cut to
+ * fit): the status's tc_strerror text, then the first error the open logged, or else its
+ * first warning, naming what failed: the option and the rule it broke ("option
+ * local_ttl_ms = -5: must be >= 0"), the URL, the server that refused the connection
+ * ("cannot connect to Redis at 127.0.0.1 port 6379: Connection refused") or the
+ * credentials. This is the same text log_fn receives (at TC_LOG_ERROR or TC_LOG_WARN), so
+ * a caller that sets up no logging still learns the reason. On success err is "". err may
+ * be NULL (errlen is then ignored): tc_open(o, out) is tc_open2(o, out, NULL, 0).
+ *
+ * Why a buffer and not a "last error" to ask for afterwards: the reason belongs to this
+ * one call and is handed back with it, so nothing is shared, neither between threads nor
+ * between caches, and no later call can overwrite it. Per-call failures (a bad key, a bad
+ * TTL, a NULL argument, a value too big) are explained through log_fn at TC_LOG_DEBUG, so
+ * a busy server is not flooded unless it asks for that level. Thread-safe. */
+TC_API tc_status tc_open2(const tc_options *o, tc_cache **out, char *err, size_t errlen);
+
 /* Stops every thread the cache started, closes its connections and frees it. NULL is a
  * no-op. No other call on c may be running or made afterwards; values read from c and not
- * yet released stay valid until released. */
+ * yet released stay valid until released.
+ *
+ * fork(): a cache opened before a fork works in the child. The child's first call on it
+ * closes the connections it inherited (close() only: nothing is sent, the parent's are
+ * untouched), empties its local tier, reconnects and starts its own subscriber, while the
+ * child's other threads wait; if Redis cannot be reached then, that call and those of the
+ * next 100 ms fail with that status. A local hit checks for a fork with one load, no system
+ * call. In a child, tc_close only drops what was inherited; see docs/guide.md, "fork()". */
 TC_API void tc_close(tc_cache *c);
 
 /* ---------------------------------------------------------------------------------------

@@ -16,6 +16,12 @@
  * struct tc_cache is private to this file: the modules built on it use the narrow API of
  * cache.h, the subscriber a context of its own (tc_sub_ctx), the tests lib/testing.h.
  *
+ * After fork: a child must not use what it inherited (the subscriber thread is gone, the
+ * connections are the parent's, the local tier no longer hears invalidations). Every call
+ * compares the cache's fork generation with the process's (common.h: one load; a local hit
+ * makes no syscall); the first call in a child drops what was inherited and reconnects
+ * (see "After fork" below).
+ *
  * Locks: this module takes none itself; the local tier's shard locks and the remote pool's
  * lock are leaves taken inside those modules. No user callback runs under any lock.
  */
@@ -23,6 +29,10 @@
 
 #include "cache.h"
 
+#include <inttypes.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,8 +50,9 @@
 #define RKEY_STACK 512
 
 struct tc_cache {
-    tc_options opt; /* the caller's options with defaults applied; strings below */
-    char *url;      /* owned copies of the option strings */
+    tc_options opt;    /* the caller's options with defaults applied; strings below */
+    char *url;         /* owned copies of the option strings */
+    char *tls_strs[5]; /* the tls_* file and name options, in tc_options' order */
     char *key_prefix;
     size_t key_prefix_len;
     char *rprefix; /* "<key_prefix>:<version>:", the Redis key prefix */
@@ -62,12 +73,36 @@ struct tc_cache {
     tc_counters counters; /* cache-wide: what belongs to no key type */
     tc_types *types;      /* counters per key type */
     atomic_bool closing;
-    struct { /* set through lib/testing.h only; zero otherwise */
+    /* After fork (see there). gen: the fork generation the threads, connections and local
+     * tier belong to (release-stored once they are this process's own). reset_gen: the
+     * generation a reset runs for (taken by CAS: one thread resets, the others wait).
+     * The rest is the resetting thread's. */
+    atomic_uint gen;
+    atomic_uint reset_gen;
+    atomic_uint dropped_gen; /* the generation whose inheritance was dropped */
+    atomic_int reset_status; /* a failed reset's status, for the calls until a retry */
+    _Atomic int64_t reset_retry_ns;
+    tc_local *inherited_local;  /* the parent's tier: freed at close, shared until then */
+    struct open_report *report; /* tc_open2 with an error buffer: see there */
+    struct {                    /* set through lib/testing.h only; zero otherwise */
         tc_fill_hook_fn fill;
         void *fill_arg;
         int lock_poll_ms;
     } test;
 };
+
+/* What tc_open2 hands back: the first error logged while the cache opens, or else its
+ * first warning (the connect failure a node logs before the open gives up, the credentials
+ * Redis refused, the option that broke a rule). The cache's logger is report_log for its
+ * whole life, since the Redis tier keeps copies of it; it records only while active.
+ * mu: the opening thread and the subscriber it starts may log at once. */
+typedef struct open_report {
+    pthread_mutex_t mu;
+    bool active;
+    int level; /* msg's; above TC_LOG_WARN while empty */
+    char msg[512];
+    tc_logger user;
+} open_report;
 
 /* ------------------------------------------------------------------ small helpers */
 
@@ -101,25 +136,61 @@ TC_API void tc_value_release(tc_value *v)
         tc__value_release(v);
 }
 
+static tc_status after_fork(tc_cache *c);
+
 static tc_status check_open(const tc_cache *c)
 {
     if (!c)
         return TC_ERR_ARG;
     if (atomic_load_explicit(&c->closing, memory_order_relaxed))
         return TC_ERR_CLOSED;
+    if (TC_UNLIKELY(atomic_load_explicit(&c->gen, memory_order_acquire) != tc__fork_gen()))
+        return after_fork((tc_cache *)c);
     return TC_OK;
 }
 
-static bool key_ok(const tc_cache *c, const char *key, size_t *klen)
+/* A caller's bad argument: says which and why through log_fn, at TC_LOG_DEBUG (a busy
+ * server passing bad keys is not flooded unless it asks), and returns TC_ERR_ARG. fn: the
+ * public function. */
+static tc_status __attribute__((format(printf, 3, 4)))
+bad_arg(const tc_cache *c, const char *fn, const char *fmt, ...)
 {
-    return tc__key_valid(key, c->opt.max_key_len, klen);
+    if (!c->log.fn)
+        return TC_ERR_ARG;
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    tc__log(&c->log, TC_LOG_DEBUG, "%s: %s", fn, msg);
+    return TC_ERR_ARG;
+}
+
+tc_status tc__cache_bad_key(const tc_cache *c, const char *fn, const char *what, const char *key,
+                            size_t max_len)
+{
+    char why[256];
+    return bad_arg(c, fn, "%s %s", what, tc__key_problem(key, max_len, why, sizeof why));
+}
+
+/* key_ok(c, key, klen, what): true for a valid key; otherwise says why, as the caller's
+ * public function (its __func__), naming the argument `what`. */
+#define key_ok(c, key, klen, what) key_ok_in(c, key, klen, what, __func__)
+static bool key_ok_in(const tc_cache *c, const char *key, size_t *klen, const char *what,
+                      const char *fn)
+{
+    if (tc__key_valid(key, c->opt.max_key_len, klen))
+        return true;
+    tc__cache_bad_key(c, fn, what, key, c->opt.max_key_len);
+    return false;
 }
 
 /* The prologue of every single-key operation: an open cache and a valid key. */
-static tc_status begin_key(const tc_cache *c, const char *key, size_t *klen)
+#define begin_key(c, key, klen) begin_key_in(c, key, klen, __func__)
+static tc_status begin_key_in(const tc_cache *c, const char *key, size_t *klen, const char *fn)
 {
     tc_status st = check_open(c);
-    if (st == TC_OK && !key_ok(c, key, klen))
+    if (st == TC_OK && !key_ok_in(c, key, klen, "key", fn))
         st = TC_ERR_ARG;
     return st;
 }
@@ -136,8 +207,13 @@ static tc_status ttl_resolve(const tc_cache *c, int ttl_ms, int *out)
 {
     if (ttl_ms == TC_TTL_DEFAULT)
         ttl_ms = c->opt.remote_ttl_ms;
-    if (ttl_ms < 0 && ttl_ms != TC_TTL_FOREVER)
+    if (ttl_ms < 0 && ttl_ms != TC_TTL_FOREVER) {
+        (void)bad_arg(c, "ttl_ms",
+                      "%d is not a TTL: > 0 (ms), 0 (expire at once), "
+                      "TC_TTL_DEFAULT (-1) or TC_TTL_FOREVER (-2)",
+                      ttl_ms);
         return TC_ERR_ARG;
+    }
     *out = ttl_ms;
     return TC_OK;
 }
@@ -284,34 +360,105 @@ static bool prefix_valid(const char *p)
     return *p == '\0' || tc__key_valid(p, 1024, &len);
 }
 
-static tc_status options_copy(const tc_options *in, tc_options *o)
+/* The numeric options and their ranges (an int or a size_t field). */
+typedef struct num_rule {
+    const char *name;
+    size_t off;
+    bool is_size;
+    int64_t min, max;
+} num_rule;
+
+#define INT_RULE(f, lo, hi)                                                                        \
+    {                                                                                              \
+#f, offsetof(tc_options, f), false, (lo), (hi)                                             \
+    }
+#define SIZE_RULE(f, lo, hi)                                                                       \
+    {                                                                                              \
+#f, offsetof(tc_options, f), true, (lo), (int64_t)(hi)                                     \
+    }
+
+static const num_rule num_rules[] = {
+    INT_RULE(remote_ttl_ms, 1, INT_MAX),
+    INT_RULE(local_ttl_ms, 0, INT_MAX),
+    SIZE_RULE(max_value_bytes, 1, MAX_VALUE_LIMIT),
+    SIZE_RULE(max_key_len, 1, MAX_KEY_LEN_LIMIT),
+    INT_RULE(pool_size, 1, 1024),
+    INT_RULE(connect_timeout_ms, 1, INT_MAX),
+    INT_RULE(command_timeout_ms, 1, INT_MAX),
+    INT_RULE(heartbeat_ms, 10, INT_MAX),
+    INT_RULE(lock_ttl_ms, 1, INT_MAX),
+    INT_RULE(flight_wait_ms, 1, INT_MAX),
+    INT_RULE(stale_if_error_ms, 0, INT_MAX),
+    INT_RULE(negative_ttl_ms, 0, INT_MAX),
+};
+
+/* Which option breaks which rule, in why (cap bytes); TC_OK if none. */
+static tc_status options_check(const tc_options *o, char *why, size_t cap)
 {
-    if (in->struct_size < OPTIONS_V1_SIZE)
+    for (size_t i = 0; i < sizeof num_rules / sizeof num_rules[0]; i++) {
+        const num_rule *r = &num_rules[i];
+        const char *p = (const char *)o + r->off;
+        int64_t v;
+        if (r->is_size) {
+            size_t z;
+            memcpy(&z, p, sizeof z);
+            v = z > (size_t)INT64_MAX ? INT64_MAX : (int64_t)z;
+        } else {
+            int n;
+            memcpy(&n, p, sizeof n);
+            v = n;
+        }
+        if (v >= r->min && v <= r->max)
+            continue;
+        if (r->max == INT_MAX)
+            snprintf(why, cap, "%s = %" PRId64 ": must be >= %" PRId64, r->name, v, r->min);
+        else
+            snprintf(why, cap, "%s = %" PRId64 ": must be %" PRId64 "..%" PRId64, r->name, v,
+                     r->min, r->max);
         return TC_ERR_ARG;
+    }
+    if (!prefix_valid(o->key_prefix)) {
+        char k[256];
+        snprintf(why, cap, "key_prefix %s", tc__key_problem(o->key_prefix, 1024, k, sizeof k));
+    } else if (o->coherence != TC_COHERENCE_BROADCAST && o->coherence != TC_COHERENCE_TRACKING &&
+               o->coherence != TC_COHERENCE_NONE) {
+        snprintf(why, cap,
+                 "coherence = %d: must be TC_COHERENCE_BROADCAST (0), TC_COHERENCE_TRACKING "
+                 "(1) or TC_COHERENCE_NONE (2)",
+                 (int)o->coherence);
+    } else if (o->redis_url && !*o->redis_url) {
+        /* "" is a URL with bad syntax, not "no URL": connecting to the default instead
+         * would hide a configuration error (an unset variable in the application's
+         * config). */
+        snprintf(why, cap, "redis_url is \"\": NULL means $TC_REDIS_URL or the default");
+    } else if (!(o->xfetch_beta >= 0) || o->xfetch_beta > 1e6) { /* NaN too */
+        snprintf(why, cap, "xfetch_beta = %g: must be 0..1e6", o->xfetch_beta);
+    } else if (o->tls_skip_verify != 0 && o->tls_skip_verify != 1) {
+        snprintf(why, cap, "tls_skip_verify = %d: must be 0 or 1", o->tls_skip_verify);
+    } else if (o->shadow_rate != 0) {
+        snprintf(why, cap, "shadow_rate = %u: shadow reads are not in this release; must be 0",
+                 o->shadow_rate);
+    } else {
+        return TC_OK;
+    }
+    return TC_ERR_ARG;
+}
+
+static tc_status options_copy(const tc_options *in, tc_options *o, char *why, size_t cap)
+{
+    if (in->struct_size < OPTIONS_V1_SIZE) {
+        snprintf(why, cap,
+                 "struct_size = %zu: smaller than any layout of tc_options (fill it with "
+                 "tc_options_init first)",
+                 in->struct_size);
+        return TC_ERR_ARG;
+    }
     tc_options_init(o);
     memcpy(o, in, in->struct_size < sizeof *o ? in->struct_size : sizeof *o);
     o->struct_size = sizeof *o;
     if (!o->key_prefix)
         o->key_prefix = "";
-    if (!prefix_valid(o->key_prefix) || o->remote_ttl_ms <= 0 || o->local_ttl_ms < 0 ||
-        o->max_value_bytes == 0 || o->max_value_bytes > MAX_VALUE_LIMIT || o->max_key_len == 0 ||
-        o->max_key_len > MAX_KEY_LEN_LIMIT || o->pool_size < 1 || o->pool_size > 1024 ||
-        o->heartbeat_ms < 10 || o->connect_timeout_ms <= 0 || o->command_timeout_ms <= 0 ||
-        (o->coherence != TC_COHERENCE_BROADCAST && o->coherence != TC_COHERENCE_TRACKING &&
-         o->coherence != TC_COHERENCE_NONE))
-        return TC_ERR_ARG;
-    /* "" is a URL with bad syntax, not "no URL": connecting to the default instead would
-     * hide a configuration error (an unset variable in the application's config). */
-    if (o->redis_url && !*o->redis_url)
-        return TC_ERR_ARG;
-    /* Stampede protection; !(beta >= 0) also refuses NaN. */
-    if (o->lock_ttl_ms <= 0 || o->flight_wait_ms <= 0 || !(o->xfetch_beta >= 0) ||
-        o->xfetch_beta > 1e6 || o->stale_if_error_ms < 0 || o->negative_ttl_ms < 0)
-        return TC_ERR_ARG;
-    /* TLS; shadow reads are reserved (not in this release). */
-    if ((o->tls_skip_verify != 0 && o->tls_skip_verify != 1) || o->shadow_rate != 0)
-        return TC_ERR_ARG;
-    return TC_OK;
+    return options_check(o, why, cap);
 }
 
 /* "<a><mid><n><end>" in a new string; NULL on allocation failure. */
@@ -335,6 +482,15 @@ static tc_status cache_strings(tc_cache *c)
     if (!url || !*url)
         url = "redis://127.0.0.1:6379/0";
     c->url = tc__strdup(url);
+    /* The TLS files' names are kept: a child after fork opens its Redis tier again. */
+    const char **tls[] = {&c->opt.tls_ca_file, &c->opt.tls_ca_dir, &c->opt.tls_cert_file,
+                          &c->opt.tls_key_file, &c->opt.tls_server_name};
+    for (size_t i = 0; i < sizeof tls / sizeof tls[0]; i++) {
+        c->tls_strs[i] = *tls[i] ? tc__strdup(*tls[i]) : NULL;
+        if (*tls[i] && !c->tls_strs[i])
+            return TC_ERR_NOMEM;
+        *tls[i] = c->tls_strs[i];
+    }
     c->key_prefix = tc__strdup(c->opt.key_prefix);
     c->rprefix = join_str(c->opt.key_prefix, ":", c->opt.version, ":");
     c->channel = join_str(c->opt.key_prefix, ":__tc:inval", 0, NULL);
@@ -424,41 +580,147 @@ void tc__cache_inval_done(tc_inval_msg *m)
     memset(m, 0, sizeof *m);
 }
 
+static void drop_inherited(tc_cache *c, bool keep_local);
+
+static tc_status remote_open(tc_cache *c)
+{
+    tc_remote_config rc = {
+        .url = c->url,
+        .pool_size = c->opt.pool_size,
+        .connect_timeout_ms = c->opt.connect_timeout_ms,
+        .command_timeout_ms = c->opt.command_timeout_ms,
+        .log = c->log,
+        .tls = {.ca_file = c->opt.tls_ca_file,
+                .ca_dir = c->opt.tls_ca_dir,
+                .cert_file = c->opt.tls_cert_file,
+                .key_file = c->opt.tls_key_file,
+                .server_name = c->opt.tls_server_name,
+                .skip_verify = c->opt.tls_skip_verify != 0},
+    };
+    return tc__remote_open(&rc, &c->remote);
+}
+
 static void cache_free(tc_cache *c)
 {
-    tc__subscriber_stop(c->sub); /* before the flights: the subscriber wakes them */
+    if (atomic_load(&c->gen) != tc__fork_gen() && atomic_load(&c->dropped_gen) != tc__fork_gen())
+        drop_inherited(c, false); /* closed in a child before any other call */
+    tc__subscriber_stop(c->sub);  /* before the flights: the subscriber wakes them */
     tc__flights_free(c->flights);
     tc__types_free(c->types);
     tc__remote_close(c->remote);
     tc__local_free(c->local);
+    tc__local_free_after_fork(c->inherited_local);
     tc__reclaim_now(); /* the values the tier held, unless callers still hold them */
     tc__free(c->url);
+    for (size_t i = 0; i < sizeof c->tls_strs / sizeof c->tls_strs[0]; i++)
+        tc__free(c->tls_strs[i]);
     tc__free(c->key_prefix);
     tc__free(c->rprefix);
     tc__free(c->channel);
+    if (c->report)
+        pthread_mutex_destroy(&c->report->mu);
+    tc__free(c->report);
     tc__free(c);
+}
+
+static void report_log(void *arg, int level, const char *msg)
+{
+    open_report *r = arg;
+    pthread_mutex_lock(&r->mu);
+    if (r->active && level < r->level) {
+        snprintf(r->msg, sizeof r->msg, "%s", msg);
+        r->level = level;
+    }
+    pthread_mutex_unlock(&r->mu);
+    if (r->user.fn)
+        r->user.fn(r->user.arg, level, msg);
+}
+
+/* Sets c's logger from its options, through a report when the caller wants the reason. */
+static tc_status logger_init(tc_cache *c, bool report)
+{
+    c->log.fn = c->opt.log_fn;
+    c->log.arg = c->opt.log_arg;
+    if (!report)
+        return TC_OK;
+    c->report = tc__calloc(1, sizeof *c->report);
+    if (!c->report)
+        return TC_ERR_NOMEM;
+    pthread_mutex_init(&c->report->mu, NULL);
+    c->report->active = true;
+    c->report->level = TC_LOG_WARN + 1;
+    c->report->user = c->log;
+    c->log = (tc_logger){report_log, c->report};
+    return TC_OK;
+}
+
+/* Stops recording into c's report (if any) and writes "<status>: <what it recorded>" into
+ * err (errlen > 0). */
+static void report_end(tc_cache *c, tc_status st, char *err, size_t errlen)
+{
+    if (!c->report)
+        return;
+    pthread_mutex_lock(&c->report->mu);
+    c->report->active = false;
+    if (st != TC_OK)
+        snprintf(err, errlen, "%s: %s", tc__strerror(st),
+                 c->report->msg[0] ? c->report->msg : "no further detail");
+    pthread_mutex_unlock(&c->report->mu);
+}
+
+/* A failed open: logs it, writes the reason into err, frees c. */
+static tc_status open_failed(tc_cache *c, tc_status st, char *err, size_t errlen)
+{
+    if (c->report)
+        report_end(c, st, err, errlen);
+    else if (errlen > 0)
+        snprintf(err, errlen, "%s", tc__strerror(st));
+    tc__log(&c->log, TC_LOG_ERROR, "tc_open failed: %s", tc__strerror(st));
+    cache_free(c);
+    return st;
 }
 
 TC_API tc_status tc_open(const tc_options *o, tc_cache **out)
 {
+    return tc_open2(o, out, NULL, 0);
+}
+
+TC_API tc_status tc_open2(const tc_options *o, tc_cache **out, char *err, size_t errlen)
+{
+    if (!err)
+        errlen = 0;
+    if (errlen > 0)
+        err[0] = '\0';
     if (out)
         *out = NULL;
-    if (!o || !out)
+    if (!o || !out) {
+        if (errlen > 0)
+            snprintf(err, errlen, "invalid argument: %s is NULL", !o ? "o" : "out");
         return TC_ERR_ARG;
-    tc_cache *c = tc__calloc(1, sizeof *c);
-    if (!c)
+    }
+    /* Without the fork handler a child could not tell it is one. */
+    tc_cache *c = tc__fork_watch() ? tc__calloc(1, sizeof *c) : NULL;
+    if (!c) {
+        if (errlen > 0)
+            snprintf(err, errlen, "%s", tc__strerror(TC_ERR_NOMEM));
         return TC_ERR_NOMEM;
-    tc_status st = options_copy(o, &c->opt);
+    }
+    atomic_init(&c->dropped_gen, tc__fork_gen());
+    atomic_init(&c->gen, tc__fork_gen());
+    atomic_init(&c->reset_gen, tc__fork_gen());
+    char why[512];
+    tc_status st = options_copy(o, &c->opt, why, sizeof why);
+    tc_status lst = logger_init(c, errlen > 0);
+    if (st != TC_OK)
+        tc__log(&c->log, TC_LOG_ERROR, "tc_open: option %s", why);
+    if (st == TC_OK)
+        st = lst;
     if (st == TC_OK)
         st = cache_strings(c);
     if (st == TC_OK)
         st = tc__random_bytes(&c->origin, sizeof c->origin);
-    if (st != TC_OK) {
-        cache_free(c);
-        return st;
-    }
-    c->log.fn = c->opt.log_fn;
-    c->log.arg = c->opt.log_arg;
+    if (st != TC_OK)
+        return open_failed(c, st, err, errlen);
     c->local_enabled = c->opt.local_max_bytes > 0 && c->opt.local_ttl_ms > 0;
     c->coarse_res_ns = tc__coarse_res_ns();
     st = tc__flights_new(&c->flights);
@@ -466,34 +728,15 @@ TC_API tc_status tc_open(const tc_options *o, tc_cache **out)
         st = tc__types_new(&c->types);
     if (st == TC_OK)
         st = tc__local_new(c->local_enabled ? c->opt.local_max_bytes : 0, 0, &c->local);
-    if (st == TC_OK) {
-        tc_remote_config rc = {
-            .url = c->url,
-            .pool_size = c->opt.pool_size,
-            .connect_timeout_ms = c->opt.connect_timeout_ms,
-            .command_timeout_ms = c->opt.command_timeout_ms,
-            .log = c->log,
-            .tls = {.ca_file = c->opt.tls_ca_file,
-                    .ca_dir = c->opt.tls_ca_dir,
-                    .cert_file = c->opt.tls_cert_file,
-                    .key_file = c->opt.tls_key_file,
-                    .server_name = c->opt.tls_server_name,
-                    .skip_verify = c->opt.tls_skip_verify != 0},
-        };
-        st = tc__remote_open(&rc, &c->remote);
-        /* The remote copied what it keeps; the caller's strings need not outlive tc_open. */
-        c->opt.tls_ca_file = c->opt.tls_ca_dir = c->opt.tls_cert_file = NULL;
-        c->opt.tls_key_file = c->opt.tls_server_name = NULL;
-    }
+    if (st == TC_OK)
+        st = remote_open(c);
     if (st == TC_OK && c->opt.check_redis_config)
         tc__remote_check_config(c->remote);
     if (st == TC_OK)
         st = coherence_start(c);
-    if (st != TC_OK) {
-        tc__log(&c->log, TC_LOG_ERROR, "tc_open failed: %s", tc__strerror(st));
-        cache_free(c);
-        return st;
-    }
+    if (st != TC_OK)
+        return open_failed(c, st, err, errlen);
+    report_end(c, TC_OK, err, errlen);
     *out = c;
     return TC_OK;
 }
@@ -504,6 +747,140 @@ TC_API void tc_close(tc_cache *c)
         return;
     atomic_store(&c->closing, true);
     cache_free(c);
+}
+
+/* ------------------------------------------------------------------ after fork
+ *
+ * In a child, only the forking thread exists: the subscriber thread does not, the
+ * connections and the subscriber's sockets are the parent's (shared file descriptions),
+ * the local tier stops hearing invalidations, and any lock a thread of the parent held at
+ * the fork stays taken. So the first call in a child (check_open sees a new fork
+ * generation) drops all of that and starts afresh, as tc_open would: a new, empty local
+ * tier, flight table and key types (the child's counters count the child's work), a new
+ * origin (the parent's would make the two ignore each other's invalidations), new
+ * connections and a new subscriber. Dropping sends nothing on the parent's sockets: they
+ * are close()d (redisFree does no I/O), and what a thread of the parent was using or
+ * held locked at the fork is left alone, unfreed. The parent's local tier is kept, unused
+ * and shared copy-on-write, until tc_close: freeing it would copy every page it touches
+ * into each worker of a prefork server.
+ *
+ * Other threads of the child wait for the reset. If Redis cannot be reached, the call
+ * returns that status, and so does every call for the next RESET_RETRY_MS, until a call
+ * retries (fail fast, as the circuit breaker does); the local tier is never read meanwhile.
+ */
+
+#define RESET_RETRY_MS 100
+
+/* Lets go of what c inherited from the parent: the subscriber and connections (closed, not
+ * used), the flight table and key types, and the local tier (kept in inherited_local if
+ * keep_local, else freed). */
+static void drop_inherited(tc_cache *c, bool keep_local)
+{
+    atomic_store(&c->link_ok, false);
+    tc__subscriber_forget(c->sub);
+    c->sub = NULL;
+    tc__remote_close(c->remote);
+    c->remote = NULL;
+    tc__flights_free_after_fork(c->flights);
+    c->flights = NULL;
+    tc__types_free(c->types); /* names only; registering takes its lock, reading none */
+    c->types = NULL;
+    tc__local_free_after_fork(c->inherited_local);
+    c->inherited_local = keep_local ? c->local : NULL;
+    if (!keep_local)
+        tc__local_free_after_fork(c->local);
+    c->local = NULL;
+    atomic_store(&c->dropped_gen, tc__fork_gen());
+}
+
+/* The first step of a reset: c's own local tier, flights and types in place of the
+ * inherited ones, its counters zeroed, a new origin. TC_ERR_NOMEM changes nothing. */
+static tc_status renew_parts(tc_cache *c)
+{
+    tc_local *local = NULL;
+    tc_flights *flights = NULL;
+    tc_types *types = NULL;
+    uint64_t origin;
+    tc_status st = tc__local_new(c->local_enabled ? c->opt.local_max_bytes : 0, 0, &local);
+    if (st == TC_OK)
+        st = tc__flights_new(&flights);
+    if (st == TC_OK)
+        st = tc__types_new(&types);
+    if (st == TC_OK)
+        st = tc__random_bytes(&origin, sizeof origin);
+    if (st != TC_OK) {
+        tc__local_free(local);
+        tc__flights_free(flights);
+        tc__types_free(types);
+        return st;
+    }
+    drop_inherited(c, true);
+    c->local = local;
+    c->flights = flights;
+    c->types = types;
+    c->origin = origin;
+    memset(&c->counters, 0, sizeof c->counters);
+    return TC_OK;
+}
+
+/* Makes c usable in this child (generation g); run by one thread at a time. */
+static tc_status reset(tc_cache *c, unsigned g)
+{
+    tc_status st = TC_OK;
+    bool first = atomic_load(&c->dropped_gen) != g;
+    if (first)
+        st = renew_parts(c);
+    if (st == TC_OK && !c->remote)
+        st = remote_open(c);
+    if (st == TC_OK && !c->sub)
+        st = coherence_start(c);
+    if (st == TC_OK) {
+        tc__log(&c->log, TC_LOG_INFO,
+                "fork detected: this child dropped the connections and the local tier it "
+                "inherited and reconnected");
+        atomic_store_explicit(&c->gen, g, memory_order_release);
+        return TC_OK;
+    }
+    if (first || atomic_load(&c->reset_status) != (int)st)
+        tc__log(&c->log, TC_LOG_ERROR,
+                "fork detected: this child cannot reconnect to Redis (%s); every call fails "
+                "with that status until it can",
+                tc__strerror(st));
+    atomic_store(&c->reset_status, (int)st);
+    atomic_store(&c->reset_retry_ns, tc__deadline_after_ms(RESET_RETRY_MS));
+    atomic_store(&c->reset_gen, g - 1); /* not g: the next call may retry */
+    return st;
+}
+
+static tc_status after_fork(tc_cache *c)
+{
+    unsigned g = tc__fork_gen();
+    for (;;) {
+        if (atomic_load_explicit(&c->gen, memory_order_acquire) == g)
+            return TC_OK;
+        unsigned r = atomic_load(&c->reset_gen);
+        if (r != g) {
+            if (atomic_load(&c->dropped_gen) == g && tc__now_ns() < atomic_load(&c->reset_retry_ns))
+                return (tc_status)atomic_load(&c->reset_status);
+            if (atomic_compare_exchange_strong(&c->reset_gen, &r, g))
+                return reset(c, g);
+            continue;
+        }
+        /* Another thread of this child is resetting c. */
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+}
+
+void tc__cache_after_fork(tc_cache *c)
+{
+    if (c && atomic_load_explicit(&c->gen, memory_order_acquire) != tc__fork_gen())
+        (void)after_fork(c);
+}
+
+unsigned tc__cache_gen(const tc_cache *c)
+{
+    return atomic_load_explicit(&c->gen, memory_order_acquire);
 }
 
 /* ------------------------------------------------------------------ reads */
@@ -654,8 +1031,10 @@ TC_API tc_status tc_get(tc_cache *c, const char *key, tc_value *out)
     if (st != TC_OK)
         return st;
     size_t klen = tc__key_len(key, c->opt.max_key_len);
-    if (!out || klen == 0)
-        return TC_ERR_ARG;
+    if (!out)
+        return bad_arg(c, __func__, "out is NULL");
+    if (klen == 0)
+        return tc__cache_bad_key(c, __func__, "key", key, c->opt.max_key_len);
     uint64_t h = tc__key_hash(key, klen);
     tc_ref *r = NULL;
     /* The bytes of the key are checked only when the local tier does not answer: it answers
@@ -665,7 +1044,7 @@ TC_API tc_status tc_get(tc_cache *c, const char *key, tc_value *out)
     if (readable && local_lookup(c, h, key, klen, &r, &slot))
         return local_answer(r, slot, out);
     if (!tc__key_bytes_valid(key, klen))
-        return TC_ERR_ARG;
+        return tc__cache_bad_key(c, __func__, "key", key, c->opt.max_key_len);
     if (!readable && c->local_enabled)
         TC_COUNT(tc__key_counters(c, key, klen), local_bypasses);
     return read_remote(c, h, key, klen, out);
@@ -756,13 +1135,18 @@ static tc_status batch_alloc(batch *b, size_t n)
 }
 
 /* Validates every key of a batch (the whole batch fails on one bad key) and hashes them. */
-static tc_status batch_keys(const tc_cache *c, const char *const *keys, size_t n, batch *b)
+#define batch_keys(c, keys, n, b) batch_keys_in(c, keys, n, b, __func__)
+static tc_status batch_keys_in(const tc_cache *c, const char *const *keys, size_t n, batch *b,
+                               const char *fn)
 {
     if (!keys)
-        return TC_ERR_ARG;
+        return bad_arg(c, fn, "keys is NULL");
     for (size_t i = 0; i < n; i++) {
-        if (!key_ok(c, keys[i], &b->klens[i]))
-            return TC_ERR_ARG;
+        if (!tc__key_valid(keys[i], c->opt.max_key_len, &b->klens[i])) {
+            char what[32];
+            snprintf(what, sizeof what, "keys[%zu]", i);
+            return tc__cache_bad_key(c, fn, what, keys[i], c->opt.max_key_len);
+        }
         b->hashes[i] = tc__key_hash(keys[i], b->klens[i]);
     }
     return TC_OK;
@@ -803,7 +1187,7 @@ TC_API tc_status tc_get_many(tc_cache *c, const char *const *keys, size_t n, tc_
     if (n == 0)
         return TC_OK;
     if (!out || !st || !keys)
-        return TC_ERR_ARG;
+        return bad_arg(c, __func__, "%s is NULL", !keys ? "keys" : !out ? "out" : "st");
     batch b;
     rc = batch_alloc(&b, n);
     if (rc == TC_OK)
@@ -936,9 +1320,12 @@ static tc_status encode_value(const void *data, size_t len, const tc_fmt_meta *m
 static tc_status value_args_ok(const tc_cache *c, const void *data, size_t len)
 {
     if (!data && len > 0)
-        return TC_ERR_ARG;
-    if (len > c->opt.max_value_bytes)
+        return bad_arg(c, "data", "NULL with a length of %zu", len);
+    if (len > c->opt.max_value_bytes) {
+        tc__log(&c->log, TC_LOG_DEBUG, "value: %zu bytes, above max_value_bytes (%zu)", len,
+                c->opt.max_value_bytes);
         return TC_ERR_TOO_BIG;
+    }
     return TC_OK;
 }
 
@@ -1150,7 +1537,9 @@ TC_API tc_status tc_set_many(tc_cache *c, const char *const *keys, const void *c
         return st;
     if (n == 0)
         return TC_OK;
-    if (!keys || !data || !lens || ttl_resolve(c, ttl_ms, &ttl) != TC_OK)
+    if (!keys || !data || !lens)
+        return bad_arg(c, __func__, "%s is NULL", !keys ? "keys" : !data ? "data" : "lens");
+    if (ttl_resolve(c, ttl_ms, &ttl) != TC_OK)
         return TC_ERR_ARG;
     batch b;
     st = batch_alloc(&b, n);
@@ -1211,7 +1600,7 @@ TC_API tc_status tc_delete_many(tc_cache *c, const char *const *keys, size_t n)
     if (n == 0)
         return TC_OK;
     if (!keys)
-        return TC_ERR_ARG;
+        return bad_arg(c, __func__, "keys is NULL");
     batch b;
     st = batch_alloc(&b, n);
     if (st == TC_OK)

@@ -23,6 +23,18 @@
 /* TC_OK for an open cache; TC_ERR_ARG for NULL, TC_ERR_CLOSED once tc_close began. */
 tc_status tc__cache_check_open(const tc_cache *c);
 
+/* In a child after fork, makes c the child's own (as every call through
+ * tc__cache_check_open does first) before its parts are read; a no-op otherwise. For the
+ * calls that read a cache without that check (the stats). */
+void tc__cache_after_fork(tc_cache *c);
+/* The fork generation c's connections belong to (common.h, tc__fork_gen). */
+unsigned tc__cache_gen(const tc_cache *c);
+
+/* A caller's bad key (or name, tag, namespace): logs at TC_LOG_DEBUG "<fn>: <what> <why
+ * it breaks the key rules of max_len bytes>" and returns TC_ERR_ARG. */
+tc_status tc__cache_bad_key(const tc_cache *c, const char *fn, const char *what, const char *key,
+                            size_t max_len);
+
 /* The caller's options with defaults applied (read-only, fixed while the cache lives). */
 const tc_options *tc__cache_options(const tc_cache *c);
 const tc_logger *tc__cache_log(const tc_cache *c);

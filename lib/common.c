@@ -1,13 +1,15 @@
 /*
  * Shared helpers: allocation wrappers (with the torture build's failure injection), logging
- * through the user's log_fn, deadline conversion, random bytes. The only mutable state is the
- * injection counter of the torture build, which exists only when TC_ALLOC_FAIL is defined.
+ * through the user's log_fn, deadline conversion, random bytes, the fork generation. The
+ * only mutable state is the injection counter of the torture build, which exists only when
+ * TC_ALLOC_FAIL is defined, and the fork generation (common.h says why it is process-wide).
  */
 #include "config.h"
 
 #include "common.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -136,4 +138,28 @@ const char *tc__errno_text(int errnum, char buf[128])
 #else
     return strerror_r(errnum, buf, 128) == 0 ? buf : "";
 #endif
+}
+
+/* ------------------------------------------------------------------ fork generation */
+
+atomic_uint tc__fork_generation;
+static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
+static bool fork_watched;
+
+/* Runs in the child only, with only the forking thread alive: one atomic add, nothing
+ * that could wait for a lock of a thread that is gone. */
+static void fork_child(void)
+{
+    atomic_fetch_add_explicit(&tc__fork_generation, 1, memory_order_relaxed);
+}
+
+static void fork_watch_once(void)
+{
+    fork_watched = pthread_atfork(NULL, NULL, fork_child) == 0;
+}
+
+bool tc__fork_watch(void)
+{
+    pthread_once(&fork_once, fork_watch_once);
+    return fork_watched;
 }

@@ -7,6 +7,7 @@
 #define TC_COMMON_H
 
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -83,6 +84,21 @@ void tc__log(const tc_logger *lg, int level, const char *fmt, ...)
 
 /* Fills buf with cryptographically random bytes (getrandom). TC_ERR_IO if unavailable. */
 tc_status tc__random_bytes(void *buf, size_t n);
+
+/* The process's fork generation: 0 until the first fork() after tc__fork_watch, then
+ * bumped in every child (by a pthread_atfork handler), so a cache opened before a fork
+ * can tell, with one load of a line nothing writes in steady state, that it runs in a
+ * child and must not use what it inherited (see cache.c, "After fork"). Process state by
+ * nature: fork is an event of the process, and a handler cannot be told which handles
+ * exist. */
+extern atomic_uint tc__fork_generation;
+static inline unsigned tc__fork_gen(void)
+{
+    return atomic_load_explicit(&tc__fork_generation, memory_order_relaxed);
+}
+/* Installs the handler once per process (tc_open calls it). False if it could not be
+ * installed: then a fork goes unnoticed. */
+bool tc__fork_watch(void);
 
 /* Deadline helpers: a deadline is an absolute tc__now_ns() value. */
 static inline int64_t tc__deadline_after_ms(int ms)

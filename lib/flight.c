@@ -93,6 +93,21 @@ void tc__flights_free(tc_flights *fs)
     tc__free(fs);
 }
 
+void tc__flights_free_after_fork(tc_flights *fs)
+{
+    if (!fs)
+        return;
+    /* The flights still in the table were led or awaited by threads of the parent, which
+     * do not exist here: they stay with the table header. A table whose lock a thread of
+     * the parent held may be mid-update: left unfreed rather than walked. */
+    if (pthread_mutex_trylock(&fs->mu) != 0)
+        return;
+    fs->table = NULL;
+    fs->waiters = NULL;
+    pthread_mutex_unlock(&fs->mu);
+    tc__flights_free(fs);
+}
+
 static tc_flight *find_locked(tc_flights *fs, uint64_t h, const char *key, size_t klen)
 {
     tc_flight *f = NULL;

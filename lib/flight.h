@@ -40,6 +40,9 @@ tc_status tc__flights_new(tc_flights **out);
 /* Frees the table. Nothing may be in flight and no thread may use it any more. NULL is a
  * no-op. */
 void tc__flights_free(tc_flights *fs);
+/* In a child after fork(), where the threads that used fs do not exist: frees fs without
+ * its flights (theirs), or leaves it (a leak) if one of them held its lock at the fork. */
+void tc__flights_free_after_fork(tc_flights *fs);
 
 typedef enum tc_flight_role {
     TC_FLIGHT_LEADER,    /* the caller leads: it must end the flight with tc__flight_finish */

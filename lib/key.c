@@ -147,3 +147,46 @@ TC_API int tc_keyf(char *buf, size_t cap, const char *fmt, ...)
     }
     return n;
 }
+
+/* Up to 40 bytes of key as a C string literal would show them, so a log line never
+ * carries the control bytes a bad key may hold. */
+static void key_quote(const char *key, size_t len, char *buf, size_t cap)
+{
+    size_t j = 0;
+    for (size_t i = 0; i < len && i < 40 && j + 5 < cap; i++) {
+        unsigned char b = (unsigned char)key[i];
+        if (b >= 32 && b < 127 && b != '"' && b != '\\')
+            buf[j++] = (char)b;
+        else
+            j += (size_t)snprintf(buf + j, cap - j, "\\x%02x", b);
+    }
+    if (len > 40 && j + 4 < cap)
+        j += (size_t)snprintf(buf + j, cap - j, "...");
+    buf[j] = '\0';
+}
+
+const char *tc__key_problem(const char *key, size_t max_len, char *buf, size_t cap)
+{
+    if (!key) {
+        snprintf(buf, cap, "is NULL");
+        return buf;
+    }
+    size_t n = strnlen(key, max_len < SIZE_MAX ? max_len + 1 : SIZE_MAX);
+    char shown[200];
+    key_quote(key, n, shown, sizeof shown);
+    size_t bad = 0;
+    while (bad < n && key_byte_ok((unsigned char)key[bad]))
+        bad++;
+    if (n == 0)
+        snprintf(buf, cap, "is empty (a key has 1..%zu bytes)", max_len);
+    else if (n > max_len)
+        snprintf(buf, cap, "\"%s\" is longer than max_key_len (%zu bytes)", shown, max_len);
+    else if (bad < n)
+        snprintf(buf, cap,
+                 "\"%s\" holds byte 0x%02x at offset %zu (a key holds no byte below 33, "
+                 "no space, no 127)",
+                 shown, (unsigned char)key[bad], bad);
+    else
+        buf[0] = '\0';
+    return buf;
+}

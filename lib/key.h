@@ -30,6 +30,11 @@ static inline size_t tc__key_len(const char *key, size_t max_len)
  * max_len the writer had. */
 bool tc__key_bytes_valid(const char *key, size_t len);
 
+/* Why key breaks the rules of tc__key_valid, in words for a log line ("is empty", or the
+ * key, quoted with its control bytes escaped, and the rule it breaks), written to buf (200
+ * bytes suffice); "" if it breaks none. Returns buf. */
+const char *tc__key_problem(const char *key, size_t max_len, char *buf, size_t cap);
+
 /* XXH3-64 of the key bytes. */
 uint64_t tc__key_hash(const void *key, size_t len);
 

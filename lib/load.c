@@ -240,7 +240,10 @@ static tc_status load_value(req *q, tc_ref **out, uint32_t *delta_ms)
     if (ls == TC_MISS)
         return TC_MISS;
     TC_COUNT(type_counters(q), load_errors);
-    tc__log(tc__cache_log(c), TC_LOG_WARN, "get_or_set %s: loader failed (%d)", q->key, (int)ls);
+    tc__log(tc__cache_log(c), TC_LOG_WARN,
+            "tc_get_or_set %s: the loader failed: it returned %d (%s), neither TC_OK nor "
+            "TC_MISS; nothing is cached and the callers get TC_ERR_LOADER",
+            q->key, (int)ls, tc__strerror(ls));
     return TC_ERR_LOADER;
 }
 

@@ -1157,3 +1157,16 @@ size_t tc__local_count(tc_local *l)
     }
     return n;
 }
+
+void tc__local_free_after_fork(tc_local *l)
+{
+    if (!l)
+        return;
+    /* A shard lock taken means a writer of the parent was mid-update at the fork: its lists
+     * may be half spliced, so the tier is left as it is (shared copy-on-write with the
+     * parent) rather than walked. */
+    for (unsigned i = 0; i <= l->mask; i++)
+        if (atomic_load_explicit(&l->shards[i].mu, memory_order_relaxed))
+            return;
+    tc__local_free(l);
+}

@@ -45,6 +45,9 @@ void tc__local_set_admission(tc_local *l, bool on);
 
 /* Frees the tier and drops its references (values still held by callers stay valid). */
 void tc__local_free(tc_local *l);
+/* tc__local_free in a child after fork(): the same unless a thread of the parent held a
+ * shard lock at the fork; then l is left unfreed (a leak), since it may be mid-update. */
+void tc__local_free_after_fork(tc_local *l);
 
 /* Looks up key (full key compared; a hash collision never returns another key's value).
  * On a live hit sets *out to the value with one new reference for the caller and returns

@@ -33,6 +33,7 @@
 
 struct tc_lock {
     tc_cache *c;
+    unsigned gen; /* the fork generation of the process that took it */
     size_t rklen;
     size_t nlen; /* the name's length: the name ends rkey */
     char token[TC_LOCK_TOKEN_HEX + 1];
@@ -159,6 +160,7 @@ TC_API tc_status tc_lock_acquire(tc_cache *c, const char *name, int ttl_ms, int 
     if (!l)
         return TC_ERR_NOMEM;
     l->c = c;
+    l->gen = tc__cache_gen(c);
     l->nlen = nlen;
     l->rklen = tc__cache_rkey(c, name, nlen, l->rkey, cap);
     st = tc__lock_token(l->token);
@@ -180,6 +182,11 @@ TC_API tc_status tc_lock_release(tc_lock *l)
 {
     if (!l)
         return TC_ERR_ARG;
+    if (l->gen != tc__fork_gen()) {
+        /* Taken before a fork: it is the parent's, which may still rely on it. */
+        tc__free(l);
+        return TC_MISS;
+    }
     tc_cache *c = l->c;
     const char *name = l->rkey + l->rklen - l->nlen;
     size_t nlen = l->nlen;

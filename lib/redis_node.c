@@ -521,8 +521,16 @@ void tc__node_close(tc_node *node)
 {
     if (!node)
         return;
-    for (int i = 0; node->idle && i < node->nidle; i++)
-        tc__conn_free(node->idle[i]);
+    /* Only a child after fork can find pool_mu taken (by a thread of the parent): the idle
+     * stack may then be mid-update, and its connections are left open rather than walked.
+     * redisFree only closes the socket and frees memory: nothing is sent, so a child
+     * closing what it inherited leaves the parent's connections as they are. Connections
+     * lent out at the fork are not here; their sockets stay open in the child. */
+    if (pthread_mutex_trylock(&node->pool_mu) == 0) {
+        for (int i = 0; node->idle && i < node->nidle; i++)
+            tc__conn_free(node->idle[i]);
+        pthread_mutex_unlock(&node->pool_mu);
+    }
     tc__free(node->idle);
     script_sha *s = node->scripts;
     while (s) {

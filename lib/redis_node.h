@@ -39,7 +39,8 @@ typedef struct tc_node_stats {
  * lazily. NULL without memory. */
 tc_node *tc__node_new(const tc_node_config *cfg, const tc_url *addr, const char *host, size_t hlen,
                       int port);
-/* Closes every connection. No call may be running. NULL is a no-op. */
+/* Closes every connection. No call may be running. NULL is a no-op. In a child after fork
+ * it sends nothing on the inherited sockets (close() only). */
 void tc__node_close(tc_node *node);
 
 /* Connects one connection now (to report a bad address, password or db at once), SCRIPT

@@ -188,6 +188,7 @@ TC_API void tc_stats_get_sized(tc_cache *c, tc_stats *out, size_t size)
     if (!out)
         return;
     tc_stats s;
+    tc__cache_after_fork(c);
     if (c)
         snapshot(c, &s);
     else
@@ -219,6 +220,7 @@ TC_API void tc_stats_foreach(tc_cache *c, tc_stats_fn fn, void *arg)
 {
     if (!c || !fn)
         return;
+    tc__cache_after_fork(c);
     local_types lt;
     tc__local_type_stats(tc__cache_local(c), lt.hits, lt.evictions, lt.rejects);
     static const tc_stats zero;
@@ -400,6 +402,7 @@ TC_API tc_status tc_stats_prometheus(tc_cache *c, char **text)
         *text = NULL;
     if (!c || !text)
         return TC_ERR_ARG;
+    tc__cache_after_fork(c);
     local_types lt;
     tc__local_type_stats(tc__cache_local(c), lt.hits, lt.evictions, lt.rejects);
     uint32_t n = tc__types_count(tc__cache_types(c));

@@ -66,7 +66,19 @@ struct tc_subscriber {
     tc_conn *watch; /* Sentinel: subscribed to +switch-master, kept across sessions */
     int64_t watch_pong, watch_ping; /* its heartbeat, as a link's (watch_beat) */
     unsigned sessions;              /* sessions begun */
+    /* The sockets of the thread's connections (links: sub at 2i, tracker at 2i + 1; the
+     * watch last), or -1: what a child after fork closes (tc__subscriber_forget). The
+     * thread sets a slot once the connection is made and clears it before freeing the
+     * connection, so a slot never names a socket that may already be closed. */
+    atomic_int fds[2 * TC_SUB_LINKS_MAX + 1];
 };
+
+#define WATCH_FD (2 * TC_SUB_LINKS_MAX)
+
+static void fd_note(tc_subscriber *cs, int slot, const tc_conn *c)
+{
+    atomic_store(&cs->fds[slot], c ? tc__conn_fd(c) : -1);
+}
 
 /* ------------------------------------------------------------------ applying messages */
 
@@ -350,6 +362,7 @@ static void watch_open(tc_subscriber *cs)
         return;
     tc_status st = tc__remote_sentinel_watch(cs->ctx.remote, cs->ctx.command_timeout_ms,
                                              &cs->watch);
+    fd_note(cs, WATCH_FD, cs->watch);
     if (st != TC_OK)
         tc__log(&cs->ctx.log, TC_LOG_WARN, "cannot watch the sentinels for failovers (%s)",
                 tc__strerror(st));
@@ -359,6 +372,7 @@ static void watch_open(tc_subscriber *cs)
 
 static void watch_close(tc_subscriber *cs)
 {
+    fd_note(cs, WATCH_FD, NULL);
     tc__conn_free(cs->watch);
     cs->watch = NULL;
 }
@@ -612,12 +626,19 @@ static tc_status session(tc_subscriber *cs)
     memset(ls, 0, sizeof ls);
     for (int i = 0; i < n && st == TC_OK; i++)
         st = link_open(cs, servers[i], &ls[i]);
+    for (int i = 0; i < n; i++) {
+        fd_note(cs, 2 * i, ls[i].sub);
+        fd_note(cs, 2 * i + 1, ls[i].tracker);
+    }
     if (st == TC_OK)
         listen_loop(cs, ls, servers, n,
                     ctx->mode == TC_COHERENCE_TRACKING && tc__remote_is_cluster(ctx->remote));
     atomic_store(cs->ctx.healthy, false);
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < n; i++) {
+        fd_note(cs, 2 * i, NULL);
+        fd_note(cs, 2 * i + 1, NULL);
         link_close(&ls[i]);
+    }
     return st;
 }
 
@@ -654,8 +675,7 @@ static void *subscriber_main(void *arg)
     }
     atomic_store(cs->ctx.healthy, false);
     if (cs->watch)
-        tc__conn_free(cs->watch);
-    cs->watch = NULL;
+        watch_close(cs);
     return NULL;
 }
 
@@ -711,6 +731,8 @@ tc_status tc__subscriber_start(const tc_sub_ctx *ctx, tc_subscriber **out)
         return TC_ERR_NOMEM;
     cs->ctx = *ctx;
     cs->wake[0] = cs->wake[1] = -1;
+    for (int i = 0; i <= WATCH_FD; i++)
+        atomic_init(&cs->fds[i], -1);
     atomic_store(ctx->healthy, false);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -755,4 +777,25 @@ void tc__subscriber_stop(tc_subscriber *cs)
         pthread_join(cs->thread, NULL);
     }
     state_free(cs);
+}
+
+void tc__subscriber_forget(tc_subscriber *cs)
+{
+    if (!cs)
+        return;
+    /* Only close(): the parent's sockets stay open in the parent, and nothing is written
+     * on them (its thread still reads and writes them). The thread's connections are not
+     * freed: it may have been inside hiredis on one when the fork happened, so their
+     * buffers may be mid-update (a few KB, shared copy-on-write with the parent). Nor are
+     * start_mu and start_cv destroyed: a thread of the parent may have held them. */
+    for (int i = 0; i <= WATCH_FD; i++) {
+        int fd = atomic_load(&cs->fds[i]);
+        if (fd >= 0)
+            close(fd);
+    }
+    if (cs->wake[0] >= 0)
+        close(cs->wake[0]);
+    if (cs->wake[1] >= 0)
+        close(cs->wake[1]);
+    tc__free(cs);
 }

@@ -9,8 +9,8 @@
  * It sees the cache only through its context, built by cache.c: the pieces it reads and
  * writes, all borrowed, all outliving the subscriber.
  *
- * Thread safety: start and stop from tc_open and tc_close only; tc__subscriber_apply from
- * any thread.
+ * Thread safety: start and stop from tc_open and tc_close only (forget: from a child after
+ * fork, in place of stop); tc__subscriber_apply from any thread.
  */
 #ifndef TC_SUBSCRIBER_H
 #define TC_SUBSCRIBER_H
@@ -53,6 +53,11 @@ tc_status tc__subscriber_start(const tc_sub_ctx *ctx, tc_subscriber **out);
 /* Stops and joins the thread and frees s; *ctx->healthy is false afterwards. NULL is a
  * no-op. */
 void tc__subscriber_stop(tc_subscriber *s);
+
+/* In a child after fork(), where s's thread does not exist: closes the sockets s's thread
+ * held and s's wake pipe (close() only: nothing is sent, and the parent's copies are left
+ * as they are), and frees s without joining anything. NULL is a no-op. */
+void tc__subscriber_forget(tc_subscriber *s);
 
 /* Parses and applies one broadcast message payload to ctx's local tier: evicts the keys it
  * names (waking their flights), or flushes the tier; ignores this instance's own messages

@@ -218,9 +218,14 @@ static void cluster_close(void *t)
     tc_cluster *cl = t;
     if (!cl)
         return;
-    for (int i = 0; i < cl->nnodes; i++)
-        tc__node_close(cl->nodes[i]);
-    tc__free(cl->nodes);
+    /* Taken only in a child after fork, by a thread of the parent mid-update of the node
+     * list: the nodes are then left (a leak) rather than walked. */
+    if (pthread_rwlock_trywrlock(&cl->map_mu) == 0) {
+        for (int i = 0; i < cl->nnodes; i++)
+            tc__node_close(cl->nodes[i]);
+        tc__free(cl->nodes);
+        pthread_rwlock_unlock(&cl->map_mu);
+    }
     pthread_rwlock_destroy(&cl->map_mu);
     tc__free(cl);
 }

@@ -166,11 +166,16 @@ static void sentinel_close(void *t)
         return;
     for (int i = 0; i < sn->nsentinels; i++)
         tc__node_close(sn->sentinels[i]);
-    for (int i = 0; i < sn->nformer; i++)
-        tc__node_close(sn->former[i]);
-    tc__node_close(sn->master);
+    /* Taken only in a child after fork, by a thread of the parent mid-switch: the masters
+     * are then left (a leak) rather than walked. */
+    if (pthread_mutex_trylock(&sn->mu) == 0) {
+        for (int i = 0; i < sn->nformer; i++)
+            tc__node_close(sn->former[i]);
+        tc__node_close(sn->master);
+        tc__free(sn->former);
+        pthread_mutex_unlock(&sn->mu);
+    }
     tc__free(sn->sentinels);
-    tc__free(sn->former);
     pthread_mutex_destroy(&sn->mu);
     tc__free(sn);
 }

@@ -57,21 +57,6 @@ static int child_fail(FILE *out, const char *fmt, ...)
     return 1;
 }
 
-/* Reads key into buf (NUL-terminated; "" for a miss) and returns the status. */
-static tc_status read_str(tc_cache *c, const char *key, char *buf, size_t cap)
-{
-    tc_value v;
-    tc_status st = tc_get(c, key, &v);
-    buf[0] = '\0';
-    if (st == TC_OK) {
-        size_t n = v.len < cap - 1 ? v.len : cap - 1;
-        memcpy(buf, v.data, n);
-        buf[n] = '\0';
-        tc_value_release(&v);
-    }
-    return st;
-}
-
 /* Polls key until it reads as want (NULL: a miss) or BOUND_MS passes; returns the delay
  * in microseconds, or -1. */
 static long wait_for(tc_cache *c, const char *key, const char *want)
@@ -79,7 +64,7 @@ static long wait_for(tc_cache *c, const char *key, const char *want)
     int64_t t0 = tc__now_ns();
     char buf[128];
     while (tc__now_ns() - t0 < (int64_t)BOUND_MS * 1000000) {
-        tc_status st = read_str(c, key, buf, sizeof buf);
+        tc_status st = tct_read_str(c, key, buf, sizeof buf);
         if (want ? (st == TC_OK && strcmp(buf, want) == 0) : st == TC_MISS)
             return (long)((tc__now_ns() - t0) / 1000);
     }
@@ -102,11 +87,11 @@ static int reader_child(FILE *in, FILE *out, void *arg)
     tct_wait_line(in, "go");
     tc_cache *c = open_mode(TC_COHERENCE_BROADCAST);
     char buf[64];
-    if (read_str(c, "hot", buf, sizeof buf) != TC_OK || strcmp(buf, "10") != 0)
+    if (tct_read_str(c, "hot", buf, sizeof buf) != TC_OK || strcmp(buf, "10") != 0)
         return child_fail(out, "initial read: '%s'", buf);
     tc_stats s0, s1;
     tc_stats_get(c, &s0);
-    read_str(c, "hot", buf, sizeof buf);
+    tct_read_str(c, "hot", buf, sizeof buf);
     tc_stats_get(c, &s1);
     if (s1.local_hits != s0.local_hits + 1)
         return child_fail(out, "the value was not served locally");
@@ -118,7 +103,7 @@ static int reader_child(FILE *in, FILE *out, void *arg)
         us = -1;
         while (tc__now_ns() - t0 < (int64_t)BOUND_MS * 1000000 && us < 0) {
             tc_stats_get(c, &s0);
-            read_str(c, "hot", buf, sizeof buf);
+            tct_read_str(c, "hot", buf, sizeof buf);
             tc_stats_get(c, &s1);
             if (s1.remote_hits > s0.remote_hits)
                 us = (long)((tc__now_ns() - t0) / 1000);
@@ -202,7 +187,7 @@ static void hold_fill(void *arg, const char *key)
 static void *race_reader(void *arg)
 {
     fill_race *fr = arg;
-    read_str(fr->c, "race", fr->got, sizeof fr->got);
+    tct_read_str(fr->c, "race", fr->got, sizeof fr->got);
     return NULL;
 }
 
@@ -234,7 +219,7 @@ START_TEST(test_coherence_fill_guard_race)
     tc__test_set_fill_hook(victim, NULL, NULL);
     ck_assert_str_eq(fr.got, "old"); /* the read itself began before the write */
     char buf[32];
-    ck_assert_int_eq(read_str(victim, "race", buf, sizeof buf), TC_OK);
+    ck_assert_int_eq(tct_read_str(victim, "race", buf, sizeof buf), TC_OK);
     ck_assert_str_eq(buf, "new"); /* and no stale copy was kept */
     tc_close(victim);
     tc_close(writer);
@@ -257,7 +242,7 @@ static void *storm_read(void *arg)
     char buf[32], key[16];
     while (!atomic_load(r->stop)) {
         snprintf(key, sizeof key, "s%ld", r->reads % STORM_KEYS);
-        read_str(r->c, key, buf, sizeof buf);
+        tct_read_str(r->c, key, buf, sizeof buf);
         r->reads++;
     }
     return NULL;
@@ -342,8 +327,8 @@ static int kill_victim_child(FILE *in, FILE *out, void *arg)
     tct_wait_line(in, "go");
     tc_cache *c = open_mode(TC_COHERENCE_BROADCAST);
     char buf[32];
-    read_str(c, "k", buf, sizeof buf);
-    read_str(c, "k", buf, sizeof buf); /* hot locally */
+    tct_read_str(c, "k", buf, sizeof buf);
+    tct_read_str(c, "k", buf, sizeof buf); /* hot locally */
     fprintf(out, "ready\n");
     tct_wait_line(in, "written");
     /* From here on the old value must never be returned, however the link recovers. */
@@ -351,7 +336,7 @@ static int kill_victim_child(FILE *in, FILE *out, void *arg)
     long reads = 0;
     bool seen_new = false;
     while (tc__now_ns() - t0 < 1500LL * 1000000) {
-        tc_status st = read_str(c, "k", buf, sizeof buf);
+        tc_status st = tct_read_str(c, "k", buf, sizeof buf);
         reads++;
         if (st == TC_OK && strcmp(buf, "before") == 0 && seen_new)
             return child_fail(out, "old value returned after the new one");
@@ -362,9 +347,9 @@ static int kill_victim_child(FILE *in, FILE *out, void *arg)
         return child_fail(out, "never saw the new value");
     /* The link came back: the local tier is in use again. */
     tc_stats s0, s1;
-    read_str(c, "k", buf, sizeof buf);
+    tct_read_str(c, "k", buf, sizeof buf);
     tc_stats_get(c, &s0);
-    read_str(c, "k", buf, sizeof buf);
+    tct_read_str(c, "k", buf, sizeof buf);
     tc_stats_get(c, &s1);
     fprintf(out, "ok %ld reads, local tier back: %d\n", reads, s1.local_hits > s0.local_hits);
     tc_close(c);

@@ -25,14 +25,8 @@
 
 /* ThreadSanitizer cannot run instrumented code from a thread's last TLS destructor rounds
  * (its own thread state is gone by then) nor start threads in the child of a forked
- * multithreaded process: the two tests that need those run in the other builds. */
-#if defined(__SANITIZE_THREAD__)
-#define UNDER_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define UNDER_TSAN 1
-#endif
-#endif
+ * multithreaded process: the two tests that need those run in the other builds
+ * (UNDER_TSAN: testutil.h). */
 
 static uint64_t hash_of(const char *k)
 {

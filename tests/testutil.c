@@ -256,6 +256,20 @@ void tct_expect(tc_cache *c, const char *key, tc_status want, const char *want_v
     tc_value_release(&v);
 }
 
+tc_status tct_read_str(tc_cache *c, const char *key, char *buf, size_t cap)
+{
+    tc_value v;
+    tc_status st = tc_get(c, key, &v);
+    buf[0] = '\0';
+    if (st == TC_OK) {
+        size_t n = v.len < cap - 1 ? v.len : cap - 1;
+        memcpy(buf, v.data, n);
+        buf[n] = '\0';
+        tc_value_release(&v);
+    }
+    return st;
+}
+
 void tct_proc_start(tct_proc *p, tct_child_fn fn, void *arg)
 {
     int down[2], up[2];

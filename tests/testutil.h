@@ -12,6 +12,15 @@
 #include "fixture.h"
 #include "tiercache.h"
 
+/* UNDER_TSAN: built with ThreadSanitizer (GCC's or clang's spelling). */
+#if defined(__SANITIZE_THREAD__)
+#define UNDER_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define UNDER_TSAN 1
+#endif
+#endif
+
 /* The Redis started by tct_main for this program (valid in tests when need_redis). With
  * TC_TEST_TOPOLOGY=cluster in the environment (make check-cluster), the suite runs against
  * a 3-master Redis Cluster instead: tct_redis.url is then the cluster's redis-cluster:// URL
@@ -85,6 +94,10 @@ void tct_sleep_ms(int ms);
 /* ms times $TC_TEST_SLOWDOWN (default 1): for a fixed wait a test relies on to let other
  * threads catch up, which a slow run (make check-valgrind sets 20) must stretch. */
 int tct_slow_ms(int ms);
+
+/* Reads key into buf (NUL-terminated, cut to cap - 1 bytes; "" unless TC_OK) and returns
+ * the status, asserting nothing (usable in a child process). */
+tc_status tct_read_str(tc_cache *c, const char *key, char *buf, size_t cap);
 
 /* Reads key and asserts the status and, for TC_OK, the bytes. */
 void tct_expect(tc_cache *c, const char *key, tc_status want, const char *want_value);
