@@ -218,6 +218,7 @@ typedef struct sub_link {
     tc_conn *sub;
     tc_conn *tracker;
     int64_t last_pong, ping_sent;
+    int64_t last_reply; /* when the link last delivered anything (a message, a pong) */
     bool subscribed;
 } sub_link;
 
@@ -293,6 +294,7 @@ static bool drain(tc_subscriber *cs, sub_link *l)
             return false;
         if (!reply)
             return true;
+        l->last_reply = tc__now_ns();
         sub_event ev = handle_reply(cs, reply);
         if (ev == EV_PONG)
             l->last_pong = tc__now_ns();
@@ -328,7 +330,11 @@ static bool link_beat(tc_subscriber *cs, sub_link *l, int64_t now, int64_t *next
             return false;
         outstanding = l->ping_sent > l->last_pong;
     }
-    if (outstanding && now - l->ping_sent > beat) {
+    /* Dead: the ping unanswered for a beat, and the link silent for a beat. A link that
+     * keeps delivering messages is alive even while its pong waits behind them (Redis
+     * slowed by the burst it is sending). */
+    int64_t heard = l->last_reply > l->ping_sent ? l->last_reply : l->ping_sent;
+    if (outstanding && now - heard > beat) {
         tc__log(&cs->ctx.log, TC_LOG_WARN, "invalidation link: heartbeat missed");
         return false;
     }
@@ -340,9 +346,10 @@ static bool link_beat(tc_subscriber *cs, sub_link *l, int64_t now, int64_t *next
         if (!send_ping(l->sub))
             return false;
         l->ping_sent = tc__now_ns();
+        heard = l->ping_sent;
         outstanding = true;
     }
-    *next = outstanding ? l->ping_sent + beat : l->last_pong + beat;
+    *next = outstanding ? heard + beat : l->last_pong + beat;
     return true;
 }
 
