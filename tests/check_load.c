@@ -365,7 +365,9 @@ START_TEST(test_load_cold_key_one_load_across_processes)
 END_TEST
 
 /* A process that lost the lock is woken by the winner's invalidation, not by its 50 ms
- * poll: with a 125 ms load, the loser's polls fall about 25 ms after the value lands. */
+ * poll: with a 125 ms load and the loser 50 ms behind (time enough for the winner to take
+ * the lock on a loaded machine, over TLS too), its polls fall about 25 ms after the value
+ * lands. */
 START_TEST(test_load_loser_woken_by_invalidation)
 {
     fresh_prefix();
@@ -379,7 +381,7 @@ START_TEST(test_load_loser_woken_by_invalidation)
         char key[16];
         snprintf(key, sizeof key, "wake%d", i);
         caller k[2] = {{.c = a, .key = key, .l = &la, .ttl_ms = TC_TTL_DEFAULT},
-                       {.c = b, .key = key, .l = &lb, .ttl_ms = TC_TTL_DEFAULT, .delay_ms = 10}};
+                       {.c = b, .key = key, .l = &lb, .ttl_ms = TC_TTL_DEFAULT, .delay_ms = 50}};
         run_callers(k, 2);
         ck_assert_int_eq(k[0].st, TC_OK);
         ck_assert_int_eq(k[1].st, TC_OK);

@@ -149,6 +149,16 @@ char *tct_redis_cmd(const char *const *argv)
     return NULL;
 }
 
+char *tct_redis_cmd_bin(int argc, const char **argv, const size_t *lens)
+{
+    for (int i = 0; i < tct_server_count(); i++) {
+        char *out = tcf_redis_cmd_ex(server(i), NULL, argc, argv, lens);
+        if (out)
+            return out;
+    }
+    return NULL;
+}
+
 static bool is_integer(const char *s)
 {
     char *end;

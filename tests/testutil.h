@@ -68,6 +68,8 @@ char *tct_redis_cmd(const char *const *argv);
 /* The servers of this run (1, or the cluster's nodes), and one command on server i. */
 int tct_server_count(void);
 char *tct_redis_cmd_on(int i, const char *const *argv);
+/* tct_redis_cmd with binary arguments (lens[i] bytes each). */
+char *tct_redis_cmd_bin(int argc, const char **argv, const size_t *lens);
 
 /* Runs a server-wide command (CONFIG SET, CLIENT KILL, FLUSHDB) on every server: integer
  * replies are summed, otherwise the first reply is returned. NULL if any server failed. */
