@@ -185,17 +185,31 @@ static tc_status run(tc_remote *r, const tc_op *o)
 tc_status tc__remote_get(tc_remote *r, const char *rkey, size_t rklen, tc_ref **val,
                          int64_t *pttl_ms)
 {
+    return tc__remote_get_tracked(r, rkey, rklen, val, pttl_ms, NULL);
+}
+
+tc_status tc__remote_get_tracked(tc_remote *r, const char *rkey, size_t rklen, tc_ref **val,
+                                 int64_t *pttl_ms, bool *tracked)
+{
     tc_op o = {.kind = TC_OP_GET,
                .n = 1,
                .keys = &rkey,
                .klens = &rklen,
                .vals_out = val,
-               .pttls = pttl_ms};
+               .pttls = pttl_ms,
+               .tracked = tracked};
     return run(r, &o);
 }
 
 tc_status tc__remote_get_many(tc_remote *r, size_t n, const char *const *rkeys,
                               const size_t *rklens, tc_ref **vals, int64_t *pttls, tc_status *st)
+{
+    return tc__remote_get_many_tracked(r, n, rkeys, rklens, vals, pttls, st, NULL);
+}
+
+tc_status tc__remote_get_many_tracked(tc_remote *r, size_t n, const char *const *rkeys,
+                                      const size_t *rklens, tc_ref **vals, int64_t *pttls,
+                                      tc_status *st, bool *tracked)
 {
     tc_op o = {.kind = TC_OP_GET_MANY,
                .n = n,
@@ -203,7 +217,8 @@ tc_status tc__remote_get_many(tc_remote *r, size_t n, const char *const *rkeys,
                .klens = rklens,
                .vals_out = vals,
                .pttls = pttls,
-               .st_out = st};
+               .st_out = st,
+               .tracked = tracked};
     return run(r, &o);
 }
 

@@ -40,7 +40,7 @@ typedef struct tc_remote_config {
     int connect_timeout_ms; /* > 0 */
     int command_timeout_ms; /* > 0 */
     tc_logger log;
-    tc_tls_config tls;      /* for a rediss URL (its strings are copied at open) */
+    tc_tls_config tls; /* for a rediss URL (its strings are copied at open) */
 } tc_remote_config;
 
 /* Parses the URL, connects one connection (AUTH, SELECT, PING) to report problems now, and
@@ -87,6 +87,18 @@ tc_status tc__remote_get(tc_remote *r, const char *rkey, size_t rklen, tc_ref **
  * on error nothing is returned (all NULL). */
 tc_status tc__remote_get_many(tc_remote *r, size_t n, const char *const *rkeys,
                               const size_t *rklens, tc_ref **vals, int64_t *pttls, tc_status *st);
+
+/* Targeted coherence: tc__remote_get and tc__remote_get_many for a read whose values the
+ * caller will keep in its local tier. Each read goes on a connection whose CLIENT TRACKING
+ * redirects to the subscriber link its node knows (tc__node_set_link), enabled in the same
+ * round trip when the connection's redirect is stale; tracked (one for get, n for
+ * get_many) says for each value whether that held. A value read while its node had no live
+ * link, or whose redirect Redis refused, is not tracked and must not be kept. */
+tc_status tc__remote_get_tracked(tc_remote *r, const char *rkey, size_t rklen, tc_ref **val,
+                                 int64_t *pttl_ms, bool *tracked);
+tc_status tc__remote_get_many_tracked(tc_remote *r, size_t n, const char *const *rkeys,
+                                      const size_t *rklens, tc_ref **vals, int64_t *pttls,
+                                      tc_status *st, bool *tracked);
 
 /* SET each key to its value with the TTL (PX, or none for FOREVER), and PUBLISH pub, in one
  * MULTI/EXEC round trip. */
