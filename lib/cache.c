@@ -496,6 +496,8 @@ TC_API tc_status tc_open(const tc_options *o, tc_cache **out)
     }
     if (st == TC_OK && c->opt.check_redis_config)
         tc__remote_check_config(c->remote);
+    if (st == TC_OK && c->opt.check_redis_config && c->opt.coherence == TC_COHERENCE_TARGETED)
+        tc__remote_check_tracking(c->remote);
     if (st == TC_OK)
         st = coherence_start(c);
     if (st != TC_OK) {

@@ -19,6 +19,7 @@
 #include "remote_conn.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "topo.h"
@@ -368,4 +369,34 @@ int tc__remote_check_config(tc_remote *r)
         warnings++;
     }
     return warnings;
+}
+
+/* The table is full at this many keys or fewer: a fleet's local tiers hold more. */
+#define TRACKING_TABLE_SMALL 100000
+
+int tc__remote_check_tracking(tc_remote *r)
+{
+    char v[32];
+    if (!config_get(r, "tracking-table-max-keys", v, sizeof v)) {
+        RLOG(r, TC_LOG_INFO, "tracking-table-max-keys not checked: CONFIG GET is not allowed");
+        return 0;
+    }
+    long long keys = strtoll(v, NULL, 10);
+    if (keys == 0) {
+        RLOG(r, TC_LOG_WARN,
+             "Redis tracking-table-max-keys is 0 (no limit): with targeted coherence its "
+             "tracking table grows with every key a process reads; set a limit "
+             "(docs/operations.md)");
+        return 1;
+    }
+    if (keys < TRACKING_TABLE_SMALL) {
+        RLOG(r, TC_LOG_WARN,
+             "Redis tracking-table-max-keys is %lld: when the keys the local tiers read "
+             "outnumber it, Redis invalidates the oldest at once: correct, but more "
+             "messages and refetches (docs/operations.md)",
+             keys);
+        return 1;
+    }
+    RLOG(r, TC_LOG_INFO, "Redis tracks up to %lld keys read (tracking-table-max-keys)", keys);
+    return 0;
 }

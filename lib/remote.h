@@ -138,6 +138,12 @@ tc_status tc__remote_clear(tc_remote *r, const char *pattern, const tc_pub *pub)
  * the number of warnings (0 also when CONFIG GET is refused). */
 int tc__remote_check_config(tc_remote *r);
 
+/* Targeted coherence: reads tracking-table-max-keys (on one master of a cluster) and warns
+ * through the logger when it is 0 (Redis's tracking table is unbounded) or small (a full
+ * table invalidates the oldest keys at once: more messages). Returns the number of
+ * warnings (0 also when CONFIG GET is refused). */
+int tc__remote_check_tracking(tc_remote *r);
+
 /* PUBLISH alone. */
 tc_status tc__remote_publish(tc_remote *r, const tc_pub *pub);
 

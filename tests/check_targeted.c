@@ -347,6 +347,7 @@ START_TEST(test_targeted_tracking_table_overflow)
     o.log_fn = keep_log;
     o.log_arg = log;
     tc_cache *c = tct_open(&o);
+    ck_assert_msg(strstr(log, "tracking-table-max-keys is 4"), "open did not check: %s", log);
     enum { N = 40 };
     char key[N][16], val[32];
     for (int i = 0; i < N; i++) {
