@@ -28,7 +28,9 @@ typedef struct bench_cfg {
     uint64_t ops;   /* 0: the workload's default */
     int64_t warmup; /* < 0: the workload's default */
     int threads[TCB_MAX_THREADS];
-    int nthreads; /* 0: the workload's default */
+    int nthreads;                 /* 0: the workload's default */
+    int readers[TCB_MAX_THREADS]; /* fanout: reader processes per run */
+    int nreaders;                 /* 0: the workload's default */
     uint64_t seed;
     double zipf_s;
     double write_frac;

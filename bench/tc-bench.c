@@ -33,7 +33,7 @@ bench_summary g_summary;
 
 /* ------------------------------------------------------------------ cleanup */
 
-#define MAX_CHILDREN 8
+#define MAX_CHILDREN 80 /* fanout: up to 64 readers and a writer */
 
 static pthread_mutex_t cleanup_mu = PTHREAD_MUTEX_INITIALIZER;
 static tcf_redis g_redis;
@@ -173,6 +173,8 @@ static void usage(FILE *f)
         "  trace FILE    replays FILE: one key id per line\n"
         "  stampede      threads missing the same cold keys through tc_get_or_set\n"
         "  coherence     writer and reader processes: invalidation delay p50/p99/max\n"
+        "  fanout        per coherence mode, N subscribed reader processes and a writer at\n"
+        "                full speed: writes/s, Redis CPU and messages per write, delay\n"
         "  mrc           miss-ratio curve: local tier policy vs LRU vs Belady, on --trace FILE\n"
         "                (else on Zipf); --plot out.png draws it\n"
         "  entries       bytes per local entry (16, 100, 1000-byte values): the budget's\n"
@@ -193,6 +195,7 @@ static void usage(FILE *f)
         "  --threads N[,N..]  thread counts to run (zipf: 1,2; trace: 1; hotpath: local-hit\n"
         "                     throughput with threads sharing a cache, 1,2 but not with\n"
         "                     --hot-only unless given; at most %d)\n"
+        "  --readers N[,N..]  fanout: reader processes per run (1,4,16,64; at most 64)\n"
         "  --seed N           random seed (42)\n"
         "  --zipf-s S         Zipf exponent (0.99)\n"
         "  --write-frac F     fraction of zipf operations that are tc_set (0)\n"
@@ -236,16 +239,17 @@ static double parse_double(const char *opt, const char *s, double lo, double hi)
     return d;
 }
 
-static void parse_threads(bench_cfg *cfg, const char *s)
+/* A comma-separated list of counts, each 1..max, at most TCB_MAX_THREADS of them. */
+static void parse_counts(const char *opt, const char *s, int max, int *out, int *n)
 {
-    cfg->nthreads = 0;
+    *n = 0;
     char buf[128];
     snprintf(buf, sizeof buf, "%s", s);
     for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-        uint64_t n = parse_u64("--threads", t);
-        if (n < 1 || n > TCB_MAX_THREADS || cfg->nthreads >= TCB_MAX_THREADS)
-            bench_die("--threads: 1..%d each, at most %d counts", TCB_MAX_THREADS, TCB_MAX_THREADS);
-        cfg->threads[cfg->nthreads++] = (int)n;
+        uint64_t v = parse_u64(opt, t);
+        if (v < 1 || v > (uint64_t)max || *n >= TCB_MAX_THREADS)
+            bench_die("%s: 1..%d each, at most %d counts", opt, max, TCB_MAX_THREADS);
+        out[(*n)++] = (int)v;
     }
 }
 
@@ -254,7 +258,7 @@ static void parse_threads(bench_cfg *cfg, const char *s)
 enum {
     O_URL = 256, O_KEYS, O_VSIZE, O_OPS, O_WARMUP, O_THREADS, O_SEED, O_ZIPF_S, O_WFRAC,
     O_LPCT, O_LBYTES, O_HOT, O_HOT_ONLY, O_TRACE, O_PLOT, O_JSON, O_CSV, O_NO_RTTL,
-    O_VERSION, O_TLS
+    O_VERSION, O_TLS, O_READERS
 };
 // clang-format on
 
@@ -265,6 +269,7 @@ static const struct option long_opts[] = {
     {"ops", required_argument, NULL, O_OPS},
     {"warmup", required_argument, NULL, O_WARMUP},
     {"threads", required_argument, NULL, O_THREADS},
+    {"readers", required_argument, NULL, O_READERS},
     {"seed", required_argument, NULL, O_SEED},
     {"zipf-s", required_argument, NULL, O_ZIPF_S},
     {"write-frac", required_argument, NULL, O_WFRAC},
@@ -445,7 +450,10 @@ int main(int argc, char **argv)
             cfg.warmup = (int64_t)parse_u64("--warmup", optarg);
             break;
         case O_THREADS:
-            parse_threads(&cfg, optarg);
+            parse_counts("--threads", optarg, TCB_MAX_THREADS, cfg.threads, &cfg.nthreads);
+            break;
+        case O_READERS:
+            parse_counts("--readers", optarg, 64, cfg.readers, &cfg.nreaders);
             break;
         case O_SEED:
             cfg.seed = parse_u64("--seed", optarg);
@@ -505,8 +513,8 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    static const char *const known[] = {"suite",     "hotpath", "zipf",    "trace", "stampede",
-                                        "coherence", "mrc",     "entries", NULL};
+    static const char *const known[] = {"suite",     "hotpath", "zipf",    "trace",  "stampede",
+                                        "coherence", "mrc",     "entries", "fanout", NULL};
     bool ok = false;
     for (int i = 0; known[i]; i++)
         ok |= strcmp(workload, known[i]) == 0;
@@ -588,6 +596,8 @@ int main(int argc, char **argv)
         rc = wl_stampede(&cfg);
     else if (strcmp(workload, "coherence") == 0)
         rc = wl_coherence(&cfg);
+    else if (strcmp(workload, "fanout") == 0)
+        rc = wl_fanout(&cfg);
     else if (strcmp(workload, "entries") == 0)
         rc = wl_entries(&cfg);
     else

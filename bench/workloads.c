@@ -1659,3 +1659,295 @@ int wl_stampede(const bench_cfg *cfg)
     keyset_free(&ks);
     return rc;
 }
+
+/* ------------------------------------------------------------------ fanout
+ *
+ * N reader processes (each its own tc_cache and subscriber) read a small hot set slowly;
+ * one writer process writes random keys of 100,000 at full speed for a fixed time. Reader 0
+ * also holds a probe key that the writer rewrites every millisecond or so, once reader 0
+ * has read the last version again: its invalidation delay is measured there. Per coherence
+ * mode: writes/s, Redis CPU per write (INFO cpu deltas), messages delivered per write (the
+ * readers' inval_received over the writes) and the probe's delay. */
+
+#define FAN_MAX 64
+#define FAN_KEYSPACE 100000
+#define FAN_HOT 8
+#define FAN_PROBES 20000
+
+typedef struct fan_shm {
+    atomic_int up, go, stop, writer_done, report, abort;
+    atomic_llong probe_seen; /* the last probe version reader 0 read */
+    int n;
+    uint64_t writes, writer_errors, reader_errors;
+    uint64_t inval[FAN_MAX], link_failures[FAN_MAX];
+    uint64_t t_ret[FAN_PROBES], t_seen[FAN_PROBES];
+} fan_shm;
+
+static tc_cache *fan_open(const bench_cfg *cfg, const char *prefix, tc_coherence coh)
+{
+    tc_options o;
+    tc_options_init(&o);
+    o.redis_url = cfg->redis_url;
+    o.key_prefix = prefix;
+    o.coherence = coh;
+    o.local_max_bytes = (size_t)8 << 20;
+    o.remote_ttl_ms = 600 * 1000;
+    o.local_ttl_ms = 600 * 1000;
+    o.pool_size = 2;
+    o.command_timeout_ms = 2000;
+    o.connect_timeout_ms = 2000;
+    o.check_redis_config = 0;
+    tc_cache *c = NULL;
+    tc_status st = tc_open(&o, &c);
+    if (st != TC_OK) {
+        fprintf(stderr, "tc-bench: fanout: tc_open: %s\n", tc_strerror(st));
+        return NULL;
+    }
+    return c;
+}
+
+static bool fan_wait(atomic_int *flag, int want, fan_shm *m, uint64_t ns)
+{
+    uint64_t until = now_ns() + ns;
+    while (atomic_load(flag) < want && !atomic_load(&m->abort) && now_ns() < until)
+        sleep_ns(200000);
+    return atomic_load(flag) >= want;
+}
+
+static void fan_reader(const bench_cfg *cfg, const char *prefix, tc_coherence coh, fan_shm *m,
+                       int me)
+{
+    tc_cache *c = fan_open(cfg, prefix, coh);
+    if (!c) {
+        atomic_store(&m->abort, 1);
+        return;
+    }
+    char hot[FAN_HOT][16];
+    for (int j = 0; j < FAN_HOT; j++) {
+        snprintf(hot[j], sizeof hot[j], "hot%d", j);
+        (void)coh_read(c, hot[j]);
+    }
+    if (me == 0)
+        atomic_store(&m->probe_seen, coh_read(c, "probe"));
+    atomic_fetch_add(&m->up, 1);
+    fan_wait(&m->go, 1, m, 120ull * 1000000000u);
+    tc_stats s0, s1;
+    tc_stats_get(c, &s0);
+    uint64_t next_hot = 0, errors = 0;
+    int64_t last = atomic_load(&m->probe_seen);
+    while (!atomic_load(&m->stop) && !atomic_load(&m->abort)) {
+        uint64_t t = now_ns();
+        if (t >= next_hot) { /* the slow hot-set reads that keep every reader alive */
+            for (int j = 0; j < FAN_HOT; j++)
+                errors += coh_read(c, hot[j]) < 0;
+            next_hot = t + 10000000;
+        }
+        if (me != 0) {
+            sleep_ns(10000000);
+            continue;
+        }
+        int64_t v = coh_read(c, "probe");
+        t = now_ns();
+        if (v > last && v < FAN_PROBES) {
+            m->t_seen[v] = t;
+            last = v;
+            atomic_store(&m->probe_seen, v);
+        }
+        sleep_ns(20000);
+    }
+    fan_wait(&m->report, 1, m, 60ull * 1000000000u);
+    tc_stats_get(c, &s1);
+    m->inval[me] = s1.inval_received - s0.inval_received;
+    m->link_failures[me] = s1.inval_link_failures - s0.inval_link_failures;
+    if (errors)
+        __atomic_fetch_add(&m->reader_errors, errors, __ATOMIC_RELAXED);
+    tc_close(c);
+}
+
+static void fan_writer(const bench_cfg *cfg, const char *prefix, tc_coherence coh, fan_shm *m)
+{
+    tc_cache *c = fan_open(cfg, prefix, coh);
+    if (!c) {
+        atomic_store(&m->abort, 1);
+        return;
+    }
+    atomic_fetch_add(&m->up, 1);
+    fan_wait(&m->go, 1, m, 120ull * 1000000000u);
+    rng g;
+    rng_seed(&g, cfg->seed ^ 0xfa17ull);
+    uint64_t writes = 0, errors = 0, next_probe = now_ns() + 1000000;
+    int64_t probe = atomic_load(&m->probe_seen);
+    char key[24], val[24] = "value-0123456789";
+    while (!atomic_load(&m->stop) && !atomic_load(&m->abort)) {
+        uint64_t t = now_ns();
+        if (t >= next_probe && atomic_load(&m->probe_seen) >= probe && probe + 1 < FAN_PROBES) {
+            probe++;
+            int len = snprintf(val, sizeof val, "%lld", (long long)probe);
+            errors += tc_set(c, "probe", val, (size_t)len, TC_TTL_FOREVER) != TC_OK;
+            m->t_ret[probe] = now_ns();
+            next_probe = m->t_ret[probe] + 1000000;
+        } else {
+            snprintf(key, sizeof key, "k%llu", (unsigned long long)(rng_next(&g) % FAN_KEYSPACE));
+            errors += tc_set(c, key, "value-0123456789", 16, TC_TTL_FOREVER) != TC_OK;
+        }
+        writes++;
+    }
+    m->writes = writes;
+    m->writer_errors = errors;
+    atomic_store(&m->writer_done, 1);
+    fan_wait(&m->report, 1, m, 60ull * 1000000000u);
+    tc_close(c);
+}
+
+/* used_cpu_sys + used_cpu_user of INFO cpu, in seconds; NaN if unavailable. */
+static double redis_cpu(redisContext *rc)
+{
+    redisReply *r = rc ? redisCommand(rc, "INFO cpu") : NULL;
+    double sys = NAN, user = NAN;
+    if (r && r->type == REDIS_REPLY_STRING) {
+        const char *p = strstr(r->str, "used_cpu_sys:");
+        const char *q = strstr(r->str, "used_cpu_user:");
+        if (p && q) {
+            sys = strtod(p + 13, NULL);
+            user = strtod(q + 14, NULL);
+        }
+    }
+    if (r)
+        freeReplyObject(r);
+    return sys + user;
+}
+
+typedef struct fan_result {
+    double writes_s, cpu_us, deliveries, p50, p99;
+    uint64_t probes, link_failures, errors;
+} fan_result;
+
+static int fan_run(const bench_cfg *cfg, tc_coherence coh, int n, double seconds, fan_result *out)
+{
+    char prefix[96];
+    snprintf(prefix, sizeof prefix, "%sf%d_%d", cfg->prefix, (int)coh, n);
+    tc_cache *seed = fan_open(cfg, prefix, TC_COHERENCE_NONE);
+    if (!seed)
+        return 1;
+    for (int j = 0; j < FAN_HOT; j++) {
+        char k[16];
+        snprintf(k, sizeof k, "hot%d", j);
+        tc_set(seed, k, "1", 1, TC_TTL_FOREVER);
+    }
+    tc_set(seed, "probe", "0", 1, TC_TTL_FOREVER);
+    tc_close(seed);
+    fan_shm *m = mmap(NULL, sizeof *m, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED)
+        bench_die("mmap: %s", strerror(errno));
+    memset(m, 0, sizeof *m);
+    m->n = n;
+    pid_t pids[FAN_MAX + 1];
+    for (int i = 0; i <= n; i++) {
+        pids[i] = coh_fork();
+        if (pids[i] == 0) {
+            if (i < n)
+                fan_reader(cfg, prefix, coh, m, i);
+            else
+                fan_writer(cfg, prefix, coh, m);
+            _exit(0);
+        }
+    }
+    redisContext *rc = plain_connect(cfg);
+    bool up = fan_wait(&m->up, n + 1, m, 120ull * 1000000000u);
+    sleep_ns(200000000); /* the readers' first sessions settle */
+    double cpu0 = redis_cpu(rc);
+    uint64_t t0 = now_ns();
+    atomic_store(&m->go, 1);
+    sleep_ns((uint64_t)(seconds * 1e9));
+    atomic_store(&m->stop, 1);
+    fan_wait(&m->writer_done, 1, m, 30ull * 1000000000u);
+    uint64_t t1 = now_ns();
+    sleep_ns(100000000); /* deliveries in flight arrive */
+    double cpu1 = redis_cpu(rc);
+    atomic_store(&m->report, 1);
+    int bad = !up;
+    for (int i = 0; i <= n; i++)
+        bad |= coh_reap(pids[i], now_ns() + 60ull * 1000000000u) != 0;
+    if (rc)
+        redisFree(rc);
+    hist h;
+    hist_init(&h);
+    out->probes = 0;
+    for (int v = 1; v < FAN_PROBES; v++) {
+        if (!m->t_ret[v] || !m->t_seen[v])
+            continue;
+        hist_record(&h, m->t_seen[v] > m->t_ret[v] ? m->t_seen[v] - m->t_ret[v] : 0);
+        out->probes++;
+    }
+    uint64_t inval = 0, lf = 0;
+    for (int i = 0; i < n; i++) {
+        inval += m->inval[i];
+        lf += m->link_failures[i];
+    }
+    double w = (double)m->writes;
+    out->writes_s = w / ((double)(t1 - t0) / 1e9);
+    out->cpu_us = w > 0 ? (cpu1 - cpu0) * 1e6 / w : NAN;
+    out->deliveries = w > 0 ? (double)inval / w : NAN;
+    out->p50 = out->probes ? hist_percentile(&h, 50) : NAN;
+    out->p99 = out->probes ? hist_percentile(&h, 99) : NAN;
+    out->link_failures = lf;
+    out->errors = m->writer_errors + m->reader_errors + (uint64_t)bad + (uint64_t)m->abort;
+    munmap(m, sizeof *m);
+    unpopulate(cfg, prefix);
+    return bad;
+}
+
+int wl_fanout(const bench_cfg *cfg)
+{
+    static const int def_ns[] = {1, 4, 16, 64};
+    int ns[TCB_MAX_THREADS], nn = 0;
+    if (cfg->nreaders > 0) {
+        for (int i = 0; i < cfg->nreaders; i++)
+            ns[nn++] = cfg->readers[i];
+    } else {
+        for (int i = 0; i < 4; i++)
+            ns[nn++] = def_ns[i];
+    }
+    double seconds = cfg->ops ? (double)cfg->ops : (cfg->quick ? 2.0 : 3.0);
+    static const tc_coherence cohs[] = {TC_COHERENCE_BROADCAST, TC_COHERENCE_TRACKING,
+                                         TC_COHERENCE_TARGETED};
+    static const char *const names[] = {"broadcast", "tracking (BCAST)", "targeted"};
+    char title[256];
+    snprintf(title, sizeof title,
+             "fanout: N reader processes reading %d hot keys every 10 ms, one writer tc_set of "
+             "random keys of %d for %.0f s; delay at the one reader holding the probe key",
+             FAN_HOT, FAN_KEYSPACE, seconds);
+    report_section(title);
+    report_printf("  %-18s %4s %9s %12s %12s %9s %9s %7s %5s %4s\n", "mode", "N", "writes/s",
+                  "Redis us/wr", "deliv/write", "p50", "p99", "probes", "linkf", "err");
+    int rc = 0;
+    for (size_t k = 0; k < 3; k++) {
+        for (int i = 0; i < nn; i++) {
+            fan_result r;
+            rc |= fan_run(cfg, cohs[k], ns[i], seconds, &r);
+            char a[32], b[32];
+            report_printf("  %-18s %4d %9.0f %12.1f %12.3f %9s %9s %7llu %5llu %4llu\n", names[k],
+                          ns[i], r.writes_s, r.cpu_us, r.deliveries,
+                          report_fmt_ns(r.p50, a, sizeof a), report_fmt_ns(r.p99, b, sizeof b),
+                          (unsigned long long)r.probes, (unsigned long long)r.link_failures,
+                          (unsigned long long)r.errors);
+            result res;
+            result_init(&res, "fanout", names[k]);
+            snprintf(res.params, sizeof res.params,
+                     "N=%d readers; redis_cpu_us_per_write=%.2f deliveries_per_write=%.4f "
+                     "probes=%llu link_failures=%llu",
+                     ns[i], r.cpu_us, r.deliveries, (unsigned long long)r.probes,
+                     (unsigned long long)r.link_failures);
+            res.threads = ns[i];
+            res.keys = FAN_KEYSPACE;
+            res.ops_s = r.writes_s;
+            res.seconds = seconds;
+            res.p50 = r.p50;
+            res.p99 = r.p99;
+            res.errors = r.errors;
+            report_record(&res);
+            result_free(&res);
+        }
+    }
+    return rc;
+}

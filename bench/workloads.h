@@ -23,5 +23,7 @@ int wl_trace(const bench_cfg *cfg);
 int wl_stampede(const bench_cfg *cfg);
 /* Writer and reader processes: invalidation delay. */
 int wl_coherence(const bench_cfg *cfg);
+/* Per coherence mode, N reader processes and a writer: Redis CPU and messages per write. */
+int wl_fanout(const bench_cfg *cfg);
 
 #endif /* TCB_WORKLOADS_H */

@@ -127,7 +127,10 @@ TC_API int tc_keyf(char *buf, size_t cap, const char *fmt, ...) TC_PRINTF(3, 4);
 typedef enum tc_coherence {
     TC_COHERENCE_BROADCAST = 0, /* default: writers publish invalidations on a pub/sub channel */
     TC_COHERENCE_TRACKING = 1,  /* Redis server-assisted tracking (BCAST on key_prefix) */
-    TC_COHERENCE_NONE = 2       /* local tier bounded by local_ttl_ms only */
+    TC_COHERENCE_NONE = 2,      /* local tier bounded by local_ttl_ms only */
+    TC_COHERENCE_TARGETED = 3   /* Redis client tracking (default mode): Redis tells only the
+                                   processes that read a key, for writes by any client;
+                                   see docs/design/coherence.md */
 } tc_coherence;
 
 /* Log levels passed to log_fn. */

@@ -246,11 +246,20 @@ static bool local_readable(const tc_cache *c)
 }
 
 /* Whether a value this process writes may be kept in its local tier at once. Not in
- * tracking mode: our own writes come back as invalidations and would evict the copy at
- * once, with no origin to tell them apart. */
+ * the tracking modes: our own writes come back as invalidations and would evict the copy
+ * at once, with no origin to tell them apart. */
 static bool write_through(const tc_cache *c)
 {
-    return c->local_enabled && c->opt.coherence != TC_COHERENCE_TRACKING;
+    return c->local_enabled &&
+           (c->opt.coherence == TC_COHERENCE_BROADCAST || c->opt.coherence == TC_COHERENCE_NONE);
+}
+
+/* Targeted coherence: where a fill-bound read learns whether Redis tracks it for this
+ * process (remote.h, tc__remote_get_tracked); NULL in the other modes, whose fills need
+ * no such proof. An untracked value is returned but never kept. */
+static bool *tracked_out(const tc_cache *c, bool *slot)
+{
+    return c->local_enabled && c->opt.coherence == TC_COHERENCE_TARGETED ? slot : NULL;
 }
 
 tc_counters *tc__key_counters(tc_cache *c, const char *key, size_t klen)
@@ -421,10 +430,10 @@ static tc_status options_check(const tc_options *o, char *why, size_t cap)
         char k[256];
         snprintf(why, cap, "key_prefix %s", tc__key_problem(o->key_prefix, 1024, k, sizeof k));
     } else if (o->coherence != TC_COHERENCE_BROADCAST && o->coherence != TC_COHERENCE_TRACKING &&
-               o->coherence != TC_COHERENCE_NONE) {
+               o->coherence != TC_COHERENCE_NONE && o->coherence != TC_COHERENCE_TARGETED) {
         snprintf(why, cap,
                  "coherence = %d: must be TC_COHERENCE_BROADCAST (0), TC_COHERENCE_TRACKING "
-                 "(1) or TC_COHERENCE_NONE (2)",
+                 "(1), TC_COHERENCE_NONE (2) or TC_COHERENCE_TARGETED (3)",
                  (int)o->coherence);
     } else if (o->redis_url && !*o->redis_url) {
         /* "" is a URL with bad syntax, not "no URL": connecting to the default instead
@@ -732,6 +741,8 @@ TC_API tc_status tc_open2(const tc_options *o, tc_cache **out, char *err, size_t
         st = remote_open(c);
     if (st == TC_OK && c->opt.check_redis_config)
         tc__remote_check_config(c->remote);
+    if (st == TC_OK && c->opt.check_redis_config && c->opt.coherence == TC_COHERENCE_TARGETED)
+        tc__remote_check_tracking(c->remote);
     if (st == TC_OK)
         st = coherence_start(c);
     if (st != TC_OK)
@@ -910,9 +921,11 @@ static tc_status fetch(tc_cache *c, uint64_t h, const char *key, size_t klen, tc
     int64_t t0 = tc__now_ns();
     int64_t pttl = -1;
     tc_ref *r = NULL;
+    bool tracked = true;
     /* The TTL only bounds the local copy: without a local tier (and unless the caller wants
      * it), GET alone. */
-    st = tc__remote_get(c->remote, rk.s, rk.len, &r, ttl_out || asks_ttl(c) ? &pttl : NULL);
+    st = tc__remote_get_tracked(c->remote, rk.s, rk.len, &r, ttl_out || asks_ttl(c) ? &pttl : NULL,
+                                tracked_out(c, &tracked));
     rkey_done(&rk);
     if (st != TC_OK) {
         note_remote_error(c, key, klen, st);
@@ -923,7 +936,8 @@ static tc_status fetch(tc_cache *c, uint64_t h, const char *key, size_t klen, tc
         tc__ref_drop(r); /* a tag moved on: stale everywhere, not worth keeping */
         return st;
     }
-    fill_local(c, h, key, klen, r, pttl, t0, t);
+    if (tracked)
+        fill_local(c, h, key, klen, r, pttl, t0, t);
     if (ttl_out)
         *ttl_out = pttl;
     *out = r;
@@ -1098,6 +1112,7 @@ typedef struct batch {
     int64_t *pttls;
     tc_status *st;
     tc_ticket *tickets;
+    bool *tracked; /* targeted coherence: whether each value may be kept */
 } batch;
 
 static void batch_free(batch *b)
@@ -1114,6 +1129,7 @@ static void batch_free(batch *b)
     tc__free(b->pttls);
     tc__free(b->st);
     tc__free(b->tickets);
+    tc__free(b->tracked);
 }
 
 static tc_status batch_alloc(batch *b, size_t n)
@@ -1128,8 +1144,9 @@ static tc_status batch_alloc(batch *b, size_t n)
     b->pttls = tc__calloc(n, sizeof *b->pttls);
     b->st = tc__calloc(n, sizeof *b->st);
     b->tickets = tc__calloc(n, sizeof *b->tickets);
+    b->tracked = tc__calloc(n, sizeof *b->tracked);
     if (!b->idx || !b->klens || !b->hashes || !b->rkeys || !b->rklens || !b->vals || !b->pttls ||
-        !b->st || !b->tickets)
+        !b->st || !b->tickets || !b->tracked)
         return TC_ERR_NOMEM;
     return TC_OK;
 }
@@ -1204,10 +1221,14 @@ TC_API tc_status tc_get_many(tc_cache *c, const char *const *keys, size_t n, tc_
     if (rc == TC_OK && b.n > 0) {
         int64_t t0 = tc__now_ns();
         bool ttl = asks_ttl(c);
-        for (size_t m = 0; !ttl && m < b.n; m++)
-            b.pttls[m] = -1; /* not asked: local_ttl_ms alone bounds a copy */
-        rc = tc__remote_get_many(c->remote, b.n, (const char *const *)b.rkeys, b.rklens, b.vals,
-                                 ttl ? b.pttls : NULL, b.st);
+        for (size_t m = 0; m < b.n; m++) {
+            b.tracked[m] = true; /* set by the read in targeted coherence */
+            if (!ttl)
+                b.pttls[m] = -1; /* not asked: local_ttl_ms alone bounds a copy */
+        }
+        rc = tc__remote_get_many_tracked(c->remote, b.n, (const char *const *)b.rkeys, b.rklens,
+                                         b.vals, ttl ? b.pttls : NULL, b.st,
+                                         tracked_out(c, b.tracked));
         note_remote_error(c, keys[b.idx[0]], b.klens[b.idx[0]], rc);
         for (size_t m = 0; rc == TC_OK && m < b.n; m++) {
             size_t i = b.idx[m];
@@ -1225,7 +1246,8 @@ TC_API tc_status tc_get_many(tc_cache *c, const char *const *keys, size_t n, tc_
                 TC_COUNT(tc__key_counters(c, keys[i], b.klens[i]), misses);
                 continue;
             }
-            fill_local(c, b.hashes[i], keys[i], b.klens[i], r, b.pttls[m], t0, b.tickets[m]);
+            if (b.tracked[m])
+                fill_local(c, b.hashes[i], keys[i], b.klens[i], r, b.pttls[m], t0, b.tickets[m]);
             TC_COUNT(tc__key_counters(c, keys[i], b.klens[i]), remote_hits);
             st[i] = answer(r, &out[i]) == TC_OK ? TC_OK : TC_MISS;
         }

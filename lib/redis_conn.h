@@ -23,6 +23,8 @@
 typedef struct tc_conn {
     redisContext *ctx;  /* RESP only: ctx->obuf (formatted commands), ctx->reader */
     struct ssl_st *ssl; /* NULL: plaintext */
+    long long redirect; /* targeted coherence: the client id this connection's CLIENT
+                           TRACKING last redirected to (redis_ops.c); 0: not known */
 } tc_conn;
 
 /* Where to connect: host:port, or a Unix socket at path (host NULL); over TLS when tls is

@@ -84,6 +84,7 @@ struct tc_node {
     tc_exch_counters ctr;
     atomic_uint_fast64_t errors, reconnects;
     atomic_uint_fast64_t created; /* pooled connections ever made */
+    atomic_llong link_id;         /* targeted coherence: tc__node_set_link */
 };
 
 #define NLOG(node, level, ...) tc__log(&(node)->cfg.log, (level), __VA_ARGS__)
@@ -659,6 +660,16 @@ bool tc__node_is(const tc_node *node, const char *host, size_t hlen, int port)
 bool tc__node_has_password(const tc_node *node)
 {
     return node->url.password != NULL;
+}
+
+void tc__node_set_link(tc_node *node, long long id)
+{
+    atomic_store(&node->link_id, id);
+}
+
+long long tc__node_link(const tc_node *node)
+{
+    return atomic_load(&((tc_node *)node)->link_id);
 }
 
 void tc__node_add_stats(const tc_node *node, tc_node_stats *acc)

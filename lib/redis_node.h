@@ -82,6 +82,13 @@ void tc__node_addr(const tc_node *node, const char **host, int *port);
 bool tc__node_is(const tc_node *node, const char *host, size_t hlen, int port);
 /* Whether the node authenticates with a password. */
 bool tc__node_has_password(const tc_node *node);
+/* Targeted coherence: the client id of this process's live subscriber link to the node
+ * (subscribed to __redis__:invalidate), or 0 while there is none. Set by the subscriber
+ * once the link is subscribed and before it flushes the local tier; cleared when the
+ * link is in doubt. Sequentially consistent: a reader that still sees an old id took its
+ * fill-guard ticket before the flush that follows the new id. */
+void tc__node_set_link(tc_node *node, long long id);
+long long tc__node_link(const tc_node *node);
 /* Adds node's counters to *acc. */
 void tc__node_add_stats(const tc_node *node, tc_node_stats *acc);
 

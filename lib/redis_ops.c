@@ -144,19 +144,60 @@ static tc_status take_value(tc_node *node, const redisReply *g, const redisReply
     return st;
 }
 
+/* Targeted coherence, before a read for the local tier: *want gets the link id the read
+ * will be tracked for (0: the node has no live subscriber link, and the read must not fill
+ * the tier), and CLIENT TRACKING ON REDIRECT <want> is appended (*sent) unless e's
+ * connection redirects there already. Repeating it is harmless: a connection that tracks
+ * already only moves its redirect, and Redis sends the invalidations of the keys it read
+ * before to the new target. The connection's redirect is unknown until the reply comes. */
+static tc_status track_send(tc_exch *e, long long *want, bool *sent)
+{
+    *sent = false;
+    *want = tc__node_link(e->node);
+    if (*want == 0 || e->conn->redirect == *want)
+        return TC_OK;
+    char id[24];
+    int il = snprintf(id, sizeof id, "%lld", *want);
+    const char *argv[5] = {"CLIENT", "TRACKING", "ON", "REDIRECT", id};
+    size_t lens[5] = {6, 8, 2, 8, (size_t)il};
+    e->conn->redirect = 0;
+    tc_status st = tc__ex_send(e, 5, argv, lens);
+    *sent = st == TC_OK;
+    return st;
+}
+
+/* Whether the read that followed track_send is tracked to its want; r: the reply to the
+ * CLIENT TRACKING sent, NULL if none was. An error reply (the link died since the id was
+ * read: "The client ID you want redirect to does not exist") leaves the redirect unknown,
+ * so the next read for the tier sends it again. */
+static bool track_done(tc_exch *e, long long want, const redisReply *r)
+{
+    if (want == 0 || (r && !tc__reply_is_status(r, "OK")))
+        return false;
+    e->conn->redirect = want;
+    return true;
+}
+
 static tc_status node_get(tc_node *node, tc_route *rt, const char *rkey, size_t rklen, tc_ref **val,
-                          int64_t *pttl_ms)
+                          int64_t *pttl_ms, bool *tracked)
 {
     if (val)
         *val = NULL;
+    if (tracked)
+        *tracked = false;
     if (!node || !rkey || !val)
         return TC_ERR_ARG;
     tc_exch e;
     tc_status st = tc__node_op_start(node, rt, &e);
     const char *argv[2] = {"GET", rkey};
     size_t lens[2] = {3, rklen};
-    redisReply *rep[2] = {NULL, NULL};
-    size_t nrep = pttl_ms ? 2 : 1; /* the TTL only bounds a local copy: asked if wanted */
+    redisReply *rep[3] = {NULL, NULL, NULL};
+    long long want = 0;
+    bool tsent = false;
+    if (st == TC_OK && tracked)
+        st = track_send(&e, &want, &tsent);
+    size_t k = tsent ? 1 : 0;            /* the GET's reply */
+    size_t nrep = k + (pttl_ms ? 2 : 1); /* the TTL only bounds a local copy: asked if wanted */
     if (st == TC_OK)
         st = tc__ex_send(&e, 2, argv, lens);
     argv[0] = "PTTL";
@@ -166,19 +207,25 @@ static tc_status node_get(tc_node *node, tc_route *rt, const char *rkey, size_t 
     if (st == TC_OK)
         st = tc__ex_recv(&e, nrep, rep);
     if (st == TC_OK)
-        st = take_value(node, rep[0], rep[1], val, pttl_ms);
+        st = take_value(node, rep[k], pttl_ms ? rep[k + 1] : NULL, val, pttl_ms);
+    if (st == TC_OK || st == TC_MISS) {
+        if (tracked)
+            *tracked = track_done(&e, want, tsent ? rep[0] : NULL);
+    }
     tc__replies_free(rep, nrep);
     return tc__node_op_finish(&e, st);
 }
 
 void tc__get_batch_send(tc_get_batch *b, tc_node *node, size_t n, const char *const *rkeys,
-                        const size_t *rklens, bool ttl, bool flush)
+                        const size_t *rklens, bool ttl, bool track, bool flush)
 {
     memset(&b->rt, 0, sizeof b->rt);
     b->n = n;
     b->per = ttl ? 2 : 1;
-    b->rep = n <= SIZE_MAX / 2 / sizeof(redisReply *) ? tc__calloc(b->per * n, sizeof *b->rep)
-                                                      : NULL;
+    b->want = 0;
+    b->tsent = false;
+    b->rep = n < SIZE_MAX / 2 / sizeof(redisReply *) ? tc__calloc(b->per * n + 1, sizeof *b->rep)
+                                                     : NULL;
     tc__ex_init(&b->e, NULL, 0, NULL);
     b->e.node = node; /* for tc__node_op_finish, whatever happens */
     if (!b->rep) {
@@ -186,6 +233,8 @@ void tc__get_batch_send(tc_get_batch *b, tc_node *node, size_t n, const char *co
         return;
     }
     b->st = tc__node_op_start(node, &b->rt, &b->e);
+    if (b->st == TC_OK && track)
+        b->st = track_send(&b->e, &b->want, &b->tsent);
     for (size_t i = 0; i < n && b->st == TC_OK; i++) {
         const char *argv[2] = {"GET", rkeys[i]};
         size_t lens[2] = {3, rklens[i]};
@@ -199,25 +248,36 @@ void tc__get_batch_send(tc_get_batch *b, tc_node *node, size_t n, const char *co
         b->st = tc__ex_flush(&b->e);
 }
 
-tc_status tc__get_batch_recv(tc_get_batch *b, tc_ref **vals, int64_t *pttls, tc_status *st_out)
+tc_status tc__get_batch_recv(tc_get_batch *b, tc_ref **vals, int64_t *pttls, tc_status *st_out,
+                             bool *tracked)
 {
     tc_node *node = b->e.node;
     size_t n = b->n;
     tc_status st = b->st;
-    for (size_t i = 0; i < n; i++)
+    size_t k = b->tsent ? 1 : 0; /* the first GET's reply */
+    size_t nrep = k + b->per * n;
+    for (size_t i = 0; i < n; i++) {
         vals[i] = NULL;
+        if (tracked)
+            tracked[i] = false;
+    }
     if (st == TC_OK) {
         tc__ex_rearm(&b->e);
-        st = tc__ex_recv(&b->e, b->per * n, b->rep);
+        st = tc__ex_recv(&b->e, nrep, b->rep);
     }
     for (size_t i = 0; i < n && st == TC_OK; i++) {
-        redisReply *ttl = b->per == 2 ? b->rep[2 * i + 1] : NULL;
-        tc_status one = take_value(node, b->rep[b->per * i], ttl, &vals[i],
+        redisReply *ttl = b->per == 2 ? b->rep[k + 2 * i + 1] : NULL;
+        tc_status one = take_value(node, b->rep[k + b->per * i], ttl, &vals[i],
                                    pttls && ttl ? &pttls[i] : NULL);
         if (one == TC_OK || one == TC_MISS)
             st_out[i] = one;
         else
             st = one;
+    }
+    if (st == TC_OK && tracked) {
+        bool t = track_done(&b->e, b->want, b->tsent ? b->rep[0] : NULL);
+        for (size_t i = 0; i < n; i++)
+            tracked[i] = t;
     }
     if (st != TC_OK) {
         for (size_t i = 0; i < n; i++) {
@@ -226,7 +286,7 @@ tc_status tc__get_batch_recv(tc_get_batch *b, tc_ref **vals, int64_t *pttls, tc_
         }
     }
     if (b->rep)
-        tc__replies_free(b->rep, b->per * n);
+        tc__replies_free(b->rep, nrep);
     tc__free(b->rep);
     b->rep = NULL;
     return tc__node_op_finish(&b->e, st);
@@ -234,7 +294,7 @@ tc_status tc__get_batch_recv(tc_get_batch *b, tc_ref **vals, int64_t *pttls, tc_
 
 static tc_status node_get_many(tc_node *node, tc_route *rt, size_t n, const char *const *rkeys,
                                const size_t *rklens, tc_ref **vals, int64_t *pttls,
-                               tc_status *st_out)
+                               tc_status *st_out, bool *tracked)
 {
     if (!node || (n > 0 && (!rkeys || !rklens || !vals || !st_out)))
         return TC_ERR_ARG;
@@ -244,8 +304,8 @@ static tc_status node_get_many(tc_node *node, tc_route *rt, size_t n, const char
         return TC_OK;
     (void)rt; /* a batch sent alone follows no redirect: its replies report them */
     tc_get_batch b;
-    tc__get_batch_send(&b, node, n, rkeys, rklens, pttls != NULL, false);
-    tc_status st = tc__get_batch_recv(&b, vals, pttls, st_out);
+    tc__get_batch_send(&b, node, n, rkeys, rklens, pttls != NULL, tracked != NULL, false);
+    tc_status st = tc__get_batch_recv(&b, vals, pttls, st_out, tracked);
     tc__redirect_clear(&b.rt.redir);
     return st;
 }
@@ -634,9 +694,10 @@ tc_status tc__ops_run(tc_node *node, tc_route *rt, const tc_op *o)
 {
     switch (o->kind) {
     case TC_OP_GET:
-        return node_get(node, rt, o->keys[0], o->klens[0], o->vals_out, o->pttls);
+        return node_get(node, rt, o->keys[0], o->klens[0], o->vals_out, o->pttls, o->tracked);
     case TC_OP_GET_MANY:
-        return node_get_many(node, rt, o->n, o->keys, o->klens, o->vals_out, o->pttls, o->st_out);
+        return node_get_many(node, rt, o->n, o->keys, o->klens, o->vals_out, o->pttls, o->st_out,
+                             o->tracked);
     case TC_OP_SET:
         return node_set(node, rt, o->n, o->keys, o->klens, o->vals, o->lens, o->ttl_ms, o->pub);
     case TC_OP_ADD:
@@ -681,12 +742,17 @@ tc_status tc__ops_check(const tc_op *o)
     case TC_OP_GET:
         if (o->vals_out)
             *o->vals_out = NULL;
+        if (o->tracked)
+            *o->tracked = false;
         ok = one_key_ok(o) && o->vals_out;
         break;
     case TC_OP_GET_MANY:
         ok = keys_ok(o) && (o->n == 0 || (o->vals_out && o->st_out));
-        for (size_t i = 0; ok && i < o->n; i++)
+        for (size_t i = 0; ok && i < o->n; i++) {
             o->vals_out[i] = NULL;
+            if (o->tracked)
+                o->tracked[i] = false;
+        }
         break;
     case TC_OP_SET:
         ok = ok && ttl_ok && keys_ok(o) && (o->n == 0 || (o->vals && o->lens));

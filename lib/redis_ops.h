@@ -39,6 +39,11 @@ typedef struct tc_op {
     tc_ref **vals_out;       /* GET, GET_MANY */
     int64_t *pttls;          /* GET, GET_MANY: NULL for no TTL */
     tc_status *st_out;       /* GET_MANY */
+    bool *tracked;           /* GET (one), GET_MANY (n): NULL, or a read whose values the
+                                caller will keep in its local tier under targeted coherence;
+                                out: whether each was read on a connection whose tracking
+                                redirects to its node's live subscriber link (false: do not
+                                keep it) */
     const void *const *vals; /* SET, ADD */
     const size_t *lens;      /* SET, ADD */
     int ttl_ms;              /* SET, ADD, TOUCH */
@@ -94,13 +99,18 @@ typedef struct tc_get_batch {
     size_t n;
     size_t per; /* replies per key: GET, and PTTL when the TTLs are wanted */
     redisReply **rep;
+    long long want; /* track: the link id the batch is tracked for (0: none) */
+    bool tsent;     /* track: a CLIENT TRACKING precedes the GETs */
     tc_status st;
 } tc_get_batch;
 
+/* track: the values will fill the local tier under targeted coherence (tc_op.tracked). */
 void tc__get_batch_send(tc_get_batch *b, tc_node *node, size_t n, const char *const *rkeys,
-                        const size_t *rklens, bool ttl, bool flush);
-/* vals[i] and st_out[i] (TC_OK or TC_MISS; pttls[i] if asked) for each key. Returns
- * TC_OK if the batch ran; on error nothing is returned (every vals[i] NULL). */
-tc_status tc__get_batch_recv(tc_get_batch *b, tc_ref **vals, int64_t *pttls, tc_status *st_out);
+                        const size_t *rklens, bool ttl, bool track, bool flush);
+/* vals[i] and st_out[i] (TC_OK or TC_MISS; pttls[i] if asked; tracked[i] if not NULL, as
+ * tc_op.tracked) for each key. Returns TC_OK if the batch ran; on error nothing is returned
+ * (every vals[i] NULL). */
+tc_status tc__get_batch_recv(tc_get_batch *b, tc_ref **vals, int64_t *pttls, tc_status *st_out,
+                             bool *tracked);
 
 #endif /* TC_REDIS_OPS_H */

@@ -19,6 +19,7 @@
 #include "remote_conn.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "topo.h"
@@ -185,17 +186,31 @@ static tc_status run(tc_remote *r, const tc_op *o)
 tc_status tc__remote_get(tc_remote *r, const char *rkey, size_t rklen, tc_ref **val,
                          int64_t *pttl_ms)
 {
+    return tc__remote_get_tracked(r, rkey, rklen, val, pttl_ms, NULL);
+}
+
+tc_status tc__remote_get_tracked(tc_remote *r, const char *rkey, size_t rklen, tc_ref **val,
+                                 int64_t *pttl_ms, bool *tracked)
+{
     tc_op o = {.kind = TC_OP_GET,
                .n = 1,
                .keys = &rkey,
                .klens = &rklen,
                .vals_out = val,
-               .pttls = pttl_ms};
+               .pttls = pttl_ms,
+               .tracked = tracked};
     return run(r, &o);
 }
 
 tc_status tc__remote_get_many(tc_remote *r, size_t n, const char *const *rkeys,
                               const size_t *rklens, tc_ref **vals, int64_t *pttls, tc_status *st)
+{
+    return tc__remote_get_many_tracked(r, n, rkeys, rklens, vals, pttls, st, NULL);
+}
+
+tc_status tc__remote_get_many_tracked(tc_remote *r, size_t n, const char *const *rkeys,
+                                      const size_t *rklens, tc_ref **vals, int64_t *pttls,
+                                      tc_status *st, bool *tracked)
 {
     tc_op o = {.kind = TC_OP_GET_MANY,
                .n = n,
@@ -203,7 +218,8 @@ tc_status tc__remote_get_many(tc_remote *r, size_t n, const char *const *rkeys,
                .klens = rklens,
                .vals_out = vals,
                .pttls = pttls,
-               .st_out = st};
+               .st_out = st,
+               .tracked = tracked};
     return run(r, &o);
 }
 
@@ -353,4 +369,34 @@ int tc__remote_check_config(tc_remote *r)
         warnings++;
     }
     return warnings;
+}
+
+/* The table is full at this many keys or fewer: a fleet's local tiers hold more. */
+#define TRACKING_TABLE_SMALL 100000
+
+int tc__remote_check_tracking(tc_remote *r)
+{
+    char v[32];
+    if (!config_get(r, "tracking-table-max-keys", v, sizeof v)) {
+        RLOG(r, TC_LOG_INFO, "tracking-table-max-keys not checked: CONFIG GET is not allowed");
+        return 0;
+    }
+    long long keys = strtoll(v, NULL, 10);
+    if (keys == 0) {
+        RLOG(r, TC_LOG_WARN,
+             "Redis tracking-table-max-keys is 0 (no limit): with targeted coherence its "
+             "tracking table grows with every key a process reads; set a limit "
+             "(docs/operations.md)");
+        return 1;
+    }
+    if (keys < TRACKING_TABLE_SMALL) {
+        RLOG(r, TC_LOG_WARN,
+             "Redis tracking-table-max-keys is %lld: when the keys the local tiers read "
+             "outnumber it, Redis invalidates the oldest at once: correct, but more "
+             "messages and refetches (docs/operations.md)",
+             keys);
+        return 1;
+    }
+    RLOG(r, TC_LOG_INFO, "Redis tracks up to %lld keys read (tracking-table-max-keys)", keys);
+    return 0;
 }

@@ -88,6 +88,18 @@ tc_status tc__remote_get(tc_remote *r, const char *rkey, size_t rklen, tc_ref **
 tc_status tc__remote_get_many(tc_remote *r, size_t n, const char *const *rkeys,
                               const size_t *rklens, tc_ref **vals, int64_t *pttls, tc_status *st);
 
+/* Targeted coherence: tc__remote_get and tc__remote_get_many for a read whose values the
+ * caller will keep in its local tier. Each read goes on a connection whose CLIENT TRACKING
+ * redirects to the subscriber link its node knows (tc__node_set_link), enabled in the same
+ * round trip when the connection's redirect is stale; tracked (one for get, n for
+ * get_many) says for each value whether that held. A value read while its node had no live
+ * link, or whose redirect Redis refused, is not tracked and must not be kept. */
+tc_status tc__remote_get_tracked(tc_remote *r, const char *rkey, size_t rklen, tc_ref **val,
+                                 int64_t *pttl_ms, bool *tracked);
+tc_status tc__remote_get_many_tracked(tc_remote *r, size_t n, const char *const *rkeys,
+                                      const size_t *rklens, tc_ref **vals, int64_t *pttls,
+                                      tc_status *st, bool *tracked);
+
 /* SET each key to its value with the TTL (PX, or none for FOREVER), and PUBLISH pub, in one
  * MULTI/EXEC round trip. */
 tc_status tc__remote_set(tc_remote *r, size_t n, const char *const *rkeys, const size_t *rklens,
@@ -125,6 +137,12 @@ tc_status tc__remote_clear(tc_remote *r, const char *pattern, const tc_pub *pub)
  * maxmemory, a maxmemory-policy other than allkeys-*, or no password in the URL. Returns
  * the number of warnings (0 also when CONFIG GET is refused). */
 int tc__remote_check_config(tc_remote *r);
+
+/* Targeted coherence: reads tracking-table-max-keys (on one master of a cluster) and warns
+ * through the logger when it is 0 (Redis's tracking table is unbounded) or small (a full
+ * table invalidates the oldest keys at once: more messages). Returns the number of
+ * warnings (0 also when CONFIG GET is refused). */
+int tc__remote_check_tracking(tc_remote *r);
 
 /* PUBLISH alone. */
 tc_status tc__remote_publish(tc_remote *r, const tc_pub *pub);

@@ -14,6 +14,16 @@
  * on every master, and ends (resubscribing, flushing) when the set of masters in the slot
  * map changes; broadcast mode needs one link anywhere (PUBLISH crosses the cluster).
  *
+ * Targeted mode: no tracker. Each link learns its own client id and, once subscribed to
+ * "__redis__:invalidate", publishes it to its node (tc__node_set_link); the pool's
+ * connections then enable CLIENT TRACKING ON REDIRECT <id> (default mode: Redis remembers
+ * what each connection read) before they read for the local tier (redis_ops.c), so Redis
+ * tells this process about the keys it read, and nobody else. The id is cleared when the
+ * session ends; a new link has a new id, and every pooled connection moves its redirect
+ * before its next read for the tier. The messages are those of tracking mode. Liveness is
+ * the link's own heartbeat: the redirect target is the subscribed connection itself, so a
+ * dead target is a dead link (no TRACKINGINFO poll). See docs/design/coherence.md.
+ *
  * The thread owns its connections. It pings every heartbeat_ms and declares the link dead
  * when a ping has had no answer for heartbeat_ms more (in tracking mode it also checks
  * CLIENT TRACKINGINFO for a broken redirect). While the link is not known healthy the local
@@ -175,7 +185,7 @@ static sub_event handle_reply(tc_subscriber *cs, const redisReply *r)
     if (!reply_is_str(kind, "message") || r->elements != 3)
         return EV_NONE;
     const redisReply *payload = r->element[2];
-    if (ctx->mode == TC_COHERENCE_TRACKING) {
+    if (ctx->mode != TC_COHERENCE_BROADCAST) {
         apply_tracking(ctx, payload);
     } else if (payload->type == REDIS_REPLY_STRING) {
         tc__subscriber_apply(ctx, payload->str, (size_t)payload->len);
@@ -216,7 +226,9 @@ static tc_status run(tc_conn *c, redisReply **out, int argc, const char **argv)
  * mode needs one link (PUBLISH crosses a whole cluster); tracking mode one per master. */
 typedef struct sub_link {
     tc_conn *sub;
-    tc_conn *tracker;
+    tc_conn *tracker; /* tracking: the tracker; targeted on a cluster, link 0: a plain
+                         connection for CLUSTER SLOTS (masters_unchanged) */
+    long long id;     /* targeted: sub's client id */
     int64_t last_pong, ping_sent;
     int64_t last_reply; /* when the link last delivered anything (a message, a pong) */
     bool subscribed;
@@ -229,19 +241,29 @@ static tc_status server_connect(const tc_sub_ctx *ctx, tc_node *server, tc_conn 
                   : tc__remote_connect(ctx->remote, ctx->command_timeout_ms, out);
 }
 
-/* Tracking mode: learns the subscriber's client id and makes a new tracker connection to
- * the same server redirect Redis's invalidations for our prefix to it. */
-static tc_status tracking_setup(tc_subscriber *cs, tc_node *server, sub_link *l)
+/* The link's client id (CLIENT ID on its subscriber connection). */
+static tc_status client_id(sub_link *l)
 {
-    const tc_sub_ctx *ctx = &cs->ctx;
     redisReply *r = NULL;
     const char *id_argv[] = {"CLIENT", "ID"};
     tc_status st = run(l->sub, &r, 2, id_argv);
     if (st != TC_OK)
         return st;
-    char id[32];
-    snprintf(id, sizeof id, "%lld", r->type == REDIS_REPLY_INTEGER ? r->integer : -1LL);
+    l->id = r->type == REDIS_REPLY_INTEGER && r->integer > 0 ? r->integer : 0;
     freeReplyObject(r);
+    return l->id > 0 ? TC_OK : TC_ERR_PROTO;
+}
+
+/* Tracking mode: learns the subscriber's client id and makes a new tracker connection to
+ * the same server redirect Redis's invalidations for our prefix to it. */
+static tc_status tracking_setup(tc_subscriber *cs, tc_node *server, sub_link *l)
+{
+    const tc_sub_ctx *ctx = &cs->ctx;
+    tc_status st = client_id(l);
+    if (st != TC_OK)
+        return st;
+    char id[32];
+    snprintf(id, sizeof id, "%lld", l->id);
     st = server_connect(ctx, server, &l->tracker);
     if (st != TC_OK)
         return st;
@@ -339,7 +361,7 @@ static bool link_beat(tc_subscriber *cs, sub_link *l, int64_t now, int64_t *next
         return false;
     }
     if (l->subscribed && !outstanding && now - l->last_pong >= beat) {
-        if (l->tracker && !tracker_healthy(l->tracker)) {
+        if (cs->ctx.mode == TC_COHERENCE_TRACKING && !tracker_healthy(l->tracker)) {
             tc__log(&cs->ctx.log, TC_LOG_WARN, "tracking redirect broken");
             return false;
         }
@@ -556,6 +578,11 @@ static void listen_loop(tc_subscriber *cs, sub_link *ls, tc_node **servers, int 
         if (fds[n + 1].revents && watch_switched(cs, true))
             return;
         if (!healthy && all_subscribed(ls, n)) {
+            /* Targeted: the pool may now read for the tier through these links; reads
+             * tracked to an id set here but begun before the flush below are refused by
+             * their fill-guard tickets. */
+            for (int i = 0; ctx->mode == TC_COHERENCE_TARGETED && i < n; i++)
+                tc__node_set_link(servers[i], ls[i].id);
             /* Messages from before this point are lost: forget everything first. (The
              * first session's flush empties a tier that was never trusted: not counted.) */
             tc__local_flush(ctx->local);
@@ -570,17 +597,22 @@ static void listen_loop(tc_subscriber *cs, sub_link *ls, tc_node **servers, int 
     }
 }
 
-/* Connects and subscribes one link to server. */
-static tc_status link_open(tc_subscriber *cs, tc_node *server, sub_link *l)
+/* Connects and subscribes one link to server; control: also a plain connection for the
+ * checks of a targeted session on a cluster (the first link's). */
+static tc_status link_open(tc_subscriber *cs, tc_node *server, sub_link *l, bool control)
 {
     const tc_sub_ctx *ctx = &cs->ctx;
-    bool tracking = ctx->mode == TC_COHERENCE_TRACKING;
     tc_status st = server_connect(ctx, server, &l->sub);
-    if (st == TC_OK && tracking)
+    if (st == TC_OK && ctx->mode == TC_COHERENCE_TRACKING)
         st = tracking_setup(cs, server, l);
+    if (st == TC_OK && ctx->mode == TC_COHERENCE_TARGETED)
+        st = client_id(l);
+    if (st == TC_OK && ctx->mode == TC_COHERENCE_TARGETED && control)
+        st = server_connect(ctx, server, &l->tracker);
     if (st != TC_OK)
         return st;
-    const char *argv[] = {"SUBSCRIBE", tracking ? TRACKING_CHANNEL : ctx->channel};
+    const char *argv[] = {"SUBSCRIBE",
+                          ctx->mode != TC_COHERENCE_BROADCAST ? TRACKING_CHANNEL : ctx->channel};
     if (!send_command(l->sub, 2, argv))
         return l->sub->ctx->err ? tc__remote_ctx_status(l->sub->ctx) : TC_ERR_NOMEM;
     return TC_OK;
@@ -604,7 +636,7 @@ static int session_servers(tc_subscriber *cs, tc_node **servers, tc_status *st)
 {
     const tc_sub_ctx *ctx = &cs->ctx;
     bool cluster = tc__remote_is_cluster(ctx->remote);
-    if (cluster && ctx->mode != TC_COHERENCE_TRACKING) {
+    if (cluster && ctx->mode == TC_COHERENCE_BROADCAST) {
         servers[0] = NULL; /* any node: server_connect asks the cluster */
         return 1;
     }
@@ -612,7 +644,7 @@ static int session_servers(tc_subscriber *cs, tc_node **servers, tc_status *st)
         (void)tc__remote_refresh_map(ctx->remote); /* on failure the map we have is used */
     int n = tc__remote_masters(ctx->remote, servers, TC_SUB_LINKS_MAX);
     if (n < 0)
-        tc__log(&ctx->log, TC_LOG_ERROR, "tracking mode follows at most %d masters",
+        tc__log(&ctx->log, TC_LOG_ERROR, "tracking modes follow at most %d masters",
                 TC_SUB_LINKS_MAX);
     if (n <= 0)
         *st = n < 0 ? TC_ERR_ARG : TC_ERR_NOMEM;
@@ -631,15 +663,18 @@ static tc_status session(tc_subscriber *cs)
     watch_open(cs);
     int n = session_servers(cs, servers, &st);
     memset(ls, 0, sizeof ls);
+    bool per_master = ctx->mode != TC_COHERENCE_BROADCAST && tc__remote_is_cluster(ctx->remote);
     for (int i = 0; i < n && st == TC_OK; i++)
-        st = link_open(cs, servers[i], &ls[i]);
+        st = link_open(cs, servers[i], &ls[i], per_master && i == 0);
     for (int i = 0; i < n; i++) {
         fd_note(cs, 2 * i, ls[i].sub);
         fd_note(cs, 2 * i + 1, ls[i].tracker);
     }
     if (st == TC_OK)
-        listen_loop(cs, ls, servers, n,
-                    ctx->mode == TC_COHERENCE_TRACKING && tc__remote_is_cluster(ctx->remote));
+        listen_loop(cs, ls, servers, n, per_master);
+    /* Targeted: no read fills the tier through these links from now on. */
+    for (int i = 0; ctx->mode == TC_COHERENCE_TARGETED && i < n; i++)
+        tc__node_set_link(servers[i], 0);
     atomic_store(cs->ctx.healthy, false);
     for (int i = 0; i < n; i++) {
         fd_note(cs, 2 * i, NULL);
@@ -702,7 +737,7 @@ static void state_free(tc_subscriber *cs)
  * Tracking on a cluster: a link per master. Sentinel: the watch's connect and subscribe. */
 static int startup_budget_ms(const tc_sub_ctx *ctx)
 {
-    bool tracking = ctx->mode == TC_COHERENCE_TRACKING;
+    bool tracking = ctx->mode != TC_COHERENCE_BROADCAST; /* targeted: as many round trips */
     int link = tracking ? 2 * (ctx->connect_timeout_ms + ctx->command_timeout_ms)
                         : ctx->connect_timeout_ms + 2 * ctx->command_timeout_ms;
     int links = 1;

@@ -1,5 +1,5 @@
 /*
- * The subscriber: one thread per cache (broadcast and tracking modes) that keeps the local
+ * The subscriber: one thread per cache (broadcast and the tracking modes) that keeps the local
  * tier coherent. It holds the invalidation links (a subscribed connection and, in tracking
  * mode, the tracker whose invalidations redirect to it), applies what they deliver to the
  * local tier, watches their health with a heartbeat and, with Sentinel, watches the
@@ -24,7 +24,7 @@
 #include "stats.h"
 
 typedef struct tc_sub_ctx {
-    tc_coherence mode;      /* TC_COHERENCE_BROADCAST or TC_COHERENCE_TRACKING */
+    tc_coherence mode;      /* TC_COHERENCE_BROADCAST, _TRACKING or _TARGETED */
     int version;            /* the cache's key version: messages of another are ignored */
     uint64_t origin;        /* this instance's id: its own messages are ignored */
     const char *channel;    /* broadcast: "<key_prefix>:__tc:inval" */

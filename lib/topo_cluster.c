@@ -739,10 +739,11 @@ static tc_status cluster_get_many(tc_cluster *cl, const tc_op *o)
     tc_ref **vals = tc__calloc(n, sizeof *vals);
     int64_t *pttls = tc__malloc(sizeof *pttls * n);
     tc_status *sts = tc__malloc(sizeof *sts * n);
+    bool *trk = tc__calloc(n, sizeof *trk);
     tc_get_batch *batches = tc__calloc(n, sizeof *batches);
     tc_status st = TC_OK;
     if (!owner || !nodes || !beg || !done || !keys || !klens || !idx || !vals || !pttls || !sts ||
-        !batches)
+        !trk || !batches)
         st = TC_ERR_NOMEM;
     size_t nn = 0; /* distinct nodes */
     for (size_t i = 0; i < n && st == TC_OK; i++) {
@@ -770,7 +771,7 @@ static tc_status cluster_get_many(tc_cluster *cl, const tc_op *o)
         beg[nn] = k;
     for (size_t j = 0; j < nn && st == TC_OK; j++)
         tc__get_batch_send(&batches[j], nodes[j], beg[j + 1] - beg[j], keys + beg[j],
-                           klens + beg[j], o->pttls != NULL, true);
+                           klens + beg[j], o->pttls != NULL, o->tracked != NULL, true);
     size_t sent = st == TC_OK ? nn : 0;
     /* Every batch sent is read (or fails), whatever the others did, so each gives its
      * connection back; the map is reloaded only then (the batches hold connections). */
@@ -778,7 +779,8 @@ static tc_status cluster_get_many(tc_cluster *cl, const tc_op *o)
     for (size_t j = 0; j < sent; j++) {
         tc_get_batch *b = &batches[j];
         size_t m = beg[j + 1] - beg[j];
-        tc_status one = tc__get_batch_recv(b, vals + beg[j], pttls + beg[j], sts + beg[j]);
+        tc_status one = tc__get_batch_recv(b, vals + beg[j], pttls + beg[j], sts + beg[j],
+                                           trk + beg[j]);
         bool redirected = b->rt.redir.kind != TC_REDIR_NONE;
         tc__redirect_clear(&b->rt.redir);
         if (redirected) {
@@ -801,6 +803,8 @@ static tc_status cluster_get_many(tc_cluster *cl, const tc_op *o)
             vals[q] = NULL;
             if (o->pttls)
                 o->pttls[i] = pttls[q];
+            if (o->tracked)
+                o->tracked[i] = trk[q];
             o->st_out[i] = sts[q];
         }
     }
@@ -814,7 +818,8 @@ static tc_status cluster_get_many(tc_cluster *cl, const tc_op *o)
                    .keys = &o->keys[i],
                    .klens = &o->klens[i],
                    .vals_out = &o->vals_out[i],
-                   .pttls = o->pttls ? &o->pttls[i] : NULL};
+                   .pttls = o->pttls ? &o->pttls[i] : NULL,
+                   .tracked = o->tracked ? &o->tracked[i] : NULL};
         tc_status one = cluster_single(cl, &g);
         if (one == TC_OK || one == TC_MISS)
             o->st_out[i] = one;
@@ -839,6 +844,7 @@ static tc_status cluster_get_many(tc_cluster *cl, const tc_op *o)
     tc__free(vals);
     tc__free(pttls);
     tc__free(sts);
+    tc__free(trk);
     tc__free(batches);
     return st;
 }

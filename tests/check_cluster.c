@@ -571,15 +571,19 @@ static bool eventually(tc_cache *c, const char *key, const char *want)
     return false;
 }
 
+/* The tracking tests run in both modes where Redis reports the writes (loop index _i). */
+static const tc_coherence tracking_modes[] = {TC_COHERENCE_TRACKING, TC_COHERENCE_TARGETED};
+
 /* Tracking mode on a cluster: a subscriber and a tracker on every master, so a write by a
  * plain client (not the library) to a key on any master reaches the local tier, and so
  * does a FLUSHDB. With one subscriber, as broadcast mode has, two masters would go
- * unheard. */
+ * unheard. Targeted mode: a subscriber on every master, to which the pool's connections
+ * to that master redirect. */
 START_TEST(test_cluster_tracking_every_master)
 {
     tc_options o;
     cl_options(&o, &cluster);
-    o.coherence = TC_COHERENCE_TRACKING;
+    o.coherence = tracking_modes[_i];
     tc_cache *c = tct_open(&o);
     char keys[TCF_CLUSTER_MAX][32];
     bool have[TCF_CLUSTER_MAX] = {false};
@@ -750,7 +754,7 @@ START_TEST(test_cluster_tracking_follows_new_master)
 {
     tc_options o;
     cl_options(&o, &cluster);
-    o.coherence = TC_COHERENCE_TRACKING;
+    o.coherence = tracking_modes[_i];
     o.heartbeat_ms = 100;
     tc_cache *c = tct_open(&o);
     tcf_redis extra;
@@ -1118,7 +1122,11 @@ static Suite *cluster_suite(void)
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         TCase *tc = tcase_create(cases[i].name);
         tcase_set_timeout(tc, 60);
-        tcase_add_test(tc, cases[i].test);
+        if (cases[i].test == test_cluster_tracking_every_master ||
+            cases[i].test == test_cluster_tracking_follows_new_master)
+            tcase_add_loop_test(tc, cases[i].test, 0, 2); /* over tracking_modes */
+        else
+            tcase_add_test(tc, cases[i].test);
         suite_add_tcase(s, tc);
     }
 #ifdef TC_ALLOC_FAIL
