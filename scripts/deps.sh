@@ -5,6 +5,7 @@
 DEPS="build-essential autoconf automake libtool pkg-config clang libhiredis-dev libssl-dev openssl uthash-dev
       check libxxhash-dev libjansson-dev redis-server redis-tools libclang-rt-dev gnuplot-nox
       libssl-dev openssl
+      libmicrohttpd-dev libsqlite3-dev curl wrk
       clang-format clang-tidy cppcheck abigail-tools"
 
 install_deps() {
