@@ -6,6 +6,11 @@
 #                         trace ../shared/traces/cloudphysics-io.txt when it exists
 #   ./bench.sh ARGS...    tc-bench ARGS, e.g. `mrc --trace FILE --plot mrc.png`, `zipf
 #                         --threads 1,2 --json out.jsonl`, `--redis-url URL` (see --help)
+#   ./bench.sh server [OPTIONS]  the reference server (examples/server) under wrk in three
+#                         configurations: two tiers, Redis only, no cache; draws
+#                         docs/img/server-latency-cdf.png (scripts/bench-server.sh --help)
+#   ./bench.sh serve [ARGS...]   runs the reference server (it starts its own Redis; see
+#                         examples/server/tc-server --help)
 #
 # On Debian it first installs what the build needs (as root, or through sudo).
 set -euo pipefail
@@ -22,10 +27,16 @@ mkdir -p "$dir"
   cd "$dir"
   [ -f Makefile ] || "$top/configure" CFLAGS="-g -O2" >configure.out 2>&1 ||
     { cat configure.out; exit 1; }
-  echo "== building bench/tc-bench in build/release" >&2
-  make -j"$(nproc)" bench/tc-bench >build.out 2>&1 || { tail -50 build.out; exit 1; }
+  target=bench/tc-bench
+  case ${1:-} in server | serve) target=examples/server/tc-server ;; esac
+  echo "== building $target in build/release" >&2
+  make -j"$(nproc)" "$target" >build.out 2>&1 || { tail -50 build.out; exit 1; }
 )
 bench=$dir/bench/tc-bench
+case ${1:-} in
+  server) shift; exec "$top/scripts/bench-server.sh" "$dir/examples/server/tc-server" "$@" ;;
+  serve) shift; exec "$dir/examples/server/tc-server" "$@" ;;
+esac
 
 # The suite (no workload named) replays the shared trace too, when it exists and no --trace
 # was given.

@@ -6,6 +6,7 @@
 
 DEPS="build-essential autoconf automake libtool pkg-config clang libhiredis-dev libssl-dev openssl uthash-dev
       check libxxhash-dev libjansson-dev redis-server redis-tools libclang-rt-dev gnuplot-nox
+      libmicrohttpd-dev libsqlite3-dev curl wrk
       clang-format clang-tidy cppcheck abigail-tools python3 python3-prometheus-client"
 
 install_deps() {
