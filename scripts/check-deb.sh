@@ -71,9 +71,9 @@ if ! (cd "$tmp/tiercache" &&
 fi
 debs=()
 for p in "${pkgs[@]}"; do
-  f=$(ls "$tmp/${p}_"*.deb 2>/dev/null | head -1)
-  [ -n "$f" ] || { echo "check-deb: ${p}_*.deb was not built" >&2; exit 1; }
-  debs+=("$f")
+  f=("$tmp/${p}_"*.deb)
+  [ -e "${f[0]}" ] || { echo "check-deb: ${p}_*.deb was not built" >&2; exit 1; }
+  debs+=("${f[0]}")
 done
 
 # The shared library's package is named after its soname (libtiercache.so.N in
@@ -150,8 +150,10 @@ pv=$(pkg-config --modversion tiercache)
 tv=$(tc-bench --version)
 dv=$(dpkg-query -W -f '${Version}' libtiercache0)
 echo "   tc_version() $v, pkg-config $pv, $tv, package $dv"
-[ "$v" = "$pv" ] && [ "$tv" = "tc-bench $v" ] ||
-  { echo "check-deb: the versions disagree" >&2; exit 1; }
+if [ "$v" != "$pv" ] || [ "$tv" != "tc-bench $v" ]; then
+  echo "check-deb: the versions disagree" >&2
+  exit 1
+fi
 [ "${dv%-*}" = "$v" ] ||
   { echo "check-deb: debian/changelog's version $dv is not the library's $v: add an entry" >&2; exit 1; }
 
@@ -188,9 +190,9 @@ man -w 3 tc_get >/dev/null || { echo "check-deb: man 3 tc_get: no page installed
 MANPAGER=cat MANWIDTH=80 man 3 tc_get 2>/dev/null | grep -q 'tc_get' ||
   { echo "check-deb: man 3 tc_get shows nothing about tc_get" >&2; exit 1; }
 missing=0
-for f in $(sed -n 's/^TC_API .*[ *]\(tc_[a-z0-9_]*\)(.*/\1/p' "$top/include/tiercache.h"); do
+while read -r f; do
   man -w 3 "$f" >/dev/null 2>&1 || { echo "   no page for $f"; missing=1; }
-done
+done < <(sed -n 's/^TC_API .*[ *]\(tc_[a-z0-9_]*\)(.*/\1/p' "$top/include/tiercache.h")
 [ "$missing" -eq 0 ] || { echo "check-deb: public functions without an installed page" >&2; exit 1; }
 echo "   a page for every TC_API function; $(man -w 3 tc_get)"
 man -w 1 tc-bench >/dev/null || { echo "check-deb: man 1 tc-bench: no page installed" >&2; exit 1; }
