@@ -3,7 +3,7 @@
 #
 #   ./test.sh            gcc build with -Werror, then make check
 #   ./test.sh VARIANT..  any of: gcc clang asan tsan cluster tls distcheck torture fuzz
-#                        stress lint valgrind all
+#                        stress lint deb valgrind all
 #                        (cluster: gcc build, make check-cluster against a 3-master
 #                        loopback Redis Cluster, and the Sentinel tests against their own
 #                        master, replica and sentinel;
@@ -15,7 +15,9 @@
 #                        per target; stress: make stress STRESS_SECONDS=5, one case;
 #                        valgrind: make check-valgrind, one case per program, not in all;
 #                        lint: scripts/check-{format,static,abi,architecture}.sh, one case
-#                        each)
+#                        each; deb: scripts/check-deb.sh, one case: builds the Debian
+#                        packages, lintian, installs them, compiles and runs an example
+#                        against them with pkg-config, then removes them; as root)
 #
 # On Debian it first installs what the build needs (as root, or through sudo). Each variant
 # builds in build/<variant>. It ends with one line: "N passed, M failed" (test cases).
@@ -193,9 +195,25 @@ run_lint() {
   done
 }
 
+# deb: the Debian packages, built from a copy of the tree, installed on this machine, used
+# from an empty directory with pkg-config, and removed (scripts/check-deb.sh); one test
+# case. Its output is in build/deb/check-deb.out.
+run_deb() {
+  local dir=$top/build/deb
+  mkdir -p "$dir"
+  echo "== deb: scripts/check-deb.sh"
+  if "$top/scripts/check-deb.sh" >"$dir/check-deb.out" 2>&1; then
+    passed=$((passed + 1))
+    grep '^check-deb: ' "$dir/check-deb.out" | tail -1
+  else
+    failed=$((failed + 1))
+    tail -60 "$dir/check-deb.out"
+  fi
+}
+
 variants=("$@")
 [ ${#variants[@]} -eq 0 ] && variants=(gcc)
-[ "${variants[0]}" = all ] && variants=(gcc clang asan tsan cluster tls distcheck torture fuzz stress lint)
+[ "${variants[0]}" = all ] && variants=(gcc clang asan tsan cluster tls distcheck torture fuzz stress lint deb)
 for v in "${variants[@]}"; do
   case $v in
     distcheck) run_distcheck ;;
@@ -204,6 +222,7 @@ for v in "${variants[@]}"; do
     stress) run_stress ;;
     valgrind) run_valgrind ;;
     lint) run_lint ;;
+    deb) run_deb ;;
     *) run_variant "$v" ;;
   esac
 done

@@ -58,6 +58,19 @@ if [ $((rc & 3)) -ne 0 ]; then
   exit 2
 fi
 if [ "$rc" -eq 0 ]; then
+  # Compatible; but an addition the suppressions allowed (a new function, an appended
+  # member) is still a new interface: libtool's rules want current + 1 and age + 1 over the
+  # release, with the soname (current - age) unchanged. abidiff without the suppressions
+  # tells whether there was one.
+  raw=0
+  abidiff --hd2 "$headers" "$base" "$so" >/dev/null || raw=$?
+  IFS=: read -r _ _ bage <<<"$base_vi"
+  if [ "$raw" -ne 0 ] && { [ "$cur" -le "$bcur" ] || [ $((cur - age)) -ne $((bcur - bage)) ]; }; then
+    echo "check-abi: interfaces were added since the release (abidiff without" \
+         "$supp lists them), but TC_LT_VERSION $vi does not say so: set it to" \
+         "$((bcur + 1)):0:$((bage + 1)) in configure.ac (docs/design/versioning.md)"
+    exit 1
+  fi
   echo "check-abi: ABI compatible with the release"
   exit 0
 fi
