@@ -1910,7 +1910,7 @@ int wl_fanout(const bench_cfg *cfg)
     }
     double seconds = cfg->ops ? (double)cfg->ops : (cfg->quick ? 2.0 : 3.0);
     static const tc_coherence cohs[] = {TC_COHERENCE_BROADCAST, TC_COHERENCE_TRACKING,
-                                         TC_COHERENCE_TARGETED};
+                                        TC_COHERENCE_TARGETED};
     static const char *const names[] = {"broadcast", "tracking (BCAST)", "targeted"};
     char title[256];
     snprintf(title, sizeof title,
