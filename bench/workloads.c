@@ -47,7 +47,9 @@ static const char *const mode_names[NMODES] = {"tiercache", "redis-only (local o
 
 /* ------------------------------------------------------------------ caches */
 
-static tc_cache *open_cache(const bench_cfg *cfg, const char *prefix, size_t local_bytes)
+/* open_cache with shadow reads of 1 in shadow_rate local hits (0: off). */
+static tc_cache *open_cache_shadow(const bench_cfg *cfg, const char *prefix, size_t local_bytes,
+                                   unsigned shadow_rate)
 {
     tc_options o;
     tc_options_init(&o);
@@ -62,11 +64,17 @@ static tc_cache *open_cache(const bench_cfg *cfg, const char *prefix, size_t loc
     /* Generous: two loaded cores, other work on the machine; errors are counted anyway. */
     o.command_timeout_ms = 2000;
     o.connect_timeout_ms = 2000;
+    o.shadow_rate = shadow_rate;
     tc_cache *c = NULL;
     tc_status st = tc_open(&o, &c);
     if (st != TC_OK)
         bench_die("tc_open(%s): %s", cfg->redis_url, tc_strerror(st));
     return c;
+}
+
+static tc_cache *open_cache(const bench_cfg *cfg, const char *prefix, size_t local_bytes)
+{
+    return open_cache_shadow(cfg, prefix, local_bytes, 0);
 }
 
 /* Stores every key of ks with a value_size-byte value, in batches, local tier off. */
@@ -1059,6 +1067,57 @@ static void hot_tls(const bench_cfg *cfg, const char *prefix, const keyset *ks, 
     tc_close(tredis);
 }
 
+/* Shadow reads at the advised rate: the local hit with shadow_rate 10000 next to one
+ * without (timed in turns, median of HOT_REPS), and the Redis GETs the samples added. */
+#define HOT_SHADOW_RATE 10000u
+static void hot_shadow(const bench_cfg *cfg, const char *prefix, const keyset *ks, tc_cache *tier,
+                       unsigned char *buf, size_t vsize, size_t iters)
+{
+    tc_cache *sh = open_cache_shadow(cfg, prefix, (size_t)64 << 20, HOT_SHADOW_RATE);
+    for (size_t i = 0; i < ks->n * 2; i++) {
+        tc_value v;
+        if (tc_get(sh, keyset_key(ks, i % ks->n), &v) == TC_OK)
+            tc_value_release(&v);
+    }
+    tc_stats s0, s1;
+    tc_stats_get(sh, &s0);
+    double per[2][HOT_REPS];
+    uint64_t errors = 0, t_on = 0;
+    for (int rep = 0; rep < HOT_REPS; rep++) {
+        for (int i = 0; i < 2; i++) {
+            uint64_t t0 = now_ns();
+            errors += hot_local_loop(i ? sh : tier, ks, iters, buf, vsize);
+            uint64_t dt = now_ns() - t0;
+            per[i][rep] = (double)dt / (double)iters;
+            if (i)
+                t_on += dt;
+        }
+    }
+    /* Let the worker finish what was queued before the counters are read. */
+    struct timespec ts = {0, 200 * 1000000};
+    nanosleep(&ts, NULL);
+    tc_stats_get(sh, &s1);
+    double ns[2];
+    for (int i = 0; i < 2; i++) {
+        qsort(per[i], HOT_REPS, sizeof per[i][0], cmp_double);
+        ns[i] = per[i][HOT_REPS / 2];
+    }
+    uint64_t hits = s1.local_hits - s0.local_hits, sampled = s1.shadow_sampled - s0.shadow_sampled;
+    uint64_t dropped = s1.shadow_dropped - s0.shadow_dropped;
+    report_printf("  shadow reads, 1 in %u local hits (median of %d turns, %llu errors):\n"
+                  "    local hit with shadow reads / without = %.3fx (%.1f ns vs %.1f ns; "
+                  "target: the same)\n"
+                  "    Redis load: %llu GETs for %llu local hits (%.1f per million; %.0f GETs/s "
+                  "at this loop's %.1fM hits/s); %llu dropped, %llu diverged\n",
+                  HOT_SHADOW_RATE, HOT_REPS, (unsigned long long)errors, ns[1] / ns[0], ns[1],
+                  ns[0], (unsigned long long)sampled, (unsigned long long)hits,
+                  hits ? 1e6 * (double)sampled / (double)hits : 0.0,
+                  t_on ? (double)sampled * 1e9 / (double)t_on : 0.0,
+                  t_on ? (double)hits * 1e3 / (double)t_on : 0.0, (unsigned long long)dropped,
+                  (unsigned long long)(s1.shadow_diverged - s0.shadow_diverged));
+    tc_close(sh);
+}
+
 int wl_hotpath(const bench_cfg *cfg, bool with_zipf)
 {
     size_t nk = cfg->hot_keys > 0 ? (size_t)cfg->hot_keys : 8;
@@ -1166,6 +1225,7 @@ int wl_hotpath(const bench_cfg *cfg, bool with_zipf)
                   "loop's reads; percentiles from %zu separately timed ops, each including a "
                   "clock read)\n",
                   100.0 * (double)local / (double)reads, iters / 2);
+    hot_shadow(cfg, prefix, &ks, tier, buf, vsize, iters);
     if (cfg->tls_url)
         hot_tls(cfg, prefix, &ks, tier, redis, buf, vsize, iters, riters);
     /* Not under --hot-only unless asked for: a profiler counting hot_local_loop would count

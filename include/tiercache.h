@@ -226,9 +226,14 @@ typedef struct tc_options {
                                     cluster or the sentinels announce) */
     int tls_skip_verify;         /* default 0. 1: no certificate or host name check: for
                                     tests only; tc_open logs a warning */
-    unsigned shadow_rate;        /* default 0. Reserved for shadow reads (sampled local
-                                    hits compared with Redis), not in this release: a
-                                    non-zero value is TC_ERR_ARG */
+    unsigned shadow_rate;        /* default 0: off. N: 1 in N local hits (at random) is
+                                    also read from Redis by a thread of the cache and
+                                    compared with the copy served, to show whether the
+                                    local tier keeps its coherence promise (shadow_*
+                                    counters; docs/operations.md, "Shadow reads"). The
+                                    caller's hit is not delayed: a sample that finds the
+                                    queue full is dropped. Each sample costs one Redis
+                                    GET; 10000 is the advised rate in production */
 } tc_options;
 
 /* Fills o with the defaults (each field's "default" in tc_options: tiercache-types(3)) and
@@ -554,6 +559,14 @@ typedef struct tc_stats {
                                      (tc_clear, or FLUSHALL under tracking); cache-wide */
     uint64_t inval_link_failures; /* times the invalidation link went down; cache-wide */
     uint64_t inval_malformed;     /* invalidation messages ignored as malformed; cache-wide */
+    uint64_t shadow_sampled;      /* shadow reads: sampled local hits checked against Redis */
+    uint64_t shadow_agreed;       /* ... whose copy equalled Redis (at once, or once a write
+                                     in flight had reached the local tier) */
+    uint64_t shadow_diverged;     /* ... whose copy still differed from Redis after the
+                                     staleness bound (logged, and dropped from the tier);
+                                     should stay 0 */
+    uint64_t shadow_dropped;      /* sampled local hits not checked because the queue was
+                                     full or busy; cache-wide */
 } tc_stats;
 
 /* A snapshot of the cache's counters (each read atomically; the set is not one instant).

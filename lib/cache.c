@@ -43,6 +43,7 @@
 #include "format.h"
 #include "inval.h"
 #include "key.h"
+#include "shadow.h"
 #include "subscriber.h"
 #include "tags.h"
 #include "testing.h"
@@ -73,6 +74,9 @@ struct tc_cache {
     tc_counters counters; /* cache-wide: what belongs to no key type */
     tc_types *types;      /* counters per key type */
     atomic_bool closing;
+    /* Shadow reads (shadow.h): NULL while shadow_rate is 0; tc__shadow_threshold of it. */
+    tc_shadow *shadow;
+    uint64_t shadow_threshold;
     /* After fork (see there). gen: the fork generation the threads, connections and local
      * tier belong to (release-stored once they are this process's own). reset_gen: the
      * generation a reset runs for (taken by CAS: one thread resets, the others wait).
@@ -444,9 +448,6 @@ static tc_status options_check(const tc_options *o, char *why, size_t cap)
         snprintf(why, cap, "xfetch_beta = %g: must be 0..1e6", o->xfetch_beta);
     } else if (o->tls_skip_verify != 0 && o->tls_skip_verify != 1) {
         snprintf(why, cap, "tls_skip_verify = %d: must be 0 or 1", o->tls_skip_verify);
-    } else if (o->shadow_rate != 0) {
-        snprintf(why, cap, "shadow_rate = %u: shadow reads are not in this release; must be 0",
-                 o->shadow_rate);
     } else {
         return TC_OK;
     }
@@ -589,6 +590,15 @@ void tc__cache_inval_done(tc_inval_msg *m)
     memset(m, 0, sizeof *m);
 }
 
+/* Starts the shadow reads' worker when shadow_rate is set (shadow.h). */
+static tc_status shadow_start(tc_cache *c)
+{
+    if (c->opt.shadow_rate == 0 || !c->local_enabled)
+        return TC_OK;
+    c->shadow_threshold = tc__shadow_threshold(c->opt.shadow_rate);
+    return tc__shadow_start(c, &c->shadow);
+}
+
 static void drop_inherited(tc_cache *c, bool keep_local);
 
 static tc_status remote_open(tc_cache *c)
@@ -614,6 +624,7 @@ static void cache_free(tc_cache *c)
     if (atomic_load(&c->gen) != tc__fork_gen() && atomic_load(&c->dropped_gen) != tc__fork_gen())
         drop_inherited(c, false); /* closed in a child before any other call */
     tc__subscriber_stop(c->sub);  /* before the flights: the subscriber wakes them */
+    tc__shadow_stop(c->shadow);   /* before the tiers it reads */
     tc__flights_free(c->flights);
     tc__types_free(c->types);
     tc__remote_close(c->remote);
@@ -745,6 +756,8 @@ TC_API tc_status tc_open2(const tc_options *o, tc_cache **out, char *err, size_t
         tc__remote_check_tracking(c->remote);
     if (st == TC_OK)
         st = coherence_start(c);
+    if (st == TC_OK)
+        st = shadow_start(c);
     if (st != TC_OK)
         return open_failed(c, st, err, errlen);
     report_end(c, TC_OK, err, errlen);
@@ -790,6 +803,8 @@ static void drop_inherited(tc_cache *c, bool keep_local)
     atomic_store(&c->link_ok, false);
     tc__subscriber_forget(c->sub);
     c->sub = NULL;
+    tc__shadow_forget(c->shadow);
+    c->shadow = NULL;
     tc__remote_close(c->remote);
     c->remote = NULL;
     tc__flights_free_after_fork(c->flights);
@@ -845,6 +860,8 @@ static tc_status reset(tc_cache *c, unsigned g)
         st = remote_open(c);
     if (st == TC_OK && !c->sub)
         st = coherence_start(c);
+    if (st == TC_OK && !c->shadow)
+        st = shadow_start(c);
     if (st == TC_OK) {
         tc__log(&c->log, TC_LOG_INFO,
                 "fork detected: this child dropped the connections and the local tier it "
@@ -1001,9 +1018,13 @@ bool tc__cache_local_peek(tc_cache *c, uint64_t h, const char *key, size_t klen,
     return c->local_enabled && tc__local_get(c->local, h, key, klen, tc__now_ns(), out);
 }
 
-/* A local hit, held through slot, as the caller's answer: a negative entry is a miss. */
-static inline tc_status local_answer(tc_ref *r, tc_hazard *slot, tc_value *out)
+/* A local hit, held through slot, as the caller's answer: a negative entry is a miss.
+ * With shadow reads on, 1 in shadow_rate hits also offers a sample (never blocks). */
+static inline tc_status local_answer(tc_cache *c, const char *key, size_t klen, tc_ref *r,
+                                     tc_hazard *slot, tc_value *out)
 {
+    if (c->shadow && tc__shadow_pick(c->shadow_threshold))
+        tc__shadow_offer(c->shadow, key, klen, r->flags, r->data, r->len);
     if (r->flags & TC_REF_NEGATIVE) {
         tc__local_unborrow(r, slot);
         return TC_MISS;
@@ -1033,7 +1054,7 @@ tc_status tc__cache_read(tc_cache *c, uint64_t h, const char *key, size_t klen, 
     tc_ref *r;
     tc_hazard *slot;
     if (local_get(c, h, key, klen, &r, &slot))
-        return local_answer(r, slot, out);
+        return local_answer(c, key, klen, r, slot, out);
     return read_remote(c, h, key, klen, out);
 }
 
@@ -1056,7 +1077,7 @@ TC_API tc_status tc_get(tc_cache *c, const char *key, tc_value *out)
     bool readable = local_readable(c);
     tc_hazard *slot;
     if (readable && local_lookup(c, h, key, klen, &r, &slot))
-        return local_answer(r, slot, out);
+        return local_answer(c, key, klen, r, slot, out);
     if (!tc__key_bytes_valid(key, klen))
         return tc__cache_bad_key(c, __func__, "key", key, c->opt.max_key_len);
     if (!readable && c->local_enabled)
@@ -1681,6 +1702,21 @@ TC_API tc_status tc_clear(tc_cache *c)
 bool tc__test_inval_apply(tc_cache *c, const char *payload, size_t len)
 {
     return tc__subscriber_apply(&c->sub_ctx, payload, len);
+}
+
+bool tc__cache_local_usable(const tc_cache *c)
+{
+    return atomic_load_explicit(&((tc_cache *)c)->link_ok, memory_order_acquire);
+}
+
+size_t tc__test_shadow_queue_max(tc_cache *c)
+{
+    return c->shadow ? tc__shadow_queue_max(c->shadow) : 0;
+}
+
+bool tc__test_shadow_idle(tc_cache *c)
+{
+    return !c->shadow || tc__shadow_idle(c->shadow);
 }
 
 bool tc__test_local_usable(const tc_cache *c)

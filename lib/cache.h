@@ -55,6 +55,10 @@ size_t tc__cache_rkey_len(const tc_cache *c, size_t klen);
 /* Writes key's Redis key into buf (cap > tc__cache_rkey_len) and returns its length. */
 size_t tc__cache_rkey(const tc_cache *c, const char *key, size_t klen, char *buf, size_t cap);
 
+/* Whether c's local tier may answer reads now (always in TC_COHERENCE_NONE, otherwise
+ * while the invalidation link is known healthy). */
+bool tc__cache_local_usable(const tc_cache *c);
+
 /* ------------------------------------------------------------------ values */
 
 /* priv of a value held through a hazard slot (a local hit): the slot's address with its

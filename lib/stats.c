@@ -164,6 +164,10 @@ static void add_counters(tc_stats *out, const tc_counters *n)
     out->full_flushes += TC_READ(n, full_flushes);
     out->inval_link_failures += TC_READ(n, link_failures);
     out->inval_malformed += TC_READ(n, inval_malformed);
+    out->shadow_sampled += TC_READ(n, shadow_sampled);
+    out->shadow_agreed += TC_READ(n, shadow_agreed);
+    out->shadow_diverged += TC_READ(n, shadow_diverged);
+    out->shadow_dropped += TC_READ(n, shadow_dropped);
 }
 
 /* Every counter of the cache, in this library's full layout. */
@@ -344,6 +348,10 @@ static const metric per_type[] = {
       "Values the local tier did not keep: refused by admission, or too large for it."),
     M(local_bypasses, "counter",
       "Reads that skipped the local tier because the invalidation link was not healthy."),
+    M(shadow_sampled, "counter", "Sampled local hits checked against Redis (shadow reads)."),
+    M(shadow_agreed, "counter", "Sampled local hits whose copy equalled Redis."),
+    M(shadow_diverged, "counter",
+      "Sampled local hits whose copy still differed from Redis after the staleness bound."),
 };
 #undef M
 
@@ -362,6 +370,9 @@ static const metric cache_wide[] = {
      "Times the whole local tier was flushed: the invalidation link was re-established, or "
      "another instance flushed everything.",
      "counter", offsetof(tc_stats, full_flushes)},
+    {"tiercache_shadow_dropped",
+     "Sampled local hits not checked because the shadow queue was full.", "counter",
+     offsetof(tc_stats, shadow_dropped)},
 };
 
 static uint64_t field_of(const tc_stats *s, const metric *m)

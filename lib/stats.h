@@ -34,8 +34,11 @@ typedef struct tc_counters {
     /* tc_get_or_set: stale values served because a reload failed (stale_if_error_ms), and
      * early refreshes (XFetch) that called the loader before the value expired. */
     atomic_uint_fast64_t stale_served, early_refreshes;
+    /* Shadow reads (shadow.c): samples checked, found equal to Redis, found diverged. */
+    atomic_uint_fast64_t shadow_sampled, shadow_agreed, shadow_diverged;
     /* Cache-wide only (never per type): */
     atomic_uint_fast64_t inval_malformed, link_failures, full_flushes;
+    atomic_uint_fast64_t shadow_dropped; /* samples the full (or busy) queue turned away */
 } tc_counters;
 
 #define TC_COUNT(c, field) atomic_fetch_add_explicit(&(c)->field, 1, memory_order_relaxed)

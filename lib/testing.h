@@ -48,4 +48,9 @@ const char *tc__test_rprefix(const tc_cache *c);
 const char *tc__test_channel(const tc_cache *c);
 uint64_t tc__test_origin(const tc_cache *c);
 
+/* Shadow reads (shadow.h): the most samples c's queue ever held at once, and whether its
+ * worker has nothing queued or waiting for a re-check. 0 and true when they are off. */
+size_t tc__test_shadow_queue_max(tc_cache *c);
+bool tc__test_shadow_idle(tc_cache *c);
+
 #endif /* TC_TESTING_H */

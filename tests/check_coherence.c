@@ -30,14 +30,20 @@ static void fresh_prefix(void)
     tcf_unique_prefix(prefix, sizeof prefix);
 }
 
-static tc_cache *open_mode(tc_coherence mode)
+static tc_cache *open_mode_shadow(tc_coherence mode, unsigned shadow_rate)
 {
     tc_options o;
     tc_options_init(&o);
     o.redis_url = tct_redis.url;
     o.key_prefix = prefix;
     o.coherence = mode;
+    o.shadow_rate = shadow_rate;
     return tct_open(&o);
+}
+
+static tc_cache *open_mode(tc_coherence mode)
+{
+    return open_mode_shadow(mode, 0);
 }
 
 /* ------------------------------------------------------------------ child processes
@@ -248,11 +254,11 @@ static void *storm_read(void *arg)
     return NULL;
 }
 
+/* arg non-NULL: with shadow reads of every local hit, which must find no divergence. */
 static int storm_child(FILE *in, FILE *out, void *arg)
 {
-    TC_UNUSED(arg);
     tct_wait_line(in, "go");
-    tc_cache *c = open_mode(TC_COHERENCE_BROADCAST);
+    tc_cache *c = open_mode_shadow(TC_COHERENCE_BROADCAST, arg ? 1 : 0);
     atomic_bool stop = false;
     storm_reader r[2] = {{c, &stop, 0}, {c, &stop, 0}};
     pthread_t th[2];
@@ -281,16 +287,33 @@ static int storm_child(FILE *in, FILE *out, void *arg)
     tc_stats_get(c, &s);
     fprintf(out, "ok reads %ld, local hits %llu, converged within %ld us\n",
             r[0].reads + r[1].reads, (unsigned long long)s.local_hits, worst);
+    if (arg) {
+        /* Every difference seen during the storm waits for its re-check: let them finish. */
+        int64_t t0 = tc__now_ns();
+        while (!tc__test_shadow_idle(c) && tc__now_ns() - t0 < 10LL * 1000000000)
+            tct_sleep_ms(20);
+        tc_stats_get(c, &s);
+        fprintf(out, "shadow: sampled %llu, agreed %llu, diverged %llu, dropped %llu\n",
+                (unsigned long long)s.shadow_sampled, (unsigned long long)s.shadow_agreed,
+                (unsigned long long)s.shadow_diverged, (unsigned long long)s.shadow_dropped);
+        if (!tc__test_shadow_idle(c))
+            return child_fail(out, "shadow worker still busy after 10 s");
+        if (s.shadow_diverged != 0)
+            return child_fail(out, "a healthy storm reported %llu divergences",
+                              (unsigned long long)s.shadow_diverged);
+        if (s.shadow_sampled == 0 || s.shadow_agreed == 0)
+            return child_fail(out, "no sample was checked");
+    }
     tc_close(c);
     return s.local_hits > 0 ? 0 : child_fail(out, "no local hits: the local tier was never used");
 }
 
-START_TEST(test_coherence_storm_converges)
+static void storm_run(void *child_arg)
 {
     fresh_prefix();
     tct_proc p[2];
     for (int i = 0; i < 2; i++)
-        tct_proc_start(&p[i], storm_child, NULL); /* before any thread exists */
+        tct_proc_start(&p[i], storm_child, child_arg); /* before any thread exists */
     tc_cache *w = open_mode(TC_COHERENCE_BROADCAST);
     char key[16];
     for (int k = 0; k < STORM_KEYS; k++) {
@@ -316,6 +339,159 @@ START_TEST(test_coherence_storm_converges)
     for (int i = 0; i < 2; i++)
         tct_proc_finish(&p[i]);
     tc_close(w);
+}
+
+START_TEST(test_coherence_storm_converges)
+{
+    storm_run(NULL);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ shadow reads */
+
+/* The same storm with every local hit of the readers shadowed: writes in flight are not
+ * divergences, so a healthy system reports none. */
+START_TEST(test_coherence_shadow_storm_no_divergence)
+{
+    static int on = 1;
+    storm_run(&on);
+}
+END_TEST
+
+typedef struct shadow_log {
+    pthread_mutex_t mu;
+    int count;
+    char msg[512];
+} shadow_log;
+
+static void shadow_log_fn(void *arg, int level, const char *msg)
+{
+    shadow_log *l = arg;
+    if (level != TC_LOG_WARN || !strstr(msg, "shadow read"))
+        return;
+    pthread_mutex_lock(&l->mu);
+    l->count++;
+    snprintf(l->msg, sizeof l->msg, "%s", msg);
+    pthread_mutex_unlock(&l->mu);
+}
+
+static int shadow_log_count(shadow_log *l)
+{
+    pthread_mutex_lock(&l->mu);
+    int n = l->count;
+    pthread_mutex_unlock(&l->mu);
+    return n;
+}
+
+/* A stale copy: in broadcast mode a write by a client that is not tiercache publishes
+ * nothing, exactly as if its invalidation had been lost. The sample that served it is
+ * counted as a divergence once, within the bound and one sampling interval, logged once
+ * with what an operator needs, and the copy is dropped. */
+START_TEST(test_coherence_shadow_detects_stale_copy)
+{
+    fresh_prefix();
+    shadow_log lg = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    tc_options o;
+    tc_options_init(&o);
+    o.redis_url = tct_redis.url;
+    o.key_prefix = prefix;
+    o.heartbeat_ms = 50;
+    o.command_timeout_ms = 200;
+    o.shadow_rate = 1;
+    o.log_fn = shadow_log_fn;
+    o.log_arg = &lg;
+    tc_cache *c = tct_open(&o);
+    const int bound_ms = 2 * 50 + 200;
+    const char *key = "shadow:stale:1";
+    ck_assert_int_eq(tc_set(c, key, "v1", 2, TC_TTL_DEFAULT), TC_OK);
+    char rkey[256];
+    snprintf(rkey, sizeof rkey, "%s%s", tc__test_rprefix(c), key);
+    const char *set[] = {"SET", rkey, "v2", NULL};
+    free(tct_redis_cmd(set));
+    int64_t t0 = tc__now_ns();
+    tct_expect(c, key, TC_OK, "v1"); /* the stale local copy, sampled */
+    tc_stats s;
+    do {
+        tct_sleep_ms(10);
+        tc_stats_get(c, &s);
+    } while (s.shadow_diverged == 0 && tc__now_ns() - t0 < 5LL * 1000000000);
+    long ms = (long)((tc__now_ns() - t0) / 1000000);
+    printf("shadow: divergence counted after %ld ms (bound %d ms)\n", ms, bound_ms);
+    ck_assert_uint_eq(s.shadow_diverged, 1);
+    ck_assert_uint_eq(s.shadow_sampled, 1);
+    ck_assert_uint_eq(s.shadow_agreed, 0);
+    ck_assert_int_ge(ms, bound_ms);
+    ck_assert_int_le(ms, bound_ms + tct_slow_ms(500));
+    ck_assert_int_eq(shadow_log_count(&lg), 1);
+    ck_assert_ptr_nonnull(strstr(lg.msg, "\"shadow:stale:1\""));
+    ck_assert_ptr_nonnull(strstr(lg.msg, "type shadow:stale"));
+    ck_assert_ptr_nonnull(strstr(lg.msg, "coherence broadcast"));
+    ck_assert_ptr_nonnull(strstr(lg.msg, "held at least"));
+    /* The copy was dropped: the next read goes to Redis. */
+    tct_expect(c, key, TC_OK, "v2");
+    char *text = NULL;
+    ck_assert_int_eq(tc_stats_prometheus(c, &text), TC_OK);
+    ck_assert_ptr_nonnull(
+        strstr(text, "tiercache_shadow_diverged_total{key_type=\"shadow:stale\"} 1\n"));
+    ck_assert_ptr_nonnull(
+        strstr(text, "tiercache_shadow_sampled_total{key_type=\"shadow:stale\"} 1\n"));
+    free(text);
+    /* Once: nothing more is counted or logged later. */
+    tct_sleep_ms(2 * bound_ms);
+    tc_stats_get(c, &s);
+    ck_assert_uint_eq(s.shadow_diverged, 1);
+    ck_assert_int_eq(shadow_log_count(&lg), 1);
+    tc_close(c);
+}
+END_TEST
+
+typedef struct shadow_flood_arg {
+    tc_cache *c;
+    long hits;
+} shadow_flood_arg;
+
+static void *shadow_flood(void *arg)
+{
+    shadow_flood_arg *f = arg;
+    for (int i = 0; i < 20000; i++) {
+        tc_value v;
+        if (tc_get(f->c, "shadow:flood", &v) == TC_OK) {
+            tc_value_release(&v);
+            f->hits++;
+        }
+    }
+    return NULL;
+}
+
+/* Every hit sampled, far faster than one Redis GET each: the queue stays within its bound
+ * and the surplus is dropped and counted, never queued. */
+START_TEST(test_coherence_shadow_queue_bounded)
+{
+    fresh_prefix();
+    tc_cache *c = open_mode_shadow(TC_COHERENCE_BROADCAST, 1);
+    ck_assert_int_eq(tc_set(c, "shadow:flood", "x", 1, TC_TTL_DEFAULT), TC_OK);
+    shadow_flood_arg f[2] = {{c, 0}, {c, 0}};
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++)
+        pthread_create(&th[i], NULL, shadow_flood, &f[i]);
+    for (int i = 0; i < 2; i++)
+        pthread_join(th[i], NULL);
+    int64_t t0 = tc__now_ns();
+    while (!tc__test_shadow_idle(c) && tc__now_ns() - t0 < 10LL * 1000000000)
+        tct_sleep_ms(10);
+    ck_assert(tc__test_shadow_idle(c));
+    tc_stats s;
+    tc_stats_get(c, &s);
+    printf("shadow flood: hits %ld, sampled %llu, dropped %llu, queue max %zu\n",
+           f[0].hits + f[1].hits, (unsigned long long)s.shadow_sampled,
+           (unsigned long long)s.shadow_dropped, tc__test_shadow_queue_max(c));
+    ck_assert_int_eq(f[0].hits + f[1].hits, 40000);
+    ck_assert_uint_ge(s.local_hits, 39000);
+    ck_assert_uint_eq(s.shadow_sampled + s.shadow_dropped, s.local_hits);
+    ck_assert_uint_gt(s.shadow_dropped, 0);
+    ck_assert_uint_eq(s.shadow_agreed, s.shadow_sampled);
+    ck_assert_uint_le(tc__test_shadow_queue_max(c), 256);
+    tc_close(c);
 }
 END_TEST
 
@@ -713,6 +889,9 @@ static Suite *coherence_suite(void)
         {"cross_process", {test_coherence_write_reaches_other_process}},
         {"fill_guard", {test_coherence_fill_guard_race}},
         {"storm", {test_coherence_storm_converges}},
+        {"shadow",
+         {test_coherence_shadow_storm_no_divergence, test_coherence_shadow_detects_stale_copy,
+          test_coherence_shadow_queue_bounded}},
         {"link_failure",
          {test_coherence_killed_subscriber_never_stale,
           test_coherence_heartbeat_bypasses_then_recovers, test_coherence_output_buffer_cutoff,
