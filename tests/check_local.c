@@ -64,16 +64,14 @@ static bool put(tc_local *l, const char *k, const char *v)
     return put_until(l, k, v, NEVER);
 }
 
-/* Stores v under k with key type id type (asserting the store) and returns the stored
- * value, whose only reference is then the tier's. */
-static tc_ref *put_typed(tc_local *l, const char *k, const char *v, uint32_t type)
+/* Stores v under k with key type id type (asserting the store). */
+static void put_typed(tc_local *l, const char *k, const char *v, uint32_t type)
 {
     uint64_t h = hash_of(k);
     tc_ref *r = ref_of(v);
     r->type_id = type;
     ck_assert(tc__local_store_if_fresh(l, h, k, strlen(k), r, NEVER, tc__local_ticket(l, h)));
     tc__ref_drop(r);
-    return r;
 }
 
 static bool get_at(tc_local *l, const char *k, int64_t now_ns, tc_ref **out)
@@ -151,9 +149,10 @@ START_TEST(test_local_roundtrip)
     ck_assert_ptr_nonnull(z);
     ck_assert(tc__local_store_if_fresh(l, h, "empty", 5, z, NEVER, tc__local_ticket(l, h)));
     ck_assert(get(l, "empty", &r));
-    /* A hit hands out the stored value itself: no copy. */
-    ck_assert_ptr_eq(r, z);
+    /* A hit hands out the tier's copy (one allocation with its entry), NUL-terminated. */
+    ck_assert_ptr_ne(r, z);
     ck_assert_uint_eq(r->len, 0);
+    ck_assert_uint_eq(r->data[0], 0);
     tc__ref_drop(r);
     tc__ref_drop(z);
 
@@ -178,19 +177,18 @@ START_TEST(test_local_refcount)
     uint64_t h = hash_of("k");
     tc_ref *v = ref_of("payload");
     ck_assert(tc__local_store_if_fresh(l, h, "k", 1, v, NEVER, tc__local_ticket(l, h)));
-    ck_assert_uint_eq(atomic_load(&v->refs), 2); /* ours, the tier's */
+    ck_assert_uint_eq(atomic_load(&v->refs), 1); /* ours: the tier keeps a copy */
+    tc__ref_drop(v);
     tc_ref *g;
     ck_assert(get(l, "k", &g));
-    ck_assert_uint_eq(atomic_load(&v->refs), 3); /* and g's */
+    ck_assert_uint_eq(atomic_load(&g->refs), 2); /* the tier's and g's */
     tc__local_invalidate(l, h);
     ck_assert(!has(l, "k"));
     /* The entry is retired: its reference goes once no read can be on it. */
     tc__reclaim_now();
-    ck_assert_uint_eq(atomic_load(&v->refs), 2); /* ours and g: the tier let go */
+    ck_assert_uint_eq(atomic_load(&g->refs), 1); /* g: the tier let go */
     ck_assert_int_eq(memcmp(g->data, "payload", 7), 0);
     tc__ref_drop(g);
-    ck_assert_uint_eq(atomic_load(&v->refs), 1);
-    tc__ref_drop(v);
 
     /* A held value survives eviction and the tier's end. */
     size_t c = charge_of(2, 7);
@@ -233,8 +231,13 @@ START_TEST(test_local_borrow)
 {
     enum { TYPE = 3, MANY = TC_HAZARDS + 3 };
     tc_local *l = new_local(1u << 20, 1);
-    tc_ref *r = put_typed(l, "k", "payload", TYPE);
-    ck_assert_uint_eq(atomic_load(&r->refs), 1); /* the tier's */
+    put_typed(l, "k", "payload", TYPE);
+    tc_ref *r;
+    tc_hazard *s0;
+    ck_assert(borrow(l, "k", &r, &s0));
+    ck_assert_ptr_nonnull(s0);
+    ck_assert_uint_eq(atomic_load(&r->refs), 1); /* the tier's: a borrow counts none */
+    tc__local_unborrow(r, s0);
 
     tc_ref *b[MANY];
     tc_hazard *slot[MANY];
@@ -626,14 +629,14 @@ START_TEST(test_local_collision)
     ck_assert(!tc__local_get(l, h, "", 0, tc__now_ns(), &r));
     /* The miss did not disturb a's entry. */
     ck_assert(tc__local_get(l, h, "a", 1, tc__now_ns(), &r));
-    ck_assert_ptr_eq(r, va);
+    ck_assert_mem_eq(r->data, "value of a", 10);
     tc__ref_drop(r);
 
     /* Storing b under the same hash replaces a. */
     ck_assert(tc__local_store_if_fresh(l, h, "b", 1, vb, NEVER, tc__local_ticket(l, h)));
     ck_assert(!tc__local_get(l, h, "a", 1, tc__now_ns(), &r));
     ck_assert(tc__local_get(l, h, "b", 1, tc__now_ns(), &r));
-    ck_assert_ptr_eq(r, vb);
+    ck_assert_mem_eq(r->data, "value of b", 10);
     tc__ref_drop(r);
     ck_assert_uint_eq(tc__local_count(l), 1);
     ck_assert_uint_eq(stats_of(l).entries, 1);
@@ -716,6 +719,8 @@ START_TEST(test_local_too_big)
 
     tc_ref *big = tc__ref_new(16 * c);
     ck_assert_ptr_nonnull(big);
+    big->len = 16 * c;
+    memset(big->buf, 'b', big->len);
     big->type_id = 7;
     uint64_t h = hash_of("big");
     ck_assert(!tc__local_store_if_fresh(l, h, "big", 3, big, NEVER, tc__local_ticket(l, h)));
