@@ -707,6 +707,71 @@ static uint64_t rng_next(uint64_t *s)
     return z ^ (z >> 31);
 }
 
+/* The entry keeps its hash folded to 32 bits: two hashes with the same fold, in the same
+ * shard and bucket, are told apart by the key. A read of the other key misses; a store
+ * replaces the other's entry (as for a full collision). */
+START_TEST(test_local_fold_collision)
+{
+    tc_local *l = new_local(1u << 20, 1);
+    uint64_t ha = hash_of("a");
+    uint64_t hb = ha ^ ((uint64_t)0x100 << 32) ^ 0x100; /* same fold, other hash */
+    tc_ref *va = ref_of("value of a"), *vb = ref_of("value of b"), *r;
+    ck_assert(tc__local_store_if_fresh(l, ha, "a", 1, va, NEVER, tc__local_ticket(l, ha)));
+    ck_assert(!tc__local_get(l, hb, "b", 1, tc__now_ns(), &r));
+    ck_assert(tc__local_get(l, ha, "a", 1, tc__now_ns(), &r));
+    ck_assert_mem_eq(r->data, "value of a", 10);
+    tc__ref_drop(r);
+    ck_assert(tc__local_store_if_fresh(l, hb, "b", 1, vb, NEVER, tc__local_ticket(l, hb)));
+    ck_assert(!tc__local_get(l, ha, "a", 1, tc__now_ns(), &r));
+    ck_assert(tc__local_get(l, hb, "b", 1, tc__now_ns(), &r));
+    ck_assert_mem_eq(r->data, "value of b", 10);
+    tc__ref_drop(r);
+    ck_assert_uint_eq(stats_of(l).entries, 1);
+    tc__ref_drop(va);
+    tc__ref_drop(vb);
+    tc__local_free(l);
+    tc__reclaim_now();
+}
+END_TEST
+
+/* One allocation per entry: the tier keeps a copy of the value's used bytes (not the
+ * capacity the reader allocated), with its key and header, and the charge is that one
+ * allocation. The overhead beyond key and value stays at most 112 bytes for small values
+ * (it was 183-191 with two allocations). The copy keeps the value's flags, type and
+ * stored-format header offset, and its NUL. */
+START_TEST(test_local_one_allocation)
+{
+    size_t small = charge_of(17, 16), mid = charge_of(17, 100);
+    ck_assert_uint_le(small - 17 - 16, 112);
+    ck_assert_uint_le(mid - 17 - 100, 112);
+    /* Spare capacity is not copied, so not charged. */
+    tc_local *l = new_local(1u << 20, 1);
+    tc_ref *v = tc__ref_new(4000);
+    memcpy(v->buf, "HDRpayload", 10);
+    v->buf[10] = '\0';
+    v->data = v->buf + 3;
+    v->len = 7;
+    v->flags = TC_REF_NEGATIVE;
+    v->type_id = 5;
+    v->meta_delta_ms = 42;
+    uint64_t h = hash_of("key");
+    ck_assert(tc__local_store_if_fresh(l, h, "key", 3, v, NEVER, tc__local_ticket(l, h)));
+    tc__ref_drop(v);
+    ck_assert_uint_lt(stats_of(l).bytes, 200);
+    tc_ref *r;
+    ck_assert(get(l, "key", &r));
+    ck_assert_uint_eq(r->len, 7);
+    ck_assert_mem_eq(r->data, "payload", 8); /* and its NUL */
+    ck_assert_mem_eq(r->buf, "HDR", 3);
+    ck_assert_uint_eq(r->flags, TC_REF_NEGATIVE);
+    ck_assert_uint_eq(r->type_id, 5);
+    ck_assert_uint_eq(r->meta_delta_ms, 42);
+    tc__ref_drop(r);
+    tc__local_free(l);
+    tc__reclaim_now();
+}
+END_TEST
+
 START_TEST(test_local_too_big)
 {
     /* A value larger than the whole budget is refused, counted as not kept (a reject) and
@@ -1614,6 +1679,8 @@ static Suite *local_suite(void)
         {"borrow_thread_exit", test_local_borrow_thread_exit, 0},
         {"read_while_writing", test_local_read_while_writing, 120},
         {"collision", test_local_collision, 0},
+        {"fold_collision", test_local_fold_collision, 0},
+        {"one_allocation", test_local_one_allocation, 0},
         {"eviction_budget", test_local_eviction_budget, 0},
         {"too_big", test_local_too_big, 0},
         {"larger_than_share", test_local_larger_than_share, 0},
