@@ -47,8 +47,8 @@
 #define SLOTS 256u
 #define SLOT_SHIFT 32
 /* Buckets per shard: one per BUCKET_BYTES of its budget, rounded up to a power of two.
- * Entries cost at least ~150 bytes, so chains stay short without ever resizing the table
- * (which readers without a lock could not follow). */
+ * Entries cost at least ~100 bytes beyond key and value, so chains stay short without ever resizing
+ * the table (which readers without a lock could not follow). */
 #define BUCKET_BYTES 256u
 #define MIN_BUCKETS 16u
 #define MAX_BUCKETS (1u << 24)
