@@ -47,40 +47,40 @@
 #define SLOTS 256u
 #define SLOT_SHIFT 32
 /* Buckets per shard: one per BUCKET_BYTES of its budget, rounded up to a power of two.
- * Entries cost at least ~150 bytes, so chains stay short without ever resizing the table
- * (which readers without a lock could not follow). */
+ * Entries cost at least ~100 bytes beyond key and value, so chains stay short without ever resizing
+ * the table (which readers without a lock could not follow). */
 #define BUCKET_BYTES 256u
 #define MIN_BUCKETS 16u
 #define MAX_BUCKETS (1u << 24)
 
-typedef struct entry {
-    /* Writers' (shard lock) while the entry is in the table, then its retirement's. */
-    union {
-        struct {
-            struct entry *prev, *next; /* CLOCK list (head: newest); next chains victims */
-            size_t charge;             /* bytes counted against the shard budget */
-        };
-        tc_retired ret;
-    };
-    /* Read by readers without a lock; all but chain and referenced are fixed once the
-     * entry is published. */
-    struct entry *_Atomic chain; /* next in the bucket */
-    uint64_t h;
-    tc_ref *val;        /* the tier's reference */
-    int64_t expires_ns; /* monotonic */
-    uint64_t epoch;     /* the flush epoch of the ticket it was stored with */
-    uint32_t klen;
-    atomic_bool referenced; /* hit since it last passed the eviction hand */
-    bool in_window;         /* writers': in the admission window, not yet admitted to main */
-    uint8_t type;           /* type_slot(val), kept here so an eviction need not touch the value */
-    char key[];             /* klen bytes and a NUL */
-} entry;
+/* An entry is its value: one allocation (tc_ref, ref.h) holding the tier's fields, the
+ * value's bytes and NUL, and the key after them. Its retirement node overlays the CLOCK
+ * links, which only writers use and which are dead once the entry is unlinked; everything
+ * readers read without a lock (chain, hcheck, klen, key, epoch, expires_ns, the value) is
+ * fixed once the entry is published, but chain and referenced. An entry is retired twice
+ * over one node, never at once: unlinked, after the grace period it drops the tier's
+ * reference (entry_free); at the last reference, once no hazard slot holds it
+ * (tc__ref_free). */
+typedef tc_ref entry;
 
-_Static_assert(offsetof(entry, ret) == 0, "a retired entry is its allocation's start");
 _Static_assert(offsetof(tc_ref, ret) == 0, "a retired value is its allocation's start");
 
+static inline const char *entry_key(const entry *e)
+{
+    return (const char *)e->buf + e->alloc + 1;
+}
+
+/* The 32 bits of a hash an entry keeps: both halves folded, so that the bucket (the low
+ * bits of the fold), the shard (bits 48..63 of h) and the slot (bits 32..39) stay
+ * independent. Two keys with equal folds in one bucket are told apart by the key
+ * compare: a read misses, a store replaces the other. */
+static inline uint32_t fold(uint64_t h)
+{
+    return (uint32_t)h ^ (uint32_t)(h >> 32);
+}
+
 typedef struct list {
-    struct entry *head, *tail;
+    entry *head, *tail;
     size_t bytes;
 } list;
 
@@ -152,22 +152,20 @@ static inline unsigned type_slot(const tc_ref *r)
 
 tc_ref *tc__ref_new(size_t cap)
 {
-    if (cap >= SIZE_MAX - sizeof(tc_ref))
+    if (cap > TC_REF_MAX)
         return NULL;
     tc_ref *r = tc__malloc(TC_REF_SIZE(cap));
     if (!r)
         return NULL;
     r->buf[0] = '\0';
     r->buf[cap] = '\0';
+    memset(r, 0, offsetof(tc_ref, buf));
+    atomic_init(&r->chain, NULL);
     atomic_init(&r->refs, 1);
     atomic_init(&r->in_tier, false);
-    r->flags = 0;
-    r->len = 0;
-    r->alloc = cap;
+    atomic_init(&r->referenced, false);
+    r->alloc = (uint32_t)cap;
     r->data = r->buf;
-    r->meta_expiry_ms = 0;
-    r->meta_delta_ms = 0;
-    r->type_id = 0;
     return r;
 }
 
@@ -179,7 +177,7 @@ tc_ref *tc__ref_copy(const void *src, size_t len)
     if (len)
         memcpy(r->buf, src, len);
     r->buf[len] = '\0';
-    r->len = len;
+    r->len = (uint32_t)len;
     return r;
 }
 
@@ -193,17 +191,9 @@ void tc__ref_free(tc_ref *r)
     /* A value that was in the tier may still be held through a hazard slot by a caller
      * of tc_get, which counts no reference: it is freed once no slot holds it. */
     if (atomic_load_explicit(&r->in_tier, memory_order_relaxed))
-        tc__retire(&r->ret, value_free, true, sizeof *r + r->alloc);
+        tc__retire(&r->ret, value_free, true, TC_REF_SIZE(r->alloc) + r->klen);
     else
         tc__free(r);
-}
-
-/* The tier takes a reference to v, for a new entry. The flag is set before the entry is
- * published, and the last holder's drop sees it through the count's acquire-release. */
-static inline void tier_take(tc_ref *v)
-{
-    atomic_store_explicit(&v->in_tier, true, memory_order_relaxed);
-    atomic_fetch_add_explicit(&v->refs, 1, memory_order_relaxed);
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -293,67 +283,65 @@ static inline size_t alloc_cost(size_t n)
     return c < ALLOC_MIN ? ALLOC_MIN : c;
 }
 
-/* What an entry costs the budget: the entry with its key and NUL, and the whole value
- * allocation (header and buf), also when the value is shared with callers, each as the
- * allocator rounds it. */
-static size_t entry_charge(size_t klen, const tc_ref *v)
+/* What an entry costs the budget: its one allocation (header, value, NUL and key), as the
+ * allocator rounds it. Fixed for the entry's life, so never stored. */
+static inline size_t entry_charge(const entry *e)
 {
-    return add_sat(alloc_cost(add_sat(sizeof(entry) + 1, klen)),
-                   alloc_cost(add_sat(sizeof(tc_ref), v->alloc)));
+    return alloc_cost(TC_REF_SIZE(e->alloc) + e->klen);
 }
 
 static inline list *list_of(shard *s, const entry *e)
 {
-    return e->in_window ? &s->window : &s->main;
+    return e->lru.in_window ? &s->window : &s->main;
 }
 
 static void lru_unlink_locked(shard *s, entry *e)
 {
     list *li = list_of(s, e);
-    if (e->prev)
-        e->prev->next = e->next;
+    if (e->lru.prev)
+        e->lru.prev->lru.next = e->lru.next;
     else
-        li->head = e->next;
-    if (e->next)
-        e->next->prev = e->prev;
+        li->head = e->lru.next;
+    if (e->lru.next)
+        e->lru.next->lru.prev = e->lru.prev;
     else
-        li->tail = e->prev;
-    e->prev = e->next = NULL;
-    li->bytes -= e->charge;
+        li->tail = e->lru.prev;
+    e->lru.prev = e->lru.next = NULL;
+    li->bytes -= entry_charge(e);
 }
 
 static void lru_push_head_locked(shard *s, entry *e)
 {
     list *li = list_of(s, e);
-    e->prev = NULL;
-    e->next = li->head;
+    e->lru.prev = NULL;
+    e->lru.next = li->head;
     if (li->head)
-        li->head->prev = e;
+        li->head->lru.prev = e;
     else
         li->tail = e;
     li->head = e;
-    li->bytes += e->charge;
+    li->bytes += entry_charge(e);
 }
 
-static inline entry *_Atomic *bucket_of(const shard *s, uint64_t h)
+static inline entry *_Atomic *bucket_of(const shard *s, uint32_t hc)
 {
-    return &s->buckets[(uint32_t)h & s->bmask];
+    return &s->buckets[hc & s->bmask];
 }
 
-/* The link that points at the entry for h, or at the end of its chain. Caller holds the
- * shard lock. */
-static entry *_Atomic *link_locked(shard *s, uint64_t h)
+/* The link that points at the entry for the folded hash hc, or at the end of its chain.
+ * Caller holds the shard lock. */
+static entry *_Atomic *link_locked(shard *s, uint32_t hc)
 {
-    entry *_Atomic *link = bucket_of(s, h);
+    entry *_Atomic *link = bucket_of(s, hc);
     entry *e;
-    while ((e = atomic_load_explicit(link, memory_order_relaxed)) && e->h != h)
+    while ((e = atomic_load_explicit(link, memory_order_relaxed)) && e->hcheck != hc)
         link = &e->chain;
     return link;
 }
 
 static inline entry *find_locked(shard *s, uint64_t h)
 {
-    return atomic_load_explicit(link_locked(s, h), memory_order_relaxed);
+    return atomic_load_explicit(link_locked(s, fold(h)), memory_order_relaxed);
 }
 
 /* Takes e out of the table, the list and the accounting and chains it on *victims, to be
@@ -362,40 +350,41 @@ static inline entry *find_locked(shard *s, uint64_t h)
 static void remove_locked(shard *s, entry *e, entry **victims)
 {
     /* Sequentially consistent: the retirement's stamp is read after it (reclaim.c). */
-    atomic_store_explicit(link_locked(s, e->h),
+    atomic_store_explicit(link_locked(s, e->hcheck),
                           atomic_load_explicit(&e->chain, memory_order_relaxed),
                           memory_order_seq_cst);
     lru_unlink_locked(s, e);
-    s->bytes -= e->charge;
-    atomic_fetch_sub_explicit(s->total, e->charge, memory_order_relaxed);
+    size_t charge = entry_charge(e);
+    s->bytes -= charge;
+    atomic_fetch_sub_explicit(s->total, charge, memory_order_relaxed);
     s->entries--;
-    e->next = *victims;
+    e->lru.next = *victims;
     *victims = e;
 }
 
-/* After the grace period: no reader can reach e any more. */
+/* After the grace period: no reader can reach e any more, and the tier lets go. Callers
+ * may still hold it: it is freed at the last reference (tc__ref_free, which retires it
+ * again, guarded, on the node this retirement is done with). */
 static void entry_free(tc_retired *it)
 {
-    entry *e = (entry *)it; /* ret is at its start */
-    tc__ref_drop(e->val);
-    tc__free(e);
+    tc__ref_drop((entry *)it); /* ret is at its start */
 }
 
 /* Retires the entries chained by remove_locked. Called with no lock held. */
 static void retire_victims(entry *v)
 {
     while (v) {
-        entry *next = v->next;
-        tc__retire(&v->ret, entry_free, false, sizeof *v + v->klen); /* value: its own */
+        entry *next = v->lru.next; /* read before the retirement overwrites it */
+        tc__retire(&v->ret, entry_free, false, entry_charge(v));
         v = next;
     }
 }
 
 /* Publishes e at the head of its bucket. Caller holds the shard lock and has removed any
- * entry for e->h. Release: a reader that finds e sees it, and its value, whole. */
+ * entry for its hash. Release: a reader that finds e sees it, and its value, whole. */
 static void insert_locked(shard *s, entry *e)
 {
-    entry *_Atomic *b = bucket_of(s, e->h);
+    entry *_Atomic *b = bucket_of(s, e->hcheck);
     atomic_store_explicit(&e->chain, atomic_load_explicit(b, memory_order_relaxed),
                           memory_order_relaxed);
     atomic_store_explicit(b, e, memory_order_release);
@@ -408,16 +397,17 @@ static inline bool key_eq(const entry *e, const char *key, size_t klen)
 {
     if (e->klen != klen)
         return false;
+    const char *k = entry_key(e);
     if (klen < 8)
-        return memcmp(e->key, key, klen) == 0;
+        return memcmp(k, key, klen) == 0;
     uint64_t a, b;
     for (size_t i = 0; i + 8 < klen; i += 8) {
-        memcpy(&a, e->key + i, 8);
+        memcpy(&a, k + i, 8);
         memcpy(&b, key + i, 8);
         if (a != b)
             return false;
     }
-    memcpy(&a, e->key + klen - 8, 8);
+    memcpy(&a, k + klen - 8, 8);
     memcpy(&b, key + klen - 8, 8);
     return a == b;
 }
@@ -451,8 +441,9 @@ static inline bool dead(const entry *e, uint64_t epoch, int64_t now_ns)
 
 /* c names the array the macro declares, so it cannot be parenthesized. */
 /* NOLINTBEGIN(bugprone-macro-parentheses) */
-#define SKETCH_CELLS(s, h, c)                                                                      \
-    uint64_t g_ = ((h) ^ ((h) >> 29)) * 0xbf58476d1ce4e5b9ULL;                                     \
+#define SKETCH_CELLS(s, hc, c)                                                                     \
+    uint64_t g_ = ((uint64_t)(hc)*0x9e3779b97f4a7c15ULL) ^ ((uint64_t)(hc) << 7);                  \
+    g_ = (g_ ^ (g_ >> 29)) * 0xbf58476d1ce4e5b9ULL;                                                \
     atomic_uchar *b_ = (s)->sketch +                                                               \
                        (size_t)((uint32_t)(g_ >> 32) & (s)->sketch_mask) * SKETCH_BLOCK;           \
     atomic_uchar *c[SKETCH_ROWS] = {b_ + ((unsigned)g_ & 15),                                      \
@@ -470,11 +461,11 @@ static inline void cell_bump(atomic_uchar *c)
 
 /* Counts an access to h. Readers call it without the lock: a lost increment (two threads
  * bumping one counter) only blurs the estimate. */
-static void sketch_increment(shard *s, uint64_t h)
+static void sketch_increment(shard *s, uint32_t hc)
 {
     if (!s->sketch)
         return;
-    SKETCH_CELLS(s, h, c);
+    SKETCH_CELLS(s, hc, c);
     for (unsigned r = 0; r < SKETCH_ROWS; r++)
         cell_bump(c[r]);
     atomic_fetch_add_explicit(&s->increments, 1, memory_order_relaxed);
@@ -493,9 +484,9 @@ static void sketch_age_locked(shard *s)
     atomic_fetch_sub_explicit(&s->increments, s->sample_size / 2, memory_order_relaxed);
 }
 
-static unsigned sketch_frequency_locked(const shard *s, uint64_t h)
+static unsigned sketch_frequency_locked(const shard *s, uint32_t hc)
 {
-    SKETCH_CELLS(s, h, c);
+    SKETCH_CELLS(s, hc, c);
     unsigned f = atomic_load_explicit(c[0], memory_order_relaxed);
     for (unsigned r = 1; r < SKETCH_ROWS; r++) {
         unsigned v = atomic_load_explicit(c[r], memory_order_relaxed);
@@ -507,7 +498,7 @@ static unsigned sketch_frequency_locked(const shard *s, uint64_t h)
 static void evict_locked(shard *s, entry *e, entry **victims)
 {
     s->evictions++;
-    s->type_evictions[e->type]++;
+    s->type_evictions[type_slot(e)]++;
     remove_locked(s, e, victims);
 }
 
@@ -543,9 +534,9 @@ static void promote_locked(tc_local *l, shard *s, entry *c, entry **victims)
         entry *v = clock_victim_locked(l, s, &s->main, victims);
         if (!v || s->bytes <= l->budget)
             break; /* the hand reclaimed dead entries on its way: room enough */
-        if (sketch_frequency_locked(s, c->h) <= sketch_frequency_locked(s, v->h)) {
+        if (sketch_frequency_locked(s, c->hcheck) <= sketch_frequency_locked(s, v->hcheck)) {
             s->rejects++;
-            s->type_rejects[c->type]++;
+            s->type_rejects[type_slot(c)]++;
             evict_locked(s, c, victims);
             /* The hand moves past the victim that won: it is the next contest's
              * opponent no more. Otherwise a few stale entries with high counts at the
@@ -558,7 +549,7 @@ static void promote_locked(tc_local *l, shard *s, entry *c, entry **victims)
         evict_locked(s, v, victims);
     }
     lru_unlink_locked(s, c);
-    c->in_window = false;
+    c->lru.in_window = false;
     lru_push_head_locked(s, c);
 }
 
@@ -748,7 +739,7 @@ void tc__local_free(tc_local *l)
         while (s->window.head)
             remove_locked(s, s->window.head, &victims);
         while (victims) {
-            entry *next = victims->next;
+            entry *next = victims->lru.next;
             entry_free(&victims->ret);
             victims = next;
         }
@@ -791,8 +782,9 @@ static inline void count(atomic_uint_fast64_t *c, bool own)
 
 static inline entry *find(const shard *s, uint64_t h)
 {
-    entry *e = atomic_load_explicit(bucket_of(s, h), memory_order_acquire);
-    while (e && e->h != h)
+    uint32_t hc = fold(h);
+    entry *e = atomic_load_explicit(bucket_of(s, hc), memory_order_acquire);
+    while (e && e->hcheck != hc)
         e = atomic_load_explicit(&e->chain, memory_order_acquire);
     return e;
 }
@@ -804,7 +796,7 @@ static inline void note_hit(shard *s, entry *e)
      * decision, and skipping them keeps the common hit free of shared writes. */
     if (!atomic_load_explicit(&e->referenced, memory_order_relaxed)) {
         atomic_store_explicit(&e->referenced, true, memory_order_relaxed);
-        sketch_increment(s, e->h);
+        sketch_increment(s, e->hcheck);
     }
 }
 
@@ -831,7 +823,7 @@ static __attribute__((noinline)) bool read_missed(tc_local *l, shard *s, tc_rec 
 {
     if (reaped)
         reap(l, s, h, now_ns);
-    sketch_increment(s, h);
+    sketch_increment(s, fold(h));
     bool own;
     stripe *st = stripe_of(l, me, &own);
     count(&st->misses, own);
@@ -850,8 +842,8 @@ static __attribute__((noinline)) bool read_locked(tc_local *l, shard *s, uint64_
     bool hit = e && !dead(e, epoch, now_ns) && key_eq(e, key, klen);
     if (hit) {
         note_hit(s, e);
-        tc__ref_hold(e->val);
-        *out = e->val;
+        tc__ref_hold(e);
+        *out = e;
     }
     shard_unlock(s);
     if (!hit)
@@ -879,11 +871,9 @@ static inline bool read(tc_local *l, uint64_t h, const char *key, size_t klen, i
     tc__read_enter(me);
     entry *e = find(s, h);
     if (TC_LIKELY(e != NULL)) {
-        /* Ask for the entry's key and the value's header and first bytes at once: with a
-         * tier larger than the caches, each is a miss, and this overlaps them. */
-        uintptr_t v = (uintptr_t)e->val; /* may run past a small value: a hint only */
-        __builtin_prefetch(e->key);
-        __builtin_prefetch((const void *)v);
+        /* Ask for the entry's value and key lines at once: with a tier larger than the
+         * caches, each is a miss, and this overlaps them. */
+        uintptr_t v = (uintptr_t)e; /* may run past a small entry: a hint only */
         __builtin_prefetch((const void *)(v + CACHE_LINE));
         __builtin_prefetch((const void *)(v + 2 * (uintptr_t)CACHE_LINE));
     }
@@ -895,7 +885,7 @@ static inline bool read(tc_local *l, uint64_t h, const char *key, size_t klen, i
         return read_missed(l, s, me, h, now_ns, reaped);
     }
     note_hit(s, e);
-    tc_ref *v = e->val;
+    tc_ref *v = e;
     tc_hazard *hz = slot ? tc__hazard_take(me, &v->ret) : NULL;
     if (!hz)
         tc__ref_hold(v);
@@ -928,7 +918,7 @@ tc_ref *tc__local_keep(tc_ref *r, tc_hazard *slot)
     if (!slot)
         return r;
     /* Never from zero: a value at zero is retired, and only the slot keeps it. */
-    uint_fast64_t n = atomic_load_explicit(&r->refs, memory_order_relaxed);
+    uint_least32_t n = atomic_load_explicit(&r->refs, memory_order_relaxed);
     while (n && !atomic_compare_exchange_weak_explicit(&r->refs, &n, n + 1, memory_order_relaxed,
                                                        memory_order_relaxed))
         ;
@@ -956,7 +946,7 @@ static inline void prefetch_store(shard *s, uint64_t h)
 {
     __builtin_prefetch(&s->mu, 1);
     if (s->sketch) {
-        SKETCH_CELLS(s, h, c);
+        SKETCH_CELLS(s, fold(h), c);
         __builtin_prefetch(c[0], 1);
     }
 }
@@ -973,26 +963,40 @@ tc_ticket tc__local_ticket(tc_local *l, uint64_t h)
     return t;
 }
 
-static entry *entry_new(uint64_t h, const char *key, size_t klen, tc_ref *v, int64_t expires_ns,
-                        uint64_t epoch, size_t charge)
+/* The bytes of v the tier copies: its stored-format header, if any, and its value. */
+static inline size_t value_bytes(const tc_ref *v)
 {
-    entry *e = tc__malloc(sizeof(entry) + klen + 1);
+    return (size_t)(v->data - v->buf) + v->len;
+}
+
+/* A new entry for key holding a copy of v: the tier's own reference (refs 1). */
+static entry *entry_new(uint64_t h, const char *key, size_t klen, const tc_ref *v,
+                        int64_t expires_ns, uint64_t epoch)
+{
+    size_t vb = value_bytes(v);
+    entry *e = tc__malloc(TC_REF_SIZE(vb) + klen);
     if (!e)
         return NULL;
-    memset(e, 0, sizeof *e);
+    memset(e, 0, offsetof(tc_ref, buf));
     atomic_init(&e->chain, NULL);
+    atomic_init(&e->refs, 1);
+    atomic_init(&e->in_tier, true); /* set before it is published */
     atomic_init(&e->referenced, false);
-    e->h = h;
-    e->val = v;
+    memcpy(e->buf, v->buf, vb);
+    e->buf[vb] = '\0';
+    e->alloc = (uint32_t)vb;
+    e->data = e->buf + (v->data - v->buf);
+    e->len = v->len;
+    e->flags = v->flags;
+    e->meta_expiry_ms = v->meta_expiry_ms;
+    e->meta_delta_ms = v->meta_delta_ms;
+    e->type_id = v->type_id;
+    e->hcheck = fold(h);
+    e->klen = (uint32_t)klen;
     e->expires_ns = expires_ns;
     e->epoch = epoch;
-    e->charge = charge;
-    e->klen = (uint32_t)klen;
-    _Static_assert(TC_LOCAL_TYPES <= 256, "a type slot fits entry.type");
-    e->type = (uint8_t)type_slot(v);
     if (klen)
-        memcpy(e->key, key, klen);
-    e->key[klen] = '\0';
+        memcpy(e->buf + vb + 1, key, klen);
     return e;
 }
 
@@ -1003,7 +1007,7 @@ static bool local_store(tc_local *l, uint64_t h, const char *key, size_t klen, t
                         int64_t expires_ns, tc_ticket t, bool write)
 {
     shard *s = shard_of(l, h);
-    size_t need = entry_charge(klen, v);
+    size_t need = alloc_cost(add_sat(TC_REF_SIZE(value_bytes(v)), klen));
     entry *e = NULL;
 
     /* Allocate before taking the lock: the critical section stays short, and a value too
@@ -1011,7 +1015,7 @@ static bool local_store(tc_local *l, uint64_t h, const char *key, size_t klen, t
      * kept: the other shards make room for it (shed). */
     bool fits = need <= l->max_bytes && klen <= UINT32_MAX;
     if (fits)
-        e = entry_new(h, key, klen, v, expires_ns, t.epoch, need);
+        e = entry_new(h, key, klen, v, expires_ns, t.epoch);
 
     entry *victims = NULL;
     bool stored = false;
@@ -1030,11 +1034,10 @@ static bool local_store(tc_local *l, uint64_t h, const char *key, size_t klen, t
         remove_locked(s, old, &victims);
 
     if (write)
-        sketch_increment(s, h); /* a write-through value counts as one access */
+        sketch_increment(s, fold(h)); /* a write-through value counts as one access */
     sketch_age_locked(s);
     if (fresh && e) {
-        tier_take(v);
-        e->in_window = l->window_budget > 0;
+        e->lru.in_window = l->window_budget > 0;
         insert_locked(s, e);
         lru_push_head_locked(s, e);
         s->bytes += need;
@@ -1149,9 +1152,9 @@ size_t tc__local_count(tc_local *l)
     for (unsigned i = 0; i <= l->mask; i++) {
         shard *s = &l->shards[i];
         shard_lock(s);
-        for (entry *e = s->main.head; e; e = e->next)
+        for (entry *e = s->main.head; e; e = e->lru.next)
             n += !dead(e, epoch, now);
-        for (entry *e = s->window.head; e; e = e->next)
+        for (entry *e = s->window.head; e; e = e->lru.next)
             n += !dead(e, epoch, now);
         shard_unlock(s);
     }

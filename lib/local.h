@@ -74,7 +74,8 @@ tc_ref *tc__local_keep(tc_ref *r, tc_hazard *slot);
 /* The fill-guard ticket for hash h. Take it before the Redis fetch begins. */
 tc_ticket tc__local_ticket(tc_local *l, uint64_t h);
 
-/* Stores v (the tier takes its own reference) under key until expires_ns (monotonic),
+/* Stores a copy of v (the tier's own: one allocation with the entry and key; v is
+ * borrowed) under key until expires_ns (monotonic),
  * unless the ticket is stale: its slot's sequence or the flush epoch moved since it was
  * taken. Then nothing is stored. Returns true if stored. Replaces an entry for the same
  * hash. Evicts to stay within the byte budget; a value too large for a shard is not

@@ -10,6 +10,8 @@
 #define TC_REF_H
 
 #include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
 
 #include "common.h"
 #include "reclaim.h"
@@ -24,19 +26,36 @@
  * buf holds alloc bytes and one more, and whoever writes the bytes writes a NUL after them,
  * so the caller's data[len] is always 0 (tc_value.data is NUL-terminated, which lets callers
  * parse numbers from it): a stored-format header is skipped by moving data, never by
- * cutting the end. */
+ * cutting the end.
+ *
+ * The local tier's entry is a tc_ref too, so that an entry and its value are one
+ * allocation: the tier keeps its own copy of a value it stores, with the key after the
+ * value's NUL (buf + alloc + 1), and the fields marked "tier" below. In a value that is not
+ * an entry they are unused. Lengths are 32-bit: a value of 4 GiB or more cannot be made. */
 typedef struct tc_ref {
-    tc_retired ret; /* for its deferred free; first, so slots hold the tc_ref */
-    atomic_uint_fast64_t refs;
-    atomic_bool in_tier;       /* has been in the local tier: hazard slots may hold it */
-    uint32_t flags;            /* TC_REF_* */
-    size_t len;                /* length of the caller-visible value */
-    size_t alloc;              /* bytes allocated for buf */
-    const unsigned char *data; /* points into buf */
-    int64_t meta_expiry_ms;    /* wall-clock expiry in Redis as the writer saw it; 0: none
-                                  known (used by early refresh; may stay 0) */
-    uint32_t meta_delta_ms;    /* how long the value took to compute; 0: unknown */
-    uint32_t type_id;          /* the key's type, for per-type metrics (stats.h); 0: other */
+    union {
+        tc_retired ret; /* for its deferred free; first, so slots hold the tc_ref */
+        struct {        /* tier, writers' (shard lock): its CLOCK list while in the tier */
+            struct tc_ref *prev, *next;
+            bool in_window; /* in the admission window, not yet admitted to main */
+        } lru;
+    };
+    struct tc_ref *_Atomic chain; /* tier: next in the bucket (readers walk it) */
+    const unsigned char *data;    /* points into buf */
+    int64_t meta_expiry_ms;       /* wall-clock expiry in Redis as the writer saw it; 0: none
+                                     known (used by early refresh; may stay 0) */
+    int64_t expires_ns;           /* tier: monotonic expiry */
+    uint64_t epoch;               /* tier: the flush epoch of the ticket it was stored with */
+    atomic_uint_least32_t refs;
+    uint32_t len;           /* length of the caller-visible value */
+    uint32_t alloc;         /* bytes allocated for buf (and its NUL) */
+    uint32_t meta_delta_ms; /* how long the value took to compute; 0: unknown */
+    uint32_t type_id;       /* the key's type, for per-type metrics (stats.h); 0: other */
+    uint32_t hcheck;        /* tier: the hash folded to 32 bits (the key decides) */
+    uint32_t klen;          /* tier: the key's length */
+    atomic_bool in_tier;    /* has been in the local tier: hazard slots may hold it */
+    atomic_bool referenced; /* tier: hit since it last passed the eviction hand */
+    uint8_t flags;          /* TC_REF_* */
     unsigned char buf[];
 } tc_ref;
 
@@ -44,7 +63,9 @@ typedef struct tc_ref {
 #define TC_REF_TAGGED 0x2u   /* carries tags (in its stored-format header, at buf) */
 
 /* The allocation of a tc_ref with room for cap bytes and their NUL. */
-#define TC_REF_SIZE(cap) (sizeof(tc_ref) + (cap) + 1)
+#define TC_REF_SIZE(cap) (offsetof(tc_ref, buf) + (cap) + 1)
+/* The largest cap a tc_ref can have (its lengths are 32-bit). */
+#define TC_REF_MAX ((size_t)UINT32_MAX - 1)
 
 /* A new reference (refs = 1) with room for cap bytes in buf, and NULs at buf[0] and
  * buf[cap]; data = buf, len = 0. NULL on allocation failure. */

@@ -64,16 +64,14 @@ static bool put(tc_local *l, const char *k, const char *v)
     return put_until(l, k, v, NEVER);
 }
 
-/* Stores v under k with key type id type (asserting the store) and returns the stored
- * value, whose only reference is then the tier's. */
-static tc_ref *put_typed(tc_local *l, const char *k, const char *v, uint32_t type)
+/* Stores v under k with key type id type (asserting the store). */
+static void put_typed(tc_local *l, const char *k, const char *v, uint32_t type)
 {
     uint64_t h = hash_of(k);
     tc_ref *r = ref_of(v);
     r->type_id = type;
     ck_assert(tc__local_store_if_fresh(l, h, k, strlen(k), r, NEVER, tc__local_ticket(l, h)));
     tc__ref_drop(r);
-    return r;
 }
 
 static bool get_at(tc_local *l, const char *k, int64_t now_ns, tc_ref **out)
@@ -151,9 +149,10 @@ START_TEST(test_local_roundtrip)
     ck_assert_ptr_nonnull(z);
     ck_assert(tc__local_store_if_fresh(l, h, "empty", 5, z, NEVER, tc__local_ticket(l, h)));
     ck_assert(get(l, "empty", &r));
-    /* A hit hands out the stored value itself: no copy. */
-    ck_assert_ptr_eq(r, z);
+    /* A hit hands out the tier's copy (one allocation with its entry), NUL-terminated. */
+    ck_assert_ptr_ne(r, z);
     ck_assert_uint_eq(r->len, 0);
+    ck_assert_uint_eq(r->data[0], 0);
     tc__ref_drop(r);
     tc__ref_drop(z);
 
@@ -178,19 +177,18 @@ START_TEST(test_local_refcount)
     uint64_t h = hash_of("k");
     tc_ref *v = ref_of("payload");
     ck_assert(tc__local_store_if_fresh(l, h, "k", 1, v, NEVER, tc__local_ticket(l, h)));
-    ck_assert_uint_eq(atomic_load(&v->refs), 2); /* ours, the tier's */
+    ck_assert_uint_eq(atomic_load(&v->refs), 1); /* ours: the tier keeps a copy */
+    tc__ref_drop(v);
     tc_ref *g;
     ck_assert(get(l, "k", &g));
-    ck_assert_uint_eq(atomic_load(&v->refs), 3); /* and g's */
+    ck_assert_uint_eq(atomic_load(&g->refs), 2); /* the tier's and g's */
     tc__local_invalidate(l, h);
     ck_assert(!has(l, "k"));
     /* The entry is retired: its reference goes once no read can be on it. */
     tc__reclaim_now();
-    ck_assert_uint_eq(atomic_load(&v->refs), 2); /* ours and g: the tier let go */
+    ck_assert_uint_eq(atomic_load(&g->refs), 1); /* g: the tier let go */
     ck_assert_int_eq(memcmp(g->data, "payload", 7), 0);
     tc__ref_drop(g);
-    ck_assert_uint_eq(atomic_load(&v->refs), 1);
-    tc__ref_drop(v);
 
     /* A held value survives eviction and the tier's end. */
     size_t c = charge_of(2, 7);
@@ -233,8 +231,13 @@ START_TEST(test_local_borrow)
 {
     enum { TYPE = 3, MANY = TC_HAZARDS + 3 };
     tc_local *l = new_local(1u << 20, 1);
-    tc_ref *r = put_typed(l, "k", "payload", TYPE);
-    ck_assert_uint_eq(atomic_load(&r->refs), 1); /* the tier's */
+    put_typed(l, "k", "payload", TYPE);
+    tc_ref *r;
+    tc_hazard *s0;
+    ck_assert(borrow(l, "k", &r, &s0));
+    ck_assert_ptr_nonnull(s0);
+    ck_assert_uint_eq(atomic_load(&r->refs), 1); /* the tier's: a borrow counts none */
+    tc__local_unborrow(r, s0);
 
     tc_ref *b[MANY];
     tc_hazard *slot[MANY];
@@ -626,14 +629,14 @@ START_TEST(test_local_collision)
     ck_assert(!tc__local_get(l, h, "", 0, tc__now_ns(), &r));
     /* The miss did not disturb a's entry. */
     ck_assert(tc__local_get(l, h, "a", 1, tc__now_ns(), &r));
-    ck_assert_ptr_eq(r, va);
+    ck_assert_mem_eq(r->data, "value of a", 10);
     tc__ref_drop(r);
 
     /* Storing b under the same hash replaces a. */
     ck_assert(tc__local_store_if_fresh(l, h, "b", 1, vb, NEVER, tc__local_ticket(l, h)));
     ck_assert(!tc__local_get(l, h, "a", 1, tc__now_ns(), &r));
     ck_assert(tc__local_get(l, h, "b", 1, tc__now_ns(), &r));
-    ck_assert_ptr_eq(r, vb);
+    ck_assert_mem_eq(r->data, "value of b", 10);
     tc__ref_drop(r);
     ck_assert_uint_eq(tc__local_count(l), 1);
     ck_assert_uint_eq(stats_of(l).entries, 1);
@@ -704,6 +707,71 @@ static uint64_t rng_next(uint64_t *s)
     return z ^ (z >> 31);
 }
 
+/* The entry keeps its hash folded to 32 bits: two hashes with the same fold, in the same
+ * shard and bucket, are told apart by the key. A read of the other key misses; a store
+ * replaces the other's entry (as for a full collision). */
+START_TEST(test_local_fold_collision)
+{
+    tc_local *l = new_local(1u << 20, 1);
+    uint64_t ha = hash_of("a");
+    uint64_t hb = ha ^ ((uint64_t)0x100 << 32) ^ 0x100; /* same fold, other hash */
+    tc_ref *va = ref_of("value of a"), *vb = ref_of("value of b"), *r;
+    ck_assert(tc__local_store_if_fresh(l, ha, "a", 1, va, NEVER, tc__local_ticket(l, ha)));
+    ck_assert(!tc__local_get(l, hb, "b", 1, tc__now_ns(), &r));
+    ck_assert(tc__local_get(l, ha, "a", 1, tc__now_ns(), &r));
+    ck_assert_mem_eq(r->data, "value of a", 10);
+    tc__ref_drop(r);
+    ck_assert(tc__local_store_if_fresh(l, hb, "b", 1, vb, NEVER, tc__local_ticket(l, hb)));
+    ck_assert(!tc__local_get(l, ha, "a", 1, tc__now_ns(), &r));
+    ck_assert(tc__local_get(l, hb, "b", 1, tc__now_ns(), &r));
+    ck_assert_mem_eq(r->data, "value of b", 10);
+    tc__ref_drop(r);
+    ck_assert_uint_eq(stats_of(l).entries, 1);
+    tc__ref_drop(va);
+    tc__ref_drop(vb);
+    tc__local_free(l);
+    tc__reclaim_now();
+}
+END_TEST
+
+/* One allocation per entry: the tier keeps a copy of the value's used bytes (not the
+ * capacity the reader allocated), with its key and header, and the charge is that one
+ * allocation. The overhead beyond key and value stays at most 112 bytes for small values
+ * (it was 183-191 with two allocations). The copy keeps the value's flags, type and
+ * stored-format header offset, and its NUL. */
+START_TEST(test_local_one_allocation)
+{
+    size_t small = charge_of(17, 16), mid = charge_of(17, 100);
+    ck_assert_uint_le(small - 17 - 16, 112);
+    ck_assert_uint_le(mid - 17 - 100, 112);
+    /* Spare capacity is not copied, so not charged. */
+    tc_local *l = new_local(1u << 20, 1);
+    tc_ref *v = tc__ref_new(4000);
+    memcpy(v->buf, "HDRpayload", 10);
+    v->buf[10] = '\0';
+    v->data = v->buf + 3;
+    v->len = 7;
+    v->flags = TC_REF_NEGATIVE;
+    v->type_id = 5;
+    v->meta_delta_ms = 42;
+    uint64_t h = hash_of("key");
+    ck_assert(tc__local_store_if_fresh(l, h, "key", 3, v, NEVER, tc__local_ticket(l, h)));
+    tc__ref_drop(v);
+    ck_assert_uint_lt(stats_of(l).bytes, 200);
+    tc_ref *r;
+    ck_assert(get(l, "key", &r));
+    ck_assert_uint_eq(r->len, 7);
+    ck_assert_mem_eq(r->data, "payload", 8); /* and its NUL */
+    ck_assert_mem_eq(r->buf, "HDR", 3);
+    ck_assert_uint_eq(r->flags, TC_REF_NEGATIVE);
+    ck_assert_uint_eq(r->type_id, 5);
+    ck_assert_uint_eq(r->meta_delta_ms, 42);
+    tc__ref_drop(r);
+    tc__local_free(l);
+    tc__reclaim_now();
+}
+END_TEST
+
 START_TEST(test_local_too_big)
 {
     /* A value larger than the whole budget is refused, counted as not kept (a reject) and
@@ -716,6 +784,8 @@ START_TEST(test_local_too_big)
 
     tc_ref *big = tc__ref_new(16 * c);
     ck_assert_ptr_nonnull(big);
+    big->len = 16 * c;
+    memset(big->buf, 'b', big->len);
     big->type_id = 7;
     uint64_t h = hash_of("big");
     ck_assert(!tc__local_store_if_fresh(l, h, "big", 3, big, NEVER, tc__local_ticket(l, h)));
@@ -1609,6 +1679,8 @@ static Suite *local_suite(void)
         {"borrow_thread_exit", test_local_borrow_thread_exit, 0},
         {"read_while_writing", test_local_read_while_writing, 120},
         {"collision", test_local_collision, 0},
+        {"fold_collision", test_local_fold_collision, 0},
+        {"one_allocation", test_local_one_allocation, 0},
         {"eviction_budget", test_local_eviction_budget, 0},
         {"too_big", test_local_too_big, 0},
         {"larger_than_share", test_local_larger_than_share, 0},
