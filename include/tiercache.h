@@ -554,6 +554,9 @@ typedef struct tc_stats {
                                      (tc_clear, or FLUSHALL under tracking); cache-wide */
     uint64_t inval_link_failures; /* times the invalidation link went down; cache-wide */
     uint64_t inval_malformed;     /* invalidation messages ignored as malformed; cache-wide */
+    uint64_t reconciles;          /* broadcast mode: times the invalidation link came back and
+                                     the local tier was kept, only the sequence groups
+                                     written meanwhile dropped; cache-wide */
 } tc_stats;
 
 /* A snapshot of the cache's counters (each read atomically; the set is not one instant).

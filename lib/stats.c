@@ -164,6 +164,7 @@ static void add_counters(tc_stats *out, const tc_counters *n)
     out->full_flushes += TC_READ(n, full_flushes);
     out->inval_link_failures += TC_READ(n, link_failures);
     out->inval_malformed += TC_READ(n, inval_malformed);
+    out->reconciles += TC_READ(n, reconciles);
 }
 
 /* Every counter of the cache, in this library's full layout. */
@@ -362,6 +363,10 @@ static const metric cache_wide[] = {
      "Times the whole local tier was flushed: the invalidation link was re-established, or "
      "another instance flushed everything.",
      "counter", offsetof(tc_stats, full_flushes)},
+    {"tiercache_reconciles",
+     "Times the invalidation link came back and the local tier was kept (only the sequence "
+     "groups written meanwhile were dropped).",
+     "counter", offsetof(tc_stats, reconciles)},
 };
 
 static uint64_t field_of(const tc_stats *s, const metric *m)

@@ -35,7 +35,7 @@ typedef struct tc_counters {
      * early refreshes (XFetch) that called the loader before the value expired. */
     atomic_uint_fast64_t stale_served, early_refreshes;
     /* Cache-wide only (never per type): */
-    atomic_uint_fast64_t inval_malformed, link_failures, full_flushes;
+    atomic_uint_fast64_t inval_malformed, link_failures, full_flushes, reconciles;
 } tc_counters;
 
 #define TC_COUNT(c, field) atomic_fetch_add_explicit(&(c)->field, 1, memory_order_relaxed)
