@@ -264,6 +264,11 @@ bool tc__inval_parse(const char *payload, size_t len, tc_inval *out)
     return true;
 }
 
+bool tc__inval_parse_gen(const char *p, size_t len, uint64_t *out)
+{
+    return parse_hex64(p, len, out);
+}
+
 bool tc__inval_next_seq(tc_inval *m, unsigned *group, uint64_t *seq)
 {
     return next_seq(&m->seqs, m->seqs_end, group, seq);

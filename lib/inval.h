@@ -69,6 +69,9 @@ size_t tc__inval_encode_seq_keys(char *buf, uint64_t origin, int version, uint64
                                  const unsigned *groups, const uint64_t *seqs, size_t n,
                                  const char *const *keys, const size_t *klens);
 
+/* A generation as messages write it (16 lowercase hex digits) into *out. */
+bool tc__inval_parse_gen(const char *p, size_t len, uint64_t *out);
+
 /* The next (group, sequence) of a parsed TC2 message: true with *group (below
  * TC_INVAL_GROUPS) and *seq (at least 1), false when every pair has been read. */
 bool tc__inval_next_seq(tc_inval *m, unsigned *group, uint64_t *seq);

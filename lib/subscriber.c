@@ -193,24 +193,6 @@ static bool parse_u64(const char *p, size_t len, uint64_t *out)
     return true;
 }
 
-static bool parse_gen(const char *p, size_t len, uint64_t *out)
-{
-    if (len != 16)
-        return false;
-    uint64_t v = 0;
-    for (size_t i = 0; i < len; i++) {
-        char ch = p[i];
-        unsigned d = ch >= '0' && ch <= '9'   ? (unsigned)(ch - '0')
-                     : ch >= 'a' && ch <= 'f' ? (unsigned)(ch - 'a' + 10)
-                                              : 16u;
-        if (d > 15)
-            return false;
-        v = (v << 4) | d;
-    }
-    *out = v;
-    return true;
-}
-
 /* The fields of an HGETALL reply into *gen and seq[] (0 for a group not there). */
 static bool parse_fetch(const redisReply *r, uint64_t *gen, uint64_t *seq)
 {
@@ -224,7 +206,7 @@ static bool parse_fetch(const redisReply *r, uint64_t *gen, uint64_t *seq)
             return false;
         uint64_t g;
         if (f->len == 3 && memcmp(f->str, "gen", 3) == 0)
-            have_gen = parse_gen(v->str, (size_t)v->len, gen);
+            have_gen = tc__inval_parse_gen(v->str, (size_t)v->len, gen);
         else if (!parse_u64(f->str, (size_t)f->len, &g) || g >= TC_INVAL_GROUPS ||
                  !parse_u64(v->str, (size_t)v->len, &seq[g]))
             return false;
