@@ -33,7 +33,7 @@ typedef struct tc_seqs tc_seqs;
 tc_status tc__seqs_new(tc_seqs **out);
 void tc__seqs_free(tc_seqs *s);
 /* full: recover from a link break by flushing the whole tier (the behaviour before
- * sequences), for comparisons and tests. */
+ * sequences, and for now the default); false: reconcile, keeping what did not change. */
 void tc__seqs_set_full_flush(tc_seqs *s, bool full);
 /* The next broadcast message is ignored as if lost (tests). */
 void tc__seqs_drop_next(tc_seqs *s);

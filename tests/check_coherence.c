@@ -769,6 +769,7 @@ START_TEST(test_coherence_link_break_keeps_tier)
 {
     fresh_prefix();
     tc_cache *w = open_mode(TC_COHERENCE_BROADCAST), *r = open_mode(TC_COHERENCE_BROADCAST);
+    tc__test_set_full_flush_recovery(r, false);
     char keys[RKEYS][32];
     fill(w, r, keys);
     uint64_t rec, fl;
@@ -791,6 +792,7 @@ START_TEST(test_coherence_link_break_drops_written_groups)
 {
     fresh_prefix();
     tc_cache *w = open_mode(TC_COHERENCE_BROADCAST), *r = open_mode(TC_COHERENCE_BROADCAST);
+    tc__test_set_full_flush_recovery(r, false);
     char keys[RKEYS][32];
     fill(w, r, keys);
     char same[32];
@@ -832,6 +834,7 @@ START_TEST(test_coherence_lost_message_drops_group)
 {
     fresh_prefix();
     tc_cache *w = open_mode(TC_COHERENCE_BROADCAST), *r = open_mode(TC_COHERENCE_BROADCAST);
+    tc__test_set_full_flush_recovery(r, false);
     char keys[RKEYS][32];
     fill(w, r, keys);
     char same[32], other[32];
@@ -860,6 +863,7 @@ START_TEST(test_coherence_flushall_flushes_everything)
 {
     fresh_prefix();
     tc_cache *w = open_mode(TC_COHERENCE_BROADCAST), *r = open_mode(TC_COHERENCE_BROADCAST);
+    tc__test_set_full_flush_recovery(r, false);
     char keys[RKEYS][32];
     fill(w, r, keys);
     const char *flushall[] = {"FLUSHALL", NULL};
