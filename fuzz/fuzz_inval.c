@@ -84,13 +84,72 @@ static void check_keys(const char *m, size_t size, tc_inval *p)
     free(buf);
 }
 
+/* A TC2 message: a key message whose every (group, sequence) is in range, and which the
+ * encoder writes again byte for byte from what was parsed (canonical version). */
+static unsigned seq_group[TC_INVAL_GROUPS * 8];
+static uint64_t seq_val[TC_INVAL_GROUPS * 8];
+
+static void check_sequenced(const char *m, size_t size, tc_inval *p)
+{
+    check(p->op == TC_INVAL_KEYS);
+    size_t nseq = 0;
+    unsigned g;
+    uint64_t s;
+    bool fits = true;
+    while (tc__inval_next_seq(p, &g, &s)) {
+        check(g < TC_INVAL_GROUPS && s >= 1);
+        if (nseq < sizeof seq_group / sizeof seq_group[0]) {
+            seq_group[nseq] = g;
+            seq_val[nseq] = s;
+        } else {
+            fits = false;
+        }
+        nseq++;
+    }
+    check(nseq > 0);
+    const char *key;
+    size_t klen, n = 0;
+    while (tc__inval_next_key(p, &key, &klen)) {
+        check(klen > 0 && tc__key_bytes_valid(key, klen));
+        if (n < MAX_KEYS) {
+            key_at[n] = key;
+            klen_at[n] = klen;
+        } else {
+            fits = false;
+        }
+        n++;
+    }
+    check(n > 0);
+    if (!fits || p->version != (int)p->version)
+        return;
+    char *buf = malloc(size + 64);
+    check(buf != NULL);
+    size_t len = tc__inval_encode_seq_keys(buf, p->origin, (int)p->version, p->gen, nseq, seq_group,
+                                           seq_val, n, key_at, klen_at);
+    /* Equal unless the version was written other than canonically ("007", "-0"). */
+    char canon[16];
+    int cl = snprintf(canon, sizeof canon, "%d", (int)p->version);
+    if (memcmp(m + TC_INVAL_FLUSH_LEN + 1, canon, (size_t)cl) == 0 &&
+        m[TC_INVAL_FLUSH_LEN + 1 + cl] == ' ') {
+        check(len == size && memcmp(buf, m, size) == 0);
+        check(tc__inval_seq_keys_len((int)p->version, p->gen, nseq, seq_group, seq_val, n,
+                                     klen_at) == size);
+    }
+    free(buf);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     const char *m = (const char *)data;
     tc_inval p;
     if (!tc__inval_parse(m, size, &p))
         return 0;
-    check(size >= TC_INVAL_FLUSH_LEN && memcmp(m, TC_INVAL_MAGIC, TC_INVAL_MAGIC_LEN) == 0);
+    check(size >= TC_INVAL_FLUSH_LEN &&
+          memcmp(m, p.sequenced ? TC_INVAL_MAGIC2 : TC_INVAL_MAGIC, TC_INVAL_MAGIC_LEN) == 0);
+    if (p.sequenced) {
+        check_sequenced(m, size, &p);
+        return 0;
+    }
     check(m[TC_INVAL_MAGIC_LEN] == (char)p.op && m[TC_INVAL_MAGIC_LEN + 1] == ' ');
     char hex[TC_INVAL_ORIGIN_HEX + 1] = {0};
     memcpy(hex, m + TC_INVAL_MAGIC_LEN + 2, TC_INVAL_ORIGIN_HEX);

@@ -567,6 +567,9 @@ typedef struct tc_stats {
                                      should stay 0 */
     uint64_t shadow_dropped;      /* sampled local hits not checked because the queue was
                                      full or busy; cache-wide */
+    uint64_t reconciles;          /* broadcast mode: times the invalidation link came back and
+                                     the local tier was kept, only the sequence groups
+                                     written meanwhile dropped; cache-wide */
 } tc_stats;
 
 /* A snapshot of the cache's counters (each read atomically; the set is not one instant).

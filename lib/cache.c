@@ -60,6 +60,8 @@ struct tc_cache {
     size_t rprefix_len;
     char *channel; /* "<key_prefix>:__tc:inval" */
     size_t channel_len;
+    char *seq_key;         /* "<key_prefix>:__tc:seq": the group sequences (broadcast) */
+    tc_seqs *seqs;         /* broadcast, not a cluster: the sequences applied; NULL: none */
     uint64_t origin;       /* random id of this instance, carried by its invalidations */
     bool local_enabled;    /* local_max_bytes > 0 and local_ttl_ms > 0 */
     int64_t coarse_res_ns; /* local expiries are shortened by this: see local_expiry */
@@ -504,7 +506,8 @@ static tc_status cache_strings(tc_cache *c)
     c->key_prefix = tc__strdup(c->opt.key_prefix);
     c->rprefix = join_str(c->opt.key_prefix, ":", c->opt.version, ":");
     c->channel = join_str(c->opt.key_prefix, ":__tc:inval", 0, NULL);
-    if (!c->url || !c->key_prefix || !c->rprefix || !c->channel)
+    c->seq_key = join_str(c->opt.key_prefix, ":__tc:seq", 0, NULL);
+    if (!c->url || !c->key_prefix || !c->rprefix || !c->channel || !c->seq_key)
         return TC_ERR_NOMEM;
     c->opt.redis_url = c->url;
     c->opt.key_prefix = c->key_prefix;
@@ -539,6 +542,14 @@ static tc_status coherence_start(tc_cache *c)
         .counters = &c->counters,
         .healthy = &c->link_ok,
     };
+    /* Group sequences (recovery that keeps the tier) need the bump in the write's atomic
+     * unit, on the write's node: one server or Sentinel's master; not yet a cluster. */
+    if (c->opt.coherence == TC_COHERENCE_BROADCAST && !tc__remote_is_cluster(c->remote)) {
+        if (!c->seqs && tc__seqs_new(&c->seqs) != TC_OK)
+            return TC_ERR_NOMEM;
+        c->sub_ctx.seqs = c->seqs;
+        c->sub_ctx.seq_key = c->seq_key;
+    }
     if (c->opt.coherence == TC_COHERENCE_NONE) {
         atomic_store(&c->link_ok, true);
         return TC_OK;
@@ -566,9 +577,40 @@ tc_status tc__cache_inval_keys(tc_cache *c, size_t n, const char *const *keys, c
     memset(m, 0, sizeof *m);
     if (c->opt.coherence != TC_COHERENCE_BROADCAST)
         return TC_OK;
-    if (inval_alloc(c, tc__inval_keys_len(c->opt.version, n, klens), m) != TC_OK)
+    size_t len = tc__inval_keys_len(c->opt.version, n, klens);
+    if (!c->seqs) {
+        if (inval_alloc(c, len, m) != TC_OK)
+            return TC_ERR_NOMEM;
+        tc__inval_encode_keys(m->buf, c->origin, c->opt.version, n, keys, klens);
+        return TC_OK;
+    }
+    /* Sequenced (TC2): the template, then the groups ("<g>,<g>...", each once: up to 4
+     * digits and a comma) and a candidate generation, which Redis completes (tc_pub). */
+    size_t ng = n < TC_INVAL_GROUPS ? n : TC_INVAL_GROUPS;
+    if (inval_alloc(c, len + ng * 5 + 1 + 17, m) != TC_OK)
         return TC_ERR_NOMEM;
-    tc__inval_encode_keys(m->buf, c->origin, c->opt.version, n, keys, klens);
+    m->pub.payload_len = len;
+    tc__inval_encode_seq_template(m->buf, c->origin, c->opt.version, n, keys, klens,
+                                  &m->pub.seq_split);
+    char *gs = m->buf + len, *gen = gs + ng * 5 + 1;
+    size_t gl = 0;
+    unsigned char seen[TC_INVAL_GROUPS / 8] = {0};
+    for (size_t i = 0; i < n; i++) {
+        unsigned g = tc__local_group(tc__key_hash(keys[i], klens[i]));
+        if (seen[g / 8] & (1u << (g % 8)))
+            continue;
+        seen[g / 8] |= (unsigned char)(1u << (g % 8));
+        gl += (size_t)snprintf(gs + gl, 6, "%s%u", gl ? "," : "", g);
+    }
+    uint64_t x = c->origin ^ (uint64_t)tc__now_ns(); /* splitmix64: a fresh candidate */
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+    snprintf(gen, 17, "%016" PRIx64, x ^ (x >> 31));
+    m->pub.seq_key = c->seq_key;
+    m->pub.seq_key_len = strlen(c->seq_key);
+    m->pub.seq_groups = gs;
+    m->pub.seq_groups_len = gl;
+    m->pub.seq_gen = gen;
     return TC_OK;
 }
 
@@ -637,6 +679,8 @@ static void cache_free(tc_cache *c)
     tc__free(c->key_prefix);
     tc__free(c->rprefix);
     tc__free(c->channel);
+    tc__free(c->seq_key);
+    tc__seqs_free(c->seqs);
     if (c->report)
         pthread_mutex_destroy(&c->report->mu);
     tc__free(c->report);
@@ -805,6 +849,7 @@ static void drop_inherited(tc_cache *c, bool keep_local)
     c->sub = NULL;
     tc__shadow_forget(c->shadow);
     c->shadow = NULL;
+    c->seqs = NULL; /* left unfreed: a thread of the parent may have held its mutex */
     tc__remote_close(c->remote);
     c->remote = NULL;
     tc__flights_free_after_fork(c->flights);
@@ -1717,6 +1762,19 @@ size_t tc__test_shadow_queue_max(tc_cache *c)
 bool tc__test_shadow_idle(tc_cache *c)
 {
     return !c->shadow || tc__shadow_idle(c->shadow);
+}
+
+void tc__test_set_full_flush_recovery(tc_cache *c, bool full)
+{
+    if (c->seqs)
+        tc__seqs_set_full_flush(c->seqs, full);
+}
+
+bool tc__test_drop_next_inval(tc_cache *c)
+{
+    if (c->seqs)
+        tc__seqs_drop_next(c->seqs);
+    return c->seqs != NULL;
 }
 
 bool tc__test_local_usable(const tc_cache *c)

@@ -17,9 +17,9 @@
  *
  * Invariants (shard lock held): bytes is the sum of the entries' charges and never above
  * the budget; entries counts the table and the lists alike; an entry is live only while its
- * epoch (its ticket's) is the tier's and its expiry is in the future; dead ones are misses
- * and are reclaimed lazily. Hash bits: 48..63 pick the shard, 32..39 the slot, 0..31 the
- * bucket, so the three are independent.
+ * epoch (its ticket's) is at least the tier's flush floor and its group's floor, and its
+ * expiry is in the future; dead ones are misses and are reclaimed lazily. Hash bits: 48..63 pick
+ * the shard, 32..39 the slot, 0..31 the bucket, so the three are independent.
  */
 #include "config.h"
 
@@ -133,12 +133,20 @@ struct tc_local {     // NOLINT(clang-analyzer-optin.performance.Padding)
     size_t max_bytes;     /* the whole budget */
     size_t budget;        /* per shard: its share, max_bytes / nshards */
     size_t window_budget; /* per shard: the admission window's share (0: no admission) */
+    /* epoch: stamped on the entries a ticket stores, bumped by every flush and group
+     * drop (so tickets from before either are refused); an entry is live while its stamp
+     * is at least floor (the epoch of the last flush) and its group's group_floor (the
+     * epoch of its group's last drop). */
     atomic_uint_fast64_t epoch;
+    atomic_uint_fast64_t floor;
     /* Writers': the sum of every shard's bytes (changed under the shard lock whose bytes
      * change), so that a shard may hold an entry larger than its share while the whole
      * tier stays within max_bytes (shed). sweep: where the next shed starts. */
     alignas(CACHE_LINE) atomic_size_t total;
     atomic_uint sweep;
+    /* Per sequence group (tc__local_group): the epoch of its last drop; read by every
+     * lookup that finds an entry, written by tc__local_drop_group alone. */
+    alignas(CACHE_LINE) atomic_uint_fast64_t group_floor[TC_LOCAL_GROUPS];
 };
 
 static inline unsigned type_slot(const tc_ref *r)
@@ -412,9 +420,18 @@ static inline bool key_eq(const entry *e, const char *key, size_t klen)
     return a == b;
 }
 
-static inline bool dead(const entry *e, uint64_t epoch, int64_t now_ns)
+/* Whether e was stored before the last flush (floor: the tier's flush floor) or the last
+ * drop of its group. */
+static inline bool dropped(const tc_local *l, const entry *e, uint64_t floor)
 {
-    return e->epoch != epoch || e->expires_ns <= now_ns;
+    return e->epoch < floor ||
+           e->epoch < atomic_load_explicit(&l->group_floor[tc__local_group_of_fold(e->hcheck)],
+                                           memory_order_acquire);
+}
+
+static inline bool dead(const tc_local *l, const entry *e, uint64_t floor, int64_t now_ns)
+{
+    return dropped(l, e, floor) || e->expires_ns <= now_ns;
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -506,11 +523,11 @@ static void evict_locked(shard *s, entry *e, entry **victims)
  * (expirations), referenced ones get their second chance. NULL if li empties. */
 static entry *clock_victim_locked(tc_local *l, shard *s, list *li, entry **victims)
 {
-    uint64_t epoch = atomic_load_explicit(&l->epoch, memory_order_acquire);
+    uint64_t epoch = atomic_load_explicit(&l->floor, memory_order_acquire);
     int64_t now = tc__now_ns();
     for (entry *e = li->tail; e; e = li->tail) {
-        if (dead(e, epoch, now)) {
-            if (e->epoch == epoch)
+        if (dead(l, e, epoch, now)) {
+            if (!dropped(l, e, epoch))
                 s->expirations++;
             remove_locked(s, e, victims);
         } else if (atomic_load_explicit(&e->referenced, memory_order_relaxed)) {
@@ -697,6 +714,9 @@ tc_status tc__local_new(size_t max_bytes, unsigned nshards, tc_local **out)
     l->max_bytes = max_bytes;
     l->budget = max_bytes / nshards;
     atomic_init(&l->epoch, 1);
+    atomic_init(&l->floor, 1);
+    for (unsigned g = 0; g < TC_LOCAL_GROUPS; g++)
+        atomic_init(&l->group_floor[g], 0);
     atomic_init(&l->total, 0);
     atomic_init(&l->sweep, 0);
 
@@ -804,11 +824,11 @@ static inline void note_hit(shard *s, entry *e)
 static void reap(tc_local *l, shard *s, uint64_t h, int64_t now_ns)
 {
     entry *victims = NULL;
-    uint64_t epoch = atomic_load_explicit(&l->epoch, memory_order_acquire);
+    uint64_t epoch = atomic_load_explicit(&l->floor, memory_order_acquire);
     shard_lock(s);
     entry *e = find_locked(s, h);
-    if (e && dead(e, epoch, now_ns)) {
-        if (e->epoch == epoch)
+    if (e && dead(l, e, epoch, now_ns)) {
+        if (!dropped(l, e, epoch))
             s->expirations++;
         remove_locked(s, e, &victims);
     }
@@ -836,10 +856,10 @@ static __attribute__((noinline)) bool read_locked(tc_local *l, shard *s, uint64_
                                                   const char *key, size_t klen, int64_t now_ns,
                                                   tc_ref **out)
 {
-    uint64_t epoch = atomic_load_explicit(&l->epoch, memory_order_acquire);
+    uint64_t epoch = atomic_load_explicit(&l->floor, memory_order_acquire);
     shard_lock(s);
     entry *e = find_locked(s, h);
-    bool hit = e && !dead(e, epoch, now_ns) && key_eq(e, key, klen);
+    bool hit = e && !dead(l, e, epoch, now_ns) && key_eq(e, key, klen);
     if (hit) {
         note_hit(s, e);
         tc__ref_hold(e);
@@ -847,7 +867,7 @@ static __attribute__((noinline)) bool read_locked(tc_local *l, shard *s, uint64_
     }
     shard_unlock(s);
     if (!hit)
-        return read_missed(l, s, NULL, h, now_ns, e && dead(e, epoch, now_ns));
+        return read_missed(l, s, NULL, h, now_ns, e && dead(l, e, epoch, now_ns));
     stripe *st = &l->stripes[STRIPES];
     count(&st->hits, false);
     count(&st->type_hits[type_slot(*out)], false);
@@ -866,7 +886,7 @@ static inline bool read(tc_local *l, uint64_t h, const char *key, size_t klen, i
     tc_rec *me = tc__rec_self();
     if (TC_UNLIKELY(!me))
         return read_locked(l, s, h, key, klen, now_ns, out);
-    uint64_t epoch = atomic_load_explicit(&l->epoch, memory_order_acquire);
+    uint64_t epoch = atomic_load_explicit(&l->floor, memory_order_acquire);
 
     tc__read_enter(me);
     entry *e = find(s, h);
@@ -879,8 +899,8 @@ static inline bool read(tc_local *l, uint64_t h, const char *key, size_t klen, i
     }
     /* The table is keyed by hash: an entry for another key with the same hash is a miss,
      * and stays (it is valid for its own key). */
-    if (TC_UNLIKELY(!e || dead(e, epoch, now_ns) || !key_eq(e, key, klen))) {
-        bool reaped = e && dead(e, epoch, now_ns);
+    if (TC_UNLIKELY(!e || dead(l, e, epoch, now_ns) || !key_eq(e, key, klen))) {
+        bool reaped = e && dead(l, e, epoch, now_ns);
         tc__read_exit(me);
         return read_missed(l, s, me, h, now_ns, reaped);
     }
@@ -1097,7 +1117,14 @@ void tc__local_set_admission(tc_local *l, bool on)
 
 void tc__local_flush(tc_local *l)
 {
-    atomic_fetch_add_explicit(&l->epoch, 1, memory_order_acq_rel);
+    uint64_t e = atomic_fetch_add_explicit(&l->epoch, 1, memory_order_acq_rel) + 1;
+    atomic_store_explicit(&l->floor, e, memory_order_release);
+}
+
+void tc__local_drop_group(tc_local *l, unsigned group)
+{
+    uint64_t e = atomic_fetch_add_explicit(&l->epoch, 1, memory_order_acq_rel) + 1;
+    atomic_store_explicit(&l->group_floor[group & (TC_LOCAL_GROUPS - 1)], e, memory_order_release);
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -1147,15 +1174,15 @@ void tc__local_type_stats(tc_local *l, uint64_t *hits, uint64_t *evictions, uint
 size_t tc__local_count(tc_local *l)
 {
     size_t n = 0;
-    uint64_t epoch = atomic_load_explicit(&l->epoch, memory_order_acquire);
+    uint64_t epoch = atomic_load_explicit(&l->floor, memory_order_acquire);
     int64_t now = tc__now_ns();
     for (unsigned i = 0; i <= l->mask; i++) {
         shard *s = &l->shards[i];
         shard_lock(s);
         for (entry *e = s->main.head; e; e = e->lru.next)
-            n += !dead(e, epoch, now);
+            n += !dead(l, e, epoch, now);
         for (entry *e = s->window.head; e; e = e->lru.next)
-            n += !dead(e, epoch, now);
+            n += !dead(l, e, epoch, now);
         shard_unlock(s);
     }
     return n;

@@ -8,6 +8,8 @@
  * by hash) and the whole tier has a flush epoch. A reader takes a ticket before it fetches
  * from Redis and may store what it fetched only if neither its slot's sequence nor the epoch
  * moved meanwhile (the fill guard). Invalidations and write-through stores bump the slot.
+ * A sequence group (a fixed share of the hashes) can be dropped alone, as a flush does the
+ * whole tier: O(1), and every ticket taken before either is refused.
  *
  * Thread safety: every function may be called from any thread. Lock order: a shard lock is
  * a leaf lock (nothing else is taken while it is held). No callback is called.
@@ -92,6 +94,24 @@ bool tc__local_store_write(tc_local *l, uint64_t h, const char *key, size_t klen
 /* Removes the entry for hash h (whatever its key: a hash names the slot it lives in) and
  * bumps the slot's sequence, so fills in flight for it are not stored. */
 void tc__local_invalidate(tc_local *l, uint64_t h);
+
+/* Sequence groups (docs/design/coherence.md, "Recovery"): the hashes split into
+ * TC_LOCAL_GROUPS groups by the top bits of their 32-bit fold (the part of the hash an
+ * entry keeps), and a group can be dropped on its own. */
+#define TC_LOCAL_GROUP_BITS 10
+#define TC_LOCAL_GROUPS (1u << TC_LOCAL_GROUP_BITS)
+static inline unsigned tc__local_group_of_fold(uint32_t fold)
+{
+    return (unsigned)(fold >> (32 - TC_LOCAL_GROUP_BITS));
+}
+static inline unsigned tc__local_group(uint64_t h)
+{
+    return tc__local_group_of_fold((uint32_t)h ^ (uint32_t)(h >> 32));
+}
+
+/* Makes every entry of group stale at once (O(1), reclaimed lazily as after a flush) and,
+ * like a flush, every ticket taken before it. */
+void tc__local_drop_group(tc_local *l, unsigned group);
 
 /* Makes every entry stale at once (O(1): an epoch bump; entries are reclaimed lazily or
  * when evicted) and makes every ticket taken before it stale. */

@@ -42,10 +42,10 @@ struct tc_lock {
 
 /* KEYS[1] the lock; ARGV[1] our token; ARGV[2], ARGV[3] (optional) a channel and a message
  * to publish once deleted. 1 deleted, 0 not ours (or gone). */
-static const char script_unlock[] =
+static const char script_unlock[] = TC_OPS_PUB_LUA
     "if redis.call('GET', KEYS[1]) == ARGV[1] then\n"
     "  redis.call('DEL', KEYS[1])\n"
-    "  if ARGV[3] then redis.call('PUBLISH', ARGV[2], ARGV[3]) end\n"
+    "  if ARGV[3] then tc_pub(KEYS[2], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]) end\n"
     "  return 1\n"
     "end\n"
     "return 0\n";
@@ -95,12 +95,21 @@ tc_status tc__lock_try(tc_cache *c, const char *rkey, size_t rklen, const char *
 tc_status tc__lock_unlock(tc_cache *c, const char *rkey, size_t rklen, const char *token,
                           const tc_pub *pub)
 {
-    const char *argv[] = {"1", rkey, token, pub ? pub->channel : NULL, pub ? pub->payload : NULL};
-    const size_t lens[] = {1, rklen, strlen(token), pub ? pub->channel_len : 0,
-                           pub ? pub->payload_len : 0};
+    const char *argv[9] = {"1", rkey};
+    size_t lens[9] = {1, rklen};
+    int argc = 2;
+    char split[24];
+    if (pub && pub->seq_key) { /* KEYS[2]: the sequences (tc_pub) */
+        argv[0] = "2";
+        argv[argc] = pub->seq_key;
+        lens[argc++] = pub->seq_key_len;
+    }
+    argv[argc] = token;
+    lens[argc++] = strlen(token);
+    if (pub)
+        tc__ops_pub_args(pub, argv, lens, &argc, split);
     redisReply *r = NULL;
-    tc_status st = tc__remote_script(tc__cache_remote(c), script_unlock, pub ? 5 : 3, argv, lens,
-                                     &r);
+    tc_status st = tc__remote_script(tc__cache_remote(c), script_unlock, argc, argv, lens, &r);
     if (st == TC_OK) {
         if (r->type != REDIS_REPLY_INTEGER)
             st = TC_ERR_PROTO;

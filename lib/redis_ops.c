@@ -55,21 +55,21 @@ static tc_status node_command(tc_node *node, tc_route *rt, int argc, const char 
 
 /* KEYS[1] key; ARGV[1] value, ARGV[2] TTL in ms ("" none), [ARGV[3] channel, ARGV[4]
  * payload]. 1 stored, 0 present. */
-static const char script_add[] =
+static const char script_add[] = TC_OPS_PUB_LUA
     "local ok\n"
     "if ARGV[2] == '' then ok = redis.call('SET', KEYS[1], ARGV[1], 'NX')\n"
     "else ok = redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) end\n"
     "if not ok then return 0 end\n"
-    "if #ARGV >= 4 then redis.call('PUBLISH', ARGV[3], ARGV[4]) end\n"
+    "if #ARGV >= 4 then tc_pub(KEYS[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]) end\n"
     "return 1\n";
 
 /* KEYS[1] key; ARGV[1] TTL in ms ("" none: PERSIST), [ARGV[2] channel, ARGV[3] payload].
  * 1 touched, 0 absent. EXISTS decides: PERSIST also answers 0 for a key without a TTL. */
-static const char script_touch[] =
+static const char script_touch[] = TC_OPS_PUB_LUA
     "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end\n"
     "if ARGV[1] == '' then redis.call('PERSIST', KEYS[1])\n"
     "else redis.call('PEXPIRE', KEYS[1], ARGV[1]) end\n"
-    "if #ARGV >= 3 then redis.call('PUBLISH', ARGV[2], ARGV[3]) end\n"
+    "if #ARGV >= 3 then tc_pub(KEYS[2], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]) end\n"
     "return 1\n";
 
 /* KEYS[1] key; ARGV[1] delta, ARGV[2] header magic ("" none), [ARGV[3] channel, ARGV[4]
@@ -77,7 +77,7 @@ static const char script_touch[] =
  * a string because a Lua number is a double and would round counters above 2^53. A value
  * with a header is rewritten as its plain body first (KEEPTTL); if INCRBY then refuses the
  * body, the original bytes are put back so that a failed incr changes nothing. */
-static const char script_incr[] =
+static const char script_incr[] = TC_OPS_PUB_LUA
     "local v = redis.call('GET', KEYS[1])\n"
     "if not v then return {0} end\n"
     "local orig = v\n"
@@ -96,7 +96,8 @@ static const char script_incr[] =
                        "  if v ~= orig then redis.call('SET', KEYS[1], orig, 'KEEPTTL') end\n"
                        "  return {-1}\n"
                        "end\n"
-                       "if #ARGV >= 4 then redis.call('PUBLISH', ARGV[3], ARGV[4]) end\n"
+                       "if #ARGV >= 4 then tc_pub(KEYS[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], "
+                       "ARGV[7]) end\n"
                        "return {1, redis.call('GET', KEYS[1])}\n";
 
 /* ------------------------------------------------------------------ operations */
@@ -124,12 +125,41 @@ static void pub_args(const tc_pub *pub, const char **argv, size_t *lens, int *ar
     lens[(*argc)++] = pub->payload_len;
 }
 
+void tc__ops_pub_args(const tc_pub *pub, const char **argv, size_t *lens, int *argc,
+                      char splitbuf[24])
+{
+    pub_args(pub, argv, lens, argc);
+    if (!pub->seq_key)
+        return;
+    argv[*argc] = splitbuf;
+    lens[(*argc)++] = (size_t)snprintf(splitbuf, 24, "%zu", pub->seq_split);
+    argv[*argc] = pub->seq_gen;
+    lens[(*argc)++] = 16;
+    argv[*argc] = pub->seq_groups;
+    lens[(*argc)++] = pub->seq_groups_len;
+}
+
+static const char script_pub[] = TC_OPS_PUB_LUA
+    "return tc_pub(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])\n";
+
 tc_status tc__ops_send_publish(tc_exch *e, const tc_pub *pub)
 {
-    const char *argv[3] = {"PUBLISH"};
-    size_t lens[3] = {7};
+    const char *argv[9] = {"PUBLISH"};
+    size_t lens[9] = {7};
     int argc = 1;
-    pub_args(pub, argv, lens, &argc);
+    char split[24];
+    if (pub->seq_key) {
+        argv[0] = "EVAL";
+        lens[0] = 4;
+        argv[1] = script_pub;
+        lens[1] = sizeof script_pub - 1;
+        argv[2] = "1";
+        lens[2] = 1;
+        argv[3] = pub->seq_key;
+        lens[3] = pub->seq_key_len;
+        argc = 4;
+    }
+    tc__ops_pub_args(pub, argv, lens, &argc, split);
     return tc__ex_send(e, argc, argv, lens);
 }
 
@@ -384,15 +414,21 @@ static tc_status run_own_script(tc_node *node, tc_route *rt, tc_exch *e, const c
                                 const char *rkey, size_t rklen, int nargs, const char **args,
                                 const size_t *arglens, const tc_pub *pub, redisReply **reply)
 {
-    const char *argv[8] = {"1", rkey};
-    size_t lens[8] = {1, rklen};
+    const char *argv[12] = {"1", rkey};
+    size_t lens[12] = {1, rklen};
     int argc = 2;
+    char split[24];
+    if (pub && pub->seq_key) {
+        argv[0] = "2";
+        argv[argc] = pub->seq_key;
+        lens[argc++] = pub->seq_key_len;
+    }
     for (int i = 0; i < nargs; i++) {
         argv[argc] = args[i];
         lens[argc++] = arglens[i];
     }
     if (pub)
-        pub_args(pub, argv, lens, &argc);
+        tc__ops_pub_args(pub, argv, lens, &argc, split);
     tc_status st = tc__node_op_start(node, rt, e);
     if (st == TC_OK)
         st = tc__node_script(e, source, argc, argv, lens, reply);

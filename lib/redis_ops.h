@@ -83,7 +83,8 @@ extern const size_t tc__ops_nscripts;
 
 /* The PX argument for ttl_ms: its length, 0 for TC_TTL_FOREVER (no PX), -1 if invalid. */
 int tc__ops_ttl_arg(int ttl_ms, char buf[16]);
-/* Appends PUBLISH pub. */
+/* Appends PUBLISH pub (sequenced: an EVAL of tc_pub, which a MULTI may hold: never
+ * EVALSHA, whose NOSCRIPT would leave the write without its message). */
 tc_status tc__ops_send_publish(tc_exch *e, const tc_pub *pub);
 /* Checks the replies of "MULTI, q commands, EXEC": OK, q x QUEUED and an array of q
  * results, which the caller inspects. The first error reply is the one reported (a

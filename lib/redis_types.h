@@ -16,7 +16,44 @@ typedef struct tc_pub {
     size_t channel_len;
     const void *payload;
     size_t payload_len;
+    /* A sequenced publication (docs/design/coherence.md, "Recovery"): seq_key NULL for a
+     * plain PUBLISH. Otherwise, in the same atomic unit, the generation in the hash seq_key
+     * is created from seq_gen if missing, each group of seq_groups ("<g>,<g>,...") is
+     * bumped there, and "<gen> <g>:<s>,... " is inserted at byte seq_split of payload. */
+    const char *seq_key;
+    size_t seq_key_len;
+    const char *seq_groups;
+    size_t seq_groups_len;
+    const char *seq_gen; /* 16 lowercase hex digits */
+    size_t seq_split;
 } tc_pub;
+
+/* The Lua function tc_pub(k, ch, p, split, gen, groups) our scripts publish with: a
+ * plain PUBLISH ch p when k is nil, otherwise the sequenced publication of tc_pub.seq_key
+ * (k the hash). Scripts prepend it to their source. */
+#define TC_OPS_PUB_LUA                                                                             \
+    "local function tc_pub(k, ch, p, split, gen, groups)\n"                                        \
+    "  if not k then return redis.call('PUBLISH', ch, p) end\n"                                    \
+    "  if redis.call('HSETNX', k, 'gen', gen) == 0 then\n"                                         \
+    "    local g = redis.call('HGET', k, 'gen')\n"                                                 \
+    "    if type(g) == 'string' and #g == 16 and string.match(g, '^[0-9a-f]+$') then gen = g\n"    \
+    "    else redis.call('HSET', k, 'gen', gen) end\n"                                             \
+    "  end\n"                                                                                      \
+    "  local s = {}\n"                                                                             \
+    "  for g in string.gmatch(groups, '%d+') do\n"                                                 \
+    "    s[#s + 1] = g .. ':' .. string.format('%d', redis.call('HINCRBY', k, g, 1))\n"            \
+    "  end\n"                                                                                      \
+    "  local n = tonumber(split)\n"                                                                \
+    "  return redis.call('PUBLISH', ch, string.sub(p, 1, n) .. gen .. ' ' ..\n"                    \
+    "                    table.concat(s, ',') .. ' ' .. string.sub(p, n + 1))\n"                   \
+    "end\n"
+
+/* A script's publication arguments: appends channel and payload and, when pub is
+ * sequenced, split (formatted into splitbuf), gen and groups to argv/lens at *argc (5 at
+ * most). The script passes them to tc_pub with KEYS[n] = pub->seq_key (the caller adds
+ * that key). */
+void tc__ops_pub_args(const tc_pub *pub, const char **argv, size_t *lens, int *argc,
+                      char splitbuf[24]);
 
 /* Counters. round_trips: replies waited for in batches (a pipeline counts once). In a
  * cluster, summed over the nodes; moved and ask count the redirects followed, and

@@ -168,6 +168,7 @@ static void add_counters(tc_stats *out, const tc_counters *n)
     out->shadow_agreed += TC_READ(n, shadow_agreed);
     out->shadow_diverged += TC_READ(n, shadow_diverged);
     out->shadow_dropped += TC_READ(n, shadow_dropped);
+    out->reconciles += TC_READ(n, reconciles);
 }
 
 /* Every counter of the cache, in this library's full layout. */
@@ -373,6 +374,10 @@ static const metric cache_wide[] = {
     {"tiercache_shadow_dropped",
      "Sampled local hits not checked because the shadow queue was full.", "counter",
      offsetof(tc_stats, shadow_dropped)},
+    {"tiercache_reconciles",
+     "Times the invalidation link came back and the local tier was kept (only the sequence "
+     "groups written meanwhile were dropped).",
+     "counter", offsetof(tc_stats, reconciles)},
 };
 
 static uint64_t field_of(const tc_stats *s, const metric *m)

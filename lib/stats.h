@@ -37,7 +37,7 @@ typedef struct tc_counters {
     /* Shadow reads (shadow.c): samples checked, found equal to Redis, found diverged. */
     atomic_uint_fast64_t shadow_sampled, shadow_agreed, shadow_diverged;
     /* Cache-wide only (never per type): */
-    atomic_uint_fast64_t inval_malformed, link_failures, full_flushes;
+    atomic_uint_fast64_t inval_malformed, link_failures, full_flushes, reconciles;
     atomic_uint_fast64_t shadow_dropped; /* samples the full (or busy) queue turned away */
 } tc_counters;
 

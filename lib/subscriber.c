@@ -90,6 +90,185 @@ static void fd_note(tc_subscriber *cs, int slot, const tc_conn *c)
     atomic_store(&cs->fds[slot], c ? tc__conn_fd(c) : -1);
 }
 
+/* ------------------------------------------------------------------ group sequences */
+
+#define SEQ_UNKNOWN UINT64_MAX
+/* A key message without sequences (TC1) from another instance means a writer that bumps
+ * none may be running: for this long after one, a new link flushes the whole tier. */
+#define LEGACY_WINDOW_NS (600LL * 1000000000)
+
+_Static_assert(TC_INVAL_GROUPS == TC_LOCAL_GROUPS, "one group numbering");
+
+struct tc_seqs {
+    pthread_mutex_t mu; /* guards what follows but the atomics; a leaf lock */
+    bool gen_known;     /* gen and last[] describe what was applied */
+    uint64_t gen;
+    char run_id[48];   /* the server's run_id at the last reconciliation ("" unknown) */
+    int64_t legacy_ns; /* when a TC1 key message of another instance was last seen */
+    uint64_t last[TC_INVAL_GROUPS]; /* the last sequence applied per group, or SEQ_UNKNOWN */
+    atomic_bool full_flush, drop_next;
+};
+
+static void seqs_forget_locked(tc_seqs *s)
+{
+    s->gen_known = false;
+    for (unsigned g = 0; g < TC_INVAL_GROUPS; g++)
+        s->last[g] = SEQ_UNKNOWN;
+}
+
+tc_status tc__seqs_new(tc_seqs **out)
+{
+    tc_seqs *s = tc__calloc(1, sizeof *s);
+    *out = s;
+    if (!s)
+        return TC_ERR_NOMEM;
+    pthread_mutex_init(&s->mu, NULL);
+    seqs_forget_locked(s);
+    /* Off until the bench and storm runs under TSan are in (issue 18): a new link still
+     * flushes the whole tier. Writers already publish sequences; gaps and generation
+     * changes already apply. */
+    atomic_init(&s->full_flush, true);
+    atomic_init(&s->drop_next, false);
+    return TC_OK;
+}
+
+void tc__seqs_free(tc_seqs *s)
+{
+    if (!s)
+        return;
+    pthread_mutex_destroy(&s->mu);
+    tc__free(s);
+}
+
+void tc__seqs_set_full_flush(tc_seqs *s, bool full)
+{
+    atomic_store(&s->full_flush, full);
+}
+
+void tc__seqs_drop_next(tc_seqs *s)
+{
+    atomic_store(&s->drop_next, true);
+}
+
+/* A TC2 message's sequences. A new generation (FLUSHALL, the hash evicted or cleared)
+ * flushes everything; a group that skipped a sequence lost a message and is dropped. */
+static void apply_seqs(const tc_sub_ctx *ctx, tc_inval *m)
+{
+    tc_seqs *s = ctx->seqs;
+    pthread_mutex_lock(&s->mu);
+    if (!s->gen_known || m->gen != s->gen) {
+        /* Unknown: nothing trusted predates it (a flush followed). */
+        if (s->gen_known) {
+            tc__local_flush(ctx->local);
+            TC_COUNT(ctx->counters, full_flushes);
+        }
+        seqs_forget_locked(s);
+        s->gen = m->gen;
+        s->gen_known = true;
+    }
+    unsigned g;
+    uint64_t q;
+    while (tc__inval_next_seq(m, &g, &q)) {
+        uint64_t last = s->last[g];
+        if (last != SEQ_UNKNOWN && q > last + 1)
+            tc__local_drop_group(ctx->local, g);
+        if (last == SEQ_UNKNOWN || q > last)
+            s->last[g] = q;
+    }
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* KEYS[1] the sequences' hash; ARGV[1] a generation to create if it has none. Its fields. */
+static const char script_fetch[] = "redis.call('HSETNX', KEYS[1], 'gen', ARGV[1])\n"
+                                   "return redis.call('HGETALL', KEYS[1])\n";
+
+static bool parse_u64(const char *p, size_t len, uint64_t *out)
+{
+    if (len == 0 || len > 19)
+        return false;
+    uint64_t v = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (p[i] < '0' || p[i] > '9')
+            return false;
+        v = v * 10 + (uint64_t)(p[i] - '0');
+    }
+    *out = v;
+    return true;
+}
+
+/* The fields of an HGETALL reply into *gen and seq[] (0 for a group not there). */
+static bool parse_fetch(const redisReply *r, uint64_t *gen, uint64_t *seq)
+{
+    bool have_gen = false;
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements % 2)
+        return false;
+    memset(seq, 0, sizeof *seq * TC_INVAL_GROUPS);
+    for (size_t i = 0; i < r->elements; i += 2) {
+        const redisReply *f = r->element[i], *v = r->element[i + 1];
+        if (f->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING)
+            return false;
+        uint64_t g;
+        if (f->len == 3 && memcmp(f->str, "gen", 3) == 0)
+            have_gen = tc__inval_parse_gen(v->str, (size_t)v->len, gen);
+        else if (!parse_u64(f->str, (size_t)f->len, &g) || g >= TC_INVAL_GROUPS ||
+                 !parse_u64(v->str, (size_t)v->len, &seq[g]))
+            return false;
+    }
+    return have_gen;
+}
+
+/* After a new link subscribed (broadcast with sequences): one round trip fetches every
+ * group's sequence and the generation. Same generation and server run: the groups that
+ * moved while the link was down are dropped, the rest of the tier is kept (true).
+ * Anything else flushes the whole tier (false). Messages arriving from now on are on the
+ * new link, so nothing published after the fetch is lost. */
+static bool reconcile(tc_subscriber *cs, const char *run_id)
+{
+    const tc_sub_ctx *ctx = &cs->ctx;
+    tc_seqs *s = ctx->seqs;
+    uint64_t cand = 0;
+    if (tc__random_bytes(&cand, sizeof cand) != TC_OK)
+        cand = (uint64_t)tc__now_ns() ^ ctx->origin;
+    char gen[17];
+    snprintf(gen, sizeof gen, "%016" PRIx64, cand);
+    const char *argv[] = {"1", ctx->seq_key, gen};
+    const size_t lens[] = {1, strlen(ctx->seq_key), 16};
+    redisReply *r = NULL;
+    tc_status st = tc__remote_script(ctx->remote, script_fetch, 3, argv, lens, &r);
+    uint64_t seq[TC_INVAL_GROUPS];
+    uint64_t fgen = 0;
+    bool ok = st == TC_OK && parse_fetch(r, &fgen, seq);
+    if (r)
+        freeReplyObject(r);
+    pthread_mutex_lock(&s->mu);
+    bool keep = ok && s->gen_known && s->gen == fgen && !atomic_load(&s->full_flush) && run_id[0] &&
+                strcmp(run_id, s->run_id) == 0 &&
+                (s->legacy_ns == 0 || tc__now_ns() - s->legacy_ns > LEGACY_WINDOW_NS);
+    /* A sequence behind what was applied: the hash lost writes its generation cannot
+     * show (it never should): trust nothing. */
+    for (unsigned g = 0; keep && g < TC_INVAL_GROUPS; g++)
+        keep = s->last[g] == SEQ_UNKNOWN || seq[g] >= s->last[g];
+    if (keep) {
+        for (unsigned g = 0; g < TC_INVAL_GROUPS; g++)
+            if (s->last[g] != seq[g])
+                tc__local_drop_group(ctx->local, g);
+    } else {
+        tc__local_flush(ctx->local);
+    }
+    if (ok) {
+        memcpy(s->last, seq, sizeof s->last);
+        s->gen = fgen;
+        s->gen_known = true;
+        snprintf(s->run_id, sizeof s->run_id, "%s", run_id);
+    } else {
+        seqs_forget_locked(s);
+    }
+    pthread_mutex_unlock(&s->mu);
+    if (!ok)
+        tc__log(&ctx->log, TC_LOG_WARN, "could not read the group sequences: local tier flushed");
+    return keep;
+}
+
 /* ------------------------------------------------------------------ applying messages */
 
 static void invalidate_key(const tc_sub_ctx *ctx, const char *key, size_t klen)
@@ -106,9 +285,23 @@ static void invalidate_key(const tc_sub_ctx *ctx, const char *key, size_t klen)
 bool tc__subscriber_apply(const tc_sub_ctx *ctx, const char *payload, size_t len)
 {
     tc_inval m;
+    if (ctx->seqs && atomic_exchange(&ctx->seqs->drop_next, false))
+        return true; /* a test's lost message */
     if (!tc__inval_parse(payload, len, &m)) {
         TC_COUNT(ctx->counters, inval_malformed);
         return false;
+    }
+    if (ctx->seqs && m.op == TC_INVAL_FLUSH) {
+        /* tc_clear removed the sequences' hash too: a new generation follows. */
+        pthread_mutex_lock(&ctx->seqs->mu);
+        seqs_forget_locked(ctx->seqs);
+        pthread_mutex_unlock(&ctx->seqs->mu);
+    } else if (ctx->seqs && m.sequenced) {
+        apply_seqs(ctx, &m); /* own messages and other versions' too: they bump groups */
+    } else if (ctx->seqs && m.origin != ctx->origin) {
+        pthread_mutex_lock(&ctx->seqs->mu);
+        ctx->seqs->legacy_ns = tc__now_ns();
+        pthread_mutex_unlock(&ctx->seqs->mu);
     }
     if (m.op == TC_INVAL_FLUSH) {
         TC_COUNT(ctx->counters, inval_received);
@@ -232,6 +425,7 @@ typedef struct sub_link {
     int64_t last_pong, ping_sent;
     int64_t last_reply; /* when the link last delivered anything (a message, a pong) */
     bool subscribed;
+    char run_id[48]; /* broadcast with sequences: the server's run_id (INFO before SUBSCRIBE) */
 } sub_link;
 
 /* A subscriber connection to server, or (NULL) to any node of the handle's Redis. */
@@ -306,6 +500,23 @@ static bool send_ping(tc_conn *c)
     return send_command(c, 1, argv);
 }
 
+/* The INFO server reply sent before SUBSCRIBE: keeps its run_id (changed by every restart
+ * and on a replica promoted by a failover). */
+static void note_run_id(sub_link *l, const redisReply *r)
+{
+    if (r->type != REDIS_REPLY_STRING || !r->str)
+        return;
+    const char *p = strstr(r->str, "run_id:");
+    if (!p)
+        return;
+    p += 7;
+    size_t n = strcspn(p, "\r\n");
+    if (n > 0 && n < sizeof l->run_id) {
+        memcpy(l->run_id, p, n);
+        l->run_id[n] = '\0';
+    }
+}
+
 /* Reads and applies every complete reply in the link's buffer. False if the stream is
  * broken. */
 static bool drain(tc_subscriber *cs, sub_link *l)
@@ -317,6 +528,8 @@ static bool drain(tc_subscriber *cs, sub_link *l)
         if (!reply)
             return true;
         l->last_reply = tc__now_ns();
+        if (!l->subscribed)
+            note_run_id(l, reply);
         sub_event ev = handle_reply(cs, reply);
         if (ev == EV_PONG)
             l->last_pong = tc__now_ns();
@@ -583,10 +796,17 @@ static void listen_loop(tc_subscriber *cs, sub_link *ls, tc_node **servers, int 
              * their fill-guard tickets. */
             for (int i = 0; ctx->mode == TC_COHERENCE_TARGETED && i < n; i++)
                 tc__node_set_link(servers[i], ls[i].id);
-            /* Messages from before this point are lost: forget everything first. (The
-             * first session's flush empties a tier that was never trusted: not counted.) */
-            tc__local_flush(ctx->local);
-            if (cs->sessions > 1)
+            /* Messages from before this point are lost: forget everything first, or with
+             * sequences what changed. (The first session's flush empties a tier that was
+             * never trusted: not counted.) */
+            bool kept = false;
+            if (ctx->seqs)
+                kept = reconcile(cs, ls[0].run_id);
+            else
+                tc__local_flush(ctx->local);
+            if (cs->sessions > 1 && kept)
+                TC_COUNT(ctx->counters, reconciles);
+            else if (cs->sessions > 1)
                 TC_COUNT(ctx->counters, full_flushes);
             atomic_store(cs->ctx.healthy, true);
             set_start_state(cs, 1);
@@ -611,6 +831,9 @@ static tc_status link_open(tc_subscriber *cs, tc_node *server, sub_link *l, bool
         st = server_connect(ctx, server, &l->tracker);
     if (st != TC_OK)
         return st;
+    const char *info[] = {"INFO", "server"};
+    if (ctx->seqs && !send_command(l->sub, 2, info))
+        return l->sub->ctx->err ? tc__remote_ctx_status(l->sub->ctx) : TC_ERR_NOMEM;
     const char *argv[] = {"SUBSCRIBE",
                           ctx->mode != TC_COHERENCE_BROADCAST ? TRACKING_CHANNEL : ctx->channel};
     if (!send_command(l->sub, 2, argv))

@@ -23,6 +23,21 @@
 #include "remote.h"
 #include "stats.h"
 
+/* Broadcast mode's group sequences (docs/design/coherence.md, "Recovery"): what this
+ * instance last applied per group, the generation they belong to, and the options and test
+ * hooks of the recovery. Owned by the cache; the subscriber thread and
+ * tc__subscriber_apply use it under its own mutex. */
+typedef struct tc_seqs tc_seqs;
+
+/* A new state, every group unknown. TC_ERR_NOMEM. */
+tc_status tc__seqs_new(tc_seqs **out);
+void tc__seqs_free(tc_seqs *s);
+/* full: recover from a link break by flushing the whole tier (the behaviour before
+ * sequences, and for now the default); false: reconcile, keeping what did not change. */
+void tc__seqs_set_full_flush(tc_seqs *s, bool full);
+/* The next broadcast message is ignored as if lost (tests). */
+void tc__seqs_drop_next(tc_seqs *s);
+
 typedef struct tc_sub_ctx {
     tc_coherence mode;      /* TC_COHERENCE_BROADCAST, _TRACKING or _TARGETED */
     int version;            /* the cache's key version: messages of another are ignored */
@@ -41,6 +56,8 @@ typedef struct tc_sub_ctx {
                               link_failures */
     atomic_bool *healthy;  /* written by the subscriber alone (release): the local tier
                               may answer reads */
+    tc_seqs *seqs;         /* broadcast with sequences: reconcile on a new link; NULL: flush */
+    const char *seq_key;   /* with seqs: "<key_prefix>:__tc:seq" */
 } tc_sub_ctx;
 
 typedef struct tc_subscriber tc_subscriber;

@@ -33,6 +33,15 @@ int tc__test_lock_poll_ms(const tc_cache *c);
  * ignore it. */
 void tc__test_set_sentinel_ask_hook(tc_cache *c, void (*fn)(void *arg), void *arg);
 
+/* Broadcast mode with group sequences: full (for now the default) makes c recover from a
+ * link break by flushing its whole local tier, as before sequences; false reconciles,
+ * keeping what did not change. No effect in other modes. */
+void tc__test_set_full_flush_recovery(tc_cache *c, bool full);
+
+/* The next invalidation message c's subscriber receives is ignored, as if lost. False
+ * (and nothing set) when c uses no group sequences. */
+bool tc__test_drop_next_inval(tc_cache *c);
+
 /* ------------------------------------------------------------------ observation */
 
 /* Applies one broadcast invalidation payload to c's local tier, as the subscriber does

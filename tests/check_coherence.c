@@ -16,6 +16,8 @@
 #include <unistd.h>
 
 #include "cache.h"
+#include "key.h"
+#include "local.h"
 #include "redis_conn.h"
 #include "testing.h"
 #include "testutil.h"
@@ -879,6 +881,194 @@ START_TEST(test_coherence_parser_direct)
 }
 END_TEST
 
+/* ------------------------------------------------------------------ recovery (sequences) */
+
+static unsigned group_of(const char *key)
+{
+    return tc__local_group(tc__key_hash(key, strlen(key)));
+}
+
+/* A key "<stem><n>" in group g (or, want false, in any other group than g). */
+static void key_in_group(char *buf, size_t cap, const char *stem, unsigned g, bool want)
+{
+    for (int n = 0;; n++) {
+        snprintf(buf, cap, "%s%d", stem, n);
+        if ((group_of(buf) == g) == want)
+            return;
+    }
+}
+
+static void kill_links_and_wait(tc_cache *r, uint64_t *reconciles, uint64_t *flushes)
+{
+    tc_stats s0, s1;
+    tc_stats_get(r, &s0);
+    const char *kill_argv[] = {"CLIENT", "KILL", "TYPE", "pubsub", NULL};
+    free(tct_redis_cmd_all(kill_argv));
+    int64_t t0 = tc__now_ns();
+    do {
+        tct_sleep_ms(5);
+        tc_stats_get(r, &s1);
+    } while (s1.reconciles + s1.full_flushes == s0.reconciles + s0.full_flushes &&
+             tc__now_ns() - t0 < 5000000000LL);
+    while (!tc__test_local_usable(r) && tc__now_ns() - t0 < 5000000000LL)
+        tct_sleep_ms(5);
+    *reconciles = s1.reconciles - s0.reconciles;
+    *flushes = s1.full_flushes - s0.full_flushes;
+}
+
+/* Reads keys through r, returning how many were local hits. */
+static uint64_t local_reads(tc_cache *r, char keys[][32], int n)
+{
+    tc_stats s0, s1;
+    tc_stats_get(r, &s0);
+    for (int i = 0; i < n; i++) {
+        char buf[32];
+        ck_assert_int_eq(tct_read_str(r, keys[i], buf, sizeof buf), TC_OK);
+    }
+    tc_stats_get(r, &s1);
+    return s1.local_hits - s0.local_hits;
+}
+
+#define RKEYS 40
+
+static void fill(tc_cache *w, tc_cache *r, char keys[][32])
+{
+    for (int i = 0; i < RKEYS; i++) {
+        snprintf(keys[i], 32, "rk%d", i);
+        ck_assert_int_eq(tc_set(w, keys[i], "v1", 2, TC_TTL_DEFAULT), TC_OK);
+    }
+    local_reads(r, keys, RKEYS); /* fills */
+    ck_assert_uint_eq(local_reads(r, keys, RKEYS), RKEYS);
+}
+
+START_TEST(test_coherence_link_break_keeps_tier)
+{
+    fresh_prefix();
+    tc_cache *w = open_mode(TC_COHERENCE_BROADCAST), *r = open_mode(TC_COHERENCE_BROADCAST);
+    tc__test_set_full_flush_recovery(r, false);
+    char keys[RKEYS][32];
+    fill(w, r, keys);
+    uint64_t rec, fl;
+    kill_links_and_wait(r, &rec, &fl);
+    ck_assert_uint_eq(rec, 1);
+    ck_assert_uint_eq(fl, 0);
+    ck_assert_uint_eq(local_reads(r, keys, RKEYS), RKEYS);
+    /* The old behaviour, kept for comparison: a full flush. */
+    tc__test_set_full_flush_recovery(r, true);
+    kill_links_and_wait(r, &rec, &fl);
+    ck_assert_uint_eq(rec, 0);
+    ck_assert_uint_eq(fl, 1);
+    ck_assert_uint_eq(local_reads(r, keys, RKEYS), 0);
+    tc_close(r);
+    tc_close(w);
+}
+END_TEST
+
+START_TEST(test_coherence_link_break_drops_written_groups)
+{
+    fresh_prefix();
+    tc_cache *w = open_mode(TC_COHERENCE_BROADCAST), *r = open_mode(TC_COHERENCE_BROADCAST);
+    tc__test_set_full_flush_recovery(r, false);
+    char keys[RKEYS][32];
+    fill(w, r, keys);
+    char same[32];
+    key_in_group(same, sizeof same, "same", group_of(keys[0]), true);
+    ck_assert_int_eq(tc_set(w, same, "s1", 2, TC_TTL_DEFAULT), TC_OK);
+    tct_expect(r, same, TC_OK, "s1");
+    tct_expect(r, same, TC_OK, "s1"); /* now local */
+    tc_stats s0, s1;
+    tc_stats_get(r, &s0);
+    const char *kill_argv[] = {"CLIENT", "KILL", "TYPE", "pubsub", NULL};
+    free(tct_redis_cmd_all(kill_argv));
+    /* Written while r is cut off (it waits 50 ms before it reconnects). */
+    ck_assert_int_eq(tc_set(w, keys[0], "v2", 2, TC_TTL_DEFAULT), TC_OK);
+    int64_t t0 = tc__now_ns();
+    do {
+        tct_sleep_ms(5);
+        tc_stats_get(r, &s1);
+    } while (s1.reconciles == s0.reconciles && tc__now_ns() - t0 < 5000000000LL);
+    while (!tc__test_local_usable(r) && tc__now_ns() - t0 < 5000000000LL)
+        tct_sleep_ms(5);
+    ck_assert_uint_eq(s1.reconciles, s0.reconciles + 1);
+    ck_assert_uint_eq(s1.full_flushes, s0.full_flushes);
+    tct_expect(r, keys[0], TC_OK, "v2");
+    /* Every other key of keys[0]'s group was dropped with it; the rest stayed. */
+    tc_stats_get(r, &s0);
+    tct_expect(r, same, TC_OK, "s1");
+    tc_stats_get(r, &s1);
+    ck_assert_uint_eq(s1.local_hits, s0.local_hits);
+    uint64_t expect = 0;
+    for (int i = 1; i < RKEYS; i++)
+        expect += group_of(keys[i]) != group_of(keys[0]);
+    ck_assert_uint_ge(local_reads(r, keys + 1, RKEYS - 1), expect);
+    tc_close(r);
+    tc_close(w);
+}
+END_TEST
+
+START_TEST(test_coherence_lost_message_drops_group)
+{
+    fresh_prefix();
+    tc_cache *w = open_mode(TC_COHERENCE_BROADCAST), *r = open_mode(TC_COHERENCE_BROADCAST);
+    tc__test_set_full_flush_recovery(r, false);
+    char keys[RKEYS][32];
+    fill(w, r, keys);
+    char same[32], other[32];
+    key_in_group(same, sizeof same, "same", group_of(keys[0]), true);
+    key_in_group(other, sizeof other, "other", group_of(keys[0]), false);
+    ck_assert_int_eq(tc_set(w, other, "o1", 2, TC_TTL_DEFAULT), TC_OK);
+    tct_expect(r, other, TC_OK, "o1");
+    ck_assert(tc__test_drop_next_inval(r));
+    ck_assert_int_eq(tc_set(w, keys[0], "v2", 2, TC_TTL_DEFAULT), TC_OK);
+    tct_sleep_ms(100);
+    tct_expect(r, keys[0], TC_OK, "v1"); /* its message was lost: stale, as the hook wants */
+    /* The next message of the group shows the gap: the whole group goes. */
+    ck_assert_int_eq(tc_set(w, same, "s1", 2, TC_TTL_DEFAULT), TC_OK);
+    ck_assert_int_ge(wait_for(r, keys[0], "v2"), 0);
+    tc_stats s0, s1;
+    tc_stats_get(r, &s0);
+    tct_expect(r, other, TC_OK, "o1");
+    tc_stats_get(r, &s1);
+    ck_assert_uint_eq(s1.local_hits, s0.local_hits + 1); /* another group: kept */
+    tc_close(r);
+    tc_close(w);
+}
+END_TEST
+
+START_TEST(test_coherence_flushall_flushes_everything)
+{
+    fresh_prefix();
+    tc_cache *w = open_mode(TC_COHERENCE_BROADCAST), *r = open_mode(TC_COHERENCE_BROADCAST);
+    tc__test_set_full_flush_recovery(r, false);
+    char keys[RKEYS][32];
+    fill(w, r, keys);
+    const char *flushall[] = {"FLUSHALL", NULL};
+    free(tct_redis_cmd_all(flushall));
+    uint64_t rec, fl;
+    kill_links_and_wait(r, &rec, &fl);
+    ck_assert_uint_eq(rec, 0);
+    ck_assert_uint_eq(fl, 1);
+    for (int i = 0; i < RKEYS; i++)
+        tct_expect(r, keys[i], TC_MISS, NULL);
+    /* On a healthy link: the first write after a FLUSHALL starts a new generation. */
+    fill(w, r, keys);
+    free(tct_redis_cmd_all(flushall));
+    tc_stats s0, s1;
+    tc_stats_get(r, &s0);
+    ck_assert_int_eq(tc_set(w, "another", "x", 1, TC_TTL_DEFAULT), TC_OK);
+    int64_t t0 = tc__now_ns();
+    do {
+        tct_sleep_ms(5);
+        tc_stats_get(r, &s1);
+    } while (s1.full_flushes == s0.full_flushes && tc__now_ns() - t0 < 5000000000LL);
+    ck_assert_uint_eq(s1.full_flushes, s0.full_flushes + 1);
+    for (int i = 0; i < RKEYS; i++)
+        tct_expect(r, keys[i], TC_MISS, NULL);
+    tc_close(r);
+    tc_close(w);
+}
+END_TEST
+
 static Suite *coherence_suite(void)
 {
     Suite *s = suite_create("coherence");
@@ -899,6 +1089,9 @@ static Suite *coherence_suite(void)
         {"modes",
          {test_coherence_tracking_sees_foreign_write,
           test_coherence_none_mode_bounded_by_local_ttl}},
+        {"recovery",
+         {test_coherence_link_break_keeps_tier, test_coherence_link_break_drops_written_groups,
+          test_coherence_lost_message_drops_group, test_coherence_flushall_flushes_everything}},
         {"hostile",
          {test_coherence_garbage_messages_ignored, test_coherence_parser_direct,
           test_coherence_forged_keys_break_no_rule}},

@@ -222,7 +222,10 @@ static char *next_message(redisContext *c)
 
 static tc_pub make_pub(const char *channel, const char *payload)
 {
-    tc_pub p = {channel, strlen(channel), payload, strlen(payload)};
+    tc_pub p = {.channel = channel,
+                .channel_len = strlen(channel),
+                .payload = payload,
+                .payload_len = strlen(payload)};
     return p;
 }
 
@@ -883,7 +886,7 @@ START_TEST(test_remote_publish)
     redisContext *sub = subscribe(ch);
 
     /* A set carries its publication in the same transaction. */
-    tc_pub pub = {ch, strlen(ch), "inv\0al", 6};
+    tc_pub pub = {.channel = ch, .channel_len = strlen(ch), .payload = "inv\0al", .payload_len = 6};
     ck_assert_int_eq(set_str(r, k, "v", 60000), TC_OK);
     ck_assert_ptr_null(next_message(sub));
     const char *kp = k;
