@@ -519,6 +519,13 @@ static tc_status cache_strings(tc_cache *c)
 
 /* ------------------------------------------------------------------ coherence */
 
+/* Whether the experimental recovery by group sequences is asked for. */
+static bool recovery_groups_wanted(void)
+{
+    const char *v = getenv("TC_RECOVERY_GROUPS");
+    return v && strcmp(v, "1") == 0;
+}
+
 /* Builds the subscriber's context and starts the subscriber (broadcast and tracking
  * modes); in TC_COHERENCE_NONE the local tier is always readable. */
 static tc_status coherence_start(tc_cache *c)
@@ -543,10 +550,15 @@ static tc_status coherence_start(tc_cache *c)
         .healthy = &c->link_ok,
     };
     /* Group sequences (recovery that keeps the tier) need the bump in the write's atomic
-     * unit, on the write's node: one server or Sentinel's master; not yet a cluster. */
-    if (c->opt.coherence == TC_COHERENCE_BROADCAST && !tc__remote_is_cluster(c->remote)) {
+     * unit, on the write's node: one server or Sentinel's master; not yet a cluster. Not
+     * finished (docs/design/coherence.md, "Recovery"): only with TC_RECOVERY_GROUPS=1 in
+     * the environment, for every instance of a key_prefix at once (its writers send TC2
+     * messages, which older readers do not apply, and each write runs a script). */
+    if (c->opt.coherence == TC_COHERENCE_BROADCAST && !tc__remote_is_cluster(c->remote) &&
+        recovery_groups_wanted()) {
         if (!c->seqs && tc__seqs_new(&c->seqs) != TC_OK)
             return TC_ERR_NOMEM;
+        tc__seqs_set_full_flush(c->seqs, false);
         c->sub_ctx.seqs = c->seqs;
         c->sub_ctx.seq_key = c->seq_key;
     }
