@@ -21,6 +21,15 @@
 #endif
 #endif
 
+/* UNDER_ASAN: built with AddressSanitizer. */
+#if defined(__SANITIZE_ADDRESS__)
+#define UNDER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define UNDER_ASAN 1
+#endif
+#endif
+
 /* The Redis started by tct_main for this program (valid in tests when need_redis). With
  * TC_TEST_TOPOLOGY=cluster in the environment (make check-cluster), the suite runs against
  * a 3-master Redis Cluster instead: tct_redis.url is then the cluster's redis-cluster:// URL
