@@ -103,16 +103,24 @@ static bool ex_clamp(tc_exch *e)
     return true;
 }
 
+/* Writes everything appended, each write within the deadline; *late if it ran out. */
+static bool write_all(tc_exch *e, bool *late)
+{
+    int done = 0;
+    while (!done) {
+        if (!ex_clamp(e)) {
+            *late = true;
+            return false;
+        }
+        if (tc__conn_write(e->conn, &done) != REDIS_OK)
+            return false;
+    }
+    return true;
+}
+
 tc_status tc__ex_flush(tc_exch *e)
 {
-    bool late = false, ok = true;
-    int done = 0;
-    while (ok && !done) {
-        if (!ex_clamp(e))
-            late = true, ok = false;
-        else
-            ok = tc__conn_write(e->conn, &done) == REDIS_OK;
-    }
+    bool late = false, ok = write_all(e, &late);
     if (ok)
         return TC_OK;
     e->broken = true;
@@ -127,14 +135,7 @@ tc_status tc__ex_recv(tc_exch *e, size_t n, redisReply **rep)
 {
     assert(n > 0); /* every exchange waits for something */
     atomic_fetch_add(&e->ctr->round_trips, 1);
-    bool late = false, ok = true;
-    int done = 0;
-    while (ok && !done) {
-        if (!ex_clamp(e))
-            late = true, ok = false;
-        else
-            ok = tc__conn_write(e->conn, &done) == REDIS_OK;
-    }
+    bool late = false, ok = write_all(e, &late);
     size_t i;
     for (i = 0; ok && i < n; i++) {
         void *x = NULL;
