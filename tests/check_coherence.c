@@ -1019,7 +1019,17 @@ START_TEST(test_coherence_lost_message_drops_group)
     char same[32], other[32];
     key_in_group(same, sizeof same, "same", group_of(keys[0]), true);
     key_in_group(other, sizeof other, "other", group_of(keys[0]), false);
+    tc_stats before, now;
+    tc_stats_get(r, &before);
     ck_assert_int_eq(tc_set(w, other, "o1", 2, TC_TTL_DEFAULT), TC_OK);
+    /* Its message applied first: else the hook below could drop it instead, and it could
+     * invalidate the copy read next. */
+    int64_t t0 = tc__now_ns();
+    do {
+        tct_sleep_ms(2);
+        tc_stats_get(r, &now);
+    } while (now.inval_received == before.inval_received && tc__now_ns() - t0 < 5000000000LL);
+    ck_assert_uint_gt(now.inval_received, before.inval_received);
     tct_expect(r, other, TC_OK, "o1");
     ck_assert(tc__test_drop_next_inval(r));
     ck_assert_int_eq(tc_set(w, keys[0], "v2", 2, TC_TTL_DEFAULT), TC_OK);
@@ -1101,7 +1111,7 @@ static Suite *coherence_suite(void)
           test_coherence_forged_keys_break_no_rule}},
     };
     /* Recovery by group sequences is built for one server (a cluster still flushes: the
-     * group must first live with the key's slot). */
+     * group must first live with the key's slot); the backlog test floods one server. */
     const char *topo = getenv("TC_TEST_TOPOLOGY");
     bool clustered = topo && strstr(topo, "cluster");
     for (size_t g = 0; g < sizeof groups / sizeof groups[0]; g++) {
@@ -1109,8 +1119,13 @@ static Suite *coherence_suite(void)
             continue;
         TCase *tc = tcase_create(groups[g].name);
         tcase_set_timeout(tc, 60);
-        for (int i = 0; groups[g].tests[i]; i++)
+        for (int i = 0; groups[g].tests[i]; i++) {
+            /* On a cluster the flood crosses the cluster bus, whose own buffering and
+             * limits, not the subscriber, decide what arrives when. */
+            if (clustered && groups[g].tests[i] == test_coherence_backlog_is_not_a_dead_link)
+                continue;
             tcase_add_test(tc, groups[g].tests[i]);
+        }
         suite_add_tcase(s, tc);
     }
     return s;
