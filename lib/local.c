@@ -139,6 +139,10 @@ struct tc_local {     // NOLINT(clang-analyzer-optin.performance.Padding)
      * epoch of its group's last drop). */
     atomic_uint_fast64_t epoch;
     atomic_uint_fast64_t floor;
+    /* The highest group_floor ever set (0: no group was ever dropped), beside floor on the
+     * line every lookup reads: an entry stamped at or after it needs no group_floor load,
+     * so a tier whose groups are never dropped never touches that array. */
+    atomic_uint_fast64_t group_max;
     /* Writers': the sum of every shard's bytes (changed under the shard lock whose bytes
      * change), so that a shard may hold an entry larger than its share while the whole
      * tier stays within max_bytes (shed). sweep: where the next shed starts. */
@@ -424,8 +428,11 @@ static inline bool key_eq(const entry *e, const char *key, size_t klen)
  * drop of its group. */
 static inline bool dropped(const tc_local *l, const entry *e, uint64_t floor)
 {
-    return e->epoch < floor ||
-           e->epoch < atomic_load_explicit(&l->group_floor[tc__local_group_of_fold(e->hcheck)],
+    if (e->epoch < floor)
+        return true;
+    if (e->epoch >= atomic_load_explicit(&l->group_max, memory_order_acquire))
+        return false;
+    return e->epoch < atomic_load_explicit(&l->group_floor[tc__local_group_of_fold(e->hcheck)],
                                            memory_order_acquire);
 }
 
@@ -717,6 +724,7 @@ tc_status tc__local_new(size_t max_bytes, unsigned nshards, tc_local **out)
     atomic_init(&l->floor, 1);
     for (unsigned g = 0; g < TC_LOCAL_GROUPS; g++)
         atomic_init(&l->group_floor[g], 0);
+    atomic_init(&l->group_max, 0);
     atomic_init(&l->total, 0);
     atomic_init(&l->sweep, 0);
 
@@ -1125,6 +1133,12 @@ void tc__local_drop_group(tc_local *l, unsigned group)
 {
     uint64_t e = atomic_fetch_add_explicit(&l->epoch, 1, memory_order_acq_rel) + 1;
     atomic_store_explicit(&l->group_floor[group & (TC_LOCAL_GROUPS - 1)], e, memory_order_release);
+    /* Raised, never lowered, even when two drops race. */
+    uint64_t m = atomic_load_explicit(&l->group_max, memory_order_relaxed);
+    while (m < e &&
+           !atomic_compare_exchange_weak_explicit(&l->group_max, &m, e, memory_order_acq_rel,
+                                                  memory_order_relaxed))
+        ;
 }
 
 /* ---------------------------------------------------------------------------------------

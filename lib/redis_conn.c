@@ -303,11 +303,26 @@ tc_status tc__conn_get_reply(tc_conn *c, redisReply **reply)
     }
 }
 
+tc_status tc__conn_status(const tc_conn *c)
+{
+    return c->ctx->err == REDIS_ERR_OOM ? TC_ERR_NOMEM : tc__remote_ctx_status(c->ctx);
+}
+
+int tc__conn_send(tc_conn *c, int argc, const char **argv, const size_t *lens)
+{
+    if (redisAppendCommandArgv(c->ctx, argc, argv, lens) != REDIS_OK) {
+        c->ctx->err = REDIS_ERR_OOM;
+        snprintf(c->ctx->errstr, sizeof c->ctx->errstr, "Out of memory");
+        return REDIS_ERR;
+    }
+    return write_all(c);
+}
+
 tc_status tc__conn_command(tc_conn *c, int argc, const char **argv, const size_t *lens,
                            redisReply **reply)
 {
     *reply = NULL;
-    if (redisAppendCommandArgv(c->ctx, argc, argv, lens) != REDIS_OK)
-        return TC_ERR_NOMEM;
+    if (tc__conn_send(c, argc, argv, lens) != REDIS_OK)
+        return tc__conn_status(c);
     return tc__conn_get_reply(c, reply);
 }

@@ -62,6 +62,14 @@ int tc__conn_read(tc_conn *c);
  * everything else to TC_ERR_IO. */
 tc_status tc__remote_ctx_status(const redisContext *ctx);
 
+/* Appends argv (lens NULL: NUL-terminated strings) and writes it all, blocking within the
+ * socket's timeouts. REDIS_OK, or REDIS_ERR with the error in ctx (REDIS_ERR_OOM if it
+ * could not be formatted). */
+int tc__conn_send(tc_conn *c, int argc, const char **argv, const size_t *lens);
+/* The status of c's recorded error: TC_ERR_NOMEM for an allocation, else as
+ * tc__remote_ctx_status. */
+tc_status tc__conn_status(const tc_conn *c);
+
 /* Blocking command: appends argv (lens NULL: NUL-terminated strings), writes it all,
  * reads one reply, all bounded by the socket's timeouts. TC_OK with *reply (possibly an
  * error reply: the caller's to interpret and free), or the connection's status. */

@@ -13,16 +13,6 @@
 #include <stdio.h>
 #include <string.h>
 
-struct timeval tc__tv_from_ms(int ms)
-{
-    struct timeval tv = {0, 0};
-    if (ms > 0) {
-        tv.tv_sec = ms / 1000;
-        tv.tv_usec = (suseconds_t)(ms % 1000) * 1000;
-    }
-    return tv;
-}
-
 /* ------------------------------------------------------------------ exchanges */
 
 /* Lowering the socket timeouts costs two setsockopt calls: skipped when they would

@@ -97,7 +97,4 @@ bool tc__ex_restore_timeouts(tc_exch *e);
 /* Whether e's context may be pooled again (with its timeouts restored). */
 bool tc__ex_reusable(tc_exch *e);
 
-/* A timeval of ms milliseconds ({0, 0}, "no timeout" to hiredis, if ms <= 0). */
-struct timeval tc__tv_from_ms(int ms);
-
 #endif /* TC_REDIS_EXCH_H */

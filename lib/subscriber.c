@@ -485,13 +485,7 @@ static bool tracker_healthy(tc_conn *tracker)
 /* Appends argv and writes it all (blocking within the socket's timeouts). */
 static bool send_command(tc_conn *c, int argc, const char **argv)
 {
-    if (redisAppendCommandArgv(c->ctx, argc, argv, NULL) != REDIS_OK)
-        return false;
-    int done = 0;
-    while (!done)
-        if (tc__conn_write(c, &done) != REDIS_OK)
-            return false;
-    return true;
+    return tc__conn_send(c, argc, argv, NULL) == REDIS_OK;
 }
 
 static bool send_ping(tc_conn *c)
@@ -833,11 +827,11 @@ static tc_status link_open(tc_subscriber *cs, tc_node *server, sub_link *l, bool
         return st;
     const char *info[] = {"INFO", "server"};
     if (ctx->seqs && !send_command(l->sub, 2, info))
-        return l->sub->ctx->err ? tc__remote_ctx_status(l->sub->ctx) : TC_ERR_NOMEM;
+        return tc__conn_status(l->sub);
     const char *argv[] = {"SUBSCRIBE",
                           ctx->mode != TC_COHERENCE_BROADCAST ? TRACKING_CHANNEL : ctx->channel};
     if (!send_command(l->sub, 2, argv))
-        return l->sub->ctx->err ? tc__remote_ctx_status(l->sub->ctx) : TC_ERR_NOMEM;
+        return tc__conn_status(l->sub);
     return TC_OK;
 }
 
