@@ -569,6 +569,16 @@ static tc_status coherence_start(tc_cache *c)
     return tc__subscriber_start(&c->sub_ctx, &c->sub);
 }
 
+/* The sequence group of a caller key whose hash is h: what its writes bump, and what the
+ * local entry holding it is dropped with. */
+static unsigned key_group(const tc_cache *c, uint64_t h, const char *key, size_t klen)
+{
+    (void)c;
+    (void)key;
+    (void)klen;
+    return tc__local_group(h);
+}
+
 /* A message of len bytes on c's channel, its buffer allocated. */
 static tc_status inval_alloc(tc_cache *c, size_t len, tc_inval_msg *m)
 {
@@ -608,7 +618,7 @@ tc_status tc__cache_inval_keys(tc_cache *c, size_t n, const char *const *keys, c
     size_t gl = 0;
     unsigned char seen[TC_INVAL_GROUPS / 8] = {0};
     for (size_t i = 0; i < n; i++) {
-        unsigned g = tc__local_group(tc__key_hash(keys[i], klens[i]));
+        unsigned g = key_group(c, tc__key_hash(keys[i], klens[i]), keys[i], klens[i]);
         if (seen[g / 8] & (1u << (g % 8)))
             continue;
         seen[g / 8] |= (unsigned char)(1u << (g % 8));
@@ -979,7 +989,8 @@ static void fill_local(tc_cache *c, uint64_t h, const char *key, size_t klen, tc
         return;
     if (c->test.fill)
         c->test.fill(c->test.fill_arg, key);
-    r->type_id = tc__type_of(c->types, key, klen);
+    r->type_id = (uint16_t)tc__type_of(c->types, key, klen);
+    r->group = (uint16_t)key_group(c, h, key, klen);
     tc__local_store_if_fresh(c->local, h, key, klen, r, local_expiry(c, t0_ns, pttl_ms), t);
 }
 
@@ -1377,7 +1388,8 @@ static void write_end(tc_cache *c, write_ctx *w, tc_status st, tc_ref *const *va
     for (size_t i = 0; i < w->n; i++) {
         uint32_t type = tc__type_of(c->types, w->keys[i], w->klens[i]);
         if (through && vals && vals[i]) {
-            vals[i]->type_id = type;
+            vals[i]->type_id = (uint16_t)type;
+            vals[i]->group = (uint16_t)key_group(c, w->hashes[i], w->keys[i], w->klens[i]);
             tc__local_store_write(c->local, w->hashes[i], w->keys[i], w->klens[i], vals[i], exp,
                                   w->tickets[i]);
         } else {

@@ -432,7 +432,7 @@ static inline bool dropped(const tc_local *l, const entry *e, uint64_t floor)
         return true;
     if (e->epoch >= atomic_load_explicit(&l->group_max, memory_order_acquire))
         return false;
-    return e->epoch < atomic_load_explicit(&l->group_floor[tc__local_group_of_fold(e->hcheck)],
+    return e->epoch < atomic_load_explicit(&l->group_floor[e->group & (TC_LOCAL_GROUPS - 1)],
                                            memory_order_acquire);
 }
 
@@ -1019,6 +1019,7 @@ static entry *entry_new(uint64_t h, const char *key, size_t klen, const tc_ref *
     e->meta_expiry_ms = v->meta_expiry_ms;
     e->meta_delta_ms = v->meta_delta_ms;
     e->type_id = v->type_id;
+    e->group = v->group;
     e->hcheck = fold(h);
     e->klen = (uint32_t)klen;
     e->expires_ns = expires_ns;

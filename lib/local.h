@@ -95,9 +95,11 @@ bool tc__local_store_write(tc_local *l, uint64_t h, const char *key, size_t klen
  * bumps the slot's sequence, so fills in flight for it are not stored. */
 void tc__local_invalidate(tc_local *l, uint64_t h);
 
-/* Sequence groups (docs/design/coherence.md, "Recovery"): the hashes split into
- * TC_LOCAL_GROUPS groups by the top bits of their 32-bit fold (the part of the hash an
- * entry keeps), and a group can be dropped on its own. */
+/* Sequence groups (docs/design/coherence.md, "Recovery"): every entry belongs to one of
+ * TC_LOCAL_GROUPS groups, named by the caller on the value it stores (tc_ref.group), and a
+ * group can be dropped on its own. On one server the group is the top bits of the key's
+ * hash folded to 32 bits (tc__local_group); the cache may choose another rule (a cluster
+ * slot's), as long as every instance of a fleet agrees. */
 #define TC_LOCAL_GROUP_BITS 10
 #define TC_LOCAL_GROUPS (1u << TC_LOCAL_GROUP_BITS)
 static inline unsigned tc__local_group_of_fold(uint32_t fold)

@@ -50,7 +50,9 @@ typedef struct tc_ref {
     uint32_t len;           /* length of the caller-visible value */
     uint32_t alloc;         /* bytes allocated for buf (and its NUL) */
     uint32_t meta_delta_ms; /* how long the value took to compute; 0: unknown */
-    uint32_t type_id;       /* the key's type, for per-type metrics (stats.h); 0: other */
+    uint16_t type_id;       /* the key's type, for per-type metrics (stats.h); 0: other */
+    uint16_t group;         /* tier: the key's sequence group (tc__local_drop_group), set by
+                               the caller on the value it stores, as type_id is */
     uint32_t hcheck;        /* tier: the hash folded to 32 bits (the key decides) */
     uint32_t klen;          /* tier: the key's length */
     atomic_bool in_tier;    /* has been in the local tier: hazard slots may hold it */
