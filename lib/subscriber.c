@@ -859,7 +859,7 @@ static bool take_slot(slot_fetch *f, unsigned sl, const redisReply *r)
 static bool fetch_master(const tc_sub_ctx *ctx, slot_fetch *f, int j, tc_conn *c)
 {
     const char *info[] = {"INFO", "server"};
-    bool ok = send_command(c, 2, info);
+    bool ok = tc__conn_append(c, 2, info, NULL) == REDIS_OK;
     size_t blen = strlen(ctx->seq_key);
     char key[1100 + TC_SLOT_KEY_EXTRA];
     if (blen > 1100)
@@ -872,8 +872,9 @@ static bool fetch_master(const tc_sub_ctx *ctx, slot_fetch *f, int j, tc_conn *c
         int fl = snprintf(field, sizeof field, "%u", sl);
         const char *argv[] = {"HMGET", key, "gen", field};
         const size_t lens[] = {5, kl, 3, (size_t)fl};
-        ok = tc__conn_send(c, 4, argv, lens) == REDIS_OK;
+        ok = tc__conn_append(c, 4, argv, lens) == REDIS_OK;
     }
+    ok = ok && tc__conn_flush(c) == REDIS_OK;
     redisReply *r = NULL;
     ok = ok && tc__conn_get_reply(c, &r) == TC_OK && run_id_of(r, f->runs[j]);
     for (unsigned sl = 0; ok && sl < TC_INVAL_SLOTS; sl++) {
@@ -1228,17 +1229,27 @@ static void state_free(tc_subscriber *cs)
 /* How long tc_open waits for the first subscription: what the connections it needs may
  * take, one after the other. One link: a connect and two commands (tracking: two of each).
  * Tracking on a cluster: a link per master. Sentinel: the watch's connect and subscribe. */
+/* The masters a cluster's map names now (at least 1). */
+static int masters_count(const tc_sub_ctx *ctx)
+{
+    tc_node *servers[TC_SUB_LINKS_MAX];
+    int n = tc__remote_masters(ctx->remote, servers, TC_SUB_LINKS_MAX);
+    return n > 1 ? n : 1;
+}
+
 static int startup_budget_ms(const tc_sub_ctx *ctx)
 {
     bool tracking = ctx->mode != TC_COHERENCE_BROADCAST; /* targeted: as many round trips */
     int link = tracking ? 2 * (ctx->connect_timeout_ms + ctx->command_timeout_ms)
                         : ctx->connect_timeout_ms + 2 * ctx->command_timeout_ms;
     int links = 1;
-    if (tracking && tc__remote_is_cluster(ctx->remote)) {
-        tc_node *servers[TC_SUB_LINKS_MAX];
-        int n = tc__remote_masters(ctx->remote, servers, TC_SUB_LINKS_MAX);
-        links = n > 1 ? n : 1;
-    }
+    if (tracking && tc__remote_is_cluster(ctx->remote))
+        links = masters_count(ctx);
+    /* Recovery on a cluster: the map's reload and CLUSTER SLOTS, then a connect and a round
+     * trip per master (reconcile_slots). */
+    if (ctx->seqs && ctx->seqs->by_slot)
+        link += 2 * ctx->command_timeout_ms +
+                masters_count(ctx) * (ctx->connect_timeout_ms + ctx->command_timeout_ms);
     int watch = tc__remote_is_sentinel(ctx->remote)
                     ? ctx->connect_timeout_ms + ctx->command_timeout_ms
                     : 0;
