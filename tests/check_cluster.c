@@ -1007,22 +1007,13 @@ END_TEST
 static void cut_links(tc_cache *r, void (*write)(tc_cache *), tc_cache *w, uint64_t *rec,
                       uint64_t *fl)
 {
-    tc_stats s0, s1;
+    tc_stats s0;
     tc_stats_get(r, &s0);
     for (int i = 0; i < cluster.n; i++)
         free(node_cmd(i, "CLIENT", "KILL", "TYPE", "pubsub", NULL));
     if (write)
         write(w); /* r waits 50 ms before it reconnects */
-    int64_t t0 = tc__now_ns();
-    do {
-        tct_sleep_ms(5);
-        tc_stats_get(r, &s1);
-    } while (s1.reconciles + s1.full_flushes == s0.reconciles + s0.full_flushes &&
-             tc__now_ns() - t0 < 5000000000LL);
-    while (!tc__test_local_usable(r) && tc__now_ns() - t0 < 5000000000LL)
-        tct_sleep_ms(5);
-    *rec = s1.reconciles - s0.reconciles;
-    *fl = s1.full_flushes - s0.full_flushes;
+    tct_wait_relinked(r, &s0, rec, fl);
 }
 
 #define RM_OTHERS 20

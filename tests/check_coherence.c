@@ -925,22 +925,43 @@ static void key_where(char *buf, size_t cap, const char *stem, tc_cache *c,
     }
 }
 
-static void kill_links_and_wait(tc_cache *r, uint64_t *reconciles, uint64_t *flushes)
+/* Writes a test makes through w while a reader's link is cut. */
+typedef struct cut_writes {
+    tc_cache *w;
+    const char *key, *twin, *far; /* twin: numbered with key; far: in another group */
+} cut_writes;
+
+static void set_v2(void *arg)
 {
-    tc_stats s0, s1;
+    const cut_writes *x = arg;
+    ck_assert_int_eq(tc_set(x->w, x->key, "v2", 2, TC_TTL_DEFAULT), TC_OK);
+}
+
+/* key and twin in one call (one slot), then far and key (two slots on a cluster). */
+static void set_many_twice(void *arg)
+{
+    const cut_writes *x = arg;
+    const char *one_slot[] = {x->key, x->twin};
+    const void *v2[] = {"v2", "v2"};
+    const size_t l2[] = {2, 2};
+    ck_assert_int_eq(tc_set_many(x->w, one_slot, v2, l2, 2, TC_TTL_DEFAULT), TC_OK);
+    const char *two_slots[] = {x->far, x->key};
+    const void *v3[] = {"f2", "v3"};
+    ck_assert_int_eq(tc_set_many(x->w, two_slots, v3, l2, 2, TC_TTL_DEFAULT), TC_OK);
+}
+
+/* Cuts every pub/sub connection, runs during(arg) (when given) while r is cut off (it
+ * waits 50 ms before it reconnects), and waits until r is back. */
+static void kill_links_and_wait(tc_cache *r, void (*during)(void *), void *arg,
+                                uint64_t *reconciles, uint64_t *flushes)
+{
+    tc_stats s0;
     tc_stats_get(r, &s0);
     const char *kill_argv[] = {"CLIENT", "KILL", "TYPE", "pubsub", NULL};
     free(tct_redis_cmd_all(kill_argv));
-    int64_t t0 = tc__now_ns();
-    do {
-        tct_sleep_ms(5);
-        tc_stats_get(r, &s1);
-    } while (s1.reconciles + s1.full_flushes == s0.reconciles + s0.full_flushes &&
-             tc__now_ns() - t0 < 5000000000LL);
-    while (!tc__test_local_usable(r) && tc__now_ns() - t0 < 5000000000LL)
-        tct_sleep_ms(5);
-    *reconciles = s1.reconciles - s0.reconciles;
-    *flushes = s1.full_flushes - s0.full_flushes;
+    if (during)
+        during(arg);
+    tct_wait_relinked(r, &s0, reconciles, flushes);
 }
 
 /* Reads keys through r, returning how many were local hits. */
@@ -989,13 +1010,13 @@ START_TEST(test_coherence_link_break_keeps_tier)
     char keys[RKEYS][32];
     fill(w, r, keys);
     uint64_t rec, fl;
-    kill_links_and_wait(r, &rec, &fl);
+    kill_links_and_wait(r, NULL, NULL, &rec, &fl);
     ck_assert_uint_eq(rec, 1);
     ck_assert_uint_eq(fl, 0);
     ck_assert_uint_eq(local_reads(r, keys, RKEYS), RKEYS);
     /* The old behaviour, kept for comparison: a full flush. */
     tc__test_set_full_flush_recovery(r, true);
-    kill_links_and_wait(r, &rec, &fl);
+    kill_links_and_wait(r, NULL, NULL, &rec, &fl);
     ck_assert_uint_eq(rec, 0);
     ck_assert_uint_eq(fl, 1);
     ck_assert_uint_eq(local_reads(r, keys, RKEYS), 0);
@@ -1017,22 +1038,13 @@ START_TEST(test_coherence_link_break_drops_written_groups)
     ck_assert_int_eq(tc_set(w, same, "s1", 2, TC_TTL_DEFAULT), TC_OK);
     tct_expect(r, same, TC_OK, "s1");
     tct_expect(r, same, TC_OK, "s1"); /* now local */
-    tc_stats s0, s1;
-    tc_stats_get(r, &s0);
-    const char *kill_argv[] = {"CLIENT", "KILL", "TYPE", "pubsub", NULL};
-    free(tct_redis_cmd_all(kill_argv));
-    /* Written while r is cut off (it waits 50 ms before it reconnects). */
-    ck_assert_int_eq(tc_set(w, keys[0], "v2", 2, TC_TTL_DEFAULT), TC_OK);
-    int64_t t0 = tc__now_ns();
-    do {
-        tct_sleep_ms(5);
-        tc_stats_get(r, &s1);
-    } while (s1.reconciles == s0.reconciles && tc__now_ns() - t0 < 5000000000LL);
-    while (!tc__test_local_usable(r) && tc__now_ns() - t0 < 5000000000LL)
-        tct_sleep_ms(5);
-    ck_assert_uint_eq(s1.reconciles, s0.reconciles + 1);
-    ck_assert_uint_eq(s1.full_flushes, s0.full_flushes);
+    cut_writes x = {.w = w, .key = keys[0]};
+    uint64_t rec, fl;
+    kill_links_and_wait(r, set_v2, &x, &rec, &fl); /* keys[0] written while r is cut off */
+    ck_assert_uint_eq(rec, 1);
+    ck_assert_uint_eq(fl, 0);
     tct_expect(r, keys[0], TC_OK, "v2");
+    tc_stats s0, s1;
     /* Every other key of keys[0]'s group was dropped with it; the rest stayed. */
     tc_stats_get(r, &s0);
     tct_expect(r, same, TC_OK, "s1");
@@ -1070,27 +1082,11 @@ START_TEST(test_coherence_link_break_drops_only_written_slots)
     ck_assert_int_ge(wait_for(r, by, "b1"), 0);
     tct_expect(r, far, TC_OK, "f1"); /* now local */
     tct_expect(r, by, TC_OK, "b1");
-    tc_stats s0, s1;
-    tc_stats_get(r, &s0);
-    const char *kill_argv[] = {"CLIENT", "KILL", "TYPE", "pubsub", NULL};
-    free(tct_redis_cmd_all(kill_argv));
-    /* Written while r is cut off (it waits 50 ms before it reconnects). */
-    const char *one_slot[] = {keys[0], twin};
-    const void *v2[] = {"v2", "v2"};
-    const size_t l2[] = {2, 2};
-    ck_assert_int_eq(tc_set_many(w, one_slot, v2, l2, 2, TC_TTL_DEFAULT), TC_OK);
-    const char *two_slots[] = {far, keys[0]};
-    const void *v3[] = {"f2", "v3"};
-    ck_assert_int_eq(tc_set_many(w, two_slots, v3, l2, 2, TC_TTL_DEFAULT), TC_OK);
-    int64_t t0 = tc__now_ns();
-    do {
-        tct_sleep_ms(5);
-        tc_stats_get(r, &s1);
-    } while (s1.reconciles == s0.reconciles && tc__now_ns() - t0 < 5000000000LL);
-    while (!tc__test_local_usable(r) && tc__now_ns() - t0 < 5000000000LL)
-        tct_sleep_ms(5);
-    ck_assert_uint_eq(s1.reconciles, s0.reconciles + 1);
-    ck_assert_uint_eq(s1.full_flushes, s0.full_flushes);
+    cut_writes x = {w, keys[0], twin, far};
+    uint64_t rec, fl;
+    kill_links_and_wait(r, set_many_twice, &x, &rec, &fl);
+    ck_assert_uint_eq(rec, 1);
+    ck_assert_uint_eq(fl, 0);
     tct_expect(r, keys[0], TC_OK, "v3");
     tct_expect(r, twin, TC_OK, "v2");
     tct_expect(r, far, TC_OK, "f2");
@@ -1100,6 +1096,7 @@ START_TEST(test_coherence_link_break_drops_only_written_slots)
         expect += group_of(r, keys[i]) != g0 && group_of(r, keys[i]) != g1;
     /* Exactly the keys of other groups were still local. */
     ck_assert_uint_eq(local_reads(r, keys + 1, RKEYS - 1), expect);
+    tc_stats s0, s1;
     tc_stats_get(r, &s0);
     tct_expect(r, by, TC_OK, "b1");
     tc_stats_get(r, &s1);
@@ -1161,7 +1158,7 @@ START_TEST(test_coherence_flushall_flushes_everything)
     const char *flushall[] = {"FLUSHALL", NULL};
     free(tct_redis_cmd_all(flushall));
     uint64_t rec, fl;
-    kill_links_and_wait(r, &rec, &fl);
+    kill_links_and_wait(r, NULL, NULL, &rec, &fl);
     ck_assert_uint_eq(rec, 0);
     ck_assert_uint_eq(fl, 1);
     for (int i = 0; i < RKEYS; i++)
