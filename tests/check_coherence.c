@@ -1001,14 +1001,23 @@ static void fill(tc_cache *w, tc_cache *r, char keys[][32])
     ck_assert_uint_eq(local_reads(r, keys, RKEYS), RKEYS);
 }
 
-START_TEST(test_coherence_link_break_keeps_tier)
+/* A writer and a reader with recovery by group sequences, the keys written and local in
+ * the reader. */
+static void recovery_pair(tc_cache **w, tc_cache **r, char keys[][32])
 {
     fresh_prefix();
     setenv("TC_RECOVERY_GROUPS", "1", 1); /* experimental: asked for explicitly */
-    tc_cache *w = open_mode(TC_COHERENCE_BROADCAST), *r = open_mode(TC_COHERENCE_BROADCAST);
-    tc__test_set_full_flush_recovery(r, false);
+    *w = open_mode(TC_COHERENCE_BROADCAST);
+    *r = open_mode(TC_COHERENCE_BROADCAST);
+    tc__test_set_full_flush_recovery(*r, false);
+    fill(*w, *r, keys);
+}
+
+START_TEST(test_coherence_link_break_keeps_tier)
+{
+    tc_cache *w, *r;
     char keys[RKEYS][32];
-    fill(w, r, keys);
+    recovery_pair(&w, &r, keys);
     uint64_t rec, fl;
     kill_links_and_wait(r, NULL, NULL, &rec, &fl);
     ck_assert_uint_eq(rec, 1);
@@ -1027,12 +1036,9 @@ END_TEST
 
 START_TEST(test_coherence_link_break_drops_written_groups)
 {
-    fresh_prefix();
-    setenv("TC_RECOVERY_GROUPS", "1", 1); /* experimental: asked for explicitly */
-    tc_cache *w = open_mode(TC_COHERENCE_BROADCAST), *r = open_mode(TC_COHERENCE_BROADCAST);
-    tc__test_set_full_flush_recovery(r, false);
+    tc_cache *w, *r;
     char keys[RKEYS][32];
-    fill(w, r, keys);
+    recovery_pair(&w, &r, keys);
     char same[32];
     key_where(same, sizeof same, "same", r, group_of, group_of(r, keys[0]), true);
     ck_assert_int_eq(tc_set(w, same, "s1", 2, TC_TTL_DEFAULT), TC_OK);
@@ -1065,12 +1071,9 @@ END_TEST
  * every other key is still a local hit. */
 START_TEST(test_coherence_link_break_drops_only_written_slots)
 {
-    fresh_prefix();
-    setenv("TC_RECOVERY_GROUPS", "1", 1); /* experimental: asked for explicitly */
-    tc_cache *w = open_mode(TC_COHERENCE_BROADCAST), *r = open_mode(TC_COHERENCE_BROADCAST);
-    tc__test_set_full_flush_recovery(r, false);
+    tc_cache *w, *r;
     char keys[RKEYS][32];
-    fill(w, r, keys);
+    recovery_pair(&w, &r, keys);
     char twin[32], far[32], by[32];
     key_where(twin, sizeof twin, "twin", r, seq_of, seq_of(r, keys[0]), true);
     key_where(far, sizeof far, "far", r, group_of, group_of(r, keys[0]), false);
@@ -1108,12 +1111,9 @@ END_TEST
 
 START_TEST(test_coherence_lost_message_drops_group)
 {
-    fresh_prefix();
-    setenv("TC_RECOVERY_GROUPS", "1", 1); /* experimental: asked for explicitly */
-    tc_cache *w = open_mode(TC_COHERENCE_BROADCAST), *r = open_mode(TC_COHERENCE_BROADCAST);
-    tc__test_set_full_flush_recovery(r, false);
+    tc_cache *w, *r;
     char keys[RKEYS][32];
-    fill(w, r, keys);
+    recovery_pair(&w, &r, keys);
     char same[32], other[32];
     /* same: numbered with keys[0], so its message shows the gap; other: in another group. */
     key_where(same, sizeof same, "same", r, seq_of, seq_of(r, keys[0]), true);
@@ -1149,12 +1149,9 @@ END_TEST
 
 START_TEST(test_coherence_flushall_flushes_everything)
 {
-    fresh_prefix();
-    setenv("TC_RECOVERY_GROUPS", "1", 1); /* experimental: asked for explicitly */
-    tc_cache *w = open_mode(TC_COHERENCE_BROADCAST), *r = open_mode(TC_COHERENCE_BROADCAST);
-    tc__test_set_full_flush_recovery(r, false);
+    tc_cache *w, *r;
     char keys[RKEYS][32];
-    fill(w, r, keys);
+    recovery_pair(&w, &r, keys);
     const char *flushall[] = {"FLUSHALL", NULL};
     free(tct_redis_cmd_all(flushall));
     uint64_t rec, fl;
