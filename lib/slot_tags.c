@@ -562,7 +562,7 @@ _Static_assert(sizeof tags == TC_SLOT_TAG_LEN * TC_SLOTS + 1, "one tag per slot"
 
 const char *tc__slot_tag(unsigned slot)
 {
-    return tags + TC_SLOT_TAG_LEN * (slot % TC_SLOTS);
+    return tags + (size_t)TC_SLOT_TAG_LEN * (slot % TC_SLOTS);
 }
 
 size_t tc__slot_key(char *buf, const char *base, size_t blen, unsigned slot)

@@ -52,7 +52,7 @@ def main():
     print()
     print("const char *tc__slot_tag(unsigned slot)")
     print("{")
-    print("    return tags + TC_SLOT_TAG_LEN * (slot % TC_SLOTS);")
+    print("    return tags + (size_t)TC_SLOT_TAG_LEN * (slot % TC_SLOTS);")
     print("}")
     print()
     print("size_t tc__slot_key(char *buf, const char *base, size_t blen, unsigned slot)")
