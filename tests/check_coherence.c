@@ -1001,11 +1001,12 @@ static void fill(tc_cache *w, tc_cache *r, char keys[][32])
     ck_assert_uint_eq(local_reads(r, keys, RKEYS), RKEYS);
 }
 
-/* A writer and a reader with recovery by group sequences, the keys written and local in
- * the reader. */
-static void recovery_pair(tc_cache **w, tc_cache **r, char keys[][32])
+/* A writer and a reader with recovery by group sequences under a fresh prefix (prefix_tail
+ * appended), the keys written and local in the reader. */
+static void recovery_pair(tc_cache **w, tc_cache **r, char keys[][32], const char *prefix_tail)
 {
     fresh_prefix();
+    strcat(prefix, prefix_tail);
     setenv("TC_RECOVERY_GROUPS", "1", 1); /* experimental: asked for explicitly */
     *w = open_mode(TC_COHERENCE_BROADCAST);
     *r = open_mode(TC_COHERENCE_BROADCAST);
@@ -1017,7 +1018,7 @@ START_TEST(test_coherence_link_break_keeps_tier)
 {
     tc_cache *w, *r;
     char keys[RKEYS][32];
-    recovery_pair(&w, &r, keys);
+    recovery_pair(&w, &r, keys, "");
     uint64_t rec, fl;
     kill_links_and_wait(r, NULL, NULL, &rec, &fl);
     ck_assert_uint_eq(rec, 1);
@@ -1038,7 +1039,7 @@ START_TEST(test_coherence_link_break_drops_written_groups)
 {
     tc_cache *w, *r;
     char keys[RKEYS][32];
-    recovery_pair(&w, &r, keys);
+    recovery_pair(&w, &r, keys, "");
     char same[32];
     key_where(same, sizeof same, "same", r, group_of, group_of(r, keys[0]), true);
     ck_assert_int_eq(tc_set(w, same, "s1", 2, TC_TTL_DEFAULT), TC_OK);
@@ -1073,7 +1074,7 @@ START_TEST(test_coherence_link_break_drops_only_written_slots)
 {
     tc_cache *w, *r;
     char keys[RKEYS][32];
-    recovery_pair(&w, &r, keys);
+    recovery_pair(&w, &r, keys, "");
     char twin[32], far[32], by[32];
     key_where(twin, sizeof twin, "twin", r, seq_of, seq_of(r, keys[0]), true);
     key_where(far, sizeof far, "far", r, group_of, group_of(r, keys[0]), false);
@@ -1113,7 +1114,7 @@ START_TEST(test_coherence_lost_message_drops_group)
 {
     tc_cache *w, *r;
     char keys[RKEYS][32];
-    recovery_pair(&w, &r, keys);
+    recovery_pair(&w, &r, keys, "");
     char same[32], other[32];
     /* same: numbered with keys[0], so its message shows the gap; other: in another group. */
     key_where(same, sizeof same, "same", r, seq_of, seq_of(r, keys[0]), true);
@@ -1151,7 +1152,7 @@ START_TEST(test_coherence_flushall_flushes_everything)
 {
     tc_cache *w, *r;
     char keys[RKEYS][32];
-    recovery_pair(&w, &r, keys);
+    recovery_pair(&w, &r, keys, "");
     const char *flushall[] = {"FLUSHALL", NULL};
     free(tct_redis_cmd_all(flushall));
     uint64_t rec, fl;
@@ -1182,6 +1183,26 @@ START_TEST(test_coherence_flushall_flushes_everything)
 }
 END_TEST
 
+/* A key_prefix with an unclosed '{': on a cluster a slot's sequences key would hash
+ * elsewhere than the slot (its tag would run from the prefix's '{' to the key's '}'), so
+ * recovery stays off there and a link break flushes; writes still work. On one server
+ * nothing hashes: recovery runs. */
+START_TEST(test_coherence_unclosed_tag_prefix)
+{
+    tc_cache *w, *r;
+    char keys[RKEYS][32];
+    recovery_pair(&w, &r, keys, "{u");
+    uint64_t rec, fl;
+    kill_links_and_wait(r, NULL, NULL, &rec, &fl);
+    ck_assert_uint_eq(rec, clustered() ? 0 : 1);
+    ck_assert_uint_eq(fl, clustered() ? 1 : 0);
+    ck_assert_int_eq(tc_set(w, keys[0], "v2", 2, TC_TTL_DEFAULT), TC_OK);
+    ck_assert_int_ge(wait_for(r, keys[0], "v2"), 0);
+    tc_close(r);
+    tc_close(w);
+}
+END_TEST
+
 static Suite *coherence_suite(void)
 {
     Suite *s = suite_create("coherence");
@@ -1205,7 +1226,8 @@ static Suite *coherence_suite(void)
         {"recovery",
          {test_coherence_link_break_keeps_tier, test_coherence_link_break_drops_written_groups,
           test_coherence_link_break_drops_only_written_slots,
-          test_coherence_lost_message_drops_group, test_coherence_flushall_flushes_everything}},
+          test_coherence_lost_message_drops_group, test_coherence_flushall_flushes_everything,
+          test_coherence_unclosed_tag_prefix}},
         {"hostile",
          {test_coherence_garbage_messages_ignored, test_coherence_parser_direct,
           test_coherence_forged_keys_break_no_rule}},
