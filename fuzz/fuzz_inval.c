@@ -97,7 +97,7 @@ static void check_sequenced(const char *m, size_t size, tc_inval *p)
     uint64_t s;
     bool fits = true;
     while (tc__inval_next_seq(p, &g, &s)) {
-        check(g < TC_INVAL_GROUPS && s >= 1);
+        check(g < TC_INVAL_SLOTS && s >= 1);
         if (nseq < sizeof seq_group / sizeof seq_group[0]) {
             seq_group[nseq] = g;
             seq_val[nseq] = s;

@@ -44,6 +44,7 @@
 #include "inval.h"
 #include "key.h"
 #include "shadow.h"
+#include "slot_tags.h"
 #include "subscriber.h"
 #include "tags.h"
 #include "testing.h"
@@ -61,7 +62,8 @@ struct tc_cache {
     char *channel; /* "<key_prefix>:__tc:inval" */
     size_t channel_len;
     char *seq_key;         /* "<key_prefix>:__tc:seq": the group sequences (broadcast) */
-    tc_seqs *seqs;         /* broadcast, not a cluster: the sequences applied; NULL: none */
+    tc_seqs *seqs;         /* recovery by group sequences: those applied; NULL: none */
+    bool seq_slots;        /* ... on a cluster: a message's groups are the keys' slots */
     uint64_t origin;       /* random id of this instance, carried by its invalidations */
     bool local_enabled;    /* local_max_bytes > 0 and local_ttl_ms > 0 */
     int64_t coarse_res_ns; /* local expiries are shortened by this: see local_expiry */
@@ -526,6 +528,32 @@ static bool recovery_groups_wanted(void)
     return v && strcmp(v, "1") == 0;
 }
 
+/* On a cluster a slot's sequences live in "<key_prefix>:__tc:seq{<tag>}", which must be in
+ * that slot, or (a prefix with a hash tag: every key in the tag's slot) in the keys' one
+ * slot. A prefix whose first '{' is not closed, or closed at once, in the prefix itself
+ * would put them elsewhere. */
+static bool prefix_keeps_slots(const char *prefix)
+{
+    const char *open = strchr(prefix, '{');
+    return !open || (open[1] != '}' && strchr(open + 1, '}'));
+}
+
+/* Whether recovery by group sequences runs (docs/design/coherence.md, "Recovery"): asked
+ * for, broadcast mode (the others number nothing), and on a cluster a key_prefix that keeps
+ * each slot's sequences in the slot. The one place this is decided. */
+static bool recovery_groups_on(const tc_cache *c)
+{
+    if (c->opt.coherence != TC_COHERENCE_BROADCAST || !recovery_groups_wanted())
+        return false;
+    if (tc__remote_is_cluster(c->remote) && !prefix_keeps_slots(c->key_prefix)) {
+        tc__log(&c->log, TC_LOG_WARN,
+                "recovery by group sequences needs a key_prefix without an unclosed '{' on a "
+                "cluster: a new link flushes the local tier");
+        return false;
+    }
+    return true;
+}
+
 /* Builds the subscriber's context and starts the subscriber (broadcast and tracking
  * modes); in TC_COHERENCE_NONE the local tier is always readable. */
 static tc_status coherence_start(tc_cache *c)
@@ -549,14 +577,15 @@ static tc_status coherence_start(tc_cache *c)
         .counters = &c->counters,
         .healthy = &c->link_ok,
     };
-    /* Group sequences (recovery that keeps the tier) need the bump in the write's atomic
-     * unit, on the write's node: one server or Sentinel's master; not yet a cluster. Not
-     * finished (docs/design/coherence.md, "Recovery"): only with TC_RECOVERY_GROUPS=1 in
-     * the environment, for every instance of a key_prefix at once (its writers send TC2
-     * messages, which older readers do not apply, and each write runs a script). */
-    if (c->opt.coherence == TC_COHERENCE_BROADCAST && !tc__remote_is_cluster(c->remote) &&
-        recovery_groups_wanted()) {
-        if (!c->seqs && tc__seqs_new(&c->seqs) != TC_OK)
+    /* Group sequences (recovery that keeps the tier) bump in the write's atomic unit, on
+     * the write's node: one hash on one server or Sentinel's master, one key per slot on a
+     * cluster. Not finished (docs/design/coherence.md, "Recovery"): only with
+     * TC_RECOVERY_GROUPS=1 in the environment, for every instance of a key_prefix at once
+     * (its writers send TC2 messages, which older readers do not apply, and each write
+     * runs a script). */
+    if (recovery_groups_on(c)) {
+        c->seq_slots = tc__remote_is_cluster(c->remote);
+        if (!c->seqs && tc__seqs_new(&c->seqs, c->seq_slots) != TC_OK)
             return TC_ERR_NOMEM;
         tc__seqs_set_full_flush(c->seqs, false);
         c->sub_ctx.seqs = c->seqs;
@@ -569,14 +598,27 @@ static tc_status coherence_start(tc_cache *c)
     return tc__subscriber_start(&c->sub_ctx, &c->sub);
 }
 
+/* The cluster slot of a caller key's Redis key. */
+static unsigned key_slot(const tc_cache *c, const char *key, size_t klen)
+{
+    return tc__cluster_slot2(c->rprefix, c->rprefix_len, key, klen);
+}
+
 /* The sequence group of a caller key whose hash is h: what its writes bump, and what the
- * local entry holding it is dropped with. */
+ * local entry holding it is dropped with. On a cluster the group follows the key's slot
+ * (16 slots a group), whose sequence numbers its writes. Called on the miss and write
+ * paths only, never on a local hit. */
 static unsigned key_group(const tc_cache *c, uint64_t h, const char *key, size_t klen)
 {
-    (void)c;
-    (void)key;
-    (void)klen;
+    if (c->seq_slots)
+        return key_slot(c, key, klen) >> TC_INVAL_SLOT_SHIFT;
     return tc__local_group(h);
+}
+
+/* How many group numbers a message may carry: a cluster's slots, or the local groups. */
+static unsigned seq_groups(const tc_cache *c)
+{
+    return c->seq_slots ? TC_INVAL_SLOTS : TC_INVAL_GROUPS;
 }
 
 /* A message of len bytes on c's channel, its buffer allocated. */
@@ -606,33 +648,49 @@ tc_status tc__cache_inval_keys(tc_cache *c, size_t n, const char *const *keys, c
         tc__inval_encode_keys(m->buf, c->origin, c->opt.version, n, keys, klens);
         return TC_OK;
     }
-    /* Sequenced (TC2): the template, then the groups ("<g>,<g>...", each once: up to 4
-     * digits and a comma) and a candidate generation, which Redis completes (tc_pub). */
-    size_t ng = n < TC_INVAL_GROUPS ? n : TC_INVAL_GROUPS;
-    if (inval_alloc(c, len + ng * 5 + 1 + 17, m) != TC_OK)
+    /* Sequenced (TC2): the template, then the groups ("<g>,<g>...", each once: up to 5
+     * digits and a comma), a candidate generation, which Redis completes (tc_pub), and on a
+     * cluster the key of a one-slot write's sequences. */
+    size_t ng = n < seq_groups(c) ? n : seq_groups(c);
+    size_t seq_key_len = strlen(c->seq_key);
+    size_t gcap = ng * 6 + 1;
+    if (inval_alloc(c, len + gcap + 17 + seq_key_len + TC_SLOT_KEY_EXTRA, m) != TC_OK)
         return TC_ERR_NOMEM;
     m->pub.payload_len = len;
     tc__inval_encode_seq_template(m->buf, c->origin, c->opt.version, n, keys, klens,
                                   &m->pub.seq_split);
-    char *gs = m->buf + len, *gen = gs + ng * 5 + 1;
-    size_t gl = 0;
-    unsigned char seen[TC_INVAL_GROUPS / 8] = {0};
+    char *gs = m->buf + len, *gen = gs + gcap, *slot_key = gen + 17;
+    size_t gl = 0, distinct = 0;
+    unsigned last = 0;
+    unsigned char seen[TC_INVAL_SLOTS / 8] = {0};
     for (size_t i = 0; i < n; i++) {
-        unsigned g = key_group(c, tc__key_hash(keys[i], klens[i]), keys[i], klens[i]);
+        unsigned g = c->seq_slots ? key_slot(c, keys[i], klens[i])
+                                  : tc__local_group(tc__key_hash(keys[i], klens[i]));
         if (seen[g / 8] & (1u << (g % 8)))
             continue;
         seen[g / 8] |= (unsigned char)(1u << (g % 8));
-        gl += (size_t)snprintf(gs + gl, 6, "%s%u", gl ? "," : "", g);
+        gl += (size_t)snprintf(gs + gl, 7, "%s%u", gl ? "," : "", g);
+        distinct++;
+        last = g;
     }
     uint64_t x = c->origin ^ (uint64_t)tc__now_ns(); /* splitmix64: a fresh candidate */
     x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
     x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
     snprintf(gen, 17, "%016" PRIx64, x ^ (x >> 31));
     m->pub.seq_key = c->seq_key;
-    m->pub.seq_key_len = strlen(c->seq_key);
+    m->pub.seq_key_len = seq_key_len;
     m->pub.seq_groups = gs;
     m->pub.seq_groups_len = gl;
     m->pub.seq_gen = gen;
+    /* On a cluster each slot has its own key: a one-slot write (every single-key call, and
+     * the lock's script, which names the key itself) gets it here; the topology gives each
+     * slot of a wider write its own (seq_by_slot). */
+    if (c->seq_slots && distinct == 1) {
+        m->pub.seq_key = slot_key;
+        m->pub.seq_key_len = tc__slot_key(slot_key, c->seq_key, seq_key_len, last);
+    } else if (c->seq_slots) {
+        m->pub.seq_by_slot = true;
+    }
     return TC_OK;
 }
 

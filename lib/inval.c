@@ -193,7 +193,7 @@ static bool parse_seq(const char *s, size_t len, unsigned *group, uint64_t *seq)
 {
     const char *colon = memchr(s, ':', len);
     uint64_t g;
-    if (!colon || !parse_canon(s, (size_t)(colon - s), 4, &g) || g >= TC_INVAL_GROUPS ||
+    if (!colon || !parse_canon(s, (size_t)(colon - s), 5, &g) || g >= TC_INVAL_SLOTS ||
         !parse_canon(colon + 1, len - (size_t)(colon + 1 - s), 18, seq) || *seq == 0)
         return false;
     *group = (unsigned)g;

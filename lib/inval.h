@@ -25,8 +25,11 @@
  * (tc__local_group, local.h). Fixed: every instance of a fleet must agree. */
 #define TC_INVAL_GROUP_BITS 10
 #define TC_INVAL_GROUPS (1u << TC_INVAL_GROUP_BITS)
-/* The most groups one message names (a write of more keys names every group once). */
-#define TC_INVAL_MAX_SEQS TC_INVAL_GROUPS
+/* The group numbers a message may carry. On a cluster a message names the key's cluster
+ * slot (below 16384), whose sequence lives in that slot; the local tier drops the group
+ * slot >> 4 (TC_INVAL_SLOT_SHIFT). On one server they are below TC_INVAL_GROUPS. */
+#define TC_INVAL_SLOTS 16384u
+#define TC_INVAL_SLOT_SHIFT 4
 #define TC_INVAL_ORIGIN_HEX 16 /* the origin: 16 lowercase hex digits */
 /* The length of a flush message. */
 #define TC_INVAL_FLUSH_LEN (TC_INVAL_MAGIC_LEN + 2 + TC_INVAL_ORIGIN_HEX)
@@ -73,7 +76,7 @@ size_t tc__inval_encode_seq_keys(char *buf, uint64_t origin, int version, uint64
 bool tc__inval_parse_gen(const char *p, size_t len, uint64_t *out);
 
 /* The next (group, sequence) of a parsed TC2 message: true with *group (below
- * TC_INVAL_GROUPS) and *seq (at least 1), false when every pair has been read. */
+ * TC_INVAL_SLOTS) and *seq (at least 1), false when every pair has been read. */
 bool tc__inval_next_seq(tc_inval *m, unsigned *group, uint64_t *seq);
 
 /* Writes the flush message into buf (TC_INVAL_FLUSH_LEN bytes) and returns its length. */

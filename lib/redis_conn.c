@@ -308,14 +308,24 @@ tc_status tc__conn_status(const tc_conn *c)
     return c->ctx->err == REDIS_ERR_OOM ? TC_ERR_NOMEM : tc__remote_ctx_status(c->ctx);
 }
 
-int tc__conn_send(tc_conn *c, int argc, const char **argv, const size_t *lens)
+int tc__conn_append(tc_conn *c, int argc, const char **argv, const size_t *lens)
 {
     if (redisAppendCommandArgv(c->ctx, argc, argv, lens) != REDIS_OK) {
         c->ctx->err = REDIS_ERR_OOM;
         snprintf(c->ctx->errstr, sizeof c->ctx->errstr, "Out of memory");
         return REDIS_ERR;
     }
+    return REDIS_OK;
+}
+
+int tc__conn_flush(tc_conn *c)
+{
     return write_all(c);
+}
+
+int tc__conn_send(tc_conn *c, int argc, const char **argv, const size_t *lens)
+{
+    return tc__conn_append(c, argc, argv, lens) == REDIS_OK ? write_all(c) : REDIS_ERR;
 }
 
 tc_status tc__conn_command(tc_conn *c, int argc, const char **argv, const size_t *lens,

@@ -66,6 +66,10 @@ tc_status tc__remote_ctx_status(const redisContext *ctx);
  * socket's timeouts. REDIS_OK, or REDIS_ERR with the error in ctx (REDIS_ERR_OOM if it
  * could not be formatted). */
 int tc__conn_send(tc_conn *c, int argc, const char **argv, const size_t *lens);
+/* tc__conn_send in two steps, for a long pipeline: append argv (no I/O), then write
+ * everything appended. Same results. */
+int tc__conn_append(tc_conn *c, int argc, const char **argv, const size_t *lens);
+int tc__conn_flush(tc_conn *c);
 /* The status of c's recorded error: TC_ERR_NOMEM for an allocation, else as
  * tc__remote_ctx_status. */
 tc_status tc__conn_status(const tc_conn *c);

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "format.h"
+#include "slot_tags.h"
 
 /* A macro's value as a string literal, to build a script from format.h's layout. */
 #define TC_FMT_STR(x) #x
@@ -137,6 +138,24 @@ void tc__ops_pub_args(const tc_pub *pub, const char **argv, size_t *lens, int *a
     lens[(*argc)++] = 16;
     argv[*argc] = pub->seq_groups;
     lens[(*argc)++] = pub->seq_groups_len;
+}
+
+size_t tc__ops_pub_slot_cap(const tc_pub *pub)
+{
+    return pub->seq_key_len + TC_SLOT_KEY_EXTRA + 8;
+}
+
+void tc__ops_pub_for_slot(const tc_pub *pub, unsigned slot, tc_pub *out, char *buf)
+{
+    *out = *pub;
+    if (!pub->seq_key || !pub->seq_by_slot)
+        return;
+    out->seq_by_slot = false;
+    out->seq_key = buf;
+    out->seq_key_len = tc__slot_key(buf, pub->seq_key, pub->seq_key_len, slot);
+    char *g = buf + out->seq_key_len;
+    out->seq_groups = g;
+    out->seq_groups_len = (size_t)snprintf(g, 8, "%u", slot % TC_SLOTS);
 }
 
 static const char script_pub[] = TC_OPS_PUB_LUA

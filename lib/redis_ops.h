@@ -86,6 +86,12 @@ int tc__ops_ttl_arg(int ttl_ms, char buf[16]);
 /* Appends PUBLISH pub (sequenced: an EVAL of tc_pub, which a MULTI may hold: never
  * EVALSHA, whose NOSCRIPT would leave the write without its message). */
 tc_status tc__ops_send_publish(tc_exch *e, const tc_pub *pub);
+/* The publication of slot's transaction for a pub that is seq_by_slot (a copy of pub that
+ * bumps slot in "<seq_key>{<tag>}"), its strings in buf: at least
+ * tc__ops_pub_slot_cap(pub) bytes, which must outlive *out. A pub that is not seq_by_slot
+ * is copied as it is. */
+size_t tc__ops_pub_slot_cap(const tc_pub *pub);
+void tc__ops_pub_for_slot(const tc_pub *pub, unsigned slot, tc_pub *out, char *buf);
 /* Checks the replies of "MULTI, q commands, EXEC": OK, q x QUEUED and an array of q
  * results, which the caller inspects. The first error reply is the one reported (a
  * command refused while queued, e.g. OOM, makes EXEC answer EXECABORT). */

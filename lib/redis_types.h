@@ -26,6 +26,11 @@ typedef struct tc_pub {
     size_t seq_groups_len;
     const char *seq_gen; /* 16 lowercase hex digits */
     size_t seq_split;
+    /* A cluster write whose keys span slots (docs/design/coherence.md, "Recovery on a
+     * cluster"): seq_key is "<key_prefix>:__tc:seq" without a slot's tag and seq_groups is
+     * unused; the topology sends each slot's transaction with the publication
+     * tc__ops_pub_for_slot makes, which bumps that slot in its own key. */
+    bool seq_by_slot;
 } tc_pub;
 
 /* The Lua function tc_pub(k, ch, p, split, gen, groups) our scripts publish with: a

@@ -54,6 +54,9 @@ void tc__remote_close(tc_remote *r);
 /* The cluster hash slot of a key (0..16383): CRC16 (XMODEM) of the key, or of the part
  * between the first '{' and the next '}' when that part is not empty, mod 16384. */
 unsigned tc__cluster_slot(const char *key, size_t len);
+/* The slot of the key a || b (a Redis key as its prefix and the caller's key), without
+ * building it. */
+unsigned tc__cluster_slot2(const char *a, size_t alen, const char *b, size_t blen);
 /* CRC16-CCITT (XMODEM: poly 0x1021, init 0), as Redis Cluster uses. */
 uint16_t tc__crc16(const void *buf, size_t len);
 /* Tests only (through tc__test_set_sentinel_ask_hook), for a redis-sentinel:// remote:

@@ -57,6 +57,7 @@
 #include "key.h"
 #include "reclaim.h"
 #include "remote_conn.h"
+#include "slot_tags.h"
 
 #define BACKOFF_MIN_MS 50
 #define BACKOFF_MAX_MS 2000
@@ -96,33 +97,60 @@ static void fd_note(tc_subscriber *cs, int slot, const tc_conn *c)
 /* A key message without sequences (TC1) from another instance means a writer that bumps
  * none may be running: for this long after one, a new link flushes the whole tier. */
 #define LEGACY_WINDOW_NS (600LL * 1000000000)
+#define RUN_ID_MAX 48
 
 _Static_assert(TC_INVAL_GROUPS == TC_LOCAL_GROUPS, "one group numbering");
+_Static_assert(TC_INVAL_SLOTS >> TC_INVAL_SLOT_SHIFT == TC_LOCAL_GROUPS, "16 slots a group");
+_Static_assert(TC_INVAL_SLOTS == TC_SLOTS, "a cluster's slots");
 
 struct tc_seqs {
     pthread_mutex_t mu; /* guards what follows but the atomics; a leaf lock */
-    bool gen_known;     /* gen and last[] describe what was applied */
+    bool by_slot;       /* a cluster: groups are slots, each with its own generation */
+    unsigned ngroups;   /* TC_INVAL_SLOTS or TC_INVAL_GROUPS */
+    bool gen_known;     /* gen (one server) and last[] describe what was applied */
     uint64_t gen;
-    char run_id[48];   /* the server's run_id at the last reconciliation ("" unknown) */
-    int64_t legacy_ns; /* when a TC1 key message of another instance was last seen */
-    uint64_t last[TC_INVAL_GROUPS]; /* the last sequence applied per group, or SEQ_UNKNOWN */
+    char run_id[RUN_ID_MAX]; /* the server's run_id at the last reconciliation ("" unknown) */
+    int64_t legacy_ns;       /* when a TC1 key message of another instance was last seen */
+    uint64_t *last;          /* the last sequence applied per group, or SEQ_UNKNOWN (0: none yet) */
+    /* by_slot: each slot's generation, when slot_gen_known (a slot that has no sequences
+     * yet has none); the masters' run_ids at the last reconciliation. */
+    uint64_t *slot_gen;
+    bool *slot_gen_known;
+    char (*runs)[RUN_ID_MAX];
+    int nruns;
     atomic_bool full_flush, drop_next;
 };
 
 static void seqs_forget_locked(tc_seqs *s)
 {
     s->gen_known = false;
-    for (unsigned g = 0; g < TC_INVAL_GROUPS; g++)
+    for (unsigned g = 0; g < s->ngroups; g++)
         s->last[g] = SEQ_UNKNOWN;
+    if (s->by_slot)
+        memset(s->slot_gen_known, 0, sizeof *s->slot_gen_known * s->ngroups);
+    s->nruns = 0;
 }
 
-tc_status tc__seqs_new(tc_seqs **out)
+tc_status tc__seqs_new(tc_seqs **out, bool by_slot)
 {
     tc_seqs *s = tc__calloc(1, sizeof *s);
     *out = s;
     if (!s)
         return TC_ERR_NOMEM;
+    s->by_slot = by_slot;
+    s->ngroups = by_slot ? TC_INVAL_SLOTS : TC_INVAL_GROUPS;
+    s->last = tc__calloc(s->ngroups, sizeof *s->last);
+    if (by_slot) {
+        s->slot_gen = tc__calloc(s->ngroups, sizeof *s->slot_gen);
+        s->slot_gen_known = tc__calloc(s->ngroups, sizeof *s->slot_gen_known);
+        s->runs = tc__calloc(TC_SUB_LINKS_MAX, sizeof *s->runs);
+    }
     pthread_mutex_init(&s->mu, NULL);
+    if (!s->last || (by_slot && (!s->slot_gen || !s->slot_gen_known || !s->runs))) {
+        tc__seqs_free(s);
+        *out = NULL;
+        return TC_ERR_NOMEM;
+    }
     seqs_forget_locked(s);
     /* Off until the bench and storm runs under TSan are in (issue 18): a new link still
      * flushes the whole tier. Writers already publish sequences; gaps and generation
@@ -137,6 +165,10 @@ void tc__seqs_free(tc_seqs *s)
     if (!s)
         return;
     pthread_mutex_destroy(&s->mu);
+    tc__free(s->last);
+    tc__free(s->slot_gen);
+    tc__free(s->slot_gen_known);
+    tc__free(s->runs);
     tc__free(s);
 }
 
@@ -150,28 +182,65 @@ void tc__seqs_drop_next(tc_seqs *s)
     atomic_store(&s->drop_next, true);
 }
 
-/* A TC2 message's sequences. A new generation (FLUSHALL, the hash evicted or cleared)
- * flushes everything; a group that skipped a sequence lost a message and is dropped. */
+/* The local group that group g of a message (a slot on a cluster) is dropped with. */
+static unsigned local_group(const tc_seqs *s, unsigned g)
+{
+    return s->by_slot ? g >> TC_INVAL_SLOT_SHIFT : g;
+}
+
+/* Everything flushed, nothing trusted: the generation of what was applied changed. */
+static void flush_forget_locked(const tc_sub_ctx *ctx, tc_seqs *s)
+{
+    tc__local_flush(ctx->local);
+    TC_COUNT(ctx->counters, full_flushes);
+    seqs_forget_locked(s);
+}
+
+/* One server: a message of a new generation (FLUSHALL, the hash evicted or cleared)
+ * flushes everything. Unknown: nothing trusted predates it (a flush followed). */
+static void apply_gen_locked(const tc_sub_ctx *ctx, tc_seqs *s, uint64_t gen)
+{
+    if (s->gen_known && gen == s->gen)
+        return;
+    if (s->gen_known)
+        flush_forget_locked(ctx, s);
+    else
+        seqs_forget_locked(s);
+    s->gen = gen;
+    s->gen_known = true;
+}
+
+/* A cluster: each slot's sequences have their own generation (their key was created by
+ * the slot's first writer). Another generation than the one known for the slot means the
+ * key was lost (FLUSHALL on its node, eviction): what else that node lost is unknown, so
+ * everything is flushed, as on one server. */
+static void apply_slot_gen_locked(const tc_sub_ctx *ctx, tc_seqs *s, unsigned slot, uint64_t gen)
+{
+    if (s->slot_gen_known[slot] && s->slot_gen[slot] != gen)
+        flush_forget_locked(ctx, s);
+    s->slot_gen[slot] = gen;
+    s->slot_gen_known[slot] = true;
+}
+
+/* A TC2 message's sequences. A group that skipped a sequence lost a message and is
+ * dropped. Group numbers beyond this topology's (a cluster's slots on one server) are
+ * another deployment's: ignored. */
 static void apply_seqs(const tc_sub_ctx *ctx, tc_inval *m)
 {
     tc_seqs *s = ctx->seqs;
     pthread_mutex_lock(&s->mu);
-    if (!s->gen_known || m->gen != s->gen) {
-        /* Unknown: nothing trusted predates it (a flush followed). */
-        if (s->gen_known) {
-            tc__local_flush(ctx->local);
-            TC_COUNT(ctx->counters, full_flushes);
-        }
-        seqs_forget_locked(s);
-        s->gen = m->gen;
-        s->gen_known = true;
-    }
+    if (!s->by_slot)
+        apply_gen_locked(ctx, s, m->gen);
     unsigned g;
     uint64_t q;
     while (tc__inval_next_seq(m, &g, &q)) {
+        if (g >= s->ngroups)
+            continue;
+        if (s->by_slot)
+            apply_slot_gen_locked(ctx, s, g, m->gen);
         uint64_t last = s->last[g];
         if (last != SEQ_UNKNOWN && q > last + 1)
-            tc__local_drop_group(ctx->local, g);
+            tc__local_drop_group(ctx->local, local_group(s, g));
         if (last == SEQ_UNKNOWN || q > last)
             s->last[g] = q;
     }
@@ -217,6 +286,29 @@ static bool parse_fetch(const redisReply *r, uint64_t *gen, uint64_t *seq)
     return have_gen;
 }
 
+/* The run_id an INFO server reply names, into out. False if it names none. */
+static bool run_id_of(const redisReply *r, char out[RUN_ID_MAX])
+{
+    if (!r || r->type != REDIS_REPLY_STRING || !r->str)
+        return false;
+    const char *p = strstr(r->str, "run_id:");
+    if (!p)
+        return false;
+    p += 7;
+    size_t n = strcspn(p, "\r\n");
+    if (n == 0 || n >= RUN_ID_MAX)
+        return false;
+    memcpy(out, p, n);
+    out[n] = '\0';
+    return true;
+}
+
+/* No sequence-less message of another instance lately (a writer that bumps nothing). */
+static bool legacy_quiet_locked(const tc_seqs *s)
+{
+    return s->legacy_ns == 0 || tc__now_ns() - s->legacy_ns > LEGACY_WINDOW_NS;
+}
+
 /* After a new link subscribed (broadcast with sequences): one round trip fetches every
  * group's sequence and the generation. Same generation and server run: the groups that
  * moved while the link was down are dropped, the rest of the tier is kept (true).
@@ -242,8 +334,7 @@ static bool reconcile(tc_subscriber *cs, const char *run_id)
         freeReplyObject(r);
     pthread_mutex_lock(&s->mu);
     bool keep = ok && s->gen_known && s->gen == fgen && !atomic_load(&s->full_flush) && run_id[0] &&
-                strcmp(run_id, s->run_id) == 0 &&
-                (s->legacy_ns == 0 || tc__now_ns() - s->legacy_ns > LEGACY_WINDOW_NS);
+                strcmp(run_id, s->run_id) == 0 && legacy_quiet_locked(s);
     /* A sequence behind what was applied: the hash lost writes its generation cannot
      * show (it never should): trust nothing. */
     for (unsigned g = 0; keep && g < TC_INVAL_GROUPS; g++)
@@ -256,7 +347,7 @@ static bool reconcile(tc_subscriber *cs, const char *run_id)
         tc__local_flush(ctx->local);
     }
     if (ok) {
-        memcpy(s->last, seq, sizeof s->last);
+        memcpy(s->last, seq, sizeof *s->last * TC_INVAL_GROUPS);
         s->gen = fgen;
         s->gen_known = true;
         snprintf(s->run_id, sizeof s->run_id, "%s", run_id);
@@ -425,7 +516,8 @@ typedef struct sub_link {
     int64_t last_pong, ping_sent;
     int64_t last_reply; /* when the link last delivered anything (a message, a pong) */
     bool subscribed;
-    char run_id[48]; /* broadcast with sequences: the server's run_id (INFO before SUBSCRIBE) */
+    char run_id[RUN_ID_MAX]; /* broadcast with sequences: the server's run_id (INFO before
+                                SUBSCRIBE) */
 } sub_link;
 
 /* A subscriber connection to server, or (NULL) to any node of the handle's Redis. */
@@ -498,17 +590,7 @@ static bool send_ping(tc_conn *c)
  * and on a replica promoted by a failover). */
 static void note_run_id(sub_link *l, const redisReply *r)
 {
-    if (r->type != REDIS_REPLY_STRING || !r->str)
-        return;
-    const char *p = strstr(r->str, "run_id:");
-    if (!p)
-        return;
-    p += 7;
-    size_t n = strcspn(p, "\r\n");
-    if (n > 0 && n < sizeof l->run_id) {
-        memcpy(l->run_id, p, n);
-        l->run_id[n] = '\0';
-    }
+    (void)run_id_of(r, l->run_id);
 }
 
 /* Reads and applies every complete reply in the link's buffer. False if the stream is
@@ -691,23 +773,30 @@ typedef struct masters_walk {
     bool seen[TC_SUB_LINKS_MAX];
 } masters_walk;
 
+/* The index among servers[0..n) of the master a CLUSTER SLOTS range names, or -1. No host
+ * stands for the server asked: servers[0]. */
+static int master_index(tc_node *const *servers, int n, const char *host, size_t hlen, int port)
+{
+    for (int j = 0; j < n; j++) {
+        const char *h;
+        int p;
+        tc__node_addr(servers[j], &h, &p);
+        bool same_host = !host ? j == 0 : strlen(h) == hlen && memcmp(h, host, hlen) == 0;
+        if (same_host && p == port)
+            return j;
+    }
+    return -1;
+}
+
 static bool note_master(void *arg, int lo, int hi, const char *host, size_t hlen, int port)
 {
     (void)lo;
     (void)hi;
     masters_walk *w = arg;
-    for (int j = 0; j < w->n; j++) {
-        const char *h;
-        int p;
-        tc__node_addr(w->servers[j], &h, &p);
-        /* No host stands for the server asked (the first link's). */
-        bool same_host = !host ? j == 0 : strlen(h) == hlen && memcmp(h, host, hlen) == 0;
-        if (same_host && p == port) {
-            w->seen[j] = true;
-            return true;
-        }
-    }
-    return false; /* a master the session does not cover */
+    int j = master_index(w->servers, w->n, host, hlen, port);
+    if (j >= 0)
+        w->seen[j] = true;
+    return j >= 0; /* else a master the session does not cover */
 }
 
 static bool masters_unchanged(tc_subscriber *cs, const sub_link *ls, tc_node **servers, int n)
@@ -724,6 +813,192 @@ static bool masters_unchanged(tc_subscriber *cs, const sub_link *ls, tc_node **s
     if (!ok)
         tc__log(&cs->ctx.log, TC_LOG_WARN, "the cluster's masters changed: resubscribing");
     return ok;
+}
+
+/* ------------------------------------------------------------------ recovery on a cluster */
+
+/* What a reconciliation on a cluster read: the masters (their run_ids) and, per slot, its
+ * master and whether its sequences' key exists, with its generation and sequence. */
+typedef struct slot_fetch {
+    tc_node *masters[TC_SUB_LINKS_MAX];
+    int nmasters;
+    char runs[TC_SUB_LINKS_MAX][RUN_ID_MAX];
+    int8_t owner[TC_INVAL_SLOTS]; /* index into masters, -1: no master named */
+    bool present[TC_INVAL_SLOTS];
+    uint64_t gen[TC_INVAL_SLOTS], seq[TC_INVAL_SLOTS];
+} slot_fetch;
+
+static bool note_owner(void *arg, int lo, int hi, const char *host, size_t hlen, int port)
+{
+    slot_fetch *f = arg;
+    int j = master_index(f->masters, f->nmasters, host, hlen, port);
+    for (int sl = lo; j >= 0 && sl <= hi; sl++)
+        f->owner[sl] = (int8_t)j;
+    return j >= 0; /* else a master the router does not know: the map moved */
+}
+
+/* The reply to HMGET <slot's key> gen <slot>: [nil, nil] when the slot has no sequences
+ * yet, else its generation and sequence (nil: 0). */
+static bool take_slot(slot_fetch *f, unsigned sl, const redisReply *r)
+{
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2)
+        return false;
+    const redisReply *g = r->element[0], *q = r->element[1];
+    f->present[sl] = g->type != REDIS_REPLY_NIL;
+    f->seq[sl] = 0;
+    if (!f->present[sl])
+        return q->type == REDIS_REPLY_NIL;
+    return g->type == REDIS_REPLY_STRING &&
+           tc__inval_parse_gen(g->str, (size_t)g->len, &f->gen[sl]) &&
+           (q->type == REDIS_REPLY_NIL ||
+            (q->type == REDIS_REPLY_STRING && parse_u64(q->str, (size_t)q->len, &f->seq[sl])));
+}
+
+/* Asks master j, in one pipelined round trip on c, for its run_id and the sequences of every
+ * slot it serves. A slot that moved since CLUSTER SLOTS answers MOVED or ASK: false. */
+static bool fetch_master(const tc_sub_ctx *ctx, slot_fetch *f, int j, tc_conn *c)
+{
+    const char *info[] = {"INFO", "server"};
+    bool ok = tc__conn_append(c, 2, info, NULL) == REDIS_OK;
+    size_t blen = strlen(ctx->seq_key);
+    char key[1100 + TC_SLOT_KEY_EXTRA];
+    if (blen > 1100)
+        return false; /* the key_prefix rule keeps it shorter */
+    for (unsigned sl = 0; ok && sl < TC_INVAL_SLOTS; sl++) {
+        if (f->owner[sl] != j)
+            continue;
+        char field[8];
+        size_t kl = tc__slot_key(key, ctx->seq_key, blen, sl);
+        int fl = snprintf(field, sizeof field, "%u", sl);
+        const char *argv[] = {"HMGET", key, "gen", field};
+        const size_t lens[] = {5, kl, 3, (size_t)fl};
+        ok = tc__conn_append(c, 4, argv, lens) == REDIS_OK;
+    }
+    ok = ok && tc__conn_flush(c) == REDIS_OK;
+    redisReply *r = NULL;
+    ok = ok && tc__conn_get_reply(c, &r) == TC_OK && run_id_of(r, f->runs[j]);
+    for (unsigned sl = 0; ok && sl < TC_INVAL_SLOTS; sl++) {
+        if (f->owner[sl] != j)
+            continue;
+        if (r)
+            freeReplyObject(r);
+        r = NULL;
+        ok = tc__conn_get_reply(c, &r) == TC_OK && take_slot(f, sl, r);
+    }
+    if (r)
+        freeReplyObject(r);
+    return ok;
+}
+
+/* Reads what a reconciliation on a cluster compares: the slot map (CLUSTER SLOTS, asked of
+ * the first master after the router reloaded its map), then one round trip per master. */
+static bool fetch_slots(const tc_sub_ctx *ctx, slot_fetch *f)
+{
+    (void)tc__remote_refresh_map(ctx->remote); /* on failure the map we have is used */
+    f->nmasters = tc__remote_masters(ctx->remote, f->masters, TC_SUB_LINKS_MAX);
+    if (f->nmasters <= 0)
+        return false;
+    memset(f->owner, -1, sizeof f->owner);
+    bool ok = true;
+    for (int j = 0; ok && j < f->nmasters; j++) {
+        tc_conn *c = NULL;
+        ok = tc__node_connect(f->masters[j], ctx->command_timeout_ms, &c) == TC_OK;
+        if (ok && j == 0) {
+            redisReply *r = NULL;
+            const char *argv[] = {"CLUSTER", "SLOTS"};
+            ok = run(c, &r, 2, argv) == TC_OK && tc__reply_cluster_slots(r, note_owner, f) == TC_OK;
+            if (r)
+                freeReplyObject(r);
+            for (unsigned sl = 0; ok && sl < TC_INVAL_SLOTS; sl++)
+                ok = f->owner[sl] >= 0; /* a slot no master serves: its writes unknown */
+        }
+        ok = ok && fetch_master(ctx, f, j, c);
+        tc__conn_free(c);
+    }
+    return ok;
+}
+
+/* Whether slot sl can be kept: its generation and sequence go on from what was applied. A
+ * slot that had no sequences may have them now (it is dropped if so). */
+static bool slot_keepable(const tc_seqs *s, const slot_fetch *f, unsigned sl)
+{
+    if (!s->slot_gen_known[sl])
+        return s->last[sl] == 0;
+    return f->present[sl] && f->gen[sl] == s->slot_gen[sl] && s->last[sl] != SEQ_UNKNOWN &&
+           f->seq[sl] >= s->last[sl];
+}
+
+/* The same masters, by run_id, as at the last reconciliation: none restarted or replaced
+ * by a failover, none added. Slots may have moved between them (see coherence.md). */
+static bool same_masters(const tc_seqs *s, const slot_fetch *f)
+{
+    if (s->nruns != f->nmasters)
+        return false;
+    for (int j = 0; j < f->nmasters; j++) {
+        bool found = false;
+        for (int k = 0; k < s->nruns && !found; k++)
+            found = strcmp(f->runs[j], s->runs[k]) == 0;
+        if (!found)
+            return false;
+    }
+    return true;
+}
+
+/* Drops the local group of every slot whose sequence moved while the link was down. */
+static void drop_moved_slots(const tc_sub_ctx *ctx, const tc_seqs *s, const slot_fetch *f)
+{
+    bool dropped[TC_LOCAL_GROUPS] = {false};
+    for (unsigned sl = 0; sl < TC_INVAL_SLOTS; sl++) {
+        bool moved = s->slot_gen_known[sl] ? f->seq[sl] != s->last[sl] : f->present[sl];
+        unsigned g = local_group(s, sl);
+        if (moved && !dropped[g]) {
+            tc__local_drop_group(ctx->local, g);
+            dropped[g] = true;
+        }
+    }
+}
+
+static void remember_slots(tc_seqs *s, const slot_fetch *f)
+{
+    for (unsigned sl = 0; sl < TC_INVAL_SLOTS; sl++) {
+        s->last[sl] = f->present[sl] ? f->seq[sl] : 0;
+        s->slot_gen[sl] = f->gen[sl];
+        s->slot_gen_known[sl] = f->present[sl];
+    }
+    memcpy(s->runs, f->runs, sizeof f->runs[0] * (size_t)f->nmasters);
+    s->nruns = f->nmasters;
+    s->gen_known = true;
+}
+
+/* reconcile on a cluster: every master answers, the masters are the same processes, and
+ * every slot's generation and sequence go on from what was applied. Then the slots that
+ * moved are dropped (their local groups) and the rest is kept (true); otherwise the whole
+ * tier is flushed (false). */
+static bool reconcile_slots(tc_subscriber *cs)
+{
+    const tc_sub_ctx *ctx = &cs->ctx;
+    tc_seqs *s = ctx->seqs;
+    slot_fetch *f = tc__calloc(1, sizeof *f);
+    bool ok = f && fetch_slots(ctx, f);
+    pthread_mutex_lock(&s->mu);
+    bool keep = ok && s->gen_known && !atomic_load(&s->full_flush) && legacy_quiet_locked(s) &&
+                same_masters(s, f);
+    for (unsigned sl = 0; keep && sl < TC_INVAL_SLOTS; sl++)
+        keep = slot_keepable(s, f, sl);
+    if (keep)
+        drop_moved_slots(ctx, s, f);
+    else
+        tc__local_flush(ctx->local);
+    if (ok)
+        remember_slots(s, f);
+    else
+        seqs_forget_locked(s);
+    pthread_mutex_unlock(&s->mu);
+    tc__free(f);
+    if (!ok)
+        tc__log(&ctx->log, TC_LOG_WARN,
+                "could not read every slot's sequences: local tier flushed");
+    return keep;
 }
 
 /* The subscribed loop: returns when a link fails, the set of masters a tracking session on
@@ -794,7 +1069,9 @@ static void listen_loop(tc_subscriber *cs, sub_link *ls, tc_node **servers, int 
              * sequences what changed. (The first session's flush empties a tier that was
              * never trusted: not counted.) */
             bool kept = false;
-            if (ctx->seqs)
+            if (ctx->seqs && ctx->seqs->by_slot)
+                kept = reconcile_slots(cs);
+            else if (ctx->seqs)
                 kept = reconcile(cs, ls[0].run_id);
             else
                 tc__local_flush(ctx->local);
@@ -952,17 +1229,27 @@ static void state_free(tc_subscriber *cs)
 /* How long tc_open waits for the first subscription: what the connections it needs may
  * take, one after the other. One link: a connect and two commands (tracking: two of each).
  * Tracking on a cluster: a link per master. Sentinel: the watch's connect and subscribe. */
+/* The masters a cluster's map names now (at least 1). */
+static int masters_count(const tc_sub_ctx *ctx)
+{
+    tc_node *servers[TC_SUB_LINKS_MAX];
+    int n = tc__remote_masters(ctx->remote, servers, TC_SUB_LINKS_MAX);
+    return n > 1 ? n : 1;
+}
+
 static int startup_budget_ms(const tc_sub_ctx *ctx)
 {
     bool tracking = ctx->mode != TC_COHERENCE_BROADCAST; /* targeted: as many round trips */
     int link = tracking ? 2 * (ctx->connect_timeout_ms + ctx->command_timeout_ms)
                         : ctx->connect_timeout_ms + 2 * ctx->command_timeout_ms;
     int links = 1;
-    if (tracking && tc__remote_is_cluster(ctx->remote)) {
-        tc_node *servers[TC_SUB_LINKS_MAX];
-        int n = tc__remote_masters(ctx->remote, servers, TC_SUB_LINKS_MAX);
-        links = n > 1 ? n : 1;
-    }
+    if (tracking && tc__remote_is_cluster(ctx->remote))
+        links = masters_count(ctx);
+    /* Recovery on a cluster: the map's reload and CLUSTER SLOTS, then a connect and a round
+     * trip per master (reconcile_slots). */
+    if (ctx->seqs && ctx->seqs->by_slot)
+        link += 2 * ctx->command_timeout_ms +
+                masters_count(ctx) * (ctx->connect_timeout_ms + ctx->command_timeout_ms);
     int watch = tc__remote_is_sentinel(ctx->remote)
                     ? ctx->connect_timeout_ms + ctx->command_timeout_ms
                     : 0;

@@ -29,8 +29,9 @@
  * tc__subscriber_apply use it under its own mutex. */
 typedef struct tc_seqs tc_seqs;
 
-/* A new state, every group unknown. TC_ERR_NOMEM. */
-tc_status tc__seqs_new(tc_seqs **out);
+/* A new state, every group unknown; by_slot for a cluster, where a message's groups are
+ * slots (each with its own generation) and the local tier drops slot >> 4. TC_ERR_NOMEM. */
+tc_status tc__seqs_new(tc_seqs **out, bool by_slot);
 void tc__seqs_free(tc_seqs *s);
 /* full: recover from a link break by flushing the whole tier (the behaviour before
  * sequences, and for now the default); false: reconcile, keeping what did not change. */
@@ -57,7 +58,7 @@ typedef struct tc_sub_ctx {
     atomic_bool *healthy;  /* written by the subscriber alone (release): the local tier
                               may answer reads */
     tc_seqs *seqs;         /* broadcast with sequences: reconcile on a new link; NULL: flush */
-    const char *seq_key;   /* with seqs: "<key_prefix>:__tc:seq" */
+    const char *seq_key;   /* with seqs: "<key_prefix>:__tc:seq" (a cluster: + "{<tag>}") */
 } tc_sub_ctx;
 
 typedef struct tc_subscriber tc_subscriber;

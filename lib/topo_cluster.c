@@ -25,6 +25,7 @@
 #include <strings.h>
 
 #include "error.h"
+#include "slot_tags.h"
 
 #include "remote.h"
 
@@ -46,10 +47,9 @@ typedef struct tc_cluster {
 
 #define CLOG(cl, level, ...) tc__log(&(cl)->cfg.log, (level), __VA_ARGS__)
 
-uint16_t tc__crc16(const void *buf, size_t len)
+static uint16_t crc16_update(uint16_t crc, const void *buf, size_t len)
 {
     const unsigned char *p = buf;
-    uint16_t crc = 0;
     for (size_t i = 0; i < len; i++) {
         crc ^= (uint16_t)(p[i] << 8);
         for (int b = 0; b < 8; b++)
@@ -58,18 +58,48 @@ uint16_t tc__crc16(const void *buf, size_t len)
     return crc;
 }
 
-unsigned tc__cluster_slot(const char *key, size_t len)
+uint16_t tc__crc16(const void *buf, size_t len)
 {
-    const char *open = memchr(key, '{', len);
-    if (open) {
-        size_t rest = len - (size_t)(open - key) - 1;
-        const char *close = memchr(open + 1, '}', rest);
-        if (close && close > open + 1) {
-            key = open + 1;
-            len = (size_t)(close - key);
+    return crc16_update(0, buf, len);
+}
+
+/* The index in a || b of the first ch at or after from, or alen + blen. */
+static size_t find_in2(const char *a, size_t alen, const char *b, size_t blen, size_t from, char ch)
+{
+    if (from < alen) {
+        const char *p = memchr(a + from, ch, alen - from);
+        if (p)
+            return (size_t)(p - a);
+        from = alen;
+    }
+    const char *p = memchr(b + (from - alen), ch, blen - (from - alen));
+    return p ? alen + (size_t)(p - b) : alen + blen;
+}
+
+unsigned tc__cluster_slot2(const char *a, size_t alen, const char *b, size_t blen)
+{
+    size_t n = alen + blen, lo = 0, hi = n;
+    size_t open = find_in2(a, alen, b, blen, 0, '{');
+    if (open < n) {
+        size_t close = find_in2(a, alen, b, blen, open + 1, '}');
+        if (close < n && close > open + 1) {
+            lo = open + 1;
+            hi = close;
         }
     }
-    return tc__crc16(key, len) & (NSLOTS - 1);
+    uint16_t crc = 0;
+    if (lo < alen)
+        crc = crc16_update(crc, a + lo, (hi < alen ? hi : alen) - lo);
+    if (hi > alen) {
+        size_t from = lo > alen ? lo - alen : 0;
+        crc = crc16_update(crc, b + from, hi - alen - from);
+    }
+    return crc & (NSLOTS - 1);
+}
+
+unsigned tc__cluster_slot(const char *key, size_t len)
+{
+    return tc__cluster_slot2(key, len, key + len, 0);
 }
 
 /* The index of the node host:port, added if new. Caller holds map_mu for writing. -1 on
@@ -349,8 +379,29 @@ static tc_status cluster_refresh(void *t)
     return map_refresh(t);
 }
 
-/* Runs o on the node that serves slot, following redirects until the deadline. */
+static tc_status cluster_run_at(tc_cluster *cl, unsigned slot, const tc_op *o);
+
+/* The largest sequences' key a publication names: "<key_prefix>:__tc:seq", the prefix at
+ * most 1024 bytes (the options' rule). */
+#define SEQ_KEY_MAX 1100
+
+/* Runs o on the node that serves slot, following redirects until the deadline. A
+ * publication whose sequences go by slot bumps this slot's (tc__ops_pub_for_slot). */
 static tc_status cluster_run(tc_cluster *cl, unsigned slot, const tc_op *o)
+{
+    if (!o->pub || !o->pub->seq_by_slot)
+        return cluster_run_at(cl, slot, o);
+    char buf[SEQ_KEY_MAX + TC_SLOT_KEY_EXTRA + 8];
+    if (tc__ops_pub_slot_cap(o->pub) > sizeof buf)
+        return TC_ERR_ARG;
+    tc_pub pub;
+    tc__ops_pub_for_slot(o->pub, slot, &pub, buf);
+    tc_op one = *o;
+    one.pub = &pub;
+    return cluster_run_at(cl, slot, &one);
+}
+
+static tc_status cluster_run_at(tc_cluster *cl, unsigned slot, const tc_op *o)
 {
     int64_t deadline = tc__deadline_after_ms(cl->cfg.command_timeout_ms);
     tc_node *ask_node = NULL;
@@ -473,6 +524,7 @@ typedef struct wplan {
     size_t nb;
     char ttl[16];
     int tl;
+    char *seqbuf; /* a publication by slot: its per-slot strings (tc__ops_pub_for_slot) */
 } wplan;
 
 /* By node address (unknown nodes last), then slot. */
@@ -497,6 +549,7 @@ static void plan_free(wplan *p)
     tc__free(p->alens);
     tc__free(p->g);
     tc__free(p->b);
+    tc__free(p->seqbuf);
 }
 
 /* Lays o out as described at wgroup and splits the groups into one batch per node. */
@@ -516,8 +569,10 @@ static tc_status plan_make(tc_cluster *cl, const tc_op *o, wplan *p)
     p->alens = set ? NULL : tc__malloc(sizeof *p->alens * (m + 1));
     p->g = tc__calloc(m, sizeof *p->g);
     p->b = tc__calloc(m, sizeof *p->b);
+    bool by_slot = o->pub && o->pub->seq_by_slot;
+    p->seqbuf = by_slot ? tc__malloc(tc__ops_pub_slot_cap(o->pub)) : NULL;
     if (!ord || !p->keys || !p->klens || (set ? !p->vals || !p->lens : !p->argv || !p->alens) ||
-        !p->g || !p->b) {
+        !p->g || !p->b || (by_slot && !p->seqbuf)) {
         tc__free(ord);
         return TC_ERR_NOMEM;
     }
@@ -561,7 +616,8 @@ static size_t wgroup_queued(const wplan *p, const wgroup *g)
     return (p->vals ? g->n : 1) + (p->o->pub ? 1 : 0);
 }
 
-/* Appends g's transaction: MULTI, the writes, its own PUBLISH of the invalidation, EXEC. */
+/* Appends g's transaction: MULTI, the writes, its own PUBLISH of the invalidation (bumping
+ * g's slot when the sequences go by slot), EXEC. */
 static tc_status wgroup_send(wplan *p, tc_exch *e, const wgroup *g)
 {
     const char *multi = "MULTI", *exec = "EXEC";
@@ -580,8 +636,11 @@ static tc_status wgroup_send(wplan *p, tc_exch *e, const wgroup *g)
         memcpy(p->alens + 1, p->klens + g->beg, sizeof *p->alens * g->n);
         st = tc__ex_send(e, (int)(g->n + 1), p->argv, p->alens);
     }
-    if (st == TC_OK && p->o->pub)
-        st = tc__ops_send_publish(e, p->o->pub);
+    if (st == TC_OK && p->o->pub) {
+        tc_pub pub;
+        tc__ops_pub_for_slot(p->o->pub, g->slot, &pub, p->seqbuf);
+        st = tc__ops_send_publish(e, &pub);
+    }
     if (st == TC_OK)
         st = tc__ex_send(e, 1, &exec, &exec_len);
     return st;

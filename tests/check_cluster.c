@@ -18,6 +18,8 @@
 #include <unistd.h>
 
 #include "cache.h"
+#include "inval.h"
+#include "slot_tags.h"
 #include "testing.h"
 #include "remote.h"
 #include "remote_conn.h"
@@ -997,6 +999,125 @@ START_TEST(test_cluster_slot_migration_moved_ask)
 }
 END_TEST
 
+/* ------------------------------------------------------------------ recovery and migration */
+
+/* Cuts every pub/sub connection on every node and waits until r is back (reconciled or
+ * flushed); *rec and *fl: the reconciliations and full flushes meanwhile. write(arg), when
+ * given, runs while r is cut off. */
+static void cut_links(tc_cache *r, void (*write)(tc_cache *), tc_cache *w, uint64_t *rec,
+                      uint64_t *fl)
+{
+    tc_stats s0;
+    tc_stats_get(r, &s0);
+    for (int i = 0; i < cluster.n; i++)
+        free(node_cmd(i, "CLIENT", "KILL", "TYPE", "pubsub", NULL));
+    if (write)
+        write(w); /* r waits 50 ms before it reconnects */
+    tct_wait_relinked(r, &s0, rec, fl);
+}
+
+#define RM_OTHERS 20
+
+/* How many of the keys r answers locally. */
+static int local_hits(tc_cache *r, const char *const *keys, int n)
+{
+    tc_stats s0, s1;
+    tc_stats_get(r, &s0);
+    for (int i = 0; i < n; i++)
+        tct_expect(r, keys[i], TC_OK, NULL);
+    tc_stats_get(r, &s1);
+    return (int)(s1.local_hits - s0.local_hits);
+}
+
+static void write_rmig_a(tc_cache *w)
+{
+    ck_assert_int_eq(tc_set(w, "{rmig}a", "A2", 2, TC_TTL_DEFAULT), TC_OK);
+}
+
+/* Recovery by group sequences across a finished slot migration. A slot's sequences live in
+ * a key of that slot, so they move with its keys; the masters are the same processes, so
+ * a link break after the move keeps the local tier, and a write to the moved slot while the
+ * link is down drops only its group. */
+START_TEST(test_cluster_recovery_across_migration)
+{
+    setenv("TC_RECOVERY_GROUPS", "1", 1); /* experimental: asked for explicitly */
+    tc_cache *w = cl_open(&cluster, NULL, 0);
+    const char *prefix = tc__cache_options(w)->key_prefix;
+    tc_cache *r = cl_open(&cluster, prefix, 1 << 20);
+    tc__test_set_full_flush_recovery(r, false);
+    char names[RM_OTHERS][16];
+    const char *keys[RM_OTHERS + 2] = {"{rmig}a", "{rmig}b"};
+    for (int i = 0; i < RM_OTHERS; i++) {
+        snprintf(names[i], sizeof names[i], "o%d", i);
+        keys[i + 2] = names[i];
+    }
+    tc_stats s0, s1;
+    tc_stats_get(r, &s0);
+    for (int i = 0; i < RM_OTHERS + 2; i++)
+        ck_assert_int_eq(tc_set(w, keys[i], "v", 1, TC_TTL_DEFAULT), TC_OK);
+    int64_t t0 = tc__now_ns();
+    for (tc_stats_get(r, &s1);
+         s1.inval_received - s0.inval_received < RM_OTHERS + 2 && tc__now_ns() - t0 < 5000000000LL;
+         tc_stats_get(r, &s1))
+        tct_sleep_ms(2); /* every message applied: none lost when the links are cut */
+    local_hits(r, keys, RM_OTHERS + 2); /* fills */
+    ck_assert_int_eq(local_hits(r, keys, RM_OTHERS + 2), RM_OTHERS + 2);
+
+    /* Move the slot with all its keys, the sequences' key among them. */
+    char ra[128], rb[128], seq[160], slot[16];
+    snprintf(ra, sizeof ra, "%s{rmig}a", tc__test_rprefix(r));
+    snprintf(rb, sizeof rb, "%s{rmig}b", tc__test_rprefix(r));
+    unsigned sl = tc__cluster_slot(ra, strlen(ra));
+    snprintf(slot, sizeof slot, "%u", sl);
+    char base[128];
+    size_t bl = (size_t)snprintf(base, sizeof base, "%s:__tc:seq", prefix);
+    seq[tc__slot_key(seq, base, bl, sl)] = '\0';
+    int src = holder(&cluster, ra), dst = (src + 1) % cluster.n;
+    ck_assert_int_ge(src, 0);
+    ck_assert_int_eq(holder(&cluster, seq), src);
+    char *src_id = node_cmd(src, "CLUSTER", "MYID", NULL, NULL, NULL);
+    char *dst_id = node_cmd(dst, "CLUSTER", "MYID", NULL, NULL, NULL);
+    ck_assert_ptr_nonnull(src_id);
+    ck_assert_ptr_nonnull(dst_id);
+    setslot(dst, slot, "IMPORTING", src_id);
+    setslot(src, slot, "MIGRATING", dst_id);
+    migrate(src, dst, ra);
+    migrate(src, dst, rb);
+    migrate(src, dst, seq);
+    setslot(dst, slot, "NODE", dst_id);
+    setslot(src, slot, "NODE", dst_id);
+    for (int i = 0; i < cluster.n; i++) {
+        if (i != src && i != dst)
+            free(node_cmd(i, "CLUSTER", "SETSLOT", slot, "NODE", dst_id));
+    }
+    ck_assert_int_eq(holder(&cluster, seq), dst);
+
+    uint64_t rec, fl;
+    cut_links(r, NULL, NULL, &rec, &fl);
+    ck_assert_uint_eq(rec, 1);
+    ck_assert_uint_eq(fl, 0);
+    ck_assert_int_eq(local_hits(r, keys, RM_OTHERS + 2), RM_OTHERS + 2);
+
+    cut_links(r, write_rmig_a, w, &rec, &fl);
+    ck_assert_uint_eq(rec, 1);
+    ck_assert_uint_eq(fl, 0);
+    tct_expect(r, "{rmig}a", TC_OK, "A2");
+    ck_assert_int_eq(local_hits(r, keys + 1, 1), 0); /* its slot's group: dropped */
+    int expect = 0;
+    for (int i = 2; i < RM_OTHERS + 2; i++) {
+        char rk[128];
+        snprintf(rk, sizeof rk, "%s%s", tc__test_rprefix(r), keys[i]);
+        expect += tc__cluster_slot(rk, strlen(rk)) >> TC_INVAL_SLOT_SHIFT !=
+                  sl >> TC_INVAL_SLOT_SHIFT;
+    }
+    ck_assert_int_eq(local_hits(r, keys + 2, RM_OTHERS), expect);
+    free(src_id);
+    free(dst_id);
+    tc_close(r);
+    tc_close(w);
+}
+END_TEST
+
 /* ------------------------------------------------------------------ a master dies */
 
 START_TEST(test_cluster_killed_master)
@@ -1117,6 +1238,7 @@ static Suite *cluster_suite(void)
         {"tracking", test_cluster_tracking_every_master},
         {"tracking_new_master", test_cluster_tracking_follows_new_master},
         {"migration", test_cluster_slot_migration_moved_ask},
+        {"recovery_migration", test_cluster_recovery_across_migration},
         {"killed", test_cluster_killed_master},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {

@@ -16,9 +16,11 @@
 #include <unistd.h>
 
 #include "cache.h"
+#include "inval.h"
 #include "key.h"
 #include "local.h"
 #include "redis_conn.h"
+#include "remote.h"
 #include "testing.h"
 #include "testutil.h"
 
@@ -883,37 +885,83 @@ END_TEST
 
 /* ------------------------------------------------------------------ recovery (sequences) */
 
-static unsigned group_of(const char *key)
+/* Whether the suite runs against a cluster (TC_TEST_TOPOLOGY=cluster). */
+static bool clustered(void)
 {
+    const char *topo = getenv("TC_TEST_TOPOLOGY");
+    return topo && strstr(topo, "cluster");
+}
+
+/* The cluster slot of key's Redis key under c. */
+static unsigned slot_of(tc_cache *c, const char *key)
+{
+    char rk[256];
+    size_t n = tc__cache_rkey(c, key, strlen(key), rk, sizeof rk);
+    return tc__cluster_slot(rk, n);
+}
+
+/* The local group key's entry is dropped with: on a cluster its slot's (16 slots a group). */
+static unsigned group_of(tc_cache *c, const char *key)
+{
+    if (clustered())
+        return slot_of(c, key) >> TC_INVAL_SLOT_SHIFT;
     return tc__local_group(tc__key_hash(key, strlen(key)));
 }
 
-/* A key "<stem><n>" in group g (or, want false, in any other group than g). */
-static void key_in_group(char *buf, size_t cap, const char *stem, unsigned g, bool want)
+/* What a message numbers key's write in: its slot on a cluster, its group on one server. */
+static unsigned seq_of(tc_cache *c, const char *key)
+{
+    return clustered() ? slot_of(c, key) : group_of(c, key);
+}
+
+/* A key "<stem><n>" whose of(c, key) is v (or, want false, is not v). */
+static void key_where(char *buf, size_t cap, const char *stem, tc_cache *c,
+                      unsigned (*of)(tc_cache *, const char *), unsigned v, bool want)
 {
     for (int n = 0;; n++) {
         snprintf(buf, cap, "%s%d", stem, n);
-        if ((group_of(buf) == g) == want)
+        if ((of(c, buf) == v) == want)
             return;
     }
 }
 
-static void kill_links_and_wait(tc_cache *r, uint64_t *reconciles, uint64_t *flushes)
+/* Writes a test makes through w while a reader's link is cut. */
+typedef struct cut_writes {
+    tc_cache *w;
+    const char *key, *twin, *far; /* twin: numbered with key; far: in another group */
+} cut_writes;
+
+static void set_v2(void *arg)
 {
-    tc_stats s0, s1;
+    const cut_writes *x = arg;
+    ck_assert_int_eq(tc_set(x->w, x->key, "v2", 2, TC_TTL_DEFAULT), TC_OK);
+}
+
+/* key and twin in one call (one slot), then far and key (two slots on a cluster). */
+static void set_many_twice(void *arg)
+{
+    const cut_writes *x = arg;
+    const char *one_slot[] = {x->key, x->twin};
+    const void *v2[] = {"v2", "v2"};
+    const size_t l2[] = {2, 2};
+    ck_assert_int_eq(tc_set_many(x->w, one_slot, v2, l2, 2, TC_TTL_DEFAULT), TC_OK);
+    const char *two_slots[] = {x->far, x->key};
+    const void *v3[] = {"f2", "v3"};
+    ck_assert_int_eq(tc_set_many(x->w, two_slots, v3, l2, 2, TC_TTL_DEFAULT), TC_OK);
+}
+
+/* Cuts every pub/sub connection, runs during(arg) (when given) while r is cut off (it
+ * waits 50 ms before it reconnects), and waits until r is back. */
+static void kill_links_and_wait(tc_cache *r, void (*during)(void *), void *arg,
+                                uint64_t *reconciles, uint64_t *flushes)
+{
+    tc_stats s0;
     tc_stats_get(r, &s0);
     const char *kill_argv[] = {"CLIENT", "KILL", "TYPE", "pubsub", NULL};
     free(tct_redis_cmd_all(kill_argv));
-    int64_t t0 = tc__now_ns();
-    do {
-        tct_sleep_ms(5);
-        tc_stats_get(r, &s1);
-    } while (s1.reconciles + s1.full_flushes == s0.reconciles + s0.full_flushes &&
-             tc__now_ns() - t0 < 5000000000LL);
-    while (!tc__test_local_usable(r) && tc__now_ns() - t0 < 5000000000LL)
-        tct_sleep_ms(5);
-    *reconciles = s1.reconciles - s0.reconciles;
-    *flushes = s1.full_flushes - s0.full_flushes;
+    if (during)
+        during(arg);
+    tct_wait_relinked(r, &s0, reconciles, flushes);
 }
 
 /* Reads keys through r, returning how many were local hits. */
@@ -931,32 +979,54 @@ static uint64_t local_reads(tc_cache *r, char keys[][32], int n)
 
 #define RKEYS 40
 
+/* Writes the keys through w and reads them through r until they are local. Waits for r to
+ * apply every write's message first: on a cluster a message crosses the cluster bus, and
+ * one still on its way when a test breaks the link is lost (its slot then counts as
+ * written). */
 static void fill(tc_cache *w, tc_cache *r, char keys[][32])
 {
+    tc_stats s0, s1;
+    tc_stats_get(r, &s0);
     for (int i = 0; i < RKEYS; i++) {
         snprintf(keys[i], 32, "rk%d", i);
         ck_assert_int_eq(tc_set(w, keys[i], "v1", 2, TC_TTL_DEFAULT), TC_OK);
     }
+    int64_t t0 = tc__now_ns();
+    for (tc_stats_get(r, &s1);
+         s1.inval_received - s0.inval_received < RKEYS && tc__now_ns() - t0 < 5000000000LL;
+         tc_stats_get(r, &s1))
+        tct_sleep_ms(2);
+    ck_assert_uint_ge(s1.inval_received - s0.inval_received, RKEYS);
     local_reads(r, keys, RKEYS); /* fills */
     ck_assert_uint_eq(local_reads(r, keys, RKEYS), RKEYS);
 }
 
-START_TEST(test_coherence_link_break_keeps_tier)
+/* A writer and a reader with recovery by group sequences under a fresh prefix (prefix_tail
+ * appended), the keys written and local in the reader. */
+static void recovery_pair(tc_cache **w, tc_cache **r, char keys[][32], const char *prefix_tail)
 {
     fresh_prefix();
+    strcat(prefix, prefix_tail);
     setenv("TC_RECOVERY_GROUPS", "1", 1); /* experimental: asked for explicitly */
-    tc_cache *w = open_mode(TC_COHERENCE_BROADCAST), *r = open_mode(TC_COHERENCE_BROADCAST);
-    tc__test_set_full_flush_recovery(r, false);
+    *w = open_mode(TC_COHERENCE_BROADCAST);
+    *r = open_mode(TC_COHERENCE_BROADCAST);
+    tc__test_set_full_flush_recovery(*r, false);
+    fill(*w, *r, keys);
+}
+
+START_TEST(test_coherence_link_break_keeps_tier)
+{
+    tc_cache *w, *r;
     char keys[RKEYS][32];
-    fill(w, r, keys);
+    recovery_pair(&w, &r, keys, "");
     uint64_t rec, fl;
-    kill_links_and_wait(r, &rec, &fl);
+    kill_links_and_wait(r, NULL, NULL, &rec, &fl);
     ck_assert_uint_eq(rec, 1);
     ck_assert_uint_eq(fl, 0);
     ck_assert_uint_eq(local_reads(r, keys, RKEYS), RKEYS);
     /* The old behaviour, kept for comparison: a full flush. */
     tc__test_set_full_flush_recovery(r, true);
-    kill_links_and_wait(r, &rec, &fl);
+    kill_links_and_wait(r, NULL, NULL, &rec, &fl);
     ck_assert_uint_eq(rec, 0);
     ck_assert_uint_eq(fl, 1);
     ck_assert_uint_eq(local_reads(r, keys, RKEYS), 0);
@@ -967,33 +1037,21 @@ END_TEST
 
 START_TEST(test_coherence_link_break_drops_written_groups)
 {
-    fresh_prefix();
-    setenv("TC_RECOVERY_GROUPS", "1", 1); /* experimental: asked for explicitly */
-    tc_cache *w = open_mode(TC_COHERENCE_BROADCAST), *r = open_mode(TC_COHERENCE_BROADCAST);
-    tc__test_set_full_flush_recovery(r, false);
+    tc_cache *w, *r;
     char keys[RKEYS][32];
-    fill(w, r, keys);
+    recovery_pair(&w, &r, keys, "");
     char same[32];
-    key_in_group(same, sizeof same, "same", group_of(keys[0]), true);
+    key_where(same, sizeof same, "same", r, group_of, group_of(r, keys[0]), true);
     ck_assert_int_eq(tc_set(w, same, "s1", 2, TC_TTL_DEFAULT), TC_OK);
     tct_expect(r, same, TC_OK, "s1");
     tct_expect(r, same, TC_OK, "s1"); /* now local */
-    tc_stats s0, s1;
-    tc_stats_get(r, &s0);
-    const char *kill_argv[] = {"CLIENT", "KILL", "TYPE", "pubsub", NULL};
-    free(tct_redis_cmd_all(kill_argv));
-    /* Written while r is cut off (it waits 50 ms before it reconnects). */
-    ck_assert_int_eq(tc_set(w, keys[0], "v2", 2, TC_TTL_DEFAULT), TC_OK);
-    int64_t t0 = tc__now_ns();
-    do {
-        tct_sleep_ms(5);
-        tc_stats_get(r, &s1);
-    } while (s1.reconciles == s0.reconciles && tc__now_ns() - t0 < 5000000000LL);
-    while (!tc__test_local_usable(r) && tc__now_ns() - t0 < 5000000000LL)
-        tct_sleep_ms(5);
-    ck_assert_uint_eq(s1.reconciles, s0.reconciles + 1);
-    ck_assert_uint_eq(s1.full_flushes, s0.full_flushes);
+    cut_writes x = {.w = w, .key = keys[0]};
+    uint64_t rec, fl;
+    kill_links_and_wait(r, set_v2, &x, &rec, &fl); /* keys[0] written while r is cut off */
+    ck_assert_uint_eq(rec, 1);
+    ck_assert_uint_eq(fl, 0);
     tct_expect(r, keys[0], TC_OK, "v2");
+    tc_stats s0, s1;
     /* Every other key of keys[0]'s group was dropped with it; the rest stayed. */
     tc_stats_get(r, &s0);
     tct_expect(r, same, TC_OK, "s1");
@@ -1001,8 +1059,52 @@ START_TEST(test_coherence_link_break_drops_written_groups)
     ck_assert_uint_eq(s1.local_hits, s0.local_hits);
     uint64_t expect = 0;
     for (int i = 1; i < RKEYS; i++)
-        expect += group_of(keys[i]) != group_of(keys[0]);
+        expect += group_of(r, keys[i]) != group_of(r, keys[0]);
     ck_assert_uint_ge(local_reads(r, keys + 1, RKEYS - 1), expect);
+    tc_close(r);
+    tc_close(w);
+}
+END_TEST
+
+/* Writes while the link is down: a two-key write to one slot (one transaction, its key
+ * named by the cache) and a write across slots (on a cluster one transaction per slot,
+ * each bumping its own slot's sequences). Exactly the local groups written are dropped:
+ * every other key is still a local hit. */
+START_TEST(test_coherence_link_break_drops_only_written_slots)
+{
+    tc_cache *w, *r;
+    char keys[RKEYS][32];
+    recovery_pair(&w, &r, keys, "");
+    char twin[32], far[32], by[32];
+    key_where(twin, sizeof twin, "twin", r, seq_of, seq_of(r, keys[0]), true);
+    key_where(far, sizeof far, "far", r, group_of, group_of(r, keys[0]), false);
+    /* by: in keys[0]'s group, never written below: dropped with the group all the same. */
+    key_where(by, sizeof by, "by", r, group_of, group_of(r, keys[0]), true);
+    ck_assert_int_eq(tc_set(w, far, "f1", 2, TC_TTL_DEFAULT), TC_OK);
+    ck_assert_int_eq(tc_set(w, by, "b1", 2, TC_TTL_DEFAULT), TC_OK);
+    ck_assert_int_ge(wait_for(r, far, "f1"), 0);
+    ck_assert_int_ge(wait_for(r, by, "b1"), 0);
+    tct_expect(r, far, TC_OK, "f1"); /* now local */
+    tct_expect(r, by, TC_OK, "b1");
+    cut_writes x = {w, keys[0], twin, far};
+    uint64_t rec, fl;
+    kill_links_and_wait(r, set_many_twice, &x, &rec, &fl);
+    ck_assert_uint_eq(rec, 1);
+    ck_assert_uint_eq(fl, 0);
+    tct_expect(r, keys[0], TC_OK, "v3");
+    tct_expect(r, twin, TC_OK, "v2");
+    tct_expect(r, far, TC_OK, "f2");
+    unsigned g0 = group_of(r, keys[0]), g1 = group_of(r, far);
+    uint64_t expect = 0;
+    for (int i = 1; i < RKEYS; i++)
+        expect += group_of(r, keys[i]) != g0 && group_of(r, keys[i]) != g1;
+    /* Exactly the keys of other groups were still local. */
+    ck_assert_uint_eq(local_reads(r, keys + 1, RKEYS - 1), expect);
+    tc_stats s0, s1;
+    tc_stats_get(r, &s0);
+    tct_expect(r, by, TC_OK, "b1");
+    tc_stats_get(r, &s1);
+    ck_assert_uint_eq(s1.local_hits, s0.local_hits); /* dropped with keys[0]'s group */
     tc_close(r);
     tc_close(w);
 }
@@ -1010,15 +1112,13 @@ END_TEST
 
 START_TEST(test_coherence_lost_message_drops_group)
 {
-    fresh_prefix();
-    setenv("TC_RECOVERY_GROUPS", "1", 1); /* experimental: asked for explicitly */
-    tc_cache *w = open_mode(TC_COHERENCE_BROADCAST), *r = open_mode(TC_COHERENCE_BROADCAST);
-    tc__test_set_full_flush_recovery(r, false);
+    tc_cache *w, *r;
     char keys[RKEYS][32];
-    fill(w, r, keys);
+    recovery_pair(&w, &r, keys, "");
     char same[32], other[32];
-    key_in_group(same, sizeof same, "same", group_of(keys[0]), true);
-    key_in_group(other, sizeof other, "other", group_of(keys[0]), false);
+    /* same: numbered with keys[0], so its message shows the gap; other: in another group. */
+    key_where(same, sizeof same, "same", r, seq_of, seq_of(r, keys[0]), true);
+    key_where(other, sizeof other, "other", r, group_of, group_of(r, keys[0]), false);
     tc_stats before, now;
     tc_stats_get(r, &before);
     ck_assert_int_eq(tc_set(w, other, "o1", 2, TC_TTL_DEFAULT), TC_OK);
@@ -1050,26 +1150,26 @@ END_TEST
 
 START_TEST(test_coherence_flushall_flushes_everything)
 {
-    fresh_prefix();
-    setenv("TC_RECOVERY_GROUPS", "1", 1); /* experimental: asked for explicitly */
-    tc_cache *w = open_mode(TC_COHERENCE_BROADCAST), *r = open_mode(TC_COHERENCE_BROADCAST);
-    tc__test_set_full_flush_recovery(r, false);
+    tc_cache *w, *r;
     char keys[RKEYS][32];
-    fill(w, r, keys);
+    recovery_pair(&w, &r, keys, "");
     const char *flushall[] = {"FLUSHALL", NULL};
     free(tct_redis_cmd_all(flushall));
     uint64_t rec, fl;
-    kill_links_and_wait(r, &rec, &fl);
+    kill_links_and_wait(r, NULL, NULL, &rec, &fl);
     ck_assert_uint_eq(rec, 0);
     ck_assert_uint_eq(fl, 1);
     for (int i = 0; i < RKEYS; i++)
         tct_expect(r, keys[i], TC_MISS, NULL);
-    /* On a healthy link: the first write after a FLUSHALL starts a new generation. */
+    /* On a healthy link: the first write after a FLUSHALL starts a new generation (on a
+     * cluster, of its slot: a write to a slot numbered before shows it). */
     fill(w, r, keys);
     free(tct_redis_cmd_all(flushall));
     tc_stats s0, s1;
     tc_stats_get(r, &s0);
-    ck_assert_int_eq(tc_set(w, "another", "x", 1, TC_TTL_DEFAULT), TC_OK);
+    char another[32];
+    key_where(another, sizeof another, "another", r, seq_of, seq_of(r, keys[0]), true);
+    ck_assert_int_eq(tc_set(w, another, "x", 1, TC_TTL_DEFAULT), TC_OK);
     int64_t t0 = tc__now_ns();
     do {
         tct_sleep_ms(5);
@@ -1078,6 +1178,26 @@ START_TEST(test_coherence_flushall_flushes_everything)
     ck_assert_uint_eq(s1.full_flushes, s0.full_flushes + 1);
     for (int i = 0; i < RKEYS; i++)
         tct_expect(r, keys[i], TC_MISS, NULL);
+    tc_close(r);
+    tc_close(w);
+}
+END_TEST
+
+/* A key_prefix with an unclosed '{': on a cluster a slot's sequences key would hash
+ * elsewhere than the slot (its tag would run from the prefix's '{' to the key's '}'), so
+ * recovery stays off there and a link break flushes; writes still work. On one server
+ * nothing hashes: recovery runs. */
+START_TEST(test_coherence_unclosed_tag_prefix)
+{
+    tc_cache *w, *r;
+    char keys[RKEYS][32];
+    recovery_pair(&w, &r, keys, "{u");
+    uint64_t rec, fl;
+    kill_links_and_wait(r, NULL, NULL, &rec, &fl);
+    ck_assert_uint_eq(rec, clustered() ? 0 : 1);
+    ck_assert_uint_eq(fl, clustered() ? 1 : 0);
+    ck_assert_int_eq(tc_set(w, keys[0], "v2", 2, TC_TTL_DEFAULT), TC_OK);
+    ck_assert_int_ge(wait_for(r, keys[0], "v2"), 0);
     tc_close(r);
     tc_close(w);
 }
@@ -1105,24 +1225,20 @@ static Suite *coherence_suite(void)
           test_coherence_none_mode_bounded_by_local_ttl}},
         {"recovery",
          {test_coherence_link_break_keeps_tier, test_coherence_link_break_drops_written_groups,
-          test_coherence_lost_message_drops_group, test_coherence_flushall_flushes_everything}},
+          test_coherence_link_break_drops_only_written_slots,
+          test_coherence_lost_message_drops_group, test_coherence_flushall_flushes_everything,
+          test_coherence_unclosed_tag_prefix}},
         {"hostile",
          {test_coherence_garbage_messages_ignored, test_coherence_parser_direct,
           test_coherence_forged_keys_break_no_rule}},
     };
-    /* Recovery by group sequences is built for one server (a cluster still flushes: the
-     * group must first live with the key's slot); the backlog test floods one server. */
-    const char *topo = getenv("TC_TEST_TOPOLOGY");
-    bool clustered = topo && strstr(topo, "cluster");
     for (size_t g = 0; g < sizeof groups / sizeof groups[0]; g++) {
-        if (clustered && strcmp(groups[g].name, "recovery") == 0)
-            continue;
         TCase *tc = tcase_create(groups[g].name);
         tcase_set_timeout(tc, 60);
         for (int i = 0; groups[g].tests[i]; i++) {
             /* On a cluster the flood crosses the cluster bus, whose own buffering and
              * limits, not the subscriber, decide what arrives when. */
-            if (clustered && groups[g].tests[i] == test_coherence_backlog_is_not_a_dead_link)
+            if (clustered() && groups[g].tests[i] == test_coherence_backlog_is_not_a_dead_link)
                 continue;
             tcase_add_test(tc, groups[g].tests[i]);
         }

@@ -9,6 +9,8 @@
 #include <hiredis/hiredis.h>
 
 #include "redis_reply.h"
+#include "remote.h"
+#include "slot_tags.h"
 #include "testutil.h"
 
 /* The reply hiredis's reader makes of resp (one whole reply). */
@@ -401,6 +403,39 @@ START_TEST(test_reply_kinds_and_tracking)
 }
 END_TEST
 
+/* The generated table: every slot's tag, alone and in the sequences' key, lands in that
+ * slot as the router computes it. */
+START_TEST(test_reply_slot_tags_map_to_their_slots)
+{
+    char key[64];
+    for (unsigned sl = 0; sl < TC_SLOTS; sl++) {
+        ck_assert_uint_eq(tc__cluster_slot(tc__slot_tag(sl), TC_SLOT_TAG_LEN), sl);
+        size_t kl = tc__slot_key(key, "app:__tc:seq", 12, sl);
+        ck_assert_uint_eq(kl, 12 + TC_SLOT_KEY_EXTRA);
+        ck_assert_uint_eq(tc__cluster_slot(key, kl), sl);
+        for (size_t i = 0; i < TC_SLOT_TAG_LEN; i++)
+            ck_assert_msg(tc__slot_tag(sl)[i] != '{' && tc__slot_tag(sl)[i] != '}', "slot %u", sl);
+    }
+}
+END_TEST
+
+/* The slot of a Redis key given as prefix and caller key, at every split, is the slot of
+ * the whole key: hash tags may open in one part and close in the other. */
+START_TEST(test_reply_slot_of_two_parts)
+{
+    static const char *const keys[] = {"app:1:user42",  "app{x}:1:k",   "app{:1:k}z", "a{}b:1:{k}",
+                                       "app:1:{}",      "{:1:k",        "p:1:}{",     "{{a}}",
+                                       "app:1:{user}1", "app:1:user{1", "{",          ""};
+    for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++) {
+        size_t n = strlen(keys[k]);
+        unsigned whole = tc__cluster_slot(keys[k], n);
+        for (size_t i = 0; i <= n; i++)
+            ck_assert_msg(tc__cluster_slot2(keys[k], i, keys[k] + i, n - i) == whole, "%s at %zu",
+                          keys[k], i);
+    }
+}
+END_TEST
+
 static Suite *reply_suite(void)
 {
     Suite *s = suite_create("reply");
@@ -412,6 +447,10 @@ static Suite *reply_suite(void)
     tc = tcase_create("cluster_slots");
     tcase_add_test(tc, test_reply_cluster_slots);
     tcase_add_test(tc, test_reply_host_with_nul);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("slot_tags");
+    tcase_add_test(tc, test_reply_slot_tags_map_to_their_slots);
+    tcase_add_test(tc, test_reply_slot_of_two_parts);
     suite_add_tcase(s, tc);
     tc = tcase_create("sentinel");
     tcase_add_test(tc, test_reply_sentinel_master_addr);

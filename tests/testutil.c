@@ -12,6 +12,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common.h"
+#include "testing.h"
+
 tcf_redis tct_redis;
 static tcf_cluster cluster; /* when TC_TEST_TOPOLOGY=cluster or tls-cluster */
 static bool clustered;
@@ -245,6 +248,21 @@ void tct_sleep_ms(int ms)
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
         ;
+}
+
+void tct_wait_relinked(tc_cache *c, const tc_stats *before, uint64_t *rec, uint64_t *fl)
+{
+    tc_stats now;
+    int64_t t0 = tc__now_ns();
+    do {
+        tct_sleep_ms(5);
+        tc_stats_get(c, &now);
+    } while (now.reconciles + now.full_flushes == before->reconciles + before->full_flushes &&
+             tc__now_ns() - t0 < 5000000000LL);
+    while (!tc__test_local_usable(c) && tc__now_ns() - t0 < 5000000000LL)
+        tct_sleep_ms(5);
+    *rec = now.reconciles - before->reconciles;
+    *fl = now.full_flushes - before->full_flushes;
 }
 
 int tct_slow_ms(int ms)

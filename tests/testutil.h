@@ -101,6 +101,10 @@ tc_cache *tct_open_default(void);
 
 /* Sleep for ms milliseconds (tests only; the library never sleeps). */
 void tct_sleep_ms(int ms);
+/* After a test cut c's invalidation link: waits (5 s at most) until c has reconciled or
+ * flushed since *before and may answer locally again. *rec and *fl: the reconciliations
+ * and the full flushes since *before. */
+void tct_wait_relinked(tc_cache *c, const tc_stats *before, uint64_t *rec, uint64_t *fl);
 
 /* ms times $TC_TEST_SLOWDOWN (default 1): for a fixed wait a test relies on to let other
  * threads catch up, which a slow run (make check-valgrind sets 20) must stretch. */
