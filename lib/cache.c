@@ -448,6 +448,16 @@ static tc_status options_check(const tc_options *o, char *why, size_t cap)
         snprintf(why, cap, "redis_url is \"\": NULL means $TC_REDIS_URL or the default");
     } else if (!(o->xfetch_beta >= 0) || o->xfetch_beta > 1e6) { /* NaN too */
         snprintf(why, cap, "xfetch_beta = %g: must be 0..1e6", o->xfetch_beta);
+    } else if (o->recovery != TC_RECOVERY_AUTO && o->recovery != TC_RECOVERY_FLUSH &&
+               o->recovery != TC_RECOVERY_GROUPS) {
+        snprintf(why, cap,
+                 "recovery = %d: must be TC_RECOVERY_AUTO (0), TC_RECOVERY_FLUSH (1) or "
+                 "TC_RECOVERY_GROUPS (2)",
+                 (int)o->recovery);
+    } else if (o->recovery == TC_RECOVERY_GROUPS && o->coherence != TC_COHERENCE_BROADCAST) {
+        snprintf(why, cap,
+                 "recovery = TC_RECOVERY_GROUPS needs coherence = TC_COHERENCE_BROADCAST (the "
+                 "tracking modes hear Redis, which sends no sequences; NONE has no link)");
     } else if (o->tls_skip_verify != 0 && o->tls_skip_verify != 1) {
         snprintf(why, cap, "tls_skip_verify = %d: must be 0 or 1", o->tls_skip_verify);
     } else {
@@ -519,11 +529,32 @@ static tc_status cache_strings(tc_cache *c)
 
 /* ------------------------------------------------------------------ coherence */
 
-/* Whether the experimental recovery by group sequences is asked for. */
-static bool recovery_groups_wanted(void)
+/* Whether recovery by group sequences works here; if not, why (for TC_RECOVERY_GROUPS's
+ * refusal). It needs the sequence bump in the write's atomic unit on the node the reader
+ * fetches the sequences from: one server or Sentinel's master. A cluster spreads the keys
+ * of one group over many nodes (not yet: the group must first follow the key's slot). */
+static bool recovery_groups_supported(const tc_cache *c, const char **why)
 {
-    const char *v = getenv("TC_RECOVERY_GROUPS");
-    return v && strcmp(v, "1") == 0;
+    if (c->opt.coherence != TC_COHERENCE_BROADCAST)
+        *why = "it needs TC_COHERENCE_BROADCAST";
+    else if (tc__remote_is_cluster(c->remote))
+        *why = "not on a Redis Cluster yet";
+    else
+        return true;
+    return false;
+}
+
+/* Whether c recovers by group sequences (tc_options.recovery), or TC_ERR_ARG (logged)
+ * when TC_RECOVERY_GROUPS was asked for where it cannot work. */
+static tc_status recovery_groups_wanted(const tc_cache *c, bool *groups)
+{
+    const char *why = "";
+    bool ok = recovery_groups_supported(c, &why);
+    *groups = ok && c->opt.recovery != TC_RECOVERY_FLUSH;
+    if (ok || c->opt.recovery != TC_RECOVERY_GROUPS)
+        return TC_OK;
+    tc__log(&c->log, TC_LOG_ERROR, "tc_open: option recovery = TC_RECOVERY_GROUPS: %s", why);
+    return TC_ERR_ARG;
 }
 
 /* Builds the subscriber's context and starts the subscriber (broadcast and tracking
@@ -549,16 +580,15 @@ static tc_status coherence_start(tc_cache *c)
         .counters = &c->counters,
         .healthy = &c->link_ok,
     };
-    /* Group sequences (recovery that keeps the tier) need the bump in the write's atomic
-     * unit, on the write's node: one server or Sentinel's master; not yet a cluster. Not
-     * finished (docs/design/coherence.md, "Recovery"): only with TC_RECOVERY_GROUPS=1 in
-     * the environment, for every instance of a key_prefix at once (its writers send TC2
-     * messages, which older readers do not apply, and each write runs a script). */
-    if (c->opt.coherence == TC_COHERENCE_BROADCAST && !tc__remote_is_cluster(c->remote) &&
-        recovery_groups_wanted()) {
+    /* Group sequences (recovery that keeps the tier; docs/design/coherence.md,
+     * "Recovery without a flush"): writers send TC2 messages and bump their groups. */
+    bool groups;
+    tc_status st = recovery_groups_wanted(c, &groups);
+    if (st != TC_OK)
+        return st;
+    if (groups) {
         if (!c->seqs && tc__seqs_new(&c->seqs) != TC_OK)
             return TC_ERR_NOMEM;
-        tc__seqs_set_full_flush(c->seqs, false);
         c->sub_ctx.seqs = c->seqs;
         c->sub_ctx.seq_key = c->seq_key;
     }

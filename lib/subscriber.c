@@ -124,10 +124,7 @@ tc_status tc__seqs_new(tc_seqs **out)
         return TC_ERR_NOMEM;
     pthread_mutex_init(&s->mu, NULL);
     seqs_forget_locked(s);
-    /* Off until the bench and storm runs under TSan are in (issue 18): a new link still
-     * flushes the whole tier. Writers already publish sequences; gaps and generation
-     * changes already apply. */
-    atomic_init(&s->full_flush, true);
+    atomic_init(&s->full_flush, false);
     atomic_init(&s->drop_next, false);
     return TC_OK;
 }

@@ -32,8 +32,9 @@ typedef struct tc_seqs tc_seqs;
 /* A new state, every group unknown. TC_ERR_NOMEM. */
 tc_status tc__seqs_new(tc_seqs **out);
 void tc__seqs_free(tc_seqs *s);
-/* full: recover from a link break by flushing the whole tier (the behaviour before
- * sequences, and for now the default); false: reconcile, keeping what did not change. */
+/* full: recover from a link break by flushing the whole tier although the writers bump
+ * sequences (a test's way to see what the reconciliation saves); false (the default):
+ * reconcile, keeping what did not change. */
 void tc__seqs_set_full_flush(tc_seqs *s, bool full);
 /* The next broadcast message is ignored as if lost (tests). */
 void tc__seqs_drop_next(tc_seqs *s);

@@ -944,9 +944,7 @@ static void fill(tc_cache *w, tc_cache *r, char keys[][32])
 START_TEST(test_coherence_link_break_keeps_tier)
 {
     fresh_prefix();
-    setenv("TC_RECOVERY_GROUPS", "1", 1); /* experimental: asked for explicitly */
     tc_cache *w = open_mode(TC_COHERENCE_BROADCAST), *r = open_mode(TC_COHERENCE_BROADCAST);
-    tc__test_set_full_flush_recovery(r, false);
     char keys[RKEYS][32];
     fill(w, r, keys);
     uint64_t rec, fl;
@@ -968,9 +966,7 @@ END_TEST
 START_TEST(test_coherence_link_break_drops_written_groups)
 {
     fresh_prefix();
-    setenv("TC_RECOVERY_GROUPS", "1", 1); /* experimental: asked for explicitly */
     tc_cache *w = open_mode(TC_COHERENCE_BROADCAST), *r = open_mode(TC_COHERENCE_BROADCAST);
-    tc__test_set_full_flush_recovery(r, false);
     char keys[RKEYS][32];
     fill(w, r, keys);
     char same[32];
@@ -1011,9 +1007,7 @@ END_TEST
 START_TEST(test_coherence_lost_message_drops_group)
 {
     fresh_prefix();
-    setenv("TC_RECOVERY_GROUPS", "1", 1); /* experimental: asked for explicitly */
     tc_cache *w = open_mode(TC_COHERENCE_BROADCAST), *r = open_mode(TC_COHERENCE_BROADCAST);
-    tc__test_set_full_flush_recovery(r, false);
     char keys[RKEYS][32];
     fill(w, r, keys);
     char same[32], other[32];
@@ -1051,9 +1045,7 @@ END_TEST
 START_TEST(test_coherence_flushall_flushes_everything)
 {
     fresh_prefix();
-    setenv("TC_RECOVERY_GROUPS", "1", 1); /* experimental: asked for explicitly */
     tc_cache *w = open_mode(TC_COHERENCE_BROADCAST), *r = open_mode(TC_COHERENCE_BROADCAST);
-    tc__test_set_full_flush_recovery(r, false);
     char keys[RKEYS][32];
     fill(w, r, keys);
     const char *flushall[] = {"FLUSHALL", NULL};
