@@ -591,6 +591,7 @@ static tc_status coherence_start(tc_cache *c)
             return TC_ERR_NOMEM;
         c->sub_ctx.seqs = c->seqs;
         c->sub_ctx.seq_key = c->seq_key;
+        c->sub_ctx.pool_size = c->opt.pool_size;
     }
     if (c->opt.coherence == TC_COHERENCE_NONE) {
         atomic_store(&c->link_ok, true);

@@ -231,7 +231,16 @@ static bool reconcile(tc_subscriber *cs, const char *run_id)
     const char *argv[] = {"1", ctx->seq_key, gen};
     const size_t lens[] = {1, strlen(ctx->seq_key), 16};
     redisReply *r = NULL;
-    tc_status st = tc__remote_script(ctx->remote, script_fetch, 3, argv, lens, &r);
+    /* Whatever broke the link (a restart, a proxy, the network) may have closed the pooled
+     * connections too: each fails once and is discarded. Without the retries a blip that
+     * cut every connection would always end in a full flush. */
+    tc_status st = TC_ERR_IO;
+    for (int i = 0; st == TC_ERR_IO && i <= ctx->pool_size; i++) {
+        if (r)
+            freeReplyObject(r);
+        r = NULL;
+        st = tc__remote_script(ctx->remote, script_fetch, 3, argv, lens, &r);
+    }
     uint64_t seq[TC_INVAL_GROUPS];
     uint64_t fgen = 0;
     bool ok = st == TC_OK && parse_fetch(r, &fgen, seq);

@@ -59,6 +59,8 @@ typedef struct tc_sub_ctx {
                               may answer reads */
     tc_seqs *seqs;         /* broadcast with sequences: reconcile on a new link; NULL: flush */
     const char *seq_key;   /* with seqs: "<key_prefix>:__tc:seq" */
+    int pool_size;         /* with seqs: the pooled connections per node, each of which may
+                              have died with the link (the fetch tries past them) */
 } tc_sub_ctx;
 
 typedef struct tc_subscriber tc_subscriber;
