@@ -431,14 +431,17 @@ static void *lock_thread(void *arg)
     return NULL;
 }
 
-/* Cuts every invalidation link of the server at random intervals of up to max_ms (arg). */
+/* Cuts every invalidation link of the server at random intervals of up to max_ms (arg).
+ * The first cut comes after 1 s (before the first restart), so that even a short run
+ * reconciles at least once. */
 static void *link_killer(void *arg)
 {
     int max_ms = *(const int *)arg;
     uint64_t r = 0xdeadbeefcafef00dull;
     const char *argv[] = {"CLIENT", "KILL", "TYPE", "pubsub", NULL};
-    while (!atomic_load(&stop)) {
-        struct timespec ts = {0, (long)(1 + rng_next(&r) % (uint64_t)max_ms) * 1000000L};
+    for (bool first = true; !atomic_load(&stop); first = false) {
+        long ms = first && max_ms > 1000 ? 1000 : (long)(1 + rng_next(&r) % (uint64_t)max_ms);
+        struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
         nanosleep(&ts, NULL);
         char *n = tcf_redis_cmd(&killer_view, argv); /* NULL while the server restarts */
         if (n && atoi(n) > 0)
