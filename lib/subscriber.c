@@ -27,8 +27,9 @@
  * The thread owns its connections. It pings every heartbeat_ms and declares the link dead
  * when a ping has had no answer for heartbeat_ms more (in tracking mode it also checks
  * CLIENT TRACKINGINFO for a broken redirect). While the link is not known healthy the local
- * tier is bypassed; after every (re)subscription it flushes the local tier (an epoch bump)
- * BEFORE declaring the link healthy, because messages sent during the outage are lost.
+ * tier is bypassed; after every (re)subscription it flushes the local tier (an epoch bump),
+ * or with group sequences drops the groups that moved (reconcile), BEFORE declaring the link
+ * healthy, because messages sent during the outage are lost.
  * With Sentinel it also holds a "watch" connection to a sentinel, subscribed to
  * +switch-master: when the sentinels name a new master it resubscribes there (flushing) at
  * once, not seconds later when the old master is demoted and drops its clients.
