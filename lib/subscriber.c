@@ -104,8 +104,10 @@ struct tc_seqs {
     pthread_mutex_t mu; /* guards what follows but the atomics; a leaf lock */
     bool gen_known;     /* gen and last[] describe what was applied */
     uint64_t gen;
-    char run_id[48];   /* the server's run_id at the last reconciliation ("" unknown) */
-    int64_t legacy_ns; /* when a TC1 key message of another instance was last seen */
+    char run_id[48]; /* the server's run_id at the last reconciliation ("" unknown) */
+    /* When a TC1 key message of another instance was last seen (0: never). An atomic, set
+     * without the mutex: a legacy writer's every message would otherwise take it. */
+    atomic_int_fast64_t legacy_ns;
     uint64_t last[TC_INVAL_GROUPS]; /* the last sequence applied per group, or SEQ_UNKNOWN */
     atomic_bool full_flush, drop_next;
 };
@@ -126,6 +128,7 @@ tc_status tc__seqs_new(tc_seqs **out)
     pthread_mutex_init(&s->mu, NULL);
     seqs_forget_locked(s);
     atomic_init(&s->full_flush, false);
+    atomic_init(&s->legacy_ns, 0);
     atomic_init(&s->drop_next, false);
     return TC_OK;
 }
@@ -247,10 +250,11 @@ static bool reconcile(tc_subscriber *cs, const char *run_id)
     bool ok = st == TC_OK && parse_fetch(r, &fgen, seq);
     if (r)
         freeReplyObject(r);
+    int64_t legacy = atomic_load(&s->legacy_ns);
     pthread_mutex_lock(&s->mu);
     bool keep = ok && s->gen_known && s->gen == fgen && !atomic_load(&s->full_flush) && run_id[0] &&
                 strcmp(run_id, s->run_id) == 0 &&
-                (s->legacy_ns == 0 || tc__now_ns() - s->legacy_ns > LEGACY_WINDOW_NS);
+                (legacy == 0 || tc__now_ns() - legacy > LEGACY_WINDOW_NS);
     /* A sequence behind what was applied: the hash lost writes its generation cannot
      * show (it never should): trust nothing. */
     for (unsigned g = 0; keep && g < TC_INVAL_GROUPS; g++)
@@ -306,9 +310,7 @@ bool tc__subscriber_apply(const tc_sub_ctx *ctx, const char *payload, size_t len
     } else if (ctx->seqs && m.sequenced) {
         apply_seqs(ctx, &m); /* own messages and other versions' too: they bump groups */
     } else if (ctx->seqs && m.origin != ctx->origin) {
-        pthread_mutex_lock(&ctx->seqs->mu);
-        ctx->seqs->legacy_ns = tc__now_ns();
-        pthread_mutex_unlock(&ctx->seqs->mu);
+        atomic_store(&ctx->seqs->legacy_ns, tc__now_ns());
     }
     if (m.op == TC_INVAL_FLUSH) {
         TC_COUNT(ctx->counters, inval_received);

@@ -1034,6 +1034,35 @@ START_TEST(test_coherence_recovery_flush_flushes)
 }
 END_TEST
 
+/* Instances of a prefix that disagree: a TC_RECOVERY_FLUSH writer bumps no sequence, so a
+ * reader recovering by groups that heard its TC1 message flushes at its next recovery
+ * (for 10 minutes after that message) rather than trust sequences the writer ignores. */
+START_TEST(test_coherence_flush_writer_makes_readers_flush)
+{
+    fresh_prefix();
+    tc_cache *w = open_recovery(tct_redis.url, TC_RECOVERY_FLUSH);
+    tc_cache *r = open_recovery(tct_redis.url, TC_RECOVERY_AUTO);
+    char keys[RKEYS][32];
+    fill(w, r, keys);
+    tc_stats s0, s1;
+    tc_stats_get(r, &s0);
+    ck_assert_int_eq(tc_set(w, keys[0], "v2", 2, TC_TTL_DEFAULT), TC_OK);
+    int64_t t0 = tc__now_ns();
+    do {
+        tct_sleep_ms(2);
+        tc_stats_get(r, &s1);
+    } while (s1.inval_received == s0.inval_received && tc__now_ns() - t0 < 5000000000LL);
+    ck_assert_uint_gt(s1.inval_received, s0.inval_received);
+    uint64_t rec, fl;
+    kill_links_and_wait(r, &rec, &fl);
+    ck_assert_uint_eq(rec, 0);
+    ck_assert_uint_eq(fl, 1);
+    ck_assert_uint_eq(local_reads(r, keys, RKEYS), 0);
+    tc_close(r);
+    tc_close(w);
+}
+END_TEST
+
 /* TC_RECOVERY_GROUPS where groups cannot work is refused, with the reason in words; on one
  * server it is what AUTO does. */
 START_TEST(test_coherence_recovery_groups_refused)
@@ -1237,7 +1266,8 @@ static Suite *coherence_suite(void)
         {"recovery",
          {test_coherence_link_break_keeps_tier, test_coherence_link_break_drops_written_groups,
           test_coherence_lost_message_drops_group, test_coherence_flushall_flushes_everything,
-          test_coherence_restart_flushes_everything, test_coherence_recovery_flush_flushes}},
+          test_coherence_restart_flushes_everything, test_coherence_recovery_flush_flushes,
+          test_coherence_flush_writer_makes_readers_flush}},
         {"recovery_option", {test_coherence_recovery_groups_refused}},
         {"hostile",
          {test_coherence_garbage_messages_ignored, test_coherence_parser_direct,
