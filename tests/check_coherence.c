@@ -959,6 +959,17 @@ static uint64_t local_reads(tc_cache *r, char keys[][32], int n)
 
 #define RKEYS 40
 
+/* Kills r's link, waits for its recovery, and checks that it kept its tier (one reconcile,
+ * every key a local hit) or flushed it (one full flush, none). */
+static void kill_and_expect(tc_cache *r, char keys[][32], bool kept)
+{
+    uint64_t rec, fl;
+    kill_links_and_wait(r, &rec, &fl);
+    ck_assert_uint_eq(rec, kept ? 1 : 0);
+    ck_assert_uint_eq(fl, kept ? 0 : 1);
+    ck_assert_uint_eq(local_reads(r, keys, RKEYS), kept ? RKEYS : 0);
+}
+
 static void fill(tc_cache *w, tc_cache *r, char keys[][32])
 {
     for (int i = 0; i < RKEYS; i++) {
@@ -977,26 +988,16 @@ START_TEST(test_coherence_link_break_keeps_tier)
     tc_cache *w = open_mode(TC_COHERENCE_BROADCAST), *r = open_mode(TC_COHERENCE_BROADCAST);
     char keys[RKEYS][32];
     fill(w, r, keys);
-    uint64_t rec, fl;
-    kill_links_and_wait(r, &rec, &fl);
-    ck_assert_uint_eq(rec, 1);
-    ck_assert_uint_eq(fl, 0);
-    ck_assert_uint_eq(local_reads(r, keys, RKEYS), RKEYS);
+    kill_and_expect(r, keys, true);
     /* Every connection cut (a proxy or network blip), not only the link: the fetch goes
      * past the dead pooled connections instead of giving up into a full flush. */
     const char *kill_normal[] = {"CLIENT", "KILL", "TYPE", "normal", NULL};
     free(tct_redis_cmd_all(kill_normal));
-    kill_links_and_wait(r, &rec, &fl);
-    ck_assert_uint_eq(rec, 1);
-    ck_assert_uint_eq(fl, 0);
-    ck_assert_uint_eq(local_reads(r, keys, RKEYS), RKEYS);
+    kill_and_expect(r, keys, true);
     /* The same cache made to flush although its writers bump sequences (the test hook):
      * what the reconciliation saves. */
     tc__test_set_full_flush_recovery(r, true);
-    kill_links_and_wait(r, &rec, &fl);
-    ck_assert_uint_eq(rec, 0);
-    ck_assert_uint_eq(fl, 1);
-    ck_assert_uint_eq(local_reads(r, keys, RKEYS), 0);
+    kill_and_expect(r, keys, false);
     tc_close(r);
     tc_close(w);
 }
@@ -1023,11 +1024,7 @@ START_TEST(test_coherence_recovery_flush_flushes)
     char keys[RKEYS][32];
     fill(w, r, keys);
     ck_assert(!seq_hash_exists());
-    uint64_t rec, fl;
-    kill_links_and_wait(r, &rec, &fl);
-    ck_assert_uint_eq(rec, 0);
-    ck_assert_uint_eq(fl, 1);
-    ck_assert_uint_eq(local_reads(r, keys, RKEYS), 0);
+    kill_and_expect(r, keys, false);
     ck_assert(!seq_hash_exists());
     tc_close(r);
     tc_close(w);
@@ -1053,11 +1050,7 @@ START_TEST(test_coherence_flush_writer_makes_readers_flush)
         tc_stats_get(r, &s1);
     } while (s1.inval_received == s0.inval_received && tc__now_ns() - t0 < 5000000000LL);
     ck_assert_uint_gt(s1.inval_received, s0.inval_received);
-    uint64_t rec, fl;
-    kill_links_and_wait(r, &rec, &fl);
-    ck_assert_uint_eq(rec, 0);
-    ck_assert_uint_eq(fl, 1);
-    ck_assert_uint_eq(local_reads(r, keys, RKEYS), 0);
+    kill_and_expect(r, keys, false);
     tc_close(r);
     tc_close(w);
 }
