@@ -12,7 +12,8 @@
 #                        tests included (certificates made by openssl at run time);
 #                        torture: clang + ASan + --enable-alloc-fail,
 #                        tests/check_torture only; fuzz: make fuzz FUZZ_SECONDS=10, one case
-#                        per target; stress: make stress STRESS_SECONDS=5, one case;
+#                        per target; stress: make stress STRESS_SECONDS=5 in the gcc
+#                        build, then in a TSan build (build/tsan), one case each;
 #                        valgrind: make check-valgrind, one case per program, not in all;
 #                        lint: scripts/check-{format,static,abi,architecture}.sh, one case
 #                        each; deb: scripts/check-deb.sh, one case: builds the Debian
@@ -144,18 +145,25 @@ run_fuzz() {
 }
 
 # stress: the soak program (make stress) for STRESS_SECONDS (default 5) against a Redis
-# killed and restarted every 3 s; one test case. Built in the gcc variant's directory.
+# killed and restarted every 3 s, its invalidation links cut at random; one test case in
+# the gcc variant's build directory, one in the tsan variant's (its races and the
+# recovery's under ThreadSanitizer, without ASLR as the tsan variant runs).
 run_stress() {
-  local secs=${STRESS_SECONDS:-5}
-  echo "== stress: make stress STRESS_SECONDS=$secs"
-  if in_build gcc gcc --enable-werror -- bash -c '
-      make -j"$(nproc)" stress/tc-stress >build.out 2>&1 || { tail -50 build.out; exit 1; }
-      make -s stress STRESS_SECONDS="$1" >stress.out 2>&1; rc=$?
-      cat stress.out; exit $rc' _ "$secs"; then
-    passed=$((passed + 1))
-  else
-    failed=$((failed + 1))
-  fi
+  local secs=${STRESS_SECONDS:-5} v cc flags
+  for v in gcc tsan; do
+    cc=gcc flags=(--enable-werror)
+    [ "$v" = tsan ] && cc=clang flags+=(--enable-tsan)
+    echo "== stress ($v): make stress STRESS_SECONDS=$secs"
+    if in_build "$v" "$cc" "${flags[@]}" -- bash -c '
+        make -j"$(nproc)" stress/tc-stress >build.out 2>&1 || { tail -50 build.out; exit 1; }
+        env=(); [ "$2" = tsan ] && command -v setarch >/dev/null && env=(setarch "$(uname -m)" -R)
+        "${env[@]}" make -s stress STRESS_SECONDS="$1" >stress.out 2>&1; rc=$?
+        cat stress.out; exit $rc' _ "$secs" "$v"; then
+      passed=$((passed + 1))
+    else
+      failed=$((failed + 1))
+    fi
+  done
 }
 
 # valgrind (not in all: about 3 min on top of CI's budget): make check-valgrind in the gcc

@@ -175,6 +175,9 @@ static void usage(FILE *f)
         "  coherence     writer and reader processes: invalidation delay p50/p99/max\n"
         "  fanout        per coherence mode, N subscribed reader processes and a writer at\n"
         "                full speed: writes/s, Redis CPU and messages per write, delay\n"
+        "  writecost     tc_set with recovery by groups vs by flush: client time, Redis CPU\n"
+        "                and commands per write; the sequence fetch of a new link; what a\n"
+        "                link break costs a reader (--ops: writes per turn, 5000)\n"
         "  mrc           miss-ratio curve: local tier policy vs LRU vs Belady, on --trace FILE\n"
         "                (else on Zipf); --plot out.png draws it\n"
         "  entries       bytes per local entry (16, 100, 1000-byte values): the budget's\n"
@@ -513,8 +516,9 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    static const char *const known[] = {"suite",     "hotpath", "zipf",    "trace",  "stampede",
-                                        "coherence", "mrc",     "entries", "fanout", NULL};
+    static const char *const known[] = {"suite",    "hotpath",   "zipf", "trace",
+                                        "stampede", "coherence", "mrc",  "entries",
+                                        "fanout",   "writecost", NULL};
     bool ok = false;
     for (int i = 0; known[i]; i++)
         ok |= strcmp(workload, known[i]) == 0;
@@ -598,6 +602,8 @@ int main(int argc, char **argv)
         rc = wl_coherence(&cfg);
     else if (strcmp(workload, "fanout") == 0)
         rc = wl_fanout(&cfg);
+    else if (strcmp(workload, "writecost") == 0)
+        rc = wl_writecost(&cfg);
     else if (strcmp(workload, "entries") == 0)
         rc = wl_entries(&cfg);
     else

@@ -47,9 +47,9 @@ static const char *const mode_names[NMODES] = {"tiercache", "redis-only (local o
 
 /* ------------------------------------------------------------------ caches */
 
-/* open_cache with shadow reads of 1 in shadow_rate local hits (0: off). */
-static tc_cache *open_cache_shadow(const bench_cfg *cfg, const char *prefix, size_t local_bytes,
-                                   unsigned shadow_rate)
+/* open_cache with shadow reads of 1 in shadow_rate local hits (0: off) and a recovery. */
+static tc_cache *open_cache_rec(const bench_cfg *cfg, const char *prefix, size_t local_bytes,
+                                unsigned shadow_rate, tc_recovery recovery)
 {
     tc_options o;
     tc_options_init(&o);
@@ -65,11 +65,18 @@ static tc_cache *open_cache_shadow(const bench_cfg *cfg, const char *prefix, siz
     o.command_timeout_ms = 2000;
     o.connect_timeout_ms = 2000;
     o.shadow_rate = shadow_rate;
+    o.recovery = recovery;
     tc_cache *c = NULL;
     tc_status st = tc_open(&o, &c);
     if (st != TC_OK)
         bench_die("tc_open(%s): %s", cfg->redis_url, tc_strerror(st));
     return c;
+}
+
+static tc_cache *open_cache_shadow(const bench_cfg *cfg, const char *prefix, size_t local_bytes,
+                                   unsigned shadow_rate)
+{
+    return open_cache_rec(cfg, prefix, local_bytes, shadow_rate, TC_RECOVERY_AUTO);
 }
 
 static tc_cache *open_cache(const bench_cfg *cfg, const char *prefix, size_t local_bytes)
@@ -2010,4 +2017,250 @@ int wl_fanout(const bench_cfg *cfg)
         }
     }
     return rc;
+}
+
+/* ------------------------------------------------------------------ write cost
+ *
+ * What recovery by group sequences costs (docs/design/coherence.md, "Recovery without a
+ * flush"): each broadcast write also runs a script that bumps its group's sequence, and
+ * each new link fetches every sequence once. Two writers, one per recovery (FLUSH: TC1, a
+ * plain PUBLISH in the MULTI; GROUPS: TC2, the tc_pub script), each with a subscribed
+ * reader on its own prefix, write random keys in turns; then the commands Redis ran per
+ * write (INFO commandstats), the sequence fetch's round trip with every group present, and
+ * what a link break costs each reader. */
+
+#define WC_KEYS 10000
+#define WC_TURNS 7
+
+static const char *const wc_names[2] = {"FLUSH (TC1)", "GROUPS (TC2)"};
+
+typedef struct wc_side {
+    tc_cache *w, *r;
+    char prefix[96];
+    double ns[WC_TURNS]; /* client time per tc_set, each turn */
+    double cpu_s;        /* Redis CPU over the timed turns */
+    uint64_t writes, errors;
+    hist h;
+} wc_side;
+
+static void wc_writes(wc_side *s, const keyset *ks, const unsigned char *val, size_t vsize,
+                      size_t n, uint64_t *seed, bool timed)
+{
+    for (size_t i = 0; i < n; i++) {
+        *seed ^= *seed << 13;
+        *seed ^= *seed >> 7;
+        *seed ^= *seed << 17;
+        uint64_t t0 = timed ? now_ns() : 0;
+        if (tc_set(s->w, keyset_key(ks, *seed % ks->n), val, vsize, TC_TTL_FOREVER) != TC_OK)
+            s->errors++;
+        if (timed)
+            hist_record(&s->h, now_ns() - t0);
+    }
+}
+
+/* INFO commandstats after n writes: "cmd calls/write us/write usec_per_call" per command.
+ * EXEC's time includes the commands it ran, and EVAL's the script's calls: the write's own
+ * time in Redis is MULTI + EXEC. */
+static void wc_commandstats(redisContext *rc, const char *what, double n)
+{
+    redisReply *r = rc ? redisCommand(rc, "INFO commandstats") : NULL;
+    if (!r || r->type != REDIS_REPLY_STRING) {
+        report_printf("    %s: INFO commandstats unavailable\n", what);
+        if (r)
+            freeReplyObject(r);
+        return;
+    }
+    double tx = 0;
+    report_printf("    %s, per tc_set:\n", what);
+    for (const char *p = strstr(r->str, "cmdstat_"); p; p = strstr(p + 1, "cmdstat_")) {
+        char name[64];
+        double calls = 0, usec = 0, per = 0;
+        if (sscanf(p, "cmdstat_%63[^:]:calls=%lf,usec=%lf,usec_per_call=%lf", name, &calls, &usec,
+                   &per) != 4 ||
+            strcmp(name, "config|resetstat") == 0 || strcmp(name, "info") == 0)
+            continue;
+        report_printf("      %-10s %5.2f calls %7.2f us  (usec_per_call %.2f)\n", name, calls / n,
+                      usec / n, per);
+        if (strcmp(name, "multi") == 0 || strcmp(name, "exec") == 0)
+            tx += usec / n;
+    }
+    report_printf("      %-10s %21.2f us  (the write's time in Redis)\n", "multi+exec", tx);
+    freeReplyObject(r);
+}
+
+static void wc_reset_stats(redisContext *rc)
+{
+    redisReply *r = rc ? redisCommand(rc, "CONFIG RESETSTAT") : NULL;
+    if (r)
+        freeReplyObject(r);
+}
+
+/* The reconciliation's fetch (HSETNX gen + HGETALL of the sequences' hash), as the
+ * subscriber runs it, timed over a plain connection: median and p99 of reps, in ns. */
+static void wc_fetch_time(redisContext *rc, const char *seq_key, int reps, double *p50, double *p99,
+                          long long *fields)
+{
+    static const char script[] = "redis.call('HSETNX', KEYS[1], 'gen', ARGV[1])\n"
+                                 "return redis.call('HGETALL', KEYS[1])\n";
+    hist h;
+    hist_init(&h);
+    *fields = 0;
+    for (int i = 0; rc && i < reps; i++) {
+        uint64_t t0 = now_ns();
+        redisReply *r = redisCommand(rc, "EVAL %s 1 %s %s", script, seq_key, "0123456789abcdef");
+        hist_record(&h, now_ns() - t0);
+        if (r && r->type == REDIS_REPLY_ARRAY)
+            *fields = (long long)r->elements / 2;
+        if (r)
+            freeReplyObject(r);
+    }
+    *p50 = hist_percentile(&h, 50);
+    *p99 = hist_percentile(&h, 99);
+}
+
+/* Local hits of one read of every key through c. */
+static uint64_t wc_local_pass(tc_cache *c, const keyset *ks)
+{
+    tc_stats s0, s1;
+    tc_stats_get(c, &s0);
+    for (size_t i = 0; i < ks->n; i++) {
+        tc_value v;
+        if (tc_get(c, keyset_key(ks, i), &v) == TC_OK)
+            tc_value_release(&v);
+    }
+    tc_stats_get(c, &s1);
+    return s1.local_hits - s0.local_hits;
+}
+
+/* Kills every pub/sub link and times, per side, how long until its reader recovered
+ * (reconciles or full_flushes moved, in ms); then the local hits of a read of every key. */
+static void wc_link_break(redisContext *rc, wc_side *sd, const keyset *ks, double ms[2],
+                          uint64_t kept[2])
+{
+    tc_stats s0[2], s1;
+    for (int m = 0; m < 2; m++) {
+        wc_local_pass(sd[m].r, ks); /* fills the reader's tier */
+        tc_stats_get(sd[m].r, &s0[m]);
+        ms[m] = NAN;
+    }
+    redisReply *r = rc ? redisCommand(rc, "CLIENT KILL TYPE pubsub") : NULL;
+    if (r)
+        freeReplyObject(r);
+    uint64_t t0 = now_ns();
+    while ((isnan(ms[0]) || isnan(ms[1])) && now_ns() - t0 < 10000000000ull) {
+        for (int m = 0; m < 2; m++) {
+            tc_stats_get(sd[m].r, &s1);
+            if (isnan(ms[m]) &&
+                s1.reconciles + s1.full_flushes != s0[m].reconciles + s0[m].full_flushes)
+                ms[m] = (double)(now_ns() - t0) / 1e6;
+        }
+        sleep_ns(100000);
+    }
+    for (int m = 0; m < 2; m++)
+        kept[m] = wc_local_pass(sd[m].r, ks);
+}
+
+int wl_writecost(const bench_cfg *cfg)
+{
+    size_t vsize = cfg->value_size;
+    size_t n = cfg->ops ? (size_t)cfg->ops : (cfg->quick ? 2000 : 5000); /* per turn */
+    keyset ks;
+    if (keyset_numbered(&ks, "wc:", WC_KEYS) != 0)
+        bench_die("out of memory");
+    unsigned char *val = malloc(vsize ? vsize : 1);
+    if (!val)
+        bench_die("out of memory");
+    memset(val, 'w', vsize);
+    wc_side sd[2];
+    memset(sd, 0, sizeof sd);
+    for (int m = 0; m < 2; m++) {
+        tc_recovery rec = m ? TC_RECOVERY_GROUPS : TC_RECOVERY_FLUSH;
+        snprintf(sd[m].prefix, sizeof sd[m].prefix, "%swc%d", cfg->prefix, m);
+        sd[m].w = open_cache_rec(cfg, sd[m].prefix, (size_t)64 << 20, 0, rec);
+        sd[m].r = open_cache_rec(cfg, sd[m].prefix, (size_t)64 << 20, 0, rec);
+        hist_init(&sd[m].h);
+    }
+    redisContext *rc = plain_connect(cfg);
+    uint64_t seed = cfg->seed ? cfg->seed : 42;
+    char title[200];
+    snprintf(title, sizeof title,
+             "writecost: tc_set of %d random keys (%zu-byte values), %zu per turn, %d turns "
+             "alternating; one subscribed reader per recovery",
+             WC_KEYS, vsize, n, WC_TURNS);
+    report_section(title);
+    for (int m = 0; m < 2; m++) /* warm: connections, script caches, every group once */
+        wc_writes(&sd[m], &ks, val, vsize, n, &seed, false);
+    for (int t = 0; t < WC_TURNS; t++) {
+        for (int m = 0; m < 2; m++) {
+            double c0 = redis_cpu(rc);
+            uint64_t t0 = now_ns();
+            wc_writes(&sd[m], &ks, val, vsize, n, &seed, true);
+            sd[m].ns[t] = (double)(now_ns() - t0) / (double)n;
+            sd[m].cpu_s += redis_cpu(rc) - c0;
+            sd[m].writes += n;
+        }
+    }
+    report_printf("  %-14s %12s %10s %10s %14s %6s\n", "recovery", "ns/tc_set", "p50", "p99",
+                  "Redis CPU us/w", "errors");
+    double med[2], cpu[2];
+    for (int m = 0; m < 2; m++) {
+        qsort(sd[m].ns, WC_TURNS, sizeof sd[m].ns[0], cmp_double);
+        med[m] = sd[m].ns[WC_TURNS / 2];
+        cpu[m] = sd[m].cpu_s * 1e6 / (double)sd[m].writes;
+        char a[32], b[32];
+        report_printf("  %-14s %12.0f %10s %10s %14.2f %6llu\n", wc_names[m], med[m],
+                      report_fmt_ns(hist_percentile(&sd[m].h, 50), a, sizeof a),
+                      report_fmt_ns(hist_percentile(&sd[m].h, 99), b, sizeof b), cpu[m],
+                      (unsigned long long)sd[m].errors);
+        result res;
+        result_init(&res, "writecost", wc_names[m]);
+        snprintf(res.params, sizeof res.params, "redis_cpu_us_per_write=%.3f median_of=%d", cpu[m],
+                 WC_TURNS);
+        res.keys = WC_KEYS;
+        res.value_size = vsize;
+        res.ops = sd[m].writes;
+        res.errors = sd[m].errors;
+        res.mean_ns = med[m];
+        res.p50 = hist_percentile(&sd[m].h, 50);
+        res.p99 = hist_percentile(&sd[m].h, 99);
+        report_record(&res);
+        result_free(&res);
+    }
+    report_printf("  GROUPS / FLUSH: client time per tc_set %.3fx, Redis CPU per write %.3fx\n",
+                  med[1] / med[0], cpu[1] / cpu[0]);
+    report_printf("  Redis commands per tc_set (INFO commandstats over %zu writes each; scripts' "
+                  "own calls counted as commands):\n",
+                  n);
+    for (int m = 0; m < 2; m++) {
+        wc_reset_stats(rc);
+        wc_writes(&sd[m], &ks, val, vsize, n, &seed, false);
+        wc_commandstats(rc, wc_names[m], (double)n);
+    }
+    char seq_key[128];
+    snprintf(seq_key, sizeof seq_key, "%s:__tc:seq", sd[1].prefix);
+    double f50, f99;
+    long long fields;
+    wc_fetch_time(rc, seq_key, 200, &f50, &f99, &fields);
+    char a[32], b[32];
+    report_printf("  sequence fetch on a new link (HSETNX + HGETALL by EVAL, %lld fields in the "
+                  "hash): p50 %s, p99 %s\n",
+                  fields, report_fmt_ns(f50, a, sizeof a), report_fmt_ns(f99, b, sizeof b));
+    double ms[2];
+    uint64_t kept[2];
+    wc_link_break(rc, sd, &ks, ms, kept);
+    for (int m = 0; m < 2; m++)
+        report_printf("  link killed, %-12s: tier trusted again after %.1f ms (a 50 ms "
+                      "reconnect backoff included); then %llu of %d keys read were local hits\n",
+                      wc_names[m], ms[m], (unsigned long long)kept[m], WC_KEYS);
+    int bad = sd[0].errors + sd[1].errors > 0;
+    for (int m = 0; m < 2; m++) {
+        tc_close(sd[m].r);
+        tc_close(sd[m].w);
+        unpopulate(cfg, sd[m].prefix);
+    }
+    if (rc)
+        redisFree(rc);
+    free(val);
+    keyset_free(&ks);
+    return bad;
 }

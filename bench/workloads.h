@@ -25,5 +25,8 @@ int wl_stampede(const bench_cfg *cfg);
 int wl_coherence(const bench_cfg *cfg);
 /* Per coherence mode, N reader processes and a writer: Redis CPU and messages per write. */
 int wl_fanout(const bench_cfg *cfg);
+/* Broadcast writes with recovery by groups vs by flush: client time and Redis CPU and
+ * commands per write, the sequence fetch of a new link, and a link break's cost. */
+int wl_writecost(const bench_cfg *cfg);
 
 #endif /* TCB_WORKLOADS_H */

@@ -133,6 +133,24 @@ typedef enum tc_coherence {
                                    see docs/design/coherence.md */
 } tc_coherence;
 
+/* How a process recovers its local tier when its invalidation link breaks, or any other
+ * time messages may have been missed (tc_options.recovery; docs/design/coherence.md,
+ * "Recovery without a flush"). Every instance sharing a key_prefix should use the same
+ * choice: a TC_RECOVERY_FLUSH writer publishes messages without sequences, and an instance
+ * recovering by groups that hears one flushes its whole tier on every recovery for the next
+ * 10 minutes. */
+typedef enum tc_recovery {
+    TC_RECOVERY_AUTO = 0,  /* default: TC_RECOVERY_GROUPS where it is supported
+                              (TC_COHERENCE_BROADCAST on one server or a Sentinel-managed
+                              master), TC_RECOVERY_FLUSH elsewhere */
+    TC_RECOVERY_FLUSH = 1, /* a new link flushes the whole local tier; writes publish plain
+                              messages and run no script */
+    TC_RECOVERY_GROUPS = 2 /* each write also bumps a sequence for its keys' group (one of
+                              1024) in Redis, atomically; a new link fetches the sequences
+                              and drops only the groups that moved. tc_open refuses it
+                              (TC_ERR_ARG) where it is not supported */
+} tc_recovery;
+
 /* Log levels passed to log_fn. */
 #define TC_LOG_ERROR 0
 #define TC_LOG_WARN 1
@@ -234,6 +252,10 @@ typedef struct tc_options {
                                     caller's hit is not delayed: a sample that finds the
                                     queue full is dropped. Each sample costs one Redis
                                     GET; 10000 is the advised rate in production */
+    tc_recovery recovery;        /* default TC_RECOVERY_AUTO: how the local tier recovers
+                                    from a broken invalidation link (tc_recovery) */
+    int reserved2;               /* unused: fills the end padding after recovery, for the
+                                    reason given at reserved1 */
 } tc_options;
 
 /* Fills o with the defaults (each field's "default" in tc_options: tiercache-types(3)) and
@@ -243,7 +265,8 @@ TC_API void tc_options_init(tc_options *o);
 /* Validates the options, connects to Redis and starts what the coherence mode needs.
  * o is borrowed: strings in it are copied. On success *out is the new cache.
  * TC_ERR_ARG: NULL o or out, a bad URL or option (also TC_COHERENCE_TRACKING on a cluster
- * of more than 64 masters). TC_ERR_IO: Redis unreachable (for a cluster: no seed node
+ * of more than 64 masters, and TC_RECOVERY_GROUPS outside TC_COHERENCE_BROADCAST or on a
+ * cluster). TC_ERR_IO: Redis unreachable (for a cluster: no seed node
  * answered; for Sentinel: no sentinel named the master, or the master did not answer).
  * TC_ERR_PROTO: a redis-cluster:// server that is not a working cluster, or sentinels that
  * do not know master-name. TC_ERR_AUTH: the server refused our credentials, or requires

@@ -450,6 +450,16 @@ static tc_status options_check(const tc_options *o, char *why, size_t cap)
         snprintf(why, cap, "redis_url is \"\": NULL means $TC_REDIS_URL or the default");
     } else if (!(o->xfetch_beta >= 0) || o->xfetch_beta > 1e6) { /* NaN too */
         snprintf(why, cap, "xfetch_beta = %g: must be 0..1e6", o->xfetch_beta);
+    } else if (o->recovery != TC_RECOVERY_AUTO && o->recovery != TC_RECOVERY_FLUSH &&
+               o->recovery != TC_RECOVERY_GROUPS) {
+        snprintf(why, cap,
+                 "recovery = %d: must be TC_RECOVERY_AUTO (0), TC_RECOVERY_FLUSH (1) or "
+                 "TC_RECOVERY_GROUPS (2)",
+                 (int)o->recovery);
+    } else if (o->recovery == TC_RECOVERY_GROUPS && o->coherence != TC_COHERENCE_BROADCAST) {
+        snprintf(why, cap,
+                 "recovery = TC_RECOVERY_GROUPS needs coherence = TC_COHERENCE_BROADCAST (the "
+                 "tracking modes hear Redis, which sends no sequences; NONE has no link)");
     } else if (o->tls_skip_verify != 0 && o->tls_skip_verify != 1) {
         snprintf(why, cap, "tls_skip_verify = %d: must be 0 or 1", o->tls_skip_verify);
     } else {
@@ -521,13 +531,6 @@ static tc_status cache_strings(tc_cache *c)
 
 /* ------------------------------------------------------------------ coherence */
 
-/* Whether the experimental recovery by group sequences is asked for. */
-static bool recovery_groups_wanted(void)
-{
-    const char *v = getenv("TC_RECOVERY_GROUPS");
-    return v && strcmp(v, "1") == 0;
-}
-
 /* On a cluster a slot's sequences live in "<key_prefix>:__tc:seq{<tag>}", which must be in
  * that slot, or (a prefix with a hash tag: every key in the tag's slot) in the keys' one
  * slot. A prefix whose first '{' is not closed, or closed at once, in the prefix itself
@@ -538,20 +541,39 @@ static bool prefix_keeps_slots(const char *prefix)
     return !open || (open[1] != '}' && strchr(open + 1, '}'));
 }
 
-/* Whether recovery by group sequences runs (docs/design/coherence.md, "Recovery"): asked
- * for, broadcast mode (the others number nothing), and on a cluster a key_prefix that keeps
- * each slot's sequences in the slot. The one place this is decided. */
-static bool recovery_groups_on(const tc_cache *c)
+/* Whether recovery by group sequences works here; if not, why. It needs the sequence bump
+ * in the write's atomic unit on the write's node: one hash on one server or Sentinel's
+ * master, one key per slot on a cluster (which the key_prefix must not pin elsewhere). The
+ * one place this is decided. */
+static bool recovery_groups_supported(const tc_cache *c, const char **why)
 {
-    if (c->opt.coherence != TC_COHERENCE_BROADCAST || !recovery_groups_wanted())
-        return false;
-    if (tc__remote_is_cluster(c->remote) && !prefix_keeps_slots(c->key_prefix)) {
-        tc__log(&c->log, TC_LOG_WARN,
-                "recovery by group sequences needs a key_prefix without an unclosed '{' on a "
-                "cluster: a new link flushes the local tier");
-        return false;
+    if (c->opt.coherence != TC_COHERENCE_BROADCAST)
+        *why = "it needs TC_COHERENCE_BROADCAST";
+    else if (tc__remote_is_cluster(c->remote) && !prefix_keeps_slots(c->key_prefix))
+        *why = "on a Redis Cluster it needs a key_prefix without an unclosed '{'";
+    else
+        return true;
+    return false;
+}
+
+/* Whether c recovers by group sequences (tc_options.recovery), or TC_ERR_ARG (logged)
+ * when TC_RECOVERY_GROUPS was asked for where it cannot work. */
+static tc_status recovery_groups_wanted(const tc_cache *c, bool *groups)
+{
+    const char *why = "";
+    bool ok = recovery_groups_supported(c, &why);
+    *groups = ok && c->opt.recovery != TC_RECOVERY_FLUSH;
+    if (ok || c->opt.recovery == TC_RECOVERY_FLUSH)
+        return TC_OK;
+    if (c->opt.recovery == TC_RECOVERY_GROUPS) {
+        tc__log(&c->log, TC_LOG_ERROR, "tc_open: option recovery = TC_RECOVERY_GROUPS: %s", why);
+        return TC_ERR_ARG;
     }
-    return true;
+    if (c->opt.coherence == TC_COHERENCE_BROADCAST) /* AUTO where it was expected to work */
+        tc__log(&c->log, TC_LOG_WARN,
+                "recovery by group sequences is off (%s): a new link flushes the local tier",
+                why);
+    return TC_OK;
 }
 
 /* Builds the subscriber's context and starts the subscriber (broadcast and tracking
@@ -577,19 +599,20 @@ static tc_status coherence_start(tc_cache *c)
         .counters = &c->counters,
         .healthy = &c->link_ok,
     };
-    /* Group sequences (recovery that keeps the tier) bump in the write's atomic unit, on
-     * the write's node: one hash on one server or Sentinel's master, one key per slot on a
-     * cluster. Not finished (docs/design/coherence.md, "Recovery"): only with
-     * TC_RECOVERY_GROUPS=1 in the environment, for every instance of a key_prefix at once
-     * (its writers send TC2 messages, which older readers do not apply, and each write
-     * runs a script). */
-    if (recovery_groups_on(c)) {
+    /* Group sequences (recovery that keeps the tier; docs/design/coherence.md,
+     * "Recovery without a flush"): writers send TC2 messages and bump their groups (one
+     * hash on one server, one key per slot on a cluster). */
+    bool groups;
+    tc_status st = recovery_groups_wanted(c, &groups);
+    if (st != TC_OK)
+        return st;
+    if (groups) {
         c->seq_slots = tc__remote_is_cluster(c->remote);
         if (!c->seqs && tc__seqs_new(&c->seqs, c->seq_slots) != TC_OK)
             return TC_ERR_NOMEM;
-        tc__seqs_set_full_flush(c->seqs, false);
         c->sub_ctx.seqs = c->seqs;
         c->sub_ctx.seq_key = c->seq_key;
+        c->sub_ctx.pool_size = c->opt.pool_size;
     }
     if (c->opt.coherence == TC_COHERENCE_NONE) {
         atomic_store(&c->link_ok, true);

@@ -27,8 +27,9 @@
  * The thread owns its connections. It pings every heartbeat_ms and declares the link dead
  * when a ping has had no answer for heartbeat_ms more (in tracking mode it also checks
  * CLIENT TRACKINGINFO for a broken redirect). While the link is not known healthy the local
- * tier is bypassed; after every (re)subscription it flushes the local tier (an epoch bump)
- * BEFORE declaring the link healthy, because messages sent during the outage are lost.
+ * tier is bypassed; after every (re)subscription it flushes the local tier (an epoch bump),
+ * or with group sequences drops the groups that moved (reconcile), BEFORE declaring the link
+ * healthy, because messages sent during the outage are lost.
  * With Sentinel it also holds a "watch" connection to a sentinel, subscribed to
  * +switch-master: when the sentinels name a new master it resubscribes there (flushing) at
  * once, not seconds later when the old master is demoted and drops its clients.
@@ -110,8 +111,10 @@ struct tc_seqs {
     bool gen_known;     /* gen (one server) and last[] describe what was applied */
     uint64_t gen;
     char run_id[RUN_ID_MAX]; /* the server's run_id at the last reconciliation ("" unknown) */
-    int64_t legacy_ns;       /* when a TC1 key message of another instance was last seen */
-    uint64_t *last;          /* the last sequence applied per group, or SEQ_UNKNOWN (0: none yet) */
+    /* When a TC1 key message of another instance was last seen (0: never). An atomic, set
+     * without the mutex: a legacy writer's every message would otherwise take it. */
+    atomic_int_fast64_t legacy_ns;
+    uint64_t *last; /* the last sequence applied per group, or SEQ_UNKNOWN (0: none yet) */
     /* by_slot: each slot's generation, when slot_gen_known (a slot that has no sequences
      * yet has none); the masters' run_ids at the last reconciliation. */
     uint64_t *slot_gen;
@@ -152,10 +155,8 @@ tc_status tc__seqs_new(tc_seqs **out, bool by_slot)
         return TC_ERR_NOMEM;
     }
     seqs_forget_locked(s);
-    /* Off until the bench and storm runs under TSan are in (issue 18): a new link still
-     * flushes the whole tier. Writers already publish sequences; gaps and generation
-     * changes already apply. */
-    atomic_init(&s->full_flush, true);
+    atomic_init(&s->full_flush, false);
+    atomic_init(&s->legacy_ns, 0);
     atomic_init(&s->drop_next, false);
     return TC_OK;
 }
@@ -304,9 +305,10 @@ static bool run_id_of(const redisReply *r, char out[RUN_ID_MAX])
 }
 
 /* No sequence-less message of another instance lately (a writer that bumps nothing). */
-static bool legacy_quiet_locked(const tc_seqs *s)
+static bool legacy_quiet(tc_seqs *s)
 {
-    return s->legacy_ns == 0 || tc__now_ns() - s->legacy_ns > LEGACY_WINDOW_NS;
+    int64_t legacy = atomic_load(&s->legacy_ns);
+    return legacy == 0 || tc__now_ns() - legacy > LEGACY_WINDOW_NS;
 }
 
 /* After a new link subscribed (broadcast with sequences): one round trip fetches every
@@ -326,7 +328,16 @@ static bool reconcile(tc_subscriber *cs, const char *run_id)
     const char *argv[] = {"1", ctx->seq_key, gen};
     const size_t lens[] = {1, strlen(ctx->seq_key), 16};
     redisReply *r = NULL;
-    tc_status st = tc__remote_script(ctx->remote, script_fetch, 3, argv, lens, &r);
+    /* Whatever broke the link (a restart, a proxy, the network) may have closed the pooled
+     * connections too: each fails once and is discarded. Without the retries a blip that
+     * cut every connection would always end in a full flush. */
+    tc_status st = TC_ERR_IO;
+    for (int i = 0; st == TC_ERR_IO && i <= ctx->pool_size; i++) {
+        if (r)
+            freeReplyObject(r);
+        r = NULL;
+        st = tc__remote_script(ctx->remote, script_fetch, 3, argv, lens, &r);
+    }
     uint64_t seq[TC_INVAL_GROUPS];
     uint64_t fgen = 0;
     bool ok = st == TC_OK && parse_fetch(r, &fgen, seq);
@@ -334,7 +345,7 @@ static bool reconcile(tc_subscriber *cs, const char *run_id)
         freeReplyObject(r);
     pthread_mutex_lock(&s->mu);
     bool keep = ok && s->gen_known && s->gen == fgen && !atomic_load(&s->full_flush) && run_id[0] &&
-                strcmp(run_id, s->run_id) == 0 && legacy_quiet_locked(s);
+                strcmp(run_id, s->run_id) == 0 && legacy_quiet(s);
     /* A sequence behind what was applied: the hash lost writes its generation cannot
      * show (it never should): trust nothing. */
     for (unsigned g = 0; keep && g < TC_INVAL_GROUPS; g++)
@@ -390,9 +401,7 @@ bool tc__subscriber_apply(const tc_sub_ctx *ctx, const char *payload, size_t len
     } else if (ctx->seqs && m.sequenced) {
         apply_seqs(ctx, &m); /* own messages and other versions' too: they bump groups */
     } else if (ctx->seqs && m.origin != ctx->origin) {
-        pthread_mutex_lock(&ctx->seqs->mu);
-        ctx->seqs->legacy_ns = tc__now_ns();
-        pthread_mutex_unlock(&ctx->seqs->mu);
+        atomic_store(&ctx->seqs->legacy_ns, tc__now_ns());
     }
     if (m.op == TC_INVAL_FLUSH) {
         TC_COUNT(ctx->counters, inval_received);
@@ -981,7 +990,7 @@ static bool reconcile_slots(tc_subscriber *cs)
     slot_fetch *f = tc__calloc(1, sizeof *f);
     bool ok = f && fetch_slots(ctx, f);
     pthread_mutex_lock(&s->mu);
-    bool keep = ok && s->gen_known && !atomic_load(&s->full_flush) && legacy_quiet_locked(s) &&
+    bool keep = ok && s->gen_known && !atomic_load(&s->full_flush) && legacy_quiet(s) &&
                 same_masters(s, f);
     for (unsigned sl = 0; keep && sl < TC_INVAL_SLOTS; sl++)
         keep = slot_keepable(s, f, sl);

@@ -33,8 +33,9 @@ typedef struct tc_seqs tc_seqs;
  * slots (each with its own generation) and the local tier drops slot >> 4. TC_ERR_NOMEM. */
 tc_status tc__seqs_new(tc_seqs **out, bool by_slot);
 void tc__seqs_free(tc_seqs *s);
-/* full: recover from a link break by flushing the whole tier (the behaviour before
- * sequences, and for now the default); false: reconcile, keeping what did not change. */
+/* full: recover from a link break by flushing the whole tier although the writers bump
+ * sequences (a test's way to see what the reconciliation saves); false (the default):
+ * reconcile, keeping what did not change. */
 void tc__seqs_set_full_flush(tc_seqs *s, bool full);
 /* The next broadcast message is ignored as if lost (tests). */
 void tc__seqs_drop_next(tc_seqs *s);
@@ -59,6 +60,8 @@ typedef struct tc_sub_ctx {
                               may answer reads */
     tc_seqs *seqs;         /* broadcast with sequences: reconcile on a new link; NULL: flush */
     const char *seq_key;   /* with seqs: "<key_prefix>:__tc:seq" (a cluster: + "{<tag>}") */
+    int pool_size;         /* with seqs: the pooled connections per node, each of which may
+                              have died with the link (the fetch tries past them) */
 } tc_sub_ctx;
 
 typedef struct tc_subscriber tc_subscriber;

@@ -33,9 +33,10 @@ int tc__test_lock_poll_ms(const tc_cache *c);
  * ignore it. */
 void tc__test_set_sentinel_ask_hook(tc_cache *c, void (*fn)(void *arg), void *arg);
 
-/* Broadcast mode with group sequences: full (for now the default) makes c recover from a
- * link break by flushing its whole local tier, as before sequences; false reconciles,
- * keeping what did not change. No effect in other modes. */
+/* Broadcast mode with group sequences: full makes c recover from a link break by flushing
+ * its whole local tier, although its writers still bump sequences (unlike
+ * TC_RECOVERY_FLUSH, which also stops the bumps); false (the default) reconciles, keeping
+ * what did not change. No effect without group sequences. */
 void tc__test_set_full_flush_recovery(tc_cache *c, bool full);
 
 /* The next invalidation message c's subscriber receives is ignored, as if lost. False

@@ -4,10 +4,21 @@
  * 16 threads run mixed operations for STRESS_SECONDS (default 20) on two caches that share
  * one private redis-server (two instances, as two processes would be, each with its own
  * local tier and invalidation link), while the main thread kills that server (SIGKILL)
- * and restarts it on the same port every STRESS_RESTART_MS (default 3000).
+ * and restarts it on the same port every STRESS_RESTART_MS (default 3000), and a link
+ * killer thread cuts every invalidation link (CLIENT KILL TYPE pubsub) at random intervals
+ * of up to STRESS_KILL_MS (default 1500; 0: never; a link that breaks
+ * again within 2 s reconnects after a growing backoff, so tighter kills mostly keep it down).
  *
- * Staleness. One writer thread owns the "v:<i>" keys and writes each with increasing
- * versions through instance A. Readers (on A and on B) check every value they read:
+ * The caches recover as configured by default: by group sequences (a link break keeps the
+ * tier and drops the groups written meanwhile; a restart flushes it). The run fails if no
+ * link break was reconciled, so the storm exercises that path; the reads it then serves
+ * from the kept tier are checked as every other read.
+ *
+ * Staleness. Two writer threads, one on A and one on B, own half of the "v:<i>" keys each
+ * and write each key with increasing versions. There are enough keys (VKEYS) that a key
+ * written during a link break is usually not written again within the staleness bound, so
+ * a copy wrongly kept is read stale past it. Readers (on A and on B) check every value
+ * they read:
  *   floor      a read that starts at t returns a version at least the newest one whose
  *              write returned OK at or before t - B, or a miss (a restart loses data);
  *   monotonic  once a reader has seen version x at t, no read it starts after t + B
@@ -43,8 +54,8 @@
 #include "tiercache.h"
 
 #define THREADS 16
-#define VKEYS 64 /* versioned keys */
-#define RING 32  /* recent successful writes kept per key */
+#define VKEYS 2048 /* versioned keys: half written through each instance */
+#define RING 32    /* recent successful writes kept per key */
 #define CMD_MS 250
 #define CONN_MS 500
 #define HB_MS 100
@@ -55,7 +66,9 @@
 #define B_GOS (FLIGHT_MS + 2 * B_OP)
 #define SLACK_MS 250
 
-static int64_t bound_ns; /* B */
+static int64_t bound_ns;      /* B */
+static tcf_redis killer_view; /* the server's port and TLS, copied for the link killer */
+static atomic_int links_killed;
 static atomic_bool stop;
 static tc_cache *ca, *cb;
 
@@ -161,15 +174,24 @@ static uint64_t rng_next(uint64_t *s)
 
 /* ------------------------------------------------------------------ threads */
 
+typedef struct reader_arg {
+    tc_cache *c;
+    uint64_t seed;
+} reader_arg;
+
+/* Writes the keys v:<i> of one parity (A's the even ones, B's the odd ones). */
 static void *writer(void *arg)
 {
-    (void)arg;
-    uint64_t r = 0x9e3779b97f4a7c15ull;
+    reader_arg *a = arg;
+    uint64_t r = a->seed;
+    int parity = a->c == cb;
     char val[2100];
-    int64_t version[VKEYS] = {0};
+    int64_t *version = calloc(VKEYS, sizeof *version);
     int64_t down_since = 0;
+    if (!version)
+        abort();
     while (!atomic_load(&stop)) {
-        int i = (int)(rng_next(&r) % VKEYS);
+        int i = (int)(rng_next(&r) % (VKEYS / 2)) * 2 + parity;
         int64_t v = ++version[i];
         atomic_store(&vkeys[i].attempted, v);
         int n = snprintf(val, sizeof val, "%" PRId64 ":", v);
@@ -178,7 +200,7 @@ static void *writer(void *arg)
         char key[16];
         snprintf(key, sizeof key, "v:%d", i);
         int64_t t0 = tc__now_ns();
-        tc_status st = tc_set(ca, key, val, (size_t)n + pad, 60000);
+        tc_status st = tc_set(a->c, key, val, (size_t)n + pad, 60000);
         record(OP_SET, t0, st, st == TC_OK);
         if (st != TC_OK && !down_since)
             down_since = t0;
@@ -200,13 +222,9 @@ static void *writer(void *arg)
             pthread_mutex_unlock(&k->mu);
         }
     }
+    free(version);
     return NULL;
 }
-
-typedef struct reader_arg {
-    tc_cache *c;
-    uint64_t seed;
-} reader_arg;
 
 static void *reader(void *arg)
 {
@@ -413,6 +431,26 @@ static void *lock_thread(void *arg)
     return NULL;
 }
 
+/* Cuts every invalidation link of the server at random intervals of up to max_ms (arg).
+ * The first cut comes after 1 s (before the first restart), so that even a short run
+ * reconciles at least once. */
+static void *link_killer(void *arg)
+{
+    int max_ms = *(const int *)arg;
+    uint64_t r = 0xdeadbeefcafef00dull;
+    const char *argv[] = {"CLIENT", "KILL", "TYPE", "pubsub", NULL};
+    for (bool first = true; !atomic_load(&stop); first = false) {
+        long ms = first && max_ms > 1000 ? 1000 : (long)(1 + rng_next(&r) % (uint64_t)max_ms);
+        struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+        char *n = tcf_redis_cmd(&killer_view, argv); /* NULL while the server restarts */
+        if (n && atoi(n) > 0)
+            atomic_fetch_add(&links_killed, 1);
+        free(n);
+    }
+    return NULL;
+}
+
 /* ------------------------------------------------------------------ memory */
 
 static long page_kib;
@@ -488,6 +526,9 @@ int main(void)
     int seconds = env_int("STRESS_SECONDS", 20);
     int restart_ms = env_int("STRESS_RESTART_MS", 3000);
     int delivery_ms = env_int("STRESS_DELIVERY_MS", 100);
+    const char *km = getenv("STRESS_KILL_MS");
+    int kill_ms = km ? atoi(km) : 1500;
+    kill_ms = kill_ms < 0 ? 0 : kill_ms;
     bound_ns = (int64_t)(2 * HB_MS + delivery_ms) * 1000000;
     page_kib = sysconf(_SC_PAGESIZE) / 1024;
     for (int i = 0; i < VKEYS; i++)
@@ -502,9 +543,11 @@ int main(void)
     ca = open_instance(srv.url, prefix, false);
     cb = open_instance(srv.url, prefix, selftest);
 
-    pthread_t th[THREADS], samp;
+    killer_view = srv;
+    pthread_t th[THREADS], samp, killer;
     reader_arg args[THREADS];
-    void *(*fns[THREADS])(void *) = {writer,       reader,        reader,        reader,
+    /* Even slots run on A, odd ones on B. */
+    void *(*fns[THREADS])(void *) = {writer,       writer,        reader,        reader,
                                      reader,       reader,        reader,        reader,
                                      reader,       loader_thread, loader_thread, batch_thread,
                                      batch_thread, misc_thread,   ns_thread,     lock_thread};
@@ -513,6 +556,8 @@ int main(void)
         pthread_create(&th[i], NULL, fns[i], &args[i]);
     }
     pthread_create(&samp, NULL, sampler, NULL);
+    if (kill_ms > 0)
+        pthread_create(&killer, NULL, link_killer, &kill_ms);
 
     int64_t t0 = tc__now_ns(), end = t0 + (int64_t)seconds * 1000000000;
     int64_t next_restart = t0 + (int64_t)restart_ms * 1000000;
@@ -538,6 +583,8 @@ int main(void)
     for (int i = 0; i < THREADS; i++)
         pthread_join(th[i], NULL);
     pthread_join(samp, NULL);
+    if (kill_ms > 0)
+        pthread_join(killer, NULL);
     tc_stats sa, sb;
     tc_stats_get(ca, &sa);
     tc_stats_get(cb, &sb);
@@ -576,6 +623,10 @@ int main(void)
            ", remote errors A %" PRIu64 " B %" PRIu64 "\n",
            sa.local_hits, sb.local_hits, sa.remote_hits, sb.remote_hits, sa.remote_errors,
            sb.remote_errors);
+    printf("links killed %d times (CLIENT KILL TYPE pubsub, at random up to every %d ms); "
+           "reconciles A %" PRIu64 " B %" PRIu64 ", full flushes A %" PRIu64 " B %" PRIu64 "\n",
+           atomic_load(&links_killed), kill_ms, sa.reconciles, sb.reconciles, sa.full_flushes,
+           sb.full_flushes);
     printf("RSS: start %ld KiB (after 2 s), end %ld KiB, max %ld KiB (growth %+ld KiB)\n",
            rss_start, rss_end, (long)atomic_load(&rss_max_kib), rss_end - rss_start);
     uint64_t bad = atomic_load(&T.stale_floor) + atomic_load(&T.stale_monotonic) +
@@ -583,15 +634,18 @@ int main(void)
                    atomic_load(&T.over_bound);
     long growth_limit = env_int("STRESS_RSS_GROWTH_KIB", 32768);
     bool grew = rss_start > 0 && rss_end - rss_start > growth_limit;
+    /* The link breaks must have exercised the recovery that keeps the tier. */
+    bool unreconciled = kill_ms > 0 && !selftest && sa.reconciles + sb.reconciles == 0;
     printf("violations: %" PRIu64 " (unexpected statuses %" PRIu64 ", over bound %" PRIu64
-           ")%s%s\n",
+           ")%s%s%s\n",
            bad, (uint64_t)atomic_load(&T.unexpected), (uint64_t)atomic_load(&T.over_bound),
            grew ? "; RSS grew more than STRESS_RSS_GROWTH_KIB" : "",
-           restart_failures ? "; a restart failed" : "");
+           restart_failures ? "; a restart failed" : "",
+           unreconciled ? "; no link break was reconciled" : "");
     if (selftest) { /* the checker must have caught B's stale reads */
         printf("self-test (B without coherence): %s\n",
                atomic_load(&T.stale_floor) > 0 ? "stale reads caught" : "NOT CAUGHT");
         return atomic_load(&T.stale_floor) > 0 ? 0 : 1;
     }
-    return bad || grew || restart_failures || restarts == 0 ? 1 : 0;
+    return bad || grew || restart_failures || unreconciled || restarts == 0 ? 1 : 0;
 }

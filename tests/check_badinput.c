@@ -682,6 +682,11 @@ MUT(m_beta_inf, o->xfetch_beta = INFINITY)
 MUT(m_beta_big, o->xfetch_beta = 1e7)
 MUT(m_stale_neg, o->stale_if_error_ms = -1)
 MUT(m_negative_neg, o->negative_ttl_ms = -1)
+MUT(m_recovery3, o->recovery = (tc_recovery)3)
+MUT(m_recovery_neg, o->recovery = (tc_recovery)-1)
+MUT(m_groups_tracking, (o->recovery = TC_RECOVERY_GROUPS, o->coherence = TC_COHERENCE_TRACKING))
+MUT(m_groups_targeted, (o->recovery = TC_RECOVERY_GROUPS, o->coherence = TC_COHERENCE_TARGETED))
+MUT(m_groups_none, (o->recovery = TC_RECOVERY_GROUPS, o->coherence = TC_COHERENCE_NONE))
 MUT(m_struct0, o->struct_size = 0)
 MUT(m_struct8, o->struct_size = 8)
 MUT(m_struct_half, o->struct_size = offsetof(tc_options, log_fn))
@@ -719,13 +724,14 @@ START_TEST(test_badinput_open)
     expect(tc_open(&o, &c), TC_ERR_ARG, "tc_open", "unix path over sun_path");
     free(longurl);
     const opt_mutator muts[] = {
-        m_prefix_space,  m_prefix_ctrl,   m_prefix_del,    m_remote_ttl0,    m_remote_ttl_neg,
-        m_local_ttl_neg, m_max_value0,    m_max_value_big, m_max_value_huge, m_max_key0,
-        m_max_key_big,   m_pool0,         m_pool_neg,      m_pool_big,       m_connect0,
-        m_connect_neg,   m_command0,      m_command_neg,   m_coherence7,     m_coherence_neg,
-        m_heartbeat_low, m_heartbeat_neg, m_lock_ttl0,     m_flight0,        m_beta_neg,
-        m_beta_nan,      m_beta_inf,      m_beta_big,      m_stale_neg,      m_negative_neg,
-        m_struct0,       m_struct8,       m_struct_half,
+        m_prefix_space,    m_prefix_ctrl,     m_prefix_del,    m_remote_ttl0,    m_remote_ttl_neg,
+        m_local_ttl_neg,   m_max_value0,      m_max_value_big, m_max_value_huge, m_max_key0,
+        m_max_key_big,     m_pool0,           m_pool_neg,      m_pool_big,       m_connect0,
+        m_connect_neg,     m_command0,        m_command_neg,   m_coherence7,     m_coherence_neg,
+        m_heartbeat_low,   m_heartbeat_neg,   m_lock_ttl0,     m_flight0,        m_beta_neg,
+        m_beta_nan,        m_beta_inf,        m_beta_big,      m_stale_neg,      m_negative_neg,
+        m_struct0,         m_struct8,         m_struct_half,   m_recovery3,      m_recovery_neg,
+        m_groups_tracking, m_groups_targeted, m_groups_none,
     };
     for (size_t i = 0; i < sizeof muts / sizeof muts[0]; i++) {
         char what[32];

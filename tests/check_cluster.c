@@ -1040,7 +1040,6 @@ static void write_rmig_a(tc_cache *w)
  * link is down drops only its group. */
 START_TEST(test_cluster_recovery_across_migration)
 {
-    setenv("TC_RECOVERY_GROUPS", "1", 1); /* experimental: asked for explicitly */
     tc_cache *w = cl_open(&cluster, NULL, 0);
     const char *prefix = tc__cache_options(w)->key_prefix;
     tc_cache *r = cl_open(&cluster, prefix, 1 << 20);

@@ -34,14 +34,29 @@ static void fresh_prefix(void)
     tcf_unique_prefix(prefix, sizeof prefix);
 }
 
+static void options_mode(tc_options *o, tc_coherence mode)
+{
+    tc_options_init(o);
+    o->redis_url = tct_redis.url;
+    o->key_prefix = prefix;
+    o->coherence = mode;
+}
+
 static tc_cache *open_mode_shadow(tc_coherence mode, unsigned shadow_rate)
 {
     tc_options o;
-    tc_options_init(&o);
-    o.redis_url = tct_redis.url;
-    o.key_prefix = prefix;
-    o.coherence = mode;
+    options_mode(&o, mode);
     o.shadow_rate = shadow_rate;
+    return tct_open(&o);
+}
+
+/* Broadcast mode on url with the given recovery. */
+static tc_cache *open_recovery(const char *url, tc_recovery rec)
+{
+    tc_options o;
+    options_mode(&o, TC_COHERENCE_BROADCAST);
+    o.redis_url = url;
+    o.recovery = rec;
     return tct_open(&o);
 }
 
@@ -964,20 +979,37 @@ static void kill_links_and_wait(tc_cache *r, void (*during)(void *), void *arg,
     tct_wait_relinked(r, &s0, reconciles, flushes);
 }
 
-/* Reads keys through r, returning how many were local hits. */
+/* Reads keys through r, returning how many were local hits. A read that fails is tried
+ * again (after a Redis restart each pooled connection fails once); a local hit never
+ * fails. */
 static uint64_t local_reads(tc_cache *r, char keys[][32], int n)
 {
     tc_stats s0, s1;
     tc_stats_get(r, &s0);
     for (int i = 0; i < n; i++) {
         char buf[32];
-        ck_assert_int_eq(tct_read_str(r, keys[i], buf, sizeof buf), TC_OK);
+        tc_status st = TC_ERR_IO;
+        for (int t = 0; t < 50 && st < 0; t++)
+            st = tct_read_str(r, keys[i], buf, sizeof buf);
+        ck_assert_int_eq(st, TC_OK);
     }
     tc_stats_get(r, &s1);
     return s1.local_hits - s0.local_hits;
 }
 
 #define RKEYS 40
+
+
+/* Kills r's link, waits for its recovery, and checks that it kept its tier (one reconcile,
+ * every key a local hit) or flushed it (one full flush, none). */
+static void kill_and_expect(tc_cache *r, char keys[][32], bool kept)
+{
+    uint64_t rec, fl;
+    kill_links_and_wait(r, NULL, NULL, &rec, &fl);
+    ck_assert_uint_eq(rec, kept ? 1 : 0);
+    ck_assert_uint_eq(fl, kept ? 0 : 1);
+    ck_assert_uint_eq(local_reads(r, keys, RKEYS), kept ? RKEYS : 0);
+}
 
 /* Writes the keys through w and reads them through r until they are local. Waits for r to
  * apply every write's message first: on a cluster a message crosses the cluster bus, and
@@ -1001,37 +1033,157 @@ static void fill(tc_cache *w, tc_cache *r, char keys[][32])
     ck_assert_uint_eq(local_reads(r, keys, RKEYS), RKEYS);
 }
 
-/* A writer and a reader with recovery by group sequences under a fresh prefix (prefix_tail
- * appended), the keys written and local in the reader. */
+/* A writer and a reader with the default recovery (TC_RECOVERY_AUTO: by group sequences)
+ * under a fresh prefix (prefix_tail appended), the keys written and local in the reader. */
 static void recovery_pair(tc_cache **w, tc_cache **r, char keys[][32], const char *prefix_tail)
 {
     fresh_prefix();
     strcat(prefix, prefix_tail);
-    setenv("TC_RECOVERY_GROUPS", "1", 1); /* experimental: asked for explicitly */
     *w = open_mode(TC_COHERENCE_BROADCAST);
     *r = open_mode(TC_COHERENCE_BROADCAST);
-    tc__test_set_full_flush_recovery(*r, false);
     fill(*w, *r, keys);
 }
 
+/* The default (TC_RECOVERY_AUTO): a link break with no write meanwhile keeps every entry,
+ * and they are local hits after the reconnect. */
 START_TEST(test_coherence_link_break_keeps_tier)
 {
     tc_cache *w, *r;
     char keys[RKEYS][32];
     recovery_pair(&w, &r, keys, "");
-    uint64_t rec, fl;
-    kill_links_and_wait(r, NULL, NULL, &rec, &fl);
-    ck_assert_uint_eq(rec, 1);
-    ck_assert_uint_eq(fl, 0);
-    ck_assert_uint_eq(local_reads(r, keys, RKEYS), RKEYS);
-    /* The old behaviour, kept for comparison: a full flush. */
+    kill_and_expect(r, keys, true);
+    /* Every connection cut (a proxy or network blip), not only the link: the fetch goes
+     * past the dead pooled connections instead of giving up into a full flush. */
+    const char *kill_normal[] = {"CLIENT", "KILL", "TYPE", "normal", NULL};
+    free(tct_redis_cmd_all(kill_normal));
+    kill_and_expect(r, keys, true);
+    /* The same cache made to flush although its writers bump sequences (the test hook):
+     * what the reconciliation saves. */
     tc__test_set_full_flush_recovery(r, true);
-    kill_links_and_wait(r, NULL, NULL, &rec, &fl);
-    ck_assert_uint_eq(rec, 0);
-    ck_assert_uint_eq(fl, 1);
-    ck_assert_uint_eq(local_reads(r, keys, RKEYS), 0);
+    kill_and_expect(r, keys, false);
     tc_close(r);
     tc_close(w);
+}
+END_TEST
+
+static bool seq_hash_exists(void)
+{
+    char k[128];
+    snprintf(k, sizeof k, "%s:__tc:seq", prefix);
+    const char *argv[] = {"EXISTS", k, NULL};
+    char *x = tct_redis_cmd(argv);
+    bool yes = x && strcmp(x, "1") == 0;
+    free(x);
+    return yes;
+}
+
+/* TC_RECOVERY_FLUSH: the behaviour before sequences. Writes bump nothing (no sequence hash
+ * appears), and a link break flushes the whole tier. */
+START_TEST(test_coherence_recovery_flush_flushes)
+{
+    fresh_prefix();
+    tc_cache *w = open_recovery(tct_redis.url, TC_RECOVERY_FLUSH);
+    tc_cache *r = open_recovery(tct_redis.url, TC_RECOVERY_FLUSH);
+    char keys[RKEYS][32];
+    fill(w, r, keys);
+    ck_assert(!seq_hash_exists());
+    kill_and_expect(r, keys, false);
+    ck_assert(!seq_hash_exists());
+    tc_close(r);
+    tc_close(w);
+}
+END_TEST
+
+/* Instances of a prefix that disagree: a TC_RECOVERY_FLUSH writer bumps no sequence, so a
+ * reader recovering by groups that heard its TC1 message flushes at its next recovery
+ * (for 10 minutes after that message) rather than trust sequences the writer ignores. */
+START_TEST(test_coherence_flush_writer_makes_readers_flush)
+{
+    fresh_prefix();
+    tc_cache *w = open_recovery(tct_redis.url, TC_RECOVERY_FLUSH);
+    tc_cache *r = open_recovery(tct_redis.url, TC_RECOVERY_AUTO);
+    char keys[RKEYS][32];
+    fill(w, r, keys);
+    tc_stats s0, s1;
+    tc_stats_get(r, &s0);
+    ck_assert_int_eq(tc_set(w, keys[0], "v2", 2, TC_TTL_DEFAULT), TC_OK);
+    int64_t t0 = tc__now_ns();
+    do {
+        tct_sleep_ms(2);
+        tc_stats_get(r, &s1);
+    } while (s1.inval_received == s0.inval_received && tc__now_ns() - t0 < 5000000000LL);
+    ck_assert_uint_gt(s1.inval_received, s0.inval_received);
+    kill_and_expect(r, keys, false);
+    tc_close(r);
+    tc_close(w);
+}
+END_TEST
+
+/* TC_RECOVERY_GROUPS where groups cannot work is refused, with the reason in words; on one
+ * server it is what AUTO does. */
+START_TEST(test_coherence_recovery_groups_refused)
+{
+    fresh_prefix();
+    tc_options o;
+    options_mode(&o, TC_COHERENCE_TRACKING);
+    o.recovery = TC_RECOVERY_GROUPS;
+    tct_tls_options(&o);
+    tc_cache *c = (tc_cache *)1;
+    char err[256];
+    ck_assert_int_eq(tc_open2(&o, &c, err, sizeof err), TC_ERR_ARG);
+    ck_assert_ptr_null(c);
+    ck_assert_msg(strstr(err, "TC_RECOVERY_GROUPS") && strstr(err, "TC_COHERENCE_BROADCAST"), "%s",
+                  err);
+    o.coherence = TC_COHERENCE_BROADCAST;
+    tc_status st = tc_open2(&o, &c, err, sizeof err);
+    ck_assert_msg(st == TC_OK, "%s", err);
+    ck_assert_int_eq(tc_set(c, "k", "v", 1, TC_TTL_DEFAULT), TC_OK);
+    if (!tct_on_cluster()) {
+        ck_assert(seq_hash_exists());
+    } else {
+        /* A cluster whose key_prefix pins every key to a slot the sequences cannot follow:
+         * asked for explicitly, refused. */
+        char pinned[160];
+        snprintf(pinned, sizeof pinned, "%s{x", prefix);
+        o.key_prefix = pinned;
+        tc_cache *p = (tc_cache *)1;
+        ck_assert_int_eq(tc_open2(&o, &p, err, sizeof err), TC_ERR_ARG);
+        ck_assert_ptr_null(p);
+        ck_assert_msg(strstr(err, "key_prefix") != NULL, "%s", err);
+    }
+    tc_close(c);
+}
+END_TEST
+
+/* A Redis restart flushes everything, even when the restarted server loads the same
+ * generation and sequences (SAVE before the kill: the dump holds them): a new run_id means
+ * messages may have been lost with writes the dump does not show. */
+START_TEST(test_coherence_restart_flushes_everything)
+{
+    fresh_prefix();
+    tcf_redis s;
+    ck_assert_int_eq(tcf_redis_start(&s, NULL), 0);
+    tc_cache *w = open_recovery(s.url, TC_RECOVERY_AUTO),
+             *r = open_recovery(s.url, TC_RECOVERY_AUTO);
+    char keys[RKEYS][32];
+    fill(w, r, keys);
+    ck_assert_uint_eq(local_reads(r, keys, RKEYS), RKEYS);
+    const char *save[] = {"SAVE", NULL};
+    char *x = tcf_redis_cmd(&s, save);
+    ck_assert_msg(x && strcmp(x, "OK") == 0, "SAVE: %s", x ? x : "error");
+    free(x);
+    tc_stats s0;
+    tc_stats_get(r, &s0);
+    tcf_redis_kill(&s);
+    ck_assert_int_eq(tcf_redis_restart(&s, NULL), 0);
+    uint64_t rec, fl;
+    tct_wait_relinked(r, &s0, &rec, &fl);
+    ck_assert_uint_eq(rec, 0);
+    ck_assert_uint_eq(fl, 1);
+    ck_assert_uint_eq(local_reads(r, keys, RKEYS), 0); /* from the dump, through Redis */
+    tc_close(r);
+    tc_close(w);
+    tcf_redis_stop(&s);
 }
 END_TEST
 
@@ -1208,7 +1360,7 @@ static Suite *coherence_suite(void)
     Suite *s = suite_create("coherence");
     struct {
         const char *name;
-        const TTest *tests[8];
+        const TTest *tests[12];
     } groups[] = {
         {"cross_process", {test_coherence_write_reaches_other_process}},
         {"fill_guard", {test_coherence_fill_guard_race}},
@@ -1227,7 +1379,9 @@ static Suite *coherence_suite(void)
          {test_coherence_link_break_keeps_tier, test_coherence_link_break_drops_written_groups,
           test_coherence_link_break_drops_only_written_slots,
           test_coherence_lost_message_drops_group, test_coherence_flushall_flushes_everything,
-          test_coherence_unclosed_tag_prefix}},
+          test_coherence_unclosed_tag_prefix, test_coherence_restart_flushes_everything,
+          test_coherence_recovery_flush_flushes, test_coherence_flush_writer_makes_readers_flush}},
+        {"recovery_option", {test_coherence_recovery_groups_refused}},
         {"hostile",
          {test_coherence_garbage_messages_ignored, test_coherence_parser_direct,
           test_coherence_forged_keys_break_no_rule}},

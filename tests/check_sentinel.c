@@ -67,35 +67,73 @@ static void *sentinel_load(void *p)
     return NULL;
 }
 
-START_TEST(test_sentinel_failover)
+/* A master, its replica and a sentinel watching them as "tcmaster", the replica linked and
+ * known to the sentinel. */
+static void trio_start(tcf_redis *master, tcf_redis *replica, tcf_redis *sentinel)
 {
-    tcf_redis master, replica, sentinel;
-    ck_assert_int_eq(tcf_redis_start(&master, NULL), 0);
+    ck_assert_int_eq(tcf_redis_start(master, NULL), 0);
     char mport[16];
-    snprintf(mport, sizeof mport, "%d", master.port);
+    snprintf(mport, sizeof mport, "%d", master->port);
     const char *rargs[] = {"--replicaof", "127.0.0.1", mport, NULL};
-    ck_assert_int_eq(tcf_redis_start(&replica, rargs), 0);
-    ck_assert_int_eq(tcf_sentinel_start(&sentinel, master.port, "tcmaster"), 0);
+    ck_assert_int_eq(tcf_redis_start(replica, rargs), 0);
+    ck_assert_int_eq(tcf_sentinel_start(sentinel, master->port, "tcmaster"), 0);
     bool ready = false;
     for (int i = 0; i < 300 && !ready; i++) { /* replica linked, and known to the sentinel */
         const char *argv[] = {"SENTINEL", "replicas", "tcmaster", NULL};
-        char *n = tcf_redis_cmd(&sentinel, argv);
-        ready = info_has(&replica, "replication", "master_link_status:up") && n &&
+        char *n = tcf_redis_cmd(sentinel, argv);
+        ready = info_has(replica, "replication", "master_link_status:up") && n &&
                 strcmp(n, "1") == 0;
         free(n);
         if (!ready)
             tct_sleep_ms(50);
     }
     ck_assert_msg(ready, "replica not linked or not seen by the sentinel");
+}
 
+/* Options for a cache on the trio's master through sentinel (a fresh prefix in prefix). */
+static void trio_options(tc_options *o, const tcf_redis *sentinel, char *prefix, size_t cap)
+{
+    tc_options_init(o);
+    o->redis_url = sentinel->url;
+    o->key_prefix = tcf_unique_prefix(prefix, cap);
+    tct_tls_options(o);
+    o->command_timeout_ms = 500;
+    o->connect_timeout_ms = 500;
+}
+
+/* Asks the sentinel for a failover and waits until the replica is master and the sentinel
+ * names it. */
+static void failover(tcf_redis *sentinel, tcf_redis *replica)
+{
+    const char *fo[] = {"SENTINEL", "FAILOVER", "tcmaster", NULL};
+    char *x = tcf_redis_cmd(sentinel, fo);
+    ck_assert_msg(x && strcmp(x, "OK") == 0, "SENTINEL FAILOVER: %s", x ? x : "error");
+    free(x);
+    bool promoted = false;
+    for (int i = 0; i < 300 && !promoted; i++) {
+        promoted = info_has(replica, "replication", "role:master");
+        if (!promoted)
+            tct_sleep_ms(50);
+    }
+    ck_assert_msg(promoted, "the replica was not promoted");
+    char addr[64];
+    snprintf(addr, sizeof addr, "address=127.0.0.1:%d,", replica->port);
+    bool named = false;
+    for (int i = 0; i < 500 && !named; i++) {
+        named = info_has(sentinel, "sentinel", addr);
+        if (!named)
+            tct_sleep_ms(20);
+    }
+    ck_assert_msg(named, "the sentinel does not name the new master");
+}
+
+START_TEST(test_sentinel_failover)
+{
+    tcf_redis master, replica, sentinel;
     tc_options o;
-    tc_options_init(&o);
     char prefix[64];
-    o.redis_url = sentinel.url;
-    o.key_prefix = tcf_unique_prefix(prefix, sizeof prefix);
-    tct_tls_options(&o);
-    o.command_timeout_ms = 500;
-    o.connect_timeout_ms = 500;
+    trio_start(&master, &replica, &sentinel);
+    trio_options(&o, &sentinel, prefix, sizeof prefix);
     tc_cache *c1 = tct_open(&o), *c2 = tct_open(&o);
     tct_sleep_ms(200);
     ck_assert_int_eq(tc_set(c1, "k", "v1", 2, TC_TTL_DEFAULT), TC_OK);
@@ -105,30 +143,11 @@ START_TEST(test_sentinel_failover)
     ck_assert_int_eq(pthread_create(&th, NULL, sentinel_load, &la), 0);
     tct_sleep_ms(100);
 
-    const char *fo[] = {"SENTINEL", "FAILOVER", "tcmaster", NULL};
-    char *x = tcf_redis_cmd(&sentinel, fo);
-    ck_assert_msg(x && strcmp(x, "OK") == 0, "SENTINEL FAILOVER: %s", x ? x : "error");
-    free(x);
-    bool promoted = false;
-    for (int i = 0; i < 300 && !promoted; i++) {
-        promoted = info_has(&replica, "replication", "role:master");
-        if (!promoted)
-            tct_sleep_ms(50);
-    }
-    ck_assert_msg(promoted, "the replica was not promoted");
+    failover(&sentinel, &replica);
     /* When the sentinel names the new master it announces +switch-master, which both caches
      * hear: writes go there at once and c2 drops its copy, long before the old master is
      * demoted (Sentinel waits some 10 s before it reconfigures a master that still runs, and
      * until then that one answers, so nothing else tells the caches). */
-    char addr[64];
-    snprintf(addr, sizeof addr, "address=127.0.0.1:%d,", replica.port);
-    bool named = false;
-    for (int i = 0; i < 500 && !named; i++) {
-        named = info_has(&sentinel, "sentinel", addr);
-        if (!named)
-            tct_sleep_ms(20);
-    }
-    ck_assert_msg(named, "the sentinel does not name the new master");
     int64_t t0 = tc__now_ns();
     bool landed = false, fresh2 = false;
     char rk[128];
@@ -194,6 +213,71 @@ START_TEST(test_sentinel_failover)
     ck_assert_uint_ge(rstats(c1).map_refreshes, 1);   /* one failover followed */
     tc_close(c1);
     tc_close(c2);
+    tcf_redis_stop(&sentinel);
+    tcf_redis_stop(&replica);
+    tcf_redis_stop(&master);
+}
+END_TEST
+
+/* Local hits among n reads of "fk<i>" through c; a failed read is tried again (the pool
+ * may still hold connections to the old master). */
+static uint64_t local_hits_of(tc_cache *c, int n)
+{
+    tc_stats s0, s1;
+    tc_stats_get(c, &s0);
+    for (int i = 0; i < n; i++) {
+        char k[16], buf[16];
+        snprintf(k, sizeof k, "fk%d", i);
+        tc_status st = TC_ERR_IO;
+        for (int t = 0; t < 50 && st < 0; t++)
+            if ((st = tct_read_str(c, k, buf, sizeof buf)) < 0)
+                tct_sleep_ms(20);
+        ck_assert_int_ge(st, 0);
+    }
+    tc_stats_get(c, &s1);
+    return s1.local_hits - s0.local_hits;
+}
+
+/* Recovery by group sequences (the default here: broadcast on a Sentinel master) flushes
+ * the whole tier at a failover: the promoted replica holds the same generation and
+ * sequences (replicated), but it is another server (its run_id), which may have missed
+ * writes whose messages went out. */
+START_TEST(test_sentinel_failover_flushes)
+{
+    tcf_redis master, replica, sentinel;
+    tc_options o;
+    char prefix[64];
+    trio_start(&master, &replica, &sentinel);
+    trio_options(&o, &sentinel, prefix, sizeof prefix);
+    tc_cache *w = tct_open(&o), *r = tct_open(&o);
+    enum { N = 20 };
+    for (int i = 0; i < N; i++) {
+        char k[16];
+        snprintf(k, sizeof k, "fk%d", i);
+        ck_assert_int_eq(tc_set(w, k, "v", 1, TC_TTL_DEFAULT), TC_OK);
+    }
+    local_hits_of(r, N); /* fills */
+    ck_assert_uint_eq(local_hits_of(r, N), N);
+    const char *wait[] = {"WAIT", "1", "2000", NULL}; /* the replica has it all */
+    char *x = tcf_redis_cmd(&master, wait);
+    ck_assert_msg(x && strcmp(x, "1") == 0, "WAIT: %s", x ? x : "error");
+    free(x);
+    tc_stats s0, s1;
+    tc_stats_get(r, &s0);
+    failover(&sentinel, &replica);
+    int64_t t0 = tc__now_ns();
+    do {
+        tct_sleep_ms(10);
+        tc_stats_get(r, &s1);
+    } while (s1.reconciles + s1.full_flushes == s0.reconciles + s0.full_flushes &&
+             tc__now_ns() - t0 < 10000000000LL);
+    while (!tc__test_local_usable(r) && tc__now_ns() - t0 < 10000000000LL)
+        tct_sleep_ms(10);
+    ck_assert_uint_eq(s1.reconciles, s0.reconciles);
+    ck_assert_uint_ge(s1.full_flushes, s0.full_flushes + 1);
+    ck_assert_uint_eq(local_hits_of(r, N), 0);
+    tc_close(r);
+    tc_close(w);
     tcf_redis_stop(&sentinel);
     tcf_redis_stop(&replica);
     tcf_redis_stop(&master);
@@ -407,6 +491,7 @@ static Suite *sentinel_suite(void)
         const TTest *test;
     } cases[] = {
         {"sentinel", test_sentinel_failover},
+        {"sentinel_failover_flushes", test_sentinel_failover_flushes},
         {"sentinel_auth", test_sentinel_auth},
         {"sentinel_stale_answer", test_sentinel_stale_answer},
         {"sentinel_watch_heartbeat", test_sentinel_watch_heartbeat},
