@@ -571,8 +571,7 @@ static tc_status recovery_groups_wanted(const tc_cache *c, bool *groups)
     }
     if (c->opt.coherence == TC_COHERENCE_BROADCAST) /* AUTO where it was expected to work */
         tc__log(&c->log, TC_LOG_WARN,
-                "recovery by group sequences is off (%s): a new link flushes the local tier",
-                why);
+                "recovery by group sequences is off (%s): a new link flushes the local tier", why);
     return TC_OK;
 }
 

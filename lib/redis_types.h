@@ -61,12 +61,12 @@ void tc__ops_pub_args(const tc_pub *pub, const char **argv, size_t *lens, int *a
                       char splitbuf[24]);
 
 /* Counters. round_trips: replies waited for in batches (a pipeline counts once). In a
- * cluster, summed over the nodes; moved and ask count the redirects followed, and
- * map_refreshes the CLUSTER SLOTS reloads (for Sentinel: the failovers followed; all 0 for
- * a single server). */
+ * cluster, summed over the nodes; moved and ask count the redirects followed, tryagain the
+ * TRYAGAIN / CLUSTERDOWN answers waited out, and map_refreshes the CLUSTER SLOTS reloads (for
+ * Sentinel: the failovers followed; all 0 for a single server). */
 typedef struct tc_remote_stats {
     uint64_t round_trips, commands, errors, reconnects;
-    uint64_t moved, ask, map_refreshes;
+    uint64_t moved, ask, tryagain, map_refreshes;
 } tc_remote_stats;
 
 /* TLS settings, as tc_options gives them (docs/security.md); NULL strings are absent. */

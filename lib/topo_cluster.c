@@ -9,8 +9,11 @@
  *
  * Redirects: MOVED updates the slot's entry to the named node and retries there; ASK
  * retries once on the named node with ASKING before each command; TRYAGAIN / CLUSTERDOWN
- * retry. Every retry is bounded by the operation's deadline (command_timeout_ms from its
- * start) and by MAX_REDIRECTS. A node that cannot be reached reports its error for its
+ * retry after a pause (1 ms doubling to 32 ms: a slot whose keys are split between two
+ * nodes by a migration in progress answers TRYAGAIN to a command on several of its keys,
+ * as every write with group sequences is, until its keys have moved). Every retry is
+ * bounded by the operation's deadline (command_timeout_ms from its start); MOVED and ASK
+ * also by MAX_REDIRECTS. A node that cannot be reached reports its error for its
  * slots only (its breaker fails them fast); the slot map is reloaded when a node fails, at
  * most once per MAP_REFRESH_MS, so a failover promoting a replica is picked up.
  */
@@ -23,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "error.h"
 #include "slot_tags.h"
@@ -31,6 +35,7 @@
 
 #define NSLOTS 16384
 #define MAX_REDIRECTS 16
+#define TRYAGAIN_PAUSE_MAX_MS 32
 #define MAP_REFRESH_MS 1000
 
 typedef struct tc_cluster {
@@ -42,7 +47,7 @@ typedef struct tc_cluster {
     int16_t slots[NSLOTS]; /* node index, -1: no node known */
     atomic_uint rr;        /* round robin for keyless commands and the subscriber */
     _Atomic int64_t last_refresh_ns;
-    atomic_uint_fast64_t moved, ask, map_refreshes;
+    atomic_uint_fast64_t moved, ask, tryagain, map_refreshes;
 } tc_cluster;
 
 #define CLOG(cl, level, ...) tc__log(&(cl)->cfg.log, (level), __VA_ARGS__)
@@ -319,6 +324,7 @@ static void cluster_stats(void *t, tc_remote_stats *out)
     tc__topo_stats_from(&ns, out);
     out->moved = atomic_load(&cl->moved);
     out->ask = atomic_load(&cl->ask);
+    out->tryagain = atomic_load(&cl->tryagain);
     out->map_refreshes = atomic_load(&cl->map_refreshes);
 }
 
@@ -401,12 +407,27 @@ static tc_status cluster_run(tc_cluster *cl, unsigned slot, const tc_op *o)
     return cluster_run_at(cl, slot, &one);
 }
 
+/* Sleeps *pause_ms (doubled for the next time, up to TRYAGAIN_PAUSE_MAX_MS), never past
+ * deadline. */
+static void tryagain_pause(int *pause_ms, int64_t deadline)
+{
+    int64_t left = deadline - tc__now_ns();
+    int64_t ns = (int64_t)*pause_ms * 1000000;
+    if (ns > left)
+        ns = left > 0 ? left : 0;
+    struct timespec ts = {.tv_sec = ns / 1000000000, .tv_nsec = ns % 1000000000};
+    nanosleep(&ts, NULL);
+    if (*pause_ms < TRYAGAIN_PAUSE_MAX_MS)
+        *pause_ms *= 2;
+}
+
 static tc_status cluster_run_at(tc_cluster *cl, unsigned slot, const tc_op *o)
 {
     int64_t deadline = tc__deadline_after_ms(cl->cfg.command_timeout_ms);
     tc_node *ask_node = NULL;
     tc_status st = TC_ERR_IO;
-    for (int attempt = 0;; attempt++) {
+    int pause_ms = 1;
+    for (int attempt = 0;;) {
         tc_node *node = ask_node ? ask_node : node_for_slot(cl, slot);
         if (!node) {
             map_refresh_soon(cl);
@@ -425,7 +446,8 @@ static tc_status cluster_run_at(tc_cluster *cl, unsigned slot, const tc_op *o)
                 map_refresh_soon(cl);
             return st;
         }
-        if (attempt + 1 >= MAX_REDIRECTS || tc__now_ns() >= deadline) {
+        bool again = rt.redir.kind == TC_REDIR_TRYAGAIN;
+        if ((!again && ++attempt >= MAX_REDIRECTS) || tc__now_ns() >= deadline) {
             tc__redirect_clear(&rt.redir);
             return st;
         }
@@ -450,7 +472,10 @@ static tc_status cluster_run_at(tc_cluster *cl, unsigned slot, const tc_op *o)
         tc__redirect_clear(&rt.redir);
         if (lost)
             return TC_ERR_NOMEM;
-        /* TRYAGAIN / CLUSTERDOWN: the same node again, within the deadline. */
+        if (again) { /* TRYAGAIN / CLUSTERDOWN: the same node again, within the deadline */
+            atomic_fetch_add(&cl->tryagain, 1);
+            tryagain_pause(&pause_ms, deadline);
+        }
     }
 }
 

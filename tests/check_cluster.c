@@ -913,10 +913,27 @@ static void migrating_batches(tc_cache *c)
         tct_expect(c, keys[i], TC_MISS, NULL);
 }
 
+/* A cache whose every read goes to Redis, with the given recovery. */
+static tc_cache *cl_open_recovery(const char *prefix, tc_recovery recovery, int timeout_ms)
+{
+    tc_options o;
+    cl_options(&o, &cluster);
+    if (prefix)
+        o.key_prefix = prefix;
+    o.local_max_bytes = 0;
+    o.recovery = recovery;
+    if (timeout_ms)
+        o.command_timeout_ms = timeout_ms;
+    return tct_open(&o);
+}
+
+/* Routing through a slot migration done key by key, with pauses between keys (each write a
+ * single-key transaction: TC_RECOVERY_FLUSH; with group sequences a write also touches its
+ * slot's sequences key and waits for the whole slot, test_cluster_write_waits_out_migration). */
 START_TEST(test_cluster_slot_migration_moved_ask)
 {
-    tc_cache *c = cl_open(&cluster, NULL, 0); /* every read goes to Redis */
-    tc_cache *c2 = cl_open(&cluster, tc__cache_options(c)->key_prefix, 0);
+    tc_cache *c = cl_open_recovery(NULL, TC_RECOVERY_FLUSH, 0);
+    tc_cache *c2 = cl_open_recovery(tc__cache_options(c)->key_prefix, TC_RECOVERY_FLUSH, 0);
     ck_assert_int_eq(tc_set(c, "{mig}a", "A", 1, TC_TTL_DEFAULT), TC_OK);
     ck_assert_int_eq(tc_set(c, "{mig}b", "B", 1, TC_TTL_DEFAULT), TC_OK);
     char ra[128], rb[128], slot[16];
@@ -1001,6 +1018,74 @@ END_TEST
 
 /* ------------------------------------------------------------------ recovery and migration */
 
+/* The sequences' key of slot sl under c's key_prefix. */
+static void seq_key_of(tc_cache *c, unsigned sl, char *out)
+{
+    char base[128];
+    size_t bl = (size_t)snprintf(base, sizeof base, "%s:__tc:seq",
+                                 tc__cache_options(c)->key_prefix);
+    out[tc__slot_key(out, base, bl, sl)] = '\0';
+}
+
+typedef struct slot_move {
+    int src, dst;
+    const char *rkey, *slot, *dst_id;
+} slot_move;
+
+/* Moves the last key of a migration, then gives the slot to its target (as a resharding
+ * tool does once the slot is empty), after a pause. */
+static void *finish_migration(void *p)
+{
+    const slot_move *m = p;
+    tct_sleep_ms(150);
+    migrate(m->src, m->dst, m->rkey);
+    for (int i = 0; i < cluster.n; i++)
+        free(node_cmd(i, "CLUSTER", "SETSLOT", m->slot, "NODE", m->dst_id));
+    return NULL;
+}
+
+/* With group sequences every write touches two keys of its slot (the key and the slot's
+ * sequences key). While a migration has moved some of the slot's keys and not others,
+ * Redis answers TRYAGAIN; the write waits (pausing, within command_timeout_ms) until the
+ * keys are together again, and then succeeds through ASK or MOVED. */
+START_TEST(test_cluster_write_waits_out_migration)
+{
+    tc_cache *c = cl_open_recovery(NULL, TC_RECOVERY_GROUPS, 3000);
+    ck_assert_int_eq(tc_set(c, "{tw}a", "A", 1, TC_TTL_DEFAULT), TC_OK);
+    ck_assert_int_eq(tc_set(c, "{tw}b", "B", 1, TC_TTL_DEFAULT), TC_OK);
+    char ra[128], rb[128], seq[160], slot[16];
+    snprintf(ra, sizeof ra, "%s{tw}a", tc__test_rprefix(c));
+    snprintf(rb, sizeof rb, "%s{tw}b", tc__test_rprefix(c));
+    unsigned sl = tc__cluster_slot(ra, strlen(ra));
+    snprintf(slot, sizeof slot, "%u", sl);
+    seq_key_of(c, sl, seq);
+    int src = holder(&cluster, ra), dst = (src + 1) % cluster.n;
+    ck_assert_int_ge(src, 0);
+    ck_assert_int_eq(holder(&cluster, seq), src);
+    char *src_id = node_cmd(src, "CLUSTER", "MYID", NULL, NULL, NULL);
+    char *dst_id = node_cmd(dst, "CLUSTER", "MYID", NULL, NULL, NULL);
+    ck_assert_ptr_nonnull(src_id);
+    ck_assert_ptr_nonnull(dst_id);
+    setslot(dst, slot, "IMPORTING", src_id);
+    setslot(src, slot, "MIGRATING", dst_id);
+    migrate(src, dst, ra);
+    migrate(src, dst, seq); /* "{tw}b" alone stays on src: its writes meet TRYAGAIN */
+    slot_move m = {src, dst, rb, slot, dst_id};
+    pthread_t th;
+    uint64_t again0 = rstats(c).tryagain;
+    ck_assert_int_eq(pthread_create(&th, NULL, finish_migration, &m), 0);
+    ck_assert_int_eq(tc_set(c, "{tw}b", "B2", 2, TC_TTL_DEFAULT), TC_OK);
+    pthread_join(th, NULL);
+    ck_assert_uint_gt(rstats(c).tryagain, again0);
+    tct_expect(c, "{tw}b", TC_OK, "B2");
+    tct_expect(c, "{tw}a", TC_OK, "A");
+    ck_assert_int_eq(holder(&cluster, rb), dst);
+    free(src_id);
+    free(dst_id);
+    tc_close(c);
+}
+END_TEST
+
 /* Cuts every pub/sub connection on every node and waits until r is back (reconciled or
  * flushed); *rec and *fl: the reconciliations and full flushes meanwhile. write(arg), when
  * given, runs while r is cut off. */
@@ -1068,9 +1153,7 @@ START_TEST(test_cluster_recovery_across_migration)
     snprintf(rb, sizeof rb, "%s{rmig}b", tc__test_rprefix(r));
     unsigned sl = tc__cluster_slot(ra, strlen(ra));
     snprintf(slot, sizeof slot, "%u", sl);
-    char base[128];
-    size_t bl = (size_t)snprintf(base, sizeof base, "%s:__tc:seq", prefix);
-    seq[tc__slot_key(seq, base, bl, sl)] = '\0';
+    seq_key_of(r, sl, seq);
     int src = holder(&cluster, ra), dst = (src + 1) % cluster.n;
     ck_assert_int_ge(src, 0);
     ck_assert_int_eq(holder(&cluster, seq), src);
@@ -1238,6 +1321,7 @@ static Suite *cluster_suite(void)
         {"tracking_new_master", test_cluster_tracking_follows_new_master},
         {"migration", test_cluster_slot_migration_moved_ask},
         {"recovery_migration", test_cluster_recovery_across_migration},
+        {"tryagain", test_cluster_write_waits_out_migration},
         {"killed", test_cluster_killed_master},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {

@@ -999,7 +999,6 @@ static uint64_t local_reads(tc_cache *r, char keys[][32], int n)
 
 #define RKEYS 40
 
-
 /* Kills r's link, waits for its recovery, and checks that it kept its tier (one reconcile,
  * every key a local hit) or flushed it (one full flush, none). */
 static void kill_and_expect(tc_cache *r, char keys[][32], bool kept)
