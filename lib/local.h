@@ -119,6 +119,14 @@ void tc__local_drop_group(tc_local *l, unsigned group);
  * when evicted) and makes every ticket taken before it stale. */
 void tc__local_flush(tc_local *l);
 
+/* For tests: n flushes at once, as fast as flushes could come (the sweep that keeps the
+ * entries' 32-bit epochs unambiguous runs as it would for them). */
+void tc__local_test_flushes(tc_local *l, uint64_t n);
+
+/* Local expiries are kept in ticks of this many ns: an entry may expire up to one tick
+ * before its expires_ns, never after. */
+#define TC_LOCAL_EXPIRY_TICK_NS ((int64_t)1 << 20)
+
 /* Counters and current size, summed over shards. */
 void tc__local_stats(tc_local *l, tc_local_stats *out);
 
