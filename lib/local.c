@@ -107,10 +107,10 @@ typedef struct shard {
      * lines. The first line is what readers read: fixed after tc__local_new. */
     alignas(CACHE_LINE) entry *_Atomic *buckets;
     uint32_t bmask; /* buckets - 1 */
-    /* TinyLFU's frequency sketch: a count-min sketch of SKETCH_ROWS rows of 8-bit
-     * counters, laid out in blocks (SKETCH_CELLS), halved every sample_size increments so
-     * old popularity fades. Readers increment it without the lock: a lost increment only
-     * blurs a popularity estimate. */
+    /* TinyLFU's frequency sketch: a count-min sketch of SKETCH_ROWS rows of 4-bit
+     * counters (two a byte), laid out in blocks (SKETCH_CELLS), halved every sample_size increments
+     * so old popularity fades. Readers increment it without the lock: a lost increment only blurs a
+     * popularity estimate. */
     atomic_uchar *sketch; /* cache-line aligned */
     uint32_t sketch_mask; /* blocks - 1 */
     uint32_t sample_size;
@@ -490,15 +490,30 @@ static inline bool late(const tc_local *l, int64_t now_ns)
 
 #define SKETCH_ROWS 4
 /* Bytes of a shard's share per counter of each row (the sketch is sized by budget, not by
- * entries, which the tier does not know in advance). */
-#define SKETCH_BUDGET_PER_COUNTER 32u
+ * entries, which the tier does not know in advance): with four rows of 4-bit counters the
+ * sketch costs 1/8 of the budget (up to 1/4, as its width is a power of two), outside it. */
+#define SKETCH_BUDGET_PER_COUNTER 16u
 #define SKETCH_MAX 15 /* counters saturate: popularity is relative */
-/* The sketch is an array of cache-line blocks of SKETCH_ROWS rows of 16 counters: a key's
- * four counters are in one block (its row-r counter in row r), so counting or estimating
- * a key costs one cache miss, not one per row. The block and the four positions come from
- * one remix of h, independent of the shard, slot and bucket bits. */
+/* The sketch is an array of cache-line blocks of SKETCH_ROWS rows of 32 counters, two a
+ * byte (a counter never exceeds SKETCH_MAX, so four bits hold it and the sketch costs half
+ * what bytes would): a key's four counters are in one block (its row-r counter in row r),
+ * so counting or estimating a key costs one cache miss, not one per row. The block and the
+ * four positions come from one remix of h, independent of the shard, slot and bucket bits. */
 #define SKETCH_BLOCK 64u
-#define SKETCH_ROW_CELLS ((size_t)SKETCH_BLOCK / SKETCH_ROWS)
+#define SKETCH_ROW_BYTES ((size_t)SKETCH_BLOCK / SKETCH_ROWS)
+#define SKETCH_ROW_CELLS (2 * SKETCH_ROW_BYTES)
+
+/* One counter: the byte that holds it and its shift in it (0 or 4). */
+typedef struct cell {
+    atomic_uchar *p;
+    unsigned shift;
+} cell;
+
+static inline cell cell_at(atomic_uchar *row, unsigned i)
+{
+    cell c = {row + (i >> 1), (i & 1) * 4};
+    return c;
+}
 
 /* c names the array the macro declares, so it cannot be parenthesized. */
 /* NOLINTBEGIN(bugprone-macro-parentheses) */
@@ -507,17 +522,24 @@ static inline bool late(const tc_local *l, int64_t now_ns)
     g_ = (g_ ^ (g_ >> 29)) * 0xbf58476d1ce4e5b9ULL;                                                \
     atomic_uchar *b_ = (s)->sketch +                                                               \
                        (size_t)((uint32_t)(g_ >> 32) & (s)->sketch_mask) * SKETCH_BLOCK;           \
-    atomic_uchar *c[SKETCH_ROWS] = {b_ + ((unsigned)g_ & 15),                                      \
-                                    b_ + SKETCH_ROW_CELLS + ((unsigned)(g_ >> 4) & 15),            \
-                                    b_ + 2 * SKETCH_ROW_CELLS + ((unsigned)(g_ >> 8) & 15),        \
-                                    b_ + 3 * SKETCH_ROW_CELLS + ((unsigned)(g_ >> 12) & 15)}
+    cell c[SKETCH_ROWS] = {cell_at(b_, (unsigned)g_ & 31),                                         \
+                           cell_at(b_ + SKETCH_ROW_BYTES, (unsigned)(g_ >> 5) & 31),               \
+                           cell_at(b_ + 2 * SKETCH_ROW_BYTES, (unsigned)(g_ >> 10) & 31),          \
+                           cell_at(b_ + 3 * SKETCH_ROW_BYTES, (unsigned)(g_ >> 15) & 31)}
 /* NOLINTEND(bugprone-macro-parentheses) */
 
-static inline void cell_bump(atomic_uchar *c)
+static inline unsigned cell_get(cell c)
 {
-    unsigned char v = atomic_load_explicit(c, memory_order_relaxed);
-    if (v < SKETCH_MAX)
-        atomic_store_explicit(c, v + 1, memory_order_relaxed);
+    return (atomic_load_explicit(c.p, memory_order_relaxed) >> c.shift) & SKETCH_MAX;
+}
+
+/* The byte is written whole: a racing bump of its other counter may be lost, which blurs
+ * that estimate by one, as a racing bump of the same counter does. */
+static inline void cell_bump(cell c)
+{
+    unsigned char v = atomic_load_explicit(c.p, memory_order_relaxed);
+    if (((v >> c.shift) & SKETCH_MAX) < SKETCH_MAX)
+        atomic_store_explicit(c.p, (unsigned char)(v + (1u << c.shift)), memory_order_relaxed);
 }
 
 /* Counts an access to h. Readers call it without the lock: a lost increment (two threads
@@ -539,18 +561,20 @@ static void sketch_age_locked(shard *s)
     if (!s->sketch || atomic_load_explicit(&s->increments, memory_order_relaxed) < s->sample_size)
         return;
     for (size_t i = 0; i < (size_t)SKETCH_BLOCK * (s->sketch_mask + 1); i++)
-        atomic_store_explicit(&s->sketch[i],
-                              atomic_load_explicit(&s->sketch[i], memory_order_relaxed) >> 1,
-                              memory_order_relaxed);
+        atomic_store_explicit(
+            &s->sketch[i],
+            (unsigned char)((atomic_load_explicit(&s->sketch[i], memory_order_relaxed) >> 1) &
+                            0x77),
+            memory_order_relaxed);
     atomic_fetch_sub_explicit(&s->increments, s->sample_size / 2, memory_order_relaxed);
 }
 
 static unsigned sketch_frequency_locked(const shard *s, uint32_t hc)
 {
     SKETCH_CELLS(s, hc, c);
-    unsigned f = atomic_load_explicit(c[0], memory_order_relaxed);
+    unsigned f = cell_get(c[0]);
     for (unsigned r = 1; r < SKETCH_ROWS; r++) {
-        unsigned v = atomic_load_explicit(c[r], memory_order_relaxed);
+        unsigned v = cell_get(c[r]);
         f = v < f ? v : f;
     }
     return f;
@@ -722,7 +746,7 @@ static bool shard_init(tc_local *l, shard *s, uint32_t width, uint32_t nbuckets)
     s->bmask = nbuckets - 1;
     if (l->budget > 0) {
         /* width counters per row: width / SKETCH_ROW_CELLS blocks */
-        size_t bytes = (size_t)SKETCH_ROWS * width;
+        size_t bytes = (size_t)SKETCH_ROWS * width / 2;
         s->sketch = tc__malloc_aligned(SKETCH_BLOCK, bytes);
         if (s->sketch)
             memset(s->sketch, 0, bytes);
@@ -770,11 +794,12 @@ tc_status tc__local_new(size_t max_bytes, unsigned nshards, tc_local **out)
 
     l->window_budget = l->budget / 100;
     /* Counters per row: one per SKETCH_BUDGET_PER_COUNTER bytes of the shard's share, so
-     * four to eight per entry of ~250 bytes. Fewer (one or two per entry, as before)
-     * let colliding keys inflate the estimates of stale entries, which then win every
+     * six to twelve per entry of ~180 bytes. Fewer (one or two per entry, as once) let
+     * colliding keys inflate the estimates of stale entries, which then win every
      * contest: tc-bench mrc at 10% of the keys, Zipf 77.6% hits against 75.8% with a
-     * quarter of the counters, the CloudPhysics trace 25.5% against 23.6%. */
-    uint32_t width = 16;
+     * quarter of the counters, the CloudPhysics trace 25.5% against 23.6%; with half of
+     * them (one per 32 bytes), Zipf 77.1%. */
+    uint32_t width = SKETCH_ROW_CELLS;
     while (width < (1u << 22) && width < l->budget / SKETCH_BUDGET_PER_COUNTER)
         width <<= 1;
     uint32_t nbuckets = MIN_BUCKETS;
@@ -1037,7 +1062,7 @@ static inline void prefetch_store(shard *s, uint64_t h)
     __builtin_prefetch(&s->mu, 1);
     if (s->sketch) {
         SKETCH_CELLS(s, fold(h), c);
-        __builtin_prefetch(c[0], 1);
+        __builtin_prefetch(c[0].p, 1);
     }
 }
 
@@ -1313,6 +1338,9 @@ void tc__local_stats(tc_local *l, tc_local_stats *out)
         out->store_rejects += s->store_rejects;
         out->rejects += s->rejects;
         shard_unlock(s);
+        /* Fixed after tc__local_new. */
+        out->sketch_bytes += s->sketch ? (uint64_t)SKETCH_BLOCK * (s->sketch_mask + 1) : 0;
+        out->table_bytes += (uint64_t)(s->bmask + 1) * sizeof *s->buckets;
     }
 }
 

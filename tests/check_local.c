@@ -774,6 +774,18 @@ START_TEST(test_local_one_allocation)
 }
 END_TEST
 
+/* The admission sketch's counters are four bits, two a byte: it costs an eighth of the
+ * budget (a sixteenth of it per row of counters, one counter per 16 budget bytes). */
+START_TEST(test_local_sketch_size)
+{
+    tc_local *l = new_local(1u << 20, 1);
+    tc_local_stats st = stats_of(l);
+    ck_assert_uint_eq(st.sketch_bytes, (1u << 20) / 8);
+    ck_assert_uint_gt(st.table_bytes, 0);
+    tc__local_free(l);
+}
+END_TEST
+
 START_TEST(test_local_too_big)
 {
     /* A value larger than the whole budget is refused, counted as not kept (a reject) and
@@ -1757,6 +1769,7 @@ static Suite *local_suite(void)
         {"collision", test_local_collision, 0},
         {"fold_collision", test_local_fold_collision, 0},
         {"one_allocation", test_local_one_allocation, 0},
+        {"sketch_size", test_local_sketch_size, 0},
         {"eviction_budget", test_local_eviction_budget, 0},
         {"too_big", test_local_too_big, 0},
         {"larger_than_share", test_local_larger_than_share, 0},
