@@ -161,8 +161,10 @@ struct tc_local {     // NOLINT(clang-analyzer-optin.performance.Padding)
      * line every lookup reads: an entry stamped at or after it needs no group_floor load,
      * so a tier whose groups are never dropped never touches that array. */
     atomic_uint_fast64_t group_max;
-    /* The tick (TICK_SHIFT) of the last sweep of expired entries: see late. */
+    /* The tick (TICK_SHIFT) of the last sweep of expired entries, and SWEEP_TICKS after it,
+     * when the next is due: see late. */
     atomic_int_fast64_t swept_tick;
+    atomic_int_fast64_t sweep_due;
     /* Writers': the sum of every shard's bytes (changed under the shard lock whose bytes
      * change), so that a shard may hold an entry larger than its share while the whole
      * tier stays within max_bytes (shed). sweep: where the next shed starts. */
@@ -445,10 +447,11 @@ static inline uint64_t epoch_of(const entry *e, uint64_t floor)
  * drop of its group. */
 static inline bool dropped(const tc_local *l, const entry *e, uint64_t floor)
 {
-    uint64_t epoch = epoch_of(e, floor);
-    if (epoch < floor)
-        return true;
-    if (epoch >= atomic_load_explicit(&l->group_max, memory_order_acquire))
+    if ((int32_t)(e->u.t.epoch - (uint32_t)floor) < 0)
+        return true; /* epoch_of(e, floor) < floor */
+    uint64_t max = atomic_load_explicit(&l->group_max, memory_order_acquire);
+    uint64_t epoch;
+    if (max <= floor || (epoch = epoch_of(e, floor)) >= max)
         return false;
     return epoch < atomic_load_explicit(&l->group_floor[e->group & (TC_LOCAL_GROUPS - 1)],
                                         memory_order_acquire);
@@ -474,8 +477,7 @@ static inline bool dead(const tc_local *l, const entry *e, uint64_t floor, int64
  * ago could read as live (TICK_SHIFT), and every read is a miss until it has run. */
 static inline bool late(const tc_local *l, int64_t now_ns)
 {
-    return tick_of(now_ns) - atomic_load_explicit(&l->swept_tick, memory_order_acquire) >=
-           SWEEP_TICKS;
+    return tick_of(now_ns) >= atomic_load_explicit(&l->sweep_due, memory_order_acquire);
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -787,6 +789,7 @@ tc_status tc__local_new(size_t max_bytes, unsigned nshards, tc_local **out)
         atomic_init(&l->group_floor[g], 0);
     atomic_init(&l->group_max, 0);
     atomic_init(&l->swept_tick, tick_of(tc__now_ns()));
+    atomic_init(&l->sweep_due, atomic_load(&l->swept_tick) + SWEEP_TICKS);
     atomic_init(&l->swept_floor, 1);
     atomic_init(&l->sweeping, false);
     atomic_init(&l->total, 0);
@@ -1259,7 +1262,8 @@ static void sweep(tc_local *l, int64_t now_ns)
     for (unsigned i = 0; i <= l->mask; i++)
         sweep_shard(l, &l->shards[i], now_ns, all);
     atomic_store_explicit(&l->swept_floor, floor, memory_order_relaxed);
-    atomic_store_explicit(&l->swept_tick, now, memory_order_release);
+    atomic_store_explicit(&l->swept_tick, now, memory_order_relaxed);
+    atomic_store_explicit(&l->sweep_due, now + SWEEP_TICKS, memory_order_release);
     atomic_store_explicit(&l->sweeping, false, memory_order_release);
 }
 
