@@ -82,8 +82,8 @@ tc_ticket tc__local_ticket(tc_local *l, uint64_t h);
  * borrowed) under key until expires_ns (monotonic),
  * unless the ticket is stale: its slot's sequence or the flush epoch moved since it was
  * taken. Then nothing is stored. Returns true if stored. Replaces an entry for the same
- * hash. Evicts to stay within the byte budget; a value too large for a shard is not
- * stored. */
+ * hash. Evicts to stay within the byte budget; a value larger than the whole budget, or
+ * a key longer than 65,535 bytes, is not stored (a reject). */
 bool tc__local_store_if_fresh(tc_local *l, uint64_t h, const char *key, size_t klen, tc_ref *v,
                               int64_t expires_ns, tc_ticket t);
 

@@ -786,6 +786,34 @@ START_TEST(test_local_sketch_size)
 }
 END_TEST
 
+/* An entry keeps its key's length in 16 bits: a longer key is not kept (a reject, as a
+ * value too large), and a read of it misses rather than compare a cut length. */
+START_TEST(test_local_key_too_long)
+{
+    tc_local *l = new_local(1u << 20, 1);
+    size_t klen = 70000;
+    char *k = malloc(klen + 1);
+    ck_assert_ptr_nonnull(k);
+    memset(k, 'k', klen);
+    k[klen] = '\0';
+    uint64_t h = hash_of(k);
+    tc_ref *v = tc__ref_copy("v", 1);
+    ck_assert(!tc__local_store_if_fresh(l, h, k, klen, v, NEVER, tc__local_ticket(l, h)));
+    tc__ref_drop(v);
+    tc_ref *r;
+    ck_assert(!tc__local_get(l, h, k, klen, tc__now_ns(), &r));
+    tc_local_stats st = stats_of(l);
+    ck_assert_uint_eq(st.rejects, 1);
+    ck_assert_uint_eq(st.entries, 0);
+    /* The longest key kept. */
+    k[UINT16_MAX] = '\0';
+    ck_assert(put(l, k, "v"));
+    ck_assert(has(l, k));
+    free(k);
+    tc__local_free(l);
+}
+END_TEST
+
 START_TEST(test_local_too_big)
 {
     /* A value larger than the whole budget is refused, counted as not kept (a reject) and
@@ -1772,6 +1800,7 @@ static Suite *local_suite(void)
         {"sketch_size", test_local_sketch_size, 0},
         {"eviction_budget", test_local_eviction_budget, 0},
         {"too_big", test_local_too_big, 0},
+        {"key_too_long", test_local_key_too_long, 0},
         {"larger_than_share", test_local_larger_than_share, 0},
         {"small_budget", test_local_small_budget, 0},
         {"one_entry", test_local_one_entry, 0},
