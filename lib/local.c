@@ -1088,14 +1088,17 @@ static inline size_t value_bytes(const tc_ref *v)
 }
 
 /* The 32-bit expiry of an entry stored at now_ns to expire at expires_ns: rounded down to
- * a tick, and no further ahead than MAX_AHEAD ticks (earlier, never later). */
+ * a tick, so that a reader whose clock reached expires_ns finds it expired whatever the
+ * storing thread's clock said; no further ahead than MAX_AHEAD ticks, and no further
+ * behind than MAX_AHEAD / 2 (expired either way), so that it reads right as a serial
+ * number (TICK_SHIFT). */
 static uint32_t expiry_of(int64_t expires_ns, int64_t now_ns)
 {
     int64_t now = tick_of(now_ns), exp = tick_of(expires_ns);
-    if (expires_ns <= now_ns)
-        exp = now;
-    else if (exp - now > (int64_t)MAX_AHEAD)
+    if (exp - now > (int64_t)MAX_AHEAD)
         exp = now + MAX_AHEAD;
+    else if (now - exp > (int64_t)MAX_AHEAD / 2)
+        exp = now - MAX_AHEAD / 2;
     return (uint32_t)exp;
 }
 

@@ -1334,6 +1334,13 @@ START_TEST(test_local_expiry_never_late)
         ck_assert(put_until(l, k, "v", exp));
         ck_assert(!get_at(l, k, exp, &r));
     }
+    /* An expiry already past when stored: expired for a reader whose clock reached it, even
+     * one behind the storing thread's (the coarse clock, another core). */
+    for (int i = 0; i < 8; i++) {
+        int64_t past = tc__now_ns() - 5 * TC_LOCAL_EXPIRY_TICK_NS - i * 1000;
+        ck_assert(put_until(l, "past", "v", past));
+        ck_assert(!get_at(l, "past", past, &r));
+    }
     /* An expiry beyond what 32 bits of ticks hold is cut short, never wrapped. */
     ck_assert(put_until(l, "far", "v", NEVER));
     ck_assert(get_at(l, "far", now, &r));
