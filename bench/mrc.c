@@ -430,6 +430,24 @@ static size_t heap_in_use(void)
 #endif
 }
 
+/* What a tier holds outside its budget, per budget byte: the admission sketch and the
+ * hash tables (fixed by the budget, so an empty tier shows it). */
+static void sketch_line(void)
+{
+    tc_local *l;
+    size_t budget = (size_t)1 << 30;
+    if (tc__local_new(budget, 0, &l) != TC_OK)
+        bench_die("tc__local_new failed");
+    tc_local_stats st;
+    tc__local_stats(l, &st);
+    tc__local_free(l);
+    double b = (double)budget;
+    report_printf("  outside the budget (1 GiB here): sketch %.1f MiB (%.1f%%), hash tables %.1f "
+                  "MiB (%.1f%%)\n",
+                  (double)st.sketch_bytes / 1048576, 100.0 * (double)st.sketch_bytes / b,
+                  (double)st.table_bytes / 1048576, 100.0 * (double)st.table_bytes / b);
+}
+
 int wl_entries(const bench_cfg *cfg)
 {
     static const size_t vsizes[] = {16, 100, 1000};
@@ -469,6 +487,7 @@ int wl_entries(const bench_cfg *cfg)
         double kv = (double)(klen + vlen);
         report_printf("  %6zuB %5zuB %9.1fB %9.1fB %11.1fB %9.1fB %11.3fx\n", vlen, klen, charge,
                       charge - kv, real, real ? real - kv : 0, real ? charge / real : 0);
+
         result r;
         result_init(&r, "entries", "local-tier");
         snprintf(r.params, sizeof r.params,
@@ -485,5 +504,6 @@ int wl_entries(const bench_cfg *cfg)
                   "budget counts); overhead = charge - key - value; malloc real = mallinfo2 "
                   "in-use bytes added by the entries / entries\n",
                   n);
+    sketch_line();
     return 0;
 }

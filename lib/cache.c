@@ -620,6 +620,13 @@ static tc_status coherence_start(tc_cache *c)
     return tc__subscriber_start(&c->sub_ctx, &c->sub);
 }
 
+/* A key type id (0..TC_KEY_TYPES_MAX) as a tc_ref keeps it, in one byte. */
+_Static_assert(TC_KEY_TYPES_MAX <= UINT8_MAX, "a type id fits tc_ref.type_id");
+static inline uint8_t type_byte(uint32_t id)
+{
+    return id <= TC_KEY_TYPES_MAX ? (uint8_t)id : 0;
+}
+
 /* The cluster slot of a caller key's Redis key. */
 static unsigned key_slot(const tc_cache *c, const char *key, size_t klen)
 {
@@ -1069,7 +1076,7 @@ static void fill_local(tc_cache *c, uint64_t h, const char *key, size_t klen, tc
         return;
     if (c->test.fill)
         c->test.fill(c->test.fill_arg, key);
-    r->type_id = (uint16_t)tc__type_of(c->types, key, klen);
+    r->type_id = type_byte(tc__type_of(c->types, key, klen));
     r->group = (uint16_t)key_group(c, h, key, klen);
     tc__local_store_if_fresh(c->local, h, key, klen, r, local_expiry(c, t0_ns, pttl_ms), t);
 }
@@ -1172,7 +1179,7 @@ static inline tc_status local_answer(tc_cache *c, const char *key, size_t klen, 
                                      tc_hazard *slot, tc_value *out)
 {
     if (c->shadow && tc__shadow_pick(c->shadow_threshold))
-        tc__shadow_offer(c->shadow, key, klen, r->flags, r->data, r->len);
+        tc__shadow_offer(c->shadow, key, klen, r->flags, tc__ref_data(r), r->len);
     if (r->flags & TC_REF_NEGATIVE) {
         tc__local_unborrow(r, slot);
         return TC_MISS;
@@ -1468,7 +1475,7 @@ static void write_end(tc_cache *c, write_ctx *w, tc_status st, tc_ref *const *va
     for (size_t i = 0; i < w->n; i++) {
         uint32_t type = tc__type_of(c->types, w->keys[i], w->klens[i]);
         if (through && vals && vals[i]) {
-            vals[i]->type_id = (uint16_t)type;
+            vals[i]->type_id = type_byte(type);
             vals[i]->group = (uint16_t)key_group(c, w->hashes[i], w->keys[i], w->klens[i]);
             tc__local_store_write(c->local, w->hashes[i], w->keys[i], w->klens[i], vals[i], exp,
                                   w->tickets[i]);

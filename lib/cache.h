@@ -69,7 +69,7 @@ bool tc__cache_local_usable(const tc_cache *c);
  * tc_value. */
 static inline void tc__value_give(tc_value *out, tc_ref *r, tc_hazard *slot)
 {
-    out->data = r->data;
+    out->data = tc__ref_data(r);
     out->len = r->len;
     out->priv = slot ? (void *)((uintptr_t)slot | TC_PRIV_SLOT) : (void *)r;
 }

@@ -141,14 +141,23 @@ void tc__fmt_decode(tc_ref *r)
         return;
     if ((flags & TC_FMT_TAGS) && check_tags(p, need, hlen) == 0)
         return;
-    if (flags & TC_FMT_XFETCH) {
-        r->meta_expiry_ms = (int64_t)get_u64(p + 8);
-        r->meta_delta_ms = (uint32_t)get_u16(p + 16) | ((uint32_t)get_u16(p + 18) << 16);
-    }
+    if (flags & TC_FMT_XFETCH)
+        r->flags |= TC_REF_XFETCH;
     if (flags & TC_FMT_NEGATIVE)
         r->flags |= TC_REF_NEGATIVE;
     if (flags & TC_FMT_TAGS)
         r->flags |= TC_REF_TAGGED;
-    r->data = p + hlen;
+    r->off = (uint16_t)hlen;
     r->len = total - hlen;
+}
+
+int64_t tc__fmt_expiry_ms(const tc_ref *r)
+{
+    return (r->flags & TC_REF_XFETCH) ? (int64_t)get_u64(r->buf + TC_FMT_BASE_LEN) : 0;
+}
+
+uint32_t tc__fmt_delta_ms(const tc_ref *r)
+{
+    const unsigned char *p = r->buf + TC_FMT_BASE_LEN + 8;
+    return (r->flags & TC_REF_XFETCH) ? (uint32_t)get_u16(p) | ((uint32_t)get_u16(p + 2) << 16) : 0;
 }

@@ -55,10 +55,16 @@ size_t tc__fmt_header_len(const void *data, size_t len, const tc_fmt_meta *meta)
 /* Writes the header (hlen bytes, as tc__fmt_header_len returned) into out. */
 void tc__fmt_write_header(unsigned char *out, size_t hlen, const tc_fmt_meta *meta);
 
-/* Interprets the bytes of r (as fetched, data = buf) in place: on a valid header, points
- * r->data past it, sets r->len, r->flags (TC_REF_NEGATIVE, TC_REF_TAGGED) and the metadata
- * fields. Plain bytes are left as they are. */
+/* Interprets the bytes of r (as fetched, off = 0) in place: on a valid header, sets r->off
+ * past it, r->len, and r->flags (TC_REF_NEGATIVE, TC_REF_TAGGED, TC_REF_XFETCH). Plain
+ * bytes are left as they are. */
 void tc__fmt_decode(tc_ref *r);
+
+/* The early-refresh metadata of a decoded value, read from its header (kept with the value,
+ * in the local tier too): its expiry in Redis as the writer saw it (wall-clock ms) and how
+ * long it took to compute (ms); 0 when the header has none (TC_REF_XFETCH unset). */
+int64_t tc__fmt_expiry_ms(const tc_ref *r);
+uint32_t tc__fmt_delta_ms(const tc_ref *r);
 
 /* Iterates over the tags of a decoded value with a header (TC_REF_TAGGED): start with
  * *pos = 0; returns false after the last tag. */

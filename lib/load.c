@@ -63,7 +63,7 @@ static tc_status buf_reserve_locked(tc_buf *b, size_t len)
     size_t used = b->r ? b->r->len : 0;
     if (len > b->max - used)
         return b->st = TC_ERR_TOO_BIG;
-    size_t need = used + len, cap = b->r ? b->r->alloc : 0;
+    size_t need = used + len, cap = b->r ? b->r->u.cap : 0;
     if (need <= cap)
         return TC_OK;
     size_t ncap = cap ? cap : BUF_MIN_CAP;
@@ -74,8 +74,7 @@ static tc_status buf_reserve_locked(tc_buf *b, size_t len)
     tc_ref *n = b->r ? tc__realloc(b->r, TC_REF_SIZE(ncap)) : tc__ref_new(ncap);
     if (!n)
         return b->st = TC_ERR_NOMEM;
-    n->alloc = ncap;
-    n->data = n->buf; /* buf moved with the block */
+    n->u.cap = (uint32_t)ncap; /* data (buf + off, off 0) moved with the block */
     b->r = n;
     return TC_OK;
 }
@@ -179,7 +178,8 @@ static double ln01(double u)
 
 static bool expired(const tc_ref *r)
 {
-    return r->meta_expiry_ms > 0 && tc__wall_ms() >= r->meta_expiry_ms;
+    int64_t exp = tc__fmt_expiry_ms(r);
+    return exp > 0 && tc__wall_ms() >= exp;
 }
 
 /* Fresh, due for an early refresh (drawn at random, XFetch), or past its expiry. Values
@@ -187,12 +187,14 @@ static bool expired(const tc_ref *r)
 static verdict judge(tc_cache *c, const tc_ref *r)
 {
     const tc_options *o = tc__cache_options(c);
-    if (r->meta_expiry_ms <= 0)
+    int64_t exp = tc__fmt_expiry_ms(r);
+    if (exp <= 0)
         return V_FRESH;
-    int64_t gap = r->meta_expiry_ms - tc__wall_ms();
+    int64_t gap = exp - tc__wall_ms();
     if (gap <= 0)
         return V_EXPIRED;
-    double scale = (double)(r->meta_delta_ms ? r->meta_delta_ms : 1) * o->xfetch_beta;
+    uint32_t delta = tc__fmt_delta_ms(r);
+    double scale = (double)(delta ? delta : 1) * o->xfetch_beta;
     if (!(scale > 0))
         return V_FRESH;
     double x = (double)gap / scale; /* refresh iff -ln(u) >= x: probability exp(-x) */
@@ -207,7 +209,8 @@ static bool stale_usable(const tc_cache *c, const tc_ref *r)
     const tc_options *o = tc__cache_options(c);
     if (!r || (r->flags & TC_REF_NEGATIVE) || o->stale_if_error_ms <= 0)
         return false;
-    return r->meta_expiry_ms <= 0 || tc__wall_ms() < r->meta_expiry_ms + o->stale_if_error_ms;
+    int64_t exp = tc__fmt_expiry_ms(r);
+    return exp <= 0 || tc__wall_ms() < exp + o->stale_if_error_ms;
 }
 
 /* ------------------------------------------------------------------ load and store */
@@ -258,13 +261,11 @@ static void store_value(req *q, tc_ref *v, uint32_t delta_ms)
     int rttl = q->ttl;
     if (q->ttl > 0) {
         meta.expiry_ms = tc__wall_ms() + q->ttl;
-        v->meta_expiry_ms = meta.expiry_ms;
-        v->meta_delta_ms = delta_ms;
         int64_t t = (int64_t)q->ttl + o->stale_if_error_ms;
         rttl = t > INT_MAX ? INT_MAX : (int)t;
         mp = &meta;
     }
-    tc_status st = tc__cache_store(c, q->key, q->klen, v->data, v->len, mp, rttl);
+    tc_status st = tc__cache_store(c, q->key, q->klen, tc__ref_data(v), v->len, mp, rttl);
     if (st != TC_OK)
         tc__log(tc__cache_log(c), TC_LOG_WARN, "get_or_set %s: loaded value not stored: %s", q->key,
                 tc__strerror(st));
@@ -430,7 +431,7 @@ static result refresh_value(req *q, tc_ref *cur)
     found fd = fetch_fresh(q, &r, &err);
     if (fd == F_NEGATIVE) {
         res = res_of(TC_MISS, NULL);
-    } else if (fd == F_VALUE && r->meta_expiry_ms != cur->meta_expiry_ms) {
+    } else if (fd == F_VALUE && tc__fmt_expiry_ms(r) != tc__fmt_expiry_ms(cur)) {
         res = res_of(TC_OK, r); /* written since we read cur: already refreshed */
     } else {
         tc__ref_drop(r);

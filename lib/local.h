@@ -33,7 +33,9 @@ typedef struct tc_ticket {
 
 typedef struct tc_local_stats {
     uint64_t hits, misses, evictions, expirations, entries, bytes, stores, store_rejects;
-    uint64_t rejects; /* not kept: refused by admission, or larger than a shard's budget */
+    uint64_t rejects;      /* not kept: refused by admission, or larger than a shard's budget */
+    uint64_t sketch_bytes; /* the admission sketch's memory, outside the budget */
+    uint64_t table_bytes;  /* the hash tables' memory, outside the budget */
 } tc_local_stats;
 
 /* max_bytes: the budget for keys + values + per-entry overhead across all shards; 0 makes
@@ -80,8 +82,8 @@ tc_ticket tc__local_ticket(tc_local *l, uint64_t h);
  * borrowed) under key until expires_ns (monotonic),
  * unless the ticket is stale: its slot's sequence or the flush epoch moved since it was
  * taken. Then nothing is stored. Returns true if stored. Replaces an entry for the same
- * hash. Evicts to stay within the byte budget; a value too large for a shard is not
- * stored. */
+ * hash. Evicts to stay within the byte budget; a value larger than the whole budget, or
+ * a key longer than 65,535 bytes, is not stored (a reject). */
 bool tc__local_store_if_fresh(tc_local *l, uint64_t h, const char *key, size_t klen, tc_ref *v,
                               int64_t expires_ns, tc_ticket t);
 
@@ -118,6 +120,14 @@ void tc__local_drop_group(tc_local *l, unsigned group);
 /* Makes every entry stale at once (O(1): an epoch bump; entries are reclaimed lazily or
  * when evicted) and makes every ticket taken before it stale. */
 void tc__local_flush(tc_local *l);
+
+/* For tests: n flushes at once, as fast as flushes could come (the sweep that keeps the
+ * entries' 32-bit epochs unambiguous runs as it would for them). */
+void tc__local_test_flushes(tc_local *l, uint64_t n);
+
+/* Local expiries are kept in ticks of this many ns: an entry may expire up to one tick
+ * before its expires_ns, never after. */
+#define TC_LOCAL_EXPIRY_TICK_NS ((int64_t)1 << 20)
 
 /* Counters and current size, summed over shards. */
 void tc__local_stats(tc_local *l, tc_local_stats *out);

@@ -140,9 +140,7 @@ static uint64_t oldest_section(void)
     return min;
 }
 
-/* Frees what it can of list and returns the rest; *n: how many are left. A free_fn may
- * retire more (a value whose entry held its last reference): those go on the caller's
- * list, which is not the one being walked. */
+/* Frees what it can of list and returns the rest; *n: how many are left. */
 static tc_retired *pass(tc_retired *list, uint64_t *n)
 {
     uint64_t min = oldest_section();
@@ -153,8 +151,8 @@ static tc_retired *pass(tc_retired *list, uint64_t *n)
     while (list) {
         tc_retired *it = list;
         list = it->next;
-        if (it->stamp ? it->stamp < min : !held_has(&h, it)) {
-            it->free_fn(it);
+        if (it->stamp < min && !held_has(&h, it)) {
+            tc__free(it);
         } else {
             it->next = keep;
             keep = it;
@@ -179,37 +177,23 @@ static void pass_shared(void)
     shared_push(list, left);
 }
 
-/* A pass over the shared list, then r's own. Objects retired by free_fns during either (the
- * values whose last reference an entry held) land on r's list, and a second round, which
- * they need only for the slots, frees them at once rather than at the next pass. */
+/* A pass over the shared list, then r's own. */
 static void pass_own(tc_rec *r)
 {
     r->reclaiming = true;
     pass_shared();
-    for (int round = 0; round < 2 && r->retired; round++) {
-        tc_retired *list = r->retired;
-        r->retired = NULL;
+    if (r->retired) {
         uint64_t left;
-        list = pass(list, &left);
-        bool more = r->retired != NULL;
-        /* Put the survivors back behind whatever the pass retired. */
-        if (list) {
-            last_of(list)->next = r->retired;
-            r->retired = list;
-        }
-        if (!more)
-            break;
+        r->retired = pass(r->retired, &left);
     }
     r->since_pass = 0;
     r->bytes_since_pass = 0;
     r->reclaiming = false;
 }
 
-void tc__retire(tc_retired *it, void (*free_fn)(tc_retired *), bool guarded, size_t bytes)
+void tc__retire(tc_retired *it, size_t bytes)
 {
-    it->free_fn = free_fn;
-    /* The epoch is never 0. */
-    it->stamp = guarded ? 0 : atomic_load_explicit(&tc__reclaim_epoch, memory_order_seq_cst);
+    it->stamp = atomic_load_explicit(&tc__reclaim_epoch, memory_order_seq_cst);
     tc_rec *r = tc__rec_self();
     if (!r) {
         it->next = NULL;

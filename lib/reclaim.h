@@ -9,7 +9,7 @@
  *
  * Hazard slots. A reader that keeps an object past its section (a value handed to the
  * caller of tc_get) publishes its address in a slot of its thread's record before leaving
- * the section. A retired object marked guarded is not freed while any slot holds it. The
+ * the section. A retired object is not freed while any slot holds it. The
  * slot is cleared by whichever thread releases the value, with one plain store.
  *
  * So a read writes only its own thread's record: two threads reading the same keys share
@@ -34,12 +34,11 @@
 #include "common.h"
 
 /* What a retired object embeds, at its start: then every pointer to it a list or a slot
- * holds is the address of its allocation (which leak checkers want to see). free_fn frees
- * the object. */
+ * holds is the address of its allocation (which leak checkers want to see), and a pass
+ * frees it with tc__free. */
 typedef struct tc_retired {
     struct tc_retired *next;
-    uint64_t stamp; /* the epoch it was retired in; 0: guarded (see tc__retire) */
-    void (*free_fn)(struct tc_retired *);
+    uint64_t stamp; /* the epoch it was retired in */
 } tc_retired;
 
 typedef _Atomic(void *) tc_hazard;
@@ -118,12 +117,11 @@ static inline void tc__hazard_drop(tc_hazard *slot)
     atomic_store_explicit(slot, NULL, memory_order_release);
 }
 
-/* Retires an object unlinked from every shared structure (by a writer, after the unlink).
- * Not guarded: sections still running may have seen it (an unlinked entry), so it is freed
- * after they end. Guarded: no section can reach it any more, but hazard slots may hold it
- * (a value whose last reference went), so it is freed once none does. bytes: about what
+/* Retires an allocation unlinked from every shared structure (by a writer, after the
+ * unlink): sections still running may have seen it, and hazard slots may hold it, so it is
+ * freed (tc__free) once those sections have ended and no slot holds it. bytes: about what
  * it holds, so that a pass comes sooner when big objects wait. */
-void tc__retire(tc_retired *it, void (*free_fn)(tc_retired *), bool guarded, size_t bytes);
+void tc__retire(tc_retired *it, size_t bytes);
 
 /* Runs a pass on the caller's list now, and on the shared list: frees what no section and
  * no slot can still reach. Passes run by themselves every so many retirements or bytes;

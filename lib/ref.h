@@ -17,52 +17,71 @@
 #include "reclaim.h"
 
 /* A reference-counted, immutable value. tc_value.priv points at one (or at the hazard
- * slot that holds it: cache.c). The bytes the caller sees are data[0..len); they live
- * inside the same allocation (buf), possibly after a stored-format header. refs counts the
- * holders of references, the tier's one per entry included; values handed out by local
- * hits through hazard slots are not counted (reclaim.h), so a value that has been in the
- * tier is freed, once refs is 0, only when no slot holds it.
+ * slot that holds it: cache.c). The bytes the caller sees are data[0..len), data being
+ * buf + off (tc__ref_data); they live inside the same allocation (buf), possibly after a
+ * stored-format header of off bytes. refs counts the holders of references, the tier's one
+ * per entry included; values handed out by local hits through hazard slots are not counted
+ * (reclaim.h), so an entry is freed, once refs is 0, only when no read section can still
+ * see it and no slot holds it.
  *
- * buf holds alloc bytes and one more, and whoever writes the bytes writes a NUL after them,
+ * buf holds cap bytes and one more, and whoever writes the bytes writes a NUL after them,
  * so the caller's data[len] is always 0 (tc_value.data is NUL-terminated, which lets callers
- * parse numbers from it): a stored-format header is skipped by moving data, never by
- * cutting the end.
+ * parse numbers from it): a stored-format header is skipped by moving off, never by
+ * cutting the end. The early-refresh metadata (expiry and delta) is not kept in fields: it
+ * is read from that header when TC_REF_XFETCH says it has them (format.h).
  *
  * The local tier's entry is a tc_ref too, so that an entry and its value are one
  * allocation: the tier keeps its own copy of a value it stores, with the key after the
- * value's NUL (buf + alloc + 1), and the fields marked "tier" below. In a value that is not
- * an entry they are unused. Lengths are 32-bit: a value of 4 GiB or more cannot be made. */
+ * value's NUL (buf + off + len + 1), and the fields marked "tier" below. In a value that is
+ * not an entry they are unused, and the entry's epoch and expiry share their place with
+ * the value's capacity. The header is 54 bytes (it was 95): every byte of it is paid once
+ * per entry. Lengths are 32-bit (a value of 4 GiB or more cannot be made), keys in the
+ * tier 16-bit. */
 typedef struct tc_ref {
     union {
         tc_retired ret; /* for its deferred free; first, so slots hold the tc_ref */
         struct {        /* tier, writers' (shard lock): its CLOCK list while in the tier */
             struct tc_ref *prev, *next;
-            bool in_window; /* in the admission window, not yet admitted to main */
         } lru;
     };
     struct tc_ref *_Atomic chain; /* tier: next in the bucket (readers walk it) */
-    const unsigned char *data;    /* points into buf */
-    int64_t meta_expiry_ms;       /* wall-clock expiry in Redis as the writer saw it; 0: none
-                                     known (used by early refresh; may stay 0) */
-    int64_t expires_ns;           /* tier: monotonic expiry */
-    uint64_t epoch;               /* tier: the flush epoch of the ticket it was stored with */
+    union {
+        struct {
+            uint32_t epoch;  /* tier: the low 32 bits of its ticket's flush epoch */
+            uint32_t expiry; /* tier: monotonic expiry, coarse and 32-bit (local.c) */
+        } t;
+        uint32_t cap; /* not an entry: bytes allocated for buf (and its NUL) */
+    } u;
     atomic_uint_least32_t refs;
-    uint32_t len;           /* length of the caller-visible value */
-    uint32_t alloc;         /* bytes allocated for buf (and its NUL) */
-    uint32_t meta_delta_ms; /* how long the value took to compute; 0: unknown */
-    uint16_t type_id;       /* the key's type, for per-type metrics (stats.h); 0: other */
-    uint16_t group;         /* tier: the key's sequence group (tc__local_drop_group), set by
-                               the caller on the value it stores, as type_id is */
-    uint32_t hcheck;        /* tier: the hash folded to 32 bits (the key decides) */
-    uint32_t klen;          /* tier: the key's length */
-    atomic_bool in_tier;    /* has been in the local tier: hazard slots may hold it */
-    atomic_bool referenced; /* tier: hit since it last passed the eviction hand */
-    uint8_t flags;          /* TC_REF_* */
+    uint32_t len;            /* length of the caller-visible value */
+    uint32_t hcheck;         /* tier: the hash folded to 32 bits (the key decides) */
+    uint16_t klen;           /* tier: the key's length */
+    uint16_t group;          /* tier: the key's sequence group (tc__local_drop_group), set by
+                                the caller on the value it stores, as type_id is */
+    uint16_t off;            /* data = buf + off: the stored-format header's length */
+    uint8_t type_id;         /* the key's type, for per-type metrics (stats.h); 0: other */
+    uint8_t flags;           /* TC_REF_* */
+    atomic_uchar referenced; /* tier: hit since it last passed the eviction hand */
+    uint8_t in_window;       /* tier, writers': in the admission window, not yet in main */
     unsigned char buf[];
 } tc_ref;
 
 #define TC_REF_NEGATIVE 0x1u /* a cached "does not exist" */
 #define TC_REF_TAGGED 0x2u   /* carries tags (in its stored-format header, at buf) */
+#define TC_REF_XFETCH 0x4u   /* its stored-format header has an expiry and a delta */
+#define TC_REF_ENTRY 0x8u    /* an entry of the local tier: set before it is published */
+
+/* The bytes the caller sees. */
+static inline const unsigned char *tc__ref_data(const tc_ref *r)
+{
+    return r->buf + r->off;
+}
+
+/* The bytes of buf that hold the value and its header (an entry holds no spare room). */
+static inline size_t tc__ref_cap(const tc_ref *r)
+{
+    return (r->flags & TC_REF_ENTRY) ? (size_t)r->off + r->len : r->u.cap;
+}
 
 /* The allocation of a tc_ref with room for cap bytes and their NUL. */
 #define TC_REF_SIZE(cap) (offsetof(tc_ref, buf) + (cap) + 1)

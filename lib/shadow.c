@@ -148,7 +148,7 @@ static tc_status redis_digest(tc_shadow *s, const sample *p, uint64_t *d)
     if (st != TC_OK)
         return st;
     tc__fmt_decode(r);
-    *d = digest(r->flags, r->data, r->len);
+    *d = digest(r->flags, tc__ref_data(r), r->len);
     tc__ref_drop(r);
     return TC_OK;
 }
@@ -240,7 +240,7 @@ static void recheck(tc_shadow *s, sample *p)
     tc_ref *r = NULL;
     bool held = tc__cache_local_usable(c) &&
                 tc__local_get(tc__cache_local(c), p->h, p->key, p->klen, tc__now_ns(), &r);
-    bool same = held && digest(r->flags, r->data, r->len) == p->digest;
+    bool same = held && digest(r->flags, tc__ref_data(r), r->len) == p->digest;
     tc__ref_drop(r);
     if (!same) {
         count(s, p, true, false); /* the tier let go in time */

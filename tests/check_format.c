@@ -26,7 +26,7 @@ START_TEST(test_format_plain_values_stay_plain)
     tc_ref *r = stored("hello", 5, NULL);
     tc__fmt_decode(r);
     ck_assert_uint_eq(r->len, 5);
-    ck_assert_int_eq(memcmp(r->data, "hello", 5), 0);
+    ck_assert_int_eq(memcmp(tc__ref_data(r), "hello", 5), 0);
     tc__ref_drop(r);
 }
 END_TEST
@@ -40,7 +40,7 @@ START_TEST(test_format_magic_escaped)
     ck_assert_uint_eq(r->len, vlen + TC_FMT_BASE_LEN);
     tc__fmt_decode(r);
     ck_assert_uint_eq(r->len, vlen);
-    ck_assert_int_eq(memcmp(r->data, v, vlen), 0);
+    ck_assert_int_eq(memcmp(tc__ref_data(r), v, vlen), 0);
     tc__ref_drop(r);
 }
 END_TEST
@@ -54,8 +54,8 @@ START_TEST(test_format_meta_round_trip)
     tc__fmt_decode(r);
     ck_assert_uint_eq(r->len, 0);
     ck_assert(r->flags & TC_REF_NEGATIVE);
-    ck_assert_int_eq(r->meta_expiry_ms, 1700000000123LL);
-    ck_assert_uint_eq(r->meta_delta_ms, 70000);
+    ck_assert_int_eq(tc__fmt_expiry_ms(r), 1700000000123LL);
+    ck_assert_uint_eq(tc__fmt_delta_ms(r), 70000);
     tc__ref_drop(r);
 }
 END_TEST
@@ -67,7 +67,7 @@ START_TEST(test_format_bad_header_is_plain)
     tc_ref *r = tc__ref_copy(v, sizeof v - 1);
     tc__fmt_decode(r);
     ck_assert_uint_eq(r->len, sizeof v - 1);
-    ck_assert_ptr_eq(r->data, r->buf);
+    ck_assert_ptr_eq(tc__ref_data(r), r->buf);
     tc__ref_drop(r);
 }
 END_TEST

@@ -20,6 +20,7 @@
 #include "cache.h"
 #include "testing.h"
 #include "flight.h"
+#include "format.h"
 #include "key.h"
 #include "testutil.h"
 
@@ -646,9 +647,9 @@ START_TEST(test_load_hits_skip_the_loader)
     /* The stored header carries the load time (delta) and the expiry (wall ms). */
     tc_ref *r = NULL;
     ck_assert_int_eq(tc__cache_fetch(other, tc__key_hash("k", 1), "k", 1, &r), TC_OK);
-    ck_assert_uint_ge(r->meta_delta_ms, 30);
-    ck_assert_int_ge(r->meta_expiry_ms, before + 60000);
-    ck_assert_int_le(r->meta_expiry_ms, tc__wall_ms() + 60000);
+    ck_assert_uint_ge(tc__fmt_delta_ms(r), 30);
+    ck_assert_int_ge(tc__fmt_expiry_ms(r), before + 60000);
+    ck_assert_int_le(tc__fmt_expiry_ms(r), tc__wall_ms() + 60000);
     tc__ref_drop(r);
     /* Arguments. */
     ck_assert_int_eq(tc_get_or_set(c, "k", NULL, &l, 1000, &v), TC_ERR_ARG);

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <xxhash.h>
 
+#include "format.h"
 #include "key.h"
 #include "local.h"
 #include "reclaim.h"
@@ -98,7 +99,7 @@ static void expect(tc_local *l, const char *k, const char *want)
     tc_ref *r;
     ck_assert_msg(get(l, k, &r), "expected a hit on %s", k);
     ck_assert_uint_eq(r->len, strlen(want));
-    ck_assert_int_eq(memcmp(r->data, want, r->len), 0);
+    ck_assert_int_eq(memcmp(tc__ref_data(r), want, r->len), 0);
     tc__ref_drop(r);
 }
 
@@ -152,7 +153,7 @@ START_TEST(test_local_roundtrip)
     /* A hit hands out the tier's copy (one allocation with its entry), NUL-terminated. */
     ck_assert_ptr_ne(r, z);
     ck_assert_uint_eq(r->len, 0);
-    ck_assert_uint_eq(r->data[0], 0);
+    ck_assert_uint_eq(tc__ref_data(r)[0], 0);
     tc__ref_drop(r);
     tc__ref_drop(z);
 
@@ -187,7 +188,7 @@ START_TEST(test_local_refcount)
     /* The entry is retired: its reference goes once no read can be on it. */
     tc__reclaim_now();
     ck_assert_uint_eq(atomic_load(&g->refs), 1); /* g: the tier let go */
-    ck_assert_int_eq(memcmp(g->data, "payload", 7), 0);
+    ck_assert_int_eq(memcmp(tc__ref_data(g), "payload", 7), 0);
     tc__ref_drop(g);
 
     /* A held value survives eviction and the tier's end. */
@@ -204,13 +205,13 @@ START_TEST(test_local_refcount)
     ck_assert_uint_gt(stats_of(small).evictions, 0);
     tc__reclaim_now();
     ck_assert_uint_eq(atomic_load(&g->refs), 1);
-    ck_assert_int_eq(memcmp(g->data, "payload", 7), 0);
+    ck_assert_int_eq(memcmp(tc__ref_data(g), "payload", 7), 0);
     tc__ref_drop(g);
 
     ck_assert(get(small, "v9", &g));
     tc__local_free(small);
     ck_assert_uint_eq(atomic_load(&g->refs), 1);
-    ck_assert_int_eq(memcmp(g->data, "PAYLOAD", 7), 0);
+    ck_assert_int_eq(memcmp(tc__ref_data(g), "PAYLOAD", 7), 0);
     tc__ref_drop(g);
     tc__local_free(l);
     tc__reclaim_now();
@@ -268,7 +269,7 @@ START_TEST(test_local_borrow)
     ck_assert_uint_eq(tc__reclaim_pending(), 1); /* held by the slots */
     tc__local_free(l);                           /* and the tier goes too */
     for (int i = 0; i < TC_HAZARDS; i++)
-        ck_assert_int_eq(memcmp(b[i]->data, "payload", 7), 0);
+        ck_assert_int_eq(memcmp(tc__ref_data(b[i]), "payload", 7), 0);
     for (int i = 0; i < TC_HAZARDS; i++) {
         tc__local_unborrow(b[i], slot[i]);
         tc__reclaim_now();
@@ -349,7 +350,7 @@ START_TEST(test_local_borrow_thread_exit)
     tc__reclaim_now();
     tc__reclaim_now();
     ck_assert_uint_eq(tc__reclaim_pending(), 1);
-    ck_assert_int_eq(memcmp(r->data, "payload", 7), 0);
+    ck_assert_int_eq(memcmp(tc__ref_data(r), "payload", 7), 0);
     tc__local_unborrow(r, io[2]);
     tc__reclaim_now();
     ck_assert_uint_eq(tc__reclaim_pending(), 0);
@@ -371,7 +372,7 @@ static void *slot_reader(void *arg)
     (void)arg;
     int sum = 0;
     for (size_t i = 0; i < slot_v1->len; i++)
-        sum += slot_v1->data[i]; /* the reader's last use of the value */
+        sum += tc__ref_data(slot_v1)[i]; /* the reader's last use of the value */
     slot_sink = sum;
     tc__local_unborrow(slot_v1, slot_s1);
     while (!atomic_load(&slot_done)) /* stays alive: its exit would synchronise */
@@ -541,12 +542,12 @@ static bool value_whole(const tc_ref *r)
 {
     unsigned n = 0;
     size_t i = 0;
-    while (i < r->len && r->data[i] != ':')
-        n = n * 10 + (unsigned)(r->data[i++] - '0');
+    while (i < r->len && tc__ref_data(r)[i] != ':')
+        n = n * 10 + (unsigned)(tc__ref_data(r)[i++] - '0');
     if (i == r->len)
         return false;
     for (i++; i < r->len; i++)
-        if (r->data[i] != 'a' + (int)(n % 26))
+        if (tc__ref_data(r)[i] != 'a' + (int)(n % 26))
             return false;
     return true;
 }
@@ -629,14 +630,14 @@ START_TEST(test_local_collision)
     ck_assert(!tc__local_get(l, h, "", 0, tc__now_ns(), &r));
     /* The miss did not disturb a's entry. */
     ck_assert(tc__local_get(l, h, "a", 1, tc__now_ns(), &r));
-    ck_assert_mem_eq(r->data, "value of a", 10);
+    ck_assert_mem_eq(tc__ref_data(r), "value of a", 10);
     tc__ref_drop(r);
 
     /* Storing b under the same hash replaces a. */
     ck_assert(tc__local_store_if_fresh(l, h, "b", 1, vb, NEVER, tc__local_ticket(l, h)));
     ck_assert(!tc__local_get(l, h, "a", 1, tc__now_ns(), &r));
     ck_assert(tc__local_get(l, h, "b", 1, tc__now_ns(), &r));
-    ck_assert_mem_eq(r->data, "value of b", 10);
+    ck_assert_mem_eq(tc__ref_data(r), "value of b", 10);
     tc__ref_drop(r);
     ck_assert_uint_eq(tc__local_count(l), 1);
     ck_assert_uint_eq(stats_of(l).entries, 1);
@@ -719,12 +720,12 @@ START_TEST(test_local_fold_collision)
     ck_assert(tc__local_store_if_fresh(l, ha, "a", 1, va, NEVER, tc__local_ticket(l, ha)));
     ck_assert(!tc__local_get(l, hb, "b", 1, tc__now_ns(), &r));
     ck_assert(tc__local_get(l, ha, "a", 1, tc__now_ns(), &r));
-    ck_assert_mem_eq(r->data, "value of a", 10);
+    ck_assert_mem_eq(tc__ref_data(r), "value of a", 10);
     tc__ref_drop(r);
     ck_assert(tc__local_store_if_fresh(l, hb, "b", 1, vb, NEVER, tc__local_ticket(l, hb)));
     ck_assert(!tc__local_get(l, ha, "a", 1, tc__now_ns(), &r));
     ck_assert(tc__local_get(l, hb, "b", 1, tc__now_ns(), &r));
-    ck_assert_mem_eq(r->data, "value of b", 10);
+    ck_assert_mem_eq(tc__ref_data(r), "value of b", 10);
     tc__ref_drop(r);
     ck_assert_uint_eq(stats_of(l).entries, 1);
     tc__ref_drop(va);
@@ -736,24 +737,24 @@ END_TEST
 
 /* One allocation per entry: the tier keeps a copy of the value's used bytes (not the
  * capacity the reader allocated), with its key and header, and the charge is that one
- * allocation. The overhead beyond key and value stays at most 112 bytes for small values
- * (it was 183-191 with two allocations). The copy keeps the value's flags, type and
- * stored-format header offset, and its NUL. */
+ * allocation. The overhead beyond key and value stays at most 80 bytes for small values
+ * (it was 183-191 with two allocations, 107-111 with a 95-byte header). The copy keeps the
+ * value's flags, type, stored-format header (and so its early-refresh metadata) and NUL. */
 START_TEST(test_local_one_allocation)
 {
     size_t small = charge_of(17, 16), mid = charge_of(17, 100);
-    ck_assert_uint_le(small - 17 - 16, 112);
-    ck_assert_uint_le(mid - 17 - 100, 112);
+    ck_assert_uint_le(small - 17 - 16, 80);
+    ck_assert_uint_le(mid - 17 - 100, 80);
     /* Spare capacity is not copied, so not charged. */
     tc_local *l = new_local(1u << 20, 1);
     tc_ref *v = tc__ref_new(4000);
-    memcpy(v->buf, "HDRpayload", 10);
-    v->buf[10] = '\0';
-    v->data = v->buf + 3;
-    v->len = 7;
-    v->flags = TC_REF_NEGATIVE;
+    tc_fmt_meta m = {.flags = TC_FMT_NEGATIVE | TC_FMT_XFETCH, .expiry_ms = 77, .delta_ms = 42};
+    size_t hl = tc__fmt_header_len("", 0, &m);
+    tc__fmt_write_header(v->buf, hl, &m);
+    memcpy(v->buf + hl, "payload", 8);
+    v->len = (uint32_t)hl + 7;
+    tc__fmt_decode(v);
     v->type_id = 5;
-    v->meta_delta_ms = 42;
     uint64_t h = hash_of("key");
     ck_assert(tc__local_store_if_fresh(l, h, "key", 3, v, NEVER, tc__local_ticket(l, h)));
     tc__ref_drop(v);
@@ -761,14 +762,55 @@ START_TEST(test_local_one_allocation)
     tc_ref *r;
     ck_assert(get(l, "key", &r));
     ck_assert_uint_eq(r->len, 7);
-    ck_assert_mem_eq(r->data, "payload", 8); /* and its NUL */
-    ck_assert_mem_eq(r->buf, "HDR", 3);
-    ck_assert_uint_eq(r->flags, TC_REF_NEGATIVE);
+    ck_assert_mem_eq(tc__ref_data(r), "payload", 8); /* and its NUL */
+    ck_assert_mem_eq(r->buf, TC_FMT_MAGIC, TC_FMT_MAGIC_LEN);
+    ck_assert_uint_eq(r->flags & ~TC_REF_ENTRY, TC_REF_NEGATIVE | TC_REF_XFETCH);
     ck_assert_uint_eq(r->type_id, 5);
-    ck_assert_uint_eq(r->meta_delta_ms, 42);
+    ck_assert_uint_eq(tc__fmt_delta_ms(r), 42);
+    ck_assert_int_eq(tc__fmt_expiry_ms(r), 77);
     tc__ref_drop(r);
     tc__local_free(l);
     tc__reclaim_now();
+}
+END_TEST
+
+/* The admission sketch's counters are four bits, two a byte: it costs an eighth of the
+ * budget (a sixteenth of it per row of counters, one counter per 16 budget bytes). */
+START_TEST(test_local_sketch_size)
+{
+    tc_local *l = new_local(1u << 20, 1);
+    tc_local_stats st = stats_of(l);
+    ck_assert_uint_eq(st.sketch_bytes, (1u << 20) / 8);
+    ck_assert_uint_gt(st.table_bytes, 0);
+    tc__local_free(l);
+}
+END_TEST
+
+/* An entry keeps its key's length in 16 bits: a longer key is not kept (a reject, as a
+ * value too large), and a read of it misses rather than compare a cut length. */
+START_TEST(test_local_key_too_long)
+{
+    tc_local *l = new_local(1u << 20, 1);
+    size_t klen = 70000;
+    char *k = malloc(klen + 1);
+    ck_assert_ptr_nonnull(k);
+    memset(k, 'k', klen);
+    k[klen] = '\0';
+    uint64_t h = hash_of(k);
+    tc_ref *v = tc__ref_copy("v", 1);
+    ck_assert(!tc__local_store_if_fresh(l, h, k, klen, v, NEVER, tc__local_ticket(l, h)));
+    tc__ref_drop(v);
+    tc_ref *r;
+    ck_assert(!tc__local_get(l, h, k, klen, tc__now_ns(), &r));
+    tc_local_stats st = stats_of(l);
+    ck_assert_uint_eq(st.rejects, 1);
+    ck_assert_uint_eq(st.entries, 0);
+    /* The longest key kept. */
+    k[UINT16_MAX] = '\0';
+    ck_assert(put(l, k, "v"));
+    ck_assert(has(l, k));
+    free(k);
+    tc__local_free(l);
 }
 END_TEST
 
@@ -1259,16 +1301,69 @@ START_TEST(test_local_expiry)
     ck_assert_uint_eq(st.expirations, 1);
     ck_assert_uint_eq(st.entries, 0);
 
-    /* Live until its expiry, then a miss. */
+    /* Live until its expiry (kept in ticks: up to one tick early), then a miss. */
     int64_t exp = now + 50 * 1000000;
     ck_assert(put_until(l, "soon", "v", exp));
-    ck_assert(get_at(l, "soon", exp - 1, &r));
+    ck_assert(get_at(l, "soon", exp - TC_LOCAL_EXPIRY_TICK_NS, &r));
     tc__ref_drop(r);
     ck_assert(!get_at(l, "soon", exp, &r));
     st = stats_of(l);
     ck_assert_uint_eq(st.expirations, 2);
     ck_assert_uint_eq(st.entries, 0);
     ck_assert_uint_eq(st.bytes, 0);
+    tc__local_free(l);
+}
+END_TEST
+
+/* The expiry is coarse (ticks, 32 bits) but never late: for expiries at every offset
+ * within a tick, a read at the expiry or after it misses, and a read one tick before it
+ * hits. */
+START_TEST(test_local_expiry_never_late)
+{
+    tc_local *l = new_local(1u << 20, 0);
+    int64_t now = tc__now_ns();
+    char k[32];
+    tc_ref *r;
+    for (int i = 0; i < 64; i++) {
+        int64_t exp = now + 1000000000 + i * (TC_LOCAL_EXPIRY_TICK_NS / 64) + i % 7;
+        snprintf(k, sizeof k, "k%d", i);
+        ck_assert(put_until(l, k, "v", exp));
+        ck_assert(get_at(l, k, exp - TC_LOCAL_EXPIRY_TICK_NS, &r));
+        tc__ref_drop(r);
+        ck_assert(!get_at(l, k, exp + 1, &r));
+        ck_assert(put_until(l, k, "v", exp));
+        ck_assert(!get_at(l, k, exp, &r));
+    }
+    /* An expiry already past when stored: expired for a reader whose clock reached it, even
+     * one behind the storing thread's (the coarse clock, another core). */
+    for (int i = 0; i < 8; i++) {
+        int64_t past = tc__now_ns() - 5 * TC_LOCAL_EXPIRY_TICK_NS - i * 1000;
+        ck_assert(put_until(l, "past", "v", past));
+        ck_assert(!get_at(l, "past", past, &r));
+    }
+    /* An expiry beyond what 32 bits of ticks hold is cut short, never wrapped. */
+    ck_assert(put_until(l, "far", "v", NEVER));
+    ck_assert(get_at(l, "far", now, &r));
+    tc__ref_drop(r);
+    ck_assert(get_at(l, "far", now + (int64_t)10 * 24 * 3600 * 1000000000, &r));
+    tc__ref_drop(r);
+    tc__local_free(l);
+}
+END_TEST
+
+/* An expired entry nobody looked up stays in the tier; 2^31 ticks (26 days) past its
+ * expiry its 32 bits would read as live again. A read that late misses and sweeps it out. */
+START_TEST(test_local_expiry_wrap)
+{
+    tc_local *l = new_local(1u << 20, 0);
+    int64_t now = tc__now_ns(), tick = TC_LOCAL_EXPIRY_TICK_NS;
+    ck_assert(put_until(l, "old", "v", now + 2 * tick));
+    ck_assert(put(l, "other", "v"));
+    tc_ref *r;
+    int64_t late = now + ((int64_t)1 << 31) * tick + 3 * tick;
+    ck_assert(!get_at(l, "old", late, &r));
+    ck_assert(!get_at(l, "old", late + 5 * tick, &r));
+    ck_assert_uint_eq(tc__local_count(l), 0); /* the sweep took every entry */
     tc__local_free(l);
 }
 END_TEST
@@ -1388,6 +1483,34 @@ END_TEST
  * Flush
  * ------------------------------------------------------------------------------------- */
 
+/* Flush epochs are 32 bits in an entry. A flushed entry nobody looked up stays in the
+ * tier; 2^32 flushes later its 32 bits would read as the floor's, live again, unless the
+ * sweep that runs every 2^29 flushes took it out. A group drop's entry too. */
+START_TEST(test_local_epoch_wrap)
+{
+    tc_local *l = new_local(1u << 20, 0);
+    ck_assert(put(l, "old", "stale"));
+    tc__local_flush(l);
+    tc_ref *r;
+    tc__local_test_flushes(l, ((uint64_t)1 << 32) - 1);
+    ck_assert(!get(l, "old", &r));
+    ck_assert(put(l, "new", "fresh"));
+    ck_assert(get(l, "new", &r));
+    tc__ref_drop(r);
+    /* The same across a group drop. */
+    uint64_t h = hash_of("g");
+    tc_ref *v = tc__ref_copy("stale", 5);
+    v->group = 7;
+    ck_assert(tc__local_store_if_fresh(l, h, "g", 1, v, NEVER, tc__local_ticket(l, h)));
+    tc__ref_drop(v);
+    tc__local_drop_group(l, 7);
+    tc__local_test_flushes(l, ((uint64_t)1 << 32) - 1);
+    ck_assert(!get(l, "g", &r));
+    ck_assert(get(l, "new", &r) == false); /* flushed too */
+    tc__local_free(l);
+}
+END_TEST
+
 START_TEST(test_local_flush)
 {
     tc_local *l = new_local(1u << 20, 0);
@@ -1446,8 +1569,8 @@ static void *worker_run(void *arg)
             if (tc__local_get(w->l, h, k, (size_t)n, tc__now_ns(), &held)) {
                 w->hits++;
                 /* Every value starts with its key: a hit on another key's value shows. */
-                if (held->len < (size_t)n + 1 || memcmp(held->data, k, (size_t)n) != 0 ||
-                    held->data[n] != ':')
+                if (held->len < (size_t)n + 1 || memcmp(tc__ref_data(held), k, (size_t)n) != 0 ||
+                    tc__ref_data(held)[n] != ':')
                     w->bad++;
             }
         } else if (what < 85) {
@@ -1681,8 +1804,10 @@ static Suite *local_suite(void)
         {"collision", test_local_collision, 0},
         {"fold_collision", test_local_fold_collision, 0},
         {"one_allocation", test_local_one_allocation, 0},
+        {"sketch_size", test_local_sketch_size, 0},
         {"eviction_budget", test_local_eviction_budget, 0},
         {"too_big", test_local_too_big, 0},
+        {"key_too_long", test_local_key_too_long, 0},
         {"larger_than_share", test_local_larger_than_share, 0},
         {"small_budget", test_local_small_budget, 0},
         {"one_entry", test_local_one_entry, 0},
@@ -1696,6 +1821,9 @@ static Suite *local_suite(void)
         {"lru_ratio", test_local_lru_ratio, 60},
         {"expiry", test_local_expiry, 0},
         {"expiry_reclaim", test_local_expiry_reclaim, 0},
+        {"expiry_never_late", test_local_expiry_never_late, 0},
+        {"expiry_wrap", test_local_expiry_wrap, 0},
+        {"epoch_wrap", test_local_epoch_wrap, 0},
         {"fill_guard", test_local_fill_guard, 0},
         {"store_write", test_local_store_write, 0},
         {"flush", test_local_flush, 0},

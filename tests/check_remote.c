@@ -134,7 +134,7 @@ static void expect_get(tc_remote *r, const char *k, tc_status want, const void *
     ck_assert_msg(st == want, "get %s: %s, want %s", k, tc_strerror(st), tc_strerror(want));
     if (st == TC_OK) {
         ck_assert_uint_eq(val->len, len);
-        ck_assert_int_eq(memcmp(val->data, v, len), 0);
+        ck_assert_int_eq(memcmp(tc__ref_data(val), v, len), 0);
     } else {
         ck_assert_ptr_null(val);
     }
@@ -493,7 +493,7 @@ START_TEST(test_remote_get_set)
     int64_t pttl = 0;
     ck_assert_int_eq(tc__remote_get(r, k, strlen(k), &v, &pttl), TC_OK);
     ck_assert_uint_eq(v->len, sizeof bin);
-    ck_assert_int_eq(memcmp(v->data, bin, sizeof bin), 0);
+    ck_assert_int_eq(memcmp(tc__ref_data(v), bin, sizeof bin), 0);
     ck_assert_int_eq(atomic_load(&v->refs), 1);
     ck_assert(pttl > 4000 && pttl <= 5000);
     tc__ref_drop(v);
@@ -557,9 +557,9 @@ START_TEST(test_remote_get_many)
     ck_assert_ptr_null(vals[1]);
     ck_assert_ptr_null(vals[3]);
     ck_assert_uint_eq(vals[0]->len, 4);
-    ck_assert_int_eq(memcmp(vals[0]->data, "zero", 4), 0);
+    ck_assert_int_eq(memcmp(tc__ref_data(vals[0]), "zero", 4), 0);
     ck_assert_uint_eq(vals[2]->len, 3);
-    ck_assert_int_eq(memcmp(vals[2]->data, "t\0o", 3), 0);
+    ck_assert_int_eq(memcmp(tc__ref_data(vals[2]), "t\0o", 3), 0);
     ck_assert(pttls[0] > 50000 && pttls[0] <= 60000);
     ck_assert_int_eq(pttls[4], -1);
     for (int i = 0; i < 5; i++)
@@ -1886,7 +1886,7 @@ static void *work(void *arg)
                 break;
             tc_ref *v = NULL;
             st = tc__remote_get(w->r, k, strlen(k), &v, NULL);
-            if (st == TC_OK && (v->len != (size_t)n || memcmp(v->data, val, v->len) != 0))
+            if (st == TC_OK && (v->len != (size_t)n || memcmp(tc__ref_data(v), val, v->len) != 0))
                 st = TC_ERR_PROTO; /* another thread's reply: a shared connection */
             tc__ref_drop(v);
             break;
