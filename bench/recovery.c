@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <hiredis/hiredis.h>
@@ -65,6 +66,8 @@ typedef struct rec_shm {
     atomic_int up, warm, snap, stop, abort;
     uint64_t writes, write_errors; /* the writer's, written as it goes */
     rec_slot r[REC_READERS_MAX];
+    pid_t pids[REC_READERS_MAX + 1]; /* the bench's own: its children */
+    int np;
 } rec_shm;
 
 /* What every process of a run knows; read-only after the forks. */
@@ -102,6 +105,23 @@ static int rec_read(tc_cache *c, const rec_ctx *x, rng *g)
 static bool rec_running(rec_shm *m)
 {
     return !atomic_load(&m->stop) && !atomic_load(&m->abort);
+}
+
+/* The bench's view: running, and no child has exited (looked at without reaping it, so
+ * that bench_reap still finds it). A child that died (killed, or a sanitizer refusing it)
+ * ends the run at once instead of at a timeout. */
+static bool rec_all_running(rec_shm *m)
+{
+    for (int i = 0; i < m->np; i++) {
+        siginfo_t si;
+        memset(&si, 0, sizeof si);
+        if (waitid(P_PID, (id_t)m->pids[i], &si, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+            si.si_pid != 0) {
+            fprintf(stderr, "tc-bench: recovery: child %ld ended early\n", (long)si.si_pid);
+            atomic_store(&m->abort, 1);
+        }
+    }
+    return rec_running(m);
 }
 
 /* How many operations are due at rate/s since t0, given done: at most 100 ms behind (a
@@ -464,7 +484,7 @@ static bool rec_snap(rec_shm *m, int n, int want)
     uint64_t until = now_ns() + 5 * SEC;
     for (int i = 0; i < n; i++)
         while (atomic_load(&m->r[i].snapped) < want)
-            if (!rec_running(m) || now_ns() > until)
+            if (!rec_all_running(m) || now_ns() > until)
                 return false;
             else
                 sleep_ns(200000);
@@ -549,7 +569,7 @@ static int rec_scenario(const rec_ctx *x, rec_shm *m, rec_sampler *sp, int round
     uint64_t until = now_ns() + 900 * SEC;
     for (int i = 0; i < n; i++)
         while (atomic_load(&m->r[i].warmed) < round)
-            if (!rec_running(m) || now_ns() > until)
+            if (!rec_all_running(m) || now_ns() > until)
                 return -1;
             else
                 sleep_ns(10000000);
@@ -592,16 +612,14 @@ static int rec_mode(const rec_ctx *x, int mode, int events, rec_scn *out, int *n
     pthread_mutex_init(&sp.mu, NULL);
     if (pthread_create(&sp.th, NULL, sampler_main, &sp) != 0)
         bench_die("recovery: cannot start the sampler thread");
-    pid_t pids[REC_READERS_MAX + 1];
-    int np = 0;
     for (int i = 0; i < x->readers; i++)
-        pids[np++] = rec_spawn(x, m, mode, i);
+        m->pids[m->np++] = rec_spawn(x, m, mode, i);
     if (x->writes > 0)
-        pids[np++] = rec_spawn(x, m, mode, -1);
+        m->pids[m->np++] = rec_spawn(x, m, mode, -1);
     uint64_t until = now_ns() + 120 * SEC;
-    while (atomic_load(&m->up) < np && rec_running(m) && now_ns() < until)
+    while (atomic_load(&m->up) < m->np && rec_all_running(m) && now_ns() < until)
         sleep_ns(10000000);
-    int rc = atomic_load(&m->up) < np ? 1 : 0;
+    int rc = atomic_load(&m->up) < m->np ? 1 : 0;
     int round = 0;
     for (int ev = REC_EV_KILL; ev <= REC_EV_RESTART && !rc; ev <<= 1) {
         if (!(events & ev))
@@ -617,8 +635,8 @@ static int rec_mode(const rec_ctx *x, int mode, int events, rec_scn *out, int *n
         }
     }
     atomic_store(&m->stop, 1);
-    for (int i = 0; i < np; i++)
-        rc |= bench_reap(pids[i], now_ns() + 30 * SEC) != 0;
+    for (int i = 0; i < m->np; i++)
+        rc |= bench_reap(m->pids[i], now_ns() + 30 * SEC) != 0;
     rc |= atomic_load(&m->abort);
     *writes = m->writes;
     *write_errors = m->write_errors;
