@@ -325,10 +325,8 @@ static void sampler_take(rec_sampler *sp, redisContext **rc, uint64_t *run)
     if (sp->n == sp->cap) {
         size_t cap = sp->cap ? 2 * sp->cap : 4096;
         rec_sample *s = realloc(sp->s, cap * sizeof *s);
-        if (!s) {
-            pthread_mutex_unlock(&sp->mu);
-            return; /* the sample is lost; the intervals around it stretch */
-        }
+        if (!s)
+            bench_die("out of memory"); /* the bench waits for samples: it cannot go on */
         sp->s = s;
         sp->cap = cap;
     }
@@ -688,7 +686,8 @@ static void print_details(const rec_scn *sc, int n)
             report_printf("; %llu paced reads skipped", (unsigned long long)s->skipped);
         report_printf("; warm-up %.1f s", s->warm_s);
         if (s->unknown)
-            report_printf("; %zu samples unanswered or slow (buckets merged)", s->unknown);
+            report_printf("; %zu sample%s unanswered or slow (buckets merged)", s->unknown,
+                          s->unknown == 1 ? "" : "s");
         report_printf("\n");
     }
 }
@@ -901,12 +900,12 @@ int wl_recovery(const bench_cfg *cfg)
     int modes = cfg->modes ? cfg->modes : REC_MODE_FLUSH | REC_MODE_GROUPS;
     char title[320];
     snprintf(title, sizeof title,
-             "recovery: %d reader processes (broadcast, local tier %zu KiB) read Zipf(%.2f) over "
+             "recovery: %d reader process%s (broadcast, local tier %zu KiB) read Zipf(%.2f) over "
              "%zu keys of %zu bytes at %.0f/s each through tc_get; a writer tc_sets %.0f/s; "
              "Redis GET/s per 100 ms, %d s before to %.0f s after the event; warm-up %llu "
              "unpaced reads per reader before each event",
-             x.readers, x.local_bytes >> 10, cfg->zipf_s, x.ks.n, x.vsize, x.rate, x.writes,
-             REC_BEFORE / 10, x.after_s, (unsigned long long)x.warmup);
+             x.readers, x.readers == 1 ? "" : "es", x.local_bytes >> 10, cfg->zipf_s, x.ks.n,
+             x.vsize, x.rate, x.writes, REC_BEFORE / 10, x.after_s, (unsigned long long)x.warmup);
     report_section(title);
     rec_scn sc[4];
     int n = 0, rc = 0;
