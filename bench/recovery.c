@@ -64,6 +64,7 @@ typedef struct rec_slot {
 
 typedef struct rec_shm {
     atomic_int up, warm, snap, stop, abort;
+    atomic_ullong paced_reads;     /* every reader's paced reads so far (not the warm-ups) */
     uint64_t writes, write_errors; /* the writer's, written as it goes */
     rec_slot r[REC_READERS_MAX];
     pid_t pids[REC_READERS_MAX + 1]; /* the bench's own: its children */
@@ -178,6 +179,8 @@ static void rec_reader(const rec_ctx *x, rec_shm *m, int me)
             continue;
         }
         uint64_t due = paced_due(x->rate, t0, &done, &skipped);
+        if (due > done)
+            atomic_fetch_add(&m->paced_reads, due - done);
         for (; done < due; done++, reads++)
             errors += (uint64_t)rec_read(c, x, &g);
         sleep_ns(1000000);
@@ -242,15 +245,17 @@ static pid_t rec_spawn(const rec_ctx *x, rec_shm *m, int mode, int me)
 #define REC_SAMPLE_SLACK_NS 10000000ull
 
 typedef struct rec_sample {
-    uint64_t t;   /* the middle of the round trip */
-    int64_t gets; /* cmdstat_get calls */
-    uint64_t run; /* a hash of the server's run_id */
-    bool ok;      /* answered */
+    uint64_t t;     /* the middle of the round trip */
+    int64_t gets;   /* cmdstat_get calls */
+    uint64_t reads; /* the readers' paced reads (rec_shm), taken as the command is sent */
+    uint64_t run;   /* a hash of the server's run_id */
+    bool ok;        /* answered */
 } rec_sample;
 
 typedef struct rec_sampler {
     pthread_t th;
     int port;
+    rec_shm *m;
     atomic_bool stop;
     pthread_mutex_t mu; /* guards s, n, cap */
     rec_sample *s;
@@ -305,6 +310,7 @@ static void sampler_take(rec_sampler *sp, redisContext **rc, uint64_t *run)
     if (!*rc)
         *rc = sampler_connect(sp->port, run);
     uint64_t t0 = now_ns();
+    smp.reads = atomic_load(&sp->m->paced_reads);
     redisReply *r = *rc ? redisCommand(*rc, "INFO commandstats") : NULL;
     uint64_t t1 = now_ns();
     smp.t = t0 + (t1 - t0) / 2;
@@ -373,8 +379,10 @@ static void sampler_wait(rec_sampler *sp, size_t n)
 
 typedef struct rec_scn {
     int event, mode;
-    int nb;           /* buckets: REC_BEFORE before the event, the rest after */
-    double *t, *gets; /* bucket k: (t[k], t[k + 1]] s from the event; GETs in it */
+    int nb;                 /* buckets: REC_BEFORE before the event, the rest after */
+    double *t, *gets;       /* bucket k: (t[k], t[k + 1]] s from the event; GETs in it */
+    double *reads;          /* the readers' paced reads in bucket k */
+    double gpr, gpr_peak_x; /* GETs per read before; the highest after bucket's / that */
     double steady, peak, peak_x, back_s, extra, extra1, noise;
     size_t unknown; /* samples slow or unanswered (server down): their buckets are merged */
     double warm_s;  /* how long its warm-up took */
@@ -411,7 +419,8 @@ static int scn_buckets(rec_scn *sc, rec_sampler *sp, size_t lo, int nb, uint64_t
     double *per = calloc(hi + 1, sizeof *per);
     sc->t = calloc((size_t)nb + 1, sizeof *sc->t);
     sc->gets = calloc((size_t)nb, sizeof *sc->gets);
-    if (!per || !sc->t || !sc->gets) {
+    sc->reads = calloc((size_t)nb, sizeof *sc->reads);
+    if (!per || !sc->t || !sc->gets || !sc->reads) {
         pthread_mutex_unlock(&sp->mu);
         free(per);
         return -1;
@@ -426,6 +435,7 @@ static int scn_buckets(rec_scn *sc, rec_sampler *sp, size_t lo, int nb, uint64_t
         sc->t[k] = ((double)s[lo + (size_t)k].t - (double)t_ev) / 1e9;
     for (int k = 0; k < nb; k++) {
         sc->gets[k] = per[lo + (size_t)k + 1];
+        sc->reads[k] = (double)(s[lo + (size_t)k + 1].reads - s[lo + (size_t)k].reads);
         sc->unknown += s[lo + (size_t)k + 1].ok ? 0 : 1;
     }
     pthread_mutex_unlock(&sp->mu);
@@ -473,6 +483,23 @@ static void scn_measure(rec_scn *sc)
         double d = fabs(scn_rate(sc, k, REC_WIN) / sc->steady - 1);
         sc->noise = d > sc->noise ? d : sc->noise;
     }
+}
+
+/* GETs per paced read before the event, and the highest after-bucket's over it: a burst of
+ * reads (the readers descheduled together, then making up) raises GET/s, not GETs per read;
+ * a colder tier raises both. */
+static void scn_per_read(rec_scn *sc)
+{
+    double g = 0, r = 0;
+    for (int k = 0; k < REC_BEFORE; k++) {
+        g += sc->gets[k];
+        r += sc->reads[k];
+    }
+    sc->gpr = r > 0 ? g / r : NAN;
+    sc->gpr_peak_x = 0;
+    for (int k = REC_BEFORE; k < sc->nb; k++)
+        if (sc->reads[k] > 0)
+            sc->gpr_peak_x = fmax(sc->gpr_peak_x, sc->gets[k] / sc->reads[k] / sc->gpr);
 }
 
 /* Asks every reader for a tc_stats snapshot (number want) and waits for them (5 s). */
@@ -589,6 +616,7 @@ static int rec_scenario(const rec_ctx *x, rec_shm *m, rec_sampler *sp, int round
         scn_buckets(sc, sp, e - REC_BEFORE, REC_BEFORE + nafter, t_ev) != 0)
         return -1;
     scn_measure(sc);
+    scn_per_read(sc);
     sc->hit = hit_ratio(m, n, b, b + 2);
     sc->hit1 = hit_ratio(m, n, b, b + 1);
     sc->hit2 = hit_ratio(m, n, b + 1, b + 2);
@@ -605,7 +633,7 @@ static int rec_mode(const rec_ctx *x, int mode, int events, rec_scn *out, int *n
     if (m == MAP_FAILED)
         bench_die("mmap: %s", strerror(errno));
     memset(m, 0, sizeof *m);
-    rec_sampler sp = {.port = 0};
+    rec_sampler sp = {.m = m};
     sp.port = atoi(strrchr(x->cfg->redis_url, ':') + 1);
     pthread_mutex_init(&sp.mu, NULL);
     if (pthread_create(&sp.th, NULL, sampler_main, &sp) != 0)
@@ -684,6 +712,8 @@ static void print_details(const rec_scn *sc, int n)
         report_printf("; keys %lld before, %lld after", s->keys_before, s->keys_after);
         if (s->skipped)
             report_printf("; %llu paced reads skipped", (unsigned long long)s->skipped);
+        report_printf("; GETs per read %.3f before, the highest bucket after %.2fx that", s->gpr,
+                      s->gpr_peak_x);
         report_printf("; warm-up %.1f s", s->warm_s);
         if (s->unknown)
             report_printf("; %zu sample%s unanswered or slow (buckets merged)", s->unknown,
@@ -821,12 +851,12 @@ static int write_buckets(const char *path, const rec_scn *sc, int n)
         fprintf(stderr, "tc-bench: %s: %s\n", path, strerror(errno));
         return 1;
     }
-    fprintf(f, "event,mode,bucket,t_start_s,t_end_s,gets,gets_per_s\n");
+    fprintf(f, "event,mode,bucket,t_start_s,t_end_s,gets,gets_per_s,reads\n");
     for (int i = 0; i < n; i++)
         for (int k = 0; k < sc[i].nb; k++)
-            fprintf(f, "%s,%s,%d,%.4f,%.4f,%.1f,%.1f\n", ev_names[sc[i].event],
+            fprintf(f, "%s,%s,%d,%.4f,%.4f,%.1f,%.1f,%.0f\n", ev_names[sc[i].event],
                     mode_names[sc[i].mode], k - REC_BEFORE, sc[i].t[k], sc[i].t[k + 1],
-                    sc[i].gets[k], scn_rate(&sc[i], k, 1));
+                    sc[i].gets[k], scn_rate(&sc[i], k, 1), sc[i].reads[k]);
     return fclose(f) == 0 ? 0 : 1;
 }
 
@@ -838,10 +868,11 @@ static void record(const rec_ctx *x, const rec_scn *s)
     result_init(&r, "recovery", mode);
     snprintf(r.params, sizeof r.params,
              "steady_get_s=%.1f peak_get_s=%.1f peak_x=%.3f back_s=%.2f back=%d extra_gets=%.0f "
-             "extra_gets_1s=%.0f reconciles=%llu full_flushes=%llu link_failures=%llu "
+             "extra_gets_1s=%.0f gets_per_read=%.4f gets_per_read_peak_x=%.3f reconciles=%llu "
+             "full_flushes=%llu link_failures=%llu "
              "bypasses=%llu keys_before=%lld keys_after=%lld rate=%.0f writes=%.1f",
-             s->steady, s->peak, s->peak_x, s->back_s, (int)s->back, s->extra, s->extra1,
-             (unsigned long long)s->reconciles, (unsigned long long)s->full_flushes,
+             s->steady, s->peak, s->peak_x, s->back_s, (int)s->back, s->extra, s->extra1, s->gpr,
+             s->gpr_peak_x, (unsigned long long)s->reconciles, (unsigned long long)s->full_flushes,
              (unsigned long long)s->link_failures, (unsigned long long)s->bypasses, s->keys_before,
              s->keys_after, x->rate, x->writes);
     r.threads = x->readers;
@@ -946,6 +977,7 @@ int wl_recovery(const bench_cfg *cfg)
     for (int i = 0; i < n; i++) {
         free(sc[i].t);
         free(sc[i].gets);
+        free(sc[i].reads);
     }
     zipf_free(&x.z);
     keyset_free(&x.ks);
