@@ -37,8 +37,9 @@ for m in kill/flush kill/groups restart/flush restart/groups; do
   line=$(grep "^recovery,$m," "$dir/r.csv")
   before=$(echo "$line" | sed -n 's/.*keys_before=\([0-9]*\).*/\1/p')
   after=$(echo "$line" | sed -n 's/.*keys_after=\([0-9]*\).*/\1/p')
-  [ -n "$before" ] && [ "$before" -ge 5000 ] && [ "$before" = "$after" ] ||
+  if [ -z "$before" ] || [ "$before" -lt 5000 ] || [ "$before" != "$after" ]; then
     fail "$m: keys before $before, after $after"
+  fi
   flushes=$(echo "$line" | sed -n 's/.*full_flushes=\([0-9]*\).*/\1/p')
   case $m in # a restart flushes every reader (a reconnect while it loads may add one)
     restart/*) [ "$flushes" -ge $readers ] || fail "$m: $flushes full flushes" ;;
