@@ -634,8 +634,8 @@ static int rec_mode(const rec_ctx *x, int mode, int events, rec_scn *out, int *n
         bench_die("mmap: %s", strerror(errno));
     memset(m, 0, sizeof *m);
     /* The children first: a child forked while the sampler thread is inside malloc or
-     * hiredis could inherit a lock held for ever (ASan's allocator has no fork handler in
-     * clang 14: readers hung in tc_open). The bench's other thread only waits in sigwait. */
+     * hiredis may inherit a lock that is never released (seen under ASan, clang 14: readers
+     * hung before their cache was open). The bench's other thread only waits in sigwait. */
     for (int i = 0; i < x->readers; i++)
         m->pids[m->np++] = rec_spawn(x, m, mode, i);
     if (x->writes > 0)
