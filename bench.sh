@@ -11,6 +11,10 @@
 #                         docs/img/server-latency-cdf.png (scripts/bench-server.sh --help)
 #   ./bench.sh serve [ARGS...]   runs the reference server (it starts its own Redis; see
 #                         examples/server/tc-server --help)
+#   ./bench.sh recovery [ARGS...]  tc-bench recovery (issue 18): Redis GET/s around a pub/sub
+#                         link kill and a Redis restart, full flush against recovery by group
+#                         sequences (about 80 s); draws docs/img/recovery.svg unless --plot
+#                         is given (tc-bench --help: recovery)
 #
 # On Debian it first installs what the build needs (as root, or through sudo).
 set -euo pipefail
@@ -36,6 +40,11 @@ bench=$dir/bench/tc-bench
 case ${1:-} in
   server) shift; exec "$top/scripts/bench-server.sh" "$dir/examples/server/tc-server" "$@" ;;
   serve) shift; exec "$dir/examples/server/tc-server" "$@" ;;
+  recovery)
+    shift
+    plot=(--plot "$top/docs/img/recovery.svg")
+    for a in "$@"; do case $a in --plot | --plot=*) plot=() ;; esac; done
+    exec "$bench" recovery "${plot[@]}" "$@" ;;
 esac
 
 # The suite (no workload named) replays the shared trace too, when it exists and no --trace

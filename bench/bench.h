@@ -8,6 +8,7 @@
 #ifndef TCB_BENCH_H
 #define TCB_BENCH_H
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -34,18 +35,31 @@ typedef struct bench_cfg {
     uint64_t seed;
     double zipf_s;
     double write_frac;
-    double local_pct;    /* local tier sized for this % of the keys */
-    size_t local_bytes;  /* > 0: overrides local_pct */
-    const char *trace;   /* trace file (trace, mrc, suite) */
-    const char *plot;    /* --plot out.png */
-    int hot_keys;        /* hot path */
-    bool quick;          /* the default suite's shorter runs */
-    bool hot_only;       /* hotpath without its zipf throughput runs */
-    bool no_remote_ttl;  /* tc_options.fetch_remote_ttl = 0 */
-    bool tls;            /* --tls: also measure over TLS, against tls_url */
-    const char *tls_url; /* an embedded TLS twin of the embedded server (rediss://) */
-    const char *tls_ca;  /* the CA that signed its certificate */
+    double local_pct;     /* local tier sized for this % of the keys */
+    bool local_pct_given; /* --local-pct was given (recovery has its own default) */
+    size_t local_bytes;   /* > 0: overrides local_pct */
+    const char *trace;    /* trace file (trace, mrc, suite) */
+    const char *plot;     /* --plot out.png */
+    int hot_keys;         /* hot path */
+    bool quick;           /* the default suite's shorter runs */
+    bool hot_only;        /* hotpath without its zipf throughput runs */
+    bool no_remote_ttl;   /* tc_options.fetch_remote_ttl = 0 */
+    bool tls;             /* --tls: also measure over TLS, against tls_url */
+    const char *tls_url;  /* an embedded TLS twin of the embedded server (rediss://) */
+    const char *tls_ca;   /* the CA that signed its certificate */
+    /* recovery: */
+    double rate;             /* reads/s per reader (0: 2000) */
+    double writes;           /* writes/s of the writer (< 0: 20) */
+    int events;              /* REC_EV_* bits (0: both) */
+    int modes;               /* REC_MODE_* bits (0: both) */
+    double after_s;          /* seconds reported after the event (0: 10) */
+    const char *buckets_csv; /* the raw 100 ms buckets, one CSV line each */
 } bench_cfg;
+
+#define REC_EV_KILL 1     /* CLIENT KILL TYPE pubsub */
+#define REC_EV_RESTART 2  /* SHUTDOWN SAVE and a restart on the same port */
+#define REC_MODE_FLUSH 1  /* TC_RECOVERY_GROUPS unset: a new link flushes the tier */
+#define REC_MODE_GROUPS 2 /* TC_RECOVERY_GROUPS: a new link drops the groups that moved */
 
 /* One measured result. Numbers that do not apply are NaN (a blank in the table and CSV,
  * null in JSON). */
@@ -118,10 +132,32 @@ static inline uint64_t now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/* Sleeps ns nanoseconds, resuming after signals. */
+static inline void sleep_ns(uint64_t ns)
+{
+    struct timespec ts = {(time_t)(ns / 1000000000u), (long)(ns % 1000000000u)};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+/* Forks a worker process that dies with the bench (PR_SET_PDEATHSIG), registered with
+ * bench_child_add; 0 in the child, which leaves only by _exit. Defined in workloads.c. */
+pid_t bench_fork(void);
+/* Waits for pid until deadline (now_ns), then kills it; unregisters it. Its exit status,
+ * or -1. */
+int bench_reap(pid_t pid, uint64_t deadline);
+
 /* Child processes (coherence workers) are registered so that an interrupted bench kills
  * them before it stops its Redis. Defined in tc-bench.c. */
 void bench_child_add(pid_t pid);
 void bench_child_remove(pid_t pid);
+
+/* The embedded Redis (tc-bench.c); only when cfg->embedded. One command on a fresh
+ * connection: the reply as a malloc'd string, NULL on error (tcf_redis_cmd). */
+char *bench_redis_cmd(const char *const *argv);
+/* Shuts the embedded Redis down with a save (SHUTDOWN SAVE) and starts it again on the same
+ * port with its data file, as a restart in production. 0, or -1 with a message. */
+int bench_redis_restart(void);
 
 /* Prints a message and exits through the cleanup path (which stops the embedded Redis). */
 void bench_die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));

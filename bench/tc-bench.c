@@ -26,6 +26,7 @@
 #include "bench.h"
 #include "fixture.h"
 #include "mrc.h"
+#include "recovery.h"
 #include "tiercache.h"
 #include "workloads.h"
 
@@ -96,6 +97,48 @@ static void cleanup(void)
 
 /* A signal that came while the main thread had them unblocked (starting Redis). */
 static volatile sig_atomic_t g_pending_sig;
+static sigset_t g_sigs; /* the signals signal_thread waits for */
+
+/* Starts the embedded Redis (fresh, or again on its port and directory), with the signals
+ * unblocked: redis-server inherits the signal mask across fork and exec, and must not
+ * ignore the SIGTERM that stops it. A signal that came meanwhile stops the bench. */
+static int redis_spawn(bool again)
+{
+    pthread_mutex_lock(&cleanup_mu);
+    pthread_sigmask(SIG_UNBLOCK, &g_sigs, NULL);
+    int r = again ? tcf_redis_restart(&g_redis, NULL) : tcf_redis_start(&g_redis, NULL);
+    pthread_sigmask(SIG_BLOCK, &g_sigs, NULL);
+    if (!again) /* a failed restart still has a directory for cleanup to remove */
+        g_redis_started = r == 0;
+    pthread_mutex_unlock(&cleanup_mu);
+    if (g_pending_sig) {
+        fprintf(stderr, "tc-bench: signal %d: stopping Redis and exiting\n", (int)g_pending_sig);
+        cleanup();
+        _exit(128 + g_pending_sig);
+    }
+    return r;
+}
+
+char *bench_redis_cmd(const char *const *argv)
+{
+    return g_redis_started ? tcf_redis_cmd(&g_redis, argv) : NULL;
+}
+
+int bench_redis_restart(void)
+{
+    if (!g_redis_started)
+        return -1;
+    pthread_mutex_lock(&cleanup_mu);
+    int r = tcf_redis_shutdown(&g_redis, true);
+    pthread_mutex_unlock(&cleanup_mu);
+    if (r != 0)
+        fprintf(stderr, "tc-bench: SHUTDOWN SAVE failed: restarting anyway\n");
+    if (redis_spawn(true) != 0) {
+        fprintf(stderr, "tc-bench: could not restart redis-server on port %d\n", g_redis.port);
+        return -1;
+    }
+    return r;
+}
 
 /* --tls: certificates for this run and a TLS-only twin of the embedded server, started with
  * the signals unblocked like the first (see main). */
@@ -182,6 +225,22 @@ static void usage(FILE *f)
         "                (else on Zipf); --plot out.png draws it\n"
         "  entries       bytes per local entry (16, 100, 1000-byte values): the budget's\n"
         "                charge, its overhead beyond key and value, malloc's real use\n"
+        "  recovery      what a broken invalidation link costs Redis (issue 18): --readers\n"
+        "                reader processes (broadcast, warm local tiers) read Zipf keys at\n"
+        "                --rate, a writer writes --writes/s; the bench samples Redis GET\n"
+        "                calls (INFO commandstats) every 100 ms from 2 s before to --after s\n"
+        "                after an event: kill (CLIENT KILL TYPE pubsub) or restart (SHUTDOWN\n"
+        "                SAVE, same port and data file); each with a new link flushing the\n"
+        "                tier (flush: TC_RECOVERY_GROUPS unset) and dropping only the groups\n"
+        "                that moved (groups: recovery = TC_RECOVERY_GROUPS). Embedded Redis only.\n"
+        "                Reports per scenario: steady GET/s (the 2 s before), the peak 100 ms\n"
+        "                bucket, 'back': the time from the event after which every 500 ms\n"
+        "                window (5 buckets, sliding by 100 ms) up to the end averages within\n"
+        "                +-10%% of steady (0: never left; '>' with the window's length: not\n"
+        "                back), the extra GETs over steady (first second, whole window),\n"
+        "                GETs per paced read (a burst of reads raises GET/s, not this), the\n"
+        "                readers' reconciles and full flushes; the issue's targets for kill\n"
+        "                with groups (peak <= 1.3x, back < 1 s)\n"
         "Every workload runs its baselines in the same run: local tier off (a Redis round\n"
         "trip per read) and, for reads, the floor; ratios are against both.\n"
         "\n"
@@ -194,15 +253,17 @@ static void usage(FILE *f)
         "                     200000; trace: all lines; coherence: writes, 500; hotpath: ops\n"
         "                     per timed loop, 1000000; mrc on zipf: accesses, 1000000)\n"
         "  --warmup N         unmeasured operations first (zipf: max(2x local entries, ops/2);\n"
-        "                     trace: 0)\n"
+        "                     trace: 0; recovery: unpaced reads per reader before each event,\n"
+        "                     150000)\n"
         "  --threads N[,N..]  thread counts to run (zipf: 1,2; trace: 1; hotpath: local-hit\n"
         "                     throughput with threads sharing a cache, 1,2 but not with\n"
         "                     --hot-only unless given; at most %d)\n"
-        "  --readers N[,N..]  fanout: reader processes per run (1,4,16,64; at most 64)\n"
+        "  --readers N[,N..]  fanout: reader processes per run (1,4,16,64; at most 64);\n"
+        "                     recovery: one count (8)\n"
         "  --seed N           random seed (42)\n"
         "  --zipf-s S         Zipf exponent (0.99)\n"
         "  --write-frac F     fraction of zipf operations that are tc_set (0)\n"
-        "  --local-pct P      local tier sized to hold P%% of the keys (10)\n"
+        "  --local-pct P      local tier sized to hold P%% of the keys (10; recovery: 8)\n"
         "  --local-bytes N    local tier budget in bytes (overrides --local-pct)\n"
         "  --hot-keys N       hot path keys (8)\n"
         "  --hot-only         hotpath without the zipf throughput runs (for profilers)\n"
@@ -212,8 +273,15 @@ static void usage(FILE *f)
         "  --no-remote-ttl    fills do not ask Redis for the key's TTL (tc_options\n"
         "                     .fetch_remote_ttl = 0: GET alone, local copies bounded by\n"
         "                     local_ttl_ms only)\n"
+        "  --rate R           recovery: reads/s of each reader, paced (2000)\n"
+        "  --writes W         recovery: writes/s of the writer, Zipf keys (20; 0: none)\n"
+        "  --event E          recovery: kill, restart or both (both)\n"
+        "  --mode M           recovery: flush, groups or both (both)\n"
+        "  --after S          recovery: seconds reported after the event (10)\n"
+        "  --buckets-csv FILE recovery: every 100 ms bucket of every scenario, as CSV\n"
         "  --trace FILE       trace for suite and mrc\n"
-        "  --plot FILE.png    mrc: the curve; zipf, trace, coherence: latency CDFs vs baselines\n"
+        "  --plot FILE.png    mrc: the curve; zipf, trace, coherence: latency CDFs vs baselines;\n"
+        "                     recovery: FILE.svg, GET/s over time per scenario (no gnuplot)\n"
         "  --json FILE        one JSON object per result and line (\"-\": stdout, the table\n"
         "                     then goes to stderr)\n"
         "  --csv FILE         one CSV line per result, with a header\n"
@@ -256,12 +324,24 @@ static void parse_counts(const char *opt, const char *s, int max, int *out, int 
     }
 }
 
+/* "a", "b" or "both" -> 1, 2 or 3. */
+static int parse_pair(const char *opt, const char *s, const char *a, const char *b)
+{
+    if (strcmp(s, a) == 0)
+        return 1;
+    if (strcmp(s, b) == 0)
+        return 2;
+    if (strcmp(s, "both") == 0)
+        return 3;
+    bench_die("%s: want %s, %s or both: %s", opt, a, b, s);
+}
+
 /* Kept compact, one line per row of options. */
 // clang-format off
 enum {
     O_URL = 256, O_KEYS, O_VSIZE, O_OPS, O_WARMUP, O_THREADS, O_SEED, O_ZIPF_S, O_WFRAC,
     O_LPCT, O_LBYTES, O_HOT, O_HOT_ONLY, O_TRACE, O_PLOT, O_JSON, O_CSV, O_NO_RTTL,
-    O_VERSION, O_TLS, O_READERS
+    O_VERSION, O_TLS, O_READERS, O_RATE, O_WRITES, O_EVENT, O_MODE, O_AFTER, O_BUCKETS
 };
 // clang-format on
 
@@ -286,6 +366,12 @@ static const struct option long_opts[] = {
     {"plot", required_argument, NULL, O_PLOT},
     {"json", required_argument, NULL, O_JSON},
     {"csv", required_argument, NULL, O_CSV},
+    {"rate", required_argument, NULL, O_RATE},
+    {"writes", required_argument, NULL, O_WRITES},
+    {"event", required_argument, NULL, O_EVENT},
+    {"mode", required_argument, NULL, O_MODE},
+    {"after", required_argument, NULL, O_AFTER},
+    {"buckets-csv", required_argument, NULL, O_BUCKETS},
     {"version", no_argument, NULL, O_VERSION},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
@@ -401,23 +487,22 @@ int main(int argc, char **argv)
 
     /* Every thread started from here on inherits the blocked set; only signal_thread
      * receives these signals. */
-    static sigset_t sigs;
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGINT);
-    sigaddset(&sigs, SIGTERM);
-    sigaddset(&sigs, SIGHUP);
-    sigaddset(&sigs, SIGQUIT);
+    sigemptyset(&g_sigs);
+    sigaddset(&g_sigs, SIGINT);
+    sigaddset(&g_sigs, SIGTERM);
+    sigaddset(&g_sigs, SIGHUP);
+    sigaddset(&g_sigs, SIGQUIT);
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = note_signal;
     sigemptyset(&sa.sa_mask);
     for (int s = 1; s < NSIG; s++)
-        if (sigismember(&sigs, s) == 1)
+        if (sigismember(&g_sigs, s) == 1)
             sigaction(s, &sa, NULL);
-    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    pthread_sigmask(SIG_BLOCK, &g_sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
     pthread_t st;
-    if (pthread_create(&st, NULL, signal_thread, &sigs) != 0) {
+    if (pthread_create(&st, NULL, signal_thread, &g_sigs) != 0) {
         fprintf(stderr, "tc-bench: cannot start the signal thread\n");
         return 1;
     }
@@ -432,6 +517,7 @@ int main(int argc, char **argv)
     cfg.zipf_s = 0.99;
     cfg.local_pct = 10;
     cfg.hot_keys = 8;
+    cfg.writes = -1;
     const char *json = NULL, *csv = NULL;
 
     int c;
@@ -469,6 +555,7 @@ int main(int argc, char **argv)
             break;
         case O_LPCT:
             cfg.local_pct = parse_double("--local-pct", optarg, 0, 1000);
+            cfg.local_pct_given = true;
             break;
         case O_LBYTES:
             cfg.local_bytes = (size_t)parse_u64("--local-bytes", optarg);
@@ -497,6 +584,24 @@ int main(int argc, char **argv)
         case O_CSV:
             csv = optarg;
             break;
+        case O_RATE:
+            cfg.rate = parse_double("--rate", optarg, 1, 1e6);
+            break;
+        case O_WRITES:
+            cfg.writes = parse_double("--writes", optarg, 0, 1e5);
+            break;
+        case O_EVENT:
+            cfg.events = parse_pair("--event", optarg, "kill", "restart");
+            break;
+        case O_MODE:
+            cfg.modes = parse_pair("--mode", optarg, "flush", "groups");
+            break;
+        case O_AFTER:
+            cfg.after_s = parse_double("--after", optarg, 1, 60);
+            break;
+        case O_BUCKETS:
+            cfg.buckets_csv = optarg;
+            break;
         case O_VERSION:
             printf("tc-bench %s\n", tc_version());
             return 0;
@@ -516,9 +621,9 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    static const char *const known[] = {"suite",    "hotpath",   "zipf", "trace",
-                                        "stampede", "coherence", "mrc",  "entries",
-                                        "fanout",   "writecost", NULL};
+    static const char *const known[] = {"suite",    "hotpath",   "zipf",     "trace",
+                                        "stampede", "coherence", "mrc",      "entries",
+                                        "fanout",   "writecost", "recovery", NULL};
     bool ok = false;
     for (int i = 0; known[i]; i++)
         ok |= strcmp(workload, known[i]) == 0;
@@ -537,6 +642,8 @@ int main(int argc, char **argv)
         bench_die("--tls starts a TLS twin of the embedded Redis: not with --redis-url");
     if (cfg.tls && strcmp(workload, "hotpath") != 0 && strcmp(workload, "zipf") != 0)
         bench_die("--tls: for the hotpath and zipf workloads");
+    if (strcmp(workload, "recovery") == 0)
+        recovery_check_cfg(&cfg);
     if (report_open(json, csv) != 0)
         return 1;
 
@@ -549,27 +656,13 @@ int main(int argc, char **argv)
             url_public(cfg.redis_url, pub, sizeof pub);
             snprintf(redis_desc, sizeof redis_desc, "external %s (--redis-url)", pub);
         } else {
-            /* redis-server inherits the signal mask across fork and exec: start it with the
-             * signals unblocked (here they only set g_pending_sig), or it would ignore the
-             * SIGTERM that stops it. */
-            pthread_mutex_lock(&cleanup_mu);
-            pthread_sigmask(SIG_UNBLOCK, &sigs, NULL);
-            int r = tcf_redis_start(&g_redis, NULL);
-            pthread_sigmask(SIG_BLOCK, &sigs, NULL);
-            g_redis_started = r == 0;
-            pthread_mutex_unlock(&cleanup_mu);
-            if (g_pending_sig) {
-                fprintf(stderr, "tc-bench: signal %d: stopping Redis and exiting\n",
-                        (int)g_pending_sig);
-                cleanup();
-                _exit(128 + g_pending_sig);
-            }
+            int r = redis_spawn(false);
             if (r != 0)
                 bench_die("could not start redis-server (install it, or give --redis-url)");
             cfg.redis_url = g_redis.url;
             cfg.embedded = true;
             if (cfg.tls)
-                start_tls_twin(&cfg, &sigs);
+                start_tls_twin(&cfg, &g_sigs);
             char ver[64];
             redis_version(ver, sizeof ver);
             snprintf(redis_desc, sizeof redis_desc,
@@ -606,6 +699,8 @@ int main(int argc, char **argv)
         rc = wl_writecost(&cfg);
     else if (strcmp(workload, "entries") == 0)
         rc = wl_entries(&cfg);
+    else if (strcmp(workload, "recovery") == 0)
+        rc = wl_recovery(&cfg);
     else
         rc = wl_mrc(&cfg);
 

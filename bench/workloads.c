@@ -84,8 +84,32 @@ static tc_cache *open_cache(const bench_cfg *cfg, const char *prefix, size_t loc
     return open_cache_shadow(cfg, prefix, local_bytes, 0);
 }
 
-/* Stores every key of ks with a value_size-byte value, in batches, local tier off. */
-static void populate(const bench_cfg *cfg, const char *prefix, const keyset *ks, size_t vsize)
+tc_cache *wl_open_proc(const bench_cfg *cfg, const char *prefix, tc_coherence coh,
+                       tc_recovery recovery, size_t local_bytes, const char *who)
+{
+    tc_options o;
+    tc_options_init(&o);
+    o.redis_url = cfg->redis_url;
+    o.key_prefix = prefix;
+    o.coherence = coh;
+    o.recovery = recovery;
+    o.local_max_bytes = local_bytes;
+    o.remote_ttl_ms = 600 * 1000;
+    o.local_ttl_ms = 600 * 1000;
+    o.pool_size = 2;
+    o.command_timeout_ms = 2000;
+    o.connect_timeout_ms = 2000;
+    o.check_redis_config = 0;
+    tc_cache *c = NULL;
+    tc_status st = tc_open(&o, &c);
+    if (st != TC_OK) {
+        fprintf(stderr, "tc-bench: %s: tc_open: %s\n", who, tc_strerror(st));
+        return NULL;
+    }
+    return c;
+}
+
+void wl_populate(const bench_cfg *cfg, const char *prefix, const keyset *ks, size_t vsize)
 {
     tc_cache *c = open_cache(cfg, prefix, 0);
     unsigned char *val = malloc(vsize ? vsize : 1);
@@ -111,8 +135,7 @@ static void populate(const bench_cfg *cfg, const char *prefix, const keyset *ks,
     tc_close(c);
 }
 
-/* Removes the workload's keys from an external Redis (the embedded one dies with the run). */
-static void unpopulate(const bench_cfg *cfg, const char *prefix)
+void wl_unpopulate(const bench_cfg *cfg, const char *prefix)
 {
     if (cfg->embedded)
         return;
@@ -123,9 +146,7 @@ static void unpopulate(const bench_cfg *cfg, const char *prefix)
     tc_close(c);
 }
 
-/* What one local entry of this key length and value size costs the local tier's budget,
- * read from tc_stats after storing one (public API only). */
-static size_t local_charge(const bench_cfg *cfg, const char *prefix, const char *key, size_t vsize)
+size_t wl_local_charge(const bench_cfg *cfg, const char *prefix, const char *key, size_t vsize)
 {
     tc_cache *c = open_cache(cfg, prefix, (size_t)64 << 20);
     unsigned char *val = calloc(1, vsize ? vsize : 1);
@@ -145,7 +166,7 @@ static size_t local_charge(const bench_cfg *cfg, const char *prefix, const char 
     return charge ? charge : 200 + strlen(key) + vsize; /* a guess if it did not stay */
 }
 
-static size_t local_budget(const bench_cfg *cfg, size_t charge, size_t nkeys)
+size_t wl_local_budget(const bench_cfg *cfg, size_t charge, size_t nkeys)
 {
     if (cfg->local_bytes)
         return cfg->local_bytes;
@@ -521,10 +542,10 @@ static int zipf_runs(const bench_cfg *cfg, const int *thr, int nthr, uint64_t op
     ftab *ft = ftab_new(&ks, vsize);
     if (!ft)
         bench_die("out of memory");
-    populate(cfg, prefix, &ks, vsize);
-    populate(cfg, bprefix, &ks, vsize);
-    size_t charge = local_charge(cfg, prefix, ks.k[0], vsize);
-    size_t budget = local_budget(cfg, charge, nkeys);
+    wl_populate(cfg, prefix, &ks, vsize);
+    wl_populate(cfg, bprefix, &ks, vsize);
+    size_t charge = wl_local_charge(cfg, prefix, ks.k[0], vsize);
+    size_t budget = wl_local_budget(cfg, charge, nkeys);
 
     char title[256], params[160];
     snprintf(params, sizeof params, "s=%.2f write_frac=%.2f local_bytes=%zu%s", cfg->zipf_s,
@@ -631,8 +652,8 @@ static int zipf_runs(const bench_cfg *cfg, const int *thr, int nthr, uint64_t op
         result_free(&all[i]);
     free(all);
     free(vb);
-    unpopulate(cfg, prefix);
-    unpopulate(cfg, bprefix);
+    wl_unpopulate(cfg, prefix);
+    wl_unpopulate(cfg, bprefix);
     ftab_free(ft);
     zipf_free(&z);
     keyset_free(&ks);
@@ -665,10 +686,10 @@ int wl_trace(const bench_cfg *cfg)
     ftab *ft = ftab_new(&ks, vsize);
     if (!ft)
         bench_die("out of memory");
-    populate(cfg, prefix, &ks, vsize);
-    populate(cfg, bprefix, &ks, vsize);
-    size_t charge = local_charge(cfg, prefix, ks.k[0], vsize);
-    size_t budget = local_budget(cfg, charge, ks.n);
+    wl_populate(cfg, prefix, &ks, vsize);
+    wl_populate(cfg, bprefix, &ks, vsize);
+    size_t charge = wl_local_charge(cfg, prefix, ks.k[0], vsize);
+    size_t budget = wl_local_budget(cfg, charge, ks.n);
 
     const char *base = strrchr(cfg->trace, '/');
     base = base ? base + 1 : cfg->trace;
@@ -733,8 +754,8 @@ int wl_trace(const bench_cfg *cfg)
     for (size_t i = 0; i < (size_t)nthr * NMODES; i++)
         result_free(&all[i]);
     free(all);
-    unpopulate(cfg, prefix);
-    unpopulate(cfg, bprefix);
+    wl_unpopulate(cfg, prefix);
+    wl_unpopulate(cfg, bprefix);
     ftab_free(ft);
     free(seq);
     keyset_free(&ks);
@@ -1038,7 +1059,7 @@ static void hot_tls(const bench_cfg *cfg, const char *prefix, const keyset *ks, 
 {
     bench_cfg tcfg = *cfg;
     tcfg.redis_url = cfg->tls_url;
-    populate(&tcfg, prefix, ks, vsize);
+    wl_populate(&tcfg, prefix, ks, vsize);
     tc_cache *ttier = open_cache(&tcfg, prefix, (size_t)64 << 20);
     tc_cache *tredis = open_cache(&tcfg, prefix, 0);
     for (size_t i = 0; i < ks->n * 2; i++) {
@@ -1140,7 +1161,7 @@ int wl_hotpath(const bench_cfg *cfg, bool with_zipf)
     unsigned char *buf = calloc(1, vsize ? vsize : 1);
     if (!ft || !buf)
         bench_die("out of memory");
-    populate(cfg, prefix, &ks, vsize);
+    wl_populate(cfg, prefix, &ks, vsize);
 
     char title[256];
     snprintf(title, sizeof title,
@@ -1255,7 +1276,7 @@ int wl_hotpath(const bench_cfg *cfg, bool with_zipf)
     }
     tc_close(tier);
     tc_close(redis);
-    unpopulate(cfg, prefix);
+    wl_unpopulate(cfg, prefix);
     ftab_free(ft);
     free(buf);
     keyset_free(&ks);
@@ -1281,13 +1302,6 @@ typedef struct coh_shm {
 } coh_shm;
 
 #define COH_WAIT_NS (3ull * 1000000000ull)
-
-static void sleep_ns(uint64_t ns)
-{
-    struct timespec ts = {(time_t)(ns / 1000000000u), (long)(ns % 1000000000u)};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
-}
 
 static int64_t parse_version(const tc_value *v)
 {
@@ -1401,7 +1415,7 @@ static void coh_reader(const bench_cfg *cfg, const char *prefix, coh_shm *m, boo
     tc_close(c);
 }
 
-static pid_t coh_fork(void)
+pid_t bench_fork(void)
 {
     fflush(NULL);
     pid_t parent = getpid();
@@ -1419,8 +1433,7 @@ static pid_t coh_fork(void)
     return pid;
 }
 
-/* Waits for pid until deadline, then kills it. Returns its exit status or -1. */
-static int coh_reap(pid_t pid, uint64_t deadline)
+int bench_reap(pid_t pid, uint64_t deadline)
 {
     int status = 0;
     for (;;) {
@@ -1454,19 +1467,19 @@ static int coh_run(const bench_cfg *cfg, int64_t n, bool local, result *res, uin
     m->n = n;
     atomic_store(&m->ready, -1);
 
-    pid_t w = coh_fork();
+    pid_t w = bench_fork();
     if (w == 0) {
         coh_writer(cfg, prefix, m);
         _exit(0);
     }
-    pid_t r = coh_fork();
+    pid_t r = bench_fork();
     if (r == 0) {
         coh_reader(cfg, prefix, m, local);
         _exit(0);
     }
     uint64_t deadline = now_ns() + 30ull * 1000000000u + (uint64_t)n * 20000000u;
-    int ws = coh_reap(w, deadline);
-    int rs = coh_reap(r, deadline);
+    int ws = bench_reap(w, deadline);
+    int rs = bench_reap(r, deadline);
 
     uint64_t *t_ret = m->t_start + n + 1, *t_seen = m->t_start + 2 * (n + 1);
     hist *h = malloc(sizeof *h);
@@ -1506,7 +1519,7 @@ static int coh_run(const bench_cfg *cfg, int64_t n, bool local, result *res, uin
         }
     }
     munmap(m, size);
-    unpopulate(cfg, prefix);
+    wl_unpopulate(cfg, prefix);
     return (ws != 0 || rs != 0) ? 1 : 0;
 }
 
@@ -1678,7 +1691,7 @@ int wl_stampede(const bench_cfg *cfg)
         pthread_barrier_destroy(&r.bar);
         free(w);
         tc_close(r.c);
-        unpopulate(cfg, prefix);
+        wl_unpopulate(cfg, prefix);
 
         result *x = &res[m];
         result_init(x, "stampede", st_names[m]);
@@ -1740,6 +1753,7 @@ int wl_stampede(const bench_cfg *cfg)
 #define FAN_KEYSPACE 100000
 #define FAN_HOT 8
 #define FAN_PROBES 20000
+#define FAN_LOCAL ((size_t)8 << 20)
 
 typedef struct fan_shm {
     atomic_int up, go, stop, writer_done, report, abort;
@@ -1749,29 +1763,6 @@ typedef struct fan_shm {
     uint64_t inval[FAN_MAX], link_failures[FAN_MAX];
     uint64_t t_ret[FAN_PROBES], t_seen[FAN_PROBES];
 } fan_shm;
-
-static tc_cache *fan_open(const bench_cfg *cfg, const char *prefix, tc_coherence coh)
-{
-    tc_options o;
-    tc_options_init(&o);
-    o.redis_url = cfg->redis_url;
-    o.key_prefix = prefix;
-    o.coherence = coh;
-    o.local_max_bytes = (size_t)8 << 20;
-    o.remote_ttl_ms = 600 * 1000;
-    o.local_ttl_ms = 600 * 1000;
-    o.pool_size = 2;
-    o.command_timeout_ms = 2000;
-    o.connect_timeout_ms = 2000;
-    o.check_redis_config = 0;
-    tc_cache *c = NULL;
-    tc_status st = tc_open(&o, &c);
-    if (st != TC_OK) {
-        fprintf(stderr, "tc-bench: fanout: tc_open: %s\n", tc_strerror(st));
-        return NULL;
-    }
-    return c;
-}
 
 static bool fan_wait(atomic_int *flag, int want, fan_shm *m, uint64_t ns)
 {
@@ -1784,7 +1775,7 @@ static bool fan_wait(atomic_int *flag, int want, fan_shm *m, uint64_t ns)
 static void fan_reader(const bench_cfg *cfg, const char *prefix, tc_coherence coh, fan_shm *m,
                        int me)
 {
-    tc_cache *c = fan_open(cfg, prefix, coh);
+    tc_cache *c = wl_open_proc(cfg, prefix, coh, TC_RECOVERY_AUTO, FAN_LOCAL, "fanout");
     if (!c) {
         atomic_store(&m->abort, 1);
         return;
@@ -1833,7 +1824,7 @@ static void fan_reader(const bench_cfg *cfg, const char *prefix, tc_coherence co
 
 static void fan_writer(const bench_cfg *cfg, const char *prefix, tc_coherence coh, fan_shm *m)
 {
-    tc_cache *c = fan_open(cfg, prefix, coh);
+    tc_cache *c = wl_open_proc(cfg, prefix, coh, TC_RECOVERY_AUTO, FAN_LOCAL, "fanout");
     if (!c) {
         atomic_store(&m->abort, 1);
         return;
@@ -1893,7 +1884,8 @@ static int fan_run(const bench_cfg *cfg, tc_coherence coh, int n, double seconds
 {
     char prefix[96];
     snprintf(prefix, sizeof prefix, "%sf%d_%d", cfg->prefix, (int)coh, n);
-    tc_cache *seed = fan_open(cfg, prefix, TC_COHERENCE_NONE);
+    tc_cache *seed = wl_open_proc(cfg, prefix, TC_COHERENCE_NONE, TC_RECOVERY_AUTO, FAN_LOCAL,
+                                  "fanout");
     if (!seed)
         return 1;
     for (int j = 0; j < FAN_HOT; j++) {
@@ -1910,7 +1902,7 @@ static int fan_run(const bench_cfg *cfg, tc_coherence coh, int n, double seconds
     m->n = n;
     pid_t pids[FAN_MAX + 1];
     for (int i = 0; i <= n; i++) {
-        pids[i] = coh_fork();
+        pids[i] = bench_fork();
         if (pids[i] == 0) {
             if (i < n)
                 fan_reader(cfg, prefix, coh, m, i);
@@ -1934,7 +1926,7 @@ static int fan_run(const bench_cfg *cfg, tc_coherence coh, int n, double seconds
     atomic_store(&m->report, 1);
     int bad = !up;
     for (int i = 0; i <= n; i++)
-        bad |= coh_reap(pids[i], now_ns() + 60ull * 1000000000u) != 0;
+        bad |= bench_reap(pids[i], now_ns() + 60ull * 1000000000u) != 0;
     if (rc)
         redisFree(rc);
     hist h;
@@ -1960,7 +1952,7 @@ static int fan_run(const bench_cfg *cfg, tc_coherence coh, int n, double seconds
     out->link_failures = lf;
     out->errors = m->writer_errors + m->reader_errors + (uint64_t)bad + (uint64_t)m->abort;
     munmap(m, sizeof *m);
-    unpopulate(cfg, prefix);
+    wl_unpopulate(cfg, prefix);
     return bad;
 }
 
@@ -2256,7 +2248,7 @@ int wl_writecost(const bench_cfg *cfg)
     for (int m = 0; m < 2; m++) {
         tc_close(sd[m].r);
         tc_close(sd[m].w);
-        unpopulate(cfg, sd[m].prefix);
+        wl_unpopulate(cfg, sd[m].prefix);
     }
     if (rc)
         redisFree(rc);

@@ -1209,11 +1209,21 @@ static void *subscriber_main(void *arg)
             set_start_state(cs, st);
         else
             set_start_state(cs, TC_ERR_TIMEOUT);
-        tc__log(&cs->ctx.log, TC_LOG_WARN, "invalidation link down (%s); local tier bypassed",
-                tc__strerror(st));
-        /* A link that stayed up a while earns a quick retry; a flapping one backs off. */
-        if (tc__now_ns() - began > (int64_t)BACKOFF_MAX_MS * 1000000)
+        /* A link that stayed up a while is retried at once: every read bypasses the local
+         * tier until it is back, so a wait is a read spike on Redis (tc-bench recovery: a
+         * 50 ms wait was 2.3x the steady GET rate). A flapping one backs off. */
+        bool at_once = tc__now_ns() - began > (int64_t)BACKOFF_MAX_MS * 1000000;
+        if (at_once)
             backoff = BACKOFF_MIN_MS;
+        if (at_once) {
+            tc__log(&cs->ctx.log, TC_LOG_WARN,
+                    "invalidation link down (%s); local tier bypassed; reconnecting at once",
+                    tc__strerror(st));
+            continue;
+        }
+        tc__log(&cs->ctx.log, TC_LOG_WARN,
+                "invalidation link down (%s); local tier bypassed; reconnecting in %d ms",
+                tc__strerror(st), backoff);
         if (wait_or_stop(cs, backoff))
             break;
         backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;

@@ -1304,6 +1304,48 @@ START_TEST(test_remote_breaker)
 }
 END_TEST
 
+/* A server shut down with a save and restarted on its port loads its data file: the pool
+ * reconnects by itself and finds the key written before (tc-bench recovery's restart). */
+START_TEST(test_remote_shutdown_save_restart)
+{
+    tcf_redis s;
+    ck_assert_int_eq(tcf_redis_start(&s, NULL), 0);
+    tc_remote *r = open_remote(s.url, 1, 200, 200);
+    ck_assert_int_eq(set_str(r, "k", "kept", 60000), TC_OK);
+    int port = s.port;
+    ck_assert_int_eq(tcf_redis_shutdown(&s, true), 0);
+    ck_assert_int_eq(s.pid, 0);
+    ck_assert_int_eq(tcf_redis_restart(&s, NULL), 0);
+    ck_assert_int_eq(s.port, port);
+    tc_ref *v = NULL;
+    tc_status st = TC_ERR_IO;
+    for (int i = 0; i < 300 && st == TC_ERR_IO; i++) { /* the breaker's backoff, at most */
+        st = tc__remote_get(r, "k", 1, &v, NULL);
+        if (st == TC_ERR_IO)
+            tct_sleep_ms(10);
+    }
+    ck_assert_int_eq(st, TC_OK);
+    tc__ref_drop(v);
+    expect_get(r, "k", TC_OK, "kept", 4);
+    /* NOSAVE writes nothing: a key written since is gone, the first file's key is back. */
+    ck_assert_int_eq(set_str(r, "k2", "lost", 60000), TC_OK);
+    ck_assert_int_eq(tcf_redis_shutdown(&s, false), 0);
+    ck_assert_int_eq(tcf_redis_restart(&s, NULL), 0);
+    const char *argv[] = {"EXISTS", "k2", NULL};
+    char *n = NULL;
+    for (int i = 0; i < 300 && !n; i++) { /* the fixture's client, on a fresh connection */
+        n = tcf_redis_cmd(&s, argv);
+        if (!n)
+            tct_sleep_ms(10);
+    }
+    ck_assert_ptr_nonnull(n);
+    ck_assert_str_eq(n, "0");
+    free(n);
+    tc__remote_close(r);
+    tcf_redis_stop(&s);
+}
+END_TEST
+
 /* ------------------------------------------------------------------ deadlines */
 
 START_TEST(test_remote_deadline_trickle)
@@ -1998,6 +2040,7 @@ static Suite *remote_suite(void)
         {"silent_server", test_remote_silent_server, 0},
         {"stall_recovery", test_remote_stall_recovery, 10},
         {"breaker", test_remote_breaker, 10},
+        {"shutdown_save_restart", test_remote_shutdown_save_restart, 30},
         {"deadline_trickle", test_remote_deadline_trickle, 10},
         {"deadline_slot_wait", test_remote_deadline_covers_slot_wait, 10},
         {"slow_handshake_timeouts", test_remote_slow_handshake_keeps_full_timeout, 10},

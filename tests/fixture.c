@@ -219,6 +219,30 @@ void tcf_redis_kill(tcf_redis *r)
     }
 }
 
+int tcf_redis_shutdown(tcf_redis *r, bool save)
+{
+    if (r->pid <= 0)
+        return -1;
+    const char *argv[] = {"SHUTDOWN", save ? "SAVE" : "NOSAVE", NULL};
+    /* The server closes the connection instead of answering; an answer is its refusal
+     * (a failed save). */
+    char *refused = tcf_redis_cmd(r, argv);
+    if (refused) {
+        fprintf(stderr, "fixture: SHUTDOWN refused: %s\n", refused);
+        free(refused);
+    }
+    int status = -1;
+    for (int i = 0; i < 3000; i++) { /* up to 30 s: the save takes what the data takes */
+        if (waitpid(r->pid, &status, WNOHANG) == r->pid) {
+            r->pid = 0;
+            return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
+        }
+        sleep_ms(10);
+    }
+    tcf_redis_kill(r);
+    return -1;
+}
+
 static void remove_dir(const char *dir)
 {
     static const char *files[] = {"redis.log",  "dump.rdb",      "appendonly.aof",

@@ -38,7 +38,14 @@ void tcf_redis_stop(tcf_redis *r);
 /* Stops the server abruptly (SIGKILL) and waits for it, keeping the directory and port. */
 void tcf_redis_kill(tcf_redis *r);
 
-/* Starts the server again on the same port and directory (after tcf_redis_kill). */
+/* Shuts the server down by command (SHUTDOWN SAVE when save is true: the data file is
+ * written even with no save points configured; else SHUTDOWN NOSAVE) and waits for it (up to
+ * 30 s, then SIGKILL), keeping the directory and port for tcf_redis_restart, which loads the
+ * data file. Returns 0 if the server exited by itself with status 0, else -1. */
+int tcf_redis_shutdown(tcf_redis *r, bool save);
+
+/* Starts the server again on the same port and directory (after tcf_redis_kill or
+ * tcf_redis_shutdown). */
 int tcf_redis_restart(tcf_redis *r, const char *const *extra_args);
 
 /* Runs one command given as a NULL-terminated argv against the server, on a fresh connection,
