@@ -1875,6 +1875,11 @@ bool tc__test_shadow_idle(tc_cache *c)
     return !c->shadow || tc__shadow_idle(c->shadow);
 }
 
+void tc__test_hold_relink(tc_cache *c, bool hold)
+{
+    tc__subscriber_test_hold(c->sub, hold);
+}
+
 void tc__test_set_full_flush_recovery(tc_cache *c, bool full)
 {
     if (c->seqs)

@@ -83,6 +83,7 @@ struct tc_subscriber {
      * thread sets a slot once the connection is made and clears it before freeing the
      * connection, so a slot never names a socket that may already be closed. */
     atomic_int fds[2 * TC_SUB_LINKS_MAX + 1];
+    atomic_bool test_hold; /* tests: no reconnection while set (tc__subscriber_test_hold) */
 };
 
 #define WATCH_FD (2 * TC_SUB_LINKS_MAX)
@@ -1213,20 +1214,23 @@ static void *subscriber_main(void *arg)
          * tier until it is back, so a wait is a read spike on Redis (tc-bench recovery: a
          * 50 ms wait was 2.3x the steady GET rate). A flapping one backs off. */
         bool at_once = tc__now_ns() - began > (int64_t)BACKOFF_MAX_MS * 1000000;
-        if (at_once)
-            backoff = BACKOFF_MIN_MS;
         if (at_once) {
+            backoff = BACKOFF_MIN_MS;
             tc__log(&cs->ctx.log, TC_LOG_WARN,
                     "invalidation link down (%s); local tier bypassed; reconnecting at once",
                     tc__strerror(st));
-            continue;
+        } else {
+            tc__log(&cs->ctx.log, TC_LOG_WARN,
+                    "invalidation link down (%s); local tier bypassed; reconnecting in %d ms",
+                    tc__strerror(st), backoff);
         }
-        tc__log(&cs->ctx.log, TC_LOG_WARN,
-                "invalidation link down (%s); local tier bypassed; reconnecting in %d ms",
-                tc__strerror(st), backoff);
-        if (wait_or_stop(cs, backoff))
+        bool stop = false;
+        while (!stop && atomic_load(&cs->test_hold))
+            stop = wait_or_stop(cs, 2);
+        if (stop || (!at_once && wait_or_stop(cs, backoff)))
             break;
-        backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
+        if (!at_once)
+            backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
     }
     atomic_store(cs->ctx.healthy, false);
     if (cs->watch)
@@ -1298,6 +1302,7 @@ tc_status tc__subscriber_start(const tc_sub_ctx *ctx, tc_subscriber **out)
     cs->wake[0] = cs->wake[1] = -1;
     for (int i = 0; i <= WATCH_FD; i++)
         atomic_init(&cs->fds[i], -1);
+    atomic_init(&cs->test_hold, false);
     atomic_store(ctx->healthy, false);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -1329,6 +1334,12 @@ tc_status tc__subscriber_start(const tc_sub_ctx *ctx, tc_subscriber **out)
     }
     *out = cs;
     return TC_OK;
+}
+
+void tc__subscriber_test_hold(tc_subscriber *cs, bool hold)
+{
+    if (cs)
+        atomic_store(&cs->test_hold, hold);
 }
 
 void tc__subscriber_stop(tc_subscriber *cs)

@@ -71,6 +71,10 @@ typedef struct tc_subscriber tc_subscriber;
  * timeouts). On failure nothing is left running and *out is NULL. */
 tc_status tc__subscriber_start(const tc_sub_ctx *ctx, tc_subscriber **out);
 
+/* Tests: while hold is set, a broken link is not reconnected (the writes a test makes
+ * "while the link is down" stay lost however long its link had been up). NULL: no-op. */
+void tc__subscriber_test_hold(tc_subscriber *s, bool hold);
+
 /* Stops and joins the thread and frees s; *ctx->healthy is false afterwards. NULL is a
  * no-op. */
 void tc__subscriber_stop(tc_subscriber *s);

@@ -39,6 +39,9 @@ void tc__test_set_sentinel_ask_hook(tc_cache *c, void (*fn)(void *arg), void *ar
  * what did not change. No effect without group sequences. */
 void tc__test_set_full_flush_recovery(tc_cache *c, bool full);
 
+/* While hold is set, c's subscriber does not reconnect a broken link. */
+void tc__test_hold_relink(tc_cache *c, bool hold);
+
 /* The next invalidation message c's subscriber receives is ignored, as if lost. False
  * (and nothing set) when c uses no group sequences. */
 bool tc__test_drop_next_inval(tc_cache *c);

@@ -1094,10 +1094,12 @@ static void cut_links(tc_cache *r, void (*write)(tc_cache *), tc_cache *w, uint6
 {
     tc_stats s0;
     tc_stats_get(r, &s0);
+    tc__test_hold_relink(r, write != NULL); /* or a long-lived link reconnects at once */
     for (int i = 0; i < cluster.n; i++)
         free(node_cmd(i, "CLIENT", "KILL", "TYPE", "pubsub", NULL));
     if (write)
-        write(w); /* r waits 50 ms before it reconnects */
+        write(w);
+    tc__test_hold_relink(r, false);
     tct_wait_relinked(r, &s0, rec, fl);
 }
 

@@ -1009,17 +1009,20 @@ static void set_many_twice(void *arg)
     ck_assert_int_eq(tc_set_many(x->w, two_slots, v3, l2, 2, TC_TTL_DEFAULT), TC_OK);
 }
 
-/* Cuts every pub/sub connection, runs during(arg) (when given) while r is cut off (it
- * waits 50 ms before it reconnects), and waits until r is back. */
+/* Cuts every pub/sub connection, runs during(arg) (when given) while r is cut off (held
+ * off: a link that had been up a while would reconnect at once), and waits until r is
+ * back. */
 static void kill_links_and_wait(tc_cache *r, void (*during)(void *), void *arg,
                                 uint64_t *reconciles, uint64_t *flushes)
 {
     tc_stats s0;
     tc_stats_get(r, &s0);
+    tc__test_hold_relink(r, during != NULL);
     const char *kill_argv[] = {"CLIENT", "KILL", "TYPE", "pubsub", NULL};
     free(tct_redis_cmd_all(kill_argv));
     if (during)
         during(arg);
+    tc__test_hold_relink(r, false);
     tct_wait_relinked(r, &s0, reconciles, flushes);
 }
 

@@ -258,8 +258,8 @@ void tct_wait_relinked(tc_cache *c, const tc_stats *before, uint64_t *rec, uint6
         tct_sleep_ms(5);
         tc_stats_get(c, &now);
     } while (now.reconciles + now.full_flushes == before->reconciles + before->full_flushes &&
-             tc__now_ns() - t0 < 5000000000LL);
-    while (!tc__test_local_usable(c) && tc__now_ns() - t0 < 5000000000LL)
+             tc__now_ns() - t0 < 10000000000LL);
+    while (!tc__test_local_usable(c) && tc__now_ns() - t0 < 10000000000LL)
         tct_sleep_ms(5);
     *rec = now.reconciles - before->reconciles;
     *fl = now.full_flushes - before->full_flushes;
