@@ -51,15 +51,16 @@ typedef struct bench_cfg {
     double rate;             /* reads/s per reader (0: 2000) */
     double writes;           /* writes/s of the writer (< 0: 20) */
     int events;              /* REC_EV_* bits (0: both) */
-    int modes;               /* REC_MODE_* bits (0: both) */
+    int modes;               /* REC_MODE_* bits (0: flush and groups) */
     double after_s;          /* seconds reported after the event (0: 10) */
     const char *buckets_csv; /* the raw 100 ms buckets, one CSV line each */
 } bench_cfg;
 
-#define REC_EV_KILL 1     /* CLIENT KILL TYPE pubsub */
-#define REC_EV_RESTART 2  /* SHUTDOWN SAVE and a restart on the same port */
-#define REC_MODE_FLUSH 1  /* TC_RECOVERY_GROUPS unset: a new link flushes the tier */
-#define REC_MODE_GROUPS 2 /* TC_RECOVERY_GROUPS: a new link drops the groups that moved */
+#define REC_EV_KILL 1       /* CLIENT KILL TYPE pubsub */
+#define REC_EV_RESTART 2    /* SHUTDOWN SAVE and a restart on the same port */
+#define REC_MODE_FLUSH 1    /* TC_RECOVERY_GROUPS unset: a new link flushes the tier */
+#define REC_MODE_GROUPS 2   /* TC_RECOVERY_GROUPS: a new link drops the groups that moved */
+#define REC_MODE_TARGETED 4 /* TC_COHERENCE_TARGETED: Redis's tracking, a new link flushes */
 
 /* One measured result. Numbers that do not apply are NaN (a blank in the table and CSV,
  * null in JSON). */

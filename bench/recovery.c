@@ -84,17 +84,18 @@ typedef struct rec_ctx {
 } rec_ctx;
 
 static const char *const ev_names[] = {"", "kill", "restart"};
-static const char *const mode_names[] = {"", "flush", "groups"};
+static const char *const mode_names[] = {"", "flush", "groups", "", "targeted"};
 
 /* ------------------------------------------------------------------ children */
 
-/* The recovery of this child's caches (set by rec_spawn in the child before it opens any). */
+/* The coherence and recovery of this child's caches (set by rec_spawn in the child before
+ * it opens any). */
+static tc_coherence rec_coherence = TC_COHERENCE_BROADCAST;
 static tc_recovery rec_recovery = TC_RECOVERY_AUTO;
 
 static tc_cache *rec_open(const rec_ctx *x, size_t local_bytes)
 {
-    return wl_open_proc(x->cfg, x->prefix, TC_COHERENCE_BROADCAST, rec_recovery, local_bytes,
-                        "recovery");
+    return wl_open_proc(x->cfg, x->prefix, rec_coherence, rec_recovery, local_bytes, "recovery");
 }
 
 /* One read of a Zipf key; 1 when it was not a value (every key is in Redis: an error). */
@@ -224,14 +225,19 @@ static void rec_writer(const rec_ctx *x, rec_shm *m)
     tc_close(c);
 }
 
-/* Forks a child whose caches recover as the mode says (TC_RECOVERY_FLUSH or
- * TC_RECOVERY_GROUPS) and runs the reader me (or, me < 0, the writer). Returns its pid. */
+/* Forks a child whose caches recover as the mode says (broadcast with TC_RECOVERY_FLUSH or
+ * TC_RECOVERY_GROUPS, or TC_COHERENCE_TARGETED) and runs the reader me (or, me < 0, the writer).
+ * Returns its pid. */
 static pid_t rec_spawn(const rec_ctx *x, rec_shm *m, int mode, int me)
 {
     pid_t pid = bench_fork();
     if (pid != 0)
         return pid;
     rec_recovery = mode == REC_MODE_GROUPS ? TC_RECOVERY_GROUPS : TC_RECOVERY_FLUSH;
+    if (mode == REC_MODE_TARGETED) {
+        rec_coherence = TC_COHERENCE_TARGETED;
+        rec_recovery = TC_RECOVERY_AUTO; /* a full flush: Redis numbers nothing */
+    }
     if (me >= 0)
         rec_reader(x, m, me);
     else
@@ -782,7 +788,8 @@ static double nice_step(double top)
 
 static int write_svg(const char *path, const rec_ctx *x, const rec_scn *sc, int n)
 {
-    static const char *const colour[] = {"#d62728", "#2ca02c", "#ff7f0e", "#1f77b4"};
+    static const char *const colour[] = {"#d62728", "#2ca02c", "#9467bd",
+                                         "#ff7f0e", "#1f77b4", "#8c564b"};
     FILE *f = fopen(path, "w");
     if (!f) {
         fprintf(stderr, "tc-bench: %s: %s\n", path, strerror(errno));
@@ -834,7 +841,7 @@ static int write_svg(const char *path, const rec_ctx *x, const rec_scn *sc, int 
     for (int i = 0; i < n; i++) {
         const rec_scn *s = &sc[i];
         fprintf(f, "<polyline fill=\"none\" stroke-width=\"1.5\" stroke=\"%s\" points=\"",
-                colour[i % 4]);
+                colour[i % 6]);
         for (int k = 0; k < s->nb; k++)
             fprintf(f, "%.1f,%.1f ", SX(s->t[k + 1]), SY(scn_rate(s, k, 1)));
         double ly = T + 14 + 16.0 * i;
@@ -842,7 +849,7 @@ static int write_svg(const char *path, const rec_ctx *x, const rec_scn *sc, int 
                 "\"/>\n<line x1=\"%.0f\" x2=\"%.0f\" y1=\"%.0f\" y2=\"%.0f\" "
                 "stroke=\"%s\" stroke-width=\"3\"/><text x=\"%.0f\" y=\"%.0f\">%s, %s: "
                 "peak %.2fx steady</text>\n",
-                W - R - 290, W - R - 270, ly - 4, ly - 4, colour[i % 4], W - R - 264, ly,
+                W - R - 290, W - R - 270, ly - 4, ly - 4, colour[i % 6], W - R - 264, ly,
                 ev_names[s->event], mode_names[s->mode], s->peak_x);
     }
 #undef SX
@@ -938,17 +945,17 @@ int wl_recovery(const bench_cfg *cfg)
     int modes = cfg->modes ? cfg->modes : REC_MODE_FLUSH | REC_MODE_GROUPS;
     char title[320];
     snprintf(title, sizeof title,
-             "recovery: %d reader process%s (broadcast, local tier %zu KiB) read Zipf(%.2f) over "
+             "recovery: %d reader process%s (broadcast; TC_COHERENCE_TARGETED in mode targeted; local tier %zu KiB) read Zipf(%.2f) over "
              "%zu keys of %zu bytes at %.0f/s each through tc_get; a writer tc_sets %.0f/s; "
              "Redis GET/s per 100 ms, %d s before to %.0f s after the event; warm-up %llu "
              "unpaced reads per reader before each event",
              x.readers, x.readers == 1 ? "" : "es", x.local_bytes >> 10, cfg->zipf_s, x.ks.n,
              x.vsize, x.rate, x.writes, REC_BEFORE / 10, x.after_s, (unsigned long long)x.warmup);
     report_section(title);
-    rec_scn sc[4];
+    rec_scn sc[6];
     int n = 0, rc = 0;
     uint64_t writes = 0, werr = 0;
-    for (int mode = REC_MODE_FLUSH; mode <= REC_MODE_GROUPS && !rc; mode <<= 1) {
+    for (int mode = REC_MODE_FLUSH; mode <= REC_MODE_TARGETED && !rc; mode <<= 1) {
         if (!(modes & mode))
             continue;
         uint64_t w, we;
@@ -957,7 +964,7 @@ int wl_recovery(const bench_cfg *cfg)
         werr += we;
     }
     /* The table in event order; the runs were in mode order (one set of processes each). */
-    rec_scn sorted[4];
+    rec_scn sorted[6];
     int ns = 0;
     for (int ev = REC_EV_KILL; ev <= REC_EV_RESTART; ev <<= 1)
         for (int i = 0; i < n; i++)

@@ -276,7 +276,9 @@ static void usage(FILE *f)
         "  --rate R           recovery: reads/s of each reader, paced (2000)\n"
         "  --writes W         recovery: writes/s of the writer, Zipf keys (20; 0: none)\n"
         "  --event E          recovery: kill, restart or both (both)\n"
-        "  --mode M           recovery: flush, groups or both (both)\n"
+        "  --mode M           recovery: flush, groups, both (both), targeted\n"
+        "                     (TC_COHERENCE_TARGETED: Redis tracking, whose new link\n"
+        "                     flushes) or all three\n"
         "  --after S          recovery: seconds reported after the event (10)\n"
         "  --buckets-csv FILE recovery: every 100 ms bucket of every scenario, as CSV\n"
         "  --trace FILE       trace for suite and mrc\n"
@@ -594,7 +596,10 @@ int main(int argc, char **argv)
             cfg.events = parse_pair("--event", optarg, "kill", "restart");
             break;
         case O_MODE:
-            cfg.modes = parse_pair("--mode", optarg, "flush", "groups");
+            cfg.modes = strcmp(optarg, "targeted") == 0 ? REC_MODE_TARGETED
+                        : strcmp(optarg, "all") == 0
+                            ? REC_MODE_FLUSH | REC_MODE_GROUPS | REC_MODE_TARGETED
+                            : parse_pair("--mode", optarg, "flush", "groups");
             break;
         case O_AFTER:
             cfg.after_s = parse_double("--after", optarg, 1, 60);
