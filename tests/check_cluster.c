@@ -1039,8 +1039,17 @@ static void *finish_migration(void *p)
     const slot_move *m = p;
     tct_sleep_ms(150);
     migrate(m->src, m->dst, m->rkey);
+    /* The target first, then the source (the other way round, a write between the two
+     * would be sent back and forth by MOVED), then the others. */
+    int order[TCF_CLUSTER_MAX];
+    int n = 0;
+    order[n++] = m->dst;
+    order[n++] = m->src;
     for (int i = 0; i < cluster.n; i++)
-        free(node_cmd(i, "CLUSTER", "SETSLOT", m->slot, "NODE", m->dst_id));
+        if (i != m->src && i != m->dst)
+            order[n++] = i;
+    for (int i = 0; i < n; i++)
+        free(node_cmd(order[i], "CLUSTER", "SETSLOT", m->slot, "NODE", m->dst_id));
     return NULL;
 }
 
