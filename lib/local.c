@@ -71,8 +71,8 @@
 #define MAX_BUCKETS (1u << 24)
 
 /* An entry is its value: one allocation (tc_ref, ref.h) holding the tier's fields, the
- * value's bytes and NUL, and the key after them. Its retirement node overlays the CLOCK
- * links, which only writers use and which are dead once the entry is unlinked; everything
+ * value's bytes and NUL, and the key after them. It needs no retirement node (reclaim keeps
+ * retired objects in arrays); its CLOCK links only writers use. Everything
  * readers read without a lock (chain, hcheck, klen, key, epoch, expiry, the value) is
  * fixed once the entry is published, but chain and referenced. Unlinked, it loses the
  * tier's reference at once (retire_victims); at the last reference it is retired once
@@ -81,7 +81,9 @@
  * takes a reference only from a count above 0 (hold_live). */
 typedef tc_ref entry;
 
-_Static_assert(offsetof(tc_ref, ret) == 0, "a retired value is its allocation's start");
+/* Reclaim may link a retired entry through its first word once no section can see it:
+ * lru.prev, dead since the entry left its list. */
+_Static_assert(offsetof(tc_ref, lru) == 0, "a retired entry's first word is the CLOCK link");
 
 static inline const char *entry_key(const entry *e)
 {
@@ -223,7 +225,7 @@ void tc__ref_free(tc_ref *r)
     /* An entry may still be seen by a read section that found it before it was unlinked,
      * or held through a hazard slot by a caller of tc_get, which counts no reference. */
     if (r->flags & TC_REF_ENTRY)
-        tc__retire(&r->ret, entry_charge(r));
+        tc__retire(r, entry_charge(r));
     else
         tc__free(r);
 }
@@ -1005,7 +1007,7 @@ static inline bool read(tc_local *l, uint64_t h, const char *key, size_t klen, i
     }
     note_hit(s, e);
     tc_ref *v = e;
-    tc_hazard *hz = slot ? tc__hazard_take(me, &v->ret) : NULL;
+    tc_hazard *hz = slot ? tc__hazard_take(me, v) : NULL;
     if (!hz && TC_UNLIKELY(!hold_live(v))) {
         tc__read_exit(me);
         return read_missed(l, s, me, h, now_ns, false); /* removed meanwhile */

@@ -38,12 +38,10 @@
  * per entry. Lengths are 32-bit (a value of 4 GiB or more cannot be made), keys in the
  * tier 16-bit. */
 typedef struct tc_ref {
-    union {
-        tc_retired ret; /* for its deferred free; first, so slots hold the tc_ref */
-        struct {        /* tier, writers' (shard lock): its CLOCK list while in the tier */
-            struct tc_ref *prev, *next;
-        } lru;
-    };
+    struct { /* tier, writers' (shard lock): its CLOCK list while in the tier; first, as
+                the word reclaim may link a retired entry through (reclaim.h) */
+        struct tc_ref *prev, *next;
+    } lru;
     struct tc_ref *_Atomic chain; /* tier: next in the bucket (readers walk it) */
     union {
         struct {

@@ -587,10 +587,9 @@ static void *rw_writer(void *arg)
     return NULL;
 }
 
-START_TEST(test_local_read_while_writing)
+/* Runs RW_READERS readers against one writer on l until the readers are done; their hits. */
+static long read_while_writing(tc_local *l)
 {
-    /* Small: the writer's stores also evict. */
-    tc_local *l = new_local(3 * charge_of(4, 170), 1);
     atomic_bool stop = false;
     rw_arg w = {.l = l, .stop = &stop}, r[RW_READERS];
     ck_assert_int_eq(pthread_create(&w.tid, NULL, rw_writer, &w), 0);
@@ -605,10 +604,63 @@ START_TEST(test_local_read_while_writing)
     }
     atomic_store(&stop, true);
     ck_assert_int_eq(pthread_join(w.tid, NULL), 0);
+    return hits;
+}
+
+START_TEST(test_local_read_while_writing)
+{
+    /* Small: the writer's stores also evict. */
+    tc_local *l = new_local(3 * charge_of(4, 170), 1);
+    long hits = read_while_writing(l);
     ck_assert_int_gt(hits, 0);
     ck_assert_uint_eq(stats_of(l).hits, (uint64_t)hits);
     ck_assert_uint_gt(stats_of(l).evictions, 0);
     tc__local_free(l);
+}
+END_TEST
+
+/* A retire array that cannot grow (tc__reclaim_test_limit): the retiring thread waits out
+ * the grace period, then frees what no slot holds and parks what a slot holds; a later pass
+ * frees the parked ones once released. Then readers run against a writer whose every
+ * retirement takes that path (ASan, TSan: no use after free, no race). */
+START_TEST(test_local_retire_full)
+{
+    tc_local *l = new_local(1u << 20, 1);
+    ck_assert(put(l, "k0", "payload0"));
+    ck_assert(put(l, "k1", "payload1"));
+    ck_assert(put(l, "k2", "payload2"));
+    tc_ref *r0, *r1;
+    tc_hazard *s0, *s1;
+    ck_assert(borrow(l, "k0", &r0, &s0));
+    ck_assert(borrow(l, "k1", &r1, &s1));
+    ck_assert_ptr_nonnull(s0);
+    ck_assert_ptr_nonnull(s1);
+    tc__reclaim_now();
+    ck_assert_uint_eq(tc__reclaim_pending(), 0);
+    tc__reclaim_test_limit(1);
+    tc__local_invalidate(l, hash_of("k0")); /* into the array, held by s0 */
+    ck_assert_uint_eq(tc__reclaim_pending(), 1);
+    tc__local_invalidate(l, hash_of("k1")); /* the array is full: parked, held by s1 */
+    ck_assert_uint_eq(tc__reclaim_pending(), 2);
+    tc__local_invalidate(l, hash_of("k2")); /* full again, held by nobody: freed now */
+    ck_assert_uint_eq(tc__reclaim_pending(), 2);
+    ck_assert_mem_eq(tc__ref_data(r0), "payload0", 8);
+    ck_assert_mem_eq(tc__ref_data(r1), "payload1", 8);
+    tc__local_unborrow(r1, s1);
+    tc__reclaim_now(); /* the parked one goes */
+    ck_assert_uint_eq(tc__reclaim_pending(), 1);
+    tc__local_unborrow(r0, s0);
+    tc__reclaim_now();
+    ck_assert_uint_eq(tc__reclaim_pending(), 0);
+    tc__local_free(l);
+
+    l = new_local(3 * charge_of(4, 170), 1);
+    ck_assert_int_gt(read_while_writing(l), 0);
+    tc__local_free(l);
+    tc__reclaim_now();
+    tc__reclaim_test_limit(0);
+    tc__reclaim_now();
+    ck_assert_uint_eq(tc__reclaim_pending(), 0);
 }
 END_TEST
 
@@ -1801,6 +1853,7 @@ static Suite *local_suite(void)
 #endif
         {"borrow_thread_exit", test_local_borrow_thread_exit, 0},
         {"read_while_writing", test_local_read_while_writing, 120},
+        {"retire_full", test_local_retire_full, 120},
         {"collision", test_local_collision, 0},
         {"fold_collision", test_local_fold_collision, 0},
         {"one_allocation", test_local_one_allocation, 0},
