@@ -34,15 +34,14 @@
  * allocation: the tier keeps its own copy of a value it stores, with the key after the
  * value's NUL (buf + off + len + 1), and the fields marked "tier" below. In a value that is
  * not an entry they are unused, and the entry's epoch and expiry share their place with
- * the value's capacity. The header is 54 bytes (it was 95): every byte of it is paid once
- * per entry. Lengths are 32-bit (a value of 4 GiB or more cannot be made), keys in the
- * tier 16-bit. */
+ * the value's capacity. The header is 38 bytes (it was 95, then 54): every byte of it is
+ * paid once per entry, so it has no list links (the CLOCK hand goes over the buckets, the
+ * admission window is a ring of pointers: local.c) and no retirement node (reclaim.h). Lengths are
+ * 32-bit (a value of 4 GiB or more cannot be made), keys in the tier 16-bit. */
 typedef struct tc_ref {
-    struct { /* tier, writers' (shard lock): its CLOCK list while in the tier; first, as
-                the word reclaim may link a retired entry through (reclaim.h) */
-        struct tc_ref *prev, *next;
-    } lru;
-    struct tc_ref *_Atomic chain; /* tier: next in the bucket (readers walk it) */
+    /* tier: next in the bucket (readers walk it). First: once a retired entry's grace
+     * period is over nobody reads it, and reclaim may link the entry through it (reclaim.h). */
+    struct tc_ref *_Atomic chain;
     union {
         struct {
             uint32_t epoch;  /* tier: the low 32 bits of its ticket's flush epoch */
@@ -59,7 +58,7 @@ typedef struct tc_ref {
     uint16_t off;            /* data = buf + off: the stored-format header's length */
     uint8_t type_id;         /* the key's type, for per-type metrics (stats.h); 0: other */
     uint8_t flags;           /* TC_REF_* */
-    atomic_uchar referenced; /* tier: hit since it last passed the eviction hand */
+    atomic_uchar referenced; /* tier: the CLOCK mark, 0..2 (local.c, REF_HIT) */
     uint8_t in_window;       /* tier, writers': in the admission window, not yet in main */
     unsigned char buf[];
 } tc_ref;

@@ -726,10 +726,14 @@ START_TEST(test_local_eviction_budget)
     ck_assert_uint_eq(st.bytes, 10 * c);
     ck_assert_uint_eq(st.evictions, 90);
     ck_assert_uint_eq(st.stores, 100);
+    /* The hand goes over the buckets, so entries never hit leave in about the order they
+     * came, not exactly: the newest stays, and the ten kept are among the newest twenty
+     * (FIFO would keep the newest ten, a hand that ignored age any ten). */
     for (int i = 0; i < 100; i++) {
         snprintf(k, sizeof k, "k%03d", i);
-        ck_assert_msg(has(l, k) == (i >= 90), "%s", k);
+        ck_assert_msg(!has(l, k) || i >= 80, "%s", k);
     }
+    ck_assert(has(l, "k099"));
     tc__local_free(l);
 
     /* Many shards, keys of many sizes: every shard keeps within its share. */
@@ -794,9 +798,11 @@ END_TEST
  * value's flags, type, stored-format header (and so its early-refresh metadata) and NUL. */
 START_TEST(test_local_one_allocation)
 {
+    /* Issue 14's target: at most 48 bytes beyond key and value (a 38-byte header, the
+     * value's NUL, malloc's word and rounding). */
     size_t small = charge_of(17, 16), mid = charge_of(17, 100);
-    ck_assert_uint_le(small - 17 - 16, 80);
-    ck_assert_uint_le(mid - 17 - 100, 80);
+    ck_assert_uint_le(small - 17 - 16, 48);
+    ck_assert_uint_le(mid - 17 - 100, 64);
     /* Spare capacity is not copied, so not charged. */
     tc_local *l = new_local(1u << 20, 1);
     tc_ref *v = tc__ref_new(4000);
