@@ -86,11 +86,34 @@ typedef tc_ref entry;
 /* Reclaim may link a retired entry through its first word once no section can see it:
  * chain, which only sections read. */
 _Static_assert(offsetof(tc_ref, chain) == 0, "a retired entry's first word is its chain");
-_Static_assert(offsetof(tc_ref, buf) == 38, "the entry header is 38 bytes");
+_Static_assert(offsetof(tc_ref, buf) == 34, "the entry header is 34 bytes");
+
+/* An entry's referenced byte: its CLOCK mark (REF_MARK), which the hand lowers by one at
+ * each pass and evicts at 0, and REF_WINDOW while it is in the admission window. A list's
+ * newest entry sits farthest from its hand; a hand over the buckets may come to a new one
+ * at once, so an entry enters the main region at REF_NEW (passed once), and a hit raises it
+ * to REF_HIT (passed twice): hit entries outlast those never hit since. Writers change it
+ * under the shard lock; readers raise the mark with a compare-and-swap (note_hit), so they
+ * never undo a writer's change of REF_WINDOW (a hit lost to a writer only blurs the mark). */
+#define REF_NEW 1
+#define REF_HIT 2
+#define REF_MARK 3
+#define REF_WINDOW 4
+
+static inline bool in_window(const entry *e)
+{
+    return atomic_load_explicit(&e->referenced, memory_order_relaxed) & REF_WINDOW;
+}
+
+/* Writers': sets e's referenced byte (the shard lock held). */
+static inline void set_referenced(entry *e, unsigned v)
+{
+    atomic_store_explicit(&e->referenced, (unsigned char)v, memory_order_relaxed);
+}
 
 static inline const char *entry_key(const entry *e)
 {
-    return (const char *)e->buf + e->off + e->len + 1;
+    return (const char *)e->buf + tc__ref_off(e) + e->len + 1;
 }
 
 /* The 32 bits of a hash an entry keeps: both halves folded, so that the bucket (the low
@@ -397,7 +420,7 @@ static void window_forget_locked(shard *s, entry *e)
     if (at && *at == e)
         *at = NULL;
     s->window_bytes -= entry_charge(e);
-    e->in_window = 0;
+    set_referenced(e, atomic_load_explicit(&e->referenced, memory_order_relaxed) & REF_MARK);
 }
 
 static inline entry *_Atomic *bucket_of(const shard *s, uint32_t hc)
@@ -430,7 +453,7 @@ static void remove_locked(shard *s, entry *e, victims *vs)
     atomic_store_explicit(link_locked(s, e->hcheck),
                           atomic_load_explicit(&e->chain, memory_order_relaxed),
                           memory_order_seq_cst);
-    if (e->in_window)
+    if (in_window(e))
         window_forget_locked(s, e);
     size_t charge = entry_charge(e);
     s->bytes -= charge;
@@ -628,13 +651,6 @@ static unsigned sketch_frequency_locked(const shard *s, uint32_t hc)
     return f;
 }
 
-/* An entry's referenced mark, which the CLOCK hand lowers by one at each pass and evicts at
- * 0. A list's newest entry sits farthest from its hand; a hand over the buckets may come to
- * a new one at once, so an entry enters the main region at REF_NEW (passed once), and a hit
- * raises it to REF_HIT (passed twice): hit entries outlast those never hit since. */
-#define REF_NEW 1
-#define REF_HIT 2
-
 static void evict_locked(shard *s, entry *e, victims *vs)
 {
     s->evictions++;
@@ -659,7 +675,7 @@ static entry *clock_victim_locked(tc_local *l, shard *s, const entry *keep, vict
         /* The entries of the chain the hand passed already stay passed: a hand that came
          * back to them at each call would lower their marks twice in one turn. */
         for (uint32_t pos = 0; (e = atomic_load_explicit(link, memory_order_relaxed));) {
-            if (pos < s->hand_pos || e->in_window || e == keep) {
+            if (pos < s->hand_pos || in_window(e) || e == keep) {
                 link = &e->chain;
                 pos++;
                 s->hand_pos = pos > s->hand_pos ? pos : s->hand_pos;
@@ -670,7 +686,7 @@ static entry *clock_victim_locked(tc_local *l, shard *s, const entry *keep, vict
                     s->expirations++;
                 remove_locked(s, e, vs); /* *link is now the next one */
             } else if ((r = atomic_load_explicit(&e->referenced, memory_order_relaxed))) {
-                atomic_store_explicit(&e->referenced, (unsigned char)(r - 1), memory_order_relaxed);
+                set_referenced(e, r - 1u); /* a main entry's is its mark alone */
                 link = &e->chain;
                 pos++;
                 s->hand_pos = pos;
@@ -710,7 +726,7 @@ static bool promote_locked(tc_local *l, shard *s, entry *c, victims *vs)
         evict_locked(s, v, vs);
     }
     window_forget_locked(s, c);
-    atomic_store_explicit(&c->referenced, REF_NEW, memory_order_relaxed);
+    set_referenced(c, REF_NEW);
     return true;
 }
 
@@ -979,8 +995,11 @@ static inline void note_hit(shard *s, entry *e)
     /* The sketch counts the first hit after each pass of the hand: only unreferenced
      * entries are ever compared with a candidate, so the hits in between would change no
      * decision, and skipping them keeps the common hit free of shared writes. */
-    if (atomic_load_explicit(&e->referenced, memory_order_relaxed) < REF_HIT) {
-        atomic_store_explicit(&e->referenced, REF_HIT, memory_order_relaxed);
+    unsigned char r = atomic_load_explicit(&e->referenced, memory_order_relaxed);
+    if ((r & REF_MARK) < REF_HIT &&
+        atomic_compare_exchange_strong_explicit(&e->referenced, &r,
+                                                (unsigned char)((r & REF_WINDOW) | REF_HIT),
+                                                memory_order_relaxed, memory_order_relaxed)) {
         sketch_increment(s, e->hcheck);
     }
 }
@@ -1177,7 +1196,7 @@ tc_ticket tc__local_ticket(tc_local *l, uint64_t h)
 /* The bytes of v the tier copies: its stored-format header, if any, and its value. */
 static inline size_t value_bytes(const tc_ref *v)
 {
-    return (size_t)v->off + v->len;
+    return tc__ref_off(v) + v->len;
 }
 
 /* The 32-bit expiry of an entry stored at now_ns to expire at expires_ns: rounded down to
@@ -1209,7 +1228,6 @@ static entry *entry_new(uint64_t h, const char *key, size_t klen, const tc_ref *
     atomic_init(&e->referenced, 0);
     memcpy(e->buf, v->buf, vb);
     e->buf[vb] = '\0';
-    e->off = v->off;
     e->len = v->len;
     e->flags = (uint8_t)(v->flags | TC_REF_ENTRY); /* set before it is published */
     e->type_id = v->type_id;
@@ -1263,10 +1281,10 @@ static bool local_store(tc_local *l, uint64_t h, const char *key, size_t klen, t
         sketch_increment(s, fold(h)); /* a write-through value counts as one access */
     sketch_age_locked(s);
     if (fresh && e) {
+        /* Its place and mark first: readers may hit it once it is in the table. */
+        bool window = l->window_budget > 0 && window_push_locked(s, e);
+        set_referenced(e, window ? REF_WINDOW : REF_NEW);
         insert_locked(s, e);
-        e->in_window = l->window_budget > 0 && window_push_locked(s, e);
-        if (!e->in_window)
-            atomic_store_explicit(&e->referenced, REF_NEW, memory_order_relaxed);
         s->bytes += need;
         atomic_fetch_add_explicit(&l->total, need, memory_order_relaxed);
         s->entries++;
