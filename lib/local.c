@@ -1474,6 +1474,9 @@ void tc__local_stats(tc_local *l, tc_local_stats *out)
         out->stores += s->stores;
         out->store_rejects += s->store_rejects;
         out->rejects += s->rejects;
+        out->window_bytes += s->window_bytes;
+        for (uint32_t j = 0; j < s->window.n; j++)
+            out->window_entries += s->window.slot[(s->window.head + j) & s->window.mask] != NULL;
         shard_unlock(s);
         /* Fixed after tc__local_new. */
         out->sketch_bytes += s->sketch ? (uint64_t)SKETCH_BLOCK * (s->sketch_mask + 1) : 0;

@@ -974,6 +974,64 @@ START_TEST(test_local_small_budget)
 }
 END_TEST
 
+/* The admission window's ring: entries removed from it leave cleared slots, which a full
+ * ring drops (compaction), so a churn of stores and invalidations never pushes new entries
+ * past the window; its bytes follow its entries. */
+START_TEST(test_local_window_ring)
+{
+    tc_local *l = new_local(1u << 20, 1); /* a 10 KiB window: a ring of 256 slots */
+    char k[16];
+    for (int i = 0; i < 2000; i++) {
+        snprintf(k, sizeof k, "c%d", i);
+        ck_assert(put(l, k, "0123456789"));
+        tc__local_invalidate(l, hash_of(k));
+    }
+    tc_local_stats st = stats_of(l);
+    ck_assert_uint_eq(st.window_entries, 0);
+    ck_assert_uint_eq(st.window_bytes, 0);
+    for (int i = 0; i < 5; i++) {
+        snprintf(k, sizeof k, "w%d", i);
+        ck_assert(put(l, k, "0123456789"));
+    }
+    st = stats_of(l);
+    ck_assert_uint_eq(st.window_entries, 5);
+    ck_assert_uint_eq(st.window_bytes, 5 * charge_of(2, 10));
+    ck_assert_uint_eq(st.window_bytes, st.bytes);
+    tc__local_invalidate(l, hash_of("w2"));
+    st = stats_of(l);
+    ck_assert_uint_eq(st.window_entries, 4);
+    ck_assert_uint_eq(st.window_bytes, st.bytes);
+    tc__local_free(l);
+}
+END_TEST
+
+/* A store that must evict more entries than one critical section collects (VICTIMS) lets
+ * the lock go, retires them and goes on until the shard is within its share. */
+START_TEST(test_local_evict_many)
+{
+    size_t c = charge_of(4, 10);
+    tc_local *l = new_local(64 * 1024, 1);
+    tc__local_set_admission(l, false);
+    char k[16];
+    int n = 0;
+    for (; (n + 1) * c <= 64 * 1024; n++) {
+        snprintf(k, sizeof k, "k%03d", n);
+        ck_assert(put(l, k, "0123456789"));
+    }
+    ck_assert_uint_eq(stats_of(l).evictions, 0);
+    static char big[40 * 1024];
+    memset(big, 'b', sizeof big - 1);
+    ck_assert(put(l, "big", big));
+    tc_local_stats st = stats_of(l);
+    ck_assert_uint_gt(st.evictions, 100); /* several sections' worth */
+    ck_assert_uint_le(st.bytes, 64 * 1024);
+    ck_assert(has(l, "big"));
+    ck_assert_uint_eq(st.entries + st.evictions, st.stores);
+    ck_assert_uint_eq(tc__local_count(l), st.entries);
+    tc__local_free(l);
+}
+END_TEST
+
 START_TEST(test_local_one_entry)
 {
     /* A tier with room for exactly one entry works: each store replaces the last. */
@@ -1871,6 +1929,8 @@ static Suite *local_suite(void)
         {"larger_than_share", test_local_larger_than_share, 0},
         {"small_budget", test_local_small_budget, 0},
         {"one_entry", test_local_one_entry, 0},
+        {"window_ring", test_local_window_ring, 0},
+        {"evict_many", test_local_evict_many, 0},
         {"budget_random", test_local_budget_random, 60},
 #ifdef HAVE_HEAP_COUNT
         {"charge_is_memory", test_local_charge_is_memory, 0},
