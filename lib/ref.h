@@ -19,10 +19,11 @@
 /* A reference-counted, immutable value. tc_value.priv points at one (or at the hazard
  * slot that holds it: cache.c). The bytes the caller sees are data[0..len), data being
  * buf + off (tc__ref_data, tc__ref_off); they live inside the same allocation (buf),
- * possibly after a stored-format header of off bytes (TC_REF_HEADER; the header holds off). refs
- * counts the holders of references, the tier's one per entry included; values handed out by local
- * hits through hazard slots are not counted (reclaim.h), so an entry is freed, once refs is 0, only
- * when no read section can still see it and no slot holds it.
+ * possibly after a stored-format header of off bytes (TC_REF_HEADER; the header holds
+ * off). refs counts the holders of references, the tier's one per entry included; values
+ * handed out by local hits through hazard slots are not counted (reclaim.h), so an entry
+ * is freed, once refs is 0, only when no read section can still see it and no slot holds
+ * it.
  *
  * buf holds cap bytes and one more, and whoever writes the bytes writes a NUL after them,
  * so the caller's data[len] is always 0 (tc_value.data is NUL-terminated, which lets callers
@@ -55,7 +56,9 @@ typedef struct tc_ref {
     uint32_t hcheck; /* tier: the hash folded to 32 bits (the key decides) */
     uint16_t klen;   /* tier: the key's length */
     /* The key's sequence group (tc__local_drop_group: TC_LOCAL_GROUP_BITS), set by the
-     * caller on the value it stores, as type_id is; fixed once the value is shared. */
+     * caller on the value it stores, as type_id is. It shares its bytes with flags, so
+     * both are written only before the value is shared (cache.c does, on values of its
+     * own), never after. */
     uint16_t group : 10;
     uint16_t flags : 6;      /* TC_REF_* */
     uint8_t type_id;         /* the key's type, for per-type metrics (stats.h); 0: other */
