@@ -7,6 +7,7 @@
 
 #include "format.h"
 
+_Static_assert(TC_FMT_LEN_AT == TC_REF_HEADER_LEN_AT, "tc__ref_off reads the length there");
 _Static_assert(TC_FMT_MAGIC_LEN <= TC_FMT_LEN_AT && TC_FMT_LEN_AT + 2 <= TC_FMT_BASE_LEN,
                "the header length follows the magic, inside the base header");
 
@@ -147,7 +148,7 @@ void tc__fmt_decode(tc_ref *r)
         r->flags |= TC_REF_NEGATIVE;
     if (flags & TC_FMT_TAGS)
         r->flags |= TC_REF_TAGGED;
-    r->off = (uint16_t)hlen;
+    r->flags |= TC_REF_HEADER; /* off = hlen, read from the header (tc__ref_off) */
     r->len = total - hlen;
 }
 

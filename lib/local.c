@@ -1,7 +1,8 @@
 /*
  * The local tier: reference-counted values in a power-of-two number of cache-line aligned
  * shards, each with its own writers' lock (a spinlock: shard_lock), hash table, CLOCK
- * eviction lists, byte budget, counters and fill-guard slot sequences.
+ * hand (over the table's buckets), admission window (a ring of entry pointers), byte
+ * budget, counters and fill-guard slot sequences.
  *
  * Reads take no lock and write nothing shared ("Reads"): they walk the table inside a read
  * section (reclaim.h), keep the value they found through a hazard slot of their own
@@ -16,10 +17,10 @@
  * it is released.
  *
  * Invariants (shard lock held): bytes is the sum of the entries' charges and never above
- * the budget; entries counts the table and the lists alike; an entry is live only while its
- * epoch (its ticket's) is at least the tier's flush floor and its group's floor, and its
- * expiry is in the future; dead ones are misses and are reclaimed lazily. Hash bits: 48..63 pick
- * the shard, 32..39 the slot, 0..31 the bucket, so the three are independent.
+ * the budget; entries counts the table, window_bytes the window's part of bytes; an entry is live
+ * only while its epoch (its ticket's) is at least the tier's flush floor and its group's floor, and
+ * its expiry is in the future; dead ones are misses and are reclaimed lazily. Hash bits: 48..63
+ * pick the shard, 32..39 the slot, 0..31 the bucket, so the three are independent.
  */
 #include "config.h"
 
@@ -71,8 +72,9 @@
 #define MAX_BUCKETS (1u << 24)
 
 /* An entry is its value: one allocation (tc_ref, ref.h) holding the tier's fields, the
- * value's bytes and NUL, and the key after them. Its retirement node overlays the CLOCK
- * links, which only writers use and which are dead once the entry is unlinked; everything
+ * value's bytes and NUL, and the key after them. It needs no retirement node (reclaim keeps
+ * retired objects in arrays) and no list links (the CLOCK hand walks the buckets; the
+ * window is a ring of pointers). Everything
  * readers read without a lock (chain, hcheck, klen, key, epoch, expiry, the value) is
  * fixed once the entry is published, but chain and referenced. Unlinked, it loses the
  * tier's reference at once (retire_victims); at the last reference it is retired once
@@ -81,11 +83,37 @@
  * takes a reference only from a count above 0 (hold_live). */
 typedef tc_ref entry;
 
-_Static_assert(offsetof(tc_ref, ret) == 0, "a retired value is its allocation's start");
+/* Reclaim may link a retired entry through its first word once no section can see it:
+ * chain, which only sections read. */
+_Static_assert(offsetof(tc_ref, chain) == 0, "a retired entry's first word is its chain");
+_Static_assert(offsetof(tc_ref, buf) == 34, "the entry header is 34 bytes");
+
+/* An entry's referenced byte: its CLOCK mark (REF_MARK), which the hand lowers by one at
+ * each pass and evicts at 0, and REF_WINDOW while it is in the admission window. A list's
+ * newest entry sits farthest from its hand; a hand over the buckets may come to a new one
+ * at once, so an entry enters the main region at REF_NEW (passed once), and a hit raises it
+ * to REF_HIT (passed twice): hit entries outlast those never hit since. Writers change it
+ * under the shard lock; readers raise the mark with a compare-and-swap (note_hit), so they
+ * never undo a writer's change of REF_WINDOW (a hit lost to a writer only blurs the mark). */
+#define REF_NEW 1
+#define REF_HIT 2
+#define REF_MARK 3
+#define REF_WINDOW 4
+
+static inline bool in_window(const entry *e)
+{
+    return atomic_load_explicit(&e->referenced, memory_order_relaxed) & REF_WINDOW;
+}
+
+/* Writers': sets e's referenced byte (the shard lock held). */
+static inline void set_referenced(entry *e, unsigned v)
+{
+    atomic_store_explicit(&e->referenced, (unsigned char)v, memory_order_relaxed);
+}
 
 static inline const char *entry_key(const entry *e)
 {
-    return (const char *)e->buf + e->off + e->len + 1;
+    return (const char *)e->buf + tc__ref_off(e) + e->len + 1;
 }
 
 /* The 32 bits of a hash an entry keeps: both halves folded, so that the bucket (the low
@@ -97,10 +125,26 @@ static inline uint32_t fold(uint64_t h)
     return (uint32_t)h ^ (uint32_t)(h >> 32);
 }
 
-typedef struct list {
-    entry *head, *tail;
-    size_t bytes;
-} list;
+/* The entries a critical section removed, retired once the lock is released
+ * (retire_victims). Bounded, as entries carry no link for it: a section that fills it
+ * stops, and its caller releases the lock, retires them and goes on. */
+#define VICTIMS 32u
+typedef struct victims {
+    entry *e[VICTIMS];
+    unsigned n;
+} victims;
+
+static inline bool victims_full(const victims *vs)
+{
+    return vs->n == VICTIMS;
+}
+
+/* W-TinyLFU's admission window: its entries' addresses, oldest first, in a ring (mask + 1 a
+ * power of two). A removed entry's slot is cleared, and skipped when it comes first. */
+typedef struct ring {
+    entry **slot;
+    uint32_t mask, head, n; /* head: the oldest slot; n: slots in use, cleared ones too */
+} ring;
 
 typedef struct shard {
     /* Aligning the first member aligns the struct and rounds its size up to whole cache
@@ -118,9 +162,11 @@ typedef struct shard {
     atomic_size_t *total; /* the tier's sum of every shard's bytes (writers') */
     /* The writers' line(s). */
     alignas(CACHE_LINE) atomic_uint mu; /* the shard lock: see shard_lock */
-    list main;                          /* admitted entries, CLOCK order (head: newest) */
-    list window;                        /* W-TinyLFU's admission window, FIFO (head: newest) */
-    size_t bytes;                       /* main.bytes + window.bytes */
+    uint32_t hand;                      /* CLOCK: the bucket the hand is at */
+    uint32_t hand_pos;                  /* and the entries of its chain it passed */
+    ring window;                        /* W-TinyLFU's admission window, FIFO */
+    size_t window_bytes;                /* the window's entries' charges */
+    size_t bytes;                       /* every entry's charge */
     uint64_t entries;
     /* rejects: values not kept because admission refused them or they exceed the budget
      * (a stale ticket's fill is a store_reject, not a reject). */
@@ -223,7 +269,7 @@ void tc__ref_free(tc_ref *r)
     /* An entry may still be seen by a read section that found it before it was unlinked,
      * or held through a hazard slot by a caller of tc_get, which counts no reference. */
     if (r->flags & TC_REF_ENTRY)
-        tc__retire(&r->ret, entry_charge(r));
+        tc__retire(r, entry_charge(r));
     else
         tc__free(r);
 }
@@ -322,37 +368,59 @@ static inline size_t entry_charge(const entry *e)
     return alloc_cost(TC_REF_SIZE(tc__ref_cap(e)) + e->klen);
 }
 
-static inline list *list_of(shard *s, const entry *e)
+/* The window's oldest entry (NULL: empty), cleared slots before it dropped. */
+static entry *window_oldest_locked(shard *s)
 {
-    return e->in_window ? &s->window : &s->main;
+    ring *w = &s->window;
+    while (w->n && !w->slot[w->head & w->mask]) {
+        w->head++;
+        w->n--;
+    }
+    return w->n ? w->slot[w->head & w->mask] : NULL;
 }
 
-static void lru_unlink_locked(shard *s, entry *e)
+/* Drops the cleared slots, keeping the order. */
+static void window_compact_locked(shard *s)
 {
-    list *li = list_of(s, e);
-    if (e->lru.prev)
-        e->lru.prev->lru.next = e->lru.next;
-    else
-        li->head = e->lru.next;
-    if (e->lru.next)
-        e->lru.next->lru.prev = e->lru.prev;
-    else
-        li->tail = e->lru.prev;
-    e->lru.prev = e->lru.next = NULL;
-    li->bytes -= entry_charge(e);
+    ring *w = &s->window;
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < w->n; i++) {
+        entry *e = w->slot[(w->head + i) & w->mask];
+        w->slot[(w->head + i) & w->mask] = NULL;
+        if (e)
+            w->slot[(w->head + n++) & w->mask] = e;
+    }
+    w->n = n;
 }
 
-static void lru_push_head_locked(shard *s, entry *e)
+/* Appends e to the window; false (e then goes to the main region) if the ring is full of
+ * live entries, which its size (window_ring_size) rules out. */
+static bool window_push_locked(shard *s, entry *e)
 {
-    list *li = list_of(s, e);
-    e->lru.prev = NULL;
-    e->lru.next = li->head;
-    if (li->head)
-        li->head->lru.prev = e;
-    else
-        li->tail = e;
-    li->head = e;
-    li->bytes += entry_charge(e);
+    ring *w = &s->window;
+    if (!w->slot)
+        return false;
+    if (w->n > w->mask)
+        window_compact_locked(s);
+    if (w->n > w->mask)
+        return false;
+    w->slot[(w->head + w->n++) & w->mask] = e;
+    s->window_bytes += entry_charge(e);
+    return true;
+}
+
+/* Takes e out of the window: its slot is cleared (searched newest first: an entry replaced
+ * or invalidated soon after its store is the common case; the oldest, promoted, is first). */
+static void window_forget_locked(shard *s, entry *e)
+{
+    ring *w = &s->window;
+    entry **at = w->n ? &w->slot[w->head & w->mask] : NULL;
+    for (uint32_t i = w->n; at && *at != e && i-- > 0;)
+        at = &w->slot[(w->head + i) & w->mask];
+    if (at && *at == e)
+        *at = NULL;
+    s->window_bytes -= entry_charge(e);
+    set_referenced(e, atomic_load_explicit(&e->referenced, memory_order_relaxed) & REF_MARK);
 }
 
 static inline entry *_Atomic *bucket_of(const shard *s, uint32_t hc)
@@ -376,43 +444,44 @@ static inline entry *find_locked(shard *s, uint64_t h)
     return atomic_load_explicit(link_locked(s, fold(h)), memory_order_relaxed);
 }
 
-/* Takes e out of the table, the list and the accounting and chains it on *victims, to be
- * retired by retire_victims once the lock is released. Readers inside a section may still
- * be on e: its chain stays as it is, so they walk on. */
-static void remove_locked(shard *s, entry *e, entry **victims)
+/* Takes e out of the table, the window and the accounting and adds it to vs (not full), to
+ * be retired by retire_victims once the lock is released. Readers inside a section may
+ * still be on e: its chain stays as it is, so they walk on. */
+static void remove_locked(shard *s, entry *e, victims *vs)
 {
     /* Sequentially consistent: the retirement's stamp is read after it (reclaim.c). */
     atomic_store_explicit(link_locked(s, e->hcheck),
                           atomic_load_explicit(&e->chain, memory_order_relaxed),
                           memory_order_seq_cst);
-    lru_unlink_locked(s, e);
+    if (in_window(e))
+        window_forget_locked(s, e);
     size_t charge = entry_charge(e);
     s->bytes -= charge;
     atomic_fetch_sub_explicit(s->total, charge, memory_order_relaxed);
     s->entries--;
-    e->lru.next = *victims;
-    *victims = e;
+    vs->e[vs->n++] = e;
 }
 
-/* Drops the tier's references to the entries chained by remove_locked: each is retired at
+/* Drops the tier's references to the entries remove_locked collected: each is retired at
  * its last reference (tc__ref_free). Called with no lock held. */
-static void retire_victims(entry *v)
+static void retire_victims(victims *vs)
 {
-    while (v) {
-        entry *next = v->lru.next; /* read before a retirement overwrites it */
-        tc__ref_drop(v);
-        v = next;
-    }
+    for (unsigned i = 0; i < vs->n; i++)
+        tc__ref_drop(vs->e[i]);
+    vs->n = 0;
 }
 
-/* Publishes e at the head of its bucket. Caller holds the shard lock and has removed any
- * entry for its hash. Release: a reader that finds e sees it, and its value, whole. */
+/* Publishes e at the end of its bucket's chain: the entries the CLOCK hand passed in it
+ * stay the first ones (clock_victim_locked). Caller holds the shard lock and has removed
+ * any entry for its hash. Release: a reader that finds e sees it, and its value, whole. */
 static void insert_locked(shard *s, entry *e)
 {
-    entry *_Atomic *b = bucket_of(s, e->hcheck);
-    atomic_store_explicit(&e->chain, atomic_load_explicit(b, memory_order_relaxed),
-                          memory_order_relaxed);
-    atomic_store_explicit(b, e, memory_order_release);
+    entry *_Atomic *link = bucket_of(s, e->hcheck);
+    entry *n;
+    while ((n = atomic_load_explicit(link, memory_order_relaxed)))
+        link = &n->chain;
+    atomic_store_explicit(&e->chain, NULL, memory_order_relaxed);
+    atomic_store_explicit(link, e, memory_order_release);
 }
 
 /* True if e holds key (klen bytes). Keys of 8 bytes and more are compared eight bytes at a
@@ -582,30 +651,49 @@ static unsigned sketch_frequency_locked(const shard *s, uint32_t hc)
     return f;
 }
 
-static void evict_locked(shard *s, entry *e, entry **victims)
+static void evict_locked(shard *s, entry *e, victims *vs)
 {
     s->evictions++;
     s->type_evictions[type_slot(e)]++;
-    remove_locked(s, e, victims);
+    remove_locked(s, e, vs);
 }
 
-/* The entry the CLOCK hand of list li would evict: dead entries on the way are removed
- * (expirations), referenced ones get their second chance. NULL if li empties. */
-static entry *clock_victim_locked(tc_local *l, shard *s, list *li, entry **victims)
+/* The entry of the main region the CLOCK hand would evict, passing keep: the hand goes
+ * over the buckets, a bucket's chain at a time, removing dead entries (expirations) and
+ * giving referenced ones their second chance; it stays at the victim's bucket. NULL if the
+ * main region holds nothing but keep, or vs filled up on the way. REF_HIT + 1 turns of
+ * the table are enough: each lowers every mark by one. */
+static entry *clock_victim_locked(tc_local *l, shard *s, const entry *keep, victims *vs)
 {
-    uint64_t epoch = atomic_load_explicit(&l->floor, memory_order_acquire);
+    uint64_t floor = atomic_load_explicit(&l->floor, memory_order_acquire);
     int64_t now = tc__now_ns();
-    for (entry *e = li->tail; e; e = li->tail) {
-        if (dead(l, e, epoch, now)) {
-            if (!dropped(l, e, epoch))
-                s->expirations++;
-            remove_locked(s, e, victims);
-        } else if (atomic_load_explicit(&e->referenced, memory_order_relaxed)) {
-            atomic_store_explicit(&e->referenced, false, memory_order_relaxed);
-            lru_unlink_locked(s, e);
-            lru_push_head_locked(s, e);
-        } else {
-            return e;
+    for (uint64_t turn = 0; turn <= (REF_HIT + 1) * ((uint64_t)s->bmask + 1);
+         turn++, s->hand++, s->hand_pos = 0) {
+        entry *_Atomic *link = &s->buckets[s->hand & s->bmask];
+        entry *e;
+        unsigned char r;
+        /* The entries of the chain the hand passed already stay passed: a hand that came
+         * back to them at each call would lower their marks twice in one turn. */
+        for (uint32_t pos = 0; (e = atomic_load_explicit(link, memory_order_relaxed));) {
+            if (pos < s->hand_pos || in_window(e) || e == keep) {
+                link = &e->chain;
+                pos++;
+                s->hand_pos = pos > s->hand_pos ? pos : s->hand_pos;
+            } else if (dead(l, e, floor, now)) {
+                if (victims_full(vs))
+                    return NULL;
+                if (!dropped(l, e, floor))
+                    s->expirations++;
+                remove_locked(s, e, vs); /* *link is now the next one */
+            } else if ((r = atomic_load_explicit(&e->referenced, memory_order_relaxed))) {
+                set_referenced(e, r - 1u); /* a main entry's is its mark alone */
+                link = &e->chain;
+                pos++;
+                s->hand_pos = pos;
+            } else {
+                s->hand_pos = pos;
+                return e;
+            }
         }
     }
     return NULL;
@@ -614,61 +702,60 @@ static entry *clock_victim_locked(tc_local *l, shard *s, list *li, entry **victi
 /* Moves the window's oldest entry c into the main region, through the admission filter
  * when the shard is over its share: c replaces the CLOCK victim only if it is more
  * popular. The test is on the whole shard, not the main region's part of it: a window
- * smaller than one entry then still sends every candidate through the filter. */
-static void promote_locked(tc_local *l, shard *s, entry *c, entry **victims)
+ * smaller than one entry then still sends every candidate through the filter. False if vs
+ * filled up first (c is still the oldest: the caller goes on after retiring them). */
+static bool promote_locked(tc_local *l, shard *s, entry *c, victims *vs)
 {
     while (s->bytes > l->budget) {
-        entry *v = clock_victim_locked(l, s, &s->main, victims);
+        entry *v = clock_victim_locked(l, s, NULL, vs);
+        if (victims_full(vs))
+            return false;
         if (!v || s->bytes <= l->budget)
             break; /* the hand reclaimed dead entries on its way: room enough */
         if (sketch_frequency_locked(s, c->hcheck) <= sketch_frequency_locked(s, v->hcheck)) {
             s->rejects++;
             s->type_rejects[type_slot(c)]++;
-            evict_locked(s, c, victims);
+            evict_locked(s, c, vs);
             /* The hand moves past the victim that won: it is the next contest's
              * opponent no more. Otherwise a few stale entries with high counts at the
              * hand win every contest and lock every newcomer out (a second pass over
              * old keys never gets in). */
-            lru_unlink_locked(s, v);
-            lru_push_head_locked(s, v);
-            return;
+            s->hand_pos++;
+            return true;
         }
-        evict_locked(s, v, victims);
+        evict_locked(s, v, vs);
     }
-    lru_unlink_locked(s, c);
-    c->in_window = 0;
-    lru_push_head_locked(s, c);
+    window_forget_locked(s, c);
+    set_referenced(c, REF_NEW);
+    return true;
 }
 
-/* After e (already counted in bytes and on its list) was stored: brings the shard back
- * within its share. With admission, the window's overflow is promoted through the filter
- * (the newest entry stays in the window even when it alone is larger than it); then (or
- * without admission) CLOCK evicts from the main region, and last from the window; e itself
- * stays (it fits the whole budget, and shed makes room for it in the other shards when it
- * is larger than this shard's share). */
-static void make_room_locked(tc_local *l, shard *s, entry *e, entry **victims)
+/* After e (already counted in bytes) was stored: brings the shard back within its share.
+ * With admission, the window's overflow is promoted through the filter (the newest entry
+ * stays in the window even when it alone is larger than it); then (or without admission)
+ * CLOCK evicts from the main region, and last from the window; e itself stays (it fits
+ * the whole budget, and shed makes room for it in the other shards when it is larger than
+ * this shard's share). False if vs filled up first: the caller retires them and calls
+ * again. */
+static bool make_room_locked(tc_local *l, shard *s, const entry *e, victims *vs)
 {
-    while (s->window.bytes > l->window_budget && s->window.tail && s->window.tail != e)
-        promote_locked(l, s, s->window.tail, victims);
+    entry *c;
+    while (s->window_bytes > l->window_budget && (c = window_oldest_locked(s)) && c != e)
+        if (!promote_locked(l, s, c, vs))
+            return false;
     while (s->bytes > l->budget) {
-        entry *v = clock_victim_locked(l, s, &s->main, victims);
+        entry *v = clock_victim_locked(l, s, e, vs);
+        if (victims_full(vs))
+            return false;
         if (s->bytes <= l->budget)
             break; /* dead entries reclaimed were enough */
-        if (v == e && s->main.head != s->main.tail) {
-            /* Without admission e is in the main region, where it stays: the hand
-             * passes it (unreferenced, so it is the next victim after a pass). */
-            lru_unlink_locked(s, e);
-            lru_push_head_locked(s, e);
-            continue;
-        }
-        if (v == e)
+        if (!v && (v = window_oldest_locked(s)) == e)
             v = NULL;
-        if (!v && s->window.tail != e)
-            v = s->window.tail;
         if (!v)
             break; /* only e is left */
-        evict_locked(s, v, victims);
+        evict_locked(s, v, vs);
     }
+    return true;
 }
 
 static inline bool over_budget(tc_local *l)
@@ -694,21 +781,23 @@ static void shed(tc_local *l, const shard *from)
                 shard *t = &l->shards[(start + i) & l->mask];
                 if (t == from)
                     continue;
-                entry *victims = NULL;
+                victims vs = {.n = 0};
                 shard_lock(t);
                 while (over_budget(l) && (pass == 1 || t->bytes > l->budget)) {
-                    entry *v = clock_victim_locked(l, t, &t->main, &victims);
-                    if (!v)
-                        v = t->window.tail;
-                    if (!v)
+                    entry *v = clock_victim_locked(l, t, NULL, &vs);
+                    if (!v && !victims_full(&vs))
+                        v = window_oldest_locked(t);
+                    if (victims_full(&vs))
+                        evicted = true; /* dead ones went: the next turn goes on */
+                    if (!v || victims_full(&vs))
                         break;
-                    evict_locked(t, v, &victims);
+                    evict_locked(t, v, &vs);
                     evicted = true;
                     if (pass == 1)
                         break; /* one at a time, so every shard gives alike */
                 }
                 shard_unlock(t);
-                retire_victims(victims);
+                retire_victims(&vs);
             }
             if (pass == 0)
                 break;
@@ -734,7 +823,21 @@ static void shards_free(tc_local *l, unsigned n)
     for (unsigned i = 0; i < n; i++) {
         tc__free(l->shards[i].sketch);
         tc__free((void *)l->shards[i].buckets);
+        tc__free(l->shards[i].window.slot);
     }
+}
+
+/* Slots of the window's ring for a window of window_budget bytes (0: none): one for each
+ * smallest entry it can hold, and two more (the newest entry may overflow it), rounded up
+ * to a power of two, so it never fills with live entries. */
+static uint32_t window_ring_size(size_t window_budget)
+{
+    if (!window_budget)
+        return 0;
+    size_t need = window_budget / alloc_cost(TC_REF_SIZE(0)) + 2, n = 4;
+    while (n < need && n < ((size_t)1 << 30))
+        n <<= 1;
+    return (uint32_t)n;
 }
 
 static bool shard_init(tc_local *l, shard *s, uint32_t width, uint32_t nbuckets)
@@ -746,6 +849,11 @@ static bool shard_init(tc_local *l, shard *s, uint32_t width, uint32_t nbuckets)
     s->total = &l->total;
     s->buckets = tc__calloc(nbuckets, sizeof *s->buckets);
     s->bmask = nbuckets - 1;
+    uint32_t nslots = window_ring_size(l->budget / 100);
+    if (nslots) {
+        s->window.slot = tc__calloc(nslots, sizeof *s->window.slot);
+        s->window.mask = nslots - 1;
+    }
     if (l->budget > 0) {
         /* width counters per row: width / SKETCH_ROW_CELLS blocks */
         size_t bytes = (size_t)SKETCH_ROWS * width / 2;
@@ -755,7 +863,7 @@ static bool shard_init(tc_local *l, shard *s, uint32_t width, uint32_t nbuckets)
         s->sketch_mask = width / SKETCH_ROW_CELLS - 1;
         s->sample_size = 10 * width;
     }
-    return s->buckets && (l->budget == 0 || s->sketch);
+    return s->buckets && (l->budget == 0 || s->sketch) && (!nslots || s->window.slot);
 }
 
 tc_status tc__local_new(size_t max_bytes, unsigned nshards, tc_local **out)
@@ -829,12 +937,13 @@ void tc__local_free(tc_local *l)
      * values callers still hold stay valid (tc__ref_free). */
     for (unsigned i = 0; i <= l->mask; i++) {
         shard *s = &l->shards[i];
-        entry *victims = NULL;
-        while (s->main.head)
-            remove_locked(s, s->main.head, &victims);
-        while (s->window.head)
-            remove_locked(s, s->window.head, &victims);
-        retire_victims(victims);
+        for (uint32_t b = 0; b <= s->bmask; b++) {
+            for (entry *e = atomic_load_explicit(&s->buckets[b], memory_order_relaxed), *next; e;
+                 e = next) {
+                next = atomic_load_explicit(&e->chain, memory_order_relaxed);
+                tc__ref_drop(e);
+            }
+        }
     }
     shards_free(l, l->mask + 1);
     tc__free(l->shards_mem);
@@ -886,8 +995,11 @@ static inline void note_hit(shard *s, entry *e)
     /* The sketch counts the first hit after each pass of the hand: only unreferenced
      * entries are ever compared with a candidate, so the hits in between would change no
      * decision, and skipping them keeps the common hit free of shared writes. */
-    if (!atomic_load_explicit(&e->referenced, memory_order_relaxed)) {
-        atomic_store_explicit(&e->referenced, true, memory_order_relaxed);
+    unsigned char r = atomic_load_explicit(&e->referenced, memory_order_relaxed);
+    if ((r & REF_MARK) < REF_HIT &&
+        atomic_compare_exchange_strong_explicit(&e->referenced, &r,
+                                                (unsigned char)((r & REF_WINDOW) | REF_HIT),
+                                                memory_order_relaxed, memory_order_relaxed)) {
         sketch_increment(s, e->hcheck);
     }
 }
@@ -895,17 +1007,17 @@ static inline void note_hit(shard *s, entry *e)
 /* Removes the entry for h if it is still there and dead. */
 static void reap(tc_local *l, shard *s, uint64_t h, int64_t now_ns)
 {
-    entry *victims = NULL;
+    victims vs = {.n = 0};
     uint64_t epoch = atomic_load_explicit(&l->floor, memory_order_acquire);
     shard_lock(s);
     entry *e = find_locked(s, h);
     if (e && dead(l, e, epoch, now_ns)) {
         if (!dropped(l, e, epoch))
             s->expirations++;
-        remove_locked(s, e, &victims);
+        remove_locked(s, e, &vs);
     }
     shard_unlock(s);
-    retire_victims(victims);
+    retire_victims(&vs);
 }
 
 /* The end of a read that found no live entry for its key (reaped: a dead one was there).
@@ -1005,7 +1117,7 @@ static inline bool read(tc_local *l, uint64_t h, const char *key, size_t klen, i
     }
     note_hit(s, e);
     tc_ref *v = e;
-    tc_hazard *hz = slot ? tc__hazard_take(me, &v->ret) : NULL;
+    tc_hazard *hz = slot ? tc__hazard_take(me, v) : NULL;
     if (!hz && TC_UNLIKELY(!hold_live(v))) {
         tc__read_exit(me);
         return read_missed(l, s, me, h, now_ns, false); /* removed meanwhile */
@@ -1084,7 +1196,7 @@ tc_ticket tc__local_ticket(tc_local *l, uint64_t h)
 /* The bytes of v the tier copies: its stored-format header, if any, and its value. */
 static inline size_t value_bytes(const tc_ref *v)
 {
-    return (size_t)v->off + v->len;
+    return tc__ref_off(v) + v->len;
 }
 
 /* The 32-bit expiry of an entry stored at now_ns to expire at expires_ns: rounded down to
@@ -1116,7 +1228,6 @@ static entry *entry_new(uint64_t h, const char *key, size_t klen, const tc_ref *
     atomic_init(&e->referenced, 0);
     memcpy(e->buf, v->buf, vb);
     e->buf[vb] = '\0';
-    e->off = v->off;
     e->len = v->len;
     e->flags = (uint8_t)(v->flags | TC_REF_ENTRY); /* set before it is published */
     e->type_id = v->type_id;
@@ -1150,8 +1261,8 @@ static bool local_store(tc_local *l, uint64_t h, const char *key, size_t klen, t
     if (fits)
         e = entry_new(h, key, klen, v, expires_ns, now_ns, t.epoch);
 
-    entry *victims = NULL;
-    bool stored = false;
+    victims vs = {.n = 0};
+    bool stored = false, done = true;
     shard_lock(s);
     atomic_uint_fast64_t *slot = slot_of(s, h);
     uint64_t seq = atomic_load_explicit(slot, memory_order_relaxed);
@@ -1164,21 +1275,22 @@ static bool local_store(tc_local *l, uint64_t h, const char *key, size_t klen, t
      * old entry goes (replaced, or not worth keeping once its key was written or
      * refetched), whatever key it holds. */
     if (old && (fresh || write))
-        remove_locked(s, old, &victims);
+        remove_locked(s, old, &vs);
 
     if (write)
         sketch_increment(s, fold(h)); /* a write-through value counts as one access */
     sketch_age_locked(s);
     if (fresh && e) {
-        e->in_window = l->window_budget > 0;
+        /* Its place and mark first: readers may hit it once it is in the table. */
+        bool window = l->window_budget > 0 && window_push_locked(s, e);
+        set_referenced(e, window ? REF_WINDOW : REF_NEW);
         insert_locked(s, e);
-        lru_push_head_locked(s, e);
         s->bytes += need;
         atomic_fetch_add_explicit(&l->total, need, memory_order_relaxed);
         s->entries++;
         s->stores++;
         stored = true;
-        make_room_locked(l, s, e, &victims);
+        done = make_room_locked(l, s, e, &vs);
     }
     if (!stored)
         s->store_rejects++;
@@ -1186,11 +1298,22 @@ static bool local_store(tc_local *l, uint64_t h, const char *key, size_t klen, t
         s->rejects++; /* a value the tier would have kept, but cannot hold */
         s->type_rejects[type_slot(v)]++;
     }
+    if (!done)
+        tc__ref_hold(e); /* e stays e while the lock is let go */
     shard_unlock(s);
 
     if (!stored)
         tc__free(e);
-    retire_victims(victims);
+    retire_victims(&vs);
+    if (!done) {
+        while (!done) {
+            shard_lock(s);
+            done = make_room_locked(l, s, e, &vs);
+            shard_unlock(s);
+            retire_victims(&vs);
+        }
+        tc__ref_drop(e);
+    }
     if (stored && over_budget(l))
         shed(l, s);
     return stored;
@@ -1211,16 +1334,16 @@ bool tc__local_store_write(tc_local *l, uint64_t h, const char *key, size_t klen
 void tc__local_invalidate(tc_local *l, uint64_t h)
 {
     shard *s = shard_of(l, h);
-    entry *victims = NULL;
+    victims vs = {.n = 0};
     shard_lock(s);
     atomic_uint_fast64_t *slot = slot_of(s, h);
     atomic_store_explicit(slot, atomic_load_explicit(slot, memory_order_relaxed) + 1,
                           memory_order_release);
     entry *e = find_locked(s, h);
     if (e)
-        remove_locked(s, e, &victims);
+        remove_locked(s, e, &vs);
     shard_unlock(s);
-    retire_victims(victims);
+    retire_victims(&vs);
 }
 
 void tc__local_set_admission(tc_local *l, bool on)
@@ -1232,22 +1355,29 @@ void tc__local_set_admission(tc_local *l, bool on)
  * entry with all. Caller holds no lock. */
 static void sweep_shard(tc_local *l, shard *s, int64_t now_ns, bool all)
 {
-    entry *victims = NULL;
+    victims vs = {.n = 0};
     uint64_t floor = atomic_load_explicit(&l->floor, memory_order_acquire);
-    shard_lock(s);
-    list *lists[2] = {&s->main, &s->window};
-    for (unsigned i = 0; i < 2; i++) {
-        for (entry *e = lists[i]->head, *next; e; e = next) {
-            next = e->lru.next;
-            if (!all && !dead(l, e, floor, now_ns))
-                continue;
-            if (!dropped(l, e, floor))
-                s->expirations++;
-            remove_locked(s, e, &victims);
+    for (uint32_t b = 0; b <= s->bmask;) {
+        shard_lock(s);
+        /* A bucket at a time, and the lock let go whenever vs fills up. */
+        for (; b <= s->bmask && !victims_full(&vs); b++) {
+            entry *_Atomic *link = &s->buckets[b];
+            entry *e;
+            while ((e = atomic_load_explicit(link, memory_order_relaxed)) && !victims_full(&vs)) {
+                if (!all && !dead(l, e, floor, now_ns)) {
+                    link = &e->chain;
+                    continue;
+                }
+                if (!dropped(l, e, floor))
+                    s->expirations++;
+                remove_locked(s, e, &vs);
+            }
+            if (e)
+                break; /* vs is full: this bucket again after retiring them */
         }
+        shard_unlock(s);
+        retire_victims(&vs);
     }
-    shard_unlock(s);
-    retire_victims(victims);
 }
 
 /* The sweep behind the 32-bit epochs and expiries (TICK_SHIFT, EPOCH_SPAN): takes out every
@@ -1344,10 +1474,14 @@ void tc__local_stats(tc_local *l, tc_local_stats *out)
         out->stores += s->stores;
         out->store_rejects += s->store_rejects;
         out->rejects += s->rejects;
+        out->window_bytes += s->window_bytes;
+        for (uint32_t j = 0; j < s->window.n; j++)
+            out->window_entries += s->window.slot[(s->window.head + j) & s->window.mask] != NULL;
         shard_unlock(s);
         /* Fixed after tc__local_new. */
         out->sketch_bytes += s->sketch ? (uint64_t)SKETCH_BLOCK * (s->sketch_mask + 1) : 0;
         out->table_bytes += (uint64_t)(s->bmask + 1) * sizeof *s->buckets;
+        out->table_bytes += s->window.slot ? (uint64_t)(s->window.mask + 1) * sizeof(entry *) : 0;
     }
 }
 
@@ -1378,10 +1512,10 @@ size_t tc__local_count(tc_local *l)
     for (unsigned i = 0; i <= l->mask; i++) {
         shard *s = &l->shards[i];
         shard_lock(s);
-        for (entry *e = s->main.head; e; e = e->lru.next)
-            n += !dead(l, e, epoch, now);
-        for (entry *e = s->window.head; e; e = e->lru.next)
-            n += !dead(l, e, epoch, now);
+        for (uint32_t b = 0; b <= s->bmask; b++)
+            for (entry *e = atomic_load_explicit(&s->buckets[b], memory_order_relaxed); e;
+                 e = atomic_load_explicit(&e->chain, memory_order_relaxed))
+                n += !dead(l, e, epoch, now);
         shard_unlock(s);
     }
     return n;
@@ -1391,7 +1525,7 @@ void tc__local_free_after_fork(tc_local *l)
 {
     if (!l)
         return;
-    /* A shard lock taken means a writer of the parent was mid-update at the fork: its lists
+    /* A shard lock taken means a writer of the parent was mid-update at the fork: its table
      * may be half spliced, so the tier is left as it is (shared copy-on-write with the
      * parent) rather than walked. */
     for (unsigned i = 0; i <= l->mask; i++)

@@ -35,7 +35,8 @@ typedef struct tc_local_stats {
     uint64_t hits, misses, evictions, expirations, entries, bytes, stores, store_rejects;
     uint64_t rejects;      /* not kept: refused by admission, or larger than a shard's budget */
     uint64_t sketch_bytes; /* the admission sketch's memory, outside the budget */
-    uint64_t table_bytes;  /* the hash tables' memory, outside the budget */
+    uint64_t table_bytes;  /* the hash tables' and window rings' memory, outside the budget */
+    uint64_t window_entries, window_bytes; /* in the admission windows (part of the above) */
 } tc_local_stats;
 
 /* max_bytes: the budget for keys + values + per-entry overhead across all shards; 0 makes

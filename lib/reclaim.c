@@ -11,22 +11,28 @@
  * before the advance. Sections still running when the pass looks hold min down.
  *
  * Locks: registry_mu (records are added and recycled under it) and shared_mu (the shared
- * list) are leaves; a pass runs with neither held except to splice the shared list.
+ * array and parked list) are leaves; a pass over a thread's own array runs with neither
+ * held, the pass over the shared ones under shared_mu. A retirement that waits out its
+ * grace period (its array full) holds shared_mu while it waits: sections never take it.
  */
 #include "config.h"
 
 #include "reclaim.h"
 
+#include <assert.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <stdint.h>
 #include <string.h>
 
 /* A pass runs every this many retirements of a thread, or sooner once they hold this many
  * bytes. Each pass reads every record's epoch and slots, so it is amortised over many
- * objects; the bytes bound what waits on an idle thread's list. */
+ * objects; the bytes bound what waits on an idle thread's array. */
 #define PASS_EVERY 64u
 #define PASS_BYTES (1u << 20)
+/* The first capacity of a retire array: a pass every PASS_EVERY leaves it rarely fuller. */
+#define FIRST_CAP ((size_t)2 * PASS_EVERY)
 
 alignas(64) atomic_uint_fast64_t tc__reclaim_epoch = 1;
 __thread tc_rec *tc__rec_tls __attribute__((tls_model("initial-exec")));
@@ -35,9 +41,14 @@ static pthread_mutex_t registry_mu = PTHREAD_MUTEX_INITIALIZER;
 static tc_rec *_Atomic registry; /* newest first; records are never removed */
 static unsigned next_id;         /* under registry_mu */
 
+/* What exited threads and threads without a record retired, and what could not wait in an
+ * array (parked: past its grace period, held by slots); under shared_mu. */
 static pthread_mutex_t shared_mu = PTHREAD_MUTEX_INITIALIZER;
-static tc_retired *shared;           /* under shared_mu */
-static atomic_uint_fast64_t nshared; /* its length, read without the lock */
+static tc_retired *shared;
+static size_t shared_n, shared_cap;
+static void *parked;                 /* linked through each object's first word */
+static atomic_uint_fast64_t nshared; /* shared_n + the parked, read without the lock */
+static atomic_size_t test_limit;     /* tc__reclaim_test_limit */
 
 static pthread_key_t exit_key;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
@@ -46,24 +57,39 @@ static bool registry_ok; /* set once: records can be handed out (their exit can 
  * destructor gets none (it could not be released again), and works without one. */
 static __thread bool thread_exited;
 
-/* The last object of a non-empty list. */
-static tc_retired *last_of(tc_retired *list)
+/* Appends (p, stamp) to the array *a (n used, cap allocated), growing it. False when it
+ * cannot grow (or the test limit says so): the caller then waits for the grace period. */
+static bool arr_push(tc_retired **a, size_t *n, size_t *cap, void *p, uint64_t stamp)
 {
-    while (list->next)
-        list = list->next;
-    return list;
+    size_t limit = atomic_load_explicit(&test_limit, memory_order_relaxed);
+    if (limit && *n >= limit)
+        return false;
+    if (*n == *cap) {
+        size_t ncap = *cap ? 2 * *cap : FIRST_CAP;
+        tc_retired *na = ncap <= SIZE_MAX / sizeof *na ? tc__realloc(*a, ncap * sizeof *na) : NULL;
+        if (!na)
+            return false;
+        *a = na;
+        *cap = ncap;
+    }
+    (*a)[(*n)++] = (tc_retired){p, stamp};
+    return true;
 }
 
-static void shared_push(tc_retired *list, uint64_t n)
+/* The parked list's link, in an object's first word (unread by anybody once its grace
+ * period is over: reclaim.h). */
+static void *next_parked(const void *p)
 {
-    if (!list)
-        return;
-    tc_retired *tail = last_of(list);
-    pthread_mutex_lock(&shared_mu);
-    tail->next = shared;
-    shared = list;
-    atomic_fetch_add_explicit(&nshared, n, memory_order_relaxed);
-    pthread_mutex_unlock(&shared_mu);
+    void *next;
+    memcpy(&next, p, sizeof next);
+    return next;
+}
+
+static void park_locked(void *p)
+{
+    memcpy(p, &parked, sizeof parked);
+    parked = p;
+    atomic_fetch_add_explicit(&nshared, 1, memory_order_relaxed);
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -140,69 +166,127 @@ static uint64_t oldest_section(void)
     return min;
 }
 
-/* Frees what it can of list and returns the rest; *n: how many are left. */
-static tc_retired *pass(tc_retired *list, uint64_t *n)
+/* Frees what it can of the array a (n used) and returns how many are left, moved to its
+ * front. */
+static size_t pass(tc_retired *a, size_t n)
 {
+    if (!n)
+        return 0;
     uint64_t min = oldest_section();
     held h;
     held_scan(&h);
-    tc_retired *keep = NULL;
-    *n = 0;
-    while (list) {
-        tc_retired *it = list;
-        list = it->next;
-        if (it->stamp < min && !held_has(&h, it)) {
-            tc__free(it);
-        } else {
-            it->next = keep;
-            keep = it;
-            (*n)++;
-        }
+    size_t keep = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (a[i].stamp < min && !held_has(&h, a[i].p))
+            tc__free(a[i].p);
+        else
+            a[keep++] = a[i];
     }
     held_done(&h);
     return keep;
 }
 
+/* Frees the parked objects no slot holds any more; returns how many are left. Caller holds
+ * shared_mu. */
+static uint64_t pass_parked_locked(void)
+{
+    held h;
+    held_scan(&h);
+    void *keep = NULL;
+    uint64_t n = 0;
+    for (void *p = parked, *next; p; p = next) {
+        next = next_parked(p);
+        if (held_has(&h, p)) {
+            memcpy(p, &keep, sizeof keep);
+            keep = p;
+            n++;
+        } else {
+            tc__free(p);
+        }
+    }
+    parked = keep;
+    held_done(&h);
+    return n;
+}
+
+/* The shared array and parked list, under the lock: only exited threads, threads without
+ * a record and full arrays add to them, so holding it through the pass delays few. */
 static void pass_shared(void)
 {
     if (!atomic_load_explicit(&nshared, memory_order_relaxed) ||
         pthread_mutex_trylock(&shared_mu) != 0)
         return;
-    tc_retired *list = shared;
-    shared = NULL;
-    atomic_store_explicit(&nshared, 0, memory_order_relaxed);
+    shared_n = pass(shared, shared_n);
+    uint64_t left = parked ? pass_parked_locked() : 0;
+    atomic_store_explicit(&nshared, shared_n + left, memory_order_relaxed);
     pthread_mutex_unlock(&shared_mu);
-    uint64_t left;
-    list = pass(list, &left);
-    shared_push(list, left);
 }
 
-/* A pass over the shared list, then r's own. */
+/* A pass over the shared array, then r's own. */
 static void pass_own(tc_rec *r)
 {
     r->reclaiming = true;
     pass_shared();
-    if (r->retired) {
-        uint64_t left;
-        r->retired = pass(r->retired, &left);
-    }
+    r->n = pass(r->retired, r->n);
     r->since_pass = 0;
     r->bytes_since_pass = 0;
     r->reclaiming = false;
 }
 
-void tc__retire(tc_retired *it, size_t bytes)
+/* Waits until no section that could have seen an object stamped stamp is running. Sections
+ * are short and never block, so this ends; the caller is in none (reclaim.h). */
+static void wait_grace(uint64_t stamp)
 {
-    it->stamp = atomic_load_explicit(&tc__reclaim_epoch, memory_order_seq_cst);
+    while (oldest_section() <= stamp)
+        sched_yield();
+}
+
+/* An object no array can take: after its grace period it is freed, or parked while a slot
+ * holds it. Caller holds shared_mu. */
+static void retire_full_locked(void *p, uint64_t stamp)
+{
+    wait_grace(stamp);
+    held h;
+    held_scan(&h);
+    if (held_has(&h, p))
+        park_locked(p);
+    else
+        tc__free(p);
+    held_done(&h);
+}
+
+/* Into the shared array, or past the grace period when it cannot take it. */
+static void shared_add(void *p, uint64_t stamp)
+{
+    pthread_mutex_lock(&shared_mu);
+    if (arr_push(&shared, &shared_n, &shared_cap, p, stamp))
+        atomic_fetch_add_explicit(&nshared, 1, memory_order_relaxed);
+    else
+        retire_full_locked(p, stamp);
+    pthread_mutex_unlock(&shared_mu);
+}
+
+void tc__retire(void *p, size_t bytes)
+{
+    uint64_t stamp = atomic_load_explicit(&tc__reclaim_epoch, memory_order_seq_cst);
     tc_rec *r = tc__rec_self();
     if (!r) {
-        it->next = NULL;
-        shared_push(it, 1);
+        shared_add(p, stamp);
         return;
     }
-    it->next = r->retired;
-    r->retired = it;
-    /* Survivors of passes (objects held in slots) stay on the list; a pass is due every
+    assert(!atomic_load_explicit(&r->epoch, memory_order_relaxed)); /* not in a section */
+    if (!arr_push(&r->retired, &r->n, &r->cap, p, stamp)) {
+        /* Full: a pass may make room; if not, the object waits out its grace period. */
+        if (!r->reclaiming)
+            pass_own(r);
+        if (!arr_push(&r->retired, &r->n, &r->cap, p, stamp)) {
+            pthread_mutex_lock(&shared_mu);
+            retire_full_locked(p, stamp);
+            pthread_mutex_unlock(&shared_mu);
+            return;
+        }
+    }
+    /* Survivors of passes (objects held in slots) stay in the array; a pass is due every
      * PASS_EVERY retirements or PASS_BYTES beyond them. */
     r->bytes_since_pass += bytes;
     if ((++r->since_pass >= PASS_EVERY || r->bytes_since_pass >= PASS_BYTES) && !r->reclaiming)
@@ -222,9 +306,13 @@ uint64_t tc__reclaim_pending(void)
 {
     uint64_t n = atomic_load_explicit(&nshared, memory_order_relaxed);
     if (tc__rec_tls)
-        for (tc_retired *it = tc__rec_tls->retired; it; it = it->next)
-            n++;
+        n += tc__rec_tls->n;
     return n;
+}
+
+void tc__reclaim_test_limit(size_t n)
+{
+    atomic_store_explicit(&test_limit, n, memory_order_relaxed);
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -238,11 +326,16 @@ static void on_thread_exit(void *arg)
     tc_rec *r = arg;
     if (!r->reclaiming)
         pass_own(r);
-    uint64_t n = 0;
-    for (tc_retired *it = r->retired; it; it = it->next)
-        n++;
-    shared_push(r->retired, n);
-    r->retired = NULL;
+    pthread_mutex_lock(&shared_mu);
+    for (size_t i = 0; i < r->n; i++) {
+        tc_retired it = r->retired[i];
+        if (arr_push(&shared, &shared_n, &shared_cap, it.p, it.stamp))
+            atomic_fetch_add_explicit(&nshared, 1, memory_order_relaxed);
+        else
+            retire_full_locked(it.p, it.stamp);
+    }
+    pthread_mutex_unlock(&shared_mu);
+    r->n = 0; /* the array stays with the record, for its next thread */
     r->since_pass = 0;
     r->bytes_since_pass = 0;
     atomic_store_explicit(&r->epoch, 0, memory_order_release);
@@ -271,13 +364,13 @@ static void fork_child(void)
          r = atomic_load_explicit(&r->next_rec, memory_order_relaxed)) {
         if (r == tc__rec_tls)
             continue;
-        for (tc_retired *it = r->retired, *next; it; it = next) {
-            next = it->next;
-            it->next = shared;
-            shared = it;
-            atomic_fetch_add_explicit(&nshared, 1, memory_order_relaxed);
-        }
-        r->retired = NULL;
+        /* Its thread is gone and with it its sections (only the forking thread runs, in
+         * none): what it retired is past its grace period, and parked with no allocation.
+         * An array caught mid-pass may name freed objects: it is left (a leak, not a
+         * double free). */
+        for (size_t i = 0; i < r->n && !r->reclaiming; i++)
+            park_locked(r->retired[i].p);
+        r->n = 0;
         r->since_pass = 0;
         r->bytes_since_pass = 0;
         r->reclaiming = false; /* its thread may have been in a pass */
@@ -323,7 +416,7 @@ tc_rec *tc__rec_register(void)
         /* A recycled record: its last thread left its list empty and its pass finished
          * (or fork_child reset both). */
         atomic_store_explicit(&r->in_use, true, memory_order_relaxed);
-        r->retired = NULL;
+        r->n = 0;
         r->since_pass = 0;
         r->bytes_since_pass = 0;
         r->reclaiming = false;

@@ -19,9 +19,16 @@
  * (its slots may still hold values another thread will release), never freed. Their ids are
  * dense (0, 1, ...) while they are recycled, so per-thread counters can be indexed by them.
  *
- * Thread safety: everything here may be called from any thread; the retire list of a
+ * Retired objects are kept in an array of (object, stamp) pairs in the retiring thread's
+ * record, so an object carries no retirement node. When that array cannot grow, the
+ * retiring thread waits for the sections that could have seen the object to end (they never
+ * block), then frees it, or parks it on a list linked through its first word while hazard
+ * slots still hold it: past its grace period no section reads that word.
+ *
+ * Thread safety: everything here may be called from any thread; the retire array of a
  * record is its thread's own. Retired objects of an exited thread, and of a thread that
- * could not get a record, go to a shared list that later passes reclaim.
+ * could not get a record, go to a shared array (and parked list) that later passes
+ * reclaim.
  */
 #ifndef TC_RECLAIM_H
 #define TC_RECLAIM_H
@@ -33,11 +40,10 @@
 
 #include "common.h"
 
-/* What a retired object embeds, at its start: then every pointer to it a list or a slot
- * holds is the address of its allocation (which leak checkers want to see), and a pass
- * frees it with tc__free. */
+/* A retired object, kept by its thread's record (not in the object: an object needs no
+ * field for its retirement). */
 typedef struct tc_retired {
-    struct tc_retired *next;
+    void *p;        /* the allocation, freed with tc__free */
     uint64_t stamp; /* the epoch it was retired in */
 } tc_retired;
 
@@ -51,7 +57,8 @@ typedef struct tc_rec {
     tc_hazard slots[TC_HAZARDS];
     unsigned id;
     /* The thread's own. */
-    alignas(64) tc_retired *retired;
+    alignas(64) tc_retired *retired; /* a growable array: n used, cap allocated */
+    size_t n, cap;
     unsigned since_pass; /* retirements since the last pass */
     size_t bytes_since_pass;
     bool reclaiming; /* in a pass: what is retired meanwhile waits for the next */
@@ -120,15 +127,21 @@ static inline void tc__hazard_drop(tc_hazard *slot)
 /* Retires an allocation unlinked from every shared structure (by a writer, after the
  * unlink): sections still running may have seen it, and hazard slots may hold it, so it is
  * freed (tc__free) once those sections have ended and no slot holds it. bytes: about what
- * it holds, so that a pass comes sooner when big objects wait. */
-void tc__retire(tc_retired *it, size_t bytes);
+ * it holds, so that a pass comes sooner when big objects wait. p's first pointer-sized
+ * bytes are reclaim's once its grace period is over (it may be parked through them), so
+ * only sections may read them. Never called inside a read section. */
+void tc__retire(void *p, size_t bytes);
 
 /* Runs a pass on the caller's list now, and on the shared list: frees what no section and
  * no slot can still reach. Passes run by themselves every so many retirements or bytes;
  * this is for a thread about to go idle (tc_close, the subscriber's heartbeat) and tests. */
 void tc__reclaim_now(void);
 
-/* For tests: objects retired and not yet freed, on the caller's list and the shared one. */
+/* For tests: objects retired and not yet freed, in the caller's array and the shared ones. */
 uint64_t tc__reclaim_pending(void);
+
+/* For tests: no retire array holds more than n objects (0: no limit, the default), as when
+ * it cannot grow; then a retirement waits for its grace period (reclaim.c, retire_full). */
+void tc__reclaim_test_limit(size_t n);
 
 #endif /* TC_RECLAIM_H */
