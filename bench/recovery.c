@@ -943,9 +943,10 @@ int wl_recovery(const bench_cfg *cfg)
     ctx_init(&x, cfg);
     int events = cfg->events ? cfg->events : REC_EV_KILL | REC_EV_RESTART;
     int modes = cfg->modes ? cfg->modes : REC_MODE_FLUSH | REC_MODE_GROUPS;
-    char title[320];
+    char title[512];
     snprintf(title, sizeof title,
-             "recovery: %d reader process%s (broadcast; TC_COHERENCE_TARGETED in mode targeted; local tier %zu KiB) read Zipf(%.2f) over "
+             "recovery: %d reader process%s (broadcast; TC_COHERENCE_TARGETED in mode targeted; "
+             "local tier %zu KiB) read Zipf(%.2f) over "
              "%zu keys of %zu bytes at %.0f/s each through tc_get; a writer tc_sets %.0f/s; "
              "Redis GET/s per 100 ms, %d s before to %.0f s after the event; warm-up %llu "
              "unpaced reads per reader before each event",
