@@ -1027,29 +1027,60 @@ static void seq_key_of(tc_cache *c, unsigned sl, char *out)
     out[tc__slot_key(out, base, bl, sl)] = '\0';
 }
 
-typedef struct slot_move {
+/* A slot migration of the slot of keys a and b (under c's prefix) between two masters. */
+typedef struct slot_mig {
+    char ra[128], rb[128], seq[160], slot[16];
+    unsigned sl;
     int src, dst;
-    const char *rkey, *slot, *dst_id;
-} slot_move;
+    char *src_id, *dst_id;
+} slot_mig;
 
-/* Moves the last key of a migration, then gives the slot to its target (as a resharding
- * tool does once the slot is empty), after a pause. */
-static void *finish_migration(void *p)
+/* Names the keys, the slot's sequences key and the two masters, and starts the migration
+ * (IMPORTING on the target, MIGRATING on the source); nothing has moved yet. */
+static void mig_begin(slot_mig *m, tc_cache *c, const char *a, const char *b)
 {
-    const slot_move *m = p;
-    tct_sleep_ms(150);
-    migrate(m->src, m->dst, m->rkey);
-    /* The target first, then the source (the other way round, a write between the two
-     * would be sent back and forth by MOVED), then the others. */
-    int order[TCF_CLUSTER_MAX];
-    int n = 0;
-    order[n++] = m->dst;
-    order[n++] = m->src;
+    snprintf(m->ra, sizeof m->ra, "%s%s", tc__test_rprefix(c), a);
+    snprintf(m->rb, sizeof m->rb, "%s%s", tc__test_rprefix(c), b);
+    m->sl = tc__cluster_slot(m->ra, strlen(m->ra));
+    snprintf(m->slot, sizeof m->slot, "%u", m->sl);
+    seq_key_of(c, m->sl, m->seq);
+    m->src = holder(&cluster, m->ra);
+    m->dst = (m->src + 1) % cluster.n;
+    ck_assert_int_ge(m->src, 0);
+    ck_assert_int_eq(holder(&cluster, m->seq), m->src);
+    m->src_id = node_cmd(m->src, "CLUSTER", "MYID", NULL, NULL, NULL);
+    m->dst_id = node_cmd(m->dst, "CLUSTER", "MYID", NULL, NULL, NULL);
+    ck_assert_ptr_nonnull(m->src_id);
+    ck_assert_ptr_nonnull(m->dst_id);
+    setslot(m->dst, m->slot, "IMPORTING", m->src_id);
+    setslot(m->src, m->slot, "MIGRATING", m->dst_id);
+}
+
+/* Gives the (emptied) slot to the target: the target first, then the source (the other
+ * way round, a write between the two would be sent back and forth by MOVED), then the
+ * others, as a resharding tool does. */
+static void mig_end(slot_mig *m)
+{
+    free(node_cmd(m->dst, "CLUSTER", "SETSLOT", m->slot, "NODE", m->dst_id));
+    free(node_cmd(m->src, "CLUSTER", "SETSLOT", m->slot, "NODE", m->dst_id));
     for (int i = 0; i < cluster.n; i++)
         if (i != m->src && i != m->dst)
-            order[n++] = i;
-    for (int i = 0; i < n; i++)
-        free(node_cmd(order[i], "CLUSTER", "SETSLOT", m->slot, "NODE", m->dst_id));
+            free(node_cmd(i, "CLUSTER", "SETSLOT", m->slot, "NODE", m->dst_id));
+}
+
+static void mig_free(slot_mig *m)
+{
+    free(m->src_id);
+    free(m->dst_id);
+}
+
+/* Moves the migration's last key (b), then gives the slot to its target, after a pause. */
+static void *finish_migration(void *p)
+{
+    slot_mig *m = p;
+    tct_sleep_ms(150);
+    migrate(m->src, m->dst, m->rb);
+    mig_end(m);
     return NULL;
 }
 
@@ -1062,24 +1093,10 @@ START_TEST(test_cluster_write_waits_out_migration)
     tc_cache *c = cl_open_recovery(NULL, TC_RECOVERY_GROUPS, 3000);
     ck_assert_int_eq(tc_set(c, "{tw}a", "A", 1, TC_TTL_DEFAULT), TC_OK);
     ck_assert_int_eq(tc_set(c, "{tw}b", "B", 1, TC_TTL_DEFAULT), TC_OK);
-    char ra[128], rb[128], seq[160], slot[16];
-    snprintf(ra, sizeof ra, "%s{tw}a", tc__test_rprefix(c));
-    snprintf(rb, sizeof rb, "%s{tw}b", tc__test_rprefix(c));
-    unsigned sl = tc__cluster_slot(ra, strlen(ra));
-    snprintf(slot, sizeof slot, "%u", sl);
-    seq_key_of(c, sl, seq);
-    int src = holder(&cluster, ra), dst = (src + 1) % cluster.n;
-    ck_assert_int_ge(src, 0);
-    ck_assert_int_eq(holder(&cluster, seq), src);
-    char *src_id = node_cmd(src, "CLUSTER", "MYID", NULL, NULL, NULL);
-    char *dst_id = node_cmd(dst, "CLUSTER", "MYID", NULL, NULL, NULL);
-    ck_assert_ptr_nonnull(src_id);
-    ck_assert_ptr_nonnull(dst_id);
-    setslot(dst, slot, "IMPORTING", src_id);
-    setslot(src, slot, "MIGRATING", dst_id);
-    migrate(src, dst, ra);
-    migrate(src, dst, seq); /* "{tw}b" alone stays on src: its writes meet TRYAGAIN */
-    slot_move m = {src, dst, rb, slot, dst_id};
+    slot_mig m;
+    mig_begin(&m, c, "{tw}a", "{tw}b");
+    migrate(m.src, m.dst, m.ra);
+    migrate(m.src, m.dst, m.seq); /* "{tw}b" alone stays on src: its writes meet TRYAGAIN */
     pthread_t th;
     uint64_t again0 = rstats(c).tryagain;
     ck_assert_int_eq(pthread_create(&th, NULL, finish_migration, &m), 0);
@@ -1088,9 +1105,8 @@ START_TEST(test_cluster_write_waits_out_migration)
     ck_assert_uint_gt(rstats(c).tryagain, again0);
     tct_expect(c, "{tw}b", TC_OK, "B2");
     tct_expect(c, "{tw}a", TC_OK, "A");
-    ck_assert_int_eq(holder(&cluster, rb), dst);
-    free(src_id);
-    free(dst_id);
+    ck_assert_int_eq(holder(&cluster, m.rb), m.dst);
+    mig_free(&m);
     tc_close(c);
 }
 END_TEST
@@ -1159,31 +1175,13 @@ START_TEST(test_cluster_recovery_across_migration)
     ck_assert_int_eq(local_hits(r, keys, RM_OTHERS + 2), RM_OTHERS + 2);
 
     /* Move the slot with all its keys, the sequences' key among them. */
-    char ra[128], rb[128], seq[160], slot[16];
-    snprintf(ra, sizeof ra, "%s{rmig}a", tc__test_rprefix(r));
-    snprintf(rb, sizeof rb, "%s{rmig}b", tc__test_rprefix(r));
-    unsigned sl = tc__cluster_slot(ra, strlen(ra));
-    snprintf(slot, sizeof slot, "%u", sl);
-    seq_key_of(r, sl, seq);
-    int src = holder(&cluster, ra), dst = (src + 1) % cluster.n;
-    ck_assert_int_ge(src, 0);
-    ck_assert_int_eq(holder(&cluster, seq), src);
-    char *src_id = node_cmd(src, "CLUSTER", "MYID", NULL, NULL, NULL);
-    char *dst_id = node_cmd(dst, "CLUSTER", "MYID", NULL, NULL, NULL);
-    ck_assert_ptr_nonnull(src_id);
-    ck_assert_ptr_nonnull(dst_id);
-    setslot(dst, slot, "IMPORTING", src_id);
-    setslot(src, slot, "MIGRATING", dst_id);
-    migrate(src, dst, ra);
-    migrate(src, dst, rb);
-    migrate(src, dst, seq);
-    setslot(dst, slot, "NODE", dst_id);
-    setslot(src, slot, "NODE", dst_id);
-    for (int i = 0; i < cluster.n; i++) {
-        if (i != src && i != dst)
-            free(node_cmd(i, "CLUSTER", "SETSLOT", slot, "NODE", dst_id));
-    }
-    ck_assert_int_eq(holder(&cluster, seq), dst);
+    slot_mig m;
+    mig_begin(&m, r, "{rmig}a", "{rmig}b");
+    migrate(m.src, m.dst, m.ra);
+    migrate(m.src, m.dst, m.rb);
+    migrate(m.src, m.dst, m.seq);
+    mig_end(&m);
+    ck_assert_int_eq(holder(&cluster, m.seq), m.dst);
 
     uint64_t rec, fl;
     cut_links(r, NULL, NULL, &rec, &fl);
@@ -1201,11 +1199,10 @@ START_TEST(test_cluster_recovery_across_migration)
         char rk[128];
         snprintf(rk, sizeof rk, "%s%s", tc__test_rprefix(r), keys[i]);
         expect += tc__cluster_slot(rk, strlen(rk)) >> TC_INVAL_SLOT_SHIFT !=
-                  sl >> TC_INVAL_SLOT_SHIFT;
+                  m.sl >> TC_INVAL_SLOT_SHIFT;
     }
     ck_assert_int_eq(local_hits(r, keys + 2, RM_OTHERS), expect);
-    free(src_id);
-    free(dst_id);
+    mig_free(&m);
     tc_close(r);
     tc_close(w);
 }
