@@ -46,9 +46,17 @@ static unsigned next_id;         /* under registry_mu */
 static pthread_mutex_t shared_mu = PTHREAD_MUTEX_INITIALIZER;
 static tc_retired *shared;
 static size_t shared_n, shared_cap;
-static void *parked;                 /* linked through each object's first word */
-static atomic_uint_fast64_t nshared; /* shared_n + the parked, read without the lock */
-static atomic_size_t test_limit;     /* tc__reclaim_test_limit */
+static void *parked;                             /* linked through each object's first word */
+static atomic_uint_fast64_t nshared;             /* shared_n + the parked, read without the lock */
+static atomic_size_t test_limit;                 /* tc__reclaim_test_limit */
+static void (*_Atomic test_pause_fn)(int where); /* tc__reclaim_test_pause */
+
+static void test_pause(int where)
+{
+    void (*fn)(int) = atomic_load_explicit(&test_pause_fn, memory_order_relaxed);
+    if (fn)
+        fn(where);
+}
 
 static pthread_key_t exit_key;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
@@ -65,14 +73,26 @@ static bool arr_push(tc_retired **a, size_t *n, size_t *cap, void *p, uint64_t s
     if (limit && *n >= limit)
         return false;
     if (*n == *cap) {
+        /* A fork in another thread may copy this thread's array at any instant, and the
+         * child parks what it names (fork_child): the old array stays valid until the new
+         * one is published, so a child sees one or the other, whole. */
         size_t ncap = *cap ? 2 * *cap : FIRST_CAP;
-        tc_retired *na = ncap <= SIZE_MAX / sizeof *na ? tc__realloc(*a, ncap * sizeof *na) : NULL;
+        tc_retired *na = ncap <= SIZE_MAX / sizeof *na ? tc__malloc(ncap * sizeof *na) : NULL;
         if (!na)
             return false;
+        if (*n)
+            memcpy(na, *a, *n * sizeof *na);
+        test_pause(TC_RECLAIM_PAUSE_GROWN);
+        tc_retired *old = *a;
+        atomic_signal_fence(memory_order_seq_cst);
         *a = na;
         *cap = ncap;
+        atomic_signal_fence(memory_order_seq_cst);
+        tc__free(old);
     }
-    (*a)[(*n)++] = (tc_retired){p, stamp};
+    (*a)[*n] = (tc_retired){p, stamp};
+    atomic_thread_fence(memory_order_release); /* the element before the count (fork) */
+    (*n)++;
     return true;
 }
 
@@ -315,6 +335,11 @@ void tc__reclaim_test_limit(size_t n)
     atomic_store_explicit(&test_limit, n, memory_order_relaxed);
 }
 
+void tc__reclaim_test_pause(void (*fn)(int where))
+{
+    atomic_store_explicit(&test_pause_fn, fn, memory_order_relaxed);
+}
+
 /* ---------------------------------------------------------------------------------------
  * Records
  * ------------------------------------------------------------------------------------- */
@@ -334,8 +359,9 @@ static void on_thread_exit(void *arg)
         else
             retire_full_locked(it.p, it.stamp);
     }
+    r->n = 0; /* before the unlock: a fork after it must not park them again */
     pthread_mutex_unlock(&shared_mu);
-    r->n = 0; /* the array stays with the record, for its next thread */
+    test_pause(TC_RECLAIM_PAUSE_EXITED); /* the array stays with the record */
     r->since_pass = 0;
     r->bytes_since_pass = 0;
     atomic_store_explicit(&r->epoch, 0, memory_order_release);

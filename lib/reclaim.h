@@ -144,4 +144,10 @@ uint64_t tc__reclaim_pending(void);
  * it cannot grow; then a retirement waits for its grace period (reclaim.c, retire_full). */
 void tc__reclaim_test_limit(size_t n);
 
+/* For tests: fn(where) is called at points where a fork in another thread must find a
+ * consistent state: a retire array grown but not yet published, and an exiting thread's
+ * objects handed to the shared array. NULL: none (the default). */
+enum { TC_RECLAIM_PAUSE_GROWN = 1, TC_RECLAIM_PAUSE_EXITED = 2 };
+void tc__reclaim_test_pause(void (*fn)(int where));
+
 #endif /* TC_RECLAIM_H */

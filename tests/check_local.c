@@ -1899,6 +1899,88 @@ START_TEST(test_local_alloc_fail)
 END_TEST
 #endif
 
+/* ------------------------------------------------------------------ fork mid-retirement */
+
+/* A fork in one thread while another is at a pause point of reclaim.c (the hook holds it
+ * there 300 ms, having told the forking thread): the child must find every retired object
+ * named once, in an array that is still allocated. */
+static atomic_int pause_where;    /* the pause point to hold, 0: none */
+static atomic_bool paused;        /* the armed thread is held at it */
+static __thread bool pause_armed; /* only the thread under test is held */
+
+static void hold_at_pause(int where)
+{
+    if (!pause_armed || where != atomic_load(&pause_where))
+        return;
+    pause_armed = false;
+    atomic_store(&paused, true);
+    usleep(300000);
+}
+
+/* Forks once the armed thread is paused; the child releases rel[0..n) (may be NULL),
+ * reclaims twice and exits 0 when everything retired was freed once. Returns the child's
+ * wait status. */
+static int fork_while_paused(tc_ref **rel, tc_hazard **slots, int n)
+{
+    while (!atomic_load(&paused))
+        usleep(1000);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        for (int i = 0; i < n; i++)
+            tc__local_unborrow(rel[i], slots[i]);
+        tc__reclaim_now();
+        tc__reclaim_now();
+        _exit(tc__reclaim_pending() == 0 ? 0 : 3);
+    }
+    int status;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    return status;
+}
+
+static void *invalidate_four_and_exit(void *arg)
+{
+    pause_armed = true;
+    char k[8];
+    for (int i = 0; i < 4; i++) {
+        snprintf(k, sizeof k, "k%d", i);
+        tc__local_invalidate(arg, hash_of(k));
+    }
+    return NULL; /* its retired entries (borrowed by the main thread) go to the shared array */
+}
+
+/* Regression: an exiting thread's retired objects were handed to the shared array and
+ * only then forgotten by its record, outside the lock: a fork in between parked them in
+ * the child a second time (a double free). */
+START_TEST(test_local_fork_during_thread_exit)
+{
+#ifdef UNDER_TSAN
+    return; /* a child of a multi-threaded fork: TSan refuses it (as check_fork) */
+#endif
+    tc_local *l = new_local(1u << 20, 1);
+    tc_ref *r[4];
+    tc_hazard *s[4];
+    char k[8];
+    for (int i = 0; i < 4; i++) {
+        snprintf(k, sizeof k, "k%d", i);
+        ck_assert(put(l, k, "payload"));
+        ck_assert(borrow(l, k, &r[i], &s[i]));
+    }
+    atomic_store(&paused, false);
+    atomic_store(&pause_where, TC_RECLAIM_PAUSE_EXITED);
+    tc__reclaim_test_pause(hold_at_pause);
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, invalidate_four_and_exit, l), 0);
+    int status = fork_while_paused(r, s, 4);
+    ck_assert_int_eq(pthread_join(t, NULL), 0);
+    tc__reclaim_test_pause(NULL);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %d", status);
+    for (int i = 0; i < 4; i++)
+        tc__local_unborrow(r[i], s[i]);
+    tc__local_free(l);
+}
+END_TEST
+
 static Suite *local_suite(void)
 {
     Suite *s = suite_create("local");
@@ -1908,6 +1990,7 @@ static Suite *local_suite(void)
         int timeout;
     } cases[] = {
         {"roundtrip", test_local_roundtrip, 0},
+        {"fork_thread_exit", test_local_fork_during_thread_exit, 0},
         {"refcount", test_local_refcount, 0},
         {"borrow", test_local_borrow, 0},
         {"keep", test_local_keep, 0},
